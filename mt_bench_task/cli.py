@@ -1,0 +1,209 @@
+"""`mt-bench`: a thin CLI over the library. FastChat's flag names, one library call per subcommand.
+
+Heavy imports (torch, transformers, openai, evaluate) happen inside the subcommand, so `--help`
+is instant.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_DATA_ROOT = Path("data")
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir) if args.data_dir else DEFAULT_DATA_ROOT / args.bench_name
+
+
+# ---- option groups shared by several subcommands (declared once) ----
+def _add_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bench-name", default="mt_bench", help="benchmark name (default: mt_bench)")
+    p.add_argument("--data-dir", default=None,
+                   help="root of model_answer/ and model_judgment/ (default: data/<bench-name>)")
+
+
+def _add_questions(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--question-begin", type=int, default=None, help="slice start (debug)")
+    p.add_argument("--question-end", type=int, default=None, help="slice end (debug)")
+    p.add_argument("--num-choices", type=int, default=1, help="answers per question")
+
+
+def _add_local_model(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--model-path", required=required,
+                   help="HF model dir or hub id in the local cache; 'default' = embedded SmolLM2-135M")
+    p.add_argument("--model-id", default=None, help="name for the answer file (default: from path)")
+    p.add_argument("--max-new-token", type=int, default=1024, help="max new tokens per turn")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None,
+                   help="default: bfloat16 where supported, else float32")
+    p.add_argument("--revision", default="main")
+    p.add_argument("--batch-size", type=int, default=16, help="questions per generate() call")
+    p.add_argument("--chat-template", default=None,
+                   help="Jinja chat template file, for models whose tokenizer has none")
+    p.add_argument("--num-processes", type=int, default=1,
+                   help="spawn N accelerate processes (or run under `accelerate launch` yourself)")
+
+
+def _add_judge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--judge-file", default=None, help="judge prompts JSONL (default: packaged)")
+    p.add_argument("--judge-model", default="gpt-4",
+                   help="API model name, or a local HF model path, or 'default' (embedded model)")
+    p.add_argument("--baseline-model", default="gpt-3.5-turbo")
+    p.add_argument("--mode", choices=["single", "pairwise-baseline", "pairwise-all"],
+                   default="single")
+    p.add_argument("--model-list", nargs="+", default=None, help="models to judge (default: all)")
+    p.add_argument("--parallel", type=int, default=1, help="concurrent judge requests")
+    p.add_argument("--first-n", type=int, default=None, help="only the first N questions (debug)")
+    p.add_argument("--openai-api-base", default=None,
+                   help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL or api.openai.com)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="judge what exists when answers miss questions or turns")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, call nothing")
+
+
+# ---- subcommands ----
+def cmd_gen(args: argparse.Namespace) -> int:
+    from .generate import GenerationConfig, generate_answers
+
+    generate_answers(GenerationConfig.from_args(args, _data_dir(args)))
+    return 0
+
+
+def cmd_gen_api(args: argparse.Namespace) -> int:
+    from .generate_api import generate_api_answers
+
+    generate_api_answers(model=args.model, data_dir=_data_dir(args), base_url=args.openai_api_base,
+                         parallel=args.parallel, max_tokens=args.max_tokens,
+                         num_choices=args.num_choices, question_begin=args.question_begin,
+                         question_end=args.question_end, force_temperature=args.force_temperature)
+    return 0
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from .judging import JudgeRun, run_judging
+
+    summary = run_judging(JudgeRun.from_args(args, _data_dir(args)))
+    return 0 if summary.ok else 1
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .scoring import show
+
+    show(data_dir=_data_dir(args), input_file=args.input_file, judge_model=args.judge_model,
+         mode=args.mode, model_list=args.model_list, baseline_model=args.baseline_model,
+         as_json=args.json, plot=args.plot, seed=args.seed)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import run_all
+
+    return run_all(args, _data_dir(args))
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from .publishing import publish_results
+
+    publish_results(repo_id=args.repo_id, data_dir=_data_dir(args), results_file=args.results,
+                    judge_model=args.judge_model, model_id=args.model_id,
+                    create_pr=args.create_pr, dry_run=args.dry_run, revision=args.revision)
+    return 0
+
+
+def cmd_push_dataset(args: argparse.Namespace) -> int:
+    from .publishing import push_dataset
+
+    push_dataset(repo_id=args.repo_id, private=args.private, revision=args.revision)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    out = write_report(data_dir=_data_dir(args), judge_model=args.judge_model, out=Path(args.out))
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mt-bench", description="MT-bench, FastChat-exact.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("gen", help="answer the questions with a local HF model (accelerate)")
+    _add_bench(p), _add_questions(p), _add_local_model(p, required=False)
+    p.add_argument("--answer-file", default=None, help="default: DATA_DIR/model_answer/ID.jsonl")
+    p.set_defaults(func=cmd_gen)
+
+    p = sub.add_parser("gen-api", help="answer the questions through an OpenAI-compatible API")
+    _add_bench(p), _add_questions(p)
+    p.add_argument("--model", required=True, help="model name sent to the API (= answer file id)")
+    p.add_argument("--openai-api-base", default=None)
+    p.add_argument("--parallel", type=int, default=1)
+    p.add_argument("--max-tokens", type=int, default=1024)
+    p.add_argument("--force-temperature", type=float, default=None)
+    p.set_defaults(func=cmd_gen_api)
+
+    p = sub.add_parser("judge", help="grade answers with the judge (FastChat's gen_judgment)")
+    _add_bench(p), _add_judge(p)
+    p.set_defaults(func=cmd_judge)
+
+    p = sub.add_parser("show", help="print the result tables (FastChat's show_result)")
+    _add_bench(p)
+    p.add_argument("--input-file", default=None)
+    p.add_argument("--judge-model", default="gpt-4")
+    p.add_argument("--baseline-model", default="gpt-3.5-turbo")
+    p.add_argument("--mode", choices=["single", "pairwise-baseline", "pairwise-all"],
+                   default="single")
+    p.add_argument("--model-list", nargs="+", default=None)
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--plot", default=None, help="write the per-category radar plot (PNG)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed for the 95%% CI")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("run", help="gen + judge + show in one go (defaults: embedded models)")
+    _add_bench(p), _add_questions(p), _add_local_model(p, required=False), _add_judge(p)
+    p.add_argument("--plot", default=None, help="radar PNG (default: DATA_DIR/radar.png)")
+    p.set_defaults(func=cmd_run, judge_model=None)
+
+    p = sub.add_parser("publish", help="write the scores into a Hub model card (model-index)")
+    _add_bench(p)
+    p.add_argument("--repo-id", required=True)
+    p.add_argument("--results", default=None, help="judgment file (default: from --judge-model)")
+    p.add_argument("--judge-model", default="gpt-4")
+    p.add_argument("--model-id", default=None, help="which model's scores (default: only one)")
+    p.add_argument("--create-pr", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="print the card, push nothing")
+    p.add_argument("--revision", default=None)
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("push-dataset", help="push the packaged MT-bench dataset to the Hub")
+    p.add_argument("--repo-id", required=True)
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--revision", default=None)
+    p.set_defaults(func=cmd_push_dataset)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report")
+    _add_bench(p)
+    p.add_argument("--judge-model", default="gpt-4")
+    p.add_argument("--out", default="report.html")
+    p.set_defaults(func=cmd_report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .jsonl import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DataError as e:
+        print(f"mt-bench {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mt-bench {args.command}: interrupted; finished records are saved, re-run to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

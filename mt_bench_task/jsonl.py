@@ -1,0 +1,96 @@
+"""JSONL files, the contract between stages: strict reads that name file and line, crash-safe writes."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, TypeVar
+
+T = TypeVar("T")
+
+
+class DataError(ValueError):
+    """Bad user input (file, line, value). The CLI prints it on one line and exits 2."""
+
+
+def read_jsonl(path: Path | str, parse: Callable[[dict[str, Any]], T] | None = None, *,
+               repair_torn_tail: bool = False) -> list[T]:
+    """Parse every line; a malformed line is a DataError naming `path:line`.
+
+    With `repair_torn_tail`, an unparsable *last* line without a trailing newline (a write cut by
+    kill -9) is dropped from the file instead, so the next run re-creates that record.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    records: list[T] = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("not a JSON object")
+            records.append(parse(obj) if parse else obj)  # type: ignore[arg-type]
+        except (ValueError, KeyError, TypeError) as e:
+            torn = lineno == len(lines) and not raw.endswith(b"\n")
+            if repair_torn_tail and torn:
+                _truncate_to(path, len(raw) - len(line))
+                break
+            raise DataError(f"{path}:{lineno}: malformed record ({_short(e)})") from None
+    return records
+
+
+def _short(e: Exception) -> str:
+    return str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+
+
+def _truncate_to(path: Path, size: int) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(size)
+
+
+class JsonlAppender:
+    """Append one record per line, flushed and fsynced, so a crash loses at most the line in flight."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size:
+            with open(self.path, "rb") as f:  # a file ending without newline would glue two records
+                f.seek(-1, os.SEEK_END)
+                needs_newline = f.read(1) != b"\n"
+        else:
+            needs_newline = False
+        self._f = open(self.path, "a", encoding="utf-8")
+        if needs_newline:
+            self._f.write("\n")
+
+    def write(self, line: str) -> None:
+        self._f.write(line + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "JsonlAppender":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_lines_atomic(path: Path | str, lines: Iterable[str]) -> None:
+    """Replace `path` in one rename: readers see the old file or the new one, never half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line.rstrip("\n") + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
