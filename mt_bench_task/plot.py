@@ -1,0 +1,41 @@
+"""The per-category radar plot of the MT-bench paper: one polygon per model, 8 axes, scale 0-10."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .data import CATEGORIES
+
+
+def radar_plot(results: dict[str, Any], out: Path, title_note: str | None = None) -> Path:
+    """Write a PNG from a single-mode results dict (`scoring.results_from_rows`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and CI
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if results.get("mode") != "single":
+        raise ValueError("the radar plot needs single-mode (1-10) scores")
+    cats = [c for c in CATEGORIES if any(c in m["categories"] for m in results["models"].values())]
+    if len(cats) < 3:
+        cats = list(CATEGORIES)
+    angles = np.linspace(0, 2 * np.pi, len(cats), endpoint=False).tolist()
+    fig, ax = plt.subplots(figsize=(7, 7), subplot_kw={"polar": True})
+    for name, m in sorted(results["models"].items(), key=lambda kv: -kv[1]["average"]):
+        values = [m["categories"].get(c, 0.0) for c in cats]
+        ax.plot(angles + angles[:1], values + values[:1], linewidth=2,
+                label=f"{name} ({m['average']:.2f})")
+        ax.fill(angles + angles[:1], values + values[:1], alpha=0.1)
+    ax.set_xticks(angles)
+    ax.set_xticklabels([c.capitalize() for c in cats], fontsize=12)
+    ax.set_ylim(0, 10)
+    ax.set_yticks([2, 4, 6, 8, 10])
+    ax.legend(loc="upper right", bbox_to_anchor=(1.25, 1.12), fontsize=9)
+    title = "MT-bench score per category"
+    ax.set_title(title + (f"\n({title_note})" if title_note else ""), pad=28)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out

@@ -1,0 +1,234 @@
+"""Stage 4, scoring: FastChat show_result's tables with the same numbers, plus per-category scores,
+bootstrap CIs, counts and pairwise position consistency. Pure functions over judgment rows, so the
+CLI, the metric, the publisher and the report all share them.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import data
+from .jsonl import DataError, read_jsonl
+
+N_BOOTSTRAP = 1000
+NOT_COMPARABLE = "not comparable with published MT-bench"
+
+
+def judgment_file(data_dir: Path, judge_model: str, mode: str) -> Path:
+    suffix = "single" if mode == "single" else "pair"
+    return Path(data_dir) / "model_judgment" / f"{_safe_name(judge_model)}_{suffix}.jsonl"
+
+
+def _safe_name(judge_model: str) -> str:
+    """A local judge given as a path becomes a file-name-safe name."""
+    return judge_model.rstrip("/").replace("/", "__")
+
+
+def question_categories(data_dir: Path | None = None) -> dict[int, str]:
+    return {q.question_id: q.category for q in data.load_questions(data_dir)}
+
+
+def _check_models(known: Iterable[str], model_list: list[str] | None, path: Path | str) -> None:
+    unknown = sorted(set(model_list or []) - set(known))
+    if unknown:
+        raise DataError(f"{path}: no judgments for model(s) {unknown}; "
+                        f"models in the file: {sorted(set(known))}")
+
+
+def summarize_single(rows: list[dict[str, Any]], categories: dict[int, str],
+                     model_list: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
+    """show_result single mode: drop score -1, per-turn means, Average pooled over all rows."""
+    import numpy as np
+    import pandas as pd
+
+    df_all = pd.DataFrame(rows, columns=["question_id", "model", "score", "turn"])
+    df = df_all[df_all["score"] != -1]
+    if model_list is not None:
+        df = df[df["model"].isin(model_list)]
+    df = df.assign(category=df["question_id"].map(lambda q: categories.get(q, "unknown")))
+    rng = np.random.default_rng(seed)
+    models: dict[str, Any] = {}
+    for name in sorted(df["model"].unique()):
+        d = df[df["model"] == name]
+        t1, t2 = d[d["turn"] == 1]["score"], d[d["turn"] == 2]["score"]
+        scores = d["score"].to_numpy(dtype=float)
+        boots = scores[rng.integers(0, len(scores), (N_BOOTSTRAP, len(scores)))].mean(axis=1)
+        models[name] = {
+            "turn_1": float(t1.mean()) if len(t1) else None,
+            "turn_2": float(t2.mean()) if len(t2) else None,
+            "average": float(d["score"].mean()),
+            "n_turn_1": int(len(t1)),
+            "n_turn_2": int(len(t2)),
+            "categories": {c: float(s) for c, s in d.groupby("category")["score"].mean().items()},
+            "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+        }
+    return {"mode": "single", "rows": len(df_all),
+            "rows_dropped": int((df_all["score"] == -1).sum()), "models": models}
+
+
+def summarize_pairwise(rows: list[dict[str, Any]], mode: str, model_list: list[str] | None = None,
+                       baseline_model: str | None = None) -> dict[str, Any]:
+    """show_result pairwise: drop error rows; inconsistent (g1 != g2) or g1 tie = tie for both."""
+    if mode == "pairwise-all":
+        baseline_model = None  # as FastChat's main()
+    kept = [r for r in rows if r["g1_winner"] != "error" and r["g2_winner"] != "error"]
+    counts: dict[str, dict[str, int]] = {}
+    consistent = used = 0
+    for r in kept:
+        if model_list is not None and r["model_1"] not in model_list:
+            continue
+        if baseline_model is not None and baseline_model not in (r["model_1"], r["model_2"]):
+            continue
+        used += 1
+        consistent += r["g1_winner"] == r["g2_winner"]
+        for m in (r["model_1"], r["model_2"]):
+            counts.setdefault(m, {"win": 0, "loss": 0, "tie": 0})
+        if r["g1_winner"] == "tie" or r["g1_winner"] != r["g2_winner"]:
+            counts[r["model_1"]]["tie"] += 1
+            counts[r["model_2"]]["tie"] += 1
+        else:
+            winner, loser = ((r["model_1"], r["model_2"]) if r["g1_winner"] == "model_1"
+                             else (r["model_2"], r["model_1"]))
+            counts[winner]["win"] += 1
+            counts[loser]["loss"] += 1
+    counts.pop(baseline_model, None)  # type: ignore[arg-type]
+    models = {}
+    for name in sorted(counts):
+        c = counts[name]
+        total = c["win"] + c["loss"] + c["tie"]
+        models[name] = {**c, "win_rate": c["win"] / total, "loss_rate": c["loss"] / total,
+                        "win_rate_adjusted": (c["win"] + 0.5 * c["tie"]) / total}
+    return {"mode": mode, "rows": len(rows), "rows_dropped": len(rows) - len(kept),
+            "models": models, "consistency": consistent / used if used else float("nan")}
+
+
+def load_rows(path: Path | str) -> list[dict[str, Any]]:
+    return read_jsonl(path)
+
+
+def results_from_rows(rows: list[dict[str, Any]], mode: str = "single",
+                      model_list: list[str] | None = None, baseline_model: str | None = None,
+                      categories: dict[int, str] | None = None, seed: int = 0,
+                      source: str = "judgments") -> dict[str, Any]:
+    """The `mt-bench show --json` object for judgment rows (dicts as in the JSONL)."""
+    if mode == "single":
+        missing = [i for i, r in enumerate(rows) if "score" not in r]
+        if missing:
+            raise DataError(f"{source}: line {missing[0] + 1} is not a single-mode judgment "
+                            f"(use --mode pairwise-baseline or pairwise-all)")
+        _check_models((r["model"] for r in rows), model_list, source)
+        return summarize_single(rows, categories if categories is not None else
+                                question_categories(), model_list, seed)
+    if any("g1_winner" not in r for r in rows):
+        raise DataError(f"{source}: not a pairwise judgment file (use --mode single)")
+    _check_models((m for r in rows for m in (r["model_1"], r["model_2"])), model_list, source)
+    return summarize_pairwise(rows, mode, model_list, baseline_model)
+
+
+def results_from_file(path: Path | str, mode: str = "single", model_list: list[str] | None = None,
+                      baseline_model: str | None = None, data_dir: Path | None = None,
+                      seed: int = 0) -> dict[str, Any]:
+    return results_from_rows(load_rows(path), mode, model_list, baseline_model,
+                             question_categories(data_dir), seed, source=str(path))
+
+
+def judge_labels(rows: list[dict[str, Any]]) -> list[str]:
+    """Warnings for scores that must not be read as GPT-4 MT-bench scores (local judges)."""
+    local = sorted({r["judge"][0] for r in rows if r.get("local_judge")})
+    return [f"judged by local model {j}: {NOT_COMPARABLE}" for j in local]
+
+
+def fastchat_tables(rows: list[dict[str, Any]], mode: str, model_list: list[str] | None,
+                    baseline_model: str | None, bench_name: str = "mt_bench") -> str:
+    """The text FastChat's show_result prints (default pandas repr, no rounding)."""
+    import pandas as pd
+
+    if mode == "single":
+        df = pd.DataFrame(rows)[["model", "score", "turn"]]
+        df = df[df["score"] != -1]
+        if model_list is not None:
+            df = df[df["model"].isin(model_list)]
+        out = ["\n########## First turn ##########"]
+        out.append(str(df[df["turn"] == 1].groupby(["model", "turn"]).mean()
+                       .sort_values(by="score", ascending=False)))
+        if bench_name == "mt_bench":
+            out.append("\n########## Second turn ##########")
+            out.append(str(df[df["turn"] == 2].groupby(["model", "turn"]).mean()
+                           .sort_values(by="score", ascending=False)))
+            out.append("\n########## Average ##########")
+            out.append(str(df[["model", "score"]].groupby(["model"]).mean()
+                           .sort_values(by="score", ascending=False)))
+        return "\n".join(out)
+    res = summarize_pairwise(rows, mode, model_list, baseline_model)["models"]
+    df = pd.DataFrame.from_dict(res, orient="index")
+    df.index.name = "model"
+    return str(df.sort_values(by="win_rate_adjusted", ascending=False))
+
+
+def extra_tables(results: dict[str, Any]) -> str:
+    """Beyond FastChat: CI, counts, per-category scores, pairwise consistency."""
+    lines = [f"\nrows: {results['rows']}, dropped (score -1 / error): {results['rows_dropped']}"]
+    if results["mode"] != "single":
+        lines.append(f"position consistency (g1 == g2): {results['consistency']:.3f}")
+        return "\n".join(lines)
+    lines.append("\n########## Average with 95% bootstrap CI ##########")
+    for name, m in sorted(results["models"].items(), key=lambda kv: -kv[1]["average"]):
+        lo, hi = m["ci95"]
+        lines.append(f"{name:40s} {m['average']:.3f}  [{lo:.3f}, {hi:.3f}]  "
+                     f"n={m['n_turn_1']}+{m['n_turn_2']}")
+    cats = [c for c in data.CATEGORIES if any(c in m["categories"] for m in results["models"].values())]
+    cats += sorted({c for m in results["models"].values() for c in m["categories"]} - set(cats))
+    lines.append("\n########## Per category (both turns) ##########")
+    lines.append(f"{'model':40s} " + " ".join(f"{c[:10]:>10s}" for c in cats))
+    for name, m in sorted(results["models"].items()):
+        lines.append(f"{name:40s} " + " ".join(
+            f"{m['categories'][c]:10.3f}" if c in m["categories"] else f"{'-':>10s}" for c in cats))
+    return "\n".join(lines)
+
+
+def per_category_turns(rows: list[dict[str, Any]], categories: dict[int, str]) -> dict:
+    """{model: {category: {1: mean, 2: mean}}} over rows with a rating (the per-turn split)."""
+    acc: dict[str, dict[str, dict[int, list[float]]]] = {}
+    for r in rows:
+        if r["score"] == -1:
+            continue
+        cat = categories.get(r["question_id"], "unknown")
+        acc.setdefault(r["model"], {}).setdefault(cat, {}).setdefault(r["turn"], []).append(r["score"])
+    return {m: {c: {t: sum(v) / len(v) for t, v in turns.items()} for c, turns in cs.items()}
+            for m, cs in acc.items()}
+
+
+def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
+         model_list: list[str] | None, baseline_model: str | None, as_json: bool = False,
+         plot: str | None = None, seed: int = 0, bench_name: str = "mt_bench") -> dict[str, Any]:
+    path = Path(input_file) if input_file else judgment_file(data_dir, judge_model, mode)
+    rows = load_rows(path)
+    results = results_from_rows(rows, mode, model_list, baseline_model,
+                                question_categories(data_dir), seed, source=str(path))
+    for label in judge_labels(rows):
+        print(f"NOTE: {label}", file=sys.stderr)
+    if as_json:
+        print(json.dumps(results))
+    else:
+        print(f"Input file: {path}")
+        print(fastchat_tables(rows, mode, model_list, baseline_model, bench_name))
+        print(extra_tables(results))
+        if mode == "single":
+            split = per_category_turns([r for r in rows if model_list is None or r["model"] in model_list],
+                                       question_categories(data_dir))
+            print("\n########## Per category and turn (turn 1 / turn 2) ##########")
+            for name, cats in sorted(split.items()):
+                cells = [f"{c}: {_fmt(t.get(1))}/{_fmt(t.get(2))}" for c, t in cats.items()]
+                print(f"{name}: " + ", ".join(cells))
+    if plot:
+        from .plot import radar_plot
+
+        out = radar_plot(results, Path(plot), title_note=NOT_COMPARABLE if judge_labels(rows) else None)
+        print(f"radar plot: {out}", file=sys.stderr)
+    return results
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"

@@ -1,0 +1,106 @@
+"""`mt-bench show` equals FastChat show_result on real runs (tests/conformance/expected.json)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mt_bench_task import scoring
+
+CONF = Path(__file__).parent / "conformance"
+EXPECTED = json.loads((CONF / "expected.json").read_text())
+PAIR = "lesnikow/model_judgment/gpt-4-turbo_pair.jsonl"
+
+
+def _show_json(*args: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "mt_bench_task.cli", "show", "--json", *args],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("run", ["jxiw", "instructlab"])
+def test_single_show_json_equals_fastchat(run):
+    exp = EXPECTED[f"{run}/model_judgment/gpt-4_single.jsonl :: --mode single"]
+    got = _show_json("--input-file", str(CONF / run / "model_judgment" / "gpt-4_single.jsonl"))
+    assert set(got) == {"mode", "rows", "rows_dropped", "models"}
+    assert got["rows"] == exp["rows"] and got["rows_dropped"] == exp["rows_score_minus1_dropped"]
+    assert set(got["models"]) == set(exp["average"])
+    for name, m in got["models"].items():
+        assert set(m) == {"turn_1", "turn_2", "average", "n_turn_1", "n_turn_2", "categories", "ci95"}
+        assert m["turn_1"] == pytest.approx(exp["turn1"][name], abs=1e-9)
+        assert m["turn_2"] == pytest.approx(exp["turn2"][name], abs=1e-9)
+        assert m["average"] == pytest.approx(exp["average"][name], abs=1e-9)
+        assert (m["n_turn_1"], m["n_turn_2"]) == (exp["n_used"][name]["turn1"], exp["n_used"][name]["turn2"])
+        assert m["ci95"][0] <= m["average"] <= m["ci95"][1]
+
+
+@pytest.mark.parametrize("key,args", [
+    (f"{PAIR} :: --mode pairwise-all", ["--mode", "pairwise-all"]),
+    (f"{PAIR} :: --mode pairwise-baseline --baseline-model no_train_shp_maj_data_dataset_sft_loss_pythia28_model_8_batch_size_2024-09-18_21-15-10_125466",
+     ["--mode", "pairwise-baseline", "--baseline-model",
+      "no_train_shp_maj_data_dataset_sft_loss_pythia28_model_8_batch_size_2024-09-18_21-15-10_125466"]),
+])
+def test_pairwise_show_json_equals_fastchat(key, args):
+    exp = EXPECTED[key]
+    got = _show_json("--input-file", str(CONF / PAIR), *args)
+    assert set(got) == {"mode", "rows", "rows_dropped", "models", "consistency"}
+    assert got["rows"] == exp["rows"] and got["rows_dropped"] == exp["rows_with_error_dropped"]
+    assert set(got["models"]) == set(exp["table"])
+    for name, row in exp["table"].items():
+        for k, v in row.items():
+            assert got["models"][name][k] == pytest.approx(v, abs=1e-9), (name, k)
+    rows = [json.loads(l) for l in (CONF / PAIR).read_text().splitlines()]
+    used = [r for r in rows if args[1] == "pairwise-all" or args[3] in (r["model_1"], r["model_2"])]
+    assert got["consistency"] == pytest.approx(sum(r["g1_winner"] == r["g2_winner"] for r in used) / len(used))
+
+
+def test_average_is_pooled_over_rows_not_mean_of_turns():
+    rows = [{"question_id": 81, "model": "m", "score": 10, "turn": 1},
+            {"question_id": 82, "model": "m", "score": 10, "turn": 1},
+            {"question_id": 81, "model": "m", "score": 4, "turn": 2},
+            {"question_id": 82, "model": "m", "score": -1, "turn": 2}]
+    res = scoring.summarize_single(rows, {81: "writing", 82: "writing"})
+    m = res["models"]["m"]
+    assert (m["turn_1"], m["turn_2"], m["average"]) == (10.0, 4.0, 8.0)
+    assert res["rows_dropped"] == 1 and m["categories"] == {"writing": 8.0}
+
+
+def test_pairwise_inconsistent_counts_as_tie_and_errors_dropped():
+    base = {"question_id": 81, "turn": 1, "model_1": "a", "model_2": "b"}
+    rows = [dict(base, g1_winner="model_1", g2_winner="model_1"),
+            dict(base, g1_winner="model_1", g2_winner="model_2"),
+            dict(base, g1_winner="tie", g2_winner="model_1"),
+            dict(base, g1_winner="error", g2_winner="model_1")]
+    res = scoring.summarize_pairwise(rows, "pairwise-all")
+    assert res["models"]["a"] == {"win": 1, "loss": 0, "tie": 2, "win_rate": 1 / 3,
+                                  "loss_rate": 0.0, "win_rate_adjusted": 2 / 3}
+    assert res["rows_dropped"] == 1 and res["consistency"] == pytest.approx(1 / 3)
+
+
+def test_text_tables_are_fastchats(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "mt_bench_task.cli", "show", "--input-file",
+                          str(CONF / "jxiw/model_judgment/gpt-4_single.jsonl")],
+                         capture_output=True, text=True, check=True).stdout
+    for header in ("########## First turn ##########", "########## Second turn ##########",
+                   "########## Average ##########"):
+        assert header in out
+    assert "mamba_0_5_dpo_ep3    7.312500" in out  # pandas repr of the pooled average
+    assert "Per category" in out
+
+
+def test_unknown_model_in_model_list_is_a_clear_error():
+    p = subprocess.run([sys.executable, "-m", "mt_bench_task.cli", "show", "--input-file",
+                        str(CONF / "jxiw/model_judgment/gpt-4_single.jsonl"), "--model-list", "nope"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "nope" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_radar_plot_writes_png(tmp_path):
+    out = tmp_path / "radar.png"
+    res = scoring.show(tmp_path, str(CONF / "jxiw/model_judgment/gpt-4_single.jsonl"), "gpt-4",
+                       "single", None, None, as_json=True, plot=str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    assert len(res["models"]) == 6
