@@ -38,6 +38,7 @@ class JudgeRun:
     model_list: list[str] | None = None
     parallel: int = 1
     first_n: int | None = None
+    question_begin: int | None = None  # `mt-bench run` judges the slice it generated
     base_url: str | None = None
     allow_partial: bool = False
     dry_run: bool = False
@@ -130,7 +131,7 @@ async def judge_matches(matches: list[Match], client: ChatClient, judge_model: s
         records.append(rec)
         if on_record:
             on_record(rec)
-        usage = getattr(client, "usage", None) or {}
+        usage = usage_of(client)
         bar.set_postfix(failed=failed, tokens=f"{usage.get('prompt_tokens', 0)}+"
                                              f"{usage.get('completion_tokens', 0)}", refresh=False)
         bar.update(1)
@@ -140,6 +141,12 @@ async def judge_matches(matches: list[Match], client: ChatClient, judge_model: s
     finally:
         bar.close()
     return records
+
+
+def usage_of(client: Any) -> dict[str, int]:
+    """Token and request counters of a client (a dataclass or a dict), for progress and summaries."""
+    usage = getattr(client, "usage", None) or {}
+    return dict(usage) if isinstance(usage, dict) else dict(vars(usage))
 
 
 def run_sync(make_coro: Callable[[], Awaitable[T]]) -> T:
@@ -182,7 +189,7 @@ def _ids(ids: list[int]) -> str:
 
 def plan(run: JudgeRun) -> tuple[list[Match], list[Match], Path, int]:
     """(all matches, those still to send, output file, turns skipped for partial answers)."""
-    questions = data.load_questions(run.data_dir)[: run.first_n]
+    questions = data.load_questions(run.data_dir)[run.question_begin: run.first_n]
     models = run.model_list or data.list_answer_models(run.data_dir)
     if run.mode == "pairwise-baseline":
         models_needed = list(dict.fromkeys(models + [run.baseline_model]))
@@ -259,10 +266,12 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None) -> JudgeSummary
         records = run_sync(go)
     summary.sent = len(records)
     summary.failed = sum(is_failed(r.to_dict()) for r in records)
-    summary.usage.update(getattr(client, "usage", None) or {})
+    summary.usage.update(usage_of(client))
     _drop_superseded_failures(out)
+    u = summary.usage
     print(f"judged {summary.sent} matches ({summary.failed} failed after retries, "
-          f"{summary.already_done} already done) -> {out}", file=sys.stderr)
+          f"{summary.already_done} already done; tokens {u['prompt_tokens']} prompt + "
+          f"{u['completion_tokens']} completion) -> {out}", file=sys.stderr)
     return summary
 
 

@@ -1,0 +1,177 @@
+"""Stage 2, generate through an API: answer the questions with an OpenAI-compatible server.
+
+Dataset: MT-bench questions (`data.load_questions`); output: FastChat's answer JSONL, one line per
+question. Paper: Zheng et al., arXiv:2306.05685.
+Kept from FastChat's gen_api_answer: the chatgpt template's system message, the temperature
+precedence, `n=1` requests, turn 2 seeing the turn-1 answer, "$ERROR$" as the text of a turn whose
+retries ran out, and the sorted final file. Changed on purpose: a typo'd URL fails in seconds
+before anything is written; finished questions are skipped (resume), except those with "$ERROR$",
+which are asked again; asyncio with `parallel` questions in flight instead of a thread pool.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import data
+from .client import ClientUsage, OpenAIChatClient
+from .generate import reorganize_answer_file
+from .jsonl import DataError, JsonlAppender, read_jsonl
+from .prompts import API_ERROR_OUTPUT
+from .types import Answer, ChatClient, Choice, Question
+
+SYSTEM_MESSAGE = "You are a helpful assistant."  # FastChat's chatgpt template
+
+
+@dataclass(frozen=True)
+class ApiGenerationStats:
+    questions: int  # answered in this run (resumed ones not counted)
+    failed: int  # of those, questions with a "$ERROR$" turn (asked again on the next run)
+    path: Path
+    usage: ClientUsage
+
+
+def generate_api_answers(model: str, data_dir: Path | str, base_url: str | None = None,
+                         parallel: int = 1, max_tokens: int = 1024, num_choices: int = 1,
+                         question_begin: int | None = None, question_end: int | None = None,
+                         force_temperature: float | None = None, *,
+                         client: ChatClient | None = None) -> ApiGenerationStats:
+    """Answer every selected question not yet answered in DATA_DIR/model_answer/MODEL.jsonl.
+
+    `client` replaces the OpenAI client (e.g. a fake in tests); by default one is made for
+    `base_url` ($OPENAI_BASE_URL, else api.openai.com). A client with `check_reachable()` is
+    checked first; one with `close()` is closed at the end (OpenAIChatClient reopens on reuse).
+    """
+    for name, value in (("parallel", parallel), ("max-tokens", max_tokens),
+                        ("num-choices", num_choices)):
+        if value < 1:
+            raise DataError(f"--{name} must be >= 1, got {value}")
+    data_dir = Path(data_dir)
+    questions = data.load_questions(data_dir, question_begin, question_end)
+    temperatures = _temperatures(data_dir, questions, question_begin, question_end,
+                                 force_temperature)
+    out = data.answer_file(data_dir, model)
+    pending = pending_questions(questions, out, num_choices)  # DataError before any request
+    if not pending:
+        print(f"all {len(questions)} questions already answered in {out}; nothing to do")
+        return ApiGenerationStats(0, 0, out, ClientUsage())
+    chat = client if client is not None else OpenAIChatClient(base_url)
+    return asyncio.run(_generate(chat, model, questions, pending, temperatures, out,
+                                 parallel, max_tokens, num_choices))
+
+
+def pending_questions(questions: Sequence[Question], path: Path,
+                      num_choices: int) -> list[Question]:
+    """Questions without a complete answer in `path`: `num_choices` choices, every turn, no
+    "$ERROR$" turn. A malformed line is a DataError naming file:line (the file is left as is);
+    only a torn last line without newline (a write cut by kill -9) is dropped."""
+    if not path.is_file():
+        return list(questions)
+    answered = {a.question_id: a for a in read_jsonl(path, Answer.from_dict,
+                                                     repair_torn_tail=True)}
+    return [q for q in questions if not _complete(answered.get(q.question_id), q, num_choices)]
+
+
+def _complete(answer: Answer | None, question: Question, num_choices: int) -> bool:
+    if answer is None or len(answer.choices) < num_choices:
+        return False
+    return all(len(c.turns) >= len(question.turns) and API_ERROR_OUTPUT not in c.turns
+               for c in answer.choices[:num_choices])
+
+
+def _temperatures(data_dir: Path, questions: Sequence[Question], begin: int | None,
+                  end: int | None, force: float | None) -> dict[int, float]:
+    """FastChat's precedence: --force-temperature, the question's required_temperature, the
+    category's temperature. FastChat asserts that the first two are not both set; so do we."""
+    # read the raw lines too: the Question record drops unknown keys like required_temperature
+    raw: list[dict[str, Any]] = read_jsonl(data.questions_file(data_dir))[begin:end]
+    required = {d["question_id"]: d["required_temperature"] for d in raw
+                if "required_temperature" in d}
+    temperatures = {}
+    for q in questions:
+        if force is not None and q.question_id in required:
+            raise DataError(f"--force-temperature {force} conflicts with question "
+                            f"{q.question_id}'s required_temperature {required[q.question_id]}")
+        temperatures[q.question_id] = float(
+            force if force is not None else required.get(q.question_id,
+                                                          data.temperature_for(q.category)))
+    return temperatures
+
+
+async def _generate(client: ChatClient, model: str,
+                    questions: Sequence[Question], pending: list[Question],
+                    temperatures: dict[int, float], out: Path, parallel: int, max_tokens: int,
+                    num_choices: int) -> ApiGenerationStats:
+    from tqdm import tqdm
+
+    try:
+        check = getattr(client, "check_reachable", None)
+        if check is not None:
+            await check()  # unreachable: DataError before anything is written
+        if len(pending) < len(questions):
+            print(f"resuming: {len(questions) - len(pending)} of {len(questions)} questions "
+                  f"already answered in {out}")
+        limit = asyncio.Semaphore(parallel)
+
+        async def answer(q: Question) -> Answer:
+            async with limit:
+                return await answer_question(client, model, q, temperatures[q.question_id],
+                                             max_tokens, num_choices)
+
+        tasks = [asyncio.create_task(answer(q)) for q in pending]
+        appender: JsonlAppender | None = None
+        failed = 0
+        bar = tqdm(total=len(pending), desc=f"gen-api {model}", unit="q")
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                result = await next_done
+                appender = appender or JsonlAppender(out)  # no empty file when the first fails
+                appender.write(result.to_json())
+                failed += any(API_ERROR_OUTPUT in c.turns for c in result.choices)
+                bar.update(1)
+                _show_usage(bar, client, failed)
+        finally:
+            for task in tasks:  # an error (bad key, Ctrl-C) stops the questions still in flight
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            bar.close()
+            if appender is not None:
+                appender.close()
+                reorganize_answer_file(out)  # finished answers are kept, sorted, even on error
+    finally:
+        close = getattr(client, "close", None)
+        if close is not None:  # its connections belong to this event loop, which ends here
+            await close()
+    usage = getattr(client, "usage", None) or ClientUsage()
+    print(f"answered {len(pending)} questions ({failed} failed) -> {out}")
+    return ApiGenerationStats(len(pending), failed, out, usage)
+
+
+async def answer_question(client: ChatClient, model: str, question: Question,
+                          temperature: float, max_tokens: int, num_choices: int) -> Answer:
+    """All turns of all choices; each turn's request holds the conversation so far."""
+    import shortuuid
+
+    choices = []
+    for index in range(num_choices):
+        messages = [{"role": "system", "content": SYSTEM_MESSAGE}]
+        turns: list[str] = []
+        for prompt in question.turns:
+            messages.append({"role": "user", "content": prompt})
+            completion = await client.complete(model, list(messages), temperature=temperature,
+                                               max_tokens=max_tokens)
+            messages.append({"role": "assistant", "content": completion.text})
+            turns.append(completion.text)  # "$ERROR$" on exhaustion, as FastChat
+        choices.append(Choice(index, turns))
+    return Answer(question_id=question.question_id, answer_id=shortuuid.uuid(), model_id=model,
+                  choices=choices, tstamp=time.time())
+
+
+def _show_usage(bar: Any, client: ChatClient, failed: int) -> None:
+    usage = getattr(client, "usage", None)
+    if usage is not None:
+        bar.set_postfix(tokens=usage.prompt_tokens + usage.completion_tokens,
+                        retries=usage.retries, failed=failed, refresh=False)

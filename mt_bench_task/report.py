@@ -1,0 +1,208 @@
+"""Stage 6, report: one self-contained HTML file to read a run (`mt-bench report`).
+
+Dataset: the data dir in FastChat's layout (model_answer/, model_judgment/, reference_answer/).
+Paper: Zheng et al., "Judging LLM-as-a-judge with MT-Bench and Chatbot Arena", arXiv:2306.05685.
+Shows: the leaderboard and pairwise tables (numbers from `scoring.results_from_rows`, exactly what
+`mt-bench show --json` prints), the radar plot, a browser over questions, answers and judgments,
+and the failed judgments. Everything, the PNG included, is embedded: the file opens offline.
+
+Safety: answers and judgments are untrusted text. They travel only inside one
+`<script type="application/json">` blob with `<`, `>` and `&` escaped, and the page's script puts
+them in the DOM as text nodes. A CSP with the script's hash blocks anything else from running.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import data, scoring
+from .jsonl import DataError, read_jsonl
+
+_TEMPLATE = Path(__file__).parent / "templates" / "report.html"
+_DATA_SLOT = "__REPORT_DATA__"
+_HASH_SLOT = "__SCRIPT_HASH__"
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+_EXCERPT = 160
+_SINGLE_KEYS = ("question_id", "model", "judge", "judgment", "score", "turn")
+_PAIR_KEYS = ("question_id", "model_1", "model_2", "g1_winner", "g2_winner", "judge",
+              "g1_judgment", "g2_judgment", "turn")
+
+
+def write_report(data_dir: Path, judge_model: str = "gpt-4", out: Path = Path("report.html"),
+                 seed: int = 0) -> Path:
+    """Write the report for DATA_DIR's answers and `<judge>_single` / `<judge>_pair` judgments."""
+    html = render_html(build_payload(Path(data_dir), judge_model, seed))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    return out
+
+
+def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0) -> dict[str, Any]:
+    """Everything the page shows, as one JSON-able dict (no HTML in it)."""
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: data dir not found")
+    answer_models = data.list_answer_models(data_dir)
+    if not answer_models:
+        raise DataError(f"{data_dir / 'model_answer'}: no answer files (*.jsonl); "
+                        f"run `mt-bench gen` or `mt-bench gen-api` first")
+    questions = data.load_questions(data_dir)
+    categories = {q.question_id: q.category for q in questions}
+    single_path = scoring.judgment_file(data_dir, judge_model, "single")
+    pair_path = scoring.judgment_file(data_dir, judge_model, "pairwise-all")
+    single_rows = _rows(single_path, _SINGLE_KEYS)
+    pair_rows = _rows(pair_path, _PAIR_KEYS)
+
+    # Judged models without an answer file (a pairwise baseline) still get a column.
+    judged = {r["model"] for r in single_rows or []}
+    judged |= {m for r in pair_rows or [] for m in (r["model_1"], r["model_2"])}
+    models = answer_models + sorted(judged - set(answer_models))
+    index = {m: i for i, m in enumerate(models)}
+    ref_name, refs = _references(data_dir, judge_model)
+
+    failures: list[dict[str, Any]] = []
+    single = _single(single_rows, single_path, categories, index, seed, failures)
+    pair = _pair(pair_rows, pair_path, index, failures)
+    labels = scoring.judge_labels((single_rows or []) + (pair_rows or []))
+    return {
+        "meta": {"data_dir": str(data_dir), "judge_model": judge_model, "seed": seed,
+                 "single_file": str(single_path), "pair_file": str(pair_path),
+                 "reference": ref_name,
+                 "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")},
+        "labels": labels,
+        "models": models,
+        "questions": [{"id": q.question_id, "category": q.category, "turns": q.turns,
+                       "ref": refs[q.question_id].turns if q.question_id in refs else None}
+                      for q in questions],
+        "answers": [_answers(data_dir, m) for m in models],
+        "single": single,
+        "pair": pair,
+        "failures": failures,
+        "radar": _radar(single["results"], labels) if single else None,
+    }
+
+
+def _rows(path: Path, keys: tuple[str, ...]) -> list[dict[str, Any]] | None:
+    """A judgment file's rows, or None when that kind of judging was not run."""
+    if not path.is_file():
+        return None
+    rows: list[dict[str, Any]] = read_jsonl(path)
+    for lineno, r in enumerate(rows, 1):
+        missing = [k for k in keys if k not in r]
+        if missing:
+            raise DataError(f"{path}:{lineno}: judgment without {missing}")
+    return rows
+
+
+def _references(data_dir: Path, judge_model: str) -> tuple[str | None, dict[int, Any]]:
+    """FastChat looks references up by judge name; gpt-4's are the ones MT-bench ships."""
+    refs = data.load_references(data_dir)
+    for name in (judge_model, "gpt-4", *sorted(refs)):
+        if name in refs:
+            return name, refs[name]
+    return None, {}
+
+
+def _answers(data_dir: Path, model: str) -> dict[str, list[str]]:
+    try:
+        return {str(qid): a.turns for qid, a in data.load_answers(data_dir, model).items()}
+    except DataError:  # judged but never answered here: the page says "no answer"
+        return {}
+
+
+def _single(rows: list[dict[str, Any]] | None, path: Path, categories: dict[int, str],
+            index: dict[str, int], seed: int,
+            failures: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if rows is None:
+        return None
+    results = scoring.results_from_rows(rows, "single", categories=categories, seed=seed,
+                                        source=str(path))
+    # {qid: {model index: {turn: [score, judgment, prompt name]}}}; the last row wins (FastChat).
+    by_q: dict[str, dict[str, dict[str, list[Any]]]] = {}
+    for r in rows:
+        mi, qid, turn = index[r["model"]], r["question_id"], r["turn"]
+        by_q.setdefault(str(qid), {}).setdefault(str(mi), {})[str(turn)] = [
+            r["score"], r["judgment"], r["judge"][1]]
+        if r["score"] == -1:
+            kind = ("API failure ($ERROR$)" if r["judgment"] == "$ERROR$"
+                    else "no rating found (score -1)")
+            failures.append({"anchor": f"j-s-{qid}-{mi}-{turn}", "qid": qid, "turn": turn,
+                             "model": r["model"], "kind": kind,
+                             "excerpt": r["judgment"][:_EXCERPT]})
+    present = {c for m in results["models"].values() for c in m["categories"]}
+    cats = [c for c in data.CATEGORIES if c in present] + sorted(present - set(data.CATEGORIES))
+    return {"results": results, "categories": cats, "j": by_q}
+
+
+def _pair_mode(rows: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """A model in every row among 3+ models is a pairwise-baseline run; anything else is -all."""
+    pairs = [{r["model_1"], r["model_2"]} for r in rows]
+    common = set.intersection(*pairs) if pairs else set()
+    if len(common) == 1 and len(set.union(*pairs)) > 2:
+        return "pairwise-baseline", common.pop()
+    return "pairwise-all", None
+
+
+def _pair(rows: list[dict[str, Any]] | None, path: Path, index: dict[str, int],
+          failures: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if rows is None:
+        return None
+    mode, baseline = _pair_mode(rows)
+    results = scoring.results_from_rows(rows, mode, baseline_model=baseline, source=str(path))
+    out = []
+    for i, r in enumerate(rows):
+        out.append({"q": r["question_id"], "t": r["turn"], "a": index[r["model_1"]],
+                    "b": index[r["model_2"]], "g1": r["g1_winner"], "g2": r["g2_winner"],
+                    "j1": r["g1_judgment"], "j2": r["g2_judgment"], "p": r["judge"][1]})
+        for g in ("g1", "g2"):
+            if r[f"{g}_winner"] == "error":
+                failures.append({"anchor": f"j-p-{i}", "qid": r["question_id"], "turn": r["turn"],
+                                 "model": f"{r['model_1']} vs {r['model_2']}",
+                                 "kind": f"pairwise {g} error",
+                                 "excerpt": r[f"{g}_judgment"][:_EXCERPT]})
+    return {"results": results, "baseline": baseline, "rows": out}
+
+
+def _radar(results: dict[str, Any], labels: list[str]) -> str | None:
+    if not results["models"]:
+        return None
+    from .plot import radar_plot  # matplotlib: only when there is something to draw
+
+    with tempfile.TemporaryDirectory() as tmp:
+        png = radar_plot(results, Path(tmp) / "radar.png",
+                         title_note=scoring.NOT_COMPARABLE if labels else None)
+        return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+
+
+def _finite(obj: Any) -> Any:
+    """NaN / inf are not JSON (JSON.parse would reject the whole blob): they become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def script_json(obj: Any) -> str:
+    """JSON that cannot end its <script> element or open a comment: <, > and & as \\u escapes."""
+    text = json.dumps(_finite(obj), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def render_html(payload: dict[str, Any]) -> str:
+    template = _TEMPLATE.read_text(encoding="utf-8")
+    scripts = _INLINE_SCRIPT.findall(template)
+    if len(scripts) != 1 or template.count(_DATA_SLOT) != 1:
+        raise RuntimeError(f"{_TEMPLATE}: expected one inline <script> and one {_DATA_SLOT}")
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode("utf-8")).digest()).decode("ascii")
+    head, _, tail = template.replace(_HASH_SLOT, f"sha256-{digest}").partition(_DATA_SLOT)
+    return head + script_json(payload) + tail  # concatenation: the data is never re-scanned
