@@ -72,11 +72,12 @@ def cmd_gen(args: argparse.Namespace) -> int:
 def cmd_gen_api(args: argparse.Namespace) -> int:
     from .generate_api import generate_api_answers
 
-    generate_api_answers(model=args.model, data_dir=_data_dir(args), base_url=args.openai_api_base,
-                         parallel=args.parallel, max_tokens=args.max_tokens,
-                         num_choices=args.num_choices, question_begin=args.question_begin,
-                         question_end=args.question_end, force_temperature=args.force_temperature)
-    return 0
+    stats = generate_api_answers(
+        model=args.model, data_dir=_data_dir(args), base_url=args.openai_api_base,
+        parallel=args.parallel, max_tokens=args.max_tokens, num_choices=args.num_choices,
+        question_begin=args.question_begin, question_end=args.question_end,
+        force_temperature=args.force_temperature)
+    return 0 if stats.failed == 0 else 1  # "$ERROR$" answers are asked again on the next run
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
@@ -104,16 +105,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from .publishing import publish_results
 
-    publish_results(repo_id=args.repo_id, data_dir=_data_dir(args), results_file=args.results,
-                    judge_model=args.judge_model, model_id=args.model_id,
-                    create_pr=args.create_pr, dry_run=args.dry_run, revision=args.revision)
+    res = publish_results(repo_id=args.repo_id, data_dir=_data_dir(args), results_file=args.results,
+                          judge_model=args.judge_model, model_id=args.model_id,
+                          create_pr=args.create_pr, dry_run=args.dry_run, revision=args.revision)
+    for note in res.notes:
+        print(f"mt-bench publish: note: {note}", file=sys.stderr)
+    if args.dry_run:
+        print(res.card, end="" if res.card.endswith("\n") else "\n")
+        print(f"mt-bench publish: dry run, nothing pushed; would commit {', '.join(res.files)} "
+              f"to {args.repo_id}", file=sys.stderr)
+    else:
+        print(f"published {', '.join(res.files)}: {res.pr_url or res.commit_url}")
     return 0
 
 
 def cmd_push_dataset(args: argparse.Namespace) -> int:
     from .publishing import push_dataset
 
-    push_dataset(repo_id=args.repo_id, private=args.private, revision=args.revision)
+    url = push_dataset(repo_id=args.repo_id, private=args.private, revision=args.revision)
+    print(f"pushed the dataset: {url}")
     return 0
 
 
@@ -137,10 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gen-api", help="answer the questions through an OpenAI-compatible API")
     _add_bench(p), _add_questions(p)
     p.add_argument("--model", required=True, help="model name sent to the API (= answer file id)")
-    p.add_argument("--openai-api-base", default=None)
-    p.add_argument("--parallel", type=int, default=1)
-    p.add_argument("--max-tokens", type=int, default=1024)
-    p.add_argument("--force-temperature", type=float, default=None)
+    p.add_argument("--openai-api-base", default=None,
+                   help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1 for vLLM "
+                        "(default: $OPENAI_BASE_URL or api.openai.com); key from $OPENAI_API_KEY")
+    p.add_argument("--parallel", type=int, default=1, help="questions in flight")
+    p.add_argument("--max-tokens", type=int, default=1024, help="max tokens per turn")
+    p.add_argument("--force-temperature", type=float, default=None,
+                   help="one temperature for every question (default: per category)")
     p.set_defaults(func=cmd_gen_api)
 
     p = sub.add_parser("judge", help="grade answers with the judge (FastChat's gen_judgment)")
@@ -163,12 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="gen + judge + show in one go (defaults: embedded models)")
     _add_bench(p), _add_questions(p), _add_local_model(p, required=False), _add_judge(p)
     p.add_argument("--plot", default=None, help="radar PNG (default: DATA_DIR/radar.png)")
-    p.set_defaults(func=cmd_run, judge_model=None)
+    p.set_defaults(func=cmd_run, judge_model=None, max_new_token=None)
 
     p = sub.add_parser("publish", help="write the scores into a Hub model card (model-index)")
     _add_bench(p)
     p.add_argument("--repo-id", required=True)
-    p.add_argument("--results", default=None, help="judgment file (default: from --judge-model)")
+    p.add_argument("--results", default=None,
+                   help="single-mode judgment JSONL, or the JSON of `show --json` "
+                        "(default: DATA_DIR/model_judgment/<judge-model>_single.jsonl)")
     p.add_argument("--judge-model", default="gpt-4")
     p.add_argument("--model-id", default=None, help="which model's scores (default: only one)")
     p.add_argument("--create-pr", action="store_true")

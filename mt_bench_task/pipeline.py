@@ -1,0 +1,58 @@
+"""`mt-bench run`: generate, judge and show in one command.
+
+With no arguments it is a quick, offline demonstration: the embedded SmolLM2-135M answers all 80
+questions and the same model judges them (scores labelled not comparable with published MT-bench).
+With `--model-path X --judge-model gpt-4` it is the real MT-bench with FastChat's defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+# Budgets of the embedded quick run, so it finishes in minutes on a 2-core CPU; FastChat's are
+# 1024 new tokens per answer and 2048 per judgment. Explicit flags always win.
+QUICK_ANSWER_TOKENS = 128
+QUICK_JUDGE_TOKENS = 48
+
+
+def run_all(args: argparse.Namespace, data_dir: Path) -> int:
+    from .generate import GenerationConfig, generate_answers
+    from .judging import JudgeRun, run_judging, _is_local
+    from .scoring import show
+
+    embedded = args.model_path in (None, "default")
+    judge_model = args.judge_model or "default"
+    args = argparse.Namespace(**{**vars(args), "answer_file": None})
+    if args.max_new_token is None:
+        args.max_new_token = QUICK_ANSWER_TOKENS if embedded else 1024
+    gen = GenerationConfig.from_args(args, data_dir)
+    stats = generate_answers(gen)
+    del stats  # generate_answers prints its own summary line
+
+    judge_run = replace(JudgeRun.from_args(argparse.Namespace(**{**vars(args), "judge_model": judge_model}),
+                                           data_dir),
+                        model_list=[gen.model_id], question_begin=args.question_begin,
+                        first_n=args.question_end if args.first_n is None else args.first_n)
+    client = None
+    if _is_local(judge_model):
+        from .local_judge import LocalJudgeClient
+
+        print(f"judging with local model {judge_model!r}: scores are NOT comparable with "
+              "published MT-bench (use --judge-model gpt-4 for that)", file=sys.stderr)
+        client = LocalJudgeClient(judge_model, max_new_tokens=QUICK_JUDGE_TOKENS if embedded else None)
+    summary = run_judging(judge_run, client=client)
+    if judge_run.dry_run:
+        return 0
+    plot = args.plot or str(data_dir / "radar.png")
+    show(data_dir=data_dir, input_file=None, judge_model=judge_model if not _is_local(judge_model)
+         else _local_name(judge_model), mode=judge_run.mode, model_list=None,
+         baseline_model=judge_run.baseline_model, plot=plot if judge_run.mode == "single" else None)
+    return 0 if summary.ok else 1
+
+
+def _local_name(judge_model: str) -> str:
+    from .judging import judge_display_name
+
+    return judge_display_name(judge_model)
