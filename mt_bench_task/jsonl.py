@@ -57,24 +57,29 @@ class JsonlAppender:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        self._f: Any = None  # opened on the first record: a run that fails early creates nothing
+
+    def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        needs_newline = False
         if self.path.exists() and self.path.stat().st_size:
             with open(self.path, "rb") as f:  # a file ending without newline would glue two records
                 f.seek(-1, os.SEEK_END)
                 needs_newline = f.read(1) != b"\n"
-        else:
-            needs_newline = False
         self._f = open(self.path, "a", encoding="utf-8")
         if needs_newline:
             self._f.write("\n")
 
     def write(self, line: str) -> None:
+        if self._f is None:
+            self._open()
         self._f.write(line + "\n")
         self._f.flush()
         os.fsync(self._f.fileno())
 
     def close(self) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
 
     def __enter__(self) -> "JsonlAppender":
         return self
