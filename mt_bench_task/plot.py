@@ -29,11 +29,12 @@ def radar_plot(results: dict[str, Any], out: Path, title_note: str | None = None
         ax.fill(angles + angles[:1], values + values[:1], alpha=0.1)
     ax.set_xticks(angles)
     ax.set_xticklabels([c.capitalize() for c in cats], fontsize=12)
+    ax.tick_params(axis="x", pad=12)  # keep labels off the outer ring
     ax.set_ylim(0, 10)
     ax.set_yticks([2, 4, 6, 8, 10])
-    ax.legend(loc="upper right", bbox_to_anchor=(1.25, 1.12), fontsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=9, frameon=False)
     title = "MT-bench score per category"
-    ax.set_title(title + (f"\n({title_note})" if title_note else ""), pad=28)
+    ax.set_title(title + (f"\n({title_note})" if title_note else ""), pad=40)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110, bbox_inches="tight")

@@ -101,7 +101,7 @@ def summarize_pairwise(rows: list[dict[str, Any]], mode: str, model_list: list[s
         models[name] = {**c, "win_rate": c["win"] / total, "loss_rate": c["loss"] / total,
                         "win_rate_adjusted": (c["win"] + 0.5 * c["tie"]) / total}
     return {"mode": mode, "rows": len(rows), "rows_dropped": len(rows) - len(kept),
-            "models": models, "consistency": consistent / used if used else float("nan")}
+            "models": models, "consistency": consistent / used if used else None}  # None: no rows
 
 
 def load_rows(path: Path | str) -> list[dict[str, Any]]:
@@ -171,7 +171,8 @@ def extra_tables(results: dict[str, Any]) -> str:
     """Beyond FastChat: CI, counts, per-category scores, pairwise consistency."""
     lines = [f"\nrows: {results['rows']}, dropped (score -1 / error): {results['rows_dropped']}"]
     if results["mode"] != "single":
-        lines.append(f"position consistency (g1 == g2): {results['consistency']:.3f}")
+        c = results['consistency']
+        lines.append(f"position consistency (g1 == g2): {'-' if c is None else f'{c:.3f}'}")
         return "\n".join(lines)
     lines.append("\n########## Average with 95% bootstrap CI ##########")
     for name, m in sorted(results["models"].items(), key=lambda kv: -kv[1]["average"]):
