@@ -1,8 +1,13 @@
 """mt_bench_task: MT-bench, FastChat-exact and HF-native."""
 from .data import dataset_path, load_questions, load_references, load_judge_prompts, load_answers
 from .jsonl import DataError
+from .register import register_metric, register_quietly as _register_quietly
 from .types import Answer, Choice, Completion, JudgePrompt, PairJudgment, Question, SingleJudgment
+
+# `evaluate.load("mt_bench_judge")` by bare name needs our script in evaluate's modules cache:
+# a 1 ms file copy, no evaluate/torch import; MT_BENCH_NO_REGISTER=1 turns it off.
+_register_quietly()
 
 __all__ = ["dataset_path", "load_questions", "load_references", "load_judge_prompts", "load_answers",
            "DataError", "Answer", "Choice", "Completion", "JudgePrompt", "PairJudgment", "Question",
-           "SingleJudgment"]
+           "SingleJudgment", "register_metric"]

@@ -23,6 +23,8 @@ As a pytest fixture::
 ones. Faults apply to POST /v1/chat/completions only (GET /v1/models always answers):
 
 - `faults=[...]`: a schedule by request number (0-based, arrival order); `None` = answer normally.
+- `fault_every=10, fault_every_kind="429:1"`: every Nth request (arrival order, 1-based: the
+  10th, 20th, ...) gets that fault, retries included; deterministic for a given arrival order.
 - `fault_rate=0.3, seed=0`: each request is faulted with that probability. The draw hashes
   (seed, model, messages, attempt number of that exact request), so the same requests fail in
   the same way whatever the concurrency; `fault_kinds` picks among kinds (default: all below).
@@ -35,11 +37,15 @@ times out first), `"drop"` (close the socket without a response), `"garbage"` (2
 With the default kinds, pass the client a timeout under 5 s, or "timeout" faults cost 5 s each.
 
 Read back (thread-safe to read after the requests finished): `total`, `count(model, prompt)`,
-`by_key`, `requests` (bodies), `auth_headers`, `faults_injected` (Counter by kind), `url`, `port`.
+`by_key`, `requests` (bodies), `auth_headers`, `faults_injected` (Counter by kind), `url`, `port`;
+`stats()` gives {"total", "faults_injected"}, also served as JSON at GET /stats (or /v1/stats),
+for a server running in another process.
 
 As a process (for benchmarks or FastChat in another venv)::
 
     python tests/fake_openai.py --port 8000 --latency 0.05 --fault-rate 0.3 --responder judge
+    python tests/fake_openai.py --port 8000 --latency 1 --fault-every 10 --fault-kind 429:1
+    curl -s http://127.0.0.1:8000/stats   # {"total": ..., "faults_injected": {...}}
 """
 from __future__ import annotations
 
@@ -96,13 +102,16 @@ class FakeOpenAI:
 
     def __init__(self, responder: Union[Responder, str] = "echo", *, latency: float = 0.0,
                  faults: Sequence[str | None] | None = None, fault_rate: float = 0.0,
-                 fault_kinds: Sequence[str] = FAULT_KINDS, seed: int = 0, port: int = 0):
+                 fault_kinds: Sequence[str] = FAULT_KINDS, seed: int = 0, port: int = 0,
+                 fault_every: int = 0, fault_every_kind: str = "429:1"):
         self.responder = RESPONDERS[responder] if isinstance(responder, str) else responder
         self.latency = latency
         self.faults = list(faults or [])
         self.fault_rate = fault_rate
         self.fault_kinds = list(fault_kinds)
         self.seed = seed
+        self.fault_every = fault_every
+        self.fault_every_kind = fault_every_kind
         self.total = 0  # chat requests received, faulted ones included
         self.by_key: Counter[tuple[str, str]] = Counter()  # (model, prompt_hash(last user msg))
         self.faults_injected: Counter[str] = Counter()
@@ -125,6 +134,10 @@ class FakeOpenAI:
     def count(self, model: str, user_prompt: str) -> int:
         with self._lock:
             return self.by_key[(model, prompt_hash(user_prompt))]
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"total": self.total, "faults_injected": dict(self.faults_injected)}
 
     def start(self) -> "FakeOpenAI":
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
@@ -159,6 +172,8 @@ class FakeOpenAI:
             attempt = self._attempts[body_key]
             self._attempts[body_key] += 1
             fault = self.faults[n] if n < len(self.faults) else None
+            if fault is None and self.fault_every > 0 and (n + 1) % self.fault_every == 0:
+                fault = self.fault_every_kind
             if fault is None and self.fault_rate > 0 and self.fault_kinds:
                 draw = random.Random(f"{self.seed}|{body_key}|{attempt}")
                 if draw.random() < self.fault_rate:
@@ -176,7 +191,9 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            if self.path.rstrip("/").endswith("/models"):
+            if self.path.rstrip("/") in ("/stats", "/v1/stats"):
+                self._json(200, server.stats())
+            elif self.path.rstrip("/").endswith("/models"):
                 self._json(200, {"object": "list", "data": [
                     {"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]})
             else:
@@ -260,10 +277,14 @@ def main() -> None:
     ap.add_argument("--fault-rate", type=float, default=0.0)
     ap.add_argument("--fault-kinds", nargs="+", default=list(FAULT_KINDS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fault-every", type=int, default=0,
+                    help="fault every Nth chat request (arrival order, retries included)")
+    ap.add_argument("--fault-kind", default="429:1", help="the fault for --fault-every")
     ap.add_argument("--responder", choices=sorted(RESPONDERS), default="judge")
     args = ap.parse_args()
     server = FakeOpenAI(args.responder, latency=args.latency, fault_rate=args.fault_rate,
-                        fault_kinds=args.fault_kinds, seed=args.seed, port=args.port)
+                        fault_kinds=args.fault_kinds, seed=args.seed, port=args.port,
+                        fault_every=args.fault_every, fault_every_kind=args.fault_kind)
     print(f"fake OpenAI server listening on {server.url}", flush=True)
     try:
         server._httpd.serve_forever()

@@ -1,0 +1,1 @@
+../../../metrics/mt_bench_judge/mt_bench_judge.py
