@@ -260,9 +260,7 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None) -> JudgeSummary
                                            parallel, on_record=lambda r: sink.write(r.to_json()),
                                            local=local)
             finally:
-                close = getattr(client, "close", None)
-                if close is not None:
-                    await close()
+                await _close(client)
         records = run_sync(go)
     summary.sent = len(records)
     summary.failed = sum(is_failed(r.to_dict()) for r in records)
@@ -273,6 +271,12 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None) -> JudgeSummary
           f"{summary.already_done} already done; tokens {u['prompt_tokens']} prompt + "
           f"{u['completion_tokens']} completion) -> {out}", file=sys.stderr)
     return summary
+
+
+async def _close(client: Any) -> None:
+    close = getattr(client, "close", None)
+    if close is not None:
+        await close()
 
 
 def _request_model(judge_model: str, judge_name: str) -> str:
@@ -306,8 +310,15 @@ def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer
     matches = build_matches(questions, answers, models, data.load_judge_prompts(judge_file), mode,
                             judge_model, data.load_references(), baseline_model)
     local = getattr(client, "is_local", False)
-    records = run_sync(lambda: judge_matches(matches, client, judge_model, parallel,
-                                             local=local, progress=progress))
+
+    async def go() -> list[Any]:
+        try:
+            return await judge_matches(matches, client, judge_model, parallel, local=local,
+                                       progress=progress)
+        finally:
+            await _close(client)  # in this loop: HTTP sessions cannot outlive it (client reopens)
+
+    records = run_sync(go)
     order = {m.key: i for i, m in enumerate(matches)}  # deterministic order, whatever finished first
     dicts = [r.to_dict() for r in records]
     return sorted(dicts, key=lambda r: order[record_key(r)])
