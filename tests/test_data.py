@@ -1,0 +1,108 @@
+"""The packaged MT-bench dataset: loads offline with `datasets`, equal to FastChat's files."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mt_bench_task import data
+from mt_bench_task.jsonl import DataError, read_jsonl
+
+SOURCE = Path(__file__).parent.parent / "datasets_scripts" / "source"
+SHA256 = {
+    "question.jsonl": "119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7",
+    "reference_answer_gpt-4.jsonl": "f957a5bc977badb66885ec970e6cd08527845780313f0995764260e5777b9b3f",
+    "judge_prompts.jsonl": "fd283293406d024f44c174b094ef48031d0687a4682fd3a56b29b138f80281b6",
+}
+
+
+@pytest.mark.parametrize("name,sha", SHA256.items())
+def test_packaged_files_are_fastchats_bytes(name, sha):
+    assert hashlib.sha256((data.dataset_path() / "data" / name).read_bytes()).hexdigest() == sha
+
+
+def _load_all_configs() -> dict:
+    """load_dataset in a fresh, offline process (no network, no cache of ours)."""
+    code = f"""
+import json
+from datasets import load_dataset
+from mt_bench_task import dataset_path
+out = {{}}
+for cfg, split in [("question", "train"), ("reference_answer", "gpt_4"), ("judge_prompts", "train")]:
+    out[cfg] = [dict(r) for r in load_dataset(str(dataset_path()), cfg, split=split)]
+print(json.dumps(out))
+"""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+               "HF_DATASETS_CACHE": cache}
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                           check=True)
+    return json.loads(p.stdout.splitlines()[-1])
+
+
+def test_load_dataset_offline_equals_the_original_files_string_for_string():
+    loaded = _load_all_configs()
+    files = {"question": "question.jsonl", "reference_answer": "reference_answer_gpt-4.jsonl",
+             "judge_prompts": "judge_prompts.jsonl"}
+    assert [len(loaded[c]) for c in files] == [80, 30, 8]
+    for cfg, name in files.items():
+        original = read_jsonl(data.dataset_path() / "data" / name)
+        for row, orig in zip(loaded[cfg], original):
+            for key, value in orig.items():
+                assert row[key] == value, (cfg, key)  # typos included ("You evaluation ...")
+    assert loaded["question"][0]["reference"] is None and loaded["question"][20]["reference"]
+    assert sum("You evaluation should" in p["system_prompt"] for p in loaded["judge_prompts"]) == 2
+
+
+def test_questions_categories_and_references():
+    qs = data.load_questions()
+    assert [q.question_id for q in qs] == list(range(81, 161))
+    assert [q.category for q in qs[::10]] == list(data.CATEGORIES)
+    refs = data.load_references()
+    assert sorted(refs["gpt-4"]) == list(range(101, 131))
+    assert data.temperature_for("writing") == 0.7 and data.temperature_for("math") == 0.0
+    assert data.temperature_for("stem") == 0.1 and data.temperature_for("unknown") == 0.7
+
+
+def test_official_answers_are_packaged_for_the_default_baseline(tmp_path):
+    answers = data.load_answers(tmp_path, "gpt-3.5-turbo")  # nothing in tmp: the packaged copy
+    assert sorted(answers) == list(range(81, 161))
+    assert all(len(a.turns) == 2 for a in answers.values())
+    assert len(data.load_answers(tmp_path, "gpt-4")) == 80
+
+
+def test_answer_records_round_trip_byte_for_byte():
+    path = data.official_answers_dir() / "gpt-4.jsonl"
+    from mt_bench_task.types import Answer
+
+    for line in path.read_text().splitlines()[:20]:
+        assert Answer.from_dict(json.loads(line)).to_json() == line
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    f = tmp_path / "question.jsonl"
+    f.write_text('{"question_id": 1, "category": "writing", "turns": ["a", "b"]}\n{oops\n')
+    with pytest.raises(DataError, match=r"question.jsonl:2: malformed"):
+        data.load_questions(tmp_path)
+    f.write_text('{"question_id": 1, "turns": ["a"]}\n')
+    with pytest.raises(DataError, match=r"question.jsonl:1: .*category"):
+        data.load_questions(tmp_path)
+
+
+def test_unknown_model_answers_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="no answers for model 'nope'"):
+        data.load_answers(tmp_path, "nope")
+
+
+def test_dataset_builder_reproduces_the_shipped_folder(tmp_path):
+    subprocess.run([sys.executable, str(SOURCE.parent / "build_dataset.py"), "--source", str(SOURCE),
+                    "--out", str(tmp_path)], check=True, capture_output=True)
+    for f in ["README.md", *(f"data/{n}" for n in SHA256)]:
+        assert (tmp_path / f).read_bytes() == (data.dataset_path() / f).read_bytes(), f
