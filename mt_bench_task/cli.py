@@ -37,7 +37,8 @@ def _add_local_model(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None,
                    help="default: bfloat16 where supported, else float32")
     p.add_argument("--revision", default="main")
-    p.add_argument("--batch-size", type=int, default=16, help="questions per generate() call")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="max questions per generate() call (split evenly per temperature)")
     p.add_argument("--chat-template", default=None,
                    help="Jinja chat template file, for models whose tokenizer has none")
     p.add_argument("--num-processes", type=int, default=1,

@@ -95,6 +95,28 @@ def load_answers(data_dir: Path, model_id: str) -> dict[int, Answer]:
     return {a.question_id: a for a in read_jsonl(path, Answer.from_dict)}
 
 
+# A turn that says this failed: FastChat's local generation writes "ERROR", its API paths "$ERROR$".
+FAILED_TURN_TEXTS = ("ERROR", "$ERROR$")
+
+
+def pending_questions(questions: list[Question], path: Path, num_choices: int) -> list[Question]:
+    """Questions without a complete answer in `path`: `num_choices` choices, every turn, no failed
+    turn (those are asked again). A malformed line is a DataError naming file:line (the file is
+    left as is); only a torn last line without newline (a write cut by kill -9) is dropped."""
+    if not Path(path).is_file():
+        return list(questions)
+    answered = {a.question_id: a for a in read_jsonl(path, Answer.from_dict,
+                                                     repair_torn_tail=True)}
+    return [q for q in questions if not _complete(answered.get(q.question_id), q, num_choices)]
+
+
+def _complete(answer: Answer | None, question: Question, num_choices: int) -> bool:
+    if answer is None or len(answer.choices) < num_choices:
+        return False
+    return all(len(c.turns) >= len(question.turns) and not set(FAILED_TURN_TEXTS) & set(c.turns)
+               for c in answer.choices[:num_choices])
+
+
 def list_answer_models(data_dir: Path) -> list[str]:
     """FastChat's default --model-list: every answer file stem (sorted, so runs are reproducible)."""
     return sorted(p.stem for p in (Path(data_dir) / "model_answer").glob("*.jsonl"))

@@ -54,32 +54,13 @@ def generate_api_answers(model: str, data_dir: Path | str, base_url: str | None 
     temperatures = _temperatures(data_dir, questions, question_begin, question_end,
                                  force_temperature)
     out = data.answer_file(data_dir, model)
-    pending = pending_questions(questions, out, num_choices)  # DataError before any request
+    pending = data.pending_questions(questions, out, num_choices)  # DataError before any request
     if not pending:
         print(f"all {len(questions)} questions already answered in {out}; nothing to do")
         return ApiGenerationStats(0, 0, out, ClientUsage())
     chat = client if client is not None else OpenAIChatClient(base_url)
     return asyncio.run(_generate(chat, model, questions, pending, temperatures, out,
                                  parallel, max_tokens, num_choices))
-
-
-def pending_questions(questions: Sequence[Question], path: Path,
-                      num_choices: int) -> list[Question]:
-    """Questions without a complete answer in `path`: `num_choices` choices, every turn, no
-    "$ERROR$" turn. A malformed line is a DataError naming file:line (the file is left as is);
-    only a torn last line without newline (a write cut by kill -9) is dropped."""
-    if not path.is_file():
-        return list(questions)
-    answered = {a.question_id: a for a in read_jsonl(path, Answer.from_dict,
-                                                     repair_torn_tail=True)}
-    return [q for q in questions if not _complete(answered.get(q.question_id), q, num_choices)]
-
-
-def _complete(answer: Answer | None, question: Question, num_choices: int) -> bool:
-    if answer is None or len(answer.choices) < num_choices:
-        return False
-    return all(len(c.turns) >= len(question.turns) and API_ERROR_OUTPUT not in c.turns
-               for c in answer.choices[:num_choices])
 
 
 def _temperatures(data_dir: Path, questions: Sequence[Question], begin: int | None,

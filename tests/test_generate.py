@@ -229,3 +229,15 @@ def test_batches_have_one_temperature_and_a_stable_order() -> None:
     assert all(len({data.temperature_for(q.category) for q in b}) == 1 for b in batches)
     assert sorted(q.question_id for b in batches for q in b) == [q.question_id for q in qs]
     assert _make_batches(list(reversed(qs)), CharTokenizer(), 2) == batches
+
+
+def test_batches_are_even_within_a_temperature() -> None:
+    class CharTokenizer:
+        def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+            return {"input_ids": list(range(len(text)))}
+
+    qs = [q for q in data.load_questions()]
+    sizes = sorted(len(b) for b in _make_batches(qs, CharTokenizer(), batch_size=32))
+    assert sizes == [20, 20, 20, 20]  # 20 at 0.7, 40 at 0.0 (as 20 + 20), 20 at 0.1
+    sizes = sorted(len(b) for b in _make_batches(qs, CharTokenizer(), batch_size=16))
+    assert sizes == [10, 10, 10, 10, 13, 13, 14]  # 40 at 0.0 in ceil(40/16) = 3 batches
