@@ -189,7 +189,8 @@ def _ids(ids: list[int]) -> str:
 
 def plan(run: JudgeRun) -> tuple[list[Match], list[Match], Path, int]:
     """(all matches, those still to send, output file, turns skipped for partial answers)."""
-    questions = data.load_questions(run.data_dir)[run.question_begin: run.first_n]
+    all_questions = data.load_questions(run.data_dir)
+    questions = all_questions[run.question_begin: run.first_n]
     models = run.model_list or data.list_answer_models(run.data_dir)
     if run.mode == "pairwise-baseline":
         models_needed = list(dict.fromkeys(models + [run.baseline_model]))
@@ -198,6 +199,12 @@ def plan(run: JudgeRun) -> tuple[list[Match], list[Match], Path, int]:
     if not models:
         raise DataError(f"no answer files in {run.data_dir / 'model_answer'}")
     answers = {m: data.load_answers(run.data_dir, m) for m in models_needed}
+    known = {q.question_id for q in all_questions}
+    for m, by_qid in answers.items():
+        unknown = sorted(set(by_qid) - known)
+        if unknown:  # answers to another bench, or a typo'd id: judging them would mislead
+            raise DataError(f"{data.answer_file(run.data_dir, m)}: answers for unknown question "
+                            f"id(s) {unknown[:5]} (not in {data.questions_file(run.data_dir)})")
     skipped = check_answers(questions, answers, models_needed, run.allow_partial)
     judge_name = judge_display_name(run.judge_model)
     matches = build_matches(questions, answers, models, data.load_judge_prompts(run.judge_file),

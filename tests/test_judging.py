@@ -201,3 +201,15 @@ def test_judge_answers_in_memory_is_ordered_like_fastchat():
     assert [r["judge"][1] for r in recs][:1] == ["single-v1"] and len(recs) == 160
     stored = {(r["question_id"], r["turn"]): r["score"] for r in rows if r["model"] == "mamba_0_5_dpo_ep1"}
     assert {(r["question_id"], r["turn"]): r["score"] for r in recs} == stored
+
+
+def test_answers_to_unknown_question_ids_are_a_clear_error(tmp_path):
+    d = _data_dir(tmp_path, "jxiw")
+    f = d / "model_answer/mamba_0_5_dpo_ep1.jsonl"
+    row = json.loads(f.read_text().splitlines()[0])
+    row["question_id"] = 999
+    before = f.read_text() + json.dumps(row) + "\n"
+    f.write_text(before)
+    with pytest.raises(DataError, match=r"mamba_0_5_dpo_ep1.jsonl: answers for unknown question id\(s\) \[999\]"):
+        run_judging(JudgeRun(d, model_list=["mamba_0_5_dpo_ep1"], dry_run=True))
+    assert f.read_text() == before
