@@ -1,9 +1,10 @@
 """A local judge: the judge model runs in-process with transformers, behind the ChatClient protocol.
 
-Concurrent `complete()` calls are gathered by a micro-batcher into one left-padded greedy
-`generate()`, run in a worker thread so the event loop (progress bar, record writing) keeps going.
-Small judges often write no `[[rating]]`; then the most probable rating 1..10 after
-"Rating: [[" is returned as `Completion.fallback_rating`, and judging marks the record with
+Concurrent `complete()` calls are gathered by a micro-batcher into one left-padded batch, run in
+a worker thread so the event loop (progress bar, record writing) keeps going. A batch costs one
+prefill: greedy decoding (equal to `generate(do_sample=False)`) runs on its KV cache, and so does
+the rating fallback. Small judges often write no `[[rating]]`; then the most probable rating 1..10
+after "Rating: [[" is returned as `Completion.fallback_rating`, and judging marks the record with
 `score_source: rating_probability`.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import sys
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .prompts import extract_rating
@@ -45,7 +46,7 @@ class LocalJudgeClient:
         self.max_new_tokens = max_new_tokens or LOCAL_MAX_NEW_TOKENS
         self.dtype = dtype
         self.usage: Counter = Counter()  # prompt_tokens, completion_tokens, requests
-        self.batch_sizes: list[int] = []  # one entry per generate() call
+        self.batch_sizes: list[int] = []  # one entry per batch (one prefill)
         self.truncated_prompts = 0
         self._model: Any = None
         self._tok: Any = None
@@ -126,65 +127,120 @@ class LocalJudgeClient:
     def _run_batch(self, batch: list[_Request]) -> list[Completion]:
         import torch
 
-        tok, model = self._tok, self._model
-        max_new = max(r.max_new_tokens for r in batch)
+        tok = self._tok
         # room for the answer and for the fallback's "Rating: [[10]]" suffix
-        prompts = [self._prompt_ids(r.messages, max_new + 16) for r in batch]
+        prompts = [self._prompt_ids(r.messages, max(r.max_new_tokens for r in batch) + 16)
+                   for r in batch]
         enc = tok.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
+        eos = _eos_ids(self._model, tok)
         with torch.inference_mode():
-            out = model.generate(**enc, max_new_tokens=max_new, do_sample=False,
-                                 pad_token_id=tok.pad_token_id)
-        self.batch_sizes.append(len(batch))
-        eos = _eos_ids(model, tok)
-        results = []
-        for r, ids, row in zip(batch, prompts, out[:, enc["input_ids"].shape[1]:].tolist()):
-            row = row[: r.max_new_tokens]
-            end = next((i for i, t in enumerate(row) if t in eos), None)
-            gen = row if end is None else row[:end]
-            text = tok.decode(gen, skip_special_tokens=True)
-            fallback = None
-            if extract_rating(text) == -1 and _single_rating_prompt(r.messages):
-                fallback = self._most_probable_rating(r.messages, text)
-            n_out = len(row) if end is None else end + 1  # the stop token counts, as in APIs
-            self.usage.update(prompt_tokens=len(ids), completion_tokens=n_out, requests=1)
-            results.append(Completion(text=text, prompt_tokens=len(ids), completion_tokens=n_out,
-                                      fallback_rating=fallback))
+            state = self._greedy(enc["input_ids"], enc["attention_mask"],
+                                 [r.max_new_tokens for r in batch], eos)
+            self.batch_sizes.append(len(batch))
+            results, needs = [], []
+            for i, (r, ids, row) in enumerate(zip(batch, prompts, state.rows)):
+                end = next((j for j, t in enumerate(row) if t in eos), None)
+                gen = row if end is None else row[:end]
+                text = tok.decode(gen, skip_special_tokens=True)
+                if extract_rating(text) == -1 and _single_rating_prompt(r.messages):
+                    needs.append(i)
+                n_out = len(row) if end is None else end + 1  # the stop token counts, as in APIs
+                self.usage.update(prompt_tokens=len(ids), completion_tokens=n_out, requests=1)
+                results.append(Completion(text=text, prompt_tokens=len(ids),
+                                          completion_tokens=n_out))
+            if needs:
+                best = self._rating_logprobs(state, needs).argmax(-1).tolist()  # first max wins
+                for i, j in zip(needs, best):
+                    results[i] = replace(results[i], fallback_rating=RATINGS[j])
         return results
 
-    def _most_probable_rating(self, messages: list[dict[str, str]], text: str) -> int:
-        """argmax over r in 1..10 of log P("r]]" | prompt + text + "\\nRating: [["), summed over
-        its tokens: one pass over the shared context, then the 10 tails on a copy of its cache."""
+    def _greedy(self, input_ids: Any, mask: Any, limits: list[int], eos: set[int]) -> _Decoded:
+        """Greedy decoding of the left-padded batch: one prefill, then one token per step on its
+        KV cache, token for token what `generate(do_sample=False)` gives. A row stops at an EOS
+        or at its own limit; from then on its columns are masked out (0), so the cache of each
+        row holds exactly its prompt and its kept tokens, ready for the rating fallback."""
+        import torch
+
+        model = self._model
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                    logits_to_keep=1)
+        cache = out.cache
+        rows: list[list[int]] = [[] for _ in limits]
+        active = [n > 0 for n in limits]
+        while True:
+            nxt = out.logits[:, -1].argmax(-1)
+            feed = []  # per row: this token belongs to its text, so it goes into the cache
+            for i, t in enumerate(nxt.tolist()):
+                keep = active[i] and t not in eos
+                feed.append(keep)
+                if active[i]:
+                    rows[i].append(t)
+                    active[i] = keep and len(rows[i]) < limits[i]
+            column = torch.tensor(feed, dtype=mask.dtype)[:, None]
+            if not any(active):  # the last kept tokens wait for the fallback (if any) to feed them
+                return _Decoded(rows, cache, mask, nxt[:, None], column)
+            mask = torch.cat([mask, column], dim=1)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -1:]
+            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, cache=cache,
+                        use_cache=True, logits_to_keep=1)
+
+    def _rating_logprobs(self, state: _Decoded, rows: list[int]) -> Any:
+        """(len(rows), 10) float64: log P("r]]" | prompt + answer + "\\nRating: [[") for r in
+        1..10, summed over its tokens, on the decoding's own KV cache (no new prefill), which it
+        consumes (selects and repeats its rows).
+
+        The context is the row's prompt ids and generated ids (up to its stop, the EOS excluded),
+        then the tokens of "\\nRating: [[" and of "r]]", each tokenised on its own. One forward
+        feeds the suffix to all `rows` at once; then each row's cache is repeated 10 times and
+        the candidates' tails are scored in one more forward."""
         import torch
 
         tok, model = self._tok, self._model
-        prompt_text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        cands = [tok(prompt_text + text + RATING_SUFFIX + f"{r}]]", add_special_tokens=False)
-                 ["input_ids"] for r in RATINGS]
-        # the tokens all candidates share (tokenising the joined text may merge at the seams)
-        shared = _common_prefix_len(cands)
-        cut = max(0, max(map(len, cands)) - self._context_limit())  # keep the end, as the prompt
-        cands = [c[cut:] for c in cands]
-        shared -= cut
-        tails = [c[shared:] for c in cands]
-        width = max(map(len, tails))
-        pad = tok.pad_token_id
-        with torch.inference_mode():
-            ctx = torch.tensor([cands[0][:shared]])
-            first = model(ctx, use_cache=True, logits_to_keep=1)  # not L x vocab logits
-            cache = first.cache
-            cache.batch_repeat_interleave(len(tails))
-            # right-padded tails: pads come after every scored token, so causality hides them
-            tail_ids = torch.tensor([t + [pad] * (width - len(t)) for t in tails])
-            mask = torch.ones(len(tails), shared + width, dtype=torch.long)
-            logits = model(tail_ids, cache=cache, attention_mask=mask).logits
-            logp_first = torch.log_softmax(first.logits[0, -1].float(), -1)
-            logp_rest = torch.log_softmax(logits.float(), -1)
-        scores = []
-        for i, t in enumerate(tails):
-            s = logp_first[t[0]].item()
-            s += sum(logp_rest[i, j - 1, t[j]].item() for j in range(1, len(t)))
-            scores.append(s)
-        return RATINGS[max(range(len(RATINGS)), key=scores.__getitem__)]
+        suffix = tok(RATING_SUFFIX, add_special_tokens=False)["input_ids"]
+        cands = [tok(f"{r}]]", add_special_tokens=False)["input_ids"] for r in RATINGS]
+        n, k = len(rows), len(cands)
+        cache = state.cache
+        sel = torch.tensor(rows)
+        if n < len(state.rows):
+            cache.batch_select_indices(sel)
+        # the pending last token (masked out where the row stopped at an EOS), then the suffix
+        ids = torch.cat([state.pending[sel], torch.tensor([suffix] * n)], dim=1)
+        mask = torch.cat([state.mask[sel], state.pending_mask[sel],
+                          torch.ones(n, len(suffix), dtype=state.mask.dtype)], dim=1)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
+                    use_cache=True, logits_to_keep=1)
+        logp = torch.log_softmax(out.logits[:, -1].double(), -1)
+        scores = logp[:, [c[0] for c in cands]]  # (n, k): the first token of each candidate
+        width = max(map(len, cands)) - 1  # the later tokens need the earlier ones fed
+        if width > 0:
+            cache.batch_repeat_interleave(k)  # row i*k + j: row i, candidate j
+            pad = tok.pad_token_id
+            feed = torch.tensor([c[:-1] + [pad] * (width - len(c) + 1) for c in cands]).repeat(n, 1)
+            fmask = torch.tensor([[1] * (len(c) - 1) + [0] * (width - len(c) + 1)
+                                  for c in cands], dtype=mask.dtype).repeat(n, 1)
+            mask = torch.cat([mask.repeat_interleave(k, dim=0), fmask], dim=1)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -width:]
+            logits = model(input_ids=feed, attention_mask=mask, position_ids=pos, cache=cache,
+                           use_cache=True).logits
+            rest = torch.log_softmax(logits.double(), -1).view(n, k, width, -1)
+            for j, c in enumerate(cands):
+                for m in range(1, len(c)):
+                    scores[:, j] += rest[:, j, m - 1, c[m]]
+        return scores
+
+
+@dataclass
+class _Decoded:
+    """A decoded batch: the generated ids per row (the stop token included) and the KV cache of
+    prompt + kept tokens, except each row's last kept token, `pending` (1 in `pending_mask`)."""
+
+    rows: list[list[int]]
+    cache: Any
+    mask: Any  # attention mask of the cache's columns
+    pending: Any  # (batch, 1) the last generated ids, not yet in the cache
+    pending_mask: Any  # (batch, 1) 1 where that id is a kept token (not an EOS)
 
 
 def _single_rating_prompt(messages: list[dict[str, str]]) -> bool:
@@ -197,11 +253,3 @@ def _eos_ids(model: Any, tok: Any) -> set[int]:
     ids = getattr(model.generation_config, "eos_token_id", None)
     ids = ids if isinstance(ids, list) else [ids]
     return {i for i in ids + [tok.eos_token_id] if i is not None}
-
-
-def _common_prefix_len(seqs: list[list[int]]) -> int:
-    n = min(map(len, seqs)) - 1  # every candidate keeps at least one scored token
-    for i in range(n):
-        if any(s[i] != seqs[0][i] for s in seqs):
-            return i
-    return n

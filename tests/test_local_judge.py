@@ -76,9 +76,9 @@ def batched(judge: LocalJudgeClient) -> tuple[list[Completion], list[int]]:
     return out, judge.batch_sizes[before:]
 
 
-def test_concurrent_requests_share_one_generate(judge, batched) -> None:
+def test_concurrent_requests_share_one_batch(judge, batched) -> None:
     out, sizes = batched
-    assert sizes == [6]  # 6 concurrent requests, batch_size 8: one generate() call
+    assert sizes == [6]  # 6 concurrent requests, batch_size 8: one batch, one prefill
     assert all(c.prompt_tokens > 0 and 0 < c.completion_tokens <= 12 for c in out)
     assert judge.usage["requests"] >= 6
     assert judge.is_local
@@ -103,38 +103,116 @@ def test_batch_size_caps_a_batch(judge) -> None:
     assert all(c.completion_tokens <= 2 for c in out)
 
 
+HI = [{"role": "user", "content": "Hi"}]  # SmolLM2 answers in 10 tokens, then stops (EOS)
+PAIRWISE = [{"role": "system", "content": 'Output "[[A]]" if assistant A is better, '
+                                          '"[[B]]" if B is better, "[[C]]" for a tie.'},
+            {"role": "user", "content": "[The Start of Assistant A's Answer]\nParis\n..."}]
+
+
+def _generated_ids(judge: LocalJudgeClient, messages: list[dict[str, str]],
+                   max_tokens: int) -> list[int]:
+    """Independently of the client's decoding loop: generate() at batch 1, cut before its EOS."""
+    import torch
+
+    from mt_bench_task.local_judge import _eos_ids
+
+    tok, model = judge._tok, judge._model
+    ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
+                                  return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        out = model.generate(ids, max_new_tokens=max_tokens, do_sample=False,
+                             pad_token_id=tok.pad_token_id)[0, ids.shape[1]:].tolist()
+    eos = _eos_ids(model, tok)
+    return out[: next((i for i, t in enumerate(out) if t in eos), len(out))]
+
+
 def _rating_scores(judge: LocalJudgeClient, messages: list[dict[str, str]],
-                   text: str) -> list[float]:
-    """Independently of the client's KV-cache path: one full forward per candidate string."""
+                   gen: list[int]) -> list[float]:
+    """Independently of the client's KV-cache path: one full forward per candidate sequence,
+    tokenised as the client documents it: prompt ids + generated ids + ids("\nRating: [[")
+    + ids("r]]"), the log-probs of the candidate's tokens summed."""
     import torch
 
     tok, model = judge._tok, judge._model
     prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    seqs = [tok(prompt + text + RATING_SUFFIX + f"{r}]]", add_special_tokens=False)["input_ids"]
-            for r in RATINGS]
-    start = next(i for i in range(len(seqs[0])) if any(s[i] != seqs[0][i] for s in seqs))
+    context = (tok(prompt, add_special_tokens=False)["input_ids"] + gen
+               + tok(RATING_SUFFIX, add_special_tokens=False)["input_ids"])
     scores = []
     with torch.inference_mode():
-        for s in seqs:
-            logp = torch.log_softmax(model(torch.tensor([s])).logits[0].float(), -1)
-            scores.append(sum(logp[j - 1, s[j]].item() for j in range(start, len(s))))
+        for r in RATINGS:
+            s = context + tok(f"{r}]]", add_special_tokens=False)["input_ids"]
+            logp = torch.log_softmax(model(torch.tensor([s])).logits[0].double(), -1)
+            scores.append(sum(logp[j - 1, s[j]].item() for j in range(len(context), len(s))))
     return scores
 
 
 def test_fallback_rating_is_the_most_probable_rating(judge) -> None:
-    messages = REQUESTS[1]
-    (c,) = _complete_all(judge, [messages], max_tokens=3)
-    assert extract_rating(c.text) == -1  # 3 tokens of SmolLM2 hold no [[rating]]
-    scores = _rating_scores(judge, messages, c.text)
-    assert isinstance(c.fallback_rating, int) and 1 <= c.fallback_rating <= 10
-    assert c.fallback_rating == RATINGS[scores.index(max(scores))]
+    # one batch: different max_tokens, an early EOS (HI), a pairwise prompt (no fallback, so the
+    # fallback runs on a selection of the batch's rows)
+    calls = [(REQUESTS[1], 3), (REQUESTS[4], 12), (PAIRWISE, 3), (HI, 12), (REQUESTS[0], 5)]
+    before = len(judge.batch_sizes)
+
+    async def go() -> list[Completion]:
+        return list(await asyncio.gather(*(judge.complete("j", m, temperature=0.0, max_tokens=n)
+                                           for m, n in calls)))
+
+    out = asyncio.run(go())
+    assert judge.batch_sizes[before:] == [5]
+    assert out[2].fallback_rating is None
+    assert out[3].completion_tokens < 12  # HI stopped at its EOS
+    rows = [i for i, (m, _) in enumerate(calls) if m is not PAIRWISE]
+    expected = []
+    for i in rows:
+        (messages, n), c = calls[i], out[i]
+        assert extract_rating(c.text) == -1  # SmolLM2 wrote no [[rating]] in these tokens
+        gen = _generated_ids(judge, messages, n)
+        assert c.text == judge._tok.decode(gen, skip_special_tokens=True)
+        scores = _rating_scores(judge, messages, gen)
+        expected.append(scores)
+        assert isinstance(c.fallback_rating, int) and 1 <= c.fallback_rating <= 10
+        assert c.fallback_rating == RATINGS[scores.index(max(scores))]
+    # not only the argmax: every candidate's log-prob, through the client's internals
+    import torch
+
+    from mt_bench_task.local_judge import _eos_ids
+
+    tok = judge._tok
+    prompts = [judge._prompt_ids(m, 12 + 16) for m, _ in calls]
+    enc = tok.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        state = judge._greedy(enc["input_ids"], enc["attention_mask"], [n for _, n in calls],
+                              _eos_ids(judge._model, tok))
+        got = judge._rating_logprobs(state, rows)
+    assert torch.allclose(got, torch.tensor(expected, dtype=got.dtype), atol=1e-3)
+
+
+def test_greedy_loop_equals_generate(judge) -> None:
+    """The client's decoding loop on the batch's KV cache is token for token generate()'s greedy
+    output (fp32), with rows stopping early by EOS or by their own limit."""
+    import torch
+
+    from mt_bench_task.local_judge import _eos_ids
+
+    tok, model = judge._tok, judge._model
+    msgs = [REQUESTS[2], HI, _msgs("Summarise: " + "word " * 40, "ok"), REQUESTS[4]]
+    prompts = [judge._prompt_ids(m, 32) for m in msgs]
+    assert len({len(p) for p in prompts}) == 4
+    enc = tok.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
+    eos = _eos_ids(model, tok)
+    with torch.inference_mode():
+        out = model.generate(**enc, max_new_tokens=16, do_sample=False,
+                             pad_token_id=tok.pad_token_id)[:, enc["input_ids"].shape[1]:].tolist()
+        full = judge._greedy(enc["input_ids"], enc["attention_mask"], [16] * 4, eos).rows
+        capped = judge._greedy(enc["input_ids"], enc["attention_mask"], [16, 16, 5, 3], eos).rows
+    expected = [row[: next((i + 1 for i, t in enumerate(row) if t in eos), len(row))]
+                for row in out]
+    assert any(len(e) < 16 for e in expected)  # a row stopped at EOS while others went on
+    assert full == expected
+    assert capped == [e[:n] for e, n in zip(expected, [16, 16, 5, 3])]
 
 
 def test_no_fallback_for_pairwise_prompts(judge) -> None:
-    messages = [{"role": "system", "content": 'Output "[[A]]" if assistant A is better, '
-                                              '"[[B]]" if B is better, "[[C]]" for a tie.'},
-                {"role": "user", "content": "[The Start of Assistant A's Answer]\nParis\n..."}]
-    (c,) = _complete_all(judge, [messages], max_tokens=3)
+    (c,) = _complete_all(judge, [PAIRWISE], max_tokens=3)
     assert c.fallback_rating is None
 
 
