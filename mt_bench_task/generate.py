@@ -266,9 +266,32 @@ def _answer_batch(model: Any, tok: Any, batch: list[Question],
     return answers, tokens
 
 
+STATIC_CACHE_BUCKET = 256  # static KV cache lengths are rounded up to this (fewer recompiles)
+_static_cache_failed = False  # set once the static-cache path raised: the rest of the run is eager
+
+
+def _use_static_cache(model: Any, static_cache: bool | None) -> bool:
+    """Static KV cache + torch.compile (transformers compiles the decode step itself): on CUDA
+    only, unless MT_BENCH_STATIC_CACHE=0; CPU never (compiling costs more than it gains there)."""
+    if static_cache is not None:
+        return static_cache
+    device = getattr(getattr(model, "device", None), "type", None)
+    return (device == "cuda" and not _static_cache_failed
+            and os.environ.get("MT_BENCH_STATIC_CACHE", "1") != "0")
+
+
 def _generate_turn(model: Any, tok: Any, convs: list[list[dict[str, str]]], temperature: float,
-                   max_new_tokens: int) -> tuple[list[str], list[int]]:
-    """One left-padded generate() for a batch of conversations -> (clean texts, token counts)."""
+                   max_new_tokens: int, static_cache: bool | None = None
+                   ) -> tuple[list[str], list[int]]:
+    """One left-padded generate() for a batch of conversations -> (clean texts, token counts).
+
+    static_cache: None = on CUDA (see _use_static_cache). It changes speed, not the algorithm: the
+    same greedy/sampled decoding; the cache length is rounded up to a multiple of
+    STATIC_CACHE_BUCKET and transformers keeps the largest length seen, so later turns reuse the
+    compiled decode step instead of recompiling for every prompt length. If that path raises, the
+    batch is redone (and the run continues) with the ordinary dynamic cache.
+    """
+    global _static_cache_failed
     import torch
 
     prompts = tok.apply_chat_template(convs, add_generation_prompt=True, tokenize=False)
@@ -279,9 +302,24 @@ def _generate_turn(model: Any, tok: Any, convs: list[list[dict[str, str]]], temp
                               "pad_token_id": tok.pad_token_id}
     if do_sample:
         kwargs["temperature"] = temperature
+    output = None
+    if _use_static_cache(model, static_cache):
+        needed = enc["input_ids"].shape[1] + max_new_tokens
+        bucket = -(-needed // STATIC_CACHE_BUCKET) * STATIC_CACHE_BUCKET
+        try:
+            with torch.inference_mode():
+                output = model.generate(**enc, **kwargs, cache_implementation="static",
+                                        max_cache_len=bucket)
+        except Exception as e:  # compile or static-cache trouble: fall back, don't write ERROR
+            log.warning("static-cache generate() failed (%s: %s); using the dynamic cache from "
+                        "now on", type(e).__name__, e)
+            _static_cache_failed = True
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
     try:
-        with torch.inference_mode():
-            output = model.generate(**enc, **kwargs)
+        if output is None:
+            with torch.inference_mode():
+                output = model.generate(**enc, **kwargs)
     except RuntimeError as e:
         log.error("generate() failed for a batch of %d conversations: %s; writing %r",
                   len(convs), e, ERROR_TEXT)

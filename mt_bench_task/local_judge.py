@@ -188,46 +188,55 @@ class LocalJudgeClient:
     def _rating_logprobs(self, state: _Decoded, rows: list[int]) -> Any:
         """(len(rows), 10) float64: log P("r]]" | prompt + answer + "\\nRating: [[") for r in
         1..10, summed over its tokens, on the decoding's own KV cache (no new prefill), which it
-        consumes (selects and repeats its rows).
+        consumes (selects its rows and extends them).
 
         The context is the row's prompt ids and generated ids (up to its stop, the EOS excluded),
         then the tokens of "\\nRating: [[" and of "r]]", each tokenised on its own. One forward
-        feeds the suffix to all `rows` at once; then each row's cache is repeated 10 times and
-        the candidates' tails are scored in one more forward."""
+        for all `rows`: the pending last token and the suffix, then the candidates' prefix tree
+        ("1", "1 0", "2", ..., "9" for SmolLM2's digit tokens), each tree token seeing the context
+        and its own ancestors only (a 4D mask), so each candidate is scored as if alone after
+        the context, without copying the cache 10 times."""
         import torch
 
         tok, model = self._tok, self._model
         suffix = tok(RATING_SUFFIX, add_special_tokens=False)["input_ids"]
-        cands = [tok(f"{r}]]", add_special_tokens=False)["input_ids"] for r in RATINGS]
-        n, k = len(rows), len(cands)
-        cache = state.cache
+        cands = [tuple(tok(f"{r}]]", add_special_tokens=False)["input_ids"]) for r in RATINGS]
+        nodes = list(dict.fromkeys(c[:m] for c in cands for m in range(1, len(c))))
+        at = {p: i for i, p in enumerate(nodes)}
+        n, n_ctx, n_tree = len(rows), 1 + len(suffix), len(nodes)
         sel = torch.tensor(rows)
+        cache = state.cache
         if n < len(state.rows):
             cache.batch_select_indices(sel)
+        past = state.mask[sel].bool()  # (n, L): the cache's valid columns
         # the pending last token (masked out where the row stopped at an EOS), then the suffix
-        ids = torch.cat([state.pending[sel], torch.tensor([suffix] * n)], dim=1)
-        mask = torch.cat([state.mask[sel], state.pending_mask[sel],
-                          torch.ones(n, len(suffix), dtype=state.mask.dtype)], dim=1)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
-        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
-                    use_cache=True, logits_to_keep=1)
-        logp = torch.log_softmax(out.logits[:, -1].double(), -1)
-        scores = logp[:, [c[0] for c in cands]]  # (n, k): the first token of each candidate
-        width = max(map(len, cands)) - 1  # the later tokens need the earlier ones fed
-        if width > 0:
-            cache.batch_repeat_interleave(k)  # row i*k + j: row i, candidate j
-            pad = tok.pad_token_id
-            feed = torch.tensor([c[:-1] + [pad] * (width - len(c) + 1) for c in cands]).repeat(n, 1)
-            fmask = torch.tensor([[1] * (len(c) - 1) + [0] * (width - len(c) + 1)
-                                  for c in cands], dtype=mask.dtype).repeat(n, 1)
-            mask = torch.cat([mask.repeat_interleave(k, dim=0), fmask], dim=1)
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -width:]
-            logits = model(input_ids=feed, attention_mask=mask, position_ids=pos, cache=cache,
-                           use_cache=True).logits
-            rest = torch.log_softmax(logits.double(), -1).view(n, k, width, -1)
-            for j, c in enumerate(cands):
-                for m in range(1, len(c)):
-                    scores[:, j] += rest[:, j, m - 1, c[m]]
+        ctx_ok = torch.cat([state.pending_mask[sel].bool(),
+                            torch.ones(n, len(suffix), dtype=torch.bool)], dim=1)
+        ids = torch.cat([state.pending[sel], torch.tensor([suffix] * n),
+                         torch.tensor([[p[-1] for p in nodes]] * n, dtype=torch.long)], dim=1)
+        pos = (torch.cat([past, ctx_ok], 1).long().cumsum(-1) - 1).clamp(min=0)[:, -n_ctx:]
+        depth = torch.tensor([len(p) for p in nodes])
+        pos = torch.cat([pos, pos[:, -1:] + depth], dim=1)
+        # who sees whom among the new tokens: causal in the context, the tree by ancestry
+        q = n_ctx + n_tree
+        new = torch.zeros(q, q, dtype=torch.bool)
+        new[:n_ctx, :n_ctx] = torch.ones(n_ctx, n_ctx, dtype=torch.bool).tril()
+        new[n_ctx:, :n_ctx] = True
+        for i, p in enumerate(nodes):
+            for m in range(1, len(p) + 1):
+                new[n_ctx + i, n_ctx + at[p[:m]]] = True
+        new = new[None] & torch.cat([ctx_ok, torch.ones(n, n_tree, dtype=torch.bool)], 1)[:, None]
+        see = torch.cat([past[:, None].expand(n, q, -1), new], dim=2)[:, None]  # (n, 1, q, L+q)
+        mask = torch.zeros(see.shape, dtype=model.dtype).masked_fill(~see,
+                                                                     torch.finfo(model.dtype).min)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
+                       use_cache=True, logits_to_keep=n_tree + 1).logits
+        logp = torch.log_softmax(logits.double(), -1)  # [:, 0]: after the suffix, [:, 1+i]: node i
+        scores = torch.zeros(n, len(cands), dtype=torch.float64)
+        for j, c in enumerate(cands):
+            scores[:, j] = logp[:, 0, c[0]]
+            for m in range(1, len(c)):
+                scores[:, j] += logp[:, 1 + at[c[:m]], c[m]]
         return scores
 
 
