@@ -78,11 +78,16 @@ class LocalJudgeClient:
     async def _serve(self) -> None:
         assert self._queue is not None
         queue = self._queue
+        waiting: list[_Request] = []
         while True:
-            batch = [await queue.get()]
-            await asyncio.sleep(_COLLECT_S)
-            while len(batch) < self.batch_size and not queue.empty():
-                batch.append(queue.get_nowait())
+            if not waiting:
+                waiting.append(await queue.get())
+                await asyncio.sleep(_COLLECT_S)
+            while not queue.empty():
+                waiting.append(queue.get_nowait())
+            # similar lengths together: left padding is prefill work thrown away on a CPU
+            waiting.sort(key=_prompt_chars)
+            batch, waiting = waiting[: self.batch_size], waiting[self.batch_size:]
             batch = [r for r in batch if not r.future.done()]  # cancelled callers
             if not batch:
                 continue
@@ -250,6 +255,10 @@ class _Decoded:
     mask: Any  # attention mask of the cache's columns
     pending: Any  # (batch, 1) the last generated ids, not yet in the cache
     pending_mask: Any  # (batch, 1) 1 where that id is a kept token (not an EOS)
+
+
+def _prompt_chars(r: _Request) -> int:
+    return sum(len(m["content"]) for m in r.messages)
 
 
 def _single_rating_prompt(messages: list[dict[str, str]]) -> bool:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 # Budgets of the embedded quick run, so it finishes in minutes on a 2-core CPU; FastChat's are
 # 1024 new tokens per answer and 2048 per judgment. Explicit flags always win.
-QUICK_ANSWER_TOKENS = 128
-QUICK_JUDGE_TOKENS = 16  # a 135M judge rarely writes a rating; the probability fallback decides
+QUICK_ANSWER_TOKENS = 96
+QUICK_JUDGE_TOKENS = 8  # a 135M judge rarely writes a rating; the probability fallback decides
 QUICK_JUDGE_BATCH = 16
 
 
@@ -44,7 +44,8 @@ def run_all(args: argparse.Namespace, data_dir: Path) -> int:
               "published MT-bench (use --judge-model gpt-4 for that)", file=sys.stderr)
         client = LocalJudgeClient(judge_model, batch_size=QUICK_JUDGE_BATCH,
                                   max_new_tokens=QUICK_JUDGE_TOKENS if embedded else None)
-        judge_run = replace(judge_run, parallel=max(judge_run.parallel, QUICK_JUDGE_BATCH))
+        # many requests in flight, so the batcher can group prompts of similar length
+        judge_run = replace(judge_run, parallel=max(judge_run.parallel, 8 * QUICK_JUDGE_BATCH))
     summary = run_judging(judge_run, client=client)
     if judge_run.dry_run:
         return 0
