@@ -208,12 +208,15 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
     rows = load_rows(path)
     results = results_from_rows(rows, mode, model_list, baseline_model,
                                 question_categories(data_dir), seed, source=str(path))
-    for label in judge_labels(rows):
+    labels = judge_labels(rows)
+    for label in labels:  # on stderr too, so `--json` output stays exactly the documented keys
         print(f"NOTE: {label}", file=sys.stderr)
     if as_json:
         print(json.dumps(results))
     else:
         print(f"Input file: {path}")
+        for label in labels:
+            print(f"NOTE: {label}")
         print(fastchat_tables(rows, mode, model_list, baseline_model, bench_name))
         print(extra_tables(results))
         if mode == "single":
@@ -221,7 +224,9 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
                                        question_categories(data_dir))
             print("\n########## Per category and turn (turn 1 / turn 2) ##########")
             for name, cats in sorted(split.items()):
-                cells = [f"{c}: {_fmt(t.get(1))}/{_fmt(t.get(2))}" for c, t in cats.items()]
+                order = sorted(cats, key=lambda c: (c not in data.CATEGORIES, data.CATEGORIES.index(c)
+                                                    if c in data.CATEGORIES else 0, c))
+                cells = [f"{c}: {_fmt(cats[c].get(1))}/{_fmt(cats[c].get(2))}" for c in order]
                 print(f"{name}: " + ", ".join(cells))
     if plot:
         from .plot import radar_plot
