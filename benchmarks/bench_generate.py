@@ -1,4 +1,4 @@
-"""Answer-generation speed: FastChat's gen_model_answer (batch 1) vs `mt-bench gen` (batch 16).
+"""Answer-generation speed: FastChat's gen_model_answer (batch 1) vs `mt-bench gen` (batched).
 
 One run, one machine, one model: SmolLM2-135M-Instruct (the embedded GGUF converted to bf16
 safetensors), the same 16 questions (ids 101-116, reasoning and math: temperature 0, so every run
@@ -14,7 +14,7 @@ is left after FastChat's stop_str cut). Seconds exclude model loading.
       are longer than the model's own template: the script prints which template it used.
   (a') `mt-bench gen --batch-size 1`: FastChat's per-question batch-1 loop with the model's own
       template (the fallback for (a), and the batching effect without the template difference).
-  (b) `mt-bench gen` defaults: batch 16, bf16.
+  (b) `mt-bench gen` defaults (batch size 32, bf16): the 16 questions run as one batch.
 
 Usage: python benchmarks/bench_generate.py [--fschat-python PATH] [--skip-batch1]
        [--questions N] [--max-new-token T]   (smaller runs when the machine is busy)
@@ -182,7 +182,7 @@ def main() -> None:
                              *_count_tokens(tok, Path(one["file"])), one["generated"],
                              one["seconds"]))
         batched = _run_mt_bench(work, 16, end, max_new)
-        runs.append(_Run("(b)  mt-bench gen defaults (batch 16, bf16)",
+        runs.append(_Run("(b)  mt-bench gen defaults (bf16, the 16 questions in one batch)",
                          *_count_tokens(tok, Path(batched["file"])), batched["generated"],
                          batched["seconds"]))
 
