@@ -20,7 +20,7 @@ QUICK_JUDGE_BATCH = 16
 
 def run_all(args: argparse.Namespace, data_dir: Path) -> int:
     from .generate import GenerationConfig, generate_answers
-    from .judging import JudgeRun, run_judging, _is_local
+    from .judging import JudgeRun, _is_local, judge_display_name, run_judging
     from .scoring import show
 
     embedded = args.model_path in (None, "default")
@@ -29,8 +29,7 @@ def run_all(args: argparse.Namespace, data_dir: Path) -> int:
     if args.max_new_token is None:
         args.max_new_token = QUICK_ANSWER_TOKENS if embedded else 1024
     gen = GenerationConfig.from_args(args, data_dir)
-    stats = generate_answers(gen)
-    del stats  # generate_answers prints its own summary line
+    generate_answers(gen)  # prints its own summary line
 
     judge_run = replace(JudgeRun.from_args(argparse.Namespace(**{**vars(args), "judge_model": judge_model}),
                                            data_dir),
@@ -50,13 +49,8 @@ def run_all(args: argparse.Namespace, data_dir: Path) -> int:
     if judge_run.dry_run:
         return 0
     plot = args.plot or str(data_dir / "radar.png")
-    show(data_dir=data_dir, input_file=None, judge_model=judge_model if not _is_local(judge_model)
-         else _local_name(judge_model), mode=judge_run.mode, model_list=None,
+    show(data_dir=data_dir, input_file=None, judge_model=judge_display_name(judge_model),
+         mode=judge_run.mode, model_list=None,
          baseline_model=judge_run.baseline_model, plot=plot if judge_run.mode == "single" else None)
     return 0 if summary.ok else 1
 
-
-def _local_name(judge_model: str) -> str:
-    from .judging import judge_display_name
-
-    return judge_display_name(judge_model)
