@@ -14,7 +14,9 @@ is left after FastChat's stop_str cut). Seconds exclude model loading.
       are longer than the model's own template: the script prints which template it used.
   (a') `mt-bench gen --batch-size 1`: FastChat's per-question batch-1 loop with the model's own
       template (the fallback for (a), and the batching effect without the template difference).
-  (b) `mt-bench gen` defaults (batch size 32, bf16): the 16 questions run as one batch.
+  (b) `mt-bench gen` defaults (bf16, a continuous batch of at most 32 rows: with one choice the
+      16 questions' turns are at most 16 rows, each question's turn 2 entering when its turn 1
+      ends).
 
 Usage: python benchmarks/bench_generate.py [--fschat-python PATH] [--skip-batch1]
        [--questions N] [--max-new-token T]   (smaller runs when the machine is busy)
@@ -69,20 +71,25 @@ g.run_eval(model_path, model_id, qfile, int(begin), int(end), afile, int(max_new
            1, 1, 1, None, torch.bfloat16, "main")
 seconds = time.perf_counter() - t0 - load_seconds[0]
 g.reorg_answer_file(afile)
+import resource
 print(json.dumps({"seconds": seconds, "generated": generated[0],
                   "template": get_conversation_template(model_id).name,
-                  "fastchat": fastchat.__version__}))
+                  "fastchat": fastchat.__version__,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 '''
 
 _MT_BENCH_RUN = r'''
-import json, sys
+import json, resource, sys
+from dataclasses import replace
 from pathlib import Path
 from mt_bench_task.generate import GenerationConfig, generate_answers
 cfg = GenerationConfig(data_dir=Path(sys.argv[1]), question_begin=int(sys.argv[2]),
-                       question_end=int(sys.argv[3]), max_new_token=int(sys.argv[4]),
-                       batch_size=int(sys.argv[5]))
+                       question_end=int(sys.argv[3]), max_new_token=int(sys.argv[4]))
+if sys.argv[5] != "default":
+    cfg = replace(cfg, batch_size=int(sys.argv[5]))
 s = generate_answers(cfg)
-print(json.dumps({"seconds": s.seconds, "generated": s.tokens, "file": str(cfg.output_path)}))
+print(json.dumps({"seconds": s.seconds, "generated": s.tokens, "file": str(cfg.output_path),
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 '''
 
 
@@ -92,6 +99,7 @@ class _Run(NamedTuple):
     answer_tokens: int  # the answer texts re-tokenized: what a judge will read
     generated: int  # tokens generate() produced (FastChat's stop_str cuts some of them off)
     seconds: float
+    rss_mb: float  # the run's process peak RSS (model loading included)
 
 
 def _last_json(stdout: str) -> dict:
@@ -134,7 +142,7 @@ def _run_fastchat(python: Path, model_dir: str, question_file: Path, work: Path,
     return {**_last_json(result.stdout), "file": str(answer_file)}
 
 
-def _run_mt_bench(work: Path, batch_size: int, end: int, max_new: int) -> dict:
+def _run_mt_bench(work: Path, batch_size: int | str, end: int, max_new: int) -> dict:
     result = subprocess.run([sys.executable, "-c", _MT_BENCH_RUN, str(work / f"b{batch_size}"),
                              str(QUESTION_BEGIN), str(end), str(max_new), str(batch_size)],
                             capture_output=True, text=True)
@@ -174,24 +182,24 @@ def main() -> None:
             label = (f"(a)  FastChat {fast['fastchat']} gen_model_answer, batch 1, CPU shim, "
                      f"template {fast['template']!r}")
             runs.append(_Run(label, *_count_tokens(tok, Path(fast["file"])), fast["generated"],
-                             fast["seconds"]))
+                             fast["seconds"], fast["rss_mb"]))
         if fast is None or not args.skip_batch1:
             one = _run_mt_bench(work, 1, end, max_new)
             runs.append(_Run("(a') batch-1 reproduction of FastChat's loop (mt-bench gen "
                              "--batch-size 1), model's own template",
                              *_count_tokens(tok, Path(one["file"])), one["generated"],
-                             one["seconds"]))
-        batched = _run_mt_bench(work, 16, end, max_new)
-        runs.append(_Run("(b)  mt-bench gen defaults (bf16, the 16 questions in one batch)",
+                             one["seconds"], one["rss_mb"]))
+        batched = _run_mt_bench(work, "default", end, max_new)
+        runs.append(_Run("(b)  mt-bench gen defaults (bf16, continuous batch of <= 32 rows)",
                          *_count_tokens(tok, Path(batched["file"])), batched["generated"],
-                         batched["seconds"]))
+                         batched["seconds"], batched["rss_mb"]))
 
     print(f"{'run':<96} {'questions':>9} {'answer tok':>10} {'generated':>9} {'seconds':>8} "
-          f"{'gen tok/s':>9} {'answer tok/s':>12}")
+          f"{'gen tok/s':>9} {'answer tok/s':>12} {'peak RSS MB':>11}")
     for r in runs:
         print(f"{r.label:<96} {r.questions:>9} {r.answer_tokens:>10} {r.generated:>9} "
               f"{r.seconds:>8.1f} {r.generated / r.seconds:>9.1f} "
-              f"{r.answer_tokens / r.seconds:>12.1f}")
+              f"{r.answer_tokens / r.seconds:>12.1f} {r.rss_mb:>11.0f}")
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     ours = runs[-1]
     for base in runs[:-1]:

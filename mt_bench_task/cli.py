@@ -38,7 +38,7 @@ def _add_local_model(p: argparse.ArgumentParser, required: bool) -> None:
                    help="default: bfloat16 where supported, else float32")
     p.add_argument("--revision", default="main")
     p.add_argument("--batch-size", type=int, default=32,
-                   help="max questions per generate() call (split evenly per temperature)")
+                   help="max rows (question x choice x turn) decoded at once; halved on CUDA OOM")
     p.add_argument("--chat-template", default=None,
                    help="Jinja chat template file, for models whose tokenizer has none")
     p.add_argument("--num-processes", type=int, default=1,
@@ -66,7 +66,7 @@ def _add_judge(p: argparse.ArgumentParser) -> None:
 def cmd_gen(args: argparse.Namespace) -> int:
     from .generate import GenerationConfig, generate_answers
 
-    generate_answers(GenerationConfig.from_args(args, _data_dir(args)))
+    print(generate_answers(GenerationConfig.from_args(args, _data_dir(args))).summary())
     return 0
 
 

@@ -5,33 +5,31 @@ question. Paper: Zheng et al., arXiv:2306.05685.
 Kept from FastChat: per-category temperatures, `torch.manual_seed(choice index)`, greedy below
 1e-4, output cleaning, "ERROR" on a RuntimeError, the answer record and the sorted final file.
 Changed on purpose: the model's own chat template (FastChat picks one by model id and silently
-falls back to "one_shot"); questions are batched in one left-padded generate() per turn; answered
-questions are skipped (resume); accelerate processes instead of ray workers.
+falls back to "one_shot"); every (question, choice, turn) is a request in one continuous batch of
+all temperatures (scheduler.py), a question's turn 2 entering as soon as its turn 1 is done;
+answered questions are skipped (resume); accelerate processes instead of ray workers.
+Seeds: each (question, choice) samples from its own torch.Generator seeded with the choice index,
+turn 2 continuing turn 1's stream: FastChat's `torch.manual_seed(i)` stream per question, kept
+independent of what else is in the batch.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from . import data
 from .jsonl import DataError, JsonlAppender, write_lines_atomic
 from .models import DEFAULT_MODEL, DEFAULT_MODEL_ID, model_id_for, resolve_model_path
+from .scheduler import GREEDY_BELOW, Request  # noqa: F401  (GREEDY_BELOW: FastChat's threshold)
 from .types import Answer, Choice, Question
 
-GREEDY_BELOW = 1e-4  # FastChat: do_sample = temperature >= 1e-4
 ERROR_TEXT = "ERROR"  # FastChat's turn text when generate() raises a RuntimeError
-_STATS_ENV = "MT_BENCH_GEN_STATS_FILE"  # where launched workers report stats back to the parent
-log = logging.getLogger(__name__)
+SYNC_STEPS = 16  # decode steps between two gathers of finished answers (several processes)
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,7 @@ class GenerationConfig:
     num_choices: int = 1
     dtype: str | None = None  # None: bfloat16 where supported, else float32
     revision: str = "main"
-    batch_size: int = 32
+    batch_size: int = 32  # most rows (question x choice x turn) in flight at once
     chat_template: str | None = None  # Jinja file for tokenizers without a template
     num_processes: int = 1
 
@@ -71,10 +69,23 @@ class GenerationStats:
     questions: int  # questions answered in this run (resumed ones not counted)
     tokens: int  # generated tokens, all turns and choices, stop token excluded
     seconds: float  # generation wall time, model loading excluded
+    selected: int = 0  # questions in the selected range
+    path: str = ""  # the answer file
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """One line for the CLI to print."""
+        if not self.selected:
+            return "no questions selected; nothing to do"
+        if not self.questions:
+            return f"all {self.selected} questions already answered in {self.path}; nothing to do"
+        resumed = self.selected - self.questions
+        note = f" ({resumed} already answered, kept)" if resumed else ""
+        return (f"generated {self.questions} questions{note}, {self.tokens} tokens in "
+                f"{self.seconds:.1f} s ({self.tokens_per_second:.1f} tok/s) -> {self.path}")
 
 
 def generate_answers(cfg: GenerationConfig) -> GenerationStats:
@@ -83,16 +94,15 @@ def generate_answers(cfg: GenerationConfig) -> GenerationStats:
     out = cfg.output_path
     questions = data.load_questions(cfg.data_dir, cfg.question_begin, cfg.question_end)
     if not questions:
-        _say(f"no questions selected (--question-begin {cfg.question_begin} "
-             f"--question-end {cfg.question_end}); nothing to do")
-        return GenerationStats(0, 0, 0.0)
+        return GenerationStats(0, 0, 0.0, 0, str(out))
     pending = data.pending_questions(questions, out, cfg.num_choices)  # DataError before any work
     if not pending:
-        _say(f"all {len(questions)} questions already answered in {out}; nothing to do")
-        return GenerationStats(0, 0, 0.0)
+        return GenerationStats(0, 0, 0.0, len(questions), str(out))
     model_path = resolve_model_path(cfg.model_path, cfg.revision)  # converts 'default' once, here
     if cfg.num_processes > 1 and not _launched():
-        return _relaunch(cfg, model_path)
+        from .gen_worker import relaunch
+
+        return relaunch(cfg, model_path)
     return _generate(cfg, model_path, questions, pending, out)
 
 
@@ -116,53 +126,33 @@ def _launched() -> bool:
     return "WORLD_SIZE" in os.environ
 
 
-def _say(msg: str) -> None:
-    if os.environ.get("RANK", "0") == "0":  # once, not once per worker
-        print(msg)
-
-
-# ---- several processes: re-run this command under `accelerate launch` ----
-def _relaunch(cfg: GenerationConfig, model_path: str) -> GenerationStats:
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-           "--num_processes", str(cfg.num_processes), "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no",
-           # port 0 makes accelerate abort, so pick a free one ourselves
-           "--main_process_port", str(_free_port()),
-           "-m", "mt_bench_task.cli", "gen", *_gen_cli_args(cfg, model_path)]
-    with tempfile.TemporaryDirectory() as tmp:
-        stats_file = Path(tmp) / "stats.json"
-        rc = subprocess.run(cmd, env={**os.environ, _STATS_ENV: str(stats_file)}).returncode
-        if rc != 0:
-            raise DataError(f"{cfg.num_processes} accelerate worker processes failed "
-                            f"(exit code {rc}); see their output above")
-        if not stats_file.is_file():  # workers found nothing to do
-            return GenerationStats(0, 0, 0.0)
-        return GenerationStats(**json.loads(stats_file.read_text()))
-
-
-def _gen_cli_args(cfg: GenerationConfig, model_path: str) -> list[str]:
-    args = ["--model-path", model_path, "--model-id", cfg.model_id,
-            "--data-dir", str(cfg.data_dir.resolve()),
-            "--answer-file", str(cfg.output_path.resolve()),
-            "--max-new-token", str(cfg.max_new_token), "--num-choices", str(cfg.num_choices),
-            "--revision", cfg.revision, "--batch-size", str(cfg.batch_size),
-            "--num-processes", str(cfg.num_processes)]
-    template = str(Path(cfg.chat_template).resolve()) if cfg.chat_template else None
-    optional = {"--question-begin": cfg.question_begin, "--question-end": cfg.question_end,
-                "--dtype": cfg.dtype, "--chat-template": template}
-    for flag, value in optional.items():
-        if value is not None:
-            args += [flag, str(value)]
-    return args
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 # ---- the generation loop (one process, or one of several) ----
+class _Conversation:
+    """One (question, choice): its messages so far and its finished turns."""
+
+    def __init__(self, question: Question, choice: int, generator: Any) -> None:
+        self.question, self.choice, self.generator = question, choice, generator
+        self.messages: list[dict[str, str]] = []
+        self.turns: list[str] = []
+
+    @property
+    def done(self) -> bool:
+        return len(self.turns) == len(self.question.turns)
+
+    def next_request(self, tok: Any, max_new_tokens: int) -> Request:
+        """The request for the next turn; its prompt holds every earlier cleaned answer."""
+        self.messages.append({"role": "user", "content": self.question.turns[len(self.turns)]})
+        text = tok.apply_chat_template(self.messages, add_generation_prompt=True, tokenize=False)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        return Request(ids, data.temperature_for(self.question.category), max_new_tokens,
+                       generator=self.generator, priority=bool(self.turns), owner=self)
+
+    def record(self, text: str) -> None:
+        self.messages.append({"role": "assistant", "content": text})
+        self.turns.append(text)
+
+
 def _generate(cfg: GenerationConfig, model_path: str, questions: Sequence[Question],
               pending: list[Question], out: Path) -> GenerationStats:
     import torch
@@ -174,9 +164,6 @@ def _generate(cfg: GenerationConfig, model_path: str, questions: Sequence[Questi
 
     # cpu=True is what makes `--multi_gpu` workers on a CPU machine real gloo processes
     state = PartialState(cpu=not torch.cuda.is_available())
-    if len(pending) < len(questions):
-        _say(f"resuming: {len(questions) - len(pending)} of {len(questions)} questions "
-             f"already answered in {out}")
     model, tok = load_model_and_tokenizer(model_path, cfg.dtype, cfg.revision, cfg.chat_template,
                                           device=str(state.device))
     bar = tqdm(total=len(pending), desc=f"gen {cfg.model_id}", unit="q",
@@ -185,149 +172,81 @@ def _generate(cfg: GenerationConfig, model_path: str, questions: Sequence[Questi
     tokens = 0
     start = time.perf_counter()
     with state.split_between_processes(pending) as shard:
-        batches = _make_batches(shard, tok, cfg.batch_size)
-        # every worker must join every gather, so all loop as often as the busiest one
-        rounds = max(gather_object([len(batches)]))
-        for r in range(rounds):
-            mine = _answer_batch(model, tok, batches[r], cfg) if r < len(batches) else ([], 0)
-            for answers, batch_tokens in gather_object([mine]):
+        work = _Work(model, tok, shard, cfg)
+        while True:  # every worker joins every gather, until none has work left
+            mine = work.advance(SYNC_STEPS)
+            gathered = gather_object([mine])
+            for answers, batch_tokens, _ in gathered:
                 tokens += batch_tokens
                 if appender is not None:
                     for answer in answers:
                         appender.write(answer.to_json())
                 bar.update(len(answers))
+            if not any(busy for _, _, busy in gathered):
+                break
     seconds = time.perf_counter() - start
     bar.close()
-    stats = GenerationStats(len(pending), tokens, seconds)
+    stats = GenerationStats(len(pending), tokens, seconds, len(questions), str(out))
     if appender is not None:
         appender.close()
         reorganize_answer_file(out)
-        print(f"generated {stats.questions} questions, {stats.tokens} tokens in "
-              f"{stats.seconds:.1f} s ({stats.tokens_per_second:.1f} tok/s) -> {out}")
-        if os.environ.get(_STATS_ENV):
-            Path(os.environ[_STATS_ENV]).write_text(json.dumps(asdict(stats)))
     if state.num_processes > 1:
         state.destroy_process_group()
     return stats
 
 
-def _make_batches(shard: Sequence[Question], tok: Any, batch_size: int) -> list[list[Question]]:
-    """Batches of one temperature each (one generate() call has one setting), similar prompt
-    lengths together (less padding), and evenly sized within a temperature (no stragglers:
-    40 questions at batch size 32 run as 20 + 20, not 32 + 8); the order is a pure function of
-    the shard."""
-    def key(q: Question) -> tuple[float, int, int]:
-        length = len(tok(q.turns[0], add_special_tokens=False)["input_ids"])
-        return (data.temperature_for(q.category), length, q.question_id)
+class _Work:
+    """One process's questions through one ContinuousBatcher; finished questions come out as
+    Answers (all choices and turns done)."""
 
-    groups: dict[float, list[Question]] = {}
-    for q in sorted(shard, key=key):
-        groups.setdefault(data.temperature_for(q.category), []).append(q)
-    batches: list[list[Question]] = []
-    for group in groups.values():
-        n = -(-len(group) // batch_size)  # ceil
-        size, extra = divmod(len(group), n)
-        start = 0
-        for i in range(n):
-            end = start + size + (i < extra)
-            batches.append(group[start:end])
-            start = end
-    return batches
+    def __init__(self, model: Any, tok: Any, shard: Sequence[Question],
+                 cfg: GenerationConfig) -> None:
+        import torch
 
+        from .scheduler import ContinuousBatcher
 
-def _answer_batch(model: Any, tok: Any, batch: list[Question],
-                  cfg: GenerationConfig) -> tuple[list[Answer], int]:
-    """All turns of all choices of one batch; turn j+1 sees each question's cleaned answer j."""
-    import shortuuid
-    import torch
+        self.tok, self.cfg = tok, cfg
+        self.batcher = ContinuousBatcher(model, cfg.batch_size, _stop_token_ids(model, tok),
+                                         tok.pad_token_id)
+        self.open: dict[int, list[_Conversation]] = {}
+        first: list[Request] = []
+        for q in shard:
+            convs = [_Conversation(q, c, torch.Generator(model.device).manual_seed(c))
+                     for c in range(cfg.num_choices)]
+            self.open[q.question_id] = convs
+            first += [conv.next_request(tok, cfg.max_new_token) for conv in convs]
+        # length buckets: similar prompt lengths are admitted together (less padding)
+        for r in sorted(first, key=lambda r: (len(r.prompt_ids), r.owner.question.question_id,
+                                               r.owner.choice)):
+            self.batcher.add(r)
 
-    temperature = data.temperature_for(batch[0].category)
-    turns_by_choice: list[list[list[str]]] = []
-    tokens = 0
-    for choice in range(cfg.num_choices):
-        torch.manual_seed(choice)  # FastChat seeds each choice with its index
-        convs: list[list[dict[str, str]]] = [[] for _ in batch]
-        turns: list[list[str]] = [[] for _ in batch]
-        for j in range(max(len(q.turns) for q in batch)):
-            rows = [k for k, q in enumerate(batch) if len(q.turns) > j]
-            for k in rows:
-                convs[k].append({"role": "user", "content": batch[k].turns[j]})
-            texts, counts = _generate_turn(model, tok, [convs[k] for k in rows], temperature,
-                                           cfg.max_new_token)
-            for k, text in zip(rows, texts):
-                convs[k].append({"role": "assistant", "content": text})
-                turns[k].append(text)
-            tokens += sum(counts)
-        turns_by_choice.append(turns)
-    answers = [Answer(question_id=q.question_id, answer_id=shortuuid.uuid(), model_id=cfg.model_id,
-                      choices=[Choice(i, turns_by_choice[i][k]) for i in range(cfg.num_choices)],
-                      tstamp=time.time())
-               for k, q in enumerate(batch)]
-    return answers, tokens
+    def advance(self, steps: int) -> tuple[list[Answer], int, bool]:
+        """Up to `steps` decode steps -> (questions finished, tokens generated, work left)."""
+        answers: list[Answer] = []
+        tokens = 0
+        for _ in range(steps):
+            if not self.batcher.busy:
+                break
+            for fin in self.batcher.step():
+                conv: _Conversation = fin.request.owner
+                if fin.token_ids is None:
+                    text, n = ERROR_TEXT, 0
+                else:
+                    text, n = _clean_output(self.tok, fin.token_ids, self.batcher.stop_ids)
+                conv.record(text)
+                tokens += n
+                if not conv.done:
+                    self.batcher.add(conv.next_request(self.tok, self.cfg.max_new_token))
+                elif all(c.done for c in self.open[conv.question.question_id]):
+                    answers.append(self._answer(self.open.pop(conv.question.question_id)))
+        return answers, tokens, self.batcher.busy
 
+    def _answer(self, convs: list[_Conversation]) -> Answer:
+        import shortuuid
 
-STATIC_CACHE_BUCKET = 256  # static KV cache lengths are rounded up to this (fewer recompiles)
-_static_cache_failed = False  # set once the static-cache path raised: the rest of the run is eager
-
-
-def _use_static_cache(model: Any, static_cache: bool | None) -> bool:
-    """Static KV cache + torch.compile (transformers compiles the decode step itself): on CUDA
-    only, unless MT_BENCH_STATIC_CACHE=0; CPU never (compiling costs more than it gains there)."""
-    if static_cache is not None:
-        return static_cache
-    device = getattr(getattr(model, "device", None), "type", None)
-    return (device == "cuda" and not _static_cache_failed
-            and os.environ.get("MT_BENCH_STATIC_CACHE", "1") != "0")
-
-
-def _generate_turn(model: Any, tok: Any, convs: list[list[dict[str, str]]], temperature: float,
-                   max_new_tokens: int, static_cache: bool | None = None
-                   ) -> tuple[list[str], list[int]]:
-    """One left-padded generate() for a batch of conversations -> (clean texts, token counts).
-
-    static_cache: None = on CUDA (see _use_static_cache). It changes speed, not the algorithm: the
-    same greedy/sampled decoding; the cache length is rounded up to a multiple of
-    STATIC_CACHE_BUCKET and transformers keeps the largest length seen, so later turns reuse the
-    compiled decode step instead of recompiling for every prompt length. If that path raises, the
-    batch is redone (and the run continues) with the ordinary dynamic cache.
-    """
-    global _static_cache_failed
-    import torch
-
-    prompts = tok.apply_chat_template(convs, add_generation_prompt=True, tokenize=False)
-    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    do_sample = temperature >= GREEDY_BELOW
-    # like FastChat, no top_p/top_k: the model's generation_config defaults apply
-    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample,
-                              "pad_token_id": tok.pad_token_id}
-    if do_sample:
-        kwargs["temperature"] = temperature
-    output = None
-    if _use_static_cache(model, static_cache):
-        needed = enc["input_ids"].shape[1] + max_new_tokens
-        bucket = -(-needed // STATIC_CACHE_BUCKET) * STATIC_CACHE_BUCKET
-        try:
-            with torch.inference_mode():
-                output = model.generate(**enc, **kwargs, cache_implementation="static",
-                                        max_cache_len=bucket)
-        except Exception as e:  # compile or static-cache trouble: fall back, don't write ERROR
-            log.warning("static-cache generate() failed (%s: %s); using the dynamic cache from "
-                        "now on", type(e).__name__, e)
-            _static_cache_failed = True
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-    try:
-        if output is None:
-            with torch.inference_mode():
-                output = model.generate(**enc, **kwargs)
-    except RuntimeError as e:
-        log.error("generate() failed for a batch of %d conversations: %s; writing %r",
-                  len(convs), e, ERROR_TEXT)
-        return [ERROR_TEXT] * len(convs), [0] * len(convs)
-    new_tokens = output[:, enc["input_ids"].shape[1]:].tolist()
-    stop_ids = _stop_token_ids(model, tok)
-    cleaned = [_clean_output(tok, ids, stop_ids) for ids in new_tokens]
-    return [text for text, _ in cleaned], [n for _, n in cleaned]
+        return Answer(question_id=convs[0].question.question_id, answer_id=shortuuid.uuid(),
+                      model_id=self.cfg.model_id,
+                      choices=[Choice(c.choice, c.turns) for c in convs], tstamp=time.time())
 
 
 def _stop_token_ids(model: Any, tok: Any) -> set[int]:
@@ -337,8 +256,8 @@ def _stop_token_ids(model: Any, tok: Any) -> set[int]:
 
 
 def _clean_output(tok: Any, ids: list[int], stop_ids: set[int]) -> tuple[str, int]:
-    """FastChat's post-processing: cut at the first stop token (padding comes after it), decode,
-    remove special-token strings, strip."""
+    """FastChat's post-processing: cut at the first stop token, decode, remove special-token
+    strings, strip."""
     cut = next((n for n, t in enumerate(ids) if t in stop_ids), len(ids))
     text = tok.decode(ids[:cut], spaces_between_special_tokens=False)
     for special in tok.special_tokens_map.values():

@@ -29,7 +29,7 @@ def run_all(args: argparse.Namespace, data_dir: Path) -> int:
     if args.max_new_token is None:
         args.max_new_token = QUICK_ANSWER_TOKENS if embedded else 1024
     gen = GenerationConfig.from_args(args, data_dir)
-    generate_answers(gen)  # prints its own summary line
+    print(generate_answers(gen).summary())
 
     judge_run = replace(JudgeRun.from_args(argparse.Namespace(**{**vars(args), "judge_model": judge_model}),
                                            data_dir),

@@ -15,11 +15,8 @@ from typing import Any
 
 import pytest
 
-from mt_bench_task import data
 from mt_bench_task.cli import main
-from mt_bench_task.generate import (ERROR_TEXT, GenerationConfig, _clean_output, _generate_turn,
-                                    _make_batches, generate_answers)
-from mt_bench_task.types import Question
+from mt_bench_task.generate import GenerationConfig, _clean_output, generate_answers
 
 FASTCHAT_KEYS = ["question_id", "answer_id", "model_id", "choices", "tstamp"]
 GREEDY_SLICE = ["--question-begin", "20", "--question-end", "24"]  # ids 101-104, reasoning
@@ -122,23 +119,6 @@ def test_sampling_is_reproducible_per_choice_seed(default_model_dir: Path, tmp_p
 
 
 @pytest.mark.slow
-def test_runtime_error_in_generate_gives_fastchat_error_text(default_model_dir: Path) -> None:
-    from mt_bench_task.models import load_tokenizer
-
-    tok = load_tokenizer(str(default_model_dir))
-
-    class OutOfMemoryModel:
-        device = "cpu"
-
-        def generate(self, **kwargs: object) -> None:
-            raise RuntimeError("out of memory")
-
-    convs = [[{"role": "user", "content": "hi"}]] * 2
-    texts, counts = _generate_turn(OutOfMemoryModel(), tok, convs, 0.0, 8)
-    assert texts == [ERROR_TEXT, ERROR_TEXT] and counts == [0, 0]
-
-
-@pytest.mark.slow
 def test_clean_output_cuts_at_eos_and_drops_special_tokens(default_model_dir: Path) -> None:
     from mt_bench_task.models import load_tokenizer
 
@@ -215,29 +195,3 @@ def test_help_does_not_import_torch() -> None:
                             timeout=60, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
-
-
-def test_batches_have_one_temperature_and_a_stable_order() -> None:
-    class CharTokenizer:
-        def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
-            return {"input_ids": list(range(len(text)))}
-
-    cats = ["writing", "math", "stem", "math", "writing", "coding", "humanities", "math"]
-    qs = [Question(100 + i, c, ["x" * (10 - i), "y"]) for i, c in enumerate(cats)]
-    batches = _make_batches(qs, CharTokenizer(), batch_size=2)
-    assert all(len(b) <= 2 for b in batches)
-    assert all(len({data.temperature_for(q.category) for q in b}) == 1 for b in batches)
-    assert sorted(q.question_id for b in batches for q in b) == [q.question_id for q in qs]
-    assert _make_batches(list(reversed(qs)), CharTokenizer(), 2) == batches
-
-
-def test_batches_are_even_within_a_temperature() -> None:
-    class CharTokenizer:
-        def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
-            return {"input_ids": list(range(len(text)))}
-
-    qs = [q for q in data.load_questions()]
-    sizes = sorted(len(b) for b in _make_batches(qs, CharTokenizer(), batch_size=32))
-    assert sizes == [20, 20, 20, 20]  # 20 at 0.7, 40 at 0.0 (as 20 + 20), 20 at 0.1
-    sizes = sorted(len(b) for b in _make_batches(qs, CharTokenizer(), batch_size=16))
-    assert sizes == [10, 10, 10, 10, 13, 13, 14]  # 40 at 0.0 in ceil(40/16) = 3 batches

@@ -1,0 +1,285 @@
+"""Continuous batching for answer generation: every (question, choice, turn) is one request.
+
+All requests share one batch whatever their temperature: each row has its own temperature,
+greedy/sample choice, random generator and token budget, applied in our own decode step. A row
+that stops (stop token or budget) leaves the batch at once and waiting requests take its place;
+the caller adds a question's next turn as soon as the previous one is done.
+
+KV cache: one transformers DynamicCache, left-aligned padding. New rows are prefilled together
+(left-padded among themselves, only the last position's logits computed) and their cache is
+left-padded to the running length and concatenated on the batch axis; finished rows are removed
+with index_select and leading all-padding columns are cut, so the cache is as long as the
+oldest row in flight. Positions come from each row's own token count, so padding never shifts
+RoPE; padded keys are masked.
+
+Sampling is transformers' generate() step for one row, done for all rows at once: logits in
+float32; greedy rows take the argmax; sampled rows get the repetition penalty, their temperature,
+then top-k and top-p from the model's generation_config (transformers' defaults: top-k 50, top-p
+1.0), then one torch.multinomial draw with the request's own generator. A request's generator is
+the caller's (FastChat's rule: seed = choice index, one stream per question and choice, turn 2
+continuing turn 1's stream), so a row's draws do not depend on what else is in the batch.
+
+CUDA out of memory halves the row limit, puts the newest rows back in the queue (their generator
+rewound) and goes on; other RuntimeErrors end the rows involved with no tokens (FastChat: ERROR).
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+GREEDY_BELOW = 1e-4  # FastChat: do_sample = temperature >= 1e-4
+REFILL_FRACTION = 8  # refill when 1/8 of the rows are free (fewer, larger prefills)
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Request:
+    prompt_ids: list[int]
+    temperature: float
+    max_new_tokens: int
+    generator: Any = None  # torch.Generator for sampled requests (None: greedy or global RNG)
+    priority: bool = False  # admitted before the others (a question's later turns)
+    owner: Any = None  # the caller's handle, returned untouched
+    _rng_state: Any = field(default=None, repr=False)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature < GREEDY_BELOW
+
+
+@dataclass(eq=False)
+class Finished:
+    request: Request
+    token_ids: list[int] | None  # None: a RuntimeError ended it (FastChat writes "ERROR")
+
+
+@dataclass(eq=False)
+class _Row:
+    request: Request
+    pos: int  # tokens in the cache for this row = position of the pending token
+    tokens: list[int] = field(default_factory=list)  # generated, pending token last
+
+
+class ContinuousBatcher:
+    """Requests in, Finished out: `add()` requests, call `step()` until `busy` is False."""
+
+    def __init__(self, model: Any, max_rows: int, stop_ids: set[int], pad_id: int) -> None:
+        import torch
+
+        self.model, self.max_rows, self.stop_ids, self.pad_id = model, max_rows, stop_ids, pad_id
+        self.device = model.device
+        # transformers >= 5.24 names it `cache` (`past_key_values` is deprecated there)
+        params = inspect.signature(getattr(model, "forward", model.__call__)).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+        gc = model.generation_config
+        self.top_k = gc.top_k if gc.top_k is not None else 50  # transformers' defaults
+        self.top_p = gc.top_p if gc.top_p is not None else 1.0
+        self.repetition_penalty = gc.repetition_penalty or 1.0
+        self._queue: deque[Request] = deque()  # kept in arrival order; callers pre-sort
+        self._first: deque[Request] = deque()  # priority requests
+        self._rows: list[_Row] = []
+        self._cache: Any = None
+        self._mask: Any = None  # [rows, cache length] 1 = real token
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._rows or self._queue or self._first)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._rows)
+
+    def add(self, request: Request) -> None:
+        (self._first if request.priority else self._queue).append(request)
+
+    def step(self) -> list[Finished]:
+        """Admit waiting requests if rows are free, then one decode step for all rows."""
+        done: list[Finished] = []
+        self._admit(done)
+        if self._rows:
+            self._decode(done)
+        return done
+
+    # ---- admission: prefill a group and merge it into the running cache ----
+    def _admit(self, done: list[Finished]) -> None:
+        import torch
+
+        free = self.max_rows - len(self._rows)
+        waiting = len(self._first) + len(self._queue)
+        if free <= 0 or not waiting:
+            return
+        if self._rows and free < min(waiting, max(1, self.max_rows // REFILL_FRACTION)):
+            return
+        group = [self._pop() for _ in range(min(free, waiting))]
+        for r in group:
+            if r.generator is not None:
+                r._rng_state = r.generator.get_state()  # rewound if the request is retried
+        longest = max(len(r.prompt_ids) for r in group)
+        ids = torch.full((len(group), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(group), longest), dtype=torch.long)
+        for i, r in enumerate(group):
+            ids[i, longest - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
+            mask[i, longest - len(r.prompt_ids):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        try:
+            with torch.inference_mode():
+                out = self.model(input_ids=ids, attention_mask=mask,
+                                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                                 use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
+        except self._oom:
+            if not self._shrink(group):
+                done.extend(Finished(r, None) for r in group)
+            return
+        except RuntimeError as e:
+            log.error("prefill of %d requests failed: %s", len(group), e)
+            done.extend(Finished(r, None) for r in group)
+            return
+        rows = [_Row(r, len(r.prompt_ids)) for r in group]
+        self._merge(cache, mask, rows)
+        self._advance(rows, self._pick(out.logits[:, -1], rows), done)
+
+    def _pop(self) -> Request:
+        return self._first.popleft() if self._first else self._queue.popleft()
+
+    def _merge(self, cache: Any, mask: Any, rows: list[_Row]) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        if self._cache is None:
+            self._cache, self._mask, self._rows = cache, mask, rows
+            return
+        old, new = self._mask.shape[1], mask.shape[1]
+        length = max(old, new)
+        for mine, theirs in zip(self._cache.layers, cache.layers):
+            mine.keys = torch.cat([F.pad(mine.keys, (0, 0, length - old, 0)),
+                                   F.pad(theirs.keys, (0, 0, length - new, 0))])
+            mine.values = torch.cat([F.pad(mine.values, (0, 0, length - old, 0)),
+                                     F.pad(theirs.values, (0, 0, length - new, 0))])
+        self._mask = torch.cat([F.pad(self._mask, (length - old, 0)),
+                                F.pad(mask, (length - new, 0))])
+        self._rows = self._rows + rows
+
+    # ---- one decode step ----
+    def _decode(self, done: list[Finished]) -> None:
+        import torch
+
+        rows, length = self._rows, self._mask.shape[1]
+        ids = torch.tensor([[r.tokens[-1]] for r in rows], device=self.device)
+        mask = torch.cat([self._mask, self._mask.new_ones((len(rows), 1))], dim=1)
+        pos = torch.tensor([[r.pos] for r in rows], device=self.device)
+        try:
+            with torch.inference_mode():
+                out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
+                                 use_cache=True, logits_to_keep=1,
+                                 cache_position=torch.arange(length, length + 1,
+                                                             device=self.device),
+                                 **{self._cache_kw: self._cache})
+        except self._oom:
+            for layer in self._cache.layers:  # layers before the failing one grew by 1: undo
+                layer.keys, layer.values = layer.keys[..., :length, :], layer.values[..., :length, :]
+            if len(rows) == 1:
+                log.error("CUDA out of memory with a single row in flight")
+                done.append(Finished(rows[0].request, None))
+                self._drop([], requeue=[])
+            else:
+                self.max_rows = len(rows)
+                self._shrink([])
+            return
+        except RuntimeError as e:
+            log.error("decode step for %d rows failed: %s", len(rows), e)
+            done.extend(Finished(r.request, None) for r in rows)
+            self._drop([], requeue=[])
+            return
+        self._mask = mask
+        for r in rows:
+            r.pos += 1
+        self._advance(rows, self._pick(out.logits[:, -1], rows), done)
+
+    def _pick(self, logits: Any, rows: list[_Row]) -> list[int]:
+        """transformers' per-step token choice for each row (see the module docstring)."""
+        import torch
+        from transformers import TopKLogitsWarper, TopPLogitsWarper
+
+        scores = logits.float()
+        if self.repetition_penalty != 1.0:
+            for i, r in enumerate(rows):
+                seen = torch.tensor(r.request.prompt_ids + r.tokens, device=scores.device)
+                s = scores[i].gather(0, seen)
+                s = torch.where(s < 0, s * self.repetition_penalty, s / self.repetition_penalty)
+                scores[i].scatter_(0, seen, s)
+        picked = scores.argmax(dim=-1).tolist()
+        sampled = [i for i, r in enumerate(rows) if not r.request.greedy]
+        if sampled:
+            idx = torch.tensor(sampled, device=scores.device)
+            temps = torch.tensor([rows[i].request.temperature for i in sampled],
+                                 device=scores.device, dtype=scores.dtype)
+            s = scores[idx] / temps[:, None]
+            s = TopKLogitsWarper(top_k=self.top_k)(None, s)
+            if self.top_p < 1.0:
+                s = TopPLogitsWarper(top_p=self.top_p)(None, s)
+            probs = torch.softmax(s, dim=-1)
+            for j, i in enumerate(sampled):
+                picked[i] = int(torch.multinomial(probs[j:j + 1], 1,
+                                                  generator=rows[i].request.generator))
+        return picked
+
+    def _advance(self, rows: list[_Row], tokens: list[int], done: list[Finished]) -> None:
+        for r, t in zip(rows, tokens):
+            r.tokens.append(t)
+        over = [r for r in rows if r.tokens[-1] in self.stop_ids
+                or len(r.tokens) >= r.request.max_new_tokens]
+        if not over:
+            return
+        done.extend(Finished(r.request, r.tokens) for r in over)
+        ended = set(map(id, over))
+        self._drop([i for i, r in enumerate(self._rows) if id(r) not in ended], requeue=[])
+
+    def _drop(self, keep: list[int], requeue: list[_Row]) -> None:
+        """Keep only rows `keep` (indices); put `requeue` back first in line, rewound."""
+        import torch
+
+        for r in reversed(requeue):
+            if r.request.generator is not None:
+                r.request.generator.set_state(r.request._rng_state)
+            self._first.appendleft(r.request)
+        if not keep:
+            self._cache = self._mask = None
+            self._rows = []
+            return
+        if len(keep) < len(self._rows):
+            idx = torch.tensor(keep, device=self.device)
+            self._cache.batch_select_indices(idx)
+            self._mask = self._mask[idx]
+            self._rows = [self._rows[i] for i in keep]
+        first = int(self._mask.any(dim=0).int().argmax())  # leading columns with no real token
+        if first:
+            for layer in self._cache.layers:
+                layer.keys, layer.values = layer.keys[..., first:, :], layer.values[..., first:, :]
+            self._mask = self._mask[:, first:]
+
+    def _shrink(self, group: list[Request]) -> bool:
+        """After CUDA OOM: halve the row limit, requeue `group` and rows over the new limit;
+        False when there is nothing left to halve (one request alone)."""
+        import torch
+
+        if self.max_rows == 1 and not self._rows and len(group) == 1:
+            return False
+        self.max_rows = max(1, self.max_rows // 2)
+        log.warning("CUDA out of memory: at most %d rows in flight from now on", self.max_rows)
+        for r in reversed(group):
+            if r.generator is not None:
+                r.generator.set_state(r._rng_state)
+            self._first.appendleft(r)
+        if len(self._rows) > self.max_rows:
+            rows = self._rows
+            self._drop(list(range(self.max_rows)), requeue=rows[self.max_rows:])
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return True
