@@ -12,8 +12,9 @@ tokens, and decoding is greedy. One process, one model, every configuration:
       decode step, mode "reduce-overhead"); (c0) the same with disable_compile=True
   (d) continuous batching `model.generate_batch` (paged attention, bounded KV blocks);
       (d-graph) the same with CUDA graphs forced on
-  (e) our code path: `mt_bench_task.generate._generate_turn` itself, through a stub tokenizer that
-      maps "id id id" strings to ids (so the chat template/tokenizer cost is not included)
+  (e) our code path: `mt_bench_task.scheduler.ContinuousBatcher` at the token level (no
+      tokenizer); (sim) the MT-bench-shaped run through it, turn 2 queued when turn 1 ends.
+      The scheduler has no static-cache path: e-static / sim-static now run the same as e / sim.
 
 Every configuration is warmed up first (compile / CUDA-graph capture time is reported separately,
 as the first call's wall time; for (b), (c), (e) the warm-up is the full run itself), then timed (median of --reps) with torch.cuda.synchronize()
@@ -133,49 +134,45 @@ def run_cb(model: Any, prompts: list[list[int]], new: int, num_blocks: int,
     return sum(counts)
 
 
-class StubTokenizer:
-    """Enough of a tokenizer for `_generate_turn`: a message's content is 'id id id ...'."""
-    pad_token_id = PAD
-    eos_token_id = None  # EOS disabled: every answer has exactly max_new_tokens tokens
-    special_tokens_map = {"pad_token": "<pad>"}
-    padding_side = "left"
-
-    def apply_chat_template(self, convs: list[list[dict[str, str]]], add_generation_prompt: bool,
-                            tokenize: bool = False) -> list[str]:
-        return [" ".join(m["content"] for m in conv) for conv in convs]
-
-    def __call__(self, texts: list[str], return_tensors: str = "pt", padding: bool = True,
-                 add_special_tokens: bool = False) -> Any:
-        from transformers import BatchEncoding
-        return BatchEncoding(left_pad([[int(t) for t in s.split()] for s in texts], "cpu"))
-
-    def decode(self, ids: list[int], spaces_between_special_tokens: bool = False) -> str:
-        return " ".join(map(str, ids))
-
-
 def run_ours(model: Any, prompts: list[list[int]], new: int, static: bool | None = False) -> int:
-    from mt_bench_task.generate import _generate_turn
+    """`mt-bench gen`'s decode path: the prompts through one ContinuousBatcher (no EOS: every row
+    generates `new` tokens). `static` is kept for the config names; the scheduler has no static
+    cache (it ignores it)."""
+    from mt_bench_task.scheduler import ContinuousBatcher, Request
 
-    convs = [[{"role": "user", "content": " ".join(map(str, p))}] for p in prompts]
-    texts, counts = _generate_turn(model, StubTokenizer(), convs, 0.0, new, static_cache=static)
-    assert "ERROR" not in texts, "generate() raised inside _generate_turn"
-    assert all(c == new for c in counts), f"token counts {sorted(set(counts))}, asked {new}"
-    return sum(counts)
+    batcher = ContinuousBatcher(model, len(prompts), set(), 0)
+    for p in prompts:
+        batcher.add(Request(p, 0.0, new))
+    total = 0
+    while batcher.busy:
+        for fin in batcher.step():
+            assert fin.token_ids is not None, "a RuntimeError ended a row"
+            total += len(fin.token_ids)
+    assert total == new * len(prompts), f"{total} tokens, asked {new * len(prompts)}"
+    return total
 
 
 def run_sim(model: Any, prompts: list[list[int]], new: int, batch: int, static: bool) -> int:
-    """An MT-bench-shaped `mt-bench gen` run through `_generate_turn`: the prompts in batches of
-    `batch`, two turns each; turn 2's prompt is turn 1's prompt + its answer + a new user message
-    of 30-80 tokens. Every call has its own shape, as in a real run (compiles included)."""
+    """An MT-bench-shaped `mt-bench gen` run through the scheduler: at most `batch` rows in
+    flight, two turns per prompt; a prompt's turn 2 (turn 1's prompt + its answer + a new user
+    message of 30-80 tokens) is queued as soon as its turn 1 ends."""
+    from mt_bench_task.scheduler import ContinuousBatcher, Request
+
     g = torch.Generator().manual_seed(2)
+    batcher = ContinuousBatcher(model, batch, set(), 0)
+    for i, p in enumerate(prompts):
+        batcher.add(Request(p, 0.0, new, owner=(i, 1)))
     total = 0
-    for i in range(0, len(prompts), batch):
-        rows = prompts[i:i + batch]
-        total += run_ours(model, rows, new, static)
-        follow = [p + torch.randint(3, 32000, (new + int(torch.randint(30, 81, (1,),
-                                                                        generator=g)),),
-                                    generator=g).tolist() for p in rows]
-        total += run_ours(model, follow, new, static)
+    while batcher.busy:
+        for fin in batcher.step():
+            assert fin.token_ids is not None, "a RuntimeError ended a row"
+            total += len(fin.token_ids)
+            i, turn = fin.request.owner
+            if turn == 1:
+                user = torch.randint(3, 32000, (int(torch.randint(30, 81, (1,), generator=g)),),
+                                     generator=g).tolist()
+                batcher.add(Request(prompts[i] + fin.token_ids + user, 0.0, new, priority=True,
+                                    owner=(i, 2)))
     return total
 
 
@@ -225,9 +222,9 @@ def main() -> None:
         "b": (f"naive left-padded generate, batch {len(prompts)}, dynamic cache",
               lambda: run_generate(model, prompts, args.new),
               lambda: run_generate(model, prompts, args.new)),
-        "e": (f"ours: _generate_turn, batch {len(prompts)}, dynamic cache",
+        "e": (f"ours: ContinuousBatcher, batch {len(prompts)}, dynamic cache",
               lambda: run_ours(model, prompts, args.new), lambda: run_ours(model, prompts, args.new)),
-        "e-static": (f"ours: _generate_turn, batch {len(prompts)}, static cache + compile "
+        "e-static": (f"ours: ContinuousBatcher (no static cache), batch {len(prompts)}, static cache + compile "
                      "(the CUDA default)",
                      lambda: run_ours(model, prompts, args.new, True),
                      lambda: run_ours(model, prompts, args.new, True)),

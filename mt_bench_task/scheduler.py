@@ -5,11 +5,11 @@ greedy/sample choice, random generator and token budget, applied in our own deco
 that stops (stop token or budget) leaves the batch at once and waiting requests take its place;
 the caller adds a question's next turn as soon as the previous one is done.
 
-KV cache: one transformers DynamicCache, left-aligned padding. New rows are prefilled together
-(left-padded among themselves, only the last position's logits computed) and their cache is
-left-padded to the running length and concatenated on the batch axis; finished rows are removed
-with index_select and leading all-padding columns are cut, so the cache is as long as the
-oldest row in flight. Positions come from each row's own token count, so padding never shifts
+KV cache (kv_cache.py): one transformers DynamicCache whose layers append in place, left-aligned
+padding. New rows are prefilled together (left-padded among themselves, only the last position's
+logits computed) and their cache is left-padded to the running length and concatenated on the
+batch axis; finished rows are removed with index_select and leading all-padding columns are cut,
+so the cache is as long as the oldest row in flight. Positions come from each row's own token count, so padding never shifts
 RoPE; padded keys are masked.
 
 Sampling is transformers' generate() step for one row, done for all rows at once: logits in
@@ -125,9 +125,9 @@ class ContinuousBatcher:
             ids[i, longest - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
             mask[i, longest - len(r.prompt_ids):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        from transformers import DynamicCache
+        from .kv_cache import new_cache
 
-        cache = DynamicCache(config=self.model.config)
+        cache = new_cache(self.model.config)
         try:
             with torch.inference_mode():
                 out = self.model(input_ids=ids, attention_mask=mask,
@@ -152,16 +152,14 @@ class ContinuousBatcher:
         import torch
         import torch.nn.functional as F
 
+        from .kv_cache import merge
+
         if self._cache is None:
             self._cache, self._mask, self._rows = cache, mask, rows
             return
         old, new = self._mask.shape[1], mask.shape[1]
+        merge(self._cache, cache, old, new)
         length = max(old, new)
-        for mine, theirs in zip(self._cache.layers, cache.layers):
-            mine.keys = torch.cat([F.pad(mine.keys, (0, 0, length - old, 0)),
-                                   F.pad(theirs.keys, (0, 0, length - new, 0))])
-            mine.values = torch.cat([F.pad(mine.values, (0, 0, length - old, 0)),
-                                     F.pad(theirs.values, (0, 0, length - new, 0))])
         self._mask = torch.cat([F.pad(self._mask, (length - old, 0)),
                                 F.pad(mask, (length - new, 0))])
         self._rows = self._rows + rows
@@ -182,8 +180,9 @@ class ContinuousBatcher:
                                                              device=self.device),
                                  **{self._cache_kw: self._cache})
         except self._oom:
-            for layer in self._cache.layers:  # layers before the failing one grew by 1: undo
-                layer.keys, layer.values = layer.keys[..., :length, :], layer.values[..., :length, :]
+            from .kv_cache import crop_to
+
+            crop_to(self._cache, length)  # layers before the failing one grew by 1: undo
             if len(rows) == 1:
                 log.error("CUDA out of memory with a single row in flight")
                 done.append(Finished(rows[0].request, None))
@@ -260,8 +259,9 @@ class ContinuousBatcher:
             self._rows = [self._rows[i] for i in keep]
         first = int(self._mask.any(dim=0).int().argmax())  # leading columns with no real token
         if first:
-            for layer in self._cache.layers:
-                layer.keys, layer.values = layer.keys[..., first:, :], layer.values[..., first:, :]
+            from .kv_cache import drop_front
+
+            drop_front(self._cache, first)
             self._mask = self._mask[:, first:]
 
     def _shrink(self, group: list[Request]) -> bool:
