@@ -16,11 +16,21 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return Path(args.data_dir) if args.data_dir else DEFAULT_DATA_ROOT / args.bench_name
 
 
+def _bench(args: argparse.Namespace):  # -> Bench, resolved once per command
+    from .bench import load_bench
+
+    return load_bench(args.bench_name, _data_dir(args), getattr(args, "judge_file", None))
+
+
 # ---- option groups shared by several subcommands (declared once) ----
 def _add_bench(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bench-name", default="mt_bench", help="benchmark name (default: mt_bench)")
+    p.add_argument("--bench-name", default="mt_bench",
+                   help="mt_bench (default), vicuna_bench, or your own bench's name (its data dir "
+                        "then needs a question.jsonl)")
     p.add_argument("--data-dir", default=None,
-                   help="root of model_answer/ and model_judgment/ (default: data/<bench-name>)")
+                   help="root of model_answer/ and model_judgment/ (default: data/<bench-name>); "
+                        "its own question.jsonl, reference_answer/<judge>.jsonl and "
+                        "judge_prompts.jsonl replace the packaged ones")
 
 
 def _add_questions(p: argparse.ArgumentParser) -> None:
@@ -66,7 +76,7 @@ def _add_judge(p: argparse.ArgumentParser) -> None:
 def cmd_gen(args: argparse.Namespace) -> int:
     from .generate import GenerationConfig, generate_answers
 
-    generate_answers(GenerationConfig.from_args(args, _data_dir(args)))
+    generate_answers(GenerationConfig.from_args(args, _data_dir(args)), _bench(args))
     return 0
 
 
@@ -77,14 +87,14 @@ def cmd_gen_api(args: argparse.Namespace) -> int:
         model=args.model, data_dir=_data_dir(args), base_url=args.openai_api_base,
         parallel=args.parallel, max_tokens=args.max_tokens, num_choices=args.num_choices,
         question_begin=args.question_begin, question_end=args.question_end,
-        force_temperature=args.force_temperature)
+        force_temperature=args.force_temperature, bench=_bench(args))
     return 0 if stats.failed == 0 else 1  # "$ERROR$" answers are asked again on the next run
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
     from .judging import JudgeRun, run_judging
 
-    summary = run_judging(JudgeRun.from_args(args, _data_dir(args)))
+    summary = run_judging(JudgeRun.from_args(args, _data_dir(args)), bench=_bench(args))
     return 0 if summary.ok else 1
 
 
@@ -93,14 +103,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     show(data_dir=_data_dir(args), input_file=args.input_file, judge_model=args.judge_model,
          mode=args.mode, model_list=args.model_list, baseline_model=args.baseline_model,
-         as_json=args.json, plot=args.plot, seed=args.seed)
+         as_json=args.json, plot=args.plot, seed=args.seed, bench=_bench(args))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run_all
 
-    return run_all(args, _data_dir(args))
+    return run_all(args, _data_dir(args), _bench(args))
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -108,7 +118,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     res = publish_results(repo_id=args.repo_id, data_dir=_data_dir(args), results_file=args.results,
                           judge_model=args.judge_model, model_id=args.model_id,
-                          create_pr=args.create_pr, dry_run=args.dry_run, revision=args.revision)
+                          create_pr=args.create_pr, dry_run=args.dry_run, revision=args.revision,
+                          bench=_bench(args))
     for note in res.notes:
         print(f"mt-bench publish: note: {note}", file=sys.stderr)
     if args.dry_run:
@@ -123,7 +134,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_push_dataset(args: argparse.Namespace) -> int:
     from .publishing import push_dataset
 
-    url = push_dataset(repo_id=args.repo_id, private=args.private, revision=args.revision)
+    url = push_dataset(repo_id=args.repo_id, private=args.private, revision=args.revision,
+                       bench=args.bench_name)
     print(f"pushed the dataset: {url}")
     return 0
 
@@ -131,7 +143,8 @@ def cmd_push_dataset(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    out = write_report(data_dir=_data_dir(args), judge_model=args.judge_model, out=Path(args.out))
+    out = write_report(data_dir=_data_dir(args), judge_model=args.judge_model, out=Path(args.out),
+                       bench=_bench(args))
     print(f"wrote {out}")
     return 0
 
@@ -192,8 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None)
     p.set_defaults(func=cmd_publish)
 
-    p = sub.add_parser("push-dataset", help="push the packaged MT-bench dataset to the Hub")
+    p = sub.add_parser("push-dataset", help="push a packaged bench's dataset to the Hub")
     p.add_argument("--repo-id", required=True)
+    p.add_argument("--bench-name", choices=["mt_bench", "vicuna_bench"], default="mt_bench")
     p.add_argument("--private", action="store_true")
     p.add_argument("--revision", default=None)
     p.set_defaults(func=cmd_push_dataset)

@@ -10,14 +10,15 @@ import asyncio
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
 from . import data
-from .jsonl import DataError, JsonlAppender, read_jsonl, write_lines_atomic
-from .prompts import (API_ERROR_OUTPUT, Match, Mode, build_matches, extract_rating,
-                      extract_verdict, map_winner, messages, user_prompts)
+from .bench import Bench, load_bench
+from .jsonl import DataError, JsonlAppender, write_lines_atomic
+from .prompts import (Match, Mode, build_matches, extract_rating, extract_verdict, map_winner,
+                      messages, user_prompts)
 from .scoring import judgment_file
 from .types import Answer, ChatClient, Completion, PairJudgment, Question, SingleJudgment
 
@@ -98,19 +99,6 @@ async def judge_match(match: Match, client: ChatClient, judge_model: str,
                         prompts[1], done[1].text, turn, time.time(), extra)
 
 
-def is_failed(record: dict[str, Any]) -> bool:
-    """An API failure ($ERROR$) is not a judgment: resume sends it again."""
-    texts = [record.get("judgment"), record.get("g1_judgment"), record.get("g2_judgment")]
-    return API_ERROR_OUTPUT in texts
-
-
-def record_key(record: dict[str, Any]) -> tuple:
-    """Same identity as `Match.key`, read off a stored record."""
-    model_1 = record.get("model", record.get("model_1"))
-    return (record["question_id"], record["turn"], model_1, record.get("model_2", ""),
-            record["judge"][1])
-
-
 async def judge_matches(matches: list[Match], client: ChatClient, judge_model: str, parallel: int,
                         on_record: Callable[[Any], None] | None = None, local: bool = False,
                         progress: bool = True) -> list[Any]:
@@ -127,7 +115,7 @@ async def judge_matches(matches: list[Match], client: ChatClient, judge_model: s
         nonlocal failed
         async with sem:
             rec = await judge_match(m, client, judge_model, local)
-        failed += is_failed(rec.to_dict())
+        failed += rec.failed
         records.append(rec)
         if on_record:
             on_record(rec)
@@ -187,9 +175,9 @@ def _ids(ids: list[int]) -> str:
     return f" (e.g. {', '.join(map(str, ids[:5]))}{', ...' if len(ids) > 5 else ''})" if ids else ""
 
 
-def plan(run: JudgeRun) -> tuple[list[Match], list[Match], Path, int]:
+def plan(run: JudgeRun, bench: Bench) -> tuple[list[Match], list[Match], Path, int]:
     """(all matches, those still to send, output file, turns skipped for partial answers)."""
-    all_questions = data.load_questions(run.data_dir)
+    all_questions = list(bench.questions)
     questions = all_questions[run.question_begin: run.first_n]
     models = run.model_list or data.list_answer_models(run.data_dir)
     if run.mode == "pairwise-baseline":
@@ -198,23 +186,22 @@ def plan(run: JudgeRun) -> tuple[list[Match], list[Match], Path, int]:
         models_needed = models
     if not models:
         raise DataError(f"no answer files in {run.data_dir / 'model_answer'}")
-    answers = {m: data.load_answers(run.data_dir, m) for m in models_needed}
+    answers = {m: data.load_answers(run.data_dir, m, bench.official_answers) for m in models_needed}
     known = {q.question_id for q in all_questions}
     for m, by_qid in answers.items():
         unknown = sorted(set(by_qid) - known)
         if unknown:  # answers to another bench, or a typo'd id: judging them would mislead
             raise DataError(f"{data.answer_file(run.data_dir, m)}: answers for unknown question "
-                            f"id(s) {unknown[:5]} (not in {data.questions_file(run.data_dir)})")
+                            f"id(s) {unknown[:5]} (not in {bench.sources['questions']})")
     skipped = check_answers(questions, answers, models_needed, run.allow_partial)
     judge_name = judge_display_name(run.judge_model)
-    matches = build_matches(questions, answers, models, data.load_judge_prompts(run.judge_file),
-                            run.mode, judge_name, data.load_references(run.data_dir),
-                            run.baseline_model)
+    matches = build_matches(questions, answers, models, bench.judge_prompts, run.mode, judge_name,
+                            bench.references, run.baseline_model, bench.need_ref_categories)
     out = judgment_file(run.data_dir, judge_name, run.mode)
     done = set()
     if out.exists():
-        done = {record_key(r) for r in read_jsonl(out, repair_torn_tail=not run.dry_run)
-                if not is_failed(r)}
+        done = {r.key for r in data.read_judgments(out, run.mode, repair_torn_tail=not run.dry_run)
+                if not r.failed}
     return matches, [m for m in matches if m.key not in done], out, skipped
 
 
@@ -225,12 +212,15 @@ def judge_display_name(judge_model: str) -> str:
     return Path(judge_model).name if _is_local(judge_model) else judge_model
 
 
-def describe_plan(run: JudgeRun, matches: list[Match], todo: list[Match], out: Path) -> str:
+def describe_plan(run: JudgeRun, matches: list[Match], todo: list[Match], out: Path,
+                  bench: Bench | None = None) -> str:
     calls = len(todo) * (2 if run.mode != "single" else 1)
     by_prompt = Counter(m.prompt.name for m in todo)
-    lines = [f"judge: {run.judge_model}  mode: {run.mode}  output: {out}",
-             f"matches: {len(matches)} planned, {len(matches) - len(todo)} already judged, "
-             f"{len(todo)} to judge ({calls} judge calls)"]
+    lines = [f"judge: {run.judge_model}  mode: {run.mode}  output: {out}"]
+    if bench is not None:
+        lines.append(f"bench: {bench.name}  " + "  ".join(f"{k}: {v}" for k, v in bench.sources.items()))
+    lines.append(f"matches: {len(matches)} planned, {len(matches) - len(todo)} already judged, "
+                 f"{len(todo)} to judge ({calls} judge calls)")
     lines += [f"  {name}: {n}" for name, n in sorted(by_prompt.items())]
     return "\n".join(lines)
 
@@ -245,12 +235,15 @@ def make_client(run: JudgeRun) -> ChatClient:
     return OpenAIChatClient(base_url=run.base_url)
 
 
-def run_judging(run: JudgeRun, client: ChatClient | None = None) -> JudgeSummary:
-    """Plan, send what is missing, append each record as it completes, then tidy the file."""
-    matches, todo, out, skipped = plan(run)
+def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
+                bench: Bench | None = None) -> JudgeSummary:
+    """Plan, send what is missing, append each record as it completes, then tidy the file.
+    `bench` defaults to `load_bench("mt_bench", run.data_dir, run.judge_file)`."""
+    bench = bench or load_bench(data_dir=run.data_dir, judge_file=run.judge_file)
+    matches, todo, out, skipped = plan(run, bench)
     summary = JudgeSummary(planned=len(matches), already_done=len(matches) - len(todo),
                            skipped_partial=skipped, output=out)
-    print(describe_plan(run, matches, todo, out), file=sys.stderr)
+    print(describe_plan(run, matches, todo, out, bench), file=sys.stderr)
     if run.dry_run or not todo:
         return summary
     local = _is_local(run.judge_model)
@@ -270,9 +263,9 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None) -> JudgeSummary
                 await _close(client)
         records = run_sync(go)
     summary.sent = len(records)
-    summary.failed = sum(is_failed(r.to_dict()) for r in records)
+    summary.failed = sum(r.failed for r in records)
     summary.usage.update(usage_of(client))
-    _drop_superseded_failures(out)
+    _drop_superseded_failures(out, run.mode)
     u = summary.usage
     print(f"judged {summary.sent} matches ({summary.failed} failed after retries, "
           f"{summary.already_done} already done; tokens {u['prompt_tokens']} prompt + "
@@ -291,14 +284,12 @@ def _request_model(judge_model: str, judge_name: str) -> str:
     return judge_name if _is_local(judge_model) else judge_model
 
 
-def _drop_superseded_failures(path: Path) -> None:
+def _drop_superseded_failures(path: Path, mode: str) -> None:
     """Remove $ERROR$ rows whose match was judged successfully later; raw bytes of others kept."""
     lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    import json
-
-    parsed = [json.loads(ln) for ln in lines]
-    good = {record_key(r) for r in parsed if not is_failed(r)}
-    keep = [ln for ln, r in zip(lines, parsed) if not (is_failed(r) and record_key(r) in good)]
+    parsed = data.read_judgments(path, mode)  # one record per non-blank line, in order
+    good = {r.key for r in parsed if not r.failed}
+    keep = [ln for ln, r in zip(lines, parsed) if not (r.failed and r.key in good)]
     if len(keep) != len(lines):
         write_lines_atomic(path, keep)
 
@@ -306,16 +297,23 @@ def _drop_superseded_failures(path: Path) -> None:
 def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer]],
                   client: ChatClient, judge_model: str = "gpt-4", mode: Mode = "single",
                   baseline_model: str | None = None, parallel: int = 8,
-                  judge_file: Path | None = None, progress: bool = False) -> list[dict[str, Any]]:
+                  judge_file: Path | None = None, progress: bool = False, *,
+                  bench: Bench | None = None) -> list[dict[str, Any]]:
     """In-memory judging (the evaluate metric's path): records as dicts, FastChat key order.
 
     `answers` maps model name -> {question_id: Answer}; in pairwise-baseline mode it must also
-    hold the baseline's answers. The judge client is passed in, never global.
+    hold the baseline's answers. References, judge prompts and the need-reference categories
+    come from `bench` (default: packaged MT-bench; `judge_file` replaces its prompts). The judge
+    client is passed in, never global.
     """
+    if bench is None:
+        bench = load_bench(judge_file=judge_file)
+    elif judge_file is not None:
+        bench = replace(bench, judge_prompts=data.read_judge_prompts(Path(judge_file)))
     models = [m for m in answers if mode != "pairwise-baseline" or m != baseline_model]
     check_answers(questions, answers, list(answers), allow_partial=False)
-    matches = build_matches(questions, answers, models, data.load_judge_prompts(judge_file), mode,
-                            judge_model, data.load_references(), baseline_model)
+    matches = build_matches(questions, answers, models, bench.judge_prompts, mode, judge_model,
+                            bench.references, baseline_model, bench.need_ref_categories)
     local = getattr(client, "is_local", False)
 
     async def go() -> list[Any]:
@@ -327,5 +325,4 @@ def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer
 
     records = run_sync(go)
     order = {m.key: i for i, m in enumerate(matches)}  # deterministic order, whatever finished first
-    dicts = [r.to_dict() for r in records]
-    return sorted(dicts, key=lambda r: order[record_key(r)])
+    return [r.to_dict() for r in sorted(records, key=lambda r: order[r.key])]

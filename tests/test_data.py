@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mt_bench_task import data
+from mt_bench_task.bench import dataset_path, load_bench, official_answers_dir
 from mt_bench_task.jsonl import DataError, read_jsonl
 
 SOURCE = Path(__file__).parent.parent / "datasets_scripts" / "source"
@@ -22,7 +23,7 @@ SHA256 = {
 
 @pytest.mark.parametrize("name,sha", SHA256.items())
 def test_packaged_files_are_fastchats_bytes(name, sha):
-    assert hashlib.sha256((data.dataset_path() / "data" / name).read_bytes()).hexdigest() == sha
+    assert hashlib.sha256((dataset_path() / "data" / name).read_bytes()).hexdigest() == sha
 
 
 def _load_all_configs() -> dict:
@@ -53,7 +54,7 @@ def test_load_dataset_offline_equals_the_original_files_string_for_string():
              "judge_prompts": "judge_prompts.jsonl"}
     assert [len(loaded[c]) for c in files] == [80, 30, 8]
     for cfg, name in files.items():
-        original = read_jsonl(data.dataset_path() / "data" / name)
+        original = read_jsonl(dataset_path() / "data" / name)
         for row, orig in zip(loaded[cfg], original):
             for key, value in orig.items():
                 assert row[key] == value, (cfg, key)  # typos included ("You evaluation ...")
@@ -62,24 +63,25 @@ def test_load_dataset_offline_equals_the_original_files_string_for_string():
 
 
 def test_questions_categories_and_references():
-    qs = data.load_questions()
+    bench = load_bench()
+    qs = bench.questions
     assert [q.question_id for q in qs] == list(range(81, 161))
-    assert [q.category for q in qs[::10]] == list(data.CATEGORIES)
-    refs = data.load_references()
-    assert sorted(refs["gpt-4"]) == list(range(101, 131))
-    assert data.temperature_for("writing") == 0.7 and data.temperature_for("math") == 0.0
-    assert data.temperature_for("stem") == 0.1 and data.temperature_for("unknown") == 0.7
+    assert [q.category for q in qs[::10]] == list(bench.categories) == [
+        "writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities"]
+    assert sorted(bench.references["gpt-4"]) == list(range(101, 131))
+    assert bench.temperature("writing") == 0.7 and bench.temperature("math") == 0.0
+    assert bench.temperature("stem") == 0.1 and bench.temperature("unknown") == 0.7
 
 
 def test_official_answers_are_packaged_for_the_default_baseline(tmp_path):
-    answers = data.load_answers(tmp_path, "gpt-3.5-turbo")  # nothing in tmp: the packaged copy
+    answers = data.load_answers(tmp_path, "gpt-3.5-turbo", load_bench().official_answers)  # the packaged copy
     assert sorted(answers) == list(range(81, 161))
     assert all(len(a.turns) == 2 for a in answers.values())
-    assert len(data.load_answers(tmp_path, "gpt-4")) == 80
+    assert len(data.load_answers(tmp_path, "gpt-4", official_answers_dir())) == 80
 
 
 def test_answer_records_round_trip_byte_for_byte():
-    path = data.official_answers_dir() / "gpt-4.jsonl"
+    path = official_answers_dir() / "gpt-4.jsonl"
     from mt_bench_task.types import Answer
 
     for line in path.read_text().splitlines()[:20]:
@@ -90,10 +92,10 @@ def test_malformed_jsonl_names_file_and_line(tmp_path):
     f = tmp_path / "question.jsonl"
     f.write_text('{"question_id": 1, "category": "writing", "turns": ["a", "b"]}\n{oops\n')
     with pytest.raises(DataError, match=r"question.jsonl:2: malformed"):
-        data.load_questions(tmp_path)
+        load_bench("mine", tmp_path)
     f.write_text('{"question_id": 1, "turns": ["a"]}\n')
     with pytest.raises(DataError, match=r"question.jsonl:1: .*category"):
-        data.load_questions(tmp_path)
+        load_bench("mine", tmp_path)
 
 
 def test_unknown_model_answers_is_a_clear_error(tmp_path):
@@ -105,4 +107,4 @@ def test_dataset_builder_reproduces_the_shipped_folder(tmp_path):
     subprocess.run([sys.executable, str(SOURCE.parent / "build_dataset.py"), "--source", str(SOURCE),
                     "--out", str(tmp_path)], check=True, capture_output=True)
     for f in ["README.md", *(f"data/{n}" for n in SHA256)]:
-        assert (tmp_path / f).read_bytes() == (data.dataset_path() / f).read_bytes(), f
+        assert (tmp_path / f).read_bytes() == (dataset_path() / f).read_bytes(), f

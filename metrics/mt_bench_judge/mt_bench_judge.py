@@ -34,6 +34,9 @@ Load-time (judge) arguments, `evaluate.load("mt_bench_judge", "single" | "pairwi
     parallel (`int`): concurrent judge requests, default 8.
     judge_file (`str`): judge prompts JSONL, default FastChat's packaged one.
     client: a ready judge client (`mt_bench_task.types.ChatClient`); overrides the four above.
+    bench (`str`): "mt_bench" (default), "vicuna_bench", or a bench folder in FastChat's layout
+        (question.jsonl, reference_answer/<judge>.jsonl, judge_prompts.jsonl): whose references,
+        judge prompts and reference-needing categories the judge uses.
 Args:
     predictions (`list` of `list` of `str`): the answer to each question, one text per turn.
     references (`list` of `dict`): the questions (rows of the dataset's "question" config):
@@ -88,11 +91,11 @@ class MtBenchJudge(evaluate.Metric):
     """MT-bench judge (FastChat llm_judge), configs `single` and `pairwise`."""
 
     def __init__(self, judge_model="gpt-4", base_url=None, api_key=None, parallel=8,
-                 judge_file=None, client=None, **kwargs):
+                 judge_file=None, client=None, bench="mt_bench", **kwargs):
         # evaluate.load passes unknown kwargs here and the base class drops them: keep the judge's
         super().__init__(**kwargs)
         self.judge = metric.JudgeSettings(judge_model, base_url, api_key, parallel, judge_file,
-                                          client)
+                                          client, bench)
 
     def _info(self):
         metric.mode_for(self.config_name)  # rejects unknown config names
