@@ -243,3 +243,26 @@ def test_stripped_fastchat_answer_records_judge_like_the_full_ones(tmp_path):
            for r in _jsonl(d / "model_judgment" / "gpt-4_single.jsonl")}
     assert got == {(r["question_id"], r["turn"]): r["score"] for r in stored
                    if r["model"] == "mamba_0_5_dpo_ep1"}
+
+
+def test_metric_takes_the_bench_for_references_and_prompts():
+    """`evaluate.load("mt_bench_judge", bench="vicuna_bench")`: vicuna's GPT-4 references, not
+    MT-bench's, and FastChat's prompts for them (metric.compute is what the script calls)."""
+    from mt_bench_task import metric
+    from mt_bench_task.types import Completion
+
+    questions = _jsonl(VICUNA / "question.jsonl")[58:72]  # ids 59-72: knowledge, coding, math, writing
+    seen: list[list[dict[str, str]]] = []
+
+    class Judge:
+        async def complete(self, model, messages, *, temperature, max_tokens):
+            seen.append(messages)
+            return Completion("[[7]]")
+
+    answers = {q["question_id"]: {"choices": [{"turns": [f"A{q['question_id']}"]}]} for q in questions}
+    res = metric.compute([[f"A{q['question_id']}"] for q in questions], questions,
+                         judge=metric.JudgeSettings(client=Judge(), bench="vicuna_bench"))
+    want = fastchat_judge_messages(questions, VICUNA / "reference_answer_gpt-4.jsonl", answers)
+    assert _canon(seen) == _canon(want) and len(seen) == len(questions)
+    assert res["score"] == 7 and res["turn_2"] is None
+    assert set(res["categories"]) == {q["category"] for q in questions}

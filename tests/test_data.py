@@ -108,3 +108,76 @@ def test_dataset_builder_reproduces_the_shipped_folder(tmp_path):
                     "--out", str(tmp_path)], check=True, capture_output=True)
     for f in ["README.md", *(f"data/{n}" for n in SHA256)]:
         assert (tmp_path / f).read_bytes() == (dataset_path() / f).read_bytes(), f
+
+
+VICUNA_SHA256 = {  # FastChat's vicuna_bench files (SOURCE.md)
+    "question.jsonl": "c248c5c98ba45bb0c2aadae2f270e643bd32679c6c306a3b2a503ac4254cdaa5",
+    "reference_answer_gpt-4.jsonl": "f7542dc25a5a869b32197486f5699a14eb5682ab3c7264518402399ec09ab470",
+}
+
+
+def test_vicuna_bench_is_packaged_loads_offline_and_rebuilds(tmp_path):
+    folder = dataset_path("vicuna_bench")
+    for name, sha in VICUNA_SHA256.items():
+        assert hashlib.sha256((folder / "data" / name).read_bytes()).hexdigest() == sha
+    assert (folder / "SOURCE.md").is_file()
+    code = ("import json; from datasets import load_dataset; from mt_bench_task import dataset_path\n"
+            "f = str(dataset_path('vicuna_bench'))\n"
+            "print(json.dumps([len(load_dataset(f, 'question', split='train')),"
+            " len(load_dataset(f, 'reference_answer', split='gpt_4'))]))")
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+               "HF_DATASETS_CACHE": cache}
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                           check=True)
+    assert json.loads(p.stdout.splitlines()[-1]) == [80, 10]
+    # FastChat's layout, rebuilt from the packaged copies: the builder gives the same folder
+    src = tmp_path / "src"
+    (src / "reference_answer").mkdir(parents=True)
+    (src / "question.jsonl").write_bytes((folder / "data" / "question.jsonl").read_bytes())
+    (src / "reference_answer" / "gpt-4.jsonl").write_bytes(
+        (folder / "data" / "reference_answer_gpt-4.jsonl").read_bytes())
+    subprocess.run([sys.executable, str(SOURCE.parent / "build_dataset.py"), "--bench",
+                    "vicuna_bench", "--source", str(src), "--out", str(tmp_path / "out")],
+                   check=True, capture_output=True)
+    for f in ["README.md", *(f"data/{n}" for n in VICUNA_SHA256)]:
+        assert (tmp_path / "out" / f).read_bytes() == (folder / f).read_bytes(), f
+
+
+def test_load_bench_resolves_packaged_benches_and_data_dir_overrides(tmp_path):
+    vicuna = load_bench("vicuna_bench")
+    assert len(vicuna.questions) == 80 and not vicuna.multi_turn
+    assert len(vicuna.categories) == 9 and vicuna.categories[0] == "generic"
+    assert sorted(vicuna.references["gpt-4"]) == list(range(61, 71))
+    assert vicuna.official_answers is None and vicuna.dataset_id.endswith("vicuna_bench")
+    # a data dir's own files win, one by one, and the bench says which were used
+    d = tmp_path / "mt_bench"
+    (d / "reference_answer").mkdir(parents=True)
+    own_ref = {"question_id": 101, "choices": [{"turns": ["mine", "mine too"]}]}
+    (d / "reference_answer" / "claude-v1.jsonl").write_text(json.dumps(own_ref) + "\n")
+    b = load_bench("mt_bench", d)
+    assert b.sources["questions"] == str(dataset_path() / "data" / "question.jsonl")
+    assert str(d / "reference_answer" / "claude-v1.jsonl") in b.sources["references"]
+    assert b.reference_for("claude-v1")[1][101].turns == ["mine", "mine too"]
+    assert b.reference_for("gpt-4-turbo")[0] == "gpt-4"  # other judges reuse gpt-4's
+    prompts = (dataset_path() / "data" / "judge_prompts.jsonl").read_text()
+    (d / "judge_prompts.jsonl").write_text(prompts.replace("You evaluation", "Your evaluation"))
+    (d / "question.jsonl").write_text('{"question_id": 7, "category": "neu", "turns": ["x"]}\n')
+    b = load_bench("mt_bench", d)
+    assert b.sources["judge_prompts"] == str(d / "judge_prompts.jsonl")
+    assert b.judge_prompts_version.startswith("judge_prompts.jsonl@sha256:")
+    assert [q.question_id for q in b.questions] == [7] and b.categories == ("neu",)
+    assert b.dataset_id == "mt_bench" and b.dataset_revision.startswith("sha256:")
+    assert b.temperature("neu") == 0.7
+    with pytest.raises(DataError, match="unknown bench 'nope'"):
+        load_bench("nope", tmp_path / "empty")
+
+
+def test_unknown_bench_name_is_one_line_exit_2(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "mt_bench_task.cli", "show", "--bench-name", "nope",
+                        "--data-dir", str(tmp_path)], capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.startswith("mt-bench show: error: unknown bench 'nope'")
+    assert p.stderr.count("\n") == 1
