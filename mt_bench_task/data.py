@@ -8,7 +8,7 @@ from the cwd.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
 from .jsonl import DataError, read_jsonl
 from .types import API_ERROR_OUTPUT, Answer, JudgePrompt, PairJudgment, Question, SingleJudgment
@@ -41,30 +41,32 @@ def read_answers(path: Path, repair_torn_tail: bool = False) -> list[Answer]:
 
 
 def read_single_judgments(path: Path, repair_torn_tail: bool = False) -> list[SingleJudgment]:
-    return read_jsonl(path, _judgment_parser(SingleJudgment), repair_torn_tail=repair_torn_tail)
+    return read_jsonl(path, _single, repair_torn_tail=repair_torn_tail)
 
 
 def read_pair_judgments(path: Path, repair_torn_tail: bool = False) -> list[PairJudgment]:
-    return read_jsonl(path, _judgment_parser(PairJudgment), repair_torn_tail=repair_torn_tail)
+    return read_jsonl(path, _pair, repair_torn_tail=repair_torn_tail)
 
 
 def read_judgments(path: Path, mode: str, repair_torn_tail: bool = False
-                   ) -> list[SingleJudgment] | list[PairJudgment]:
+                   ) -> Sequence[SingleJudgment | PairJudgment]:
     """The judgment file of a mode ("single", or a pairwise mode)."""
     if mode == "single":
         return read_single_judgments(path, repair_torn_tail)
     return read_pair_judgments(path, repair_torn_tail)
 
 
-def _judgment_parser(kind: type) -> object:
-    def parse(d: dict) -> SingleJudgment | PairJudgment:
-        if kind is SingleJudgment and "score" not in d and "g1_winner" in d:
-            raise ValueError("a pairwise judgment, not a single-mode one "
-                             "(use --mode pairwise-baseline or pairwise-all)")
-        if kind is PairJudgment and "g1_winner" not in d and "score" in d:
-            raise ValueError("a single-mode judgment, not a pairwise one (use --mode single)")
-        return kind.from_dict(d)
-    return parse
+def _single(d: dict[str, Any]) -> SingleJudgment:
+    if "score" not in d and "g1_winner" in d:
+        raise ValueError("a pairwise judgment, not a single-mode one "
+                         "(use --mode pairwise-baseline or pairwise-all)")
+    return SingleJudgment.from_dict(d)
+
+
+def _pair(d: dict[str, Any]) -> PairJudgment:
+    if "g1_winner" not in d and "score" in d:
+        raise ValueError("a single-mode judgment, not a pairwise one (use --mode single)")
+    return PairJudgment.from_dict(d)
 
 
 def answer_file(data_dir: Path, model_id: str) -> Path:

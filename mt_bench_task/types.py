@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Protocol, Union
+from typing import Any, ClassVar, Protocol, TypeVar, Union
 
 Score = Union[int, float]  # FastChat keeps the rating's literal type: "8" -> 8, "8.5" -> 8.5
 API_ERROR_OUTPUT = "$ERROR$"  # FastChat's text for a request whose retries ran out
+
+
+R = TypeVar("R", bound="_Record")
 
 
 class _Record:
@@ -26,7 +29,7 @@ class _Record:
     _OPTIONAL: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]):
+    def from_dict(cls: type[R], d: dict[str, Any]) -> R:
         names = [f.name for f in fields(cls) if f.name != "extra"]
         required = cls._REQUIRED or tuple(n for n in names if _required(cls, n))
         missing = [n for n in required if n not in d]

@@ -178,6 +178,6 @@ def test_load_bench_resolves_packaged_benches_and_data_dir_overrides(tmp_path):
 
 def test_unknown_bench_name_is_one_line_exit_2(tmp_path):
     p = subprocess.run([sys.executable, "-m", "mt_bench_task.cli", "show", "--bench-name", "nope",
-                        "--data-dir", str(tmp_path)], capture_output=True, text=True)
+                        "--data-dir", str(tmp_path)], check=False, capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.startswith("mt-bench show: error: unknown bench 'nope'")
     assert p.stderr.count("\n") == 1
