@@ -266,3 +266,43 @@ def test_metric_takes_the_bench_for_references_and_prompts():
     assert _canon(seen) == _canon(want) and len(seen) == len(questions)
     assert res["score"] == 7 and res["turn_2"] is None
     assert set(res["categories"]) == {q["category"] for q in questions}
+
+
+def test_vicuna_bench_pairwise_uses_single_turn_pair_prompts(tmp_path):
+    """pairwise-all on vicuna_bench: pair-v2 / pair-math-v1 (with the reference), both orders."""
+    from mt_bench_task.bench import load_bench
+    from mt_bench_task.judging import JudgeRun, run_judging
+    from mt_bench_task.types import Completion
+
+    questions = _jsonl(VICUNA / "question.jsonl")
+    refs = {r["question_id"]: r for r in _jsonl(VICUNA / "reference_answer_gpt-4.jsonl")}
+    prompts = {p["name"]: p for p in _jsonl(JUDGE_PROMPTS)}
+    d = tmp_path / "v"
+    (d / "model_answer").mkdir(parents=True)
+    for m in ("a", "b"):
+        (d / "model_answer" / f"{m}.jsonl").write_text("".join(
+            json.dumps({"question_id": q["question_id"], "choices": [{"turns": [f"{m}{q['question_id']}"]}]})
+            + "\n" for q in questions))
+    want = []
+    for q in questions:
+        math = q["category"] in FASTCHAT_NEED_REF_CATS
+        p = prompts["pair-math-v1" if math else "pair-v2"]
+        for first, second in (("a", "b"), ("b", "a")):  # g1, then g2 with the answers swapped
+            kw = dict(question=q["turns"][0], answer_a=f"{first}{q['question_id']}",
+                      answer_b=f"{second}{q['question_id']}")
+            if math:
+                kw["ref_answer_1"] = refs[q["question_id"]]["choices"][0]["turns"][0]
+            want.append([{"role": "system", "content": p["system_prompt"]},
+                         {"role": "user", "content": p["prompt_template"].format(**kw)}])
+    seen = []
+
+    class Judge:
+        async def complete(self, model, messages, *, temperature, max_tokens):
+            seen.append(messages)
+            return Completion("[[A]]")
+
+    s = run_judging(JudgeRun(d, mode="pairwise-all", parallel=4), client=Judge(),
+                    bench=load_bench("vicuna_bench", d))
+    assert s.sent == 80 and _canon(seen) == _canon(want)
+    rows = _jsonl(d / "model_judgment" / "gpt-4_pair.jsonl")
+    assert {r["turn"] for r in rows} == {1}
