@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .bench import DEFAULT_BENCH, Bench, dataset_path, load_bench, order_categories
+from .hub import get_token, hub_error, one_line, read_card
 from .jsonl import DataError
 
 SECTION_START = "<!-- mt-bench:start -->"
@@ -46,7 +47,7 @@ def publish_results(repo_id: str, data_dir: Path, results_file: str | Path | Non
     the JSON object of `mt-bench show --json`. Win rates come from the sibling `_pair.jsonl`.
     A dry run reads the current card (if reachable) and pushes nothing.
     """
-    token = _token()
+    token = get_token()
     if not dry_run and not token:  # fail before any HTTP: nothing can be half-written
         raise DataError("no Hugging Face token: set HF_TOKEN or run `hf auth login` "
                         "(publishing needs a token with write access)")
@@ -63,13 +64,13 @@ def publish_results(repo_id: str, data_dir: Path, results_file: str | Path | Non
 
     from huggingface_hub import ModelCard
 
-    text, read_note = _read_card(repo_id, revision, token, dry_run)
+    text, read_note = read_card(repo_id, revision, token, dry_run)
     notes += [read_note] if read_note else []
     try:
         card = ModelCard(text if text is not None else _new_card(repo_id))
     except ValueError as e:
         raise DataError(f"{repo_id}: the current README metadata cannot be parsed "
-                        f"({_one_line(str(e), token)}); fix it before publishing") from e
+                        f"({one_line(str(e), token)}); fix it before publishing") from e
 
     png, plot_note = _render_radar(single, model, comparable, bench)
     notes += [plot_note] if plot_note else []
@@ -92,7 +93,7 @@ def publish_results(repo_id: str, data_dir: Path, results_file: str | Path | Non
             repo_id, ops, commit_message=f"Add {_label(bench)} results ({model}, judge {judge})",
             revision=revision, create_pr=create_pr)
     except Exception as e:
-        raise _hub_error(e, repo_id, revision, token) from e
+        raise hub_error(e, repo_id, revision, token) from e
     return PublishResult(card=content, commit_url=info.commit_url, pr_url=info.pr_url,
                          files=files, notes=notes)
 
@@ -102,7 +103,7 @@ def push_dataset(repo_id: str, private: bool = False, revision: str | None = Non
     """Upload the packaged dataset folder as is (README with `configs:` + data/*.jsonl), so
     `load_dataset(repo_id, "question")` reads back FastChat's files byte for byte. Returns the
     commit URL."""
-    token = _token()
+    token = get_token()
     if not token:
         raise DataError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
     from huggingface_hub import HfApi
@@ -117,7 +118,7 @@ def push_dataset(repo_id: str, private: bool = False, revision: str | None = Non
                                  allow_patterns=["README.md", "data/*.jsonl"], revision=revision,
                                  commit_message=f"Upload {bench} ({load_bench(bench).dataset_revision})")
     except Exception as e:
-        raise _hub_error(e, repo_id, revision, token) from e
+        raise hub_error(e, repo_id, revision, token) from e
     return str(info.commit_url)
 
 
@@ -302,61 +303,3 @@ def _render_radar(single: dict[str, Any], model: str, comparable: bool,
 def _new_card(repo_id: str) -> str:
     # a metadata block is needed, or ModelCard logs "metadata block was not found"
     return f"---\ntags:\n- mt-bench\n---\n\n# {repo_id.split('/')[-1]}\n"
-
-
-# ---- Hub I/O ----
-def _token() -> str | None:
-    from huggingface_hub import get_token
-
-    return get_token()
-
-
-def _read_card(repo_id: str, revision: str | None, token: str | None,
-               dry_run: bool) -> tuple[str | None, str | None]:
-    """The current README text, or None for a new card (repo without README, or a dry run that
-    cannot see the repo)."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
-
-    try:
-        path = hf_hub_download(repo_id, "README.md", revision=revision, token=token)
-    except EntryNotFoundError:
-        return None, None
-    except Exception as e:
-        if dry_run:  # a preview still helps; say what it is based on
-            what = "not found" if isinstance(e, RepositoryNotFoundError) else "unreachable"
-            return None, f"{repo_id} is {what}; showing a new card"
-        raise _hub_error(e, repo_id, revision, token) from e
-    return Path(path).read_text(encoding="utf-8"), None
-
-
-def _hub_error(e: Exception, repo_id: str, revision: str | None, token: str | None) -> DataError:
-    """One line, no token, and what to do."""
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    status = getattr(getattr(e, "response", None), "status_code", None)
-    if status in (401, 403):
-        msg = (f"{repo_id}: the Hub refused the token (HTTP {status}); set HF_TOKEN to a token with "
-               "write access to this repo, or run `hf auth login`")
-    elif isinstance(e, RevisionNotFoundError):
-        msg = f"{repo_id}: revision {revision!r} not found"
-    elif isinstance(e, RepositoryNotFoundError):
-        msg = f"{repo_id}: repository not found (create it first, or check the name and token)"
-    elif isinstance(e, HfHubHTTPError):
-        detail = getattr(e, "server_message", None) or str(e)
-        msg = f"{repo_id}: Hub request failed (HTTP {status}): {_one_line(detail, token)}"
-    elif isinstance(e, (LocalEntryNotFoundError, OSError)) or type(e).__module__.startswith("httpx"):
-        msg = f"{repo_id}: cannot reach the Hub ({type(e).__name__}: {_one_line(str(e), token)})"
-    else:
-        raise e
-    return DataError(msg)
-
-
-def _one_line(text: str, token: str | None) -> str:
-    text = " ".join(text.split())
-    return text.replace(token, "***") if token else text
