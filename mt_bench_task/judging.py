@@ -99,6 +99,22 @@ async def judge_match(match: Match, client: ChatClient, judge_model: str,
                         prompts[1], done[1].text, turn, time.time(), extra)
 
 
+def _record(record: SingleJudgment | PairJudgment | dict[str, Any]) -> SingleJudgment | PairJudgment:
+    if not isinstance(record, dict):
+        return record
+    return (PairJudgment if "g1_winner" in record else SingleJudgment).from_dict(record)
+
+
+def is_failed(record: SingleJudgment | PairJudgment | dict[str, Any]) -> bool:
+    """An API failure ($ERROR$) is not a judgment: resume sends it again (`record.failed`)."""
+    return _record(record).failed
+
+
+def record_key(record: SingleJudgment | PairJudgment | dict[str, Any]) -> tuple:
+    """Same identity as `Match.key`, read off a stored record (`record.key`)."""
+    return _record(record).key
+
+
 async def judge_matches(matches: list[Match], client: ChatClient, judge_model: str, parallel: int,
                         on_record: Callable[[Any], None] | None = None, local: bool = False,
                         progress: bool = True) -> list[Any]:

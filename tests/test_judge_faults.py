@@ -14,8 +14,7 @@ from pathlib import Path
 from fake_openai import FakeOpenAI
 
 from mt_bench_task.client import OpenAIChatClient
-from mt_bench_task.judging import JudgeRun, run_judging
-from mt_bench_task.types import SingleJudgment
+from mt_bench_task.judging import JudgeRun, record_key, run_judging
 
 CONF = Path(__file__).parent / "conformance"
 MODEL = "mamba_0_5_dpo_ep1"
@@ -27,10 +26,6 @@ def _data_dir(tmp_path: Path) -> Path:
     (d / "model_answer").mkdir(parents=True)
     shutil.copy(CONF / "jxiw/model_answer" / f"{MODEL}.jsonl", d / "model_answer")
     return d
-
-
-def record_key(row: dict) -> tuple:
-    return SingleJudgment.from_dict(row).key
 
 
 def _records(d: Path) -> list[dict]:
