@@ -153,13 +153,24 @@ class Answer(_Record):
 
 @dataclass(frozen=True)
 class JudgePrompt(_Record):
+    """A judge_prompts.jsonl line; FastChat never reads `description` or `category`."""
+
     name: str
     type: str  # "single" | "pairwise"
     system_prompt: str
     prompt_template: str
-    description: str
-    category: str
-    output_format: str  # "[[rating]]" | "[[A]]" | "[[rating_a,rating_b]]"
+    description: str | None = None
+    category: str | None = None
+    output_format: str = "[[rating]]"  # "[[A]]" | "[[rating_a,rating_b]]"; required when read
+
+    _REQUIRED: ClassVar[tuple[str, ...]] = ("name", "type", "system_prompt", "prompt_template",
+                                            "output_format")
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("description", "category")
+
+    @classmethod
+    def _check(cls, d: dict[str, Any]) -> None:
+        for key in cls._REQUIRED:
+            _str(d, key)
 
     @property
     def multi_turn(self) -> bool:

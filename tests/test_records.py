@@ -132,3 +132,18 @@ def test_records_name_what_is_missing():
     with pytest.raises(ValueError, match=r"g2_winner"):
         PairJudgment.from_dict({"question_id": 1, "model_1": "a", "model_2": "b",
                                 "g1_winner": "tie", "judge": ["j", "p"], "turn": 1})
+
+
+def test_judge_prompts_need_only_what_fastchat_reads(tmp_path):
+    src = REPO / "mt_bench_task" / "data" / "mt_bench" / "data" / "judge_prompts.jsonl"
+    rows = [json.loads(line) for line in src.read_text().splitlines()]
+    lean = [{k: v for k, v in r.items() if k not in ("description", "category")} for r in rows]
+    path = tmp_path / "judge_prompts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lean))
+    prompts = data.read_judge_prompts(path)
+    assert {n: p.prompt_template for n, p in prompts.items()} == {
+        r["name"]: r["prompt_template"] for r in rows}
+    lean[2]["system_prompt"] = None
+    path.write_text("".join(json.dumps(r) + "\n" for r in lean))
+    with pytest.raises(Exception, match=r"judge_prompts.jsonl:3: .*system_prompt must be a string"):
+        data.read_judge_prompts(path)
