@@ -81,8 +81,8 @@ def job_key(match: Match, repeat: int | None) -> tuple:
 
 def probe_window(parallel: int) -> int:
     """Matches started before the judge has answered anything: a judge refusing all of them
-    stops the run within 3 x `parallel` requests (adapted resends included)."""
-    return max(2, parallel)
+    stops the run within 3 x `parallel` requests (adapted resends included: at most 2 each)."""
+    return max(1, parallel)
 
 
 class _Probe:
