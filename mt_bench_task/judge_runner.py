@@ -11,12 +11,20 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from .jsonl import DataError
 from .judges import JudgeSpec
-from .prompts import (API_ERROR_OUTPUT, Match, extract_rating, extract_verdict, map_winner,
-                      messages, user_prompts)
+from .prompts import (
+    API_ERROR_OUTPUT,
+    Match,
+    extract_rating,
+    extract_verdict,
+    map_winner,
+    messages,
+    user_prompts,
+)
 from .types import ChatClient, Completion, PairJudgment, SingleJudgment
 
 JUDGE_TEMPERATURE = 0.0

@@ -12,10 +12,12 @@ only that judge is `comparable`; every other judge is labelled by `not_comparabl
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
+from .jsonl import DataError
 from .types import ChatClient
 
 Backend = Literal["openai", "local"]
@@ -76,7 +78,7 @@ def _is_fastchat_prompts(judge_file: Path | str | None) -> bool:
 
     try:
         return data.load_judge_prompts(judge_file) == data.load_judge_prompts(None)
-    except Exception:  # unreadable: judging reports it; it is not FastChat's either way
+    except (DataError, OSError):  # unreadable: judging reports it; not FastChat's either way
         return False
 
 

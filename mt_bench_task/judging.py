@@ -6,26 +6,50 @@ kill -9 is repaired, bounded concurrent requests, a local judge, and a plan (`--
 """
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import data
-from .judge_runner import (JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE, Job, is_failed, job_key,
-                           judge_match, judge_matches, record_key, run_sync)
-from .judges import JudgeSpec, judge_spec, make_client as make_judge_client
 from .jsonl import DataError, JsonlAppender, read_jsonl, write_lines_atomic
+from .judge_runner import (
+    JUDGE_MAX_TOKENS,
+    JUDGE_TEMPERATURE,
+    Job,
+    is_failed,
+    job_key,
+    judge_match,
+    judge_matches,
+    record_key,
+    run_sync,
+)
+from .judges import JudgeSpec, judge_spec
+from .judges import make_client as make_judge_client
 from .prompts import Match, Mode, build_matches, messages, user_prompts
 from .scoring import judgment_file
 from .types import Answer, ChatClient, Question
 
-__all__ = ["JudgeRun", "JudgeSummary", "run_judging", "judge_answers", "plan", "record_key",
-           "is_failed", "judge_match", "judge_matches", "run_sync", "JUDGE_MAX_TOKENS",
-           "JUDGE_TEMPERATURE"]
+__all__ = [  # judge_runner's names stay importable from here
+    "JUDGE_MAX_TOKENS",
+    "JUDGE_TEMPERATURE",
+    "JudgeRun",
+    "JudgeSummary",
+    "check_answers",
+    "describe_plan",
+    "is_failed",
+    "judge_answers",
+    "judge_display_name",
+    "judge_match",
+    "judge_matches",
+    "make_client",
+    "plan",
+    "record_key",
+    "repeat_jobs",
+    "run_judging",
+    "run_sync",
+]
 
 
 @dataclass(frozen=True)
@@ -131,10 +155,10 @@ def plan(run: JudgeRun) -> tuple[list[Job], list[Job], Path, int]:
                             run.baseline_model)
     jobs = repeat_jobs(matches, run.judge_repeats)
     out = judgment_file(run.data_dir, judge_name, run.mode)
-    done = set()
+    done: set[tuple] = set()
     if out.exists():
-        done = {record_key(r) for r in read_jsonl(out, repair_torn_tail=not run.dry_run)
-                if not is_failed(r)}
+        stored: list[dict[str, Any]] = read_jsonl(out, repair_torn_tail=not run.dry_run)
+        done = {record_key(r) for r in stored if not is_failed(r)}
     return jobs, [j for j in jobs if job_key(*j) not in done], out, skipped
 
 
@@ -157,14 +181,14 @@ def describe_plan(run: JudgeRun, jobs: list[Job], todo: list[Job], out: Path) ->
     chars = sum(len(msg["content"]) for m, _ in todo for up in user_prompts(m)
                 for msg in messages(m.prompt, up))
     spec = run.judge
-    lines = [f"judge: {run.judge_model}  mode: {run.mode}  repeats: {run.judge_repeats}  "
-             f"output: {out}"]
+    lines = [(f"judge: {run.judge_model}  mode: {run.mode}  repeats: {run.judge_repeats}  "
+              f"output: {out}")]
     if spec.label:
         lines.append(f"NOTE: {spec.label}")
-    lines += [f"matches: {len(jobs)} planned, {len(jobs) - len(todo)} already judged, "
-              f"{len(todo)} to judge ({calls} judge calls)",
-              f"prompt tokens: about {chars // 4} (estimate: characters / 4), plus up to "
-              f"{JUDGE_MAX_TOKENS} completion tokens per call"]
+    lines += [(f"matches: {len(jobs)} planned, {len(jobs) - len(todo)} already judged, "
+               f"{len(todo)} to judge ({calls} judge calls)"),
+              (f"prompt tokens: about {chars // 4} (estimate: characters / 4), plus up to "
+               f"{JUDGE_MAX_TOKENS} completion tokens per call")]
     lines += [f"  {name}: {n}" for name, n in sorted(by_prompt.items())]
     return "\n".join(lines)
 

@@ -7,7 +7,6 @@ With `--model-path X --judge-model gpt-4` it is the real MT-bench with FastChat'
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,9 +35,7 @@ def run_all(args: argparse.Namespace, data_dir: Path) -> int:
                                            data_dir),
                         model_list=[gen.model_id], question_begin=args.question_begin,
                         first_n=args.question_end if args.first_n is None else args.first_n)
-    spec = judge_run.judge
-    if spec.label:
-        print(f"NOTE: {spec.label} (use --judge-model gpt-4 for that)", file=sys.stderr)
+    spec = judge_run.judge  # its label is printed by the judging plan and by show
     client = None  # an API judge: run_judging makes it (after a dry run's plan, so no key needed)
     if spec.local:
         client = make_client(spec, local_batch_size=QUICK_JUDGE_BATCH,

@@ -14,9 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data import CATEGORIES, DATASET_ID, DATASET_REVISION, JUDGE_PROMPTS_VERSION, dataset_path
-from .judges import NOT_COMPARABLE, identity_of_results
+from .data import (
+    CATEGORIES,
+    DATASET_ID,
+    DATASET_REVISION,
+    JUDGE_PROMPTS_VERSION,
+    dataset_path,
+)
 from .jsonl import DataError
+from .judges import NOT_COMPARABLE, identity_of_results
 
 SECTION_START = "<!-- mt-bench:start -->"
 SECTION_END = "<!-- mt-bench:end -->"

@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import data
-from .judges import NOT_COMPARABLE, identity_of_rows
 from .jsonl import DataError, read_jsonl
+from .judges import NOT_COMPARABLE, identity_of_rows
 
 N_BOOTSTRAP = 1000
-__all__ = ["NOT_COMPARABLE", "judgment_file", "results_from_rows", "results_from_file", "show",
-           "judge_repeats", "judge_sd"]
 
 
 def judgment_file(data_dir: Path, judge_model: str, mode: str) -> Path:

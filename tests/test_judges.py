@@ -12,10 +12,15 @@ from pathlib import Path
 import pytest
 from fake_openai import REASONING_MAX_TOKENS, FakeOpenAI
 
-from mt_bench_task.judges import NOT_COMPARABLE, identity_of_rows, is_comparable, judge_spec
+from mt_bench_task.judges import (
+    NOT_COMPARABLE,
+    identity_of_rows,
+    is_comparable,
+    judge_spec,
+)
 
 try:
-    from mock_hub import MockHub, mock_hub  # noqa: F401  (the fixture)
+    from mock_hub import MockHub, mock_hub
 except ImportError:  # tests/ became a package
     from tests.mock_hub import MockHub, mock_hub  # type: ignore[no-redef]  # noqa: F401
 
@@ -34,7 +39,7 @@ def _data_dir(tmp_path: Path) -> Path:
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mt_bench_task.cli", *args], capture_output=True,
-                          text=True, timeout=300,
+                          text=True, timeout=300, check=False,
                           env={**os.environ, "OPENAI_API_KEY": SECRET, **(env or {})})
 
 
@@ -98,7 +103,7 @@ def test_publish_card_labels_the_judge(tmp_path, mock_hub: MockHub, judge, compa
     env.update(mock_hub.env(str(tmp_path / "hf_home")))
     p = subprocess.run([sys.executable, "-m", "mt_bench_task.cli", "publish", "--repo-id",
                         "user/m", "--data-dir", str(d), "--judge-model", judge, "--dry-run"],
-                       capture_output=True, text=True, timeout=300, env=env)
+                       capture_output=True, text=True, timeout=300, check=False, env=env)
     assert p.returncode == 0, p.stderr
     assert (NOT_COMPARABLE in p.stdout) is not comparable  # the card
     assert (f"judged by {judge}: {NOT_COMPARABLE}" in p.stderr) is not comparable

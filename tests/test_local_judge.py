@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from mt_bench_task import data
+from mt_bench_task.judges import judge_spec
 from mt_bench_task.judging import judge_answers
 from mt_bench_task.local_judge import RATING_SUFFIX, RATINGS, LocalJudgeClient
 from mt_bench_task.prompts import extract_rating
@@ -244,7 +245,7 @@ def test_judge_answers_with_the_default_local_judge() -> None:
     answers = {qid: replace(a, choices=[Choice(0, [t[:300] for t in a.turns])])
                for qid, a in answers.items()}
     client = LocalJudgeClient("default", max_new_tokens=8)
-    records = judge_answers(questions, {"m": answers}, client, judge_model="smollm2-135m-instruct")
+    records = judge_answers(questions, {"m": answers}, client, judge=judge_spec("default"))
     assert len(records) == 4
     assert client.batch_sizes == [4]  # turns 1 and 2 of both questions in one batch
     for r in records:
