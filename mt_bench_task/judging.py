@@ -131,7 +131,7 @@ def plan(run: JudgeRun) -> tuple[list[Job], list[Job], Path, int]:
     """(all jobs, those still to send, output file, turns skipped for partial answers).
     A job is a match and its repeat (None when judged once: FastChat's record, no "repeat")."""
     if run.judge_repeats < 1:
-        raise DataError(f"judge_repeats must be at least 1, got {run.judge_repeats}")
+        raise DataError(f"judge_repeats (--judge-repeats) must be >= 1, got {run.judge_repeats}")
     all_questions = data.load_questions(run.data_dir)
     questions = all_questions[run.question_begin: run.first_n]
     models = run.model_list or data.list_answer_models(run.data_dir)
