@@ -73,6 +73,11 @@ class Bench:
         return any(len(q.turns) > 1 for q in self.questions)
 
     @property
+    def fastchat_prompts(self) -> bool:
+        """Whether the judge prompts are FastChat's packaged ones (content, not path)."""
+        return dict(self.judge_prompts) == read_judge_prompts(packaged_judge_prompts())
+
+    @property
     def category_of(self) -> dict[int, str]:
         return {q.question_id: q.category for q in self.questions}
 
@@ -152,7 +157,7 @@ def load_bench(name: str = DEFAULT_BENCH, data_dir: Path | str | None = None,
     ref_sources += map(str, own_refs)
 
     prompts_path = _judge_prompts_path(d, judge_file)
-    packaged_prompts = prompts_path == _packaged_prompts()
+    packaged_prompts = prompts_path == packaged_judge_prompts()
     if packaged is not None and questions_path.parent == packaged:
         dataset_id, revision = PACKAGED[name]
     else:  # a user's bench: its name, and the question file's hash as the revision
@@ -171,7 +176,8 @@ def load_bench(name: str = DEFAULT_BENCH, data_dir: Path | str | None = None,
                                   "judge_prompts": str(prompts_path)}))
 
 
-def _packaged_prompts() -> Path:
+def packaged_judge_prompts() -> Path:
+    """FastChat's judge_prompts.jsonl (one file for all benches, shipped with mt_bench)."""
     return dataset_path(DEFAULT_BENCH) / "data" / "judge_prompts.jsonl"
 
 
@@ -182,7 +188,7 @@ def _judge_prompts_path(data_dir: Path | None, judge_file: Path | str | None) ->
         return Path(judge_file)
     if data_dir is not None and (data_dir / "judge_prompts.jsonl").is_file():
         return data_dir / "judge_prompts.jsonl"
-    return _packaged_prompts()  # FastChat keeps one judge_prompts.jsonl for all benches
+    return packaged_judge_prompts()  # FastChat keeps one judge_prompts.jsonl for all benches
 
 
 def _sha(path: Path) -> str:

@@ -214,8 +214,10 @@ class SingleJudgment(_Record):
 
     @property
     def key(self) -> tuple:
-        """Resume identity, equal to the `Match.key` that produced it."""
-        return (self.question_id, self.turn, self.model, "", self.judge[1])
+        """Resume identity, equal to `judge_runner.job_key` of the match (and repeat: a record
+        without "repeat" is repeat 0) that produced it."""
+        return (self.question_id, self.turn, self.model, "", self.judge[1],
+                self.extra.get("repeat") or 0)
 
     @property
     def failed(self) -> bool:
@@ -252,7 +254,8 @@ class PairJudgment(_Record):
 
     @property
     def key(self) -> tuple:
-        return (self.question_id, self.turn, self.model_1, self.model_2, self.judge[1])
+        return (self.question_id, self.turn, self.model_1, self.model_2, self.judge[1],
+                self.extra.get("repeat") or 0)
 
     @property
     def failed(self) -> bool:
@@ -266,12 +269,49 @@ class Completion:
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    failed: bool = False  # retries exhausted: text is FastChat's "$ERROR$"
+    failed: bool = False  # retries exhausted or request refused: text is FastChat's "$ERROR$"
     fallback_rating: int | None = None  # local judge: most probable 1..10 rating when text has none
+    rejection: str | None = None  # the server refused this request (HTTP 400/413/422): its message
+
+
+@dataclass
+class ClientUsage:
+    """Running totals of one client, for progress bars and summaries."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0  # HTTP attempts (local: generations), retries and adapted resends included
+    retries: int = 0
+    failures: int = 0  # completions given up on ("$ERROR$")
+    adapted: int = 0  # requests refused for a parameter and resent adapted (not judgments)
 
 
 class ChatClient(Protocol):
     """One chat completion. The OpenAI-compatible client and the local transformers judge both fit."""
 
+    usage: ClientUsage
+    adaptations: list[str]  # what was changed in the requests for this server, said once each
+
     async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
                        max_tokens: int) -> Completion: ...
+
+    async def check_reachable(self) -> None:
+        """Raise DataError quickly when the backend cannot answer at all."""
+
+    async def close(self) -> None:
+        """Release connections or workers bound to the current event loop."""
+
+
+class ChatClientBase:
+    """Defaults for a `ChatClient` that only needs `complete` (a stand-in judge in tests or
+    doctests, a custom backend): no usage counted, nothing to reach or close."""
+
+    def __init__(self) -> None:
+        self.usage = ClientUsage()
+        self.adaptations: list[str] = []
+
+    async def check_reachable(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

@@ -21,6 +21,7 @@ from fake_openai import FakeOpenAI
 from mock_hub import MockHub
 
 from mt_bench_task import cli
+from mt_bench_task.types import ChatClientBase
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGED = REPO / "mt_bench_task" / "data"
@@ -223,7 +224,7 @@ def test_stripped_fastchat_answer_records_judge_like_the_full_ones(tmp_path):
     stored = _jsonl(conf / "model_judgment" / "gpt-4_single.jsonl")
     replies = {r["user_prompt"]: r["judgment"] for r in stored}
 
-    class Replay:
+    class Replay(ChatClientBase):
         async def complete(self, model, messages, *, temperature, max_tokens):
             from mt_bench_task.types import Completion
 
@@ -254,7 +255,7 @@ def test_metric_takes_the_bench_for_references_and_prompts():
     questions = _jsonl(VICUNA / "question.jsonl")[58:72]  # ids 59-72: knowledge, coding, math, writing
     seen: list[list[dict[str, str]]] = []
 
-    class Judge:
+    class Judge(ChatClientBase):
         async def complete(self, model, messages, *, temperature, max_tokens):
             seen.append(messages)
             return Completion("[[7]]")
@@ -296,7 +297,7 @@ def test_vicuna_bench_pairwise_uses_single_turn_pair_prompts(tmp_path):
                          {"role": "user", "content": p["prompt_template"].format(**kw)}])
     seen = []
 
-    class Judge:
+    class Judge(ChatClientBase):
         async def complete(self, model, messages, *, temperature, max_tokens):
             seen.append(messages)
             return Completion("[[A]]")
