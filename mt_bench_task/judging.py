@@ -181,7 +181,7 @@ def describe_plan(run: JudgeRun, jobs: list[Job], todo: list[Job], out: Path,
     by_prompt = Counter(m.prompt.name for m, _ in todo)
     chars = sum(len(msg["content"]) for m, _ in todo for up in user_prompts(m)
                 for msg in messages(m.prompt, up))
-    spec = run.judge
+    spec = bench_spec(run.judge, bench) if bench is not None else run.judge
     lines = [(f"judge: {run.judge_model}  mode: {run.mode}  repeats: {run.judge_repeats}  "
               f"output: {out}")]
     if bench is not None:  # which files make up the bench (a data dir's own win)

@@ -307,3 +307,35 @@ def test_vicuna_bench_pairwise_uses_single_turn_pair_prompts(tmp_path):
     assert s.sent == 80 and _canon(seen) == _canon(want)
     rows = _jsonl(d / "model_judgment" / "gpt-4_pair.jsonl")
     assert {r["turn"] for r in rows} == {1}
+
+
+def test_data_dir_judge_prompts_win_and_mark_the_judge_not_comparable(tmp_path, capsys):
+    """A bench folder's own judge_prompts.jsonl (here lighteval's typo fix) is what the judge
+    gets; the records and `show` say the scores are not comparable with published MT-bench."""
+    from mt_bench_task.bench import load_bench
+    from mt_bench_task.judging import JudgeRun, run_judging
+    from mt_bench_task.types import Completion
+
+    d = tmp_path / "fixed"
+    (d / "model_answer").mkdir(parents=True)
+    (d / "question.jsonl").write_text(json.dumps(GERMAN[0]) + "\n")
+    (d / "judge_prompts.jsonl").write_text(
+        JUDGE_PROMPTS.read_text().replace("You evaluation", "Your evaluation"))
+    (d / "model_answer" / "m.jsonl").write_text(
+        json.dumps({"question_id": 1, "choices": [{"turns": ["a", "b"]}]}) + "\n")
+    seen = []
+
+    class Judge(ChatClientBase):
+        async def complete(self, model, messages, *, temperature, max_tokens):
+            seen.append(messages[0]["content"])
+            return Completion("[[6]]")
+
+    bench = load_bench("fixed", d)
+    assert bench.sources["judge_prompts"] == str(d / "judge_prompts.jsonl")
+    run_judging(JudgeRun(d), client=Judge(), bench=bench)
+    assert len(seen) == 2 and "Your evaluation" in seen[1] and "You evaluation" not in "".join(seen)
+    rows = _jsonl(d / "model_judgment" / "gpt-4_single.jsonl")
+    assert [r.get("fastchat_prompts") for r in rows] == [False, False]
+    capsys.readouterr()
+    assert cli.main(["show", "--bench-name", "fixed", "--data-dir", str(d)]) == 0
+    assert "not comparable with published MT-bench" in capsys.readouterr().out
