@@ -1,0 +1,318 @@
+"""MT-bench as an inspect_ai task, FastChat-exact (needs the `[inspect]` extra).
+
+Name: mt_bench. Dataset: the packaged MT-bench questions (80, two turns each) and GPT-4 references.
+Paper: Zheng et al., "Judging LLM-as-a-judge with MT-Bench and Chatbot Arena", arXiv:2306.05685.
+Scored: FastChat llm_judge's single grading (1-10 per turn) by the `grader` model role
+(default openai/gpt-4, temperature 0, max_tokens 2048), or pairwise verdicts against the packaged
+gpt-3.5-turbo answers. Prompts, prompt choice, rating extraction and aggregation are the ones
+`mt-bench judge` / `mt-bench show` use (prompts.py, scoring.py); nothing is copied here.
+
+    inspect eval mt_bench_task/inspect_task.py --model openai/my-model \
+        --model-role grader=openai/gpt-4
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from inspect_ai import Task, task
+from inspect_ai.dataset import MemoryDataset, Sample
+from inspect_ai.model import (ChatMessageSystem, ChatMessageUser, GenerateConfig, Model,
+                              get_model)
+from inspect_ai.model._generate_config import active_generate_config
+from inspect_ai.scorer import (Metric, SampleScore, Score, Scorer, Target, Value, metric,
+                               scorer)
+from inspect_ai.solver import Generate, Solver, TaskState, solver
+
+from . import data
+from .jsonl import DataError
+from .prompts import (Match, build_matches, extract_rating, extract_verdict, map_winner, messages,
+                      user_prompts)
+from .scoring import summarize_pairwise, summarize_single
+from .types import Answer, Choice, JudgePrompt, Question
+
+GRADER_ROLE = "grader"
+DEFAULT_GRADER = "openai/gpt-4"
+DEFAULT_BASELINE = "gpt-3.5-turbo"
+MAX_TOKENS = 1024  # FastChat's --max-new-token / --max-tokens default
+_MODEL = "model"  # the one model of an eval, as a row key for scoring's summaries
+
+
+@dataclass(frozen=True)
+class _Bench:
+    """What the task needs of a bench (issue 11's `Bench` value will replace this)."""
+
+    name: str
+    questions: list[Question]
+    references: dict[str, dict[int, Answer]]
+    prompts: dict[str, JudgePrompt]
+    temperature_for: Callable[[str], float]
+    answers_dir: Path  # where a pairwise baseline's answers are looked up (then the packaged ones)
+
+
+def resolve_bench(bench: str) -> _Bench:
+    """"mt_bench" (the packaged files) or a FastChat bench folder (its question.jsonl,
+    reference_answer/ and judge_prompts.jsonl win over the packaged ones)."""
+    if bench == data.BENCH_NAME:
+        return _Bench(bench, data.load_questions(), data.load_references(),
+                      data.load_judge_prompts(), data.temperature_for, data.official_answers_dir())
+    folder = Path(bench)
+    if not (folder / "question.jsonl").is_file():
+        raise DataError(f"bench {bench!r}: not 'mt_bench' and not a folder with question.jsonl")
+    own_prompts = folder / "judge_prompts.jsonl"
+    return _Bench(folder.name, data.load_questions(folder), data.load_references(folder),
+                  data.load_judge_prompts(own_prompts if own_prompts.is_file() else None),
+                  data.temperature_for, folder)
+
+
+# ---- dataset ----
+def mt_bench_dataset(bench: _Bench) -> MemoryDataset:
+    """One sample per question; metadata: category, all turns, the judge's reference turns."""
+    refs = bench.references.get("gpt-4") or next(iter(bench.references.values()), {})
+    samples = [Sample(id=q.question_id, input=q.turns[0],
+                      metadata={"question_id": q.question_id, "category": q.category,
+                                "turns": list(q.turns),
+                                "reference": refs[q.question_id].turns
+                                if q.question_id in refs else None})
+               for q in bench.questions]
+    return MemoryDataset(samples, name=bench.name)
+
+
+# ---- solver: FastChat's two-turn protocol ----
+@solver
+def fastchat_turns(bench: str = data.BENCH_NAME, system_message: str | None = None) -> Solver:
+    """Each turn sees the conversation so far (turn 2 gets the model's own turn-1 answer).
+    Temperature: the category's (FastChat's temperature_config) unless --temperature is given.
+    System message: FastChat's chatgpt template's, as `mt-bench gen-api` sends."""
+    from .generate_api import SYSTEM_MESSAGE
+
+    temperature_for = resolve_bench(bench).temperature_for
+    system = SYSTEM_MESSAGE if system_message is None else system_message
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        forced = active_generate_config().temperature
+        temperature = forced if forced is not None else temperature_for(state.metadata["category"])
+        state.messages = [ChatMessageSystem(content=system)] if system else []
+        answers: list[str] = []
+        for turn in state.metadata["turns"]:
+            state.messages.append(ChatMessageUser(content=turn))
+            state = await generate(state, temperature=temperature)
+            answers.append(state.output.completion)
+        state.metadata["answers"] = answers
+        state.metadata["temperature"] = temperature
+        return state
+
+    return solve
+
+
+# ---- scorer: FastChat's judge through the grader role ----
+async def _judge(grader: Model, prompt: JudgePrompt, user_prompt: str) -> tuple[list[dict], str]:
+    msgs = messages(prompt, user_prompt)
+    chat = [ChatMessageSystem(content=m["content"]) if m["role"] == "system"
+            else ChatMessageUser(content=m["content"]) for m in msgs]
+    from .judging import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE
+
+    out = await grader.generate(chat, config=GenerateConfig(
+        temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS))
+    return msgs, out.completion
+
+
+def _matches(bench: _Bench, state: TaskState, mode: str, judge: str, baseline: str) -> list[Match]:
+    q = next(q for q in bench.questions if q.question_id == state.metadata["question_id"])
+    answers = {_MODEL: {q.question_id: Answer(q.question_id, "", _MODEL,
+                                              [Choice(0, list(state.metadata["answers"]))], 0.0)}}
+    if mode == "single":
+        return build_matches([q], answers, [_MODEL], bench.prompts, "single", judge,
+                             bench.references)
+    answers[baseline] = data.load_answers(bench.answers_dir, baseline)
+    return build_matches([q], answers, [_MODEL], bench.prompts, "pairwise-baseline", judge,
+                         bench.references, baseline)
+
+
+@scorer(metrics=[])
+def fastchat_judge(bench: str = data.BENCH_NAME, judge_mode: str = "single",
+                   baseline_model: str = DEFAULT_BASELINE) -> Scorer:
+    """Single: value {"turn_1": rating, "turn_2": rating} (NaN where no rating was found; a sample
+    with none is unscored, with the reason). Pairwise: per turn 1 win / 0.5 tie / 0 loss against
+    the baseline, under show_result's rule (g1 tie or g1 != g2 is a tie; an error is unscored)."""
+    if judge_mode not in ("single", "pairwise"):
+        raise DataError(f"judge_mode must be 'single' or 'pairwise', got {judge_mode!r}")
+    the_bench = resolve_bench(bench)
+
+    async def score(state: TaskState, target: Target) -> Score:
+        grader = get_model(role=GRADER_ROLE, default=DEFAULT_GRADER)
+        judge = grader.name
+        matches = _matches(the_bench, state, judge_mode, judge, baseline_model)
+        calls = [(m, up) for m in matches for up in user_prompts(m)]
+        done = await asyncio.gather(*(_judge(grader, m.prompt, up) for m, up in calls))
+        turns: list[dict[str, Any]] = []
+        for m in matches:
+            games = [(up, done[i]) for i, (mm, up) in enumerate(calls) if mm is m]
+            rec: dict[str, Any] = {"turn": m.turn, "prompt_name": m.prompt.name}
+            for g, (up, (msgs, text)) in enumerate(games, 1):
+                prefix = "" if judge_mode == "single" else f"g{g}_"
+                rec.update({f"{prefix}messages": msgs, f"{prefix}user_prompt": up,
+                            f"{prefix}judgment": text})
+                if judge_mode == "pairwise":
+                    rec[f"g{g}_winner"] = map_winner(extract_verdict(text, m.prompt.output_format),
+                                                     g)
+            if judge_mode == "single":
+                rec["score"] = extract_rating(rec["judgment"])
+            turns.append(rec)
+        return _to_score(state, judge, judge_mode, baseline_model, turns)
+
+    return score
+
+
+def _turn_value(mode: str, rec: dict[str, Any], baseline: str) -> float | int:
+    if mode == "single":
+        return math.nan if rec["score"] == -1 else rec["score"]
+    row = {"model_1": _MODEL, "model_2": baseline, **rec}
+    res = summarize_pairwise([row], "pairwise-baseline", None, baseline)["models"]
+    return math.nan if _MODEL not in res else res[_MODEL]["win_rate_adjusted"]
+
+
+def _to_score(state: TaskState, judge: str, mode: str, baseline: str,
+              turns: list[dict[str, Any]]) -> Score:
+    value = {f"turn_{r['turn']}": _turn_value(mode, r, baseline) for r in turns}
+    meta = {"judge": judge, "mode": mode, "model": str(state.model),
+            "answers": state.metadata["answers"], "turns": turns,
+            **({"baseline_model": baseline} if mode == "pairwise" else {})}
+    failed = [k for k, v in value.items() if isinstance(v, float) and math.isnan(v)]
+    what = "no [[rating]] in the judgment" if mode == "single" else "judge verdict 'error'"
+    reason = f"{what} ({', '.join(failed)})" if failed else None
+    if len(failed) == len(value):
+        return Score.unscored(reason=reason, answer=state.metadata["answers"][-1], metadata=meta)
+    return Score(value=value, answer=state.metadata["answers"][-1], reason=reason, metadata=meta,
+                 explanation="\n\n".join(str(r.get("judgment", r.get("g1_judgment")))
+                                         for r in turns))
+
+
+# ---- metrics: scoring.py's summaries over the per-turn values ----
+def _rows(scores: list[SampleScore]) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    rows, categories = [], {}
+    for s in scores:
+        meta = s.sample_metadata or {}
+        qid = meta.get("question_id", s.sample_id)
+        categories[qid] = meta.get("category", "unknown")
+        value = s.score.value if isinstance(s.score.value, dict) else {}
+        for key, v in value.items():
+            ok = isinstance(v, (int, float)) and not math.isnan(v)
+            rows.append({"question_id": qid, "model": _MODEL, "turn": int(key.split("_")[1]),
+                         "score": v if ok else -1})
+    return rows, categories
+
+
+def _single(scores: list[SampleScore]) -> dict[str, Any]:
+    rows, categories = _rows(scores)
+    return summarize_single(rows, categories)["models"].get(_MODEL, {})
+
+
+def _nan(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _summary_metric(key: str) -> Metric:
+    def compute(scores: list[SampleScore]) -> Value:  # annotated: inspect passes SampleScores
+        value = _single(scores).get(key)
+        return dict(value or {}) if key == "categories" else _nan(value)
+
+    return compute
+
+
+@metric
+def turn_1() -> Metric:
+    """show_result's "First turn" mean (ratings of -1 dropped)."""
+    return _summary_metric("turn_1")
+
+
+@metric
+def turn_2() -> Metric:
+    """show_result's "Second turn" mean."""
+    return _summary_metric("turn_2")
+
+
+@metric
+def overall() -> Metric:
+    """show_result's "Average": the mean over all rated turns of both turns pooled."""
+    return _summary_metric("average")
+
+
+@metric
+def category() -> Metric:
+    """Per-category means over both turns (`mt-bench show`'s per-category table)."""
+    return _summary_metric("categories")
+
+
+@metric
+def stderr() -> Metric:
+    """Standard error of the pooled mean, clustered by question (the two turns of a question are
+    not independent): inspect's stderr(cluster=...) formula over the rated turns."""
+
+    def compute(scores: list[SampleScore]) -> float:
+        rows, _ = _rows(scores)
+        vals = [(r["question_id"], float(r["score"])) for r in rows if r["score"] != -1]
+        clusters = sorted({q for q, _ in vals}, key=str)
+        if len(clusters) < 2:
+            return 0.0
+        mean = sum(v for _, v in vals) / len(vals)
+        var = sum(sum(v - mean for q, v in vals if q == c) ** 2 for c in clusters)
+        return math.sqrt(var * len(clusters) / (len(clusters) - 1)) / len(vals)
+
+    return compute
+
+
+def _pairwise(scores: list[SampleScore], key: str) -> float:
+    """show_result's pairwise numbers, from the g1/g2 winners kept in the score metadata."""
+    rows = [{"model_1": _MODEL, "model_2": s.score.metadata["baseline_model"],
+             "g1_winner": t["g1_winner"], "g2_winner": t["g2_winner"]}
+            for s in scores if s.score.metadata for t in s.score.metadata["turns"]]
+    baseline = rows[0]["model_2"] if rows else None
+    res = summarize_pairwise(rows, "pairwise-baseline", None, baseline)["models"]
+    return float(res[_MODEL][key]) if _MODEL in res else math.nan
+
+
+def _pairwise_metric(key: str) -> Metric:
+    def compute(scores: list[SampleScore]) -> Value:
+        return _pairwise(scores, key)
+
+    return compute
+
+
+@metric
+def win_rate() -> Metric:
+    """show_result pairwise: wins / (wins + losses + ties), turns pooled."""
+    return _pairwise_metric("win_rate")
+
+
+@metric
+def loss_rate() -> Metric:
+    return _pairwise_metric("loss_rate")
+
+
+@metric
+def win_rate_adjusted() -> Metric:
+    """(wins + 0.5 ties) / total: show_result's sort key."""
+    return _pairwise_metric("win_rate_adjusted")
+
+
+@task
+def mt_bench(bench: str = data.BENCH_NAME, judge_mode: str = "single",
+             baseline_model: str = DEFAULT_BASELINE, system_message: str | None = None) -> Task:
+    """MT-bench, FastChat-exact: `-T judge_mode=pairwise` judges against gpt-3.5-turbo's answers;
+    `-T bench=PATH` runs a FastChat bench folder. The judge is the `grader` role."""
+    the_bench = resolve_bench(bench)
+    two_turns = any(len(q.turns) == 2 for q in the_bench.questions)
+    if judge_mode == "pairwise":
+        metrics: list[Any] = [win_rate(), loss_rate(), win_rate_adjusted(), stderr()]
+    else:
+        metrics = [turn_1(), *([turn_2()] if two_turns else []), overall(), stderr(), category()]
+    return Task(dataset=mt_bench_dataset(the_bench),
+                solver=fastchat_turns(bench, system_message),
+                scorer=fastchat_judge(bench, judge_mode, baseline_model),
+                metrics=metrics, config=GenerateConfig(max_tokens=MAX_TOKENS),
+                metadata={"mt_bench_task": {"bench": the_bench.name, "judge_mode": judge_mode,
+                                            "baseline_model": baseline_model}})
