@@ -69,8 +69,10 @@ def _tstamp(when: Any, fallback: float) -> float:
 
 
 def default_model_id(model: str) -> str:
-    """"openai/my-model" -> "my-model"; a remaining "/" (hf/org/name) becomes "__"."""
-    return model.split("/", 1)[-1].replace("/", "__")
+    """The last part of inspect's model name, as FastChat names answer files:
+    "openai/gpt-4o" -> "gpt-4o", "openai-api/vllm/my-model" -> "my-model",
+    "hf/HuggingFaceTB/SmolLM2-135M-Instruct" -> "SmolLM2-135M-Instruct"."""
+    return model.rstrip("/").rsplit("/", 1)[-1]
 
 
 def import_inspect_log(log_path: Path | str, data_dir: Path | str,

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
+# absolute imports: `inspect eval mt_bench_task/inspect_task.py` loads this file as a bare module
 from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import (ChatMessageSystem, ChatMessageUser, GenerateConfig, Model,
@@ -27,12 +27,12 @@ from inspect_ai.scorer import (Metric, SampleScore, Score, Scorer, Target, Value
                                scorer)
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
-from . import data
-from .jsonl import DataError
-from .prompts import (Match, build_matches, extract_rating, extract_verdict, map_winner, messages,
+from mt_bench_task import data
+from mt_bench_task.jsonl import DataError
+from mt_bench_task.prompts import (Match, build_matches, extract_rating, extract_verdict, map_winner, messages,
                       user_prompts)
-from .scoring import summarize_pairwise, summarize_single
-from .types import Answer, Choice, JudgePrompt, Question
+from mt_bench_task.scoring import summarize_pairwise, summarize_single
+from mt_bench_task.types import Answer, Choice, JudgePrompt, Question
 
 GRADER_ROLE = "grader"
 DEFAULT_GRADER = "openai/gpt-4"
@@ -41,8 +41,7 @@ MAX_TOKENS = 1024  # FastChat's --max-new-token / --max-tokens default
 _MODEL = "model"  # the one model of an eval, as a row key for scoring's summaries
 
 
-@dataclass(frozen=True)
-class _Bench:
+class _Bench(NamedTuple):  # not a dataclass: `inspect eval FILE` loads this outside sys.modules
     """What the task needs of a bench (issue 11's `Bench` value will replace this)."""
 
     name: str
@@ -87,7 +86,7 @@ def fastchat_turns(bench: str = data.BENCH_NAME, system_message: str | None = No
     """Each turn sees the conversation so far (turn 2 gets the model's own turn-1 answer).
     Temperature: the category's (FastChat's temperature_config) unless --temperature is given.
     System message: FastChat's chatgpt template's, as `mt-bench gen-api` sends."""
-    from .generate_api import SYSTEM_MESSAGE
+    from mt_bench_task.generate_api import SYSTEM_MESSAGE
 
     temperature_for = resolve_bench(bench).temperature_for
     system = SYSTEM_MESSAGE if system_message is None else system_message
@@ -113,7 +112,7 @@ async def _judge(grader: Model, prompt: JudgePrompt, user_prompt: str) -> tuple[
     msgs = messages(prompt, user_prompt)
     chat = [ChatMessageSystem(content=m["content"]) if m["role"] == "system"
             else ChatMessageUser(content=m["content"]) for m in msgs]
-    from .judging import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE
+    from mt_bench_task.judging import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE
 
     out = await grader.generate(chat, config=GenerateConfig(
         temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS))

@@ -1,0 +1,142 @@
+"""`mt-bench import-inspect`: the `inspect eval` command line end to end, re-imports, and bad logs
+(exit 2, one line, nothing written). Real subprocesses and a real local OpenAI-compatible server."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from inspect_helpers import MockPair, answer_text, cli, read_jsonl, require_inspect, server_judge
+
+require_inspect()
+
+import pytest  # noqa: E402
+from fake_openai import FakeOpenAI  # noqa: E402
+from inspect_ai import Task, eval as inspect_eval  # noqa: E402
+from inspect_ai.dataset import Sample  # noqa: E402
+from inspect_ai.log import read_eval_log  # noqa: E402
+from inspect_ai.model import get_model  # noqa: E402
+from inspect_ai.scorer import match  # noqa: E402
+from inspect_ai.solver import generate  # noqa: E402
+
+from mt_bench_task.inspect_task import mt_bench  # noqa: E402
+
+# inspect's own retry code (not ours) warns on every model call in this version
+pytestmark = pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated")
+ROOT = Path(__file__).parent.parent
+
+
+def _server_responder(req: dict) -> str:
+    """One server for both roles: the model under test answers, the grader judges."""
+    if req["model"] == "gpt-4":
+        return server_judge(req)
+    return answer_text(req["messages"], req.get("temperature"))
+
+
+@pytest.mark.parametrize("spec", ["mt_bench_task/inspect_task.py", "mt_bench_task/mt_bench"])
+def test_inspect_eval_command_line_then_import_then_show(tmp_path, spec):
+    """The file (from a checkout) and the registered name (installed package, any cwd)."""
+    logs = tmp_path / "logs"
+    with FakeOpenAI(responder=_server_responder) as server:
+        # the model under test as inspect reaches a vLLM-style server; the grader as OpenAI's
+        env = {**os.environ, "OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-test",
+               "LOCAL_BASE_URL": server.url, "LOCAL_API_KEY": "sk-test"}
+        p = subprocess.run([str(Path(sys.executable).parent / "inspect"), "eval",
+                            spec, "--model", "openai-api/local/my-model",
+                            "--model-role", "grader=openai/gpt-4", "--limit", "3",
+                            "--log-dir", str(logs), "--display", "none"],
+                           cwd=ROOT if spec.endswith(".py") else tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+        models = [r["model"] for r in server.requests]
+    assert models.count("my-model") == 6 and models.count("gpt-4") == 6  # 3 questions x 2 turns
+    log_file = next(logs.glob("*.eval"))
+    assert read_eval_log(str(log_file), header_only=True).status == "success"
+    d = tmp_path / "data"
+    p = cli("import-inspect", str(log_file), "--data-dir", str(d))
+    assert p.returncode == 0, p.stderr
+    assert f"--judge-model gpt-4" in p.stdout
+    answers = read_jsonl(d / "model_answer/my-model.jsonl")
+    assert [a["question_id"] for a in answers] == [81, 82, 83]
+    assert all(len(a["choices"][0]["turns"]) == 2 for a in answers)
+    shown = cli("show", "--data-dir", str(d), "--json")
+    assert shown.returncode == 0, shown.stderr
+    m = json.loads(shown.stdout)["models"]["my-model"]
+    metrics = read_eval_log(str(log_file)).results.scores[0].metrics
+    assert metrics["overall"].value == m["average"] and metrics["turn_1"].value == m["turn_1"]
+
+
+def test_reimport_replaces_this_models_rows_and_keeps_other_models(tmp_path):
+    mocks = MockPair()
+    model, grader = mocks.models()
+    log = inspect_eval(mt_bench(), model=model, model_roles={"grader": grader}, limit=4,
+                       log_dir=str(tmp_path / "logs"), display="none")[0]
+    d = tmp_path / "data"
+    assert cli("import-inspect", log.location, "--data-dir", str(d)).returncode == 0
+    jfile, afile = d / "model_judgment/gpt-4_single.jsonl", d / "model_answer/model.jsonl"
+    first_answers = afile.read_bytes()
+    other = {**read_jsonl(jfile)[0], "model": "other-model"}
+    with open(jfile, "a", encoding="utf-8") as f:
+        f.write(json.dumps(other) + "\n")
+    assert cli("import-inspect", log.location, "--data-dir", str(d)).returncode == 0
+    rows = read_jsonl(jfile)
+    assert sum(r["model"] == "other-model" for r in rows) == 1
+    assert sum(r["model"] == "model" for r in rows) == 8  # 4 questions x 2 turns, not doubled
+    assert afile.read_bytes() == first_answers
+    p = cli("import-inspect", log.location, "--data-dir", str(d), "--model-id", "renamed")
+    assert p.returncode == 0 and (d / "model_answer/renamed.jsonl").is_file()
+
+
+def _assert_refused(p: subprocess.CompletedProcess, d: Path, words: str) -> None:
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mt-bench import-inspect: error: "), p.stderr
+    assert words in lines[0] and "Traceback" not in p.stderr
+    assert not d.exists()
+
+
+def test_a_log_of_another_task_is_refused(tmp_path):
+    mocks = MockPair()
+    model = get_model("mockllm/model", custom_outputs=mocks.model, memoize=False)
+    other = Task(dataset=[Sample(input="Say x", target="x")], solver=generate(), scorer=match(),
+                 name="not_mt_bench")
+    log = inspect_eval(other, model=model, log_dir=str(tmp_path / "logs"), display="none")[0]
+    d = tmp_path / "data"
+    _assert_refused(cli("import-inspect", log.location, "--data-dir", str(d)), d,
+                    "not a log of the mt_bench task")
+
+
+def test_unreadable_or_missing_logs_are_refused(tmp_path):
+    d = tmp_path / "data"
+    for name, content in (("garbage.eval", b"not a zip"), ("empty.json", b"{}"),
+                          ("text.json", b"hello")):
+        (tmp_path / name).write_bytes(content)
+        _assert_refused(cli("import-inspect", str(tmp_path / name), "--data-dir", str(d)), d,
+                        name)
+    _assert_refused(cli("import-inspect", str(tmp_path / "none.eval"), "--data-dir", str(d)), d,
+                    "file not found")
+
+
+def test_a_run_whose_samples_all_failed_is_refused(tmp_path):
+    mocks = MockPair()
+    model, _ = mocks.models()
+
+    def broken(*args):
+        raise RuntimeError("judge down")
+
+    grader = get_model("mockllm/gpt-4", custom_outputs=broken, memoize=False)
+    log = inspect_eval(mt_bench(), model=model, model_roles={"grader": grader}, limit=2,
+                       log_dir=str(tmp_path / "logs"), display="none")[0]
+    assert log.status == "error"
+    d = tmp_path / "data"
+    _assert_refused(cli("import-inspect", log.location, "--data-dir", str(d)), d,
+                    "no scored mt_bench samples")
+
+
+def test_the_cli_does_not_import_inspect():
+    code = ("import sys, mt_bench_task.cli as c; c.build_parser().parse_args(['show']); "
+            "print('inspect_ai' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert p.stdout.strip() == "False", p.stderr

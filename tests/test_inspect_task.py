@@ -1,0 +1,189 @@
+"""MT-bench as an inspect task: the judge prompts inspect sends are the ones `mt-bench judge` builds
+for the same answers, byte for byte; the log's metrics are `mt-bench show`'s on the imported files.
+
+The model under test and the grader are inspect's mockllm with custom outputs, or a real local
+OpenAI-compatible server (tests/fake_openai.py) as the grader; `mt-bench` runs as a subprocess.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+from inspect_helpers import (MockPair, cli, is_pairwise, judge_requests, read_jsonl,
+                             require_inspect, server_judge)
+
+require_inspect()
+
+import pytest  # noqa: E402
+from fake_openai import FakeOpenAI  # noqa: E402
+from inspect_ai import eval as inspect_eval  # noqa: E402
+from inspect_ai.model import get_model  # noqa: E402
+
+from mt_bench_task import data  # noqa: E402
+from mt_bench_task.inspect_task import mt_bench  # noqa: E402
+
+# inspect's own retry code (not ours) warns on every model call in this version
+pytestmark = pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated")
+
+# one question per category, so every prompt kind (with and without reference) is sent
+SUBSET = [81, 91, 101, 111, 121, 131, 141, 151]
+
+
+def _run(tmp_path: Path, model, grader, **kw):
+    logs = inspect_eval(mt_bench(**kw.pop("task_args", {})), model=model,
+                        model_roles={"grader": grader}, log_dir=str(tmp_path / "logs"),
+                        display="none", **kw)
+    assert logs[0].status == "success", logs[0].error
+    return logs[0]
+
+
+def _metrics(log) -> dict[str, float]:
+    return {k: v.value for k, v in log.results.scores[0].metrics.items()}
+
+
+def _import(log, d: Path) -> None:
+    p = cli("import-inspect", log.location, "--data-dir", str(d))
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == ""
+
+
+def _judge_again(d: Path, d2: Path, *extra: str) -> list[dict]:
+    """`mt-bench judge` on the imported answers (a fresh data dir), against the fake server."""
+    shutil.copytree(d / "model_answer", d2 / "model_answer")
+    with FakeOpenAI(responder=server_judge) as server:
+        p = cli("judge", "--data-dir", str(d2), "--judge-model", "gpt-4",
+                "--openai-api-base", server.url, "--parallel", "4", *extra)
+        assert p.returncode == 0, p.stderr
+        return list(server.requests)
+
+
+def test_single_all_80_questions_prompts_records_and_metrics_match_mt_bench(tmp_path):
+    mocks = MockPair()
+    log = _run(tmp_path, *mocks.models())
+    questions = {q.question_id: q for q in data.load_questions()}
+
+    # the model: FastChat's protocol (system, turn 1, own answer, turn 2), category temperatures
+    assert len(mocks.model_calls) == 160
+    for msgs, config in mocks.model_calls:
+        q = next(q for q in questions.values() if q.turns[0] == msgs[1]["content"])
+        assert msgs[0] == {"role": "system", "content": "You are a helpful assistant."}
+        assert config.temperature == data.temperature_for(q.category) and config.max_tokens == 1024
+        if len(msgs) == 4:  # turn 2 sees the model's own turn-1 answer, then the second question
+            assert msgs[2]["role"] == "assistant" and msgs[3]["content"] == q.turns[1]
+
+    # the grader: temperature 0, max_tokens 2048, and exactly mt-bench judge's requests
+    assert len(mocks.grader_calls) == 160
+    assert {(c.temperature, c.max_tokens) for _, c in mocks.grader_calls} == {(0.0, 2048)}
+    d = tmp_path / "data"
+    _import(log, d)
+    requests = _judge_again(d, tmp_path / "again")
+    assert judge_requests(requests) == sorted(json.dumps(m) for m, _ in mocks.grader_calls)
+    assert {(r["model"], r["temperature"], r["max_tokens"]) for r in requests} == {("gpt-4", 0, 2048)}
+
+    # the imported judgments equal mt-bench judge's own records (same judge texts), tstamp aside
+    def key(r):
+        return (r["question_id"], r["turn"])
+    imported = sorted(read_jsonl(d / "model_judgment/gpt-4_single.jsonl"), key=key)
+    judged = sorted(read_jsonl(tmp_path / "again/model_judgment/gpt-4_single.jsonl"), key=key)
+    assert [{**r, "tstamp": 0} for r in imported] == [{**r, "tstamp": 0} for r in judged]
+    assert list(imported[0]) == ["question_id", "model", "judge", "user_prompt", "judgment",
+                                 "score", "turn", "tstamp"]
+    dropped = sum(r["score"] == -1 for r in imported)
+    assert 0 < dropped < len(imported)  # the test judge exercises the parse-failure path
+    assert any(isinstance(r["score"], float) for r in imported)  # "8.5" stays a float
+
+    # metrics: mt-bench show on the imported files
+    p = cli("show", "--data-dir", str(d), "--judge-model", "gpt-4", "--json")
+    assert p.returncode == 0, p.stderr
+    shown = json.loads(p.stdout)
+    assert shown["rows_dropped"] == dropped
+    m, metrics = shown["models"]["model"], _metrics(log)
+    assert metrics["turn_1"] == m["turn_1"] and metrics["turn_2"] == m["turn_2"]
+    assert metrics["overall"] == m["average"]
+    assert {c: metrics[c] for c in m["categories"]} == m["categories"]
+    assert set(m["categories"]) == set(data.CATEGORIES)
+    assert 0 < metrics["stderr"] < 1
+
+
+def test_parse_failure_is_unscored_with_reason_and_judgment_kept(tmp_path):
+    mocks = MockPair()
+    log = _run(tmp_path, *mocks.models())
+    by_id = {s.id: s.scores["fastchat_judge"] for s in log.samples}
+    turns_failed = 0
+    for qid, score in by_id.items():
+        meta = score.metadata
+        failed = [t["turn"] for t in meta["turns"] if t["score"] == -1]
+        turns_failed += len(failed)
+        for t in meta["turns"]:  # the judge prompt and its raw judgment, always
+            assert t["messages"][-1] == {"role": "user", "content": t["user_prompt"]}
+            assert t["judgment"] and t["prompt_name"].startswith("single-")
+        if len(failed) == len(meta["turns"]):
+            assert math.isnan(score.value) and "no [[rating]]" in score.reason
+        elif failed:
+            assert math.isnan(score.value[f"turn_{failed[0]}"]) and f"turn_{failed[0]}" in score.reason
+        else:
+            assert score.reason is None and not any(math.isnan(v) for v in score.value.values())
+    unscored = sum(isinstance(s.value, float) for s in by_id.values())
+    assert log.results.scores[0].unscored_samples == unscored
+    assert turns_failed > 0
+
+
+def test_temperature_option_overrides_the_category_table(tmp_path):
+    mocks = MockPair()
+    _run(tmp_path, *mocks.models(), temperature=0.5, sample_id=SUBSET)
+    assert {c.temperature for _, c in mocks.model_calls} == {0.5}
+    assert {c.temperature for _, c in mocks.grader_calls} == {0.0}  # the judge keeps its own
+
+
+def test_pairwise_against_gpt35_prompts_and_win_rates_match_mt_bench(tmp_path):
+    mocks = MockPair()
+    log = _run(tmp_path, *mocks.models(), sample_id=SUBSET, task_args={"judge_mode": "pairwise"})
+    assert len(mocks.grader_calls) == 4 * len(SUBSET)  # 2 turns x (g1, g2 swapped)
+    assert all(is_pairwise(m[0]["content"]) for m, _ in mocks.grader_calls)
+    d = tmp_path / "data"
+    _import(log, d)
+    requests = _judge_again(d, tmp_path / "again", "--mode", "pairwise-baseline",
+                            "--model-list", "model", "--allow-partial")
+    assert judge_requests(requests) == sorted(json.dumps(m) for m, _ in mocks.grader_calls)
+    rows = read_jsonl(d / "model_judgment/gpt-4_pair.jsonl")
+    assert {(r["model_1"], r["model_2"]) for r in rows} == {("model", "gpt-3.5-turbo")}
+    p = cli("show", "--data-dir", str(d), "--mode", "pairwise-baseline", "--json")
+    assert p.returncode == 0, p.stderr
+    shown, metrics = json.loads(p.stdout)["models"]["model"], _metrics(log)
+    for k in ("win_rate", "loss_rate", "win_rate_adjusted"):
+        assert metrics[k] == shown[k]
+
+
+def test_real_local_openai_server_as_grader_sends_mt_bench_judge_requests(tmp_path):
+    mocks = MockPair()
+    model, _ = mocks.models()
+    with FakeOpenAI(responder=server_judge) as server:
+        grader = get_model("openai/gpt-4", base_url=server.url, api_key="sk-test", memoize=False)
+        log = _run(tmp_path, model, grader, sample_id=SUBSET)
+        sent = list(server.requests)
+    assert len(sent) == 2 * len(SUBSET)
+    assert {(r["model"], r["temperature"], r.get("max_tokens", r.get("max_completion_tokens")))
+            for r in sent} == {("gpt-4", 0, 2048)}
+    d = tmp_path / "data"
+    _import(log, d)
+    again = _judge_again(d, tmp_path / "again", "--allow-partial")
+    assert judge_requests(sent) == judge_requests(again)
+    p = cli("show", "--data-dir", str(d), "--json")
+    m = json.loads(p.stdout)["models"]["model"]
+    assert _metrics(log)["overall"] == m["average"] and _metrics(log)["turn_2"] == m["turn_2"]
+
+
+def test_a_bench_folder_with_single_turn_questions_has_no_turn_2(tmp_path):
+    folder = tmp_path / "my_bench"
+    folder.mkdir()
+    qs = [{"question_id": 1, "category": "schreiben", "turns": ["Schreib ein Gedicht."]},
+          {"question_id": 2, "category": "wissen", "turns": ["Was ist Bier?"]}]
+    (folder / "question.jsonl").write_text("".join(json.dumps(q) + "\n" for q in qs))
+    mocks = MockPair()
+    log = _run(tmp_path, *mocks.models(), task_args={"bench": str(folder)})
+    assert len(mocks.model_calls) == len(mocks.grader_calls) == 2
+    assert {c.temperature for _, c in mocks.model_calls} == {data.temperature_for("unknown")}
+    assert "turn_2" not in _metrics(log)
+    assert [m[0]["content"] for m, _ in mocks.grader_calls] == ["You are a helpful assistant."] * 2
