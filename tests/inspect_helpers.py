@@ -27,6 +27,9 @@ def require_inspect() -> None:
                     allow_module_level=True)
 
 
+UNSCORABLE = "An answer this judge never rates."
+
+
 def _h(text: str) -> int:
     return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16)
 
@@ -34,6 +37,8 @@ def _h(text: str) -> int:
 def judge_text(user_prompt: str, pairwise: bool) -> str:
     """Every FastChat parse path: [[k]], a float, the [k] backup, none; verdicts A/B/C/none."""
     k = _h(user_prompt)
+    if UNSCORABLE in user_prompt and not pairwise:
+        return "No rating given."
     if pairwise:
         return ["Verdict: [[A]]", "Verdict: [[B]]", "Verdict: [[C]]", "I cannot decide."][k % 4]
     if k % 11 == 0:
@@ -57,7 +62,10 @@ def server_judge(req: dict[str, Any]) -> str:
 
 
 def answer_text(messages: list[dict[str, str]], temperature: float | None) -> str:
-    """A model answer: depends on the conversation so far; non-ASCII and braces on purpose."""
+    """A model answer: depends on the conversation so far; non-ASCII and braces on purpose.
+    Question 81 (the Hawaii blog post) gets answers the judge never rates: an unscored sample."""
+    if any("Hawaii" in m["content"] for m in messages if m["role"] == "user"):
+        return UNSCORABLE
     return (f"Answer {_h(json.dumps(messages)) % 1000} at T={temperature}: café — ✓ "
             f"{{question}} {len(messages)} messages")
 

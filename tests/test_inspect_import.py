@@ -21,6 +21,7 @@ from inspect_ai.model import get_model  # noqa: E402
 from inspect_ai.scorer import match  # noqa: E402
 from inspect_ai.solver import generate  # noqa: E402
 
+from mt_bench_task.cli import main  # noqa: E402
 from mt_bench_task.inspect_task import mt_bench  # noqa: E402
 
 # inspect's own retry code (not ours) warns on every model call in this version
@@ -68,58 +69,64 @@ def test_inspect_eval_command_line_then_import_then_show(tmp_path, spec):
     assert metrics["overall"].value == m["average"] and metrics["turn_1"].value == m["turn_1"]
 
 
-def test_reimport_replaces_this_models_rows_and_keeps_other_models(tmp_path):
+def test_reimport_replaces_this_models_rows_and_keeps_other_models(tmp_path, capsys):
     mocks = MockPair()
     model, grader = mocks.models()
     log = inspect_eval(mt_bench(), model=model, model_roles={"grader": grader}, limit=4,
                        log_dir=str(tmp_path / "logs"), display="none")[0]
     d = tmp_path / "data"
-    assert cli("import-inspect", log.location, "--data-dir", str(d)).returncode == 0
+    assert _main(capsys, "import-inspect", log.location, "--data-dir", str(d))[0] == 0
     jfile, afile = d / "model_judgment/gpt-4_single.jsonl", d / "model_answer/model.jsonl"
     first_answers = afile.read_bytes()
     other = {**read_jsonl(jfile)[0], "model": "other-model"}
     with open(jfile, "a", encoding="utf-8") as f:
         f.write(json.dumps(other) + "\n")
-    assert cli("import-inspect", log.location, "--data-dir", str(d)).returncode == 0
+    assert _main(capsys, "import-inspect", log.location, "--data-dir", str(d))[0] == 0
     rows = read_jsonl(jfile)
     assert sum(r["model"] == "other-model" for r in rows) == 1
     assert sum(r["model"] == "model" for r in rows) == 8  # 4 questions x 2 turns, not doubled
     assert afile.read_bytes() == first_answers
-    p = cli("import-inspect", log.location, "--data-dir", str(d), "--model-id", "renamed")
-    assert p.returncode == 0 and (d / "model_answer/renamed.jsonl").is_file()
+    rc, out, _ = _main(capsys, "import-inspect", log.location, "--data-dir", str(d),
+                       "--model-id", "renamed")
+    assert rc == 0 and (d / "model_answer/renamed.jsonl").is_file() and "renamed.jsonl" in out
 
 
-def _assert_refused(p: subprocess.CompletedProcess, d: Path, words: str) -> None:
-    assert p.returncode == 2, p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("mt-bench import-inspect: error: "), p.stderr
-    assert words in lines[0] and "Traceback" not in p.stderr
+def _main(capsys, *args: str) -> tuple[int, str, str]:
+    """The CLI in this process (its error paths; the subprocess runs are above): rc, out, err."""
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _assert_refused(capsys, log: str, d: Path, words: str) -> None:
+    rc, out, err = _main(capsys, "import-inspect", log, "--data-dir", str(d))
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mt-bench import-inspect: error: "), err
+    assert words in lines[0] and "Traceback" not in err and out == ""
     assert not d.exists()
 
 
-def test_a_log_of_another_task_is_refused(tmp_path):
+def test_a_log_of_another_task_is_refused(tmp_path, capsys):
     mocks = MockPair()
     model = get_model("mockllm/model", custom_outputs=mocks.model, memoize=False)
     other = Task(dataset=[Sample(input="Say x", target="x")], solver=generate(), scorer=match(),
                  name="not_mt_bench")
     log = inspect_eval(other, model=model, log_dir=str(tmp_path / "logs"), display="none")[0]
     d = tmp_path / "data"
-    _assert_refused(cli("import-inspect", log.location, "--data-dir", str(d)), d,
-                    "not a log of the mt_bench task")
+    _assert_refused(capsys, log.location, d, "not a log of the mt_bench task")
 
 
-def test_unreadable_or_missing_logs_are_refused(tmp_path):
+def test_unreadable_or_missing_logs_are_refused(tmp_path, capsys):
     d = tmp_path / "data"
     for name, content in (("garbage.eval", b"not a zip"), ("empty.json", b"{}"),
                           ("text.json", b"hello")):
         (tmp_path / name).write_bytes(content)
-        _assert_refused(cli("import-inspect", str(tmp_path / name), "--data-dir", str(d)), d,
-                        name)
-    _assert_refused(cli("import-inspect", str(tmp_path / "none.eval"), "--data-dir", str(d)), d,
-                    "file not found")
+        _assert_refused(capsys, str(tmp_path / name), d, name)
+    _assert_refused(capsys, str(tmp_path / "none.eval"), d, "file not found")
 
 
-def test_a_run_whose_samples_all_failed_is_refused(tmp_path):
+def test_a_run_whose_samples_all_failed_is_refused(tmp_path, capsys):
     mocks = MockPair()
     model, _ = mocks.models()
 
@@ -131,8 +138,7 @@ def test_a_run_whose_samples_all_failed_is_refused(tmp_path):
                        log_dir=str(tmp_path / "logs"), display="none")[0]
     assert log.status == "error"
     d = tmp_path / "data"
-    _assert_refused(cli("import-inspect", log.location, "--data-dir", str(d)), d,
-                    "no scored mt_bench samples")
+    _assert_refused(capsys, log.location, d, "no scored mt_bench samples")
 
 
 def test_the_cli_does_not_import_inspect():

@@ -59,9 +59,15 @@ def _judge_again(d: Path, d2: Path, *extra: str) -> list[dict]:
         return list(server.requests)
 
 
-def test_single_all_80_questions_prompts_records_and_metrics_match_mt_bench(tmp_path):
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory):
+    """All 80 questions, single grading, mockllm as the model and as the grader."""
     mocks = MockPair()
-    log = _run(tmp_path, *mocks.models())
+    return mocks, _run(tmp_path_factory.mktemp("single"), *mocks.models())
+
+
+def test_single_all_80_questions_prompts_records_and_metrics_match_mt_bench(tmp_path, single_run):
+    mocks, log = single_run
     questions = {q.question_id: q for q in data.load_questions()}
 
     # the model: FastChat's protocol (system, turn 1, own answer, turn 2), category temperatures
@@ -107,9 +113,8 @@ def test_single_all_80_questions_prompts_records_and_metrics_match_mt_bench(tmp_
     assert 0 < metrics["stderr"] < 1
 
 
-def test_parse_failure_is_unscored_with_reason_and_judgment_kept(tmp_path):
-    mocks = MockPair()
-    log = _run(tmp_path, *mocks.models())
+def test_parse_failure_is_unscored_with_reason_and_judgment_kept(single_run):
+    _, log = single_run
     by_id = {s.id: s.scores["fastchat_judge"] for s in log.samples}
     turns_failed = 0
     for qid, score in by_id.items():
@@ -126,7 +131,8 @@ def test_parse_failure_is_unscored_with_reason_and_judgment_kept(tmp_path):
         else:
             assert score.reason is None and not any(math.isnan(v) for v in score.value.values())
     unscored = sum(isinstance(s.value, float) for s in by_id.values())
-    assert log.results.scores[0].unscored_samples == unscored
+    assert log.results.scores[0].unscored_samples == unscored >= 1
+    assert math.isnan(by_id[81].value) and by_id[81].reason == "no [[rating]] in the judgment (turn_1, turn_2)"
     assert turns_failed > 0
 
 
