@@ -45,7 +45,7 @@ def _read_log(path: Path) -> Any:
         raise DataError(f"{path}: file not found")
     try:
         log = read_eval_log(str(path), resolve_attachments=True, exclude_fields={"events"})
-    except Exception as e:  # any unreadable file: a user input error, not a crash
+    except Exception as e:  # noqa: BLE001  any unreadable file is a user input error, not a crash
         first = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise DataError(f"{path}: not a readable inspect log ({first})") from None
     if TASK_KEY not in (log.eval.metadata or {}):

@@ -14,31 +14,61 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 # absolute imports: `inspect eval mt_bench_task/inspect_task.py` loads this file as a bare module
 from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset, Sample
-from inspect_ai.model import (ChatMessageSystem, ChatMessageUser, GenerateConfig, Model,
-                              get_model)
-from inspect_ai.model._generate_config import active_generate_config
-from inspect_ai.scorer import (Metric, SampleScore, Score, Scorer, Target, Value, metric,
-                               scorer)
+from inspect_ai.model import (
+    ChatMessage,
+    ChatMessageSystem,
+    ChatMessageUser,
+    GenerateConfig,
+    Model,
+    get_model,
+)
+from inspect_ai.model._generate_config import (
+    active_generate_config,  # eval's --temperature
+)
+from inspect_ai.scorer import (
+    Score,
+    Scorer,
+    Target,
+    scorer,
+)
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from mt_bench_task import data
+from mt_bench_task.inspect_metrics import (
+    MODEL,
+    category,
+    loss_rate,
+    overall,
+    stderr,
+    turn_1,
+    turn_2,
+    win_rate,
+    win_rate_adjusted,
+)
 from mt_bench_task.jsonl import DataError
-from mt_bench_task.prompts import (Match, build_matches, extract_rating, extract_verdict, map_winner, messages,
-                      user_prompts)
-from mt_bench_task.scoring import summarize_pairwise, summarize_single
+from mt_bench_task.prompts import (
+    Match,
+    build_matches,
+    extract_rating,
+    extract_verdict,
+    map_winner,
+    messages,
+    user_prompts,
+)
+from mt_bench_task.scoring import summarize_pairwise
 from mt_bench_task.types import Answer, Choice, JudgePrompt, Question
 
 GRADER_ROLE = "grader"
 DEFAULT_GRADER = "openai/gpt-4"
 DEFAULT_BASELINE = "gpt-3.5-turbo"
 MAX_TOKENS = 1024  # FastChat's --max-new-token / --max-tokens default
-_MODEL = "model"  # the one model of an eval, as a row key for scoring's summaries
 
 
 class _Bench(NamedTuple):  # not a dataclass: `inspect eval FILE` loads this outside sys.modules
@@ -110,8 +140,8 @@ def fastchat_turns(bench: str = data.BENCH_NAME, system_message: str | None = No
 # ---- scorer: FastChat's judge through the grader role ----
 async def _judge(grader: Model, prompt: JudgePrompt, user_prompt: str) -> tuple[list[dict], str]:
     msgs = messages(prompt, user_prompt)
-    chat = [ChatMessageSystem(content=m["content"]) if m["role"] == "system"
-            else ChatMessageUser(content=m["content"]) for m in msgs]
+    chat: list[ChatMessage] = [ChatMessageSystem(content=m["content"]) if m["role"] == "system"
+                               else ChatMessageUser(content=m["content"]) for m in msgs]
     from mt_bench_task.judging import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE
 
     out = await grader.generate(chat, config=GenerateConfig(
@@ -119,15 +149,18 @@ async def _judge(grader: Model, prompt: JudgePrompt, user_prompt: str) -> tuple[
     return msgs, out.completion
 
 
-def _matches(bench: _Bench, state: TaskState, mode: str, judge: str, baseline: str) -> list[Match]:
+def _matches(bench: _Bench, state: TaskState, judge: str, baseline: str,
+             baseline_answers: dict[int, Answer] | None) -> list[Match]:
+    """prompts.build_matches for this one question: the prompt choice and references of
+    `mt-bench judge` (single, or pairwise-baseline when there are baseline answers)."""
     q = next(q for q in bench.questions if q.question_id == state.metadata["question_id"])
-    answers = {_MODEL: {q.question_id: Answer(q.question_id, "", _MODEL,
-                                              [Choice(0, list(state.metadata["answers"]))], 0.0)}}
-    if mode == "single":
-        return build_matches([q], answers, [_MODEL], bench.prompts, "single", judge,
+    answers = {MODEL: {q.question_id: Answer(q.question_id, "", MODEL,
+                                             [Choice(0, list(state.metadata["answers"]))], 0.0)}}
+    if baseline_answers is None:
+        return build_matches([q], answers, [MODEL], bench.prompts, "single", judge,
                              bench.references)
-    answers[baseline] = data.load_answers(bench.answers_dir, baseline)
-    return build_matches([q], answers, [_MODEL], bench.prompts, "pairwise-baseline", judge,
+    answers[baseline] = baseline_answers
+    return build_matches([q], answers, [MODEL], bench.prompts, "pairwise-baseline", judge,
                          bench.references, baseline)
 
 
@@ -140,11 +173,13 @@ def fastchat_judge(bench: str = data.BENCH_NAME, judge_mode: str = "single",
     if judge_mode not in ("single", "pairwise"):
         raise DataError(f"judge_mode must be 'single' or 'pairwise', got {judge_mode!r}")
     the_bench = resolve_bench(bench)
+    baseline_answers = (data.load_answers(the_bench.answers_dir, baseline_model)
+                        if judge_mode == "pairwise" else None)  # a missing baseline fails here
 
     async def score(state: TaskState, target: Target) -> Score:
         grader = get_model(role=GRADER_ROLE, default=DEFAULT_GRADER)
         judge = grader.name
-        matches = _matches(the_bench, state, judge_mode, judge, baseline_model)
+        matches = _matches(the_bench, state, judge, baseline_model, baseline_answers)
         calls = [(m, up) for m in matches for up in user_prompts(m)]
         done = await asyncio.gather(*(_judge(grader, m.prompt, up) for m, up in calls))
         turns: list[dict[str, Any]] = []
@@ -169,9 +204,9 @@ def fastchat_judge(bench: str = data.BENCH_NAME, judge_mode: str = "single",
 def _turn_value(mode: str, rec: dict[str, Any], baseline: str) -> float | int:
     if mode == "single":
         return math.nan if rec["score"] == -1 else rec["score"]
-    row = {"model_1": _MODEL, "model_2": baseline, **rec}
+    row = {"model_1": MODEL, "model_2": baseline, **rec}
     res = summarize_pairwise([row], "pairwise-baseline", None, baseline)["models"]
-    return math.nan if _MODEL not in res else res[_MODEL]["win_rate_adjusted"]
+    return math.nan if MODEL not in res else res[MODEL]["win_rate_adjusted"]
 
 
 def _to_score(state: TaskState, judge: str, mode: str, baseline: str,
@@ -188,114 +223,6 @@ def _to_score(state: TaskState, judge: str, mode: str, baseline: str,
     return Score(value=value, answer=state.metadata["answers"][-1], reason=reason, metadata=meta,
                  explanation="\n\n".join(str(r.get("judgment", r.get("g1_judgment")))
                                          for r in turns))
-
-
-# ---- metrics: scoring.py's summaries over the per-turn values ----
-def _rows(scores: list[SampleScore]) -> tuple[list[dict[str, Any]], dict[int, str]]:
-    rows, categories = [], {}
-    for s in scores:
-        meta = s.sample_metadata or {}
-        qid = meta.get("question_id", s.sample_id)
-        categories[qid] = meta.get("category", "unknown")
-        value = s.score.value if isinstance(s.score.value, dict) else {}
-        for key, v in value.items():
-            ok = isinstance(v, (int, float)) and not math.isnan(v)
-            rows.append({"question_id": qid, "model": _MODEL, "turn": int(key.split("_")[1]),
-                         "score": v if ok else -1})
-    return rows, categories
-
-
-def _single(scores: list[SampleScore]) -> dict[str, Any]:
-    rows, categories = _rows(scores)
-    return summarize_single(rows, categories)["models"].get(_MODEL, {})
-
-
-def _nan(x: float | None) -> float:
-    return math.nan if x is None else float(x)
-
-
-def _summary_metric(key: str) -> Metric:
-    def compute(scores: list[SampleScore]) -> Value:  # annotated: inspect passes SampleScores
-        value = _single(scores).get(key)
-        return dict(value or {}) if key == "categories" else _nan(value)
-
-    return compute
-
-
-@metric
-def turn_1() -> Metric:
-    """show_result's "First turn" mean (ratings of -1 dropped)."""
-    return _summary_metric("turn_1")
-
-
-@metric
-def turn_2() -> Metric:
-    """show_result's "Second turn" mean."""
-    return _summary_metric("turn_2")
-
-
-@metric
-def overall() -> Metric:
-    """show_result's "Average": the mean over all rated turns of both turns pooled."""
-    return _summary_metric("average")
-
-
-@metric
-def category() -> Metric:
-    """Per-category means over both turns (`mt-bench show`'s per-category table)."""
-    return _summary_metric("categories")
-
-
-@metric
-def stderr() -> Metric:
-    """Standard error of the pooled mean, clustered by question (the two turns of a question are
-    not independent): inspect's stderr(cluster=...) formula over the rated turns."""
-
-    def compute(scores: list[SampleScore]) -> float:
-        rows, _ = _rows(scores)
-        vals = [(r["question_id"], float(r["score"])) for r in rows if r["score"] != -1]
-        clusters = sorted({q for q, _ in vals}, key=str)
-        if len(clusters) < 2:
-            return 0.0
-        mean = sum(v for _, v in vals) / len(vals)
-        var = sum(sum(v - mean for q, v in vals if q == c) ** 2 for c in clusters)
-        return math.sqrt(var * len(clusters) / (len(clusters) - 1)) / len(vals)
-
-    return compute
-
-
-def _pairwise(scores: list[SampleScore], key: str) -> float:
-    """show_result's pairwise numbers, from the g1/g2 winners kept in the score metadata."""
-    rows = [{"model_1": _MODEL, "model_2": s.score.metadata["baseline_model"],
-             "g1_winner": t["g1_winner"], "g2_winner": t["g2_winner"]}
-            for s in scores if s.score.metadata for t in s.score.metadata["turns"]]
-    baseline = rows[0]["model_2"] if rows else None
-    res = summarize_pairwise(rows, "pairwise-baseline", None, baseline)["models"]
-    return float(res[_MODEL][key]) if _MODEL in res else math.nan
-
-
-def _pairwise_metric(key: str) -> Metric:
-    def compute(scores: list[SampleScore]) -> Value:
-        return _pairwise(scores, key)
-
-    return compute
-
-
-@metric
-def win_rate() -> Metric:
-    """show_result pairwise: wins / (wins + losses + ties), turns pooled."""
-    return _pairwise_metric("win_rate")
-
-
-@metric
-def loss_rate() -> Metric:
-    return _pairwise_metric("loss_rate")
-
-
-@metric
-def win_rate_adjusted() -> Metric:
-    """(wins + 0.5 ties) / total: show_result's sort key."""
-    return _pairwise_metric("win_rate_adjusted")
 
 
 @task

@@ -11,18 +11,25 @@ import math
 import shutil
 from pathlib import Path
 
-from inspect_helpers import (MockPair, cli, is_pairwise, judge_requests, read_jsonl,
-                             require_inspect, server_judge)
+from inspect_helpers import (
+    MockPair,
+    cli,
+    is_pairwise,
+    judge_requests,
+    read_jsonl,
+    require_inspect,
+    server_judge,
+)
 
 require_inspect()
 
-import pytest  # noqa: E402
-from fake_openai import FakeOpenAI  # noqa: E402
-from inspect_ai import eval as inspect_eval  # noqa: E402
-from inspect_ai.model import get_model  # noqa: E402
+import pytest
+from fake_openai import FakeOpenAI
+from inspect_ai import eval as inspect_eval
+from inspect_ai.model import get_model
 
-from mt_bench_task import data  # noqa: E402
-from mt_bench_task.inspect_task import mt_bench  # noqa: E402
+from mt_bench_task import data
+from mt_bench_task.inspect_task import mt_bench
 
 # inspect's own retry code (not ours) warns on every model call in this version
 pytestmark = pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated")
@@ -117,7 +124,7 @@ def test_parse_failure_is_unscored_with_reason_and_judgment_kept(single_run):
     _, log = single_run
     by_id = {s.id: s.scores["fastchat_judge"] for s in log.samples}
     turns_failed = 0
-    for qid, score in by_id.items():
+    for score in by_id.values():
         meta = score.metadata
         failed = [t["turn"] for t in meta["turns"] if t["score"] == -1]
         turns_failed += len(failed)
