@@ -36,13 +36,13 @@ class ImportSummary:
 
 
 def _read_log(path: Path) -> Any:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
     try:
         from inspect_ai.log import read_eval_log
     except ImportError:
-        raise DataError("reading inspect logs needs the inspect extra: "
+        raise DataError(f"{path}: reading inspect logs needs the inspect extra: "
                         "pip install 'mt_bench_task[inspect]'") from None
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
     try:
         log = read_eval_log(str(path), resolve_attachments=True, exclude_fields={"events"})
     except Exception as e:  # noqa: BLE001  any unreadable file is a user input error, not a crash
