@@ -1,4 +1,4 @@
-"""Read an inspect log of the `mt_bench` task and write FastChat's files from it (needs `[inspect]`).
+"""Read an inspect log of the `mt_bench` task; write FastChat's files from it (needs `[inspect]`).
 
     DATA_DIR/model_answer/<model_id>.jsonl             the model's answers (FastChat answer records)
     DATA_DIR/model_judgment/<judge>_single.jsonl       or <judge>_pair.jsonl: FastChat judgments
@@ -50,12 +50,17 @@ def _read_log(path: Path) -> Any:
         raise DataError(f"{path}: not a readable inspect log ({first})") from None
     if TASK_KEY not in (log.eval.metadata or {}):
         raise DataError(f"{path}: not a log of the mt_bench task (task {log.eval.task!r})")
+    epochs = log.eval.config.epochs or 1
+    if epochs != 1:  # FastChat's files hold one answer and one judgment per question and turn
+        raise DataError(f"{path}: a run with {epochs} epochs; FastChat's files hold one answer per "
+                        f"question (run inspect eval with --epochs 1)")
     return log
 
 
 def _our_score(sample: Any) -> Any:
     for s in (sample.scores or {}).values():
-        if isinstance(s.metadata, dict) and {"turns", "answers", "judge", "mode"} <= set(s.metadata):
+        if isinstance(s.metadata, dict) and {"turns", "answers", "judge", "mode"} <= set(
+                s.metadata):
             return s
     return None
 

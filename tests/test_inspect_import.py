@@ -134,6 +134,14 @@ def test_unreadable_or_missing_logs_are_refused(tmp_path, capsys):
     _assert_refused(capsys, str(tmp_path / "none.eval"), d, "file not found")
 
 
+def test_a_run_with_epochs_is_refused(tmp_path, capsys):
+    model, grader = MockPair().models()
+    log = inspect_eval(mt_bench(), model=model, model_roles={"grader": grader}, limit=1, epochs=2,
+                       log_dir=str(tmp_path / "logs"), display="none")[0]
+    assert log.status == "success"
+    _assert_refused(capsys, log.location, tmp_path / "data", "2 epochs")
+
+
 def test_a_run_whose_samples_all_failed_is_refused(tmp_path, capsys):
     mocks = MockPair()
     model, _ = mocks.models()

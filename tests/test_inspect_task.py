@@ -93,7 +93,8 @@ def test_single_all_80_questions_prompts_records_and_metrics_match_mt_bench(tmp_
     _import(log, d)
     requests = _judge_again(d, tmp_path / "again")
     assert judge_requests(requests) == sorted(json.dumps(m) for m, _ in mocks.grader_calls)
-    assert {(r["model"], r["temperature"], r["max_tokens"]) for r in requests} == {("gpt-4", 0, 2048)}
+    assert {(r["model"], r["temperature"], r["max_tokens"]) for r in requests} == {
+        ("gpt-4", 0, 2048)}
 
     # the imported judgments equal mt-bench judge's own records (same judge texts), tstamp aside
     def key(r):
@@ -134,12 +135,14 @@ def test_parse_failure_is_unscored_with_reason_and_judgment_kept(single_run):
         if len(failed) == len(meta["turns"]):
             assert math.isnan(score.value) and "no [[rating]]" in score.reason
         elif failed:
-            assert math.isnan(score.value[f"turn_{failed[0]}"]) and f"turn_{failed[0]}" in score.reason
+            key = f"turn_{failed[0]}"
+            assert math.isnan(score.value[key]) and key in score.reason
         else:
             assert score.reason is None and not any(math.isnan(v) for v in score.value.values())
     unscored = sum(isinstance(s.value, float) for s in by_id.values())
     assert log.results.scores[0].unscored_samples == unscored >= 1
-    assert math.isnan(by_id[81].value) and by_id[81].reason == "no [[rating]] in the judgment (turn_1, turn_2)"
+    assert math.isnan(by_id[81].value)
+    assert by_id[81].reason == "no [[rating]] in the judgment (turn_1, turn_2)"
     assert turns_failed > 0
 
 
