@@ -44,6 +44,7 @@ def _server_responder(req: dict) -> str:
     return answer_text(req["messages"], req.get("temperature"))
 
 
+@pytest.mark.slow  # `inspect eval` and mt-bench in subprocesses (~15 s each): out of the fast loop
 @pytest.mark.parametrize("spec", ["mt_bench_task/inspect_task.py", "mt_bench_task/mt_bench"])
 def test_inspect_eval_command_line_then_import_then_show(tmp_path, spec):
     """The file (from a checkout) and the registered name (installed package, any cwd)."""

@@ -73,6 +73,7 @@ def single_run(tmp_path_factory):
     return mocks, _run(tmp_path_factory.mktemp("single"), *mocks.models())
 
 
+@pytest.mark.slow  # all 80 questions and three mt-bench subprocesses (~20 s): out of the fast loop
 def test_single_all_80_questions_prompts_records_and_metrics_match_mt_bench(tmp_path, single_run):
     mocks, log = single_run
     questions = {q.question_id: q for q in data.load_questions()}
@@ -121,6 +122,7 @@ def test_single_all_80_questions_prompts_records_and_metrics_match_mt_bench(tmp_
     assert 0 < metrics["stderr"] < 1
 
 
+@pytest.mark.slow
 def test_parse_failure_is_unscored_with_reason_and_judgment_kept(single_run):
     _, log = single_run
     by_id = {s.id: s.scores["fastchat_judge"] for s in log.samples}
