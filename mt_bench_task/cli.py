@@ -11,6 +11,19 @@ from pathlib import Path
 from typing import NoReturn
 
 DEFAULT_DATA_ROOT = Path("data")
+EXIT_CODES = """exit codes: 0 done; 1 finished but failures remain (re-run to retry them); 2 user or input
+error, or a judge that refuses every request (one line `mt-bench <command>: error: ...`);
+130 interrupted (finished records are kept; re-run to resume)."""
+JUDGE_NOTES = """the judge: only gpt-4 through an OpenAI-compatible API with FastChat's judge prompts gives
+scores comparable with published MT-bench; any other judge (another API model, a local model,
+another --judge-file) is labelled "not comparable with published MT-bench" by judge, show, run,
+report, publish and the evaluate metric.
+reasoning models (o1/o3/o4-mini, gpt-5...): when the server answers HTTP 400 to max_tokens or to
+temperature 0, the request is resent with max_completion_tokens (same budget) or without
+temperature, for the rest of the run, and a warning says so once; other judges get FastChat's
+exact request (temperature 0, max_tokens 2048, n 1).
+--judge-repeats K judges every match K times (records get "repeat": 0..K-1; re-runs send only
+missing repeats); show reports the judge's spread (judge_sd) next to the score."""
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -60,7 +73,10 @@ def _add_judge(p: argparse.ArgumentParser) -> None:
                    help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL or api.openai.com)")
     p.add_argument("--allow-partial", action="store_true",
                    help="judge what exists when answers miss questions or turns")
-    p.add_argument("--dry-run", action="store_true", help="print the plan, call nothing")
+    p.add_argument("--judge-repeats", type=int, default=1, metavar="K",
+                   help="judge each match K times to measure judge noise (default 1: FastChat)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (calls, estimated prompt tokens), call nothing")
 
 
 # ---- subcommands ----
@@ -151,6 +167,10 @@ def cmd_import_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Raw(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's line breaks."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line, `mt-bench <command>: error: ...`, exit 2."""
 
@@ -159,7 +179,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="mt-bench", description="MT-bench, FastChat-exact.")
+    ap = _Parser(prog="mt-bench", description="MT-bench, FastChat-exact.", epilog=EXIT_CODES,
+                 formatter_class=_Raw)
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("gen", help="answer the questions with a local HF model (accelerate)")
@@ -179,11 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one temperature for every question (default: per category)")
     p.set_defaults(func=cmd_gen_api)
 
-    p = sub.add_parser("judge", help="grade answers with the judge (FastChat's gen_judgment)")
+    p = sub.add_parser("judge", help="grade answers with the judge (FastChat's gen_judgment)",
+                       epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=_Raw)
     _add_bench(p), _add_judge(p)
     p.set_defaults(func=cmd_judge)
 
-    p = sub.add_parser("show", help="print the result tables (FastChat's show_result)")
+    p = sub.add_parser("show", help="print the result tables (FastChat's show_result)",
+                       epilog="--json adds \"judge\", \"comparable\" (published MT-bench: gpt-4 "
+                              "only), \"judge_repeats\" and per model \"judge_sd\"")
     _add_bench(p)
     p.add_argument("--input-file", default=None)
     p.add_argument("--judge-model", default="gpt-4")
@@ -196,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed for the 95%% CI")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("run", help="gen + judge + show in one go (defaults: embedded models)")
+    p = sub.add_parser("run", help="gen + judge + show in one go (defaults: embedded models)",
+                       epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=_Raw)
     _add_bench(p), _add_questions(p), _add_local_model(p, required=False), _add_judge(p)
     p.add_argument("--plot", default=None, help="radar PNG (default: DATA_DIR/radar.png)")
     p.set_defaults(func=cmd_run, judge_model=None, max_new_token=None)

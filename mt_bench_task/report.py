@@ -70,7 +70,7 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0) -> 
     failures: list[dict[str, Any]] = []
     single = _single(single_rows, single_path, categories, index, seed, failures)
     pair = _pair(pair_rows, pair_path, index, failures)
-    labels = scoring.judge_labels((single_rows or []) + (pair_rows or []))
+    labels = scoring.judge_labels((single_rows or []) + (pair_rows or []), judge_model)
     return {
         "meta": {"data_dir": str(data_dir), "judge_model": judge_model, "seed": seed,
                  "single_file": str(single_path), "pair_file": str(pair_path),
