@@ -102,15 +102,18 @@ def import_inspect_log(log_path: Path | str, data_dir: Path | str,
         qid, meta, ts = int(sample.id), score.metadata, _tstamp(sample.completed_at, created)
         answers.append(Answer(qid, str(sample.uuid or f"{model_id}-{qid}"), model_id,
                               [Choice(0, list(meta["answers"]))], ts).to_json())
+        # prompts other than FastChat's: marked as `mt-bench judge --judge-file` marks them
+        extra = {} if meta.get("fastchat_prompts", True) else {"fastchat_prompts": False}
         for t in meta["turns"]:
             judge_id = [judge, t["prompt_name"]]
             if mode == "single":
                 rec: Any = SingleJudgment(qid, model_id, judge_id, t["user_prompt"], t["judgment"],
-                                          t["score"], t["turn"], ts)
+                                          t["score"], t["turn"], ts, dict(extra))
             else:
                 rec = PairJudgment(qid, model_id, meta["baseline_model"], t["g1_winner"],
                                    t["g2_winner"], judge_id, t["g1_user_prompt"], t["g1_judgment"],
-                                   t["g2_user_prompt"], t["g2_judgment"], t["turn"], ts)
+                                   t["g2_user_prompt"], t["g2_judgment"], t["turn"], ts,
+                                   dict(extra))
             judgments.append((t["turn"], rec.to_json()))
     file_mode = "single" if mode == "single" else "pairwise-baseline"
     out_answers = answer_file(data_dir, model_id)

@@ -176,9 +176,11 @@ def fastchat_judge(bench: str = data.BENCH_NAME, judge_mode: str = "single",
     baseline_answers = (data.load_answers(the_bench.answers_dir, baseline_model)
                         if judge_mode == "pairwise" else None)  # a missing baseline fails here
 
+    fastchat_prompts = the_bench.prompts == data.load_judge_prompts()
+
     async def score(state: TaskState, target: Target) -> Score:
         grader = get_model(role=GRADER_ROLE, default=DEFAULT_GRADER)
-        judge = grader.name
+        judge = judge_name(grader)
         matches = _matches(the_bench, state, judge, baseline_model, baseline_answers)
         calls = [(m, up) for m in matches for up in user_prompts(m)]
         done = await asyncio.gather(*(_judge(grader, m.prompt, up) for m, up in calls))
@@ -196,9 +198,19 @@ def fastchat_judge(bench: str = data.BENCH_NAME, judge_mode: str = "single",
             if judge_mode == "single":
                 rec["score"] = extract_rating(rec["judgment"])
             turns.append(rec)
-        return _to_score(state, judge, judge_mode, baseline_model, turns)
+        score = _to_score(state, judge, judge_mode, baseline_model, turns)
+        assert score.metadata is not None
+        score.metadata["fastchat_prompts"] = fastchat_prompts
+        return score
 
     return score
+
+
+def judge_name(grader: Model) -> str:
+    """The judge as FastChat records it: "gpt-4" for OpenAI's models (as `mt-bench judge`), the
+    provider-qualified name otherwise ("anthropic/claude-...", "mockllm/gpt-4"), so judges.py's
+    comparability rule sees who really judged."""
+    return grader.name if str(grader) == f"openai/{grader.name}" else str(grader)
 
 
 def _turn_value(mode: str, rec: dict[str, Any], baseline: str) -> float | int:

@@ -85,7 +85,8 @@ def test_reimport_replaces_this_models_rows_and_keeps_other_models(tmp_path, cap
                        log_dir=str(tmp_path / "logs"), display="none")[0]
     d = tmp_path / "data"
     assert _main(capsys, "import-inspect", log.location, "--data-dir", str(d))[0] == 0
-    jfile, afile = d / "model_judgment/gpt-4_single.jsonl", d / "model_answer/model.jsonl"
+    jfile = d / "model_judgment/mockllm__gpt-4_single.jsonl"
+    afile = d / "model_answer/model.jsonl"
     first_answers = afile.read_bytes()
     other = {**read_jsonl(jfile)[0], "model": "other-model"}
     with open(jfile, "a", encoding="utf-8") as f:

@@ -46,6 +46,10 @@ def _run(tmp_path: Path, model, grader, **kw):
     return logs[0]
 
 
+def _sorted(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: (r["question_id"], r["turn"]))
+
+
 def _metrics(log) -> dict[str, float]:
     return {k: v.value for k, v in log.results.scores[0].metrics.items()}
 
@@ -97,12 +101,13 @@ def test_single_all_80_questions_prompts_records_and_metrics_match_mt_bench(tmp_
     assert {(r["model"], r["temperature"], r["max_tokens"]) for r in requests} == {
         ("gpt-4", 0, 2048)}
 
-    # the imported judgments equal mt-bench judge's own records (same judge texts), tstamp aside
-    def key(r):
-        return (r["question_id"], r["turn"])
-    imported = sorted(read_jsonl(d / "model_judgment/gpt-4_single.jsonl"), key=key)
-    judged = sorted(read_jsonl(tmp_path / "again/model_judgment/gpt-4_single.jsonl"), key=key)
-    assert [{**r, "tstamp": 0} for r in imported] == [{**r, "tstamp": 0} for r in judged]
+    # the imported judgments equal mt-bench judge's own records (same judge texts), except the
+    # judge's name (a mockllm is not OpenAI's gpt-4) and the tstamp
+    imported = _sorted(read_jsonl(d / "model_judgment/mockllm__gpt-4_single.jsonl"))
+    judged = _sorted(read_jsonl(tmp_path / "again/model_judgment/gpt-4_single.jsonl"))
+    assert {r["judge"][0] for r in imported} == {"mockllm/gpt-4"}
+    assert [{**r, "tstamp": 0, "judge": r["judge"][1]} for r in imported] == \
+        [{**r, "tstamp": 0, "judge": r["judge"][1]} for r in judged]
     assert list(imported[0]) == ["question_id", "model", "judge", "user_prompt", "judgment",
                                  "score", "turn", "tstamp"]
     dropped = sum(r["score"] == -1 for r in imported)
@@ -110,8 +115,9 @@ def test_single_all_80_questions_prompts_records_and_metrics_match_mt_bench(tmp_
     assert any(isinstance(r["score"], float) for r in imported)  # "8.5" stays a float
 
     # metrics: mt-bench show on the imported files
-    p = cli("show", "--data-dir", str(d), "--judge-model", "gpt-4", "--json")
+    p = cli("show", "--data-dir", str(d), "--judge-model", "mockllm/gpt-4", "--json")
     assert p.returncode == 0, p.stderr
+    assert "judged by mockllm/gpt-4: not comparable with published MT-bench" in p.stderr
     shown = json.loads(p.stdout)
     assert shown["rows_dropped"] == dropped
     m, metrics = shown["models"]["model"], _metrics(log)
@@ -165,9 +171,10 @@ def test_pairwise_against_gpt35_prompts_and_win_rates_match_mt_bench(tmp_path):
     requests = _judge_again(d, tmp_path / "again", "--mode", "pairwise-baseline",
                             "--model-list", "model", "--allow-partial")
     assert judge_requests(requests) == sorted(json.dumps(m) for m, _ in mocks.grader_calls)
-    rows = read_jsonl(d / "model_judgment/gpt-4_pair.jsonl")
+    rows = read_jsonl(d / "model_judgment/mockllm__gpt-4_pair.jsonl")
     assert {(r["model_1"], r["model_2"]) for r in rows} == {("model", "gpt-3.5-turbo")}
-    p = cli("show", "--data-dir", str(d), "--mode", "pairwise-baseline", "--json")
+    p = cli("show", "--data-dir", str(d), "--mode", "pairwise-baseline", "--judge-model",
+            "mockllm/gpt-4", "--json")
     assert p.returncode == 0, p.stderr
     shown, metrics = json.loads(p.stdout)["models"]["model"], _metrics(log)
     for k in ("win_rate", "loss_rate", "win_rate_adjusted"):
@@ -188,20 +195,35 @@ def test_real_local_openai_server_as_grader_sends_mt_bench_judge_requests(tmp_pa
     _import(log, d)
     again = _judge_again(d, tmp_path / "again", "--allow-partial")
     assert judge_requests(sent) == judge_requests(again)
+    # OpenAI's gpt-4 through inspect: records equal mt-bench judge's, the judge name included
+    imported = _sorted(read_jsonl(d / "model_judgment/gpt-4_single.jsonl"))
+    judged = _sorted(read_jsonl(tmp_path / "again/model_judgment/gpt-4_single.jsonl"))
+    assert [{**r, "tstamp": 0} for r in imported] == [{**r, "tstamp": 0} for r in judged]
     p = cli("show", "--data-dir", str(d), "--json")
+    assert p.returncode == 0 and "not comparable" not in p.stderr, p.stderr
     m = json.loads(p.stdout)["models"]["model"]
     assert _metrics(log)["overall"] == m["average"] and _metrics(log)["turn_2"] == m["turn_2"]
 
 
-def test_a_bench_folder_with_single_turn_questions_has_no_turn_2(tmp_path):
+def test_a_bench_folder_single_turn_with_its_own_judge_prompts(tmp_path):
     folder = tmp_path / "my_bench"
     folder.mkdir()
     qs = [{"question_id": 1, "category": "schreiben", "turns": ["Schreib ein Gedicht."]},
           {"question_id": 2, "category": "wissen", "turns": ["Was ist Bier?"]}]
     (folder / "question.jsonl").write_text("".join(json.dumps(q) + "\n" for q in qs))
+    prompts = read_jsonl(data.default_judge_file())
+    for p in prompts:  # a translated bench's own judge prompt
+        if p["name"] == "single-v1":
+            p["system_prompt"] = "Du bist ein hilfreicher Assistent."
+    (folder / "judge_prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
     mocks = MockPair()
     log = _run(tmp_path, *mocks.models(), task_args={"bench": str(folder)})
     assert len(mocks.model_calls) == len(mocks.grader_calls) == 2
     assert {c.temperature for _, c in mocks.model_calls} == {data.temperature_for("unknown")}
     assert "turn_2" not in _metrics(log)
-    assert [m[0]["content"] for m, _ in mocks.grader_calls] == ["You are a helpful assistant."] * 2
+    assert [m[0]["content"] for m, _ in mocks.grader_calls] == [
+        "Du bist ein hilfreicher Assistent."] * 2
+    d = tmp_path / "data"
+    _import(log, d)
+    rows = read_jsonl(d / "model_judgment/mockllm__gpt-4_single.jsonl")
+    assert [r["fastchat_prompts"] for r in rows] == [False, False]  # as mt-bench judge marks them
