@@ -166,6 +166,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_inspect(args: argparse.Namespace) -> int:
+    from .inspect_import import import_inspect_log
+
+    res = import_inspect_log(args.log, _data_dir(args), model_id=args.model_id)
+    print(f"imported {res.answers} answers -> {res.answer_file}\n"
+          f"imported {res.judgments} judgments (judge {res.judge}) -> {res.judgment_file}")
+    if res.skipped:
+        print(f"mt-bench import-inspect: note: {res.skipped} samples had no mt_bench score "
+              f"(errored or cancelled) and were not imported", file=sys.stderr)
+    mode = "" if res.mode == "single" else f" --mode {res.mode}"
+    print(f"next: mt-bench show --data-dir {_data_dir(args)} --judge-model {res.judge}{mode}")
+    return 0
+
+
 class _Raw(argparse.RawDescriptionHelpFormatter):
     """Keeps the epilog's line breaks."""
 
@@ -244,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true")
     p.add_argument("--revision", default=None)
     p.set_defaults(func=cmd_push_dataset)
+
+    p = sub.add_parser("import-inspect", help="write FastChat answer and judgment files from an "
+                                              "inspect log of the mt_bench task")
+    _add_bench(p)
+    p.add_argument("log", help="inspect log file (.eval or .json) of mt_bench_task/inspect_task.py")
+    p.add_argument("--model-id", default=None,
+                   help="answer file name (default: the log's model without its provider)")
+    p.set_defaults(func=cmd_import_inspect)
 
     p = sub.add_parser("report", help="write a self-contained HTML report")
     _add_bench(p)

@@ -39,6 +39,8 @@ MISTAKES: list[tuple[str, list[str], str]] = [
     ("publish", ["--repo-id", "u/m", "--data-dir", "d", "--dry-run"], "model"),
     ("show", ["--no-such-flag"], "--no-such-flag"),
     ("judge", ["--mode", "triple"], "triple"),
+    ("import-inspect", ["missing.eval", "--data-dir", "out"], "missing.eval"),
+    ("import-inspect", ["bad.jsonl", "--data-dir", "out"], "bad.jsonl"),  # not an inspect log
 ]
 
 
