@@ -30,9 +30,9 @@ from typing import Any
 
 
 def _targets(tok: Any, max_new: int) -> dict[int, list[int]]:
-    from mt_bench_task import data
+    from mt_bench_task.bench import official_answers_dir
 
-    path = data.official_answers_dir() / "gpt-3.5-turbo.jsonl"
+    path = official_answers_dir() / "gpt-3.5-turbo.jsonl"
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     return {r["question_id"]: [max(1, min(max_new, len(tok(t, add_special_tokens=False)
                                                        ["input_ids"])))
@@ -56,6 +56,7 @@ class _NoEos:
 def _run_cont(model: Any, tok: Any, questions: list, targets: dict, batch: int) -> int:
     import torch
 
+    from mt_bench_task.bench import load_bench
     from mt_bench_task.generate import _Conversation, _clean_output
     from mt_bench_task.scheduler import ContinuousBatcher
 
@@ -63,7 +64,8 @@ def _run_cont(model: Any, tok: Any, questions: list, targets: dict, batch: int) 
                                 tok.pad_token_id)
     first = []
     for q in questions:
-        conv = _Conversation(q, 0, torch.Generator().manual_seed(0))
+        conv = _Conversation(q, 0, torch.Generator().manual_seed(0),
+                             load_bench().temperature(q.category))
         first.append(conv.next_request(tok, targets[q.question_id][0]))
     for r in sorted(first, key=lambda r: len(r.prompt_ids)):
         batcher.add(r)
@@ -82,8 +84,10 @@ def _run_static(model: Any, tok: Any, questions: list, targets: dict, batch: int
     import torch
     from transformers import LogitsProcessor, LogitsProcessorList
 
-    from mt_bench_task import data
+    from mt_bench_task.bench import load_bench
     from mt_bench_task.generate import _clean_output
+
+    temperature_for = load_bench().temperature
 
     class ForceLength(LogitsProcessor):
         def __init__(self, prompt_len: int, lengths: list[int]) -> None:
@@ -98,12 +102,12 @@ def _run_static(model: Any, tok: Any, questions: list, targets: dict, batch: int
             return scores
 
     def key(q: Any) -> tuple:
-        return (data.temperature_for(q.category),
+        return (temperature_for(q.category),
                 len(tok(q.turns[0], add_special_tokens=False)["input_ids"]), q.question_id)
 
     groups: dict[float, list] = {}
     for q in sorted(questions, key=key):
-        groups.setdefault(data.temperature_for(q.category), []).append(q)
+        groups.setdefault(temperature_for(q.category), []).append(q)
     tokens = 0
     torch.manual_seed(0)
     for temperature, group in groups.items():
@@ -137,11 +141,11 @@ def _run_static(model: Any, tok: Any, questions: list, targets: dict, batch: int
 
 
 def _one(config: str, batch: int, max_new: int, nq: int) -> None:
-    from mt_bench_task import data
+    from mt_bench_task.bench import load_bench
     from mt_bench_task.models import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer("default")
-    questions = data.load_questions()[:nq]
+    questions = load_bench().select(0, nq)
     targets = _targets(tok, max_new)
     run = _run_static if config == "static" else _run_cont
     t0 = time.perf_counter()

@@ -8,19 +8,43 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 DEFAULT_DATA_ROOT = Path("data")
+EXIT_CODES = """exit codes: 0 done; 1 finished but failures remain (re-run to retry them); 2 user or input
+error, or a judge that refuses every request (one line `mt-bench <command>: error: ...`);
+130 interrupted (finished records are kept; re-run to resume)."""
+JUDGE_NOTES = """the judge: only gpt-4 through an OpenAI-compatible API with FastChat's judge prompts gives
+scores comparable with published MT-bench; any other judge (another API model, a local model,
+another --judge-file) is labelled "not comparable with published MT-bench" by judge, show, run,
+report, publish and the evaluate metric.
+reasoning models (o1/o3/o4-mini, gpt-5...): when the server answers HTTP 400 to max_tokens or to
+temperature 0, the request is resent with max_completion_tokens (same budget) or without
+temperature, for the rest of the run, and a warning says so once; other judges get FastChat's
+exact request (temperature 0, max_tokens 2048, n 1).
+--judge-repeats K judges every match K times (records get "repeat": 0..K-1; re-runs send only
+missing repeats); show reports the judge's spread (judge_sd) next to the score."""
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
     return Path(args.data_dir) if args.data_dir else DEFAULT_DATA_ROOT / args.bench_name
 
 
+def _bench(args: argparse.Namespace):  # -> Bench, resolved once per command
+    from .bench import load_bench
+
+    return load_bench(args.bench_name, _data_dir(args), getattr(args, "judge_file", None))
+
+
 # ---- option groups shared by several subcommands (declared once) ----
 def _add_bench(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bench-name", default="mt_bench", help="benchmark name (default: mt_bench)")
+    p.add_argument("--bench-name", default="mt_bench",
+                   help="mt_bench (default), vicuna_bench, or your own bench's name (its data dir "
+                        "then needs a question.jsonl)")
     p.add_argument("--data-dir", default=None,
-                   help="root of model_answer/ and model_judgment/ (default: data/<bench-name>)")
+                   help="root of model_answer/ and model_judgment/ (default: data/<bench-name>); "
+                        "its own question.jsonl, reference_answer/<judge>.jsonl and "
+                        "judge_prompts.jsonl replace the packaged ones")
 
 
 def _add_questions(p: argparse.ArgumentParser) -> None:
@@ -59,14 +83,18 @@ def _add_judge(p: argparse.ArgumentParser) -> None:
                    help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL or api.openai.com)")
     p.add_argument("--allow-partial", action="store_true",
                    help="judge what exists when answers miss questions or turns")
-    p.add_argument("--dry-run", action="store_true", help="print the plan, call nothing")
+    p.add_argument("--judge-repeats", type=int, default=1, metavar="K",
+                   help="judge each match K times to measure judge noise (default 1: FastChat)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (calls, estimated prompt tokens), call nothing")
 
 
 # ---- subcommands ----
 def cmd_gen(args: argparse.Namespace) -> int:
     from .generate import GenerationConfig, generate_answers
 
-    print(generate_answers(GenerationConfig.from_args(args, _data_dir(args))).summary())
+    print(generate_answers(GenerationConfig.from_args(args, _data_dir(args)), _bench(args))
+          .summary())
     return 0
 
 
@@ -77,14 +105,14 @@ def cmd_gen_api(args: argparse.Namespace) -> int:
         model=args.model, data_dir=_data_dir(args), base_url=args.openai_api_base,
         parallel=args.parallel, max_tokens=args.max_tokens, num_choices=args.num_choices,
         question_begin=args.question_begin, question_end=args.question_end,
-        force_temperature=args.force_temperature)
+        force_temperature=args.force_temperature, bench=_bench(args))
     return 0 if stats.failed == 0 else 1  # "$ERROR$" answers are asked again on the next run
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
     from .judging import JudgeRun, run_judging
 
-    summary = run_judging(JudgeRun.from_args(args, _data_dir(args)))
+    summary = run_judging(JudgeRun.from_args(args, _data_dir(args)), bench=_bench(args))
     return 0 if summary.ok else 1
 
 
@@ -93,14 +121,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     show(data_dir=_data_dir(args), input_file=args.input_file, judge_model=args.judge_model,
          mode=args.mode, model_list=args.model_list, baseline_model=args.baseline_model,
-         as_json=args.json, plot=args.plot, seed=args.seed)
+         as_json=args.json, plot=args.plot, seed=args.seed, bench=_bench(args))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run_all
 
-    return run_all(args, _data_dir(args))
+    return run_all(args, _data_dir(args), _bench(args))
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -108,7 +136,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     res = publish_results(repo_id=args.repo_id, data_dir=_data_dir(args), results_file=args.results,
                           judge_model=args.judge_model, model_id=args.model_id,
-                          create_pr=args.create_pr, dry_run=args.dry_run, revision=args.revision)
+                          create_pr=args.create_pr, dry_run=args.dry_run, revision=args.revision,
+                          bench=_bench(args))
     for note in res.notes:
         print(f"mt-bench publish: note: {note}", file=sys.stderr)
     if args.dry_run:
@@ -123,7 +152,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_push_dataset(args: argparse.Namespace) -> int:
     from .publishing import push_dataset
 
-    url = push_dataset(repo_id=args.repo_id, private=args.private, revision=args.revision)
+    url = push_dataset(repo_id=args.repo_id, private=args.private, revision=args.revision,
+                       bench=args.bench_name)
     print(f"pushed the dataset: {url}")
     return 0
 
@@ -131,14 +161,41 @@ def cmd_push_dataset(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    out = write_report(data_dir=_data_dir(args), judge_model=args.judge_model, out=Path(args.out))
+    out = write_report(data_dir=_data_dir(args), judge_model=args.judge_model, out=Path(args.out),
+                       bench=_bench(args))
     print(f"wrote {out}")
     return 0
 
 
+def cmd_import_inspect(args: argparse.Namespace) -> int:
+    from .inspect_import import import_inspect_log
+
+    res = import_inspect_log(args.log, _data_dir(args), model_id=args.model_id)
+    print(f"imported {res.answers} answers -> {res.answer_file}\n"
+          f"imported {res.judgments} judgments (judge {res.judge}) -> {res.judgment_file}")
+    if res.skipped:
+        print(f"mt-bench import-inspect: note: {res.skipped} samples had no mt_bench score "
+              f"(errored or cancelled) and were not imported", file=sys.stderr)
+    mode = "" if res.mode == "single" else f" --mode {res.mode}"
+    print(f"next: mt-bench show --data-dir {_data_dir(args)} --judge-model {res.judge}{mode}")
+    return 0
+
+
+class _Raw(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's line breaks."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line, `mt-bench <command>: error: ...`, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="mt-bench", description="MT-bench, FastChat-exact.")
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = _Parser(prog="mt-bench", description="MT-bench, FastChat-exact.", epilog=EXIT_CODES,
+                 formatter_class=_Raw)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("gen", help="answer the questions with a local HF model (accelerate)")
     _add_bench(p), _add_questions(p), _add_local_model(p, required=False)
@@ -157,11 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one temperature for every question (default: per category)")
     p.set_defaults(func=cmd_gen_api)
 
-    p = sub.add_parser("judge", help="grade answers with the judge (FastChat's gen_judgment)")
+    p = sub.add_parser("judge", help="grade answers with the judge (FastChat's gen_judgment)",
+                       epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=_Raw)
     _add_bench(p), _add_judge(p)
     p.set_defaults(func=cmd_judge)
 
-    p = sub.add_parser("show", help="print the result tables (FastChat's show_result)")
+    p = sub.add_parser("show", help="print the result tables (FastChat's show_result)",
+                       epilog="--json adds \"judge\", \"comparable\" (published MT-bench: gpt-4 "
+                              "only), \"judge_repeats\" and per model \"judge_sd\"")
     _add_bench(p)
     p.add_argument("--input-file", default=None)
     p.add_argument("--judge-model", default="gpt-4")
@@ -174,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed for the 95%% CI")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("run", help="gen + judge + show in one go (defaults: embedded models)")
+    p = sub.add_parser("run", help="gen + judge + show in one go (defaults: embedded models)",
+                       epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=_Raw)
     _add_bench(p), _add_questions(p), _add_local_model(p, required=False), _add_judge(p)
     p.add_argument("--plot", default=None, help="radar PNG (default: DATA_DIR/radar.png)")
     p.set_defaults(func=cmd_run, judge_model=None, max_new_token=None)
@@ -192,11 +253,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None)
     p.set_defaults(func=cmd_publish)
 
-    p = sub.add_parser("push-dataset", help="push the packaged MT-bench dataset to the Hub")
+    p = sub.add_parser("push-dataset", help="push a packaged bench's dataset to the Hub")
     p.add_argument("--repo-id", required=True)
+    p.add_argument("--bench-name", choices=["mt_bench", "vicuna_bench"], default="mt_bench")
     p.add_argument("--private", action="store_true")
     p.add_argument("--revision", default=None)
     p.set_defaults(func=cmd_push_dataset)
+
+    p = sub.add_parser("import-inspect", help="write FastChat answer and judgment files from an "
+                                              "inspect log of the mt_bench task")
+    _add_bench(p)
+    p.add_argument("log", help="inspect log file (.eval or .json) of mt_bench_task/inspect_task.py")
+    p.add_argument("--model-id", default=None,
+                   help="answer file name (default: the log's model without its provider)")
+    p.set_defaults(func=cmd_import_inspect)
 
     p = sub.add_parser("report", help="write a self-contained HTML report")
     _add_bench(p)
@@ -209,7 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .jsonl import DataError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.exit(2, f"mt-bench {args.command}: error: unrecognized arguments: "
+                       f"{' '.join(unknown)} (see mt-bench {args.command} --help)\n")
+    # incompatible options are refused before any work
+    if getattr(args, "plot", None) and getattr(args, "mode", "single") != "single":
+        parser.exit(2, f"mt-bench {args.command}: error: --plot draws single-mode (1-10) scores; "
+                       f"it cannot be used with --mode {args.mode}\n")
     try:
         return args.func(args)
     except DataError as e:

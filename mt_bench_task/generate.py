@@ -1,6 +1,6 @@
 """Stage 2, generate: answer the questions with a local HF model (FastChat's gen_model_answer).
 
-Dataset: MT-bench questions (`data.load_questions`); output: FastChat's answer JSONL, one line per
+Dataset: the bench's questions (`bench.Bench`); output: FastChat's answer JSONL, one line per
 question. Paper: Zheng et al., arXiv:2306.05685.
 Kept from FastChat: per-category temperatures, `torch.manual_seed(choice index)`, greedy below
 1e-4, output cleaning, "ERROR" on a RuntimeError, the answer record and the sorted final file.
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import data
+from .bench import DEFAULT_BENCH, Bench, load_bench
 from .jsonl import DataError, JsonlAppender, write_lines_atomic
 from .models import DEFAULT_MODEL, DEFAULT_MODEL_ID, model_id_for, resolve_model_path
 from .scheduler import GREEDY_BELOW, Request  # noqa: F401  (GREEDY_BELOW: FastChat's threshold)
@@ -36,7 +37,7 @@ SYNC_STEPS = 16  # decode steps between two gathers of finished answers (several
 class GenerationConfig:
     model_path: str = DEFAULT_MODEL
     model_id: str = DEFAULT_MODEL_ID
-    data_dir: Path = Path("data") / data.BENCH_NAME
+    data_dir: Path = Path("data") / DEFAULT_BENCH
     answer_file: Path | None = None  # None: DATA_DIR/model_answer/MODEL_ID.jsonl
     question_begin: int | None = None
     question_end: int | None = None
@@ -88,11 +89,13 @@ class GenerationStats:
                 f"{self.seconds:.1f} s ({self.tokens_per_second:.1f} tok/s) -> {self.path}")
 
 
-def generate_answers(cfg: GenerationConfig) -> GenerationStats:
-    """Answer every selected question not yet in the answer file; return what this run did."""
+def generate_answers(cfg: GenerationConfig, bench: Bench | None = None) -> GenerationStats:
+    """Answer every selected question of `bench` (default: MT-bench, or DATA_DIR's own
+    question.jsonl) not yet in the answer file; return what this run did."""
     _validate(cfg)
+    bench = bench or load_bench(data_dir=cfg.data_dir)
     out = cfg.output_path
-    questions = data.load_questions(cfg.data_dir, cfg.question_begin, cfg.question_end)
+    questions = bench.select(cfg.question_begin, cfg.question_end)
     if not questions:
         return GenerationStats(0, 0, 0.0, 0, str(out))
     pending = data.pending_questions(questions, out, cfg.num_choices)  # DataError before any work
@@ -102,8 +105,8 @@ def generate_answers(cfg: GenerationConfig) -> GenerationStats:
     if cfg.num_processes > 1 and not _launched():
         from .gen_worker import relaunch
 
-        return relaunch(cfg, model_path)
-    return _generate(cfg, model_path, questions, pending, out)
+        return relaunch(cfg, model_path, bench)
+    return _generate(cfg, model_path, questions, pending, out, bench)
 
 
 def reorganize_answer_file(path: Path) -> None:
@@ -131,8 +134,10 @@ def _launched() -> bool:
 class _Conversation:
     """One (question, choice): its messages so far and its finished turns."""
 
-    def __init__(self, question: Question, choice: int, generator: Any) -> None:
+    def __init__(self, question: Question, choice: int, generator: Any,
+                 temperature: float) -> None:
         self.question, self.choice, self.generator = question, choice, generator
+        self.temperature = temperature
         self.messages: list[dict[str, str]] = []
         self.turns: list[str] = []
 
@@ -145,7 +150,7 @@ class _Conversation:
         self.messages.append({"role": "user", "content": self.question.turns[len(self.turns)]})
         text = tok.apply_chat_template(self.messages, add_generation_prompt=True, tokenize=False)
         ids = tok(text, add_special_tokens=False)["input_ids"]
-        return Request(ids, data.temperature_for(self.question.category), max_new_tokens,
+        return Request(ids, self.temperature, max_new_tokens,
                        generator=self.generator, priority=bool(self.turns), owner=self)
 
     def record(self, text: str) -> None:
@@ -154,7 +159,7 @@ class _Conversation:
 
 
 def _generate(cfg: GenerationConfig, model_path: str, questions: Sequence[Question],
-              pending: list[Question], out: Path) -> GenerationStats:
+              pending: list[Question], out: Path, bench: Bench) -> GenerationStats:
     import torch
     from accelerate import PartialState
     from accelerate.utils import gather_object
@@ -172,7 +177,7 @@ def _generate(cfg: GenerationConfig, model_path: str, questions: Sequence[Questi
     tokens = 0
     start = time.perf_counter()
     with state.split_between_processes(pending) as shard:
-        work = _Work(model, tok, shard, cfg)
+        work = _Work(model, tok, shard, cfg, bench)
         while True:  # every worker joins every gather, until none has work left
             mine = work.advance(SYNC_STEPS)
             gathered = gather_object([mine])
@@ -200,7 +205,7 @@ class _Work:
     Answers (all choices and turns done)."""
 
     def __init__(self, model: Any, tok: Any, shard: Sequence[Question],
-                 cfg: GenerationConfig) -> None:
+                 cfg: GenerationConfig, bench: Bench) -> None:
         import torch
 
         from .scheduler import ContinuousBatcher
@@ -211,7 +216,8 @@ class _Work:
         self.open: dict[int, list[_Conversation]] = {}
         first: list[Request] = []
         for q in shard:
-            convs = [_Conversation(q, c, torch.Generator(model.device).manual_seed(c))
+            convs = [_Conversation(q, c, torch.Generator(model.device).manual_seed(c),
+                                   bench.temperature(q.category))
                      for c in range(cfg.num_choices)]
             self.open[q.question_id] = convs
             first += [conv.next_request(tok, cfg.max_new_token) for conv in convs]

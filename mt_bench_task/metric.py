@@ -1,7 +1,8 @@
 """The library side of the `mt_bench_judge` evaluate metric: inputs -> FastChat records -> scores.
 
 Name: mt_bench_judge (configs `single` and `pairwise`). Dataset: the packaged MT-bench questions
-(`load_dataset(str(dataset_path()), "question", split="train")` rows are the references).
+(`load_dataset(str(dataset_path()), "question", split="train")` rows are the references), or any
+bench's (`bench="vicuna_bench"` or a bench folder: its references and judge prompts are used).
 Paper: arXiv:2306.05685. Scored: GPT-4-style 1-10 ratings per turn (single) or win/loss/tie
 against a baseline's answers (pairwise), judged by `judging.judge_answers` and summarised by
 `scoring.results_from_rows`, so every number equals `mt-bench show --json` on the same judgments.
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import data, judging, scoring
+from .bench import Bench, load_bench
+from .judges import JudgeSpec, judge_spec, make_client
 from .prompts import Mode
 from .types import Answer, ChatClient, Choice, Question
 
@@ -53,54 +56,58 @@ class JudgeSettings:
     parallel: int = 8
     judge_file: str | None = None
     client: ChatClient | None = None  # a ready judge (tests, custom backends); overrides the above
+    judge_repeats: int = 1  # each match judged K times (records carry "repeat")
+    bench: str | Path | Bench = "mt_bench"  # a packaged bench name, a bench folder, or a Bench
 
     def __repr__(self) -> str:  # never the key
         return (f"JudgeSettings(judge_model={self.judge_model!r}, base_url={self.base_url!r}, "
-                f"parallel={self.parallel})")
+                f"parallel={self.parallel}, judge_repeats={self.judge_repeats}, "
+                f"bench={getattr(self.bench, 'name', self.bench)!r})")
+
+    @property
+    def spec(self) -> JudgeSpec:
+        return judge_spec(self.judge_model, self.judge_file)
+
+    def resolve_bench(self) -> Bench:
+        """The Bench value: given, a folder in FastChat's layout (named by its dir), or a name."""
+        if isinstance(self.bench, Bench):
+            return self.bench
+        if Path(self.bench).is_dir():
+            return load_bench(Path(self.bench).name, data_dir=Path(self.bench))
+        return load_bench(str(self.bench))
 
     @property
     def local(self) -> bool:
-        return self.client is None and judging._is_local(self.judge_model)
+        return self.client is None and self.spec.local
 
     @property
     def judge_name(self) -> str:
         """The judge name in records: the embedded judge by its model, a path by its dir name."""
-        return judging.judge_display_name(self.judge_model)
+        return self.spec.display_name
 
     def make_client(self) -> ChatClient:
         """The given client; a cached local judge (loads once); or a fresh API client per call,
         because an `AsyncOpenAI` client cannot outlive the event loop of one `compute()`."""
         if self.client is not None:
             return self.client
-        if self.local:
-            self.client = judging.make_client(self._run())
-            return self.client
-        if self.api_key is None:
-            return judging.make_client(self._run())
-        from .client import OpenAIChatClient
-
-        return OpenAIChatClient(base_url=self.base_url, api_key=self.api_key)
+        client = make_client(self.spec, base_url=self.base_url, api_key=self.api_key)
+        if self.spec.local:
+            self.client = client
+        return client
 
     def check_reachable(self) -> None:
         """Fail in seconds on a wrong base_url or key, not after every request's retries."""
         if self.client is not None or self.local:
             return
         probe = self.make_client()
-        check = getattr(probe, "check_reachable", None)
-        if check is None:
-            return
 
         async def go() -> None:
             try:
-                await check()
+                await probe.check_reachable()
             finally:
-                await probe.close()  # type: ignore[attr-defined]
+                await probe.close()
 
         judging.run_sync(go)
-
-    def _run(self) -> judging.JudgeRun:
-        return judging.JudgeRun(data_dir=Path("."), judge_model=self.judge_model,
-                                base_url=self.base_url)
 
 
 # ---- inputs -> FastChat records ----
@@ -139,11 +146,14 @@ def to_answers(predictions: Sequence[Any], questions: list[Question], model_id: 
 
 
 def baseline_answers(baseline_predictions: Sequence[Any] | Mapping[int, Any] | None,
-                     questions: list[Question], baseline_model: str) -> dict[int, Answer]:
+                     questions: list[Question], baseline_model: str,
+                     official_dir: Path | None = None) -> dict[int, Answer]:
     """The baseline's answers: a list aligned with the references, a {question_id: turns} dict,
-    or (None) the packaged official answers of `baseline_model` (FastChat's gpt-3.5-turbo)."""
+    or (None) the bench's official answers of `baseline_model` (MT-bench: gpt-3.5-turbo's)."""
     if baseline_predictions is None:
-        official = data.load_answers(data.official_answers_dir(), baseline_model)
+        if official_dir is None:
+            raise ValueError("this bench has no packaged baseline answers: pass baseline_predictions")
+        official = data.load_answers(official_dir, baseline_model, fallback_dir=official_dir)
         missing = [q.question_id for q in questions if q.question_id not in official]
         if missing:
             raise ValueError(f"no packaged {baseline_model} answers for question ids {missing[:5]}:"
@@ -173,21 +183,28 @@ def compute(predictions: Sequence[Any], references: Sequence[Mapping[str, Any]],
             return_judgments: bool = False) -> dict[str, Any]:
     """Judge `predictions` (answers of `model_id`) and score them like `mt-bench show --json`."""
     judge = judge or JudgeSettings()
+    bench = judge.resolve_bench()
     questions = to_questions(references)
     answers = {model_id: to_answers(predictions, questions, model_id)}
     if mode != "single":
         if model_id == baseline_model:
             raise ValueError(f"model_id {model_id!r} must differ from baseline_model")
-        answers[baseline_model] = baseline_answers(baseline_predictions, questions, baseline_model)
+        answers[baseline_model] = baseline_answers(baseline_predictions, questions, baseline_model,
+                                                   bench.official_answers)
+    if judge.judge_repeats < 1:
+        raise ValueError(f"judge_repeats must be at least 1, got {judge.judge_repeats}")
     judge.check_reachable()
-    rows = judging.judge_answers(questions, answers, judge.make_client(), judge.judge_name,
+    rows = judging.judge_answers(questions, answers, judge.make_client(), judge.spec,
                                  mode, baseline_model if mode != "single" else None, judge.parallel,
-                                 Path(judge.judge_file) if judge.judge_file else None)
+                                 Path(judge.judge_file) if judge.judge_file else None,
+                                 judge_repeats=judge.judge_repeats, bench=bench)
     categories = {q.question_id: q.category for q in questions}
     if mode == "single":
         result = single_result(rows, model_id, categories)
     else:
         result = pairwise_result(rows, model_id, baseline_model, categories)
+    spec = judge.spec  # the label: judges' one rule, as show, report, run and publish say it
+    result.update(judge=spec.display_name, comparable=spec.comparable, label=spec.label)
     if return_judgments:
         result["judgments"] = rows
     return result
@@ -201,7 +218,8 @@ def single_result(rows: list[dict[str, Any]], model_id: str,
     return {"score": m.get("average"), "turn_1": m.get("turn_1"), "turn_2": m.get("turn_2"),
             "categories": m.get("categories", {}),
             "n": m.get("n_turn_1", 0) + m.get("n_turn_2", 0), "n_failed": res["rows_dropped"],
-            "ci95": m.get("ci95")}
+            "ci95": m.get("ci95"), "judge_repeats": res["judge_repeats"],
+            "judge_sd": m.get("judge_sd")}
 
 
 def pairwise_result(rows: list[dict[str, Any]], model_id: str, baseline_model: str,

@@ -7,13 +7,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from . import data
-from .jsonl import DataError, read_jsonl
+from .bench import order_categories
+from .jsonl import DataError
+from .judges import NOT_COMPARABLE, identity_of_rows
+
+if TYPE_CHECKING:
+    from .bench import Bench
 
 N_BOOTSTRAP = 1000
-NOT_COMPARABLE = "not comparable with published MT-bench"
 
 
 def judgment_file(data_dir: Path, judge_model: str, mode: str) -> Path:
@@ -26,10 +30,6 @@ def _safe_name(judge_model: str) -> str:
     return judge_model.rstrip("/").replace("/", "__")
 
 
-def question_categories(data_dir: Path | None = None) -> dict[int, str]:
-    return {q.question_id: q.category for q in data.load_questions(data_dir)}
-
-
 def _check_models(known: Iterable[str], model_list: list[str] | None, path: Path | str) -> None:
     unknown = sorted(set(model_list or []) - set(known))
     if unknown:
@@ -37,9 +37,24 @@ def _check_models(known: Iterable[str], model_list: list[str] | None, path: Path
                         f"models in the file: {sorted(set(known))}")
 
 
+def judge_repeats(rows: Iterable[dict[str, Any]]) -> int:
+    """K of a judgment file: the largest "repeat" + 1 (1 when no record has one)."""
+    return max((int(r.get("repeat") or 0) for r in rows), default=0) + 1
+
+
+def judge_sd(df: Any) -> float | None:
+    """Judge noise of one model's valid rows: per (question, turn) with at least 2 repeats, the
+    sample standard deviation (ddof 1) of its scores, averaged over those matches; None if none."""
+    sds = df.groupby(["question_id", "turn"])["score"].agg(["std", "count"])
+    sds = sds[sds["count"] >= 2]["std"]
+    return float(sds.mean()) if len(sds) else None
+
+
 def summarize_single(rows: list[dict[str, Any]], categories: dict[int, str],
                      model_list: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
-    """show_result single mode: drop score -1, per-turn means, Average pooled over all rows."""
+    """show_result single mode: drop score -1, per-turn means, Average pooled over all rows.
+    With repeats the Average stays the mean over all valid rows (what FastChat prints), the CI
+    resamples (question, turn) units with all their repeats, and `judge_sd` is the spread."""
     import numpy as np
     import pandas as pd
 
@@ -48,13 +63,17 @@ def summarize_single(rows: list[dict[str, Any]], categories: dict[int, str],
     if model_list is not None:
         df = df[df["model"].isin(model_list)]
     df = df.assign(category=df["question_id"].map(lambda q: categories.get(q, "unknown")))
+    repeats = judge_repeats(rows)
     rng = np.random.default_rng(seed)
     models: dict[str, Any] = {}
     for name in sorted(df["model"].unique()):
         d = df[df["model"] == name]
         t1, t2 = d[d["turn"] == 1]["score"], d[d["turn"] == 2]["score"]
-        scores = d["score"].to_numpy(dtype=float)
-        boots = scores[rng.integers(0, len(scores), (N_BOOTSTRAP, len(scores)))].mean(axis=1)
+        # one unit per (question, turn) with its repeats; with K = 1 this is the row bootstrap
+        units = d.groupby(["question_id", "turn"], sort=False)["score"].agg(["sum", "count"])
+        sums, counts = units["sum"].to_numpy(dtype=float), units["count"].to_numpy(dtype=float)
+        pick = rng.integers(0, len(units), (N_BOOTSTRAP, len(units)))
+        boots = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
         models[name] = {
             "turn_1": float(t1.mean()) if len(t1) else None,
             "turn_2": float(t2.mean()) if len(t2) else None,
@@ -63,9 +82,11 @@ def summarize_single(rows: list[dict[str, Any]], categories: dict[int, str],
             "n_turn_2": int(len(t2)),
             "categories": {c: float(s) for c, s in d.groupby("category")["score"].mean().items()},
             "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+            "judge_sd": judge_sd(d) if repeats > 1 else None,
         }
     return {"mode": "single", "rows": len(df_all),
-            "rows_dropped": int((df_all["score"] == -1).sum()), "models": models}
+            "rows_dropped": int((df_all["score"] == -1).sum()), "judge_repeats": repeats,
+            "models": models}
 
 
 def summarize_pairwise(rows: list[dict[str, Any]], mode: str, model_list: list[str] | None = None,
@@ -104,23 +125,32 @@ def summarize_pairwise(rows: list[dict[str, Any]], mode: str, model_list: list[s
             "models": models, "consistency": consistent / used if used else None}  # None: no rows
 
 
-def load_rows(path: Path | str) -> list[dict[str, Any]]:
-    return read_jsonl(path)
+def load_rows(path: Path | str, mode: str = "single") -> list[dict[str, Any]]:
+    """A judgment file's rows, each checked by its typed reader (file:line on a bad one)."""
+    return [r.to_dict() for r in data.read_judgments(Path(path), mode)]
 
 
 def results_from_rows(rows: list[dict[str, Any]], mode: str = "single",
                       model_list: list[str] | None = None, baseline_model: str | None = None,
                       categories: dict[int, str] | None = None, seed: int = 0,
                       source: str = "judgments") -> dict[str, Any]:
-    """The `mt-bench show --json` object for judgment rows (dicts as in the JSONL)."""
+    """The `mt-bench show --json` object for judgment rows (dicts as in the JSONL), with the
+    judge's name and whether its scores compare with published MT-bench (`judges`)."""
+    who = identity_of_rows(rows)
+    return {"judge": who.judge, "comparable": who.comparable,
+            **_results(rows, mode, model_list, baseline_model, categories, seed, source)}
+
+
+def _results(rows: list[dict[str, Any]], mode: str, model_list: list[str] | None,
+             baseline_model: str | None, categories: dict[int, str] | None, seed: int,
+             source: str) -> dict[str, Any]:
     if mode == "single":
         missing = [i for i, r in enumerate(rows) if "score" not in r]
         if missing:
             raise DataError(f"{source}: line {missing[0] + 1} is not a single-mode judgment "
                             f"(use --mode pairwise-baseline or pairwise-all)")
         _check_models((r["model"] for r in rows), model_list, source)
-        return summarize_single(rows, categories if categories is not None else
-                                question_categories(), model_list, seed)
+        return summarize_single(rows, categories or {}, model_list, seed)
     if any("g1_winner" not in r for r in rows):
         raise DataError(f"{source}: not a pairwise judgment file (use --mode single)")
     _check_models((m for r in rows for m in (r["model_1"], r["model_2"])), model_list, source)
@@ -128,21 +158,25 @@ def results_from_rows(rows: list[dict[str, Any]], mode: str = "single",
 
 
 def results_from_file(path: Path | str, mode: str = "single", model_list: list[str] | None = None,
-                      baseline_model: str | None = None, data_dir: Path | None = None,
+                      baseline_model: str | None = None, categories: dict[int, str] | None = None,
                       seed: int = 0) -> dict[str, Any]:
-    return results_from_rows(load_rows(path), mode, model_list, baseline_model,
-                             question_categories(data_dir), seed, source=str(path))
+    """`categories` ({question_id: category}, a bench's `category_of`) names the per-category
+    scores; question ids not in it count as "unknown"."""
+    return results_from_rows(load_rows(path, mode), mode, model_list, baseline_model,
+                             categories, seed, source=str(path))
 
 
-def judge_labels(rows: list[dict[str, Any]]) -> list[str]:
-    """Warnings for scores that must not be read as GPT-4 MT-bench scores (local judges)."""
-    local = sorted({r["judge"][0] for r in rows if r.get("local_judge")})
-    return [f"judged by local model {j}: {NOT_COMPARABLE}" for j in local]
+def judge_labels(rows: list[dict[str, Any]], default_judge: str = "gpt-4") -> list[str]:
+    """The "not comparable with published MT-bench" line for these rows' judge (`judges`)."""
+    label = identity_of_rows(rows, default_judge).label
+    return [label] if label else []
 
 
 def fastchat_tables(rows: list[dict[str, Any]], mode: str, model_list: list[str] | None,
-                    baseline_model: str | None, bench_name: str = "mt_bench") -> str:
-    """The text FastChat's show_result prints (default pandas repr, no rounding)."""
+                    baseline_model: str | None, multi_turn: bool = True) -> str:
+    """The text FastChat's show_result prints (default pandas repr, no rounding). FastChat prints
+    the Second turn and Average tables for `mt_bench` only; we print them for any bench with
+    two-turn questions (`multi_turn`), so a translated MT-bench gets them too."""
     import pandas as pd
 
     if mode == "single":
@@ -153,7 +187,7 @@ def fastchat_tables(rows: list[dict[str, Any]], mode: str, model_list: list[str]
         out = ["\n########## First turn ##########"]
         out.append(str(df[df["turn"] == 1].groupby(["model", "turn"]).mean()
                        .sort_values(by="score", ascending=False)))
-        if bench_name == "mt_bench":
+        if multi_turn:
             out.append("\n########## Second turn ##########")
             out.append(str(df[df["turn"] == 2].groupby(["model", "turn"]).mean()
                            .sort_values(by="score", ascending=False)))
@@ -167,20 +201,25 @@ def fastchat_tables(rows: list[dict[str, Any]], mode: str, model_list: list[str]
     return str(df.sort_values(by="win_rate_adjusted", ascending=False))
 
 
-def extra_tables(results: dict[str, Any]) -> str:
+def extra_tables(results: dict[str, Any], category_order: Sequence[str] = ()) -> str:
     """Beyond FastChat: CI, counts, per-category scores, pairwise consistency."""
     lines = [f"\nrows: {results['rows']}, dropped (score -1 / error): {results['rows_dropped']}"]
     if results["mode"] != "single":
         c = results['consistency']
         lines.append(f"position consistency (g1 == g2): {'-' if c is None else f'{c:.3f}'}")
         return "\n".join(lines)
-    lines.append("\n########## Average with 95% bootstrap CI ##########")
+    k = results.get("judge_repeats", 1)
+    lines.append("\n########## Average with 95% bootstrap CI ##########"
+                 + (f" (judged {k} times; judge sd = mean spread of one match's ratings)"
+                    if k > 1 else ""))
     for name, m in sorted(results["models"].items(), key=lambda kv: -kv[1]["average"]):
         lo, hi = m["ci95"]
+        sd = m.get("judge_sd")
+        spread = f"  judge sd={sd:.3f}" if k > 1 and sd is not None else ""
         lines.append(f"{name:40s} {m['average']:.3f}  [{lo:.3f}, {hi:.3f}]  "
-                     f"n={m['n_turn_1']}+{m['n_turn_2']}")
-    cats = [c for c in data.CATEGORIES if any(c in m["categories"] for m in results["models"].values())]
-    cats += sorted({c for m in results["models"].values() for c in m["categories"]} - set(cats))
+                     f"n={m['n_turn_1']}+{m['n_turn_2']}{spread}")
+    cats = order_categories({c for m in results["models"].values() for c in m["categories"]},
+                            category_order)
     lines.append("\n########## Per category (both turns) ##########")
     lines.append(f"{'model':40s} " + " ".join(f"{c[:10]:>10s}" for c in cats))
     for name, m in sorted(results["models"].items()):
@@ -203,12 +242,17 @@ def per_category_turns(rows: list[dict[str, Any]], categories: dict[int, str]) -
 
 def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
          model_list: list[str] | None, baseline_model: str | None, as_json: bool = False,
-         plot: str | None = None, seed: int = 0, bench_name: str = "mt_bench") -> dict[str, Any]:
+         plot: str | None = None, seed: int = 0, bench: Bench | None = None) -> dict[str, Any]:
+    """FastChat's show_result for `bench` (default: MT-bench, or DATA_DIR's own questions)."""
+    if bench is None:
+        from .bench import load_bench
+
+        bench = load_bench(data_dir=data_dir)
     path = Path(input_file) if input_file else judgment_file(data_dir, judge_model, mode)
-    rows = load_rows(path)
-    results = results_from_rows(rows, mode, model_list, baseline_model,
-                                question_categories(data_dir), seed, source=str(path))
-    labels = judge_labels(rows)
+    rows = load_rows(path, mode)
+    results = results_from_rows(rows, mode, model_list, baseline_model, bench.category_of, seed,
+                                source=str(path))
+    labels = judge_labels(rows, judge_model)
     for label in labels:  # on stderr too, so `--json` output stays exactly the documented keys
         print(f"NOTE: {label}", file=sys.stderr)
     if as_json:
@@ -217,21 +261,21 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
         print(f"Input file: {path}")
         for label in labels:
             print(f"NOTE: {label}")
-        print(fastchat_tables(rows, mode, model_list, baseline_model, bench_name))
-        print(extra_tables(results))
+        print(fastchat_tables(rows, mode, model_list, baseline_model, bench.multi_turn))
+        print(extra_tables(results, bench.categories))
         if mode == "single":
             split = per_category_turns([r for r in rows if model_list is None or r["model"] in model_list],
-                                       question_categories(data_dir))
+                                       bench.category_of)
             print("\n########## Per category and turn (turn 1 / turn 2) ##########")
             for name, cats in sorted(split.items()):
-                order = sorted(cats, key=lambda c: (c not in data.CATEGORIES, data.CATEGORIES.index(c)
-                                                    if c in data.CATEGORIES else 0, c))
+                order = order_categories(cats, bench.categories)
                 cells = [f"{c}: {_fmt(cats[c].get(1))}/{_fmt(cats[c].get(2))}" for c in order]
                 print(f"{name}: " + ", ".join(cells))
     if plot:
         from .plot import radar_plot
 
-        out = radar_plot(results, Path(plot), title_note=NOT_COMPARABLE if judge_labels(rows) else None)
+        out = radar_plot(results, Path(plot), title_note=NOT_COMPARABLE if labels else None,
+                         categories=bench.categories, bench_name=bench.name)
         print(f"radar plot: {out}", file=sys.stderr)
     return results
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from mt_bench_task import data
+from mt_bench_task.bench import load_bench
 from mt_bench_task.cli import main
 from mt_bench_task.judging import JudgeRun, judge_answers, run_judging
 from mt_bench_task.jsonl import DataError
-from mt_bench_task.types import Completion
+from mt_bench_task.types import ChatClientBase, Completion
 
 CONF = Path(__file__).parent / "conformance"
 SINGLE_KEYS = ["question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp"]
@@ -21,10 +22,11 @@ PAIR_KEYS = ["question_id", "model_1", "model_2", "g1_winner", "g2_winner", "jud
              "g1_judgment", "g2_user_prompt", "g2_judgment", "turn", "tstamp"]
 
 
-class ReplayJudge:
+class ReplayJudge(ChatClientBase):
     """Answers each prompt with the judgment FastChat stored for it; counts calls."""
 
     def __init__(self, judgments: dict[str, str], fail_first: set[str] = frozenset()):
+        super().__init__()
         self.judgments, self.fail_first, self.calls, self.requests = judgments, set(fail_first), 0, []
 
     async def complete(self, model, messages, *, temperature, max_tokens):
@@ -143,7 +145,7 @@ def test_unknown_model_and_missing_reference_are_clear_errors(tmp_path):
 
 def test_judge_file_with_unknown_output_format_is_rejected(tmp_path):
     d = _data_dir(tmp_path, "jxiw")
-    prompts = [json.loads(l) for l in data.default_judge_file().read_text().splitlines()]
+    prompts = [json.loads(l) for l in Path(load_bench().sources['judge_prompts']).read_text().splitlines()]
     prompts[4]["output_format"] = "[[score]]"
     bad = tmp_path / "judge_prompts.jsonl"
     bad.write_text("\n".join(json.dumps(p) for p in prompts) + "\n")
@@ -197,7 +199,7 @@ def test_pairwise_baseline_uses_packaged_gpt35_answers(tmp_path):
 def test_judge_answers_in_memory_is_ordered_like_fastchat():
     judge, rows = _replay_single("jxiw")
     answers = {"mamba_0_5_dpo_ep1": data.load_answers(CONF / "jxiw", "mamba_0_5_dpo_ep1")}
-    recs = judge_answers(data.load_questions(), answers, judge, parallel=16)
+    recs = judge_answers(load_bench().select(), answers, judge, parallel=16)
     assert [r["judge"][1] for r in recs][:1] == ["single-v1"] and len(recs) == 160
     stored = {(r["question_id"], r["turn"]): r["score"] for r in rows if r["model"] == "mamba_0_5_dpo_ep1"}
     assert {(r["question_id"], r["turn"]): r["score"] for r in recs} == stored

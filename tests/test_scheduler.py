@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mt_bench_task import data
+from mt_bench_task.bench import load_bench
 from mt_bench_task.generate import GenerationConfig, _clean_output, generate_answers
 from mt_bench_task.scheduler import ContinuousBatcher, Request
 
@@ -33,7 +33,7 @@ def _fastchat_loop(model: Any, tok: Any, question: Any, choice: int) -> list[str
     import torch
 
     torch.manual_seed(choice)
-    temperature = data.temperature_for(question.category)
+    temperature = load_bench().temperature(question.category)
     messages: list[dict[str, str]] = []
     turns = []
     for turn in question.turns:
@@ -54,7 +54,7 @@ def _fastchat_loop(model: Any, tok: Any, question: Any, choice: int) -> list[str
 def test_all_temperatures_in_one_batch_equal_fastchats_batch_1_loop(
         fp32_model: tuple[Any, Any], tmp_path: Path) -> None:
     model, tok = fp32_model
-    by_id = {q.question_id: q for q in data.load_questions()}
+    by_id = {q.question_id: q for q in load_bench().questions}
     questions = [by_id[i] for i in MIXED_IDS]
     (tmp_path / "question.jsonl").write_text("".join(q.to_json() + "\n" for q in questions))
     cfg = GenerationConfig(data_dir=tmp_path, max_new_token=NEW_TOKENS, num_choices=2,
@@ -87,7 +87,7 @@ class _Wrapped:
 def _requests(tok: Any, n: int, temperature: float = 0.0) -> list[Request]:
     import torch
 
-    qs = data.load_questions()[20:20 + n]
+    qs = load_bench().select(20, 20 + n)
     out = []
     for q in qs:
         text = tok.apply_chat_template([{"role": "user", "content": q.turns[0]}],
