@@ -1,14 +1,13 @@
 """Several generation processes: `accelerate launch` runs this module's `main` in each worker.
 
 The parent (`generate_answers` with num_processes > 1) writes the config to a JSON file and
-launches `python -m mt_bench_task.gen_worker CONFIG_JSON BENCH_PICKLE STATS_JSON` under
-accelerate (the bench pickled by the parent: a temp file only this run reads); each worker answers
+launches `python -m mt_bench_task.gen_worker CONFIG_JSON STATS_JSON` under accelerate (the
+config holds the bench's name; each worker loads it with the same data dir); each worker answers
 its shard, the main worker writes the answer file and the run's stats.
 """
 from __future__ import annotations
 
 import json
-import pickle
 import socket
 import subprocess
 import sys
@@ -30,16 +29,13 @@ def relaunch(cfg: GenerationConfig, model_path: str, bench: Bench) -> Generation
                 if cfg.chat_template else None}
     with tempfile.TemporaryDirectory() as tmp:
         cfg_file, stats_file = Path(tmp) / "config.json", Path(tmp) / "stats.json"
-        bench_file = Path(tmp) / "bench.pickle"
-        cfg_file.write_text(json.dumps(cfg_dict))
-        bench_file.write_bytes(pickle.dumps(bench))
+        cfg_file.write_text(json.dumps({**cfg_dict, "bench_name": bench.name}))
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
                "--num_processes", str(cfg.num_processes), "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no",
                # port 0 makes accelerate abort, so pick a free one ourselves
                "--main_process_port", str(_free_port()),
-               "-m", "mt_bench_task.gen_worker", str(cfg_file), str(bench_file),
-               str(stats_file)]
+               "-m", "mt_bench_task.gen_worker", str(cfg_file), str(stats_file)]
         rc = subprocess.run(cmd, check=False).returncode
         if rc != 0:
             raise DataError(f"{cfg.num_processes} accelerate worker processes failed "
@@ -52,11 +48,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from .generate import generate_answers
 
-    cfg_file, bench_file, stats_file = (argv if argv is not None else sys.argv[1:])[:3]
+    from .bench import load_bench
+
+    cfg_file, stats_file = (argv if argv is not None else sys.argv[1:])[:2]
     d = json.loads(Path(cfg_file).read_text())
+    bench = load_bench(d.pop("bench_name"), d["data_dir"])
     cfg = GenerationConfig(**{**d, "data_dir": Path(d["data_dir"]),
                               "answer_file": Path(d["answer_file"])})
-    bench = pickle.loads(Path(bench_file).read_bytes())  # written by relaunch() just before
     stats = generate_answers(cfg, bench)
     if os.environ.get("RANK", "0") == "0":
         Path(stats_file).write_text(json.dumps(asdict(stats)))
