@@ -31,8 +31,13 @@ def dataset_path() -> Path:
 
 
 def official_answers_dir() -> Path:
-    """FastChat's pre-generated gpt-4 and gpt-3.5-turbo answers (the default pairwise baseline)."""
+    """The official answers of 6 leaderboard models (gpt-3.5-turbo: the default baseline)."""
     return _PACKAGE_DATA / "official_answers"
+
+
+def official_grades_file() -> Path:
+    """The official GPT-4 single grades of the 34 published leaderboard models (SOURCE.md)."""
+    return _PACKAGE_DATA / "official_grades" / "gpt-4_single_scores.jsonl"
 
 
 def temperature_for(category: str) -> float:
@@ -85,7 +90,7 @@ def answer_file(data_dir: Path, model_id: str) -> Path:
 def load_answers(data_dir: Path, model_id: str) -> dict[int, Answer]:
     """One model's answers by question id; the last line per id wins (FastChat's reorg rule).
 
-    Falls back to the packaged official answers for gpt-4 and gpt-3.5-turbo.
+    Falls back to the packaged official answers (gpt-4, gpt-3.5-turbo and 4 more).
     """
     path = answer_file(data_dir, model_id)
     if not path.is_file() and (official_answers_dir() / f"{model_id}.jsonl").is_file():
