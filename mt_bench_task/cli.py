@@ -89,12 +89,56 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    if args.reference_models and not (args.leaderboard and args.plot):
+        raise _usage("--reference-models needs --leaderboard and --plot")
+    if args.leaderboard:
+        return _show_leaderboard(args)
     from .scoring import show
 
     show(data_dir=_data_dir(args), input_file=args.input_file, judge_model=args.judge_model,
          mode=args.mode, model_list=args.model_list, baseline_model=args.baseline_model,
          as_json=args.json, plot=args.plot, seed=args.seed)
     return 0
+
+
+def _show_leaderboard(args: argparse.Namespace) -> int:
+    from .official import show_leaderboard
+
+    out = show_leaderboard(data_dir=_data_dir(args), input_file=args.input_file,
+                           judge_model=args.judge_model, mode=args.mode, model_list=args.model_list,
+                           as_json=args.json, plot=args.plot, reference_models=args.reference_models,
+                           seed=args.seed)
+    for line in out.stderr:
+        print(line, file=sys.stderr)
+    print(out.stdout)
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import CalibrationRun, calibration_plan, calibration_table, run_calibration
+
+    if args.parallel < 1:
+        raise _usage("--parallel must be at least 1")
+    run = CalibrationRun(data_dir=_data_dir(args), judge_model=args.judge_model,
+                         base_url=args.openai_api_base, parallel=args.parallel,
+                         models=tuple(args.models) if args.models else None, dry_run=args.dry_run)
+    summary = run_calibration(run, on_plan=lambda plan: print(
+        calibration_plan(plan), file=sys.stdout if args.dry_run else sys.stderr))
+    if args.dry_run:
+        return 0
+    if args.json:
+        import json
+
+        print(json.dumps(summary.stats))
+    else:
+        print(calibration_table(summary))
+    return 0 if summary.ok else 1  # $ERROR$ judgments are sent again on the next run
+
+
+def _usage(message: str) -> Exception:
+    from .jsonl import DataError
+
+    return DataError(message)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -131,7 +175,8 @@ def cmd_push_dataset(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    out = write_report(data_dir=_data_dir(args), judge_model=args.judge_model, out=Path(args.out))
+    out = write_report(data_dir=_data_dir(args), judge_model=args.judge_model, out=Path(args.out),
+                       leaderboard=args.leaderboard)
     print(f"wrote {out}")
     return 0
 
@@ -172,7 +217,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--plot", default=None, help="write the per-category radar plot (PNG)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed for the 95%% CI")
+    p.add_argument("--leaderboard", action="store_true",
+                   help="place your models among the 34 published MT-bench models (official "
+                        "GPT-4 grades, marked official; single mode)")
+    p.add_argument("--reference-models", nargs="+", default=None,
+                   help="with --leaderboard --plot: official models to draw on the radar "
+                        "(default: gpt-4 gpt-3.5-turbo vicuna-13b-v1.3)")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("calibrate", help="judge the official answers of 6 leaderboard models and "
+                                         "compare with the official GPT-4 grades")
+    _add_bench(p)
+    p.add_argument("--judge-model", required=True,
+                   help="API model name, or a local HF model path, or 'default' (embedded model)")
+    p.add_argument("--openai-api-base", default=None,
+                   help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL or api.openai.com)")
+    p.add_argument("--parallel", type=int, default=1, help="concurrent judge requests")
+    p.add_argument("--models", nargs="+", default=None,
+                   help="reference models to judge (default: all 6: gpt-4 gpt-3.5-turbo "
+                        "claude-v1 vicuna-13b-v1.3 alpaca-13b llama-13b)")
+    p.add_argument("--json", action="store_true", help="the statistics as one JSON object")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say how many judge calls it would make, call nothing")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("run", help="gen + judge + show in one go (defaults: embedded models)")
     _add_bench(p), _add_questions(p), _add_local_model(p, required=False), _add_judge(p)
@@ -202,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(p)
     p.add_argument("--judge-model", default="gpt-4")
     p.add_argument("--out", default="report.html")
+    p.add_argument("--leaderboard", action="store_true",
+                   help="add the placement among the 34 published MT-bench models")
     p.set_defaults(func=cmd_report)
     return ap
 

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from .data import CATEGORIES
 
 
-def radar_plot(results: dict[str, Any], out: Path, title_note: str | None = None) -> Path:
-    """Write a PNG from a single-mode results dict (`scoring.results_from_rows`)."""
+def radar_plot(results: dict[str, Any], out: Path, title_note: str | None = None,
+               dashed: Collection[str] = ()) -> Path:
+    """Write a PNG from a single-mode results dict (`scoring.results_from_rows`); models named
+    in `dashed` (official reference models) are drawn dashed and unfilled."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and CI
@@ -25,8 +27,9 @@ def radar_plot(results: dict[str, Any], out: Path, title_note: str | None = None
     for name, m in sorted(results["models"].items(), key=lambda kv: -kv[1]["average"]):
         values = [m["categories"].get(c, 0.0) for c in cats]
         ax.plot(angles + angles[:1], values + values[:1], linewidth=2,
-                label=f"{name} ({m['average']:.2f})")
-        ax.fill(angles + angles[:1], values + values[:1], alpha=0.1)
+                linestyle="--" if name in dashed else "-", label=f"{name} ({m['average']:.2f})")
+        if name not in dashed:
+            ax.fill(angles + angles[:1], values + values[:1], alpha=0.1)
     ax.set_xticks(angles)
     ax.set_xticklabels([c.capitalize() for c in cats], fontsize=12)
     ax.tick_params(axis="x", pad=12)  # keep labels off the outer ring

@@ -1,0 +1,286 @@
+"""Judge calibration (`mt-bench calibrate`): a judge against the official GPT-4 grades.
+
+Dataset: the official answers of 6 leaderboard models (`data/official_answers/`) and their
+official GPT-4 grades (`data/official_grades/`); MT-bench's questions and GPT-4 references.
+Paper: arXiv:2306.05685. Scored: the judge grades the official answers with FastChat's single
+prompts (references for math, reasoning, coding); the statistics compare each judge score with
+the official grade of the same (model, question, turn). One implementation of the statistics
+(`calibration_stats`) serves the CLI, the saved JSON and the evaluate metric.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import data
+from .jsonl import DataError, read_jsonl
+
+OFFICIAL_SOURCE = "official GPT-4"
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Pearson r; None with fewer than 2 pairs or a constant side (r undefined)."""
+    if len(x) < 2:
+        return None
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else None
+
+
+def average_ranks(xs: Sequence[float]) -> list[float]:
+    """1-based ranks; tied values share the mean of the ranks they span."""
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    ranks = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Kendall tau-b: sum of sign products over the pairs, over sqrt of the untied counts."""
+    def sign(v: float) -> int:
+        return (v > 0) - (v < 0)
+
+    s = nx = ny = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = sign(x[i] - x[j]), sign(y[i] - y[j])
+            s, nx, ny = s + dx * dy, nx + dx * dx, ny + dy * dy
+    return s / math.sqrt(nx * ny) if nx and ny else None
+
+
+def calibration_stats(judge_rows: list[dict[str, Any]], official_rows: list[dict[str, Any]],
+                      categories: dict[int, str], judge: str,
+                      models: Sequence[str] | None = None) -> dict[str, Any]:
+    """The statistics over the pairs (judge score, official grade) of every (model, question,
+    turn) with an official grade and a judge score other than -1 (each repeat is one pair)."""
+    official = {(r["model"], r["question_id"], r["turn"]): r["score"] for r in official_rows
+                if r["score"] != -1}
+    pairs = [(r["model"], r["question_id"], float(r["score"]), float(official[key]))
+             for r in judge_rows
+             if r["score"] != -1 and (models is None or r["model"] in models)
+             and (key := (r["model"], r["question_id"], r["turn"])) in official]
+    js, os_ = [p[2] for p in pairs], [p[3] for p in pairs]
+
+    def group(key_of: Any) -> dict[str, dict[str, float | None]]:
+        groups: dict[str, list[tuple[float, float]]] = {}
+        for p in pairs:
+            groups.setdefault(key_of(p), []).append((p[2], p[3]))
+        out = {}
+        for name, g in groups.items():
+            o, j = _mean([b for _, b in g]), _mean([a for a, _ in g])
+            out[name] = {"official": o, "judge": j,
+                         "shift": None if o is None or j is None else j - o}
+        return out
+
+    by_model = group(lambda p: p[0])
+    order = {c: i for i, c in enumerate(data.CATEGORIES)}
+    by_cat = group(lambda p: categories.get(p[1], "unknown"))
+    names = sorted(by_model)
+    n = len(pairs)
+    return {
+        "judge": judge, "n": n,
+        "pearson": pearson(js, os_),
+        "spearman": pearson(average_ranks(js), average_ranks(os_)) if n else None,
+        "exact": sum(a == b for a, b in zip(js, os_)) / n if n else None,
+        "within_1": sum(abs(a - b) <= 1 for a, b in zip(js, os_)) / n if n else None,
+        "mean_shift": _mean([a - b for a, b in zip(js, os_)]),
+        "kendall_tau_models": kendall_tau_b([by_model[m]["official"] for m in names],  # type: ignore[misc]
+                                            [by_model[m]["judge"] for m in names]),
+        "models": {m: by_model[m] for m in names},
+        "categories": {c: by_cat[c] for c in sorted(by_cat, key=lambda c: (order.get(c, 99), c))},
+    }
+
+
+# ---- files ----
+def calibration_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "calibration"
+
+
+def judgments_path(data_dir: Path, judge: str) -> Path:
+    from .scoring import _safe_name
+
+    return calibration_dir(data_dir) / f"{_safe_name(judge)}_single.jsonl"
+
+
+def stats_path(data_dir: Path, judge: str) -> Path:
+    from .scoring import _safe_name
+
+    return calibration_dir(data_dir) / f"{_safe_name(judge)}_calibration.json"
+
+
+def load_stats(data_dir: Path | None, judge: str) -> dict[str, Any] | None:
+    """The saved calibration of `judge` in DATA_DIR, or None (none saved, or unreadable)."""
+    if data_dir is None:
+        return None
+    path = stats_path(data_dir, judge)
+    try:
+        stats = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return stats if isinstance(stats, dict) and stats.get("judge") == judge else None
+
+
+def citation(stats: dict[str, Any] | None) -> str | None:
+    """"calibration vs official GPT-4: r = 0.87, shift -0.31 over 960 grades" (None: no stats)."""
+    if not stats or not stats.get("n"):
+        return None
+    r = "n/a" if stats.get("pearson") is None else f"{stats['pearson']:.2f}"
+    return (f"calibration vs {OFFICIAL_SOURCE}: r = {r}, shift {stats['mean_shift']:+.2f} "
+            f"over {stats['n']} grades")
+
+
+def cite(data_dir: Path | None, judge: str) -> str | None:
+    return citation(load_stats(data_dir, judge))
+
+
+# ---- the run ----
+@dataclass(frozen=True)
+class CalibrationRun:
+    data_dir: Path
+    judge_model: str
+    base_url: str | None = None
+    parallel: int = 1
+    models: tuple[str, ...] | None = None  # None: all 6 reference models
+    dry_run: bool = False
+
+
+@dataclass
+class CalibrationSummary:
+    judge: str
+    models: list[str]
+    planned: int = 0
+    already_done: int = 0
+    sent: int = 0
+    failed: int = 0
+    output: Path | None = None
+    stats_file: Path | None = None
+    stats: dict[str, Any] | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+
+def _models(run: CalibrationRun) -> list[str]:
+    from .official import REFERENCE_MODELS
+
+    chosen = list(dict.fromkeys(run.models)) if run.models else list(REFERENCE_MODELS)
+    unknown = [m for m in chosen if m not in REFERENCE_MODELS]
+    if unknown:
+        raise DataError(f"models: {', '.join(unknown)} have no official answers; "
+                        f"choose from {', '.join(REFERENCE_MODELS)}")
+    return chosen
+
+
+def run_calibration(run: CalibrationRun, client: Any = None,
+                    on_plan: Callable[[CalibrationSummary], None] | None = None
+                    ) -> CalibrationSummary:
+    """Judge what is missing of the reference answers, then compare with the official grades.
+
+    `on_plan` sees the plan (calls to make) before any call is sent."""
+    from . import judging
+    from .jsonl import JsonlAppender, write_lines_atomic
+    from .official import load_official_grades
+    from .prompts import build_matches
+
+    models = _models(run)
+    judge = judging.judge_display_name(run.judge_model)
+    questions = data.load_questions()
+    answers = {m: data.load_answers(data.official_answers_dir(), m) for m in models}
+    matches = build_matches(questions, answers, models, data.load_judge_prompts(), "single",
+                            judge, data.load_references())
+    out = judgments_path(run.data_dir, judge)
+    done = set()
+    if out.exists():
+        done = {judging.record_key(r) for r in read_jsonl(out, repair_torn_tail=not run.dry_run)
+                if not judging.is_failed(r)}
+    todo = [m for m in matches if m.key not in done]
+    summary = CalibrationSummary(judge, models, planned=len(matches),
+                                 already_done=len(matches) - len(todo), output=out)
+    if on_plan is not None:
+        on_plan(summary)
+    if run.dry_run:
+        return summary
+    if todo:
+        local = judging._is_local(run.judge_model)
+        client = client or judging.make_client(judging.JudgeRun(
+            data_dir=run.data_dir, judge_model=run.judge_model, base_url=run.base_url))
+        request_model = judging._request_model(run.judge_model, judge)
+        with JsonlAppender(out) as sink:
+            async def go() -> list[Any]:
+                check = getattr(client, "check_reachable", None)
+                if check is not None:
+                    await check()
+                try:
+                    return await judging.judge_matches(
+                        todo, client, request_model, run.parallel,
+                        on_record=lambda r: sink.write(r.to_json()), local=local)
+                finally:
+                    await judging._close(client)
+            records = judging.run_sync(go)
+        summary.sent = len(records)
+        summary.failed = sum(judging.is_failed(r.to_dict()) for r in records)
+        summary.usage = judging.usage_of(client)
+        judging._drop_superseded_failures(out)
+    rows = read_jsonl(out) if out.exists() else []
+    categories = {q.question_id: q.category for q in questions}
+    summary.stats = calibration_stats(rows, load_official_grades(), categories, judge, models)
+    summary.stats_file = stats_path(run.data_dir, judge)
+    write_lines_atomic(summary.stats_file, [json.dumps(summary.stats, indent=1)])
+    return summary
+
+
+def calibrate_records(records: list[dict[str, Any]], judge: str,
+                      models: Sequence[str] | None = None) -> dict[str, Any]:
+    """The statistics for judgment records made elsewhere (the evaluate metric's path)."""
+    from .official import load_official_grades
+
+    categories = {q.question_id: q.category for q in data.load_questions()}
+    return calibration_stats(records, load_official_grades(), categories, judge, models)
+
+
+# ---- text for the CLI (returned, never printed here) ----
+def calibration_plan(s: CalibrationSummary) -> str:
+    todo = s.planned - s.already_done
+    return (f"calibrate: judge {s.judge} on the official answers of {len(s.models)} model(s) "
+            f"({', '.join(s.models)}): {s.planned} judgments, {s.already_done} already done, "
+            f"{todo} judge calls to make -> {s.output}")
+
+
+def calibration_table(s: CalibrationSummary) -> str:
+    st = s.stats or {}
+
+    def f(x: Any, d: int = 3) -> str:
+        return "-" if x is None else f"{x:.{d}f}"
+
+    lines = [f"judge {s.judge} vs the {OFFICIAL_SOURCE} grades of the published MT-bench, "
+             f"over {st.get('n', 0)} grades (judged {s.sent} now, {s.already_done} before, "
+             f"{s.failed} failed)",
+             f"pearson r {f(st.get('pearson'))}  spearman {f(st.get('spearman'))}  "
+             f"exact {f(st.get('exact'))}  within 1 {f(st.get('within_1'))}  "
+             f"mean shift {f(st.get('mean_shift'), 2)}  "
+             f"kendall tau-b (models) {f(st.get('kendall_tau_models'))}",
+             "", f"{'':24s} {'official':>8s} {'judge':>8s} {'shift':>8s}"]
+    for title, key in (("model", "models"), ("category", "categories")):
+        lines.append(f"-- by {title}")
+        for name, v in (st.get(key) or {}).items():
+            lines.append(f"{name:24s} {f(v['official'], 2):>8s} {f(v['judge'], 2):>8s} "
+                         f"{f(v['shift'], 2):>8s}")
+    lines.append(f"saved: {s.stats_file}")
+    return "\n".join(lines)
