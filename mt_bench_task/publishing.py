@@ -71,8 +71,12 @@ def publish_results(repo_id: str, data_dir: Path, results_file: str | Path | Non
     png, plot_note = _render_radar(single, model, comparable)
     notes += [plot_note] if plot_note else []
     _merge_results(card, repo_id, _eval_results(single["models"][model], pairwise, judge))
+    from .calibration import cite
+
+    calibration = cite(Path(data_dir), judge)  # `mt-bench calibrate`'s figures for this judge
     card.text = _with_section(card.text, _section(model, single, pairwise, judge, comparable,
-                                                  with_image=png is not None))
+                                                  with_image=png is not None,
+                                                  calibration=calibration))
     content = str(card)
     files = ("README.md", RADAR_FILE) if png is not None else ("README.md",)
     if dry_run:
@@ -215,7 +219,7 @@ def _merge_results(card: Any, repo_id: str, new: list[Any]) -> None:
 
 # ---- the human section ----
 def _section(model: str, single: dict[str, Any], pairwise: dict[str, Any] | None, judge: str,
-             comparable: bool, with_image: bool) -> str:
+             comparable: bool, with_image: bool, calibration: str | None = None) -> str:
     s = single["models"][model]
     lo, hi = (s.get("ci95") or [None, None])[:2]
     ci = f" (95% CI {lo:.2f}-{hi:.2f})" if lo is not None and hi is not None else ""
@@ -225,6 +229,8 @@ def _section(model: str, single: dict[str, Any], pairwise: dict[str, Any] | None
               f"(revision `{DATASET_REVISION}`), single-answer grading on a 1-10 scale."), ""]
     if not comparable:
         lines += [f"> {_NOT_COMPARABLE.format(judge=judge)}", ""]
+    if calibration:
+        lines += [f"> Judge `{judge}`: {calibration} (`mt-bench calibrate`).", ""]
     lines += ["| | score |", "| --- | ---: |", f"| **average** | **{s['average']:.2f}**{ci} |"]
     for key, label in (("turn_1", "turn 1"), ("turn_2", "turn 2")):
         if s.get(key) is not None:

@@ -36,16 +36,18 @@ _PAIR_KEYS = ("question_id", "model_1", "model_2", "g1_winner", "g2_winner", "ju
 
 
 def write_report(data_dir: Path, judge_model: str = "gpt-4", out: Path = Path("report.html"),
-                 seed: int = 0) -> Path:
-    """Write the report for DATA_DIR's answers and `<judge>_single` / `<judge>_pair` judgments."""
-    html = render_html(build_payload(Path(data_dir), judge_model, seed))
+                 seed: int = 0, leaderboard: bool = False) -> Path:
+    """Write the report for DATA_DIR's answers and `<judge>_single` / `<judge>_pair` judgments;
+    `leaderboard`: add the placement among the published MT-bench models (official rows)."""
+    html = render_html(build_payload(Path(data_dir), judge_model, seed, leaderboard))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     return out
 
 
-def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0) -> dict[str, Any]:
+def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
+                  leaderboard: bool = False) -> dict[str, Any]:
     """Everything the page shows, as one JSON-able dict (no HTML in it)."""
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data dir not found")
@@ -71,6 +73,9 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0) -> 
     single = _single(single_rows, single_path, categories, index, seed, failures)
     pair = _pair(pair_rows, pair_path, index, failures)
     labels = scoring.judge_labels((single_rows or []) + (pair_rows or []))
+    if leaderboard and single is None:
+        raise DataError(f"{single_path}: not found; the leaderboard placement needs single-mode "
+                        f"judgments (`mt-bench judge --mode single`)")
     return {
         "meta": {"data_dir": str(data_dir), "judge_model": judge_model, "seed": seed,
                  "single_file": str(single_path), "pair_file": str(pair_path),
@@ -86,7 +91,38 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0) -> 
         "pair": pair,
         "failures": failures,
         "radar": _radar(single["results"], labels) if single else None,
+        "calibration": _calibration(data_dir, (single_rows or []) + (pair_rows or []), judge_model),
+        "placement": _placement(single["results"], single_rows or [], judge_model, seed)
+        if leaderboard and single else None,
     }
+
+
+def _calibration(data_dir: Path, rows: list[dict[str, Any]], judge_model: str) -> dict | None:
+    """The judge label with the saved `mt-bench calibrate` figures, when there are some."""
+    found = scoring._calibration_label(data_dir, rows, judge_model)
+    if found is None:
+        return None
+    from .official import is_comparable, judge_name
+
+    judge = judge_name(rows, judge_model)
+    return {"text": found[0], "comparable": is_comparable(judge, rows)}
+
+
+def _placement(results: dict[str, Any], rows: list[dict[str, Any]], judge_model: str,
+               seed: int) -> dict[str, Any]:
+    """The user's models among the official ones, ranked; official rows are flagged."""
+    from .official import NOT_COMPARABLE, is_comparable, judge_name, leaderboard
+
+    board = leaderboard(results, seed)
+    judge = judge_name(rows, judge_model)
+    comparable = is_comparable(judge, rows)
+    return {"judge": judge, "comparable": comparable,
+            "label": None if comparable else f"judge {judge}: {NOT_COMPARABLE}; your models were "
+                     f"graded by {judge}, the official ones by GPT-4",
+            "rows": [{"model": name, "official": m["official"], "average": m["average"],
+                      "turn_1": m["turn_1"], "turn_2": m["turn_2"],
+                      "ci95": None if m["official"] else m["ci95"]}
+                     for name, m in board["models"].items()]}
 
 
 def _rows(path: Path, keys: tuple[str, ...]) -> list[dict[str, Any]] | None:

@@ -209,6 +209,10 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
     results = results_from_rows(rows, mode, model_list, baseline_model,
                                 question_categories(data_dir), seed, source=str(path))
     labels = judge_labels(rows)
+    calibration = _calibration_label(data_dir, rows, judge_model)
+    if calibration is not None:
+        labels = labels + [calibration[0]]
+        results = {**results, "calibration": calibration[1]}
     for label in labels:  # on stderr too, so `--json` output stays exactly the documented keys
         print(f"NOTE: {label}", file=sys.stderr)
     if as_json:
@@ -234,6 +238,20 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
         out = radar_plot(results, Path(plot), title_note=NOT_COMPARABLE if judge_labels(rows) else None)
         print(f"radar plot: {out}", file=sys.stderr)
     return results
+
+
+def _calibration_label(data_dir: Path | None, rows: list[dict[str, Any]],
+                       judge_model: str) -> tuple[str, dict[str, Any]] | None:
+    """(judge label with the calibration figures, saved statistics) when `mt-bench calibrate`
+    saved a calibration for the judge of these rows in DATA_DIR; else None."""
+    from .calibration import citation, load_stats
+    from .official import is_comparable, judge_label, judge_name
+
+    judge = judge_name(rows, judge_model)
+    stats = load_stats(data_dir, judge)
+    if stats is None:
+        return None
+    return judge_label(judge, is_comparable(judge, rows), citation(stats)), stats
 
 
 def _fmt(x: float | None) -> str:
