@@ -173,3 +173,34 @@ def test_report_placement_marks_official_rows(tmp_path):
     assert res.returncode == 0, res.stderr
     html = out.read_text()
     assert "tr.official td" in html and 'id="placement"' in html
+
+
+@pytest.mark.browser
+def test_report_placement_renders_official_rows_differently(tmp_path):
+    from test_report import CHROMIUM, Page
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    d = _judged_dir(tmp_path, "gpt-4o")
+    (d / "model_answer").mkdir()
+    answers = _jsonl(data.official_answers_dir() / "alpaca-13b.jsonl")
+    (d / "model_answer" / "my-model.jsonl").write_text(
+        "".join(json.dumps({**a, "model_id": "my-model"}) + "\n" for a in answers))
+    out = report.write_report(d, "gpt-4o", tmp_path / "r.html", leaderboard=True)
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                               args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        pg = Page(b, out)
+        rows = pg.p.locator("table.placement tbody tr")
+        assert rows.count() == 35
+        official = pg.p.locator('table.placement tr[data-official="true"]')
+        assert official.count() == 34
+        mine = pg.p.locator('table.placement tr[data-model="my-model"]')
+        style = "e => [getComputedStyle(e.cells[1]).fontStyle, getComputedStyle(e.cells[1]).backgroundColor]"
+        assert official.first.evaluate(style) != mine.evaluate(style)  # visibly different
+        assert "not comparable with published MT-bench" in pg.p.locator("#placement").inner_text()
+        assert pg.errors == []
+        pg.p.locator("#placement").screenshot(path=str(tmp_path / "placement.png"))
+        b.close()
