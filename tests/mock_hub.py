@@ -87,7 +87,9 @@ class MockHub:
         """Environment for a client subprocess; `token=""` means no token at all."""
         env = {"HF_ENDPOINT": self.url, "HF_HOME": tmp_home, "HF_HUB_DISABLE_XET": "1",
                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-               "HF_DATASETS_CACHE": f"{tmp_home}/datasets", "HF_HUB_ETAG_TIMEOUT": "5"}
+               "HF_DATASETS_CACHE": f"{tmp_home}/datasets", "HF_HUB_ETAG_TIMEOUT": "5",
+               # a caller's HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE must not switch the client off
+               "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0"}
         tok = self.token if token is None else token
         if tok:
             env["HF_TOKEN"] = tok

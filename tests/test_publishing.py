@@ -5,7 +5,6 @@ mock's environment; that also tests the CLI. Every run checks that the token nev
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 
 from mt_bench_task.data import CATEGORIES, DATASET_ID, DATASET_REVISION, JUDGE_PROMPTS_VERSION, dataset_path
 from mt_bench_task.jsonl import DataError
+from mt_bench_task import scoring
 from mt_bench_task.publishing import SECTION_END, SECTION_START, _with_section
 
 try:
@@ -26,7 +26,6 @@ except ImportError:  # tests/ became a package
 
 REPO = "user/my-model"
 BAD_TOKEN = "hf_BADtokenMUSTnotLEAK987654321"
-HAS_PLOT = importlib.util.find_spec("mt_bench_task.plot") is not None
 
 
 def _results(average: float = 6.875, judge: str = "gpt-4", **extra: Any) -> dict[str, Any]:
@@ -106,12 +105,8 @@ def test_publish_new_card_round_trip(mock_hub: MockHub, tmp_path: Path) -> None:
     # README (and the radar) land in ONE commit on main
     assert len(repo.commits) == 2
     files = repo.files()
-    if HAS_PLOT:
-        assert files["mt_bench_radar.png"].startswith(b"\x89PNG")
-        assert "](mt_bench_radar.png)" in text
-    else:
-        assert "radar plot skipped" in proc.stderr and "mt_bench_task.plot" in proc.stderr
-        assert "mt_bench_radar.png" not in text and "mt_bench_radar.png" not in files
+    assert files["mt_bench_radar.png"].startswith(b"\x89PNG")
+    assert "](mt_bench_radar.png)" in text
     assert f"{mock_hub.url}/{REPO}/commit/" in proc.stdout
 
 
@@ -286,7 +281,6 @@ def test_local_judge_is_labelled_not_comparable(mock_hub: MockHub, tmp_path: Pat
 
 
 def test_publish_from_judgment_file(mock_hub: MockHub, tmp_path: Path) -> None:
-    scoring = pytest.importorskip("mt_bench_task.scoring", reason="scoring module not written yet")
     src = Path(__file__).parent / "conformance" / "jxiw" / "model_judgment" / "gpt-4_single.jsonl"
     judgments = tmp_path / "data" / "model_judgment"
     judgments.mkdir(parents=True)
@@ -317,7 +311,6 @@ def test_publish_from_judgment_file(mock_hub: MockHub, tmp_path: Path) -> None:
 
 
 def test_local_judge_rows_are_labelled_not_comparable(mock_hub: MockHub, tmp_path: Path) -> None:
-    pytest.importorskip("mt_bench_task.scoring", reason="scoring module not written yet")
     src = Path(__file__).parent / "conformance" / "jxiw" / "model_judgment" / "gpt-4_single.jsonl"
     rows = [json.loads(line) for line in src.read_text().splitlines()[:6]]
     for r in rows:

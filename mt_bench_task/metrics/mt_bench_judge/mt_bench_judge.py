@@ -1,1 +1,0 @@
-../../../metrics/mt_bench_judge/mt_bench_judge.py
