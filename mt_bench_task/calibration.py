@@ -177,15 +177,16 @@ class CalibrationSummary:
         return self.failed == 0
 
 
-def _models(run: CalibrationRun) -> list[str]:
+def reference_set(models: Sequence[str] | None = None) -> tuple[list[str], dict[str, Any]]:
+    """(model names, {model: {question_id: Answer}}) of the reference models (default: all 6)."""
     from .official import REFERENCE_MODELS
 
-    chosen = list(dict.fromkeys(run.models)) if run.models else list(REFERENCE_MODELS)
+    chosen = list(dict.fromkeys(models)) if models else list(REFERENCE_MODELS)
     unknown = [m for m in chosen if m not in REFERENCE_MODELS]
     if unknown:
         raise DataError(f"models: {', '.join(unknown)} have no official answers; "
                         f"choose from {', '.join(REFERENCE_MODELS)}")
-    return chosen
+    return chosen, {m: data.load_answers(data.official_answers_dir(), m) for m in chosen}
 
 
 def run_calibration(run: CalibrationRun, client: Any = None,
@@ -199,10 +200,9 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     from .official import load_official_grades
     from .prompts import build_matches
 
-    models = _models(run)
+    models, answers = reference_set(run.models)
     judge = judging.judge_display_name(run.judge_model)
     questions = data.load_questions()
-    answers = {m: data.load_answers(data.official_answers_dir(), m) for m in models}
     matches = build_matches(questions, answers, models, data.load_judge_prompts(), "single",
                             judge, data.load_references())
     out = judgments_path(run.data_dir, judge)

@@ -220,3 +220,19 @@ def pairwise_result(rows: list[dict[str, Any]], model_id: str, baseline_model: s
     result["categories"] = {c: rates([r for r in rows if categories[r["question_id"]] == c])
                             for c in cats}
     return result
+
+
+def calibrate(judge: JudgeSettings | None = None,
+              models: Sequence[str] | None = None) -> dict[str, Any]:
+    """The judge's calibration figures (`mt-bench calibrate --json`'s object): it grades the
+    official answers of the reference models (default all 6: 960 calls) with FastChat's single
+    prompts, compared with the official GPT-4 grades by `calibration.calibration_stats`."""
+    from . import calibration
+
+    judge = judge or JudgeSettings()
+    names, answers = calibration.reference_set(models)
+    judge.check_reachable()
+    rows = judging.judge_answers(data.load_questions(), answers, judge.make_client(),
+                                 judge.judge_name, "single", None, judge.parallel,
+                                 Path(judge.judge_file) if judge.judge_file else None)
+    return calibration.calibrate_records(rows, judge.judge_name, names)

@@ -53,7 +53,9 @@ def publish_results(repo_id: str, data_dir: Path, results_file: str | Path | Non
     pairwise = _load_pairwise(pair_file, model) if pair_file else None
     judge = str(single.get("judge") or judge_model)
     notes: list[str] = []
-    comparable = single.get("comparable", judge.startswith("gpt-4")) is not False
+    from .official import is_comparable  # the one rule (issue 9 replaces its body)
+
+    comparable = single.get("comparable", True) is not False and is_comparable(judge, [])
     if not comparable:
         notes.append(f"judge {judge!r} is not GPT-4: the card says the scores are not comparable "
                      "with published MT-bench")

@@ -197,6 +197,11 @@ def test_calibrate_shifted_judge_subset_and_the_citation(tmp_path):
     assert shown.returncode == 0 and cite in shown.stdout
     as_json = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--json")
     assert json.loads(as_json.stdout)["calibration"] == stats and cite in as_json.stderr
+    card = _cli("publish", "--repo-id", "someone/mine", "--data-dir", str(tmp_path),
+                "--judge-model", "gpt-4o", "--dry-run",
+                env_extra={"HF_HUB_OFFLINE": "1", "HF_TOKEN": ""})
+    assert card.returncode == 0, card.stderr
+    assert cite.split("; ")[1] in card.stdout and "not comparable" in card.stdout
 
 
 @pytest.mark.parametrize("args, message", [
@@ -209,3 +214,21 @@ def test_calibrate_user_mistakes_exit_2_one_line(tmp_path, args, message):
     assert res.stderr.strip().splitlines() == [res.stderr.strip()]
     assert res.stderr.startswith("mt-bench calibrate: error: ") and message in res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_metric_calibrate_gives_the_cli_statistics(tmp_path):
+    """The evaluate side: same statistics code, same numbers as the CLI on the same server."""
+    from mt_bench_task import metric
+
+    models = ["claude-v1", "llama-13b"]
+    with _grading_server(models, shift=1) as server:
+        got = metric.calibrate(metric.JudgeSettings(judge_model="gpt-4o", base_url=server.url,
+                                                    api_key="sk-test", parallel=16), models)
+        assert server.total == 320
+        res = _cli("calibrate", "--judge-model", "gpt-4o", "--openai-api-base", server.url,
+                   "--parallel", "16", "--data-dir", str(tmp_path), "--models", *models, "--json")
+    assert res.returncode == 0, res.stderr
+    assert got == json.loads(res.stdout)
+    records = _jsonl(tmp_path / "calibration" / "gpt-4o_single.jsonl")
+    _assert_equal(got, _expected(records, models, "gpt-4o"))
+    assert got["mean_shift"] > 0
