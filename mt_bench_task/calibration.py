@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import data
 from .jsonl import DataError, read_jsonl
@@ -99,11 +100,16 @@ def calibration_stats(judge_rows: list[dict[str, Any]], official_rows: list[dict
         "exact": sum(a == b for a, b in zip(js, os_)) / n if n else None,
         "within_1": sum(abs(a - b) <= 1 for a, b in zip(js, os_)) / n if n else None,
         "mean_shift": _mean([a - b for a, b in zip(js, os_)]),
-        "kendall_tau_models": kendall_tau_b([by_model[m]["official"] for m in names],  # type: ignore[misc]
-                                            [by_model[m]["judge"] for m in names]),
+        "kendall_tau_models": kendall_tau_b([_num(by_model[m]["official"]) for m in names],
+                                            [_num(by_model[m]["judge"]) for m in names]),
         "models": {m: by_model[m] for m in names},
         "categories": {c: by_cat[c] for c in sorted(by_cat, key=lambda c: (order.get(c, 99), c))},
     }
+
+
+def _num(x: float | None) -> float:
+    assert x is not None  # every group has at least one pair
+    return x
 
 
 # ---- files ----
@@ -206,10 +212,10 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     matches = build_matches(questions, answers, models, data.load_judge_prompts(), "single",
                             judge, data.load_references())
     out = judgments_path(run.data_dir, judge)
-    done = set()
+    done: set[tuple] = set()
     if out.exists():
-        done = {judging.record_key(r) for r in read_jsonl(out, repair_torn_tail=not run.dry_run)
-                if not judging.is_failed(r)}
+        stored: list[dict[str, Any]] = read_jsonl(out, repair_torn_tail=not run.dry_run)
+        done = {judging.record_key(r) for r in stored if not judging.is_failed(r)}
     todo = [m for m in matches if m.key not in done]
     summary = CalibrationSummary(judge, models, planned=len(matches),
                                  already_done=len(matches) - len(todo), output=out)
@@ -238,7 +244,7 @@ def run_calibration(run: CalibrationRun, client: Any = None,
         summary.failed = sum(judging.is_failed(r.to_dict()) for r in records)
         summary.usage = judging.usage_of(client)
         judging._drop_superseded_failures(out)
-    rows = read_jsonl(out) if out.exists() else []
+    rows: list[dict[str, Any]] = read_jsonl(out) if out.exists() else []
     categories = {q.question_id: q.category for q in questions}
     summary.stats = calibration_stats(rows, load_official_grades(), categories, judge, models)
     summary.stats_file = stats_path(run.data_dir, judge)
@@ -269,13 +275,13 @@ def calibration_table(s: CalibrationSummary) -> str:
     def f(x: Any, d: int = 3) -> str:
         return "-" if x is None else f"{x:.{d}f}"
 
-    lines = [f"judge {s.judge} vs the {OFFICIAL_SOURCE} grades of the published MT-bench, "
-             f"over {st.get('n', 0)} grades (judged {s.sent} now, {s.already_done} before, "
-             f"{s.failed} failed)",
-             f"pearson r {f(st.get('pearson'))}  spearman {f(st.get('spearman'))}  "
-             f"exact {f(st.get('exact'))}  within 1 {f(st.get('within_1'))}  "
-             f"mean shift {f(st.get('mean_shift'), 2)}  "
-             f"kendall tau-b (models) {f(st.get('kendall_tau_models'))}",
+    lines = [(f"judge {s.judge} vs the {OFFICIAL_SOURCE} grades of the published MT-bench, "
+              f"over {st.get('n', 0)} grades (judged {s.sent} now, {s.already_done} before, "
+              f"{s.failed} failed)"),
+             (f"pearson r {f(st.get('pearson'))}  spearman {f(st.get('spearman'))}  "
+              f"exact {f(st.get('exact'))}  within 1 {f(st.get('within_1'))}  "
+              f"mean shift {f(st.get('mean_shift'), 2)}  "
+              f"kendall tau-b (models) {f(st.get('kendall_tau_models'))}"),
              "", f"{'':24s} {'official':>8s} {'judge':>8s} {'shift':>8s}"]
     for title, key in (("model", "models"), ("category", "categories")):
         lines.append(f"-- by {title}")

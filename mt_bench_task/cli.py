@@ -115,7 +115,12 @@ def _show_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibration import CalibrationRun, calibration_plan, calibration_table, run_calibration
+    from .calibration import (
+        CalibrationRun,
+        calibration_plan,
+        calibration_table,
+        run_calibration,
+    )
 
     if args.parallel < 1:
         raise _usage("--parallel must be at least 1")

@@ -92,7 +92,7 @@ def leaderboard_text(board: dict[str, Any], judge: str, labels: list[str]) -> st
                  f"{'95% CI (yours)':17s} graded by")
     for rank, (name, m) in enumerate(board["models"].items(), 1):
         ci = "" if m["official"] else f"[{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}]"
-        who = (f"official: published GPT-4 grades" if m["official"]
+        who = ("official: published GPT-4 grades" if m["official"]
                else f"YOURS: judge {judge}")
         lines.append(f"{rank:4d}  {name:40s} {_f(m['average'])} {_f(m['turn_1'])} "
                      f"{_f(m['turn_2'])}  {ci:17s} {who}")

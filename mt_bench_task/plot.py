@@ -1,8 +1,9 @@
 """The per-category radar plot of the MT-bench paper: one polygon per model, 8 axes, scale 0-10."""
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any
 
 from .data import CATEGORIES
 

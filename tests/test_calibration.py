@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fake_openai import FakeOpenAI
+
 from mt_bench_task import data
 from mt_bench_task.prompts import build_matches, user_prompts
 
@@ -68,7 +68,8 @@ def _grading_server(models: list[str], shift: int = 0, unrated: int | None = Non
 
 def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OPENAI_API_KEY": "sk-test", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli", *args], check=False,
+                          capture_output=True,
                           text=True, env=env, timeout=600)
 
 

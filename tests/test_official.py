@@ -26,7 +26,8 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli", *args], check=False,
+                          capture_output=True,
                           text=True, env={**os.environ, **(env_extra or {})}, timeout=300)
 
 
