@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 DEFAULT_DATA_ROOT = Path("data")
 
@@ -186,9 +187,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line, `mt-bench <command>: error: ...`, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="mt-bench", description="MT-bench, FastChat-exact.")
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = _Parser(prog="mt-bench", description="MT-bench, FastChat-exact.")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("gen", help="answer the questions with a local HF model (accelerate)")
     _add_bench(p), _add_questions(p), _add_local_model(p, required=False)
@@ -283,7 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .jsonl import DataError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.exit(2, f"mt-bench {args.command}: error: unrecognized arguments: "
+                       f"{' '.join(unknown)} (see mt-bench {args.command} --help)\n")
+    # incompatible options are refused before any work
+    if getattr(args, "plot", None) and getattr(args, "mode", "single") != "single":
+        parser.exit(2, f"mt-bench {args.command}: error: --plot draws single-mode (1-10) scores; "
+                       f"it cannot be used with --mode {args.mode}\n")
     try:
         return args.func(args)
     except DataError as e:

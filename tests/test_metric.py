@@ -367,6 +367,7 @@ state.destroy_process_group()  # without it, gloo aborts a process at exit
 """
 
 
+@pytest.mark.slow  # two accelerate processes (~15 s)
 def test_two_process_accelerate_gather_then_compute(server: FakeOpenAI, hf_env: dict[str, str],
                                                      by_path: dict, tmp_path: Path) -> None:
     script = tmp_path / "distributed_eval.py"
