@@ -198,6 +198,14 @@ def test_calibrate_shifted_judge_subset_and_the_citation(tmp_path):
     assert shown.returncode == 0 and cite in shown.stdout
     as_json = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--json")
     assert json.loads(as_json.stdout)["calibration"] == stats and cite in as_json.stderr
+    from mt_bench_task import report
+
+    (tmp_path / "model_answer").mkdir()
+    (tmp_path / "model_answer" / "mine.jsonl").write_text("".join(
+        json.dumps({**a, "model_id": "mine"}) + "\n"
+        for a in _jsonl(PKG / "official_answers" / "gpt-4.jsonl")))
+    assert report.build_payload(tmp_path, "gpt-4o")["calibration"] == {"text": cite,
+                                                                      "comparable": False}
     card = _cli("publish", "--repo-id", "someone/mine", "--data-dir", str(tmp_path),
                 "--judge-model", "gpt-4o", "--dry-run",
                 env_extra={"HF_HUB_OFFLINE": "1", "HF_TOKEN": ""})

@@ -142,6 +142,10 @@ def test_leaderboard_plot_and_user_mistakes(tmp_path):
                "--plot", str(png), "--reference-models", "gpt-4", "llama-13b")
     assert res.returncode == 0, res.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png.unlink()
+    res = _cli("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--leaderboard",
+               "--plot", str(png))  # the default reference models
+    assert res.returncode == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for args in (["--leaderboard", "--plot", str(tmp_path / "x.png"), "--reference-models", "nope"],
                  ["--reference-models", "gpt-4"],
                  ["--leaderboard", "--mode", "pairwise-all"]):
