@@ -275,7 +275,10 @@ def calibration_table(s: CalibrationSummary) -> str:
     def f(x: Any, d: int = 3) -> str:
         return "-" if x is None else f"{x:.{d}f}"
 
-    lines = [(f"judge {s.judge} vs the {OFFICIAL_SOURCE} grades of the published MT-bench, "
+    from .official import is_comparable, judge_label
+
+    lines = [judge_label(s.judge, is_comparable(s.judge, []), citation(st)),
+             (f"judge {s.judge} vs the {OFFICIAL_SOURCE} grades of the published MT-bench, "
               f"over {st.get('n', 0)} grades (judged {s.sent} now, {s.already_done} before, "
               f"{s.failed} failed)"),
              (f"pearson r {f(st.get('pearson'))}  spearman {f(st.get('spearman'))}  "

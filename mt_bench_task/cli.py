@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from .jsonl import DataError
+
 DEFAULT_DATA_ROOT = Path("data")
 
 
@@ -91,7 +93,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     if args.reference_models and not (args.leaderboard and args.plot):
-        raise _usage("--reference-models needs --leaderboard and --plot")
+        raise DataError("--reference-models needs --leaderboard and --plot")
     if args.leaderboard:
         return _show_leaderboard(args)
     from .scoring import show
@@ -124,7 +126,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
 
     if args.parallel < 1:
-        raise _usage("--parallel must be at least 1")
+        raise DataError("--parallel must be at least 1")
     run = CalibrationRun(data_dir=_data_dir(args), judge_model=args.judge_model,
                          base_url=args.openai_api_base, parallel=args.parallel,
                          models=tuple(args.models) if args.models else None, dry_run=args.dry_run)
@@ -139,12 +141,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         print(calibration_table(summary))
     return 0 if summary.ok else 1  # $ERROR$ judgments are sent again on the next run
-
-
-def _usage(message: str) -> Exception:
-    from .jsonl import DataError
-
-    return DataError(message)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -289,8 +285,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .jsonl import DataError
-
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
