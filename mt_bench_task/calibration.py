@@ -202,7 +202,7 @@ def run_calibration(run: CalibrationRun, client: Any = None,
 
     `on_plan` sees the plan (calls to make) before any call is sent."""
     from . import judging
-    from .jsonl import JsonlAppender, write_lines_atomic
+    from .jsonl import write_lines_atomic
     from .official import load_official_grades
     from .prompts import build_matches
 
@@ -228,22 +228,10 @@ def run_calibration(run: CalibrationRun, client: Any = None,
         client = client or judging.make_client(judging.JudgeRun(
             data_dir=run.data_dir, judge_model=run.judge_model, base_url=run.base_url))
         request_model = judging._request_model(run.judge_model, judge)
-        with JsonlAppender(out) as sink:
-            async def go() -> list[Any]:
-                check = getattr(client, "check_reachable", None)
-                if check is not None:
-                    await check()
-                try:
-                    return await judging.judge_matches(
-                        todo, client, request_model, run.parallel,
-                        on_record=lambda r: sink.write(r.to_json()), local=local)
-                finally:
-                    await judging._close(client)
-            records = judging.run_sync(go)
+        records = judging.judge_into(out, todo, client, request_model, run.parallel, local)
         summary.sent = len(records)
         summary.failed = sum(judging.is_failed(r.to_dict()) for r in records)
         summary.usage = judging.usage_of(client)
-        judging._drop_superseded_failures(out)
     rows: list[dict[str, Any]] = read_jsonl(out) if out.exists() else []
     categories = {q.question_id: q.category for q in questions}
     summary.stats = calibration_stats(rows, load_official_grades(), categories, judge, models)

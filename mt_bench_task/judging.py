@@ -257,27 +257,35 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None) -> JudgeSummary
     client = client or make_client(run)
     judge_name = judge_display_name(run.judge_model)
     parallel = max(run.parallel, 8) if local and run.parallel == 1 else run.parallel
+    records = judge_into(out, todo, client, _request_model(run.judge_model, judge_name), parallel,
+                         local)
+    summary.sent = len(records)
+    summary.failed = sum(is_failed(r.to_dict()) for r in records)
+    summary.usage.update(usage_of(client))
+    u = summary.usage
+    print(f"judged {summary.sent} matches ({summary.failed} failed after retries, "
+          f"{summary.already_done} already done; tokens {u['prompt_tokens']} prompt + "
+          f"{u['completion_tokens']} completion) -> {out}", file=sys.stderr)
+    return summary
+
+
+def judge_into(out: Path, todo: list[Match], client: ChatClient, request_model: str,
+               parallel: int, local: bool) -> list[Any]:
+    """Check the judge answers, judge `todo`, append each record to `out` as it completes, then
+    drop the $ERROR$ rows that a later success superseded (`judge` and `calibrate` share it)."""
     with JsonlAppender(out) as sink:
         async def go() -> list[Any]:
             check = getattr(client, "check_reachable", None)
             if check is not None:
                 await check()
             try:
-                return await judge_matches(todo, client, _request_model(run.judge_model, judge_name),
-                                           parallel, on_record=lambda r: sink.write(r.to_json()),
-                                           local=local)
+                return await judge_matches(todo, client, request_model, parallel,
+                                           on_record=lambda r: sink.write(r.to_json()), local=local)
             finally:
                 await _close(client)
         records = run_sync(go)
-    summary.sent = len(records)
-    summary.failed = sum(is_failed(r.to_dict()) for r in records)
-    summary.usage.update(usage_of(client))
     _drop_superseded_failures(out)
-    u = summary.usage
-    print(f"judged {summary.sent} matches ({summary.failed} failed after retries, "
-          f"{summary.already_done} already done; tokens {u['prompt_tokens']} prompt + "
-          f"{u['completion_tokens']} completion) -> {out}", file=sys.stderr)
-    return summary
+    return records
 
 
 async def _close(client: Any) -> None:
