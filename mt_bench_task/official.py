@@ -58,6 +58,16 @@ def judge_label(judge: str, comparable: bool, calibration: str | None = None) ->
 
 
 # ---- placement ----
+def check_mt_bench(data_dir: Path | None) -> None:
+    """The official grades are for MT-bench's 80 questions: a data dir with other questions
+    cannot be placed among them."""
+    mine = data.questions_file(data_dir)
+    packaged = data.questions_file(None)
+    if mine != packaged and mine.read_bytes() != packaged.read_bytes():
+        raise DataError(f"{mine}: not MT-bench's questions; the leaderboard placement compares "
+                        f"scores on MT-bench's 80 questions only")
+
+
 def leaderboard(user: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     """`user` (a single-mode `show --json` object) with the 34 official models added.
 
@@ -134,6 +144,7 @@ def show_leaderboard(data_dir: Path, input_file: str | None, judge_model: str, m
 
     if mode != "single":
         raise DataError("--leaderboard needs single-mode judgments (--mode single)")
+    check_mt_bench(data_dir)
     path = Path(input_file) if input_file else scoring.judgment_file(data_dir, judge_model, mode)
     rows = scoring.load_rows(path)
     user = scoring.results_from_rows(rows, mode, model_list, None,

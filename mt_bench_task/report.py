@@ -76,6 +76,10 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
     if leaderboard and single is None:
         raise DataError(f"{single_path}: not found; the leaderboard placement needs single-mode "
                         f"judgments (`mt-bench judge --mode single`)")
+    if leaderboard:
+        from .official import check_mt_bench
+
+        check_mt_bench(data_dir)
     return {
         "meta": {"data_dir": str(data_dir), "judge_model": judge_model, "seed": seed,
                  "single_file": str(single_path), "pair_file": str(pair_path),

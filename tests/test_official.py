@@ -153,6 +153,10 @@ def test_leaderboard_plot_and_user_mistakes(tmp_path):
         assert bad.returncode == 2, args
         assert bad.stderr.startswith("mt-bench show: error: ") and bad.stderr.count("\n") == 1
         assert not (tmp_path / "x.png").exists()
+    (d / "question.jsonl").write_text(
+        (data.questions_file(None)).read_text().splitlines()[0] + "\n")  # a custom bench
+    bad = _cli("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--leaderboard")
+    assert bad.returncode == 2 and "not MT-bench's questions" in bad.stderr
 
 
 # ---- report ----
