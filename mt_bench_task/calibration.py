@@ -163,12 +163,14 @@ class CalibrationRun:
     parallel: int = 1
     models: tuple[str, ...] | None = None  # None: all 6 reference models
     dry_run: bool = False
+    judge_repeats: int = 1  # each match K times; records carry "repeat" when K > 1 (as `judge`)
 
 
 @dataclass
 class CalibrationSummary:
     judge: str
     models: list[str]
+    label: str | None = None  # `judges`' "not comparable" line for this judge, or None
     planned: int = 0
     already_done: int = 0
     sent: int = 0
@@ -203,39 +205,43 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     `on_plan` sees the plan (calls to make) before any call is sent."""
     from . import judging
     from .jsonl import write_lines_atomic
+    from .judge_runner import job_key
+    from .judges import judge_spec, make_client
     from .official import load_official_grades
     from .prompts import build_matches
 
     models, answers = reference_set(run.models)
-    judge = judging.judge_display_name(run.judge_model)
+    if run.judge_repeats < 1:
+        raise DataError(f"judge_repeats (--judge-repeats) must be >= 1, got {run.judge_repeats}")
+    spec = judge_spec(run.judge_model)
     questions = data.load_questions()
     matches = build_matches(questions, answers, models, data.load_judge_prompts(), "single",
-                            judge, data.load_references())
-    out = judgments_path(run.data_dir, judge)
+                            spec.display_name, data.load_references())
+    jobs = judging.repeat_jobs(matches, run.judge_repeats)
+    out = judgments_path(run.data_dir, spec.display_name)
     done: set[tuple] = set()
     if out.exists():
         stored: list[dict[str, Any]] = read_jsonl(out, repair_torn_tail=not run.dry_run)
         done = {judging.record_key(r) for r in stored if not judging.is_failed(r)}
-    todo = [m for m in matches if m.key not in done]
-    summary = CalibrationSummary(judge, models, planned=len(matches),
-                                 already_done=len(matches) - len(todo), output=out)
+    todo = [j for j in jobs if job_key(*j) not in done]
+    summary = CalibrationSummary(spec.display_name, models, spec.label, planned=len(jobs),
+                                 already_done=len(jobs) - len(todo), output=out)
     if on_plan is not None:
         on_plan(summary)
     if run.dry_run:
         return summary
     if todo:
-        local = judging._is_local(run.judge_model)
-        client = client or judging.make_client(judging.JudgeRun(
-            data_dir=run.data_dir, judge_model=run.judge_model, base_url=run.base_url))
-        request_model = judging._request_model(run.judge_model, judge)
-        records = judging.judge_into(out, todo, client, request_model, run.parallel, local)
+        chat = client or make_client(spec, base_url=run.base_url)
+        parallel = max(run.parallel, 8) if spec.local and run.parallel == 1 else run.parallel
+        records = judging.judge_into(out, todo, chat, spec, parallel)
         summary.sent = len(records)
         summary.failed = sum(judging.is_failed(r.to_dict()) for r in records)
-        summary.usage = judging.usage_of(client)
+        summary.usage = dict(vars(chat.usage))
     rows: list[dict[str, Any]] = read_jsonl(out) if out.exists() else []
     categories = {q.question_id: q.category for q in questions}
-    summary.stats = calibration_stats(rows, load_official_grades(), categories, judge, models)
-    summary.stats_file = stats_path(run.data_dir, judge)
+    summary.stats = calibration_stats(rows, load_official_grades(), categories, spec.display_name,
+                                      models)
+    summary.stats_file = stats_path(run.data_dir, spec.display_name)
     write_lines_atomic(summary.stats_file, [json.dumps(summary.stats, indent=1)])
     return summary
 
@@ -254,7 +260,7 @@ def calibration_plan(s: CalibrationSummary) -> str:
     todo = s.planned - s.already_done
     return (f"calibrate: judge {s.judge} on the official answers of {len(s.models)} model(s) "
             f"({', '.join(s.models)}): {s.planned} judgments, {s.already_done} already done, "
-            f"{todo} judge calls to make -> {s.output}")
+            f"{todo} judge calls to make -> {s.output}" + (f"\nNOTE: {s.label}" if s.label else ""))
 
 
 def calibration_table(s: CalibrationSummary) -> str:
@@ -263,9 +269,7 @@ def calibration_table(s: CalibrationSummary) -> str:
     def f(x: Any, d: int = 3) -> str:
         return "-" if x is None else f"{x:.{d}f}"
 
-    from .official import is_comparable, judge_label
-
-    lines = [judge_label(s.judge, is_comparable(s.judge, []), citation(st)),
+    lines = [(s.label or f"judged by {s.judge}") + f"; {citation(st)}",
              (f"judge {s.judge} vs the {OFFICIAL_SOURCE} grades of the published MT-bench, "
               f"over {st.get('n', 0)} grades (judged {s.sent} now, {s.already_done} before, "
               f"{s.failed} failed)"),

@@ -13,6 +13,19 @@ from typing import NoReturn
 from .jsonl import DataError
 
 DEFAULT_DATA_ROOT = Path("data")
+EXIT_CODES = """exit codes: 0 done; 1 finished but failures remain (re-run to retry them); 2 user or input
+error, or a judge that refuses every request (one line `mt-bench <command>: error: ...`);
+130 interrupted (finished records are kept; re-run to resume)."""
+JUDGE_NOTES = """the judge: only gpt-4 through an OpenAI-compatible API with FastChat's judge prompts gives
+scores comparable with published MT-bench; any other judge (another API model, a local model,
+another --judge-file) is labelled "not comparable with published MT-bench" by judge, show, run,
+report, publish and the evaluate metric.
+reasoning models (o1/o3/o4-mini, gpt-5...): when the server answers HTTP 400 to max_tokens or to
+temperature 0, the request is resent with max_completion_tokens (same budget) or without
+temperature, for the rest of the run, and a warning says so once; other judges get FastChat's
+exact request (temperature 0, max_tokens 2048, n 1).
+--judge-repeats K judges every match K times (records get "repeat": 0..K-1; re-runs send only
+missing repeats); show reports the judge's spread (judge_sd) next to the score."""
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -62,7 +75,10 @@ def _add_judge(p: argparse.ArgumentParser) -> None:
                    help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL or api.openai.com)")
     p.add_argument("--allow-partial", action="store_true",
                    help="judge what exists when answers miss questions or turns")
-    p.add_argument("--dry-run", action="store_true", help="print the plan, call nothing")
+    p.add_argument("--judge-repeats", type=int, default=1, metavar="K",
+                   help="judge each match K times to measure judge noise (default 1: FastChat)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (calls, estimated prompt tokens), call nothing")
 
 
 # ---- subcommands ----
@@ -129,7 +145,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise DataError("--parallel must be at least 1")
     run = CalibrationRun(data_dir=_data_dir(args), judge_model=args.judge_model,
                          base_url=args.openai_api_base, parallel=args.parallel,
-                         models=tuple(args.models) if args.models else None, dry_run=args.dry_run)
+                         models=tuple(args.models) if args.models else None, dry_run=args.dry_run,
+                         judge_repeats=args.judge_repeats)
     summary = run_calibration(run, on_plan=lambda plan: print(
         calibration_plan(plan), file=sys.stdout if args.dry_run else sys.stderr))
     if args.dry_run:
@@ -183,6 +200,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Raw(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's line breaks."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line, `mt-bench <command>: error: ...`, exit 2."""
 
@@ -191,7 +212,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="mt-bench", description="MT-bench, FastChat-exact.")
+    ap = _Parser(prog="mt-bench", description="MT-bench, FastChat-exact.", epilog=EXIT_CODES,
+                 formatter_class=_Raw)
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("gen", help="answer the questions with a local HF model (accelerate)")
@@ -211,11 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one temperature for every question (default: per category)")
     p.set_defaults(func=cmd_gen_api)
 
-    p = sub.add_parser("judge", help="grade answers with the judge (FastChat's gen_judgment)")
+    p = sub.add_parser("judge", help="grade answers with the judge (FastChat's gen_judgment)",
+                       epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=_Raw)
     _add_bench(p), _add_judge(p)
     p.set_defaults(func=cmd_judge)
 
-    p = sub.add_parser("show", help="print the result tables (FastChat's show_result)")
+    p = sub.add_parser("show", help="print the result tables (FastChat's show_result)",
+                       epilog="--json adds \"judge\", \"comparable\" (published MT-bench: gpt-4 "
+                              "only), \"judge_repeats\" and per model \"judge_sd\"")
     _add_bench(p)
     p.add_argument("--input-file", default=None)
     p.add_argument("--judge-model", default="gpt-4")
@@ -235,22 +260,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("calibrate", help="judge the official answers of 6 leaderboard models and "
-                                         "compare with the official GPT-4 grades")
+                                         "compare with the official GPT-4 grades",
+                       epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=_Raw)
     _add_bench(p)
     p.add_argument("--judge-model", required=True,
                    help="API model name, or a local HF model path, or 'default' (embedded model)")
     p.add_argument("--openai-api-base", default=None,
                    help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL or api.openai.com)")
     p.add_argument("--parallel", type=int, default=1, help="concurrent judge requests")
+    p.add_argument("--judge-repeats", type=int, default=1, metavar="K",
+                   help="judge every match K times (records get \"repeat\"; each repeat is a pair)")
     p.add_argument("--models", nargs="+", default=None,
                    help="reference models to judge (default: all 6: gpt-4 gpt-3.5-turbo "
                         "claude-v1 vicuna-13b-v1.3 alpaca-13b llama-13b)")
     p.add_argument("--json", action="store_true", help="the statistics as one JSON object")
     p.add_argument("--dry-run", action="store_true",
-                   help="say how many judge calls it would make, call nothing")
+                   help="say how many judge calls it would make (960 for all 6), call nothing")
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("run", help="gen + judge + show in one go (defaults: embedded models)")
+    p = sub.add_parser("run", help="gen + judge + show in one go (defaults: embedded models)",
+                       epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=_Raw)
     _add_bench(p), _add_questions(p), _add_local_model(p, required=False), _add_judge(p)
     p.add_argument("--plot", default=None, help="radar PNG (default: DATA_DIR/radar.png)")
     p.set_defaults(func=cmd_run, judge_model=None, max_new_token=None)

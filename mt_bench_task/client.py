@@ -5,6 +5,12 @@ Sends exactly what FastChat sends (`model` verbatim, `messages`, `n=1`, `tempera
 FastChat sleeps 10 s after every error, 16 times, and retries everything; here retries are bounded
 exponential backoff with jitter that honours Retry-After, only transient errors are retried, and a
 rejected key or a bad request stops the run with one clear line that never shows the key.
+
+Reasoning models (o1/o3/o4-mini, the gpt-5 family) refuse FastChat's request: HTTP 400 naming
+`max_tokens` (code unsupported_parameter) or `temperature` (unsupported_value). Then that request
+is resent with `max_completion_tokens` (same budget) or without `temperature`, the change is kept
+for the rest of the run, logged once and listed in `adaptations`; the refusals are not judgments.
+Every other server gets exactly FastChat's request.
 """
 from __future__ import annotations
 
@@ -16,12 +22,13 @@ import os
 import random
 import re
 import time
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .jsonl import DataError
 from .prompts import API_ERROR_OUTPUT
-from .types import Completion
+from .types import ClientUsage, Completion
+
+__all__ = ["ClientUsage", "OpenAIChatClient"]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 DUMMY_API_KEY = "EMPTY"  # vLLM/TGI accept any key, but the SDK insists on one
@@ -36,17 +43,6 @@ _HINTS = {401: "check OPENAI_API_KEY", 403: "check OPENAI_API_KEY and the model'
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ClientUsage:
-    """Running totals, for progress bars and summaries."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    requests: int = 0  # HTTP attempts, retries included
-    retries: int = 0
-    failures: int = 0  # completions given up on ("$ERROR$")
-
-
 class _Transient(Exception):
     """A failure worth another attempt; `retry_after` is the server's wish in seconds."""
 
@@ -57,6 +53,14 @@ class _Transient(Exception):
 
 class _Rejected(Exception):
     """This request, and only this one, was refused (HTTP 400/413/422): retrying cannot help."""
+
+
+class _Unsupported(Exception):
+    """HTTP 400 naming a parameter this model does not take; the request is resent adapted."""
+
+    def __init__(self, param: str):
+        super().__init__(param)
+        self.param = param
 
 
 class OpenAIChatClient:
@@ -78,6 +82,9 @@ class OpenAIChatClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.usage = ClientUsage()
+        self.adaptations: list[str] = []  # what this server made us change, once each
+        self._max_completion_tokens = False  # send max_completion_tokens instead of max_tokens
+        self._drop_temperature = False
         self._client: Any = None  # openai.AsyncOpenAI, made on first use (keeps --help fast)
 
     def __repr__(self) -> str:  # never the key
@@ -85,7 +92,7 @@ class OpenAIChatClient:
 
     async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
                        max_tokens: int) -> Completion:
-        reason, retry_after = "", None
+        reason, retry_after, rejection = "", None, None
         for attempt in range(self.max_retries + 1):
             if attempt:
                 self.usage.retries += 1
@@ -98,12 +105,12 @@ class OpenAIChatClient:
                 reason, retry_after = str(e), e.retry_after
                 log.debug("attempt %d for %s failed: %s", attempt + 1, model, self.mask(reason))
             except _Rejected as e:
-                reason = str(e)
+                reason = rejection = str(e)
                 break
         self.usage.failures += 1
         log.warning("giving up on a request to %s at %s after %d attempt(s) (%s); its text is %r",
                     model, self.base_url, attempt + 1, self.mask(reason), API_ERROR_OUTPUT)
-        return Completion(text=API_ERROR_OUTPUT, failed=True)
+        return Completion(text=API_ERROR_OUTPUT, failed=True, rejection=rejection)
 
     def backoff_delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds before retry `attempt` (1-based): the server's Retry-After when it gave one,
@@ -160,12 +167,40 @@ class OpenAIChatClient:
 
     async def _post(self, model: str, messages: list[dict[str, str]], temperature: float,
                     max_tokens: int) -> bytes:
+        """One request; resent at once (not a retry) when the server refuses a parameter we
+        know how to adapt. At most one resend per adaptable parameter."""
+        for _ in range(3):
+            try:
+                return await self._post_once(model, messages, temperature, max_tokens)
+            except _Unsupported as e:
+                self.usage.adapted += 1
+                self._adapt(e.param, model, temperature, max_tokens)
+        raise _Rejected(f"{self.base_url} kept refusing the adapted request")  # pragma: no cover
+
+    def _adapt(self, param: str, model: str, temperature: float, max_tokens: int) -> None:
+        if param == "max_tokens" and not self._max_completion_tokens:
+            self._max_completion_tokens = True
+            note = (f"{model} at {self.base_url} does not take max_tokens: sending "
+                    f"max_completion_tokens={max_tokens} instead for the rest of the run")
+        elif param == "temperature" and not self._drop_temperature:
+            self._drop_temperature = True
+            note = (f"{model} at {self.base_url} does not take temperature={temperature:g}: "
+                    f"sending no temperature (the model's default) for the rest of the run")
+        else:
+            return  # another request adapted it already
+        self.adaptations.append(note)
+        log.warning("%s", note)
+
+    async def _post_once(self, model: str, messages: list[dict[str, str]], temperature: float,
+                         max_tokens: int) -> bytes:
         import openai
 
+        # FastChat's request (model, messages, n, temperature, max_tokens) unless adapted
+        sent: dict[str, Any] = {} if self._drop_temperature else {"temperature": temperature}
+        sent["max_completion_tokens" if self._max_completion_tokens else "max_tokens"] = max_tokens
         try:
             raw = await self._get_client().chat.completions.with_raw_response.create(
-                model=model, messages=messages, n=1, temperature=temperature,
-                max_tokens=max_tokens)
+                model=model, messages=messages, n=1, **sent)
         except openai.APITimeoutError:  # before APIConnectionError: it is a subclass
             raise _Transient(f"no answer within {self.timeout:g} s") from None
         except openai.APIConnectionError as e:
@@ -174,6 +209,9 @@ class OpenAIChatClient:
             if e.status_code in _RETRY_STATUSES or e.status_code >= 500:
                 wait = _retry_after(e.response.headers)
                 raise _Transient(f"HTTP {e.status_code}", wait) from None
+            param = _unsupported_param(e)
+            if param in sent:
+                raise _Unsupported(param) from None
             if e.status_code in _REQUEST_REJECTED:
                 raise _Rejected(self._rejection(e, "a request")) from None
             raise DataError(self._rejection(e, f"the request for model {model!r}")) from None
@@ -227,6 +265,28 @@ def _cause(e: BaseException) -> str:
     if isinstance(root, ConnectionRefusedError):
         return "connection refused"
     return " ".join(str(root).split()) or type(root).__name__
+
+
+def _error_body(e: Any) -> dict[str, Any]:
+    body = getattr(e, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    return body if isinstance(body, dict) else {}
+
+
+def _unsupported_param(e: Any) -> str | None:
+    """"max_tokens" or "temperature" when an HTTP 400 says this model does not take it."""
+    if e.status_code != 400:
+        return None
+    body = _error_body(e)
+    param, code = body.get("param"), body.get("code")
+    message = str(body.get("message") or "")
+    if (param == "max_tokens" and code == "unsupported_parameter") or (
+            param is None and "'max_tokens'" in message and "max_completion_tokens" in message):
+        return "max_tokens"
+    if param == "temperature" and code in ("unsupported_value", "unsupported_parameter"):
+        return "temperature"
+    return None
 
 
 def _server_message(e: Any) -> str:

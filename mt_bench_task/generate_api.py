@@ -89,9 +89,7 @@ async def _generate(client: ChatClient, model: str,
     from tqdm import tqdm
 
     try:
-        check = getattr(client, "check_reachable", None)
-        if check is not None:
-            await check()  # unreachable: DataError before anything is written
+        await client.check_reachable()  # unreachable: DataError before anything is written
         if len(pending) < len(questions):
             print(f"resuming: {len(questions) - len(pending)} of {len(questions)} questions "
                   f"already answered in {out}")
@@ -123,10 +121,8 @@ async def _generate(client: ChatClient, model: str,
                 appender.close()
                 reorganize_answer_file(out)  # finished answers are kept, sorted, even on error
     finally:
-        close = getattr(client, "close", None)
-        if close is not None:  # its connections belong to this event loop, which ends here
-            await close()
-    usage = getattr(client, "usage", None) or ClientUsage()
+        await client.close()  # its connections belong to this event loop, which ends here
+    usage = client.usage
     print(f"answered {len(pending)} questions ({failed} failed) -> {out}")
     return ApiGenerationStats(len(pending), failed, out, usage)
 
@@ -152,7 +148,6 @@ async def answer_question(client: ChatClient, model: str, question: Question,
 
 
 def _show_usage(bar: Any, client: ChatClient, failed: int) -> None:
-    usage = getattr(client, "usage", None)
-    if usage is not None:
-        bar.set_postfix(tokens=usage.prompt_tokens + usage.completion_tokens,
-                        retries=usage.retries, failed=failed, refresh=False)
+    usage = client.usage
+    bar.set_postfix(tokens=usage.prompt_tokens + usage.completion_tokens,
+                    retries=usage.retries, failed=failed, refresh=False)

@@ -6,24 +6,51 @@ kill -9 is repaired, bounded concurrent requests, a local judge, and a plan (`--
 """
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any
 
 from . import data
 from .jsonl import DataError, JsonlAppender, read_jsonl, write_lines_atomic
-from .prompts import (API_ERROR_OUTPUT, Match, Mode, build_matches, extract_rating,
-                      extract_verdict, map_winner, messages, user_prompts)
+from .judge_runner import (
+    JUDGE_MAX_TOKENS,
+    JUDGE_TEMPERATURE,
+    Job,
+    is_failed,
+    job_key,
+    judge_match,
+    judge_matches,
+    record_key,
+    run_sync,
+)
+from .judges import JudgeSpec, judge_spec
+from .judges import make_client as make_judge_client
+from .prompts import Match, Mode, build_matches, messages, user_prompts
 from .scoring import judgment_file
-from .types import Answer, ChatClient, Completion, PairJudgment, Question, SingleJudgment
+from .types import Answer, ChatClient, Question
 
-JUDGE_TEMPERATURE = 0.0
-JUDGE_MAX_TOKENS = 2048
-T = TypeVar("T")
+__all__ = [  # judge_runner's names stay importable from here
+    "JUDGE_MAX_TOKENS",
+    "JUDGE_TEMPERATURE",
+    "JudgeRun",
+    "JudgeSummary",
+    "check_answers",
+    "describe_plan",
+    "is_failed",
+    "judge_answers",
+    "judge_display_name",
+    "judge_into",
+    "judge_match",
+    "judge_matches",
+    "make_client",
+    "plan",
+    "record_key",
+    "repeat_jobs",
+    "run_judging",
+    "run_sync",
+]
 
 
 @dataclass(frozen=True)
@@ -42,6 +69,11 @@ class JudgeRun:
     base_url: str | None = None
     allow_partial: bool = False
     dry_run: bool = False
+    judge_repeats: int = 1  # each match judged K times; records carry "repeat" when K > 1
+
+    @property
+    def judge(self) -> JudgeSpec:
+        return judge_spec(self.judge_model, self.judge_file)
 
     @classmethod
     def from_args(cls, args: Any, data_dir: Path) -> "JudgeRun":
@@ -50,7 +82,7 @@ class JudgeRun:
                    baseline_model=args.baseline_model, model_list=args.model_list,
                    parallel=max(1, args.parallel), first_n=args.first_n,
                    base_url=args.openai_api_base, allow_partial=args.allow_partial,
-                   dry_run=args.dry_run)
+                   dry_run=args.dry_run, judge_repeats=args.judge_repeats)
 
 
 @dataclass
@@ -62,103 +94,12 @@ class JudgeSummary:
     skipped_partial: int = 0
     output: Path | None = None
     usage: Counter = field(default_factory=Counter)
+    adaptations: list[str] = field(default_factory=list)  # request changes the judge required
+    label: str | None = None  # "judged by X: not comparable with published MT-bench", or None
 
     @property
     def ok(self) -> bool:
         return self.failed == 0
-
-
-# ---- one match -> one record ----
-def _is_local(judge_model: str) -> bool:
-    return judge_model == "default" or Path(judge_model).exists()
-
-
-async def judge_match(match: Match, client: ChatClient, judge_model: str,
-                      local: bool = False) -> SingleJudgment | PairJudgment:
-    """The judge call(s) of one match; pairwise makes two sequential calls (g1, then g2 swapped)."""
-    done: list[Completion] = []
-    prompts = user_prompts(match)
-    for user_prompt in prompts:
-        done.append(await client.complete(judge_model, messages(match.prompt, user_prompt),
-                                          temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS))
-    judge = [judge_model, match.prompt.name]
-    extra: dict[str, Any] = {"local_judge": True} if local else {}
-    qid, turn = match.question.question_id, match.turn
-    if not match.pairwise:
-        c = done[0]
-        score = extract_rating(c.text)
-        if score == -1 and c.fallback_rating is not None:
-            score, extra["score_source"] = c.fallback_rating, "rating_probability"
-        return SingleJudgment(qid, match.model_1, judge, prompts[0], c.text, score, turn,
-                              time.time(), extra)
-    g1, g2 = (map_winner(extract_verdict(c.text, match.prompt.output_format), game)
-              for game, c in zip((1, 2), done))
-    assert match.model_2 is not None
-    return PairJudgment(qid, match.model_1, match.model_2, g1, g2, judge, prompts[0], done[0].text,
-                        prompts[1], done[1].text, turn, time.time(), extra)
-
-
-def is_failed(record: dict[str, Any]) -> bool:
-    """An API failure ($ERROR$) is not a judgment: resume sends it again."""
-    texts = [record.get("judgment"), record.get("g1_judgment"), record.get("g2_judgment")]
-    return API_ERROR_OUTPUT in texts
-
-
-def record_key(record: dict[str, Any]) -> tuple:
-    """Same identity as `Match.key`, read off a stored record."""
-    model_1 = record.get("model", record.get("model_1"))
-    return (record["question_id"], record["turn"], model_1, record.get("model_2", ""),
-            record["judge"][1])
-
-
-async def judge_matches(matches: list[Match], client: ChatClient, judge_model: str, parallel: int,
-                        on_record: Callable[[Any], None] | None = None, local: bool = False,
-                        progress: bool = True) -> list[Any]:
-    """Judge with at most `parallel` matches in flight; records in completion order."""
-    from tqdm.auto import tqdm
-
-    sem = asyncio.Semaphore(parallel)
-    bar = tqdm(total=len(matches), desc=f"judging ({judge_model})", unit="match",
-               disable=not progress, file=sys.stderr)
-    failed = 0
-    records: list[Any] = []
-
-    async def one(m: Match) -> None:
-        nonlocal failed
-        async with sem:
-            rec = await judge_match(m, client, judge_model, local)
-        failed += is_failed(rec.to_dict())
-        records.append(rec)
-        if on_record:
-            on_record(rec)
-        usage = usage_of(client)
-        bar.set_postfix(failed=failed, tokens=f"{usage.get('prompt_tokens', 0)}+"
-                                             f"{usage.get('completion_tokens', 0)}", refresh=False)
-        bar.update(1)
-
-    try:
-        await asyncio.gather(*(one(m) for m in matches))
-    finally:
-        bar.close()
-    return records
-
-
-def usage_of(client: Any) -> dict[str, int]:
-    """Token and request counters of a client (a dataclass or a dict), for progress and summaries."""
-    usage = getattr(client, "usage", None) or {}
-    return dict(usage) if isinstance(usage, dict) else dict(vars(usage))
-
-
-def run_sync(make_coro: Callable[[], Awaitable[T]]) -> T:
-    """asyncio.run, or a worker thread when a loop is already running (Jupyter, evaluate)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make_coro())  # type: ignore[arg-type]
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(make_coro())).result()  # type: ignore[arg-type]
 
 
 # ---- planning: which matches, what is already done ----
@@ -187,8 +128,11 @@ def _ids(ids: list[int]) -> str:
     return f" (e.g. {', '.join(map(str, ids[:5]))}{', ...' if len(ids) > 5 else ''})" if ids else ""
 
 
-def plan(run: JudgeRun) -> tuple[list[Match], list[Match], Path, int]:
-    """(all matches, those still to send, output file, turns skipped for partial answers)."""
+def plan(run: JudgeRun) -> tuple[list[Job], list[Job], Path, int]:
+    """(all jobs, those still to send, output file, turns skipped for partial answers).
+    A job is a match and its repeat (None when judged once: FastChat's record, no "repeat")."""
+    if run.judge_repeats < 1:
+        raise DataError(f"judge_repeats (--judge-repeats) must be >= 1, got {run.judge_repeats}")
     all_questions = data.load_questions(run.data_dir)
     questions = all_questions[run.question_begin: run.first_n]
     models = run.model_list or data.list_answer_models(run.data_dir)
@@ -206,97 +150,92 @@ def plan(run: JudgeRun) -> tuple[list[Match], list[Match], Path, int]:
             raise DataError(f"{data.answer_file(run.data_dir, m)}: answers for unknown question "
                             f"id(s) {unknown[:5]} (not in {data.questions_file(run.data_dir)})")
     skipped = check_answers(questions, answers, models_needed, run.allow_partial)
-    judge_name = judge_display_name(run.judge_model)
+    judge_name = run.judge.display_name
     matches = build_matches(questions, answers, models, data.load_judge_prompts(run.judge_file),
                             run.mode, judge_name, data.load_references(run.data_dir),
                             run.baseline_model)
+    jobs = repeat_jobs(matches, run.judge_repeats)
     out = judgment_file(run.data_dir, judge_name, run.mode)
-    done = set()
+    done: set[tuple] = set()
     if out.exists():
-        done = {record_key(r) for r in read_jsonl(out, repair_torn_tail=not run.dry_run)
-                if not is_failed(r)}
-    return matches, [m for m in matches if m.key not in done], out, skipped
+        stored: list[dict[str, Any]] = read_jsonl(out, repair_torn_tail=not run.dry_run)
+        done = {record_key(r) for r in stored if not is_failed(r)}
+    return jobs, [j for j in jobs if job_key(*j) not in done], out, skipped
+
+
+def repeat_jobs(matches: list[Match], repeats: int) -> list[Job]:
+    """Each match `repeats` times (repeat-major, so K -> K+1 appends whole rounds)."""
+    if repeats == 1:
+        return [(m, None) for m in matches]
+    return [(m, i) for i in range(repeats) for m in matches]
 
 
 def judge_display_name(judge_model: str) -> str:
-    """The name written into records and file names; the embedded judge is named by its model."""
-    if judge_model == "default":
-        return "smollm2-135m-instruct"
-    return Path(judge_model).name if _is_local(judge_model) else judge_model
+    """The name written into records and file names (see `judges.JudgeSpec.display_name`)."""
+    return judge_spec(judge_model).display_name
 
 
-def describe_plan(run: JudgeRun, matches: list[Match], todo: list[Match], out: Path) -> str:
+def describe_plan(run: JudgeRun, jobs: list[Job], todo: list[Job], out: Path) -> str:
+    """The plan `--dry-run` prints: matches, calls (repeats included) and a prompt token estimate."""
     calls = len(todo) * (2 if run.mode != "single" else 1)
-    by_prompt = Counter(m.prompt.name for m in todo)
-    lines = [f"judge: {run.judge_model}  mode: {run.mode}  output: {out}",
-             f"matches: {len(matches)} planned, {len(matches) - len(todo)} already judged, "
-             f"{len(todo)} to judge ({calls} judge calls)"]
+    by_prompt = Counter(m.prompt.name for m, _ in todo)
+    chars = sum(len(msg["content"]) for m, _ in todo for up in user_prompts(m)
+                for msg in messages(m.prompt, up))
+    spec = run.judge
+    lines = [(f"judge: {run.judge_model}  mode: {run.mode}  repeats: {run.judge_repeats}  "
+              f"output: {out}")]
+    if spec.label:
+        lines.append(f"NOTE: {spec.label}")
+    lines += [(f"matches: {len(jobs)} planned, {len(jobs) - len(todo)} already judged, "
+               f"{len(todo)} to judge ({calls} judge calls)"),
+              (f"prompt tokens: about {chars // 4} (estimate: characters / 4), plus up to "
+               f"{JUDGE_MAX_TOKENS} completion tokens per call")]
     lines += [f"  {name}: {n}" for name, n in sorted(by_prompt.items())]
     return "\n".join(lines)
 
 
 def make_client(run: JudgeRun) -> ChatClient:
-    if _is_local(run.judge_model):
-        from .local_judge import LocalJudgeClient
-
-        return LocalJudgeClient(run.judge_model)
-    from .client import OpenAIChatClient
-
-    return OpenAIChatClient(base_url=run.base_url)
+    return make_judge_client(run.judge, base_url=run.base_url)
 
 
 def run_judging(run: JudgeRun, client: ChatClient | None = None) -> JudgeSummary:
     """Plan, send what is missing, append each record as it completes, then tidy the file."""
-    matches, todo, out, skipped = plan(run)
-    summary = JudgeSummary(planned=len(matches), already_done=len(matches) - len(todo),
-                           skipped_partial=skipped, output=out)
-    print(describe_plan(run, matches, todo, out), file=sys.stderr)
+    jobs, todo, out, skipped = plan(run)
+    spec = run.judge
+    summary = JudgeSummary(planned=len(jobs), already_done=len(jobs) - len(todo),
+                           skipped_partial=skipped, output=out, label=spec.label)
+    print(describe_plan(run, jobs, todo, out), file=sys.stderr)
     if run.dry_run or not todo:
         return summary
-    local = _is_local(run.judge_model)
-    client = client or make_client(run)
-    judge_name = judge_display_name(run.judge_model)
-    parallel = max(run.parallel, 8) if local and run.parallel == 1 else run.parallel
-    records = judge_into(out, todo, client, _request_model(run.judge_model, judge_name), parallel,
-                         local)
+    chat = client or make_client(run)
+    parallel = max(run.parallel, 8) if spec.local and run.parallel == 1 else run.parallel
+    records = judge_into(out, todo, chat, spec, parallel)
     summary.sent = len(records)
     summary.failed = sum(is_failed(r.to_dict()) for r in records)
-    summary.usage.update(usage_of(client))
+    summary.usage.update(vars(chat.usage))
+    summary.adaptations = list(chat.adaptations)
     u = summary.usage
     print(f"judged {summary.sent} matches ({summary.failed} failed after retries, "
-          f"{summary.already_done} already done; tokens {u['prompt_tokens']} prompt + "
+          f"{summary.already_done} already done; tokens used: {u['prompt_tokens']} prompt + "
           f"{u['completion_tokens']} completion) -> {out}", file=sys.stderr)
     return summary
 
 
-def judge_into(out: Path, todo: list[Match], client: ChatClient, request_model: str,
-               parallel: int, local: bool) -> list[Any]:
+def judge_into(out: Path, todo: list[Job], chat: ChatClient, spec: JudgeSpec,
+               parallel: int) -> list[Any]:
     """Check the judge answers, judge `todo`, append each record to `out` as it completes, then
-    drop the $ERROR$ rows that a later success superseded (`judge` and `calibrate` share it)."""
+    drop the $ERROR$ rows a later success superseded (shared by `judge` and `calibrate`)."""
     with JsonlAppender(out) as sink:
         async def go() -> list[Any]:
-            check = getattr(client, "check_reachable", None)
-            if check is not None:
-                await check()
             try:
-                return await judge_matches(todo, client, request_model, parallel,
-                                           on_record=lambda r: sink.write(r.to_json()), local=local)
+                await chat.check_reachable()
+                return await judge_matches(todo, chat, spec, parallel,
+                                           on_record=lambda r: sink.write(r.to_json()))
             finally:
-                await _close(client)
+                await chat.close()
         records = run_sync(go)
     _drop_superseded_failures(out)
     return records
-
-
-async def _close(client: Any) -> None:
-    close = getattr(client, "close", None)
-    if close is not None:
-        await close()
-
-
-def _request_model(judge_model: str, judge_name: str) -> str:
-    """The model name sent in the request: verbatim for APIs (FastChat), the name for local."""
-    return judge_name if _is_local(judge_model) else judge_model
 
 
 def _drop_superseded_failures(path: Path) -> None:
@@ -312,28 +251,29 @@ def _drop_superseded_failures(path: Path) -> None:
 
 
 def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer]],
-                  client: ChatClient, judge_model: str = "gpt-4", mode: Mode = "single",
+                  client: ChatClient, judge: JudgeSpec | str = "gpt-4", mode: Mode = "single",
                   baseline_model: str | None = None, parallel: int = 8,
-                  judge_file: Path | None = None, progress: bool = False) -> list[dict[str, Any]]:
+                  judge_file: Path | None = None, progress: bool = False,
+                  judge_repeats: int = 1) -> list[dict[str, Any]]:
     """In-memory judging (the evaluate metric's path): records as dicts, FastChat key order.
 
     `answers` maps model name -> {question_id: Answer}; in pairwise-baseline mode it must also
     hold the baseline's answers. The judge client is passed in, never global.
     """
+    spec = judge if isinstance(judge, JudgeSpec) else judge_spec(judge, judge_file)
     models = [m for m in answers if mode != "pairwise-baseline" or m != baseline_model]
     check_answers(questions, answers, list(answers), allow_partial=False)
     matches = build_matches(questions, answers, models, data.load_judge_prompts(judge_file), mode,
-                            judge_model, data.load_references(), baseline_model)
-    local = getattr(client, "is_local", False)
+                            spec.display_name, data.load_references(), baseline_model)
+    jobs = repeat_jobs(matches, judge_repeats)
 
     async def go() -> list[Any]:
         try:
-            return await judge_matches(matches, client, judge_model, parallel, local=local,
-                                       progress=progress)
+            return await judge_matches(jobs, client, spec, parallel, progress=progress)
         finally:
-            await _close(client)  # in this loop: HTTP sessions cannot outlive it (client reopens)
+            await client.close()  # in this loop: HTTP sessions cannot outlive it (client reopens)
 
     records = run_sync(go)
-    order = {m.key: i for i, m in enumerate(matches)}  # deterministic order, whatever finished first
+    order = {job_key(*j): i for i, j in enumerate(jobs)}  # deterministic, whatever finished first
     dicts = [r.to_dict() for r in records]
     return sorted(dicts, key=lambda r: order[record_key(r)])

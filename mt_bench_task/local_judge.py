@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .prompts import extract_rating
-from .types import Completion
+from .types import ClientUsage, Completion
 
 # FastChat asks judges for 2048 tokens; on a CPU that is minutes per batch, and a small judge
 # either rates early or never, so local judges stop at 256 unless told otherwise.
@@ -37,15 +36,14 @@ class _Request:
 class LocalJudgeClient:
     """ChatClient running `judge_model` ("default", a model dir or a cached hub id) locally."""
 
-    is_local = True
-
     def __init__(self, judge_model: str, *, batch_size: int = 8, max_new_tokens: int | None = None,
                  dtype: str | None = None) -> None:
         self.judge_model = judge_model
         self.batch_size = max(1, batch_size)
         self.max_new_tokens = max_new_tokens or LOCAL_MAX_NEW_TOKENS
         self.dtype = dtype
-        self.usage: Counter = Counter()  # prompt_tokens, completion_tokens, requests
+        self.usage = ClientUsage()
+        self.adaptations: list[str] = []  # a local model takes FastChat's request as it is
         self.batch_sizes: list[int] = []  # one entry per batch (one prefill)
         self.truncated_prompts = 0
         self._model: Any = None
@@ -68,6 +66,9 @@ class LocalJudgeClient:
         assert self._queue is not None
         self._queue.put_nowait(_Request(messages, min(max_tokens, self.max_new_tokens), fut))
         return await fut
+
+    async def check_reachable(self) -> None:
+        """Nothing to reach: the model loads on the first request."""
 
     async def close(self) -> None:
         """Stop the batcher; the model stays loaded for a later run (it holds no OS resources)."""
@@ -150,7 +151,9 @@ class LocalJudgeClient:
                 if extract_rating(text) == -1 and _single_rating_prompt(r.messages):
                     needs.append(i)
                 n_out = len(row) if end is None else end + 1  # the stop token counts, as in APIs
-                self.usage.update(prompt_tokens=len(ids), completion_tokens=n_out, requests=1)
+                self.usage.prompt_tokens += len(ids)
+                self.usage.completion_tokens += n_out
+                self.usage.requests += 1
                 results.append(Completion(text=text, prompt_tokens=len(ids),
                                           completion_tokens=n_out))
             if needs:

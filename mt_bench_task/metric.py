@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import data, judging, scoring
+from .judges import JudgeSpec, judge_spec, make_client
 from .prompts import Mode
 from .types import Answer, ChatClient, Choice, Question
 
@@ -53,54 +54,48 @@ class JudgeSettings:
     parallel: int = 8
     judge_file: str | None = None
     client: ChatClient | None = None  # a ready judge (tests, custom backends); overrides the above
+    judge_repeats: int = 1  # each match judged K times (records carry "repeat")
 
     def __repr__(self) -> str:  # never the key
         return (f"JudgeSettings(judge_model={self.judge_model!r}, base_url={self.base_url!r}, "
-                f"parallel={self.parallel})")
+                f"parallel={self.parallel}, judge_repeats={self.judge_repeats})")
+
+    @property
+    def spec(self) -> JudgeSpec:
+        return judge_spec(self.judge_model, self.judge_file)
 
     @property
     def local(self) -> bool:
-        return self.client is None and judging._is_local(self.judge_model)
+        return self.client is None and self.spec.local
 
     @property
     def judge_name(self) -> str:
         """The judge name in records: the embedded judge by its model, a path by its dir name."""
-        return judging.judge_display_name(self.judge_model)
+        return self.spec.display_name
 
     def make_client(self) -> ChatClient:
         """The given client; a cached local judge (loads once); or a fresh API client per call,
         because an `AsyncOpenAI` client cannot outlive the event loop of one `compute()`."""
         if self.client is not None:
             return self.client
-        if self.local:
-            self.client = judging.make_client(self._run())
-            return self.client
-        if self.api_key is None:
-            return judging.make_client(self._run())
-        from .client import OpenAIChatClient
-
-        return OpenAIChatClient(base_url=self.base_url, api_key=self.api_key)
+        client = make_client(self.spec, base_url=self.base_url, api_key=self.api_key)
+        if self.spec.local:
+            self.client = client
+        return client
 
     def check_reachable(self) -> None:
         """Fail in seconds on a wrong base_url or key, not after every request's retries."""
         if self.client is not None or self.local:
             return
         probe = self.make_client()
-        check = getattr(probe, "check_reachable", None)
-        if check is None:
-            return
 
         async def go() -> None:
             try:
-                await check()
+                await probe.check_reachable()
             finally:
-                await probe.close()  # type: ignore[attr-defined]
+                await probe.close()
 
         judging.run_sync(go)
-
-    def _run(self) -> judging.JudgeRun:
-        return judging.JudgeRun(data_dir=Path("."), judge_model=self.judge_model,
-                                base_url=self.base_url)
 
 
 # ---- inputs -> FastChat records ----
@@ -179,15 +174,20 @@ def compute(predictions: Sequence[Any], references: Sequence[Mapping[str, Any]],
         if model_id == baseline_model:
             raise ValueError(f"model_id {model_id!r} must differ from baseline_model")
         answers[baseline_model] = baseline_answers(baseline_predictions, questions, baseline_model)
+    if judge.judge_repeats < 1:
+        raise ValueError(f"judge_repeats must be at least 1, got {judge.judge_repeats}")
     judge.check_reachable()
-    rows = judging.judge_answers(questions, answers, judge.make_client(), judge.judge_name,
+    rows = judging.judge_answers(questions, answers, judge.make_client(), judge.spec,
                                  mode, baseline_model if mode != "single" else None, judge.parallel,
-                                 Path(judge.judge_file) if judge.judge_file else None)
+                                 Path(judge.judge_file) if judge.judge_file else None,
+                                 judge_repeats=judge.judge_repeats)
     categories = {q.question_id: q.category for q in questions}
     if mode == "single":
         result = single_result(rows, model_id, categories)
     else:
         result = pairwise_result(rows, model_id, baseline_model, categories)
+    spec = judge.spec  # the label: judges' one rule, as show, report, run and publish say it
+    result.update(judge=spec.display_name, comparable=spec.comparable, label=spec.label)
     if return_judgments:
         result["judgments"] = rows
     return result
@@ -201,7 +201,8 @@ def single_result(rows: list[dict[str, Any]], model_id: str,
     return {"score": m.get("average"), "turn_1": m.get("turn_1"), "turn_2": m.get("turn_2"),
             "categories": m.get("categories", {}),
             "n": m.get("n_turn_1", 0) + m.get("n_turn_2", 0), "n_failed": res["rows_dropped"],
-            "ci95": m.get("ci95")}
+            "ci95": m.get("ci95"), "judge_repeats": res["judge_repeats"],
+            "judge_sd": m.get("judge_sd")}
 
 
 def pairwise_result(rows: list[dict[str, Any]], model_id: str, baseline_model: str,
@@ -232,7 +233,8 @@ def calibrate(judge: JudgeSettings | None = None,
     judge = judge or JudgeSettings()
     names, answers = calibration.reference_set(models)
     judge.check_reachable()
-    rows = judging.judge_answers(data.load_questions(), answers, judge.make_client(),
-                                 judge.judge_name, "single", None, judge.parallel,
-                                 Path(judge.judge_file) if judge.judge_file else None)
+    rows = judging.judge_answers(data.load_questions(), answers, judge.make_client(), judge.spec,
+                                 "single", None, judge.parallel,
+                                 Path(judge.judge_file) if judge.judge_file else None,
+                                 judge_repeats=judge.judge_repeats)
     return calibration.calibrate_records(rows, judge.judge_name, names)

@@ -17,13 +17,13 @@ from typing import Any
 
 from . import data
 from .jsonl import DataError, read_jsonl
+from .judges import NOT_COMPARABLE, JudgeIdentity, identity_of_rows
 
 OFFICIAL_JUDGE = "gpt-4"  # the judge of the published leaderboard (gpt-4-0613, FastChat #2284)
 REFERENCE_MODELS = ("gpt-4", "gpt-3.5-turbo", "claude-v1", "vicuna-13b-v1.3", "alpaca-13b",
                     "llama-13b")  # the official models whose answers ship (calibration set)
 DEFAULT_PLOT_MODELS = ("gpt-4", "gpt-3.5-turbo", "vicuna-13b-v1.3")
 OFFICIAL_SUFFIX = " (official)"  # only when a user's model has an official model's name
-NOT_COMPARABLE = "not comparable with published MT-bench"
 
 
 def load_official_grades() -> list[dict[str, Any]]:
@@ -35,26 +35,13 @@ def official_models() -> list[str]:
     return sorted({r["model"] for r in load_official_grades()})
 
 
-# ---- the judge label (one place; to be pointed at issue 9's judges.comparable) ----
-def judge_name(rows: list[dict[str, Any]], default: str) -> str:
-    """The judge that graded `rows` (the first item of `judge`), or `default` for no rows."""
-    names = sorted({str(r["judge"][0]) for r in rows if isinstance(r.get("judge"), list) and r["judge"]})
-    return ", ".join(names) if names else default
-
-
-def is_comparable(judge: str, rows: list[dict[str, Any]]) -> bool:
-    """Comparable with published MT-bench only for `gpt-4` through an API (not a local model).
-
-    TODO(integrator): replace the body with issue 9's single comparability function.
-    """
-    return judge == OFFICIAL_JUDGE and not any(r.get("local_judge") for r in rows)
-
-
-def judge_label(judge: str, comparable: bool, calibration: str | None = None) -> str:
-    """"judge gpt-4o: not comparable with published MT-bench; calibration vs official ..."."""
-    text = f"judge {judge}: " + ("comparable with published MT-bench" if comparable
-                                 else NOT_COMPARABLE)
-    return f"{text}; {calibration}" if calibration else text
+# ---- the judge label with the calibration figures (the rule and wording: `judges`) ----
+def judge_label(who: JudgeIdentity, calibration: str | None = None) -> str | None:
+    """`judges`' label ("judged by gpt-4o: not comparable with published MT-bench"), with
+    `calibration` next to it when given; None for a comparable judge without calibration."""
+    if calibration is None:
+        return who.label
+    return f"{who.label or f'judged by {who.judge}'}; {calibration}"
 
 
 # ---- placement ----
@@ -149,15 +136,14 @@ def show_leaderboard(data_dir: Path, input_file: str | None, judge_model: str, m
     rows = scoring.load_rows(path)
     user = scoring.results_from_rows(rows, mode, model_list, None,
                                      scoring.question_categories(data_dir), seed, source=str(path))
-    judge = judge_name(rows, judge_model)
-    comparable = is_comparable(judge, rows)
-    stats = calibration.load_stats(data_dir, judge)
-    label = judge_label(judge, comparable, calibration.citation(stats))
-    labels = [] if comparable and stats is None else [label]
-    if not comparable:
-        labels.append(f"your models were graded by {judge}, the official ones by GPT-4: "
+    who = identity_of_rows(rows, judge_model)
+    stats = calibration.load_stats(data_dir, who.judge)
+    label = judge_label(who, calibration.citation(stats))
+    labels = [label] if label else []
+    if not who.comparable:
+        labels.append(f"your models were graded by {who.judge}, the official ones by GPT-4: "
                       "the placement is indicative only")
-    board = {**leaderboard(user, seed), "judge": judge, "comparable": comparable}
+    board = leaderboard(user, seed)  # "judge" and "comparable" come with `user` (judges' rule)
     if stats is not None:
         board["calibration"] = stats
     view = LeaderboardView(board, "")
@@ -167,13 +153,13 @@ def show_leaderboard(data_dir: Path, input_file: str | None, judge_model: str, m
         view.stdout = json.dumps(board)
         view.stderr += [f"NOTE: {label}" for label in labels]
     else:
-        view.stdout = f"Input file: {path}\n" + leaderboard_text(board, judge, labels)
+        view.stdout = f"Input file: {path}\n" + leaderboard_text(board, who.judge, labels)
     if plot:
         from .plot import radar_plot
 
         subset = plot_models(board, reference_models)
         dashed = {n for n in subset["models"] if n.endswith("[official GPT-4]")}
-        out = radar_plot(subset, Path(plot), title_note=None if comparable else
-                         f"your judge {judge}: {NOT_COMPARABLE}", dashed=dashed)
+        out = radar_plot(subset, Path(plot), title_note=None if who.comparable else
+                         f"your judge {who.judge}: {NOT_COMPARABLE}", dashed=dashed)
         view.stderr.append(f"radar plot: {out}")
     return view

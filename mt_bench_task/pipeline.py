@@ -7,7 +7,6 @@ With `--model-path X --judge-model gpt-4` it is the real MT-bench with FastChat'
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +19,8 @@ QUICK_JUDGE_BATCH = 16
 
 def run_all(args: argparse.Namespace, data_dir: Path) -> int:
     from .generate import GenerationConfig, generate_answers
-    from .judging import JudgeRun, _is_local, judge_display_name, run_judging
+    from .judges import make_client
+    from .judging import JudgeRun, run_judging
     from .scoring import show
 
     embedded = args.model_path in (None, "default")
@@ -35,21 +35,18 @@ def run_all(args: argparse.Namespace, data_dir: Path) -> int:
                                            data_dir),
                         model_list=[gen.model_id], question_begin=args.question_begin,
                         first_n=args.question_end if args.first_n is None else args.first_n)
-    client = None
-    if _is_local(judge_model):
-        from .local_judge import LocalJudgeClient
-
-        print(f"judging with local model {judge_model!r}: scores are NOT comparable with "
-              "published MT-bench (use --judge-model gpt-4 for that)", file=sys.stderr)
-        client = LocalJudgeClient(judge_model, batch_size=QUICK_JUDGE_BATCH,
-                                  max_new_tokens=QUICK_JUDGE_TOKENS if embedded else None)
+    spec = judge_run.judge  # its label is printed by the judging plan and by show
+    client = None  # an API judge: run_judging makes it (after a dry run's plan, so no key needed)
+    if spec.local:
+        client = make_client(spec, local_batch_size=QUICK_JUDGE_BATCH,
+                             local_max_new_tokens=QUICK_JUDGE_TOKENS if embedded else None)
         # many requests in flight, so the batcher can group prompts of similar length
         judge_run = replace(judge_run, parallel=max(judge_run.parallel, 8 * QUICK_JUDGE_BATCH))
     summary = run_judging(judge_run, client=client)
     if judge_run.dry_run:
         return 0
     plot = args.plot or str(data_dir / "radar.png")
-    show(data_dir=data_dir, input_file=None, judge_model=judge_display_name(judge_model),
+    show(data_dir=data_dir, input_file=None, judge_model=spec.display_name,
          mode=judge_run.mode, model_list=None,
          baseline_model=judge_run.baseline_model, plot=plot if judge_run.mode == "single" else None)
     return 0 if summary.ok else 1

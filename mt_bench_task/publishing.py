@@ -14,15 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data import CATEGORIES, DATASET_ID, DATASET_REVISION, JUDGE_PROMPTS_VERSION, dataset_path
+from .data import (
+    CATEGORIES,
+    DATASET_ID,
+    DATASET_REVISION,
+    JUDGE_PROMPTS_VERSION,
+    dataset_path,
+)
 from .jsonl import DataError
+from .judges import NOT_COMPARABLE, identity_of_results
 
 SECTION_START = "<!-- mt-bench:start -->"
 SECTION_END = "<!-- mt-bench:end -->"
 RADAR_FILE = "mt_bench_radar.png"
 DEFAULT_BASELINE = "gpt-3.5-turbo"  # FastChat's pairwise-baseline default
-_NOT_COMPARABLE = ("Judged by `{judge}`, not GPT-4: these scores are **not comparable with "
-                   "published MT-bench** numbers.")
 
 
 @dataclass(frozen=True)
@@ -51,14 +56,11 @@ def publish_results(repo_id: str, data_dir: Path, results_file: str | Path | Non
     single, pair_file = _load_single(Path(data_dir), results_file, judge_model)
     model = _pick_model(single, model_id)
     pairwise = _load_pairwise(pair_file, model) if pair_file else None
-    judge = str(single.get("judge") or judge_model)
+    who = identity_of_results(single, judge_model)
+    judge, comparable = who.judge, who.comparable
     notes: list[str] = []
-    from .official import is_comparable  # the one rule (issue 9 replaces its body)
-
-    comparable = single.get("comparable", True) is not False and is_comparable(judge, [])
-    if not comparable:
-        notes.append(f"judge {judge!r} is not GPT-4: the card says the scores are not comparable "
-                     "with published MT-bench")
+    if who.label:
+        notes.append(f"{who.label}: the card says so")
 
     from huggingface_hub import ModelCard
 
@@ -137,23 +139,9 @@ def _load_single(data_dir: Path, results_file: str | Path | None,
         if not isinstance(results, dict) or results.get("mode") != "single" or "models" not in results:
             raise DataError(f"{path}: expected the single-mode object of `mt-bench show --json`")
         return results, None
-    results = {**_judge_info(path), **results_from_file(path, mode="single")}
+    results = results_from_file(path, mode="single")  # with "judge" and "comparable"
     pair = path.with_name(path.name.replace("_single.jsonl", "_pair.jsonl"))
     return results, pair if pair != path and pair.is_file() else None
-
-
-def _judge_info(path: Path) -> dict[str, Any]:
-    """`judge` and `comparable` from the rows, for results objects that do not carry them:
-    a local judge marks its rows `local_judge`, and only GPT-4 scores compare with the paper."""
-    from .jsonl import read_jsonl
-
-    rows: list[dict[str, Any]] = read_jsonl(path)
-    judges = sorted({str(r["judge"][0]) for r in rows if isinstance(r.get("judge"), list) and r["judge"]})
-    local = any(r.get("local_judge") for r in rows)
-    info: dict[str, Any] = {"comparable": not local and all(j.startswith("gpt-4") for j in judges)}
-    if judges:
-        info["judge"] = ", ".join(judges)
-    return info
 
 
 def _load_pairwise(path: Path, model: str) -> dict[str, Any] | None:
@@ -229,9 +217,9 @@ def _section(model: str, single: dict[str, Any], pairwise: dict[str, Any] | None
              (f"Model `{model}`, judged by `{judge}` with FastChat's judge prompts "
               f"(`{JUDGE_PROMPTS_VERSION}`) on [MT-bench](https://huggingface.co/datasets/{DATASET_ID}) "
               f"(revision `{DATASET_REVISION}`), single-answer grading on a 1-10 scale."), ""]
-    if not comparable:
-        lines += [f"> {_NOT_COMPARABLE.format(judge=judge)}", ""]
-    if calibration:
+    if not comparable:  # judges' one wording, with the judge's name in code style
+        lines += [f"> Judged by `{judge}`: these scores are **{NOT_COMPARABLE}** numbers.", ""]
+    if calibration:  # `mt-bench calibrate`'s figures, next to the label
         lines += [f"> Judge `{judge}`: {calibration} (`mt-bench calibrate`).", ""]
     lines += ["| | score |", "| --- | ---: |", f"| **average** | **{s['average']:.2f}**{ci} |"]
     for key, label in (("turn_1", "turn 1"), ("turn_2", "turn 2")):
@@ -273,7 +261,7 @@ def _render_radar(single: dict[str, Any], model: str,
     with tempfile.TemporaryDirectory() as tmp:
         one = {**single, "models": {model: single["models"][model]}}
         out = (radar_plot(one, Path(tmp) / RADAR_FILE) if comparable else
-               radar_plot(one, Path(tmp) / RADAR_FILE, title_note="not comparable with published MT-bench"))
+               radar_plot(one, Path(tmp) / RADAR_FILE, title_note=NOT_COMPARABLE))
         return Path(out).read_bytes(), None
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from . import data, scoring
 from .jsonl import DataError, read_jsonl
+from .judges import identity_of_rows
 
 _TEMPLATE = Path(__file__).parent / "templates" / "report.html"
 _DATA_SLOT = "__REPORT_DATA__"
@@ -72,7 +73,7 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
     failures: list[dict[str, Any]] = []
     single = _single(single_rows, single_path, categories, index, seed, failures)
     pair = _pair(pair_rows, pair_path, index, failures)
-    labels = scoring.judge_labels((single_rows or []) + (pair_rows or []))
+    labels = scoring.judge_labels((single_rows or []) + (pair_rows or []), judge_model)
     if leaderboard and single is None:
         raise DataError(f"{single_path}: not found; the leaderboard placement needs single-mode "
                         f"judgments (`mt-bench judge --mode single`)")
@@ -106,23 +107,19 @@ def _calibration(data_dir: Path, rows: list[dict[str, Any]], judge_model: str) -
     found = scoring._calibration_label(data_dir, rows, judge_model)
     if found is None:
         return None
-    from .official import is_comparable, judge_name
-
-    judge = judge_name(rows, judge_model)
-    return {"text": found[0], "comparable": is_comparable(judge, rows)}
+    return {"text": found[0], "comparable": identity_of_rows(rows, judge_model).comparable}
 
 
 def _placement(results: dict[str, Any], rows: list[dict[str, Any]], judge_model: str,
                seed: int) -> dict[str, Any]:
     """The user's models among the official ones, ranked; official rows are flagged."""
-    from .official import NOT_COMPARABLE, is_comparable, judge_name, leaderboard
+    from .official import leaderboard
 
     board = leaderboard(results, seed)
-    judge = judge_name(rows, judge_model)
-    comparable = is_comparable(judge, rows)
-    return {"judge": judge, "comparable": comparable,
-            "label": None if comparable else f"judge {judge}: {NOT_COMPARABLE}; your models were "
-                     f"graded by {judge}, the official ones by GPT-4",
+    who = identity_of_rows(rows, judge_model)
+    return {"judge": who.judge, "comparable": who.comparable,
+            "label": None if who.comparable else f"{who.label}; your models were graded by "
+                     f"{who.judge}, the official ones by GPT-4",
             "rows": [{"model": name, "official": m["official"], "average": m["average"],
                       "turn_1": m["turn_1"], "turn_2": m["turn_2"],
                       "ci95": None if m["official"] else m["ci95"]}

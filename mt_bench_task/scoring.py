@@ -11,9 +11,9 @@ from typing import Any, Iterable
 
 from . import data
 from .jsonl import DataError, read_jsonl
+from .judges import NOT_COMPARABLE, identity_of_rows
 
 N_BOOTSTRAP = 1000
-NOT_COMPARABLE = "not comparable with published MT-bench"
 
 
 def judgment_file(data_dir: Path, judge_model: str, mode: str) -> Path:
@@ -37,9 +37,24 @@ def _check_models(known: Iterable[str], model_list: list[str] | None, path: Path
                         f"models in the file: {sorted(set(known))}")
 
 
+def judge_repeats(rows: Iterable[dict[str, Any]]) -> int:
+    """K of a judgment file: the largest "repeat" + 1 (1 when no record has one)."""
+    return max((int(r.get("repeat") or 0) for r in rows), default=0) + 1
+
+
+def judge_sd(df: Any) -> float | None:
+    """Judge noise of one model's valid rows: per (question, turn) with at least 2 repeats, the
+    sample standard deviation (ddof 1) of its scores, averaged over those matches; None if none."""
+    sds = df.groupby(["question_id", "turn"])["score"].agg(["std", "count"])
+    sds = sds[sds["count"] >= 2]["std"]
+    return float(sds.mean()) if len(sds) else None
+
+
 def summarize_single(rows: list[dict[str, Any]], categories: dict[int, str],
                      model_list: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
-    """show_result single mode: drop score -1, per-turn means, Average pooled over all rows."""
+    """show_result single mode: drop score -1, per-turn means, Average pooled over all rows.
+    With repeats the Average stays the mean over all valid rows (what FastChat prints), the CI
+    resamples (question, turn) units with all their repeats, and `judge_sd` is the spread."""
     import numpy as np
     import pandas as pd
 
@@ -48,13 +63,17 @@ def summarize_single(rows: list[dict[str, Any]], categories: dict[int, str],
     if model_list is not None:
         df = df[df["model"].isin(model_list)]
     df = df.assign(category=df["question_id"].map(lambda q: categories.get(q, "unknown")))
+    repeats = judge_repeats(rows)
     rng = np.random.default_rng(seed)
     models: dict[str, Any] = {}
     for name in sorted(df["model"].unique()):
         d = df[df["model"] == name]
         t1, t2 = d[d["turn"] == 1]["score"], d[d["turn"] == 2]["score"]
-        scores = d["score"].to_numpy(dtype=float)
-        boots = scores[rng.integers(0, len(scores), (N_BOOTSTRAP, len(scores)))].mean(axis=1)
+        # one unit per (question, turn) with its repeats; with K = 1 this is the row bootstrap
+        units = d.groupby(["question_id", "turn"], sort=False)["score"].agg(["sum", "count"])
+        sums, counts = units["sum"].to_numpy(dtype=float), units["count"].to_numpy(dtype=float)
+        pick = rng.integers(0, len(units), (N_BOOTSTRAP, len(units)))
+        boots = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
         models[name] = {
             "turn_1": float(t1.mean()) if len(t1) else None,
             "turn_2": float(t2.mean()) if len(t2) else None,
@@ -63,9 +82,11 @@ def summarize_single(rows: list[dict[str, Any]], categories: dict[int, str],
             "n_turn_2": int(len(t2)),
             "categories": {c: float(s) for c, s in d.groupby("category")["score"].mean().items()},
             "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+            "judge_sd": judge_sd(d) if repeats > 1 else None,
         }
     return {"mode": "single", "rows": len(df_all),
-            "rows_dropped": int((df_all["score"] == -1).sum()), "models": models}
+            "rows_dropped": int((df_all["score"] == -1).sum()), "judge_repeats": repeats,
+            "models": models}
 
 
 def summarize_pairwise(rows: list[dict[str, Any]], mode: str, model_list: list[str] | None = None,
@@ -112,7 +133,16 @@ def results_from_rows(rows: list[dict[str, Any]], mode: str = "single",
                       model_list: list[str] | None = None, baseline_model: str | None = None,
                       categories: dict[int, str] | None = None, seed: int = 0,
                       source: str = "judgments") -> dict[str, Any]:
-    """The `mt-bench show --json` object for judgment rows (dicts as in the JSONL)."""
+    """The `mt-bench show --json` object for judgment rows (dicts as in the JSONL), with the
+    judge's name and whether its scores compare with published MT-bench (`judges`)."""
+    who = identity_of_rows(rows)
+    return {"judge": who.judge, "comparable": who.comparable,
+            **_results(rows, mode, model_list, baseline_model, categories, seed, source)}
+
+
+def _results(rows: list[dict[str, Any]], mode: str, model_list: list[str] | None,
+             baseline_model: str | None, categories: dict[int, str] | None, seed: int,
+             source: str) -> dict[str, Any]:
     if mode == "single":
         missing = [i for i, r in enumerate(rows) if "score" not in r]
         if missing:
@@ -134,10 +164,10 @@ def results_from_file(path: Path | str, mode: str = "single", model_list: list[s
                              question_categories(data_dir), seed, source=str(path))
 
 
-def judge_labels(rows: list[dict[str, Any]]) -> list[str]:
-    """Warnings for scores that must not be read as GPT-4 MT-bench scores (local judges)."""
-    local = sorted({r["judge"][0] for r in rows if r.get("local_judge")})
-    return [f"judged by local model {j}: {NOT_COMPARABLE}" for j in local]
+def judge_labels(rows: list[dict[str, Any]], default_judge: str = "gpt-4") -> list[str]:
+    """The "not comparable with published MT-bench" line for these rows' judge (`judges`)."""
+    label = identity_of_rows(rows, default_judge).label
+    return [label] if label else []
 
 
 def fastchat_tables(rows: list[dict[str, Any]], mode: str, model_list: list[str] | None,
@@ -174,11 +204,16 @@ def extra_tables(results: dict[str, Any]) -> str:
         c = results['consistency']
         lines.append(f"position consistency (g1 == g2): {'-' if c is None else f'{c:.3f}'}")
         return "\n".join(lines)
-    lines.append("\n########## Average with 95% bootstrap CI ##########")
+    k = results.get("judge_repeats", 1)
+    lines.append("\n########## Average with 95% bootstrap CI ##########"
+                 + (f" (judged {k} times; judge sd = mean spread of one match's ratings)"
+                    if k > 1 else ""))
     for name, m in sorted(results["models"].items(), key=lambda kv: -kv[1]["average"]):
         lo, hi = m["ci95"]
+        sd = m.get("judge_sd")
+        spread = f"  judge sd={sd:.3f}" if k > 1 and sd is not None else ""
         lines.append(f"{name:40s} {m['average']:.3f}  [{lo:.3f}, {hi:.3f}]  "
-                     f"n={m['n_turn_1']}+{m['n_turn_2']}")
+                     f"n={m['n_turn_1']}+{m['n_turn_2']}{spread}")
     cats = [c for c in data.CATEGORIES if any(c in m["categories"] for m in results["models"].values())]
     cats += sorted({c for m in results["models"].values() for c in m["categories"]} - set(cats))
     lines.append("\n########## Per category (both turns) ##########")
@@ -208,10 +243,10 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
     rows = load_rows(path)
     results = results_from_rows(rows, mode, model_list, baseline_model,
                                 question_categories(data_dir), seed, source=str(path))
-    labels = judge_labels(rows)
+    labels = not_comparable = judge_labels(rows, judge_model)
     calibration = _calibration_label(data_dir, rows, judge_model)
-    if calibration is not None:
-        labels = labels + [calibration[0]]
+    if calibration is not None:  # the judge label with `mt-bench calibrate`'s figures next to it
+        labels = [calibration[0]]
         results = {**results, "calibration": calibration[1]}
     for label in labels:  # on stderr too, so `--json` output stays exactly the documented keys
         print(f"NOTE: {label}", file=sys.stderr)
@@ -235,7 +270,8 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
     if plot:
         from .plot import radar_plot
 
-        out = radar_plot(results, Path(plot), title_note=NOT_COMPARABLE if judge_labels(rows) else None)
+        out = radar_plot(results, Path(plot),
+                         title_note=NOT_COMPARABLE if not_comparable else None)
         print(f"radar plot: {out}", file=sys.stderr)
     return results
 
@@ -245,13 +281,14 @@ def _calibration_label(data_dir: Path | None, rows: list[dict[str, Any]],
     """(judge label with the calibration figures, saved statistics) when `mt-bench calibrate`
     saved a calibration for the judge of these rows in DATA_DIR; else None."""
     from .calibration import citation, load_stats
-    from .official import is_comparable, judge_label, judge_name
+    from .official import judge_label
 
-    judge = judge_name(rows, judge_model)
-    stats = load_stats(data_dir, judge)
-    if stats is None:
+    who = identity_of_rows(rows, judge_model)
+    stats = load_stats(data_dir, who.judge)
+    note = citation(stats)
+    if stats is None or note is None:  # none saved, or nothing to cite (no pairs)
         return None
-    return judge_label(judge, is_comparable(judge, rows), citation(stats)), stats
+    return f"{judge_label(who, note)}", stats
 
 
 def _fmt(x: float | None) -> str:

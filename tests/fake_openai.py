@@ -33,7 +33,13 @@ Fault names: `"429:S"` (Retry-After: S seconds), `"429ms:MS"` (retry-after-ms: M
 `"503:S"` (with Retry-After), `"timeout:S"` (answer only after S seconds, default 5, so the client
 times out first), `"drop"` (close the socket without a response), `"garbage"` (200, non-JSON body),
 `"nochoices"` (200, JSON without choices), and any other status like `"401"`, `"400"`, `"404"`
-(OpenAI-style error body; a 401 echoes the presented API key, as a worst case for leak tests).
+(OpenAI-style error body; a 401 echoes the presented API key, as a worst case for leak tests;
+`"400:some text"` sends that text as the error message).
+
+`reasoning=True` answers like OpenAI's reasoning models (o1/o3/o4-mini, gpt-5): HTTP 400 with
+`param: max_tokens, code: unsupported_parameter` when the request has `max_tokens`, and
+`param: temperature, code: unsupported_value` for any temperature but 1 (`rejected_params`
+counts them; they count in `total` too).
 With the default kinds, pass the client a timeout under 5 s, or "timeout" faults cost 5 s each.
 
 Read back (thread-safe to read after the requests finished): `total`, `count(model, prompt)`,
@@ -88,7 +94,28 @@ def judge_responder(req: dict[str, Any]) -> str:
     return f"The answer is adequate. Rating: [[{digest % 10 + 1}]]"
 
 
+class VaryingJudge:
+    """A judge whose rating of the same prompt changes with each repeat (GPT-4 is not
+    deterministic at temperature 0 either): the n-th identical request (0-based) gets
+    "Rating: [[k]]" with k = (digest + 3n) % 10 + 1. Thread-safe; `seen` counts per prompt."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, req: dict[str, Any]) -> str:
+        key = json.dumps(req.get("messages", []), sort_keys=True)
+        with self._lock:
+            n = self.seen[key]
+            self.seen[key] += 1
+        return f"Rating: [[{(int(prompt_hash(key), 16) + 3 * n) % 10 + 1}]]"
+
+
 RESPONDERS: dict[str, Responder] = {"judge": judge_responder, "echo": echo_responder}
+REASONING_MAX_TOKENS = ("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                        "Use 'max_completion_tokens' instead.")
+REASONING_TEMPERATURE = ("Unsupported value: 'temperature' does not support {value} with this "
+                         "model. Only the default (1) value is supported.")
 
 
 class _Server(ThreadingHTTPServer):
@@ -103,7 +130,7 @@ class FakeOpenAI:
     def __init__(self, responder: Union[Responder, str] = "echo", *, latency: float = 0.0,
                  faults: Sequence[str | None] | None = None, fault_rate: float = 0.0,
                  fault_kinds: Sequence[str] = FAULT_KINDS, seed: int = 0, port: int = 0,
-                 fault_every: int = 0, fault_every_kind: str = "429:1"):
+                 fault_every: int = 0, fault_every_kind: str = "429:1", reasoning: bool = False):
         self.responder = RESPONDERS[responder] if isinstance(responder, str) else responder
         self.latency = latency
         self.faults = list(faults or [])
@@ -112,6 +139,8 @@ class FakeOpenAI:
         self.seed = seed
         self.fault_every = fault_every
         self.fault_every_kind = fault_every_kind
+        self.reasoning = reasoning
+        self.rejected_params: Counter[str] = Counter()
         self.total = 0  # chat requests received, faulted ones included
         self.by_key: Counter[tuple[str, str]] = Counter()  # (model, prompt_hash(last user msg))
         self.faults_injected: Counter[str] = Counter()
@@ -213,6 +242,16 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 server.sleep(server.latency)
             if fault is not None:
                 return self._fault(fault, auth)
+            if server.reasoning and "max_tokens" in req:
+                with server._lock:
+                    server.rejected_params["max_tokens"] += 1
+                return self._json(400, _error(REASONING_MAX_TOKENS, "unsupported_parameter",
+                                              "max_tokens"))
+            if server.reasoning and req.get("temperature", 1) != 1:
+                with server._lock:
+                    server.rejected_params["temperature"] += 1
+                return self._json(400, _error(REASONING_TEMPERATURE.format(
+                    value=req["temperature"]), "unsupported_value", "temperature"))
             text = server.responder(req)
             prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in req["messages"])
             self._json(200, {
@@ -245,7 +284,7 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 key = auth.removeprefix("Bearer ")
                 self._json(401, _error(f"Incorrect API key provided: {key}.", "invalid_api_key"))
             else:
-                self._json(int(kind), _error(f"fake error {kind}", "invalid_request_error"))
+                self._json(int(kind), _error(arg or f"fake error {kind}", "invalid_request_error"))
 
         def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
             self._raw(status, json.dumps(obj).encode(), "application/json", headers)
@@ -266,8 +305,9 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _error(message: str, code: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": code, "param": None, "code": code}}
+def _error(message: str, code: str, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error" if param else code,
+                      "param": param, "code": code}}
 
 
 def main() -> None:

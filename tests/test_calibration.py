@@ -82,7 +82,7 @@ def _ranks(xs: list[float]) -> list[float]:
     return [first[v] + 1 + (ordered.count(v) - 1) / 2 for v in xs]
 
 
-def _tau_b(x: list[float], y: list[float]) -> float:
+def _tau_b(x: list[float], y: list[float]) -> float | None:
     nc = nd = tx = ty = 0
     for (a1, b1), (a2, b2) in itertools.combinations(zip(x, y), 2):
         if a1 == a2 and b1 == b2:
@@ -96,6 +96,8 @@ def _tau_b(x: list[float], y: list[float]) -> float:
         else:
             nd += 1
     n0 = len(x) * (len(x) - 1) // 2
+    if (n0 - tx) * (n0 - ty) == 0:
+        return None  # one model, or all means tied: undefined
     return (nc - nd) / math.sqrt((n0 - tx) * (n0 - ty))
 
 
@@ -192,7 +194,7 @@ def test_calibrate_shifted_judge_subset_and_the_citation(tmp_path):
     (tmp_path / "model_judgment" / "gpt-4o_single.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in rows))
     shown = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o")
-    cite = (f"judge gpt-4o: not comparable with published MT-bench; calibration vs official "
+    cite = (f"judged by gpt-4o: not comparable with published MT-bench; calibration vs official "
             f"GPT-4: r = {stats['pearson']:.2f}, shift {stats['mean_shift']:+.2f} over "
             f"{stats['n']} grades")
     assert shown.returncode == 0 and cite in shown.stdout
@@ -229,3 +231,23 @@ def test_metric_calibrate_gives_the_cli_statistics(tmp_path):
     records = _jsonl(tmp_path / "calibration" / "gpt-4o_single.jsonl")
     _assert_equal(got, _expected(records, models, "gpt-4o"))
     assert got["mean_shift"] > 0
+
+
+def test_calibrate_repeats_each_repeat_is_a_pair_and_resumes_per_repeat(tmp_path):
+    models = ["llama-13b"]
+    common = ["calibrate", "--judge-model", "gpt-4o", "--data-dir", str(tmp_path),
+              "--models", *models]
+    with _grading_server(models, shift=1) as server:
+        res = _cli(*common, "--openai-api-base", server.url, "--parallel", "16",
+                   "--judge-repeats", "2", "--json")
+        assert res.returncode == 0, res.stderr
+        assert server.total == 320
+        records = _jsonl(tmp_path / "calibration" / "gpt-4o_single.jsonl")
+        assert sorted({r["repeat"] for r in records}) == [0, 1] and len(records) == 320
+        stats = json.loads(res.stdout)
+        _assert_equal(stats, _expected(records, models, "gpt-4o"))
+        assert stats["n"] == 320
+        again = _cli(*common, "--openai-api-base", server.url, "--judge-repeats", "2")
+        assert again.returncode == 0 and server.total == 320  # resume: 0 calls
+    dry = _cli(*common, "--judge-repeats", "3", "--dry-run")
+    assert "480 judgments, 320 already done, 160 judge calls" in dry.stdout

@@ -30,6 +30,7 @@ MISTAKES: list[tuple[str, list[str], str]] = [
     ("judge", ["--data-dir", "nowhere", "--dry-run"], "nowhere"),
     ("judge", ["--data-dir", "d", "--model-list", "nope", "--dry-run"], "nope"),
     ("judge", ["--data-dir", "broken", "--dry-run"], "broken.jsonl:2"),
+    ("judge", ["--data-dir", "d", "--judge-repeats", "0", "--dry-run"], "--judge-repeats"),
     ("gen", ["--model-path", "default", "--batch-size", "0"], "batch"),
     ("gen", ["--model-path", "default", "--max-new-token", "-5"], "max"),
     ("gen-api", ["--model", "x", "--parallel", "-1"], "parallel"),

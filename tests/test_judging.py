@@ -13,7 +13,7 @@ from mt_bench_task import data
 from mt_bench_task.cli import main
 from mt_bench_task.judging import JudgeRun, judge_answers, run_judging
 from mt_bench_task.jsonl import DataError
-from mt_bench_task.types import Completion
+from mt_bench_task.types import ChatClientBase, Completion
 
 CONF = Path(__file__).parent / "conformance"
 SINGLE_KEYS = ["question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp"]
@@ -21,10 +21,11 @@ PAIR_KEYS = ["question_id", "model_1", "model_2", "g1_winner", "g2_winner", "jud
              "g1_judgment", "g2_user_prompt", "g2_judgment", "turn", "tstamp"]
 
 
-class ReplayJudge:
+class ReplayJudge(ChatClientBase):
     """Answers each prompt with the judgment FastChat stored for it; counts calls."""
 
     def __init__(self, judgments: dict[str, str], fail_first: set[str] = frozenset()):
+        super().__init__()
         self.judgments, self.fail_first, self.calls, self.requests = judgments, set(fail_first), 0, []
 
     async def complete(self, model, messages, *, temperature, max_tokens):

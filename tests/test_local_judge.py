@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from mt_bench_task import data
+from mt_bench_task.judges import judge_spec
 from mt_bench_task.judging import judge_answers
 from mt_bench_task.local_judge import RATING_SUFFIX, RATINGS, LocalJudgeClient
 from mt_bench_task.prompts import extract_rating
@@ -80,8 +81,7 @@ def test_concurrent_requests_share_one_batch(judge, batched) -> None:
     out, sizes = batched
     assert sizes == [6]  # 6 concurrent requests, batch_size 8: one batch, one prefill
     assert all(c.prompt_tokens > 0 and 0 < c.completion_tokens <= 12 for c in out)
-    assert judge.usage["requests"] >= 6
-    assert judge.is_local
+    assert judge.usage.requests >= 6
 
 
 def test_batch_equals_one_by_one(judge, batched) -> None:
@@ -245,7 +245,7 @@ def test_judge_answers_with_the_default_local_judge() -> None:
     answers = {qid: replace(a, choices=[Choice(0, [t[:300] for t in a.turns])])
                for qid, a in answers.items()}
     client = LocalJudgeClient("default", max_new_tokens=8)
-    records = judge_answers(questions, {"m": answers}, client, judge_model="smollm2-135m-instruct")
+    records = judge_answers(questions, {"m": answers}, client, judge=judge_spec("default"))
     assert len(records) == 4
     assert client.batch_sizes == [4]  # turns 1 and 2 of both questions in one batch
     for r in records:

@@ -116,7 +116,7 @@ def test_leaderboard_text_of_a_non_comparable_judge_says_so_at_the_top(tmp_path)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     table = next(i for i, ln in enumerate(lines) if ln.startswith("#####"))
-    assert any("judge gpt-4o: not comparable with published MT-bench" in ln for ln in lines[:table])
+    assert any("judged by gpt-4o: not comparable with published MT-bench" in ln for ln in lines[:table])
     body = [ln for ln in lines[table + 2:] if re.match(r"\s*\d+\s", ln)]
     assert len(body) == 35
     mine = [ln for ln in body if "my-model" in ln]

@@ -25,11 +25,15 @@ def _show_json(*args: str) -> dict:
 def test_single_show_json_equals_fastchat(run):
     exp = EXPECTED[f"{run}/model_judgment/gpt-4_single.jsonl :: --mode single"]
     got = _show_json("--input-file", str(CONF / run / "model_judgment" / "gpt-4_single.jsonl"))
-    assert set(got) == {"mode", "rows", "rows_dropped", "models"}
+    assert set(got) == {"mode", "rows", "rows_dropped", "models", "judge", "comparable",
+                        "judge_repeats"}
+    assert (got["judge"], got["comparable"], got["judge_repeats"]) == ("gpt-4", True, 1)
     assert got["rows"] == exp["rows"] and got["rows_dropped"] == exp["rows_score_minus1_dropped"]
     assert set(got["models"]) == set(exp["average"])
     for name, m in got["models"].items():
-        assert set(m) == {"turn_1", "turn_2", "average", "n_turn_1", "n_turn_2", "categories", "ci95"}
+        assert set(m) == {"turn_1", "turn_2", "average", "n_turn_1", "n_turn_2", "categories", "ci95",
+                          "judge_sd"}
+        assert m["judge_sd"] is None  # judged once
         assert m["turn_1"] == pytest.approx(exp["turn1"][name], abs=1e-9)
         assert m["turn_2"] == pytest.approx(exp["turn2"][name], abs=1e-9)
         assert m["average"] == pytest.approx(exp["average"][name], abs=1e-9)
@@ -46,7 +50,9 @@ def test_single_show_json_equals_fastchat(run):
 def test_pairwise_show_json_equals_fastchat(key, args):
     exp = EXPECTED[key]
     got = _show_json("--input-file", str(CONF / PAIR), *args)
-    assert set(got) == {"mode", "rows", "rows_dropped", "models", "consistency"}
+    assert set(got) == {"mode", "rows", "rows_dropped", "models", "consistency", "judge",
+                        "comparable"}
+    assert (got["judge"], got["comparable"]) == ("gpt-4-turbo", False)  # not GPT-4 (the paper's)
     assert got["rows"] == exp["rows"] and got["rows_dropped"] == exp["rows_with_error_dropped"]
     assert set(got["models"]) == set(exp["table"])
     for name, row in exp["table"].items():

@@ -34,6 +34,8 @@ Load-time (judge) arguments, `evaluate.load("mt_bench_judge", "single" | "pairwi
     parallel (`int`): concurrent judge requests, default 8.
     judge_file (`str`): judge prompts JSONL, default FastChat's packaged one.
     client: a ready judge client (`mt_bench_task.types.ChatClient`); overrides the four above.
+    judge_repeats (`int`): judge each match K times (default 1); the result's judge_sd is then
+        the judge's spread (see `mt-bench show --json`).
 Args:
     predictions (`list` of `list` of `str`): the answer to each question, one text per turn.
     references (`list` of `dict`): the questions (rows of the dataset's "question" config):
@@ -45,17 +47,20 @@ Args:
     return_judgments (`bool`): also return the raw judgment records (FastChat's JSONL rows).
 Returns:
     single: score, turn_1, turn_2 (mean ratings), categories ({category: mean}), n (ratings),
-        n_failed (judgments without a rating, excluded), ci95 (bootstrap CI of score).
+        n_failed (judgments without a rating, excluded), ci95 (bootstrap CI of score),
+        judge_repeats, judge_sd (mean sample sd of one match's ratings; None when K = 1).
+    both: judge (its name), comparable (False unless gpt-4 with FastChat's prompts through an
+        API), label ("judged by X: not comparable with published MT-bench", or None).
     pairwise: win, loss, tie, win_rate, loss_rate, win_rate_adjusted, consistency, n, n_failed,
         turn_1 and turn_2 (the same rates per turn), categories ({category: rates}).
 Examples:
-    A stand-in judge (any object with FastChat's `complete` coroutine), so this runs offline:
+    A stand-in judge (a `ChatClientBase` with FastChat's `complete` coroutine), so this runs offline:
 
     >>> import evaluate
     >>> from datasets import load_dataset
     >>> from mt_bench_task import dataset_path
-    >>> from mt_bench_task.types import Completion
-    >>> class FakeJudge:
+    >>> from mt_bench_task.types import ChatClientBase, Completion
+    >>> class FakeJudge(ChatClientBase):
     ...     async def complete(self, model, messages, *, temperature, max_tokens):
     ...         if "Assistant B" in messages[-1]["content"]:
     ...             return Completion("[[C]]")  # pairwise prompt: a tie
@@ -88,11 +93,11 @@ class MtBenchJudge(evaluate.Metric):
     """MT-bench judge (FastChat llm_judge), configs `single` and `pairwise`."""
 
     def __init__(self, judge_model="gpt-4", base_url=None, api_key=None, parallel=8,
-                 judge_file=None, client=None, **kwargs):
+                 judge_file=None, client=None, judge_repeats=1, **kwargs):
         # evaluate.load passes unknown kwargs here and the base class drops them: keep the judge's
         super().__init__(**kwargs)
         self.judge = metric.JudgeSettings(judge_model, base_url, api_key, parallel, judge_file,
-                                          client)
+                                          client, judge_repeats)
 
     def _info(self):
         metric.mode_for(self.config_name)  # rejects unknown config names
