@@ -155,7 +155,7 @@ def main() -> None:
 
     import torch
 
-    from mt_bench_task.data import questions_file
+    from mt_bench_task.bench import load_bench
     from mt_bench_task.models import default_model_dir, load_tokenizer
 
     model_dir = str(default_model_dir())
@@ -168,7 +168,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         python = Path(args.fschat_python) if args.fschat_python else _setup_fschat(FSCHAT_VENV)
-        fast = (_run_fastchat(python, model_dir, questions_file(), work, end, max_new)
+        fast = (_run_fastchat(python, model_dir, Path(load_bench().sources["questions"]), work, end, max_new)
                 if python else None)
         if fast is not None:
             label = (f"(a)  FastChat {fast['fastchat']} gen_model_answer, batch 1, CPU shim, "

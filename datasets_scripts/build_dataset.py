@@ -1,11 +1,14 @@
-"""Build the MT-bench HF dataset folder shipped inside the package (no loading script: datasets 5
-refuses them). It copies FastChat's three data files byte for byte and writes the dataset card with
-its `configs:` / `dataset_info:` YAML, so `load_dataset(folder, "question", split="train")` works
-offline and the folder can be pushed to the Hub as it is (`mt-bench push-dataset`).
+"""Build the HF dataset folders shipped inside the package (no loading script: datasets 5 refuses
+them): `mt_bench` and `vicuna_bench`, FastChat's two benches. It copies FastChat's data files byte
+for byte and writes the dataset card with its `configs:` / `dataset_info:` YAML, so
+`load_dataset(folder, "question", split="train")` works offline and the folder can be pushed to
+the Hub as it is (`mt-bench push-dataset`).
 
     python datasets_scripts/build_dataset.py --source ../shared/mt_bench_data
+    python datasets_scripts/build_dataset.py --bench vicuna_bench --source ../shared/vicuna_bench_data
 
-Source: lm-sys/FastChat fastchat/llm_judge/data/mt_bench @ 0e6d3e4 (Apache-2.0).
+Source: lm-sys/FastChat fastchat/llm_judge/data/ @ 0e6d3e4 (Apache-2.0). FastChat keeps one
+judge_prompts.jsonl for all benches; it ships once, in the mt_bench folder.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import hashlib
 import shutil
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "mt_bench_task" / "data" / "mt_bench"
+PACKAGE_DATA = Path(__file__).resolve().parent.parent / "mt_bench_task" / "data"
+OUT = PACKAGE_DATA / "mt_bench"
 SHA256 = {  # of the upstream files; a copy that differs (a fixed typo) changes the scores
     "question.jsonl": "119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7",
     "reference_answer/gpt-4.jsonl": "f957a5bc977badb66885ec970e6cd08527845780313f0995764260e5777b9b3f",
@@ -137,16 +141,62 @@ Apache-2.0. sha256: {sums}
 """
 
 
-def build(source: Path, out: Path = OUT) -> None:
-    for name, sha in SHA256.items():
+VICUNA_SHA256 = {
+    "question.jsonl": "c248c5c98ba45bb0c2aadae2f270e643bd32679c6c306a3b2a503ac4254cdaa5",
+    "reference_answer/gpt-4.jsonl": "f7542dc25a5a869b32197486f5699a14eb5682ab3c7264518402399ec09ab470",
+}
+_CONFIGS_AND_FEATURES = CARD.split("- config_name: judge_prompts\n  data_files:")[0]
+_REFERENCE_FEATURES = CARD.split("- config_name: reference_answer\n  features:")[1].split(
+    "- config_name: judge_prompts")[0]
+VICUNA_CARD = (_CONFIGS_AND_FEATURES.replace("pretty_name: MT-bench", "pretty_name: Vicuna bench")
+               .replace("- mt-bench\n", "- mt-bench\n- vicuna-bench\n")
+               + "dataset_info:\n" + CARD.split("dataset_info:\n")[1].split(
+                   "- config_name: reference_answer")[0]
+               + "- config_name: reference_answer\n  features:" + _REFERENCE_FEATURES
+               + """---
+
+# Vicuna bench
+
+FastChat's second `llm_judge` bench: the 80 single-turn questions of the Vicuna blog post in 9
+categories (generic, knowledge, roleplay, common-sense, fermi, counterfactual, writing: 10 each;
+coding 7, math 3; ids 1-80), and the 10 GPT-4 reference answers FastChat's judge uses for the
+coding and math questions (ids 61-70). The judge prompts are MT-bench's (FastChat keeps one
+judge_prompts.jsonl for all benches); single-turn questions use only the single-turn prompts.
+
+| config | split | rows |
+| --- | --- | --- |
+| `question` | `train` | 80 |
+| `reference_answer` | `gpt_4` | 10 |
+
+```python
+from datasets import load_dataset
+from mt_bench_task.bench import dataset_path
+questions = load_dataset(str(dataset_path("vicuna_bench")), "question", split="train")
+```
+
+## Source and licence
+
+lm-sys/FastChat, `fastchat/llm_judge/data/vicuna_bench/`, unchanged, as found at
+Stefanstud/FastChat @ 1f5a7b81d3b219f12c18b37511de898556dfa90f (a fork whose MT-bench files are
+byte-identical to FastChat's), Apache-2.0. sha256: {sums}
+""")
+BENCHES = {  # bench -> (sha256 of the upstream files, card, default output folder)
+    "mt_bench": (SHA256, CARD, OUT),
+    "vicuna_bench": (VICUNA_SHA256, VICUNA_CARD, PACKAGE_DATA / "vicuna_bench"),
+}
+
+
+def build(source: Path, out: Path = OUT, bench: str = "mt_bench") -> None:
+    sha256, card_template, _ = BENCHES[bench]
+    for name, sha in sha256.items():
         got = hashlib.sha256((source / name).read_bytes()).hexdigest()
         if got != sha:
             raise SystemExit(f"{source / name}: sha256 {got} differs from FastChat's {sha}")
         (out / TARGET[name]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / name, out / TARGET[name])
-    sums = "; ".join(f"`{n}` {s}" for n, s in SHA256.items())
+    sums = "; ".join(f"`{n}` {s}" for n, s in sha256.items())
     # str.format would trip over the YAML braces, so only the {sums} slot is substituted
-    card = CARD.replace("{sums}", sums).replace("{{", "{").replace("}}", "}")
+    card = card_template.replace("{sums}", sums).replace("{{", "{").replace("}}", "}")
     (out / "README.md").write_text(card, encoding="utf-8")
     print(f"wrote {out}")
 
@@ -154,6 +204,7 @@ def build(source: Path, out: Path = OUT) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--source", type=Path, required=True, help="folder with FastChat's data files")
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--bench", choices=sorted(BENCHES), default="mt_bench")
+    ap.add_argument("--out", type=Path, default=None, help="default: the packaged folder")
     args = ap.parse_args()
-    build(args.source, args.out)
+    build(args.source, args.out or BENCHES[args.bench][2], args.bench)

@@ -1,5 +1,6 @@
 """mt_bench_task: MT-bench, FastChat-exact and HF-native."""
-from .data import dataset_path, load_questions, load_references, load_judge_prompts, load_answers
+from .bench import Bench, dataset_path, load_bench
+from .data import load_answers, read_answers, read_pair_judgments, read_single_judgments
 from .jsonl import DataError
 from .register import register_metric, register_quietly as _register_quietly
 from .types import Answer, Choice, Completion, JudgePrompt, PairJudgment, Question, SingleJudgment
@@ -8,6 +9,7 @@ from .types import Answer, Choice, Completion, JudgePrompt, PairJudgment, Questi
 # a 1 ms file copy, no evaluate/torch import; MT_BENCH_NO_REGISTER=1 turns it off.
 _register_quietly()
 
-__all__ = ["dataset_path", "load_questions", "load_references", "load_judge_prompts", "load_answers",
-           "DataError", "Answer", "Choice", "Completion", "JudgePrompt", "PairJudgment", "Question",
-           "SingleJudgment", "register_metric"]
+__all__ = ["Bench", "load_bench", "dataset_path", "load_answers", "read_answers",
+           "read_single_judgments", "read_pair_judgments", "DataError", "Answer", "Choice",
+           "Completion", "JudgePrompt", "PairJudgment", "Question", "SingleJudgment",
+           "register_metric"]

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from . import data
-from .jsonl import DataError, read_jsonl
+from .bench import order_categories
+from .jsonl import DataError
 
 OFFICIAL_SOURCE = "official GPT-4"
 
@@ -66,9 +67,11 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float | None:
 
 def calibration_stats(judge_rows: list[dict[str, Any]], official_rows: list[dict[str, Any]],
                       categories: dict[int, str], judge: str,
-                      models: Sequence[str] | None = None) -> dict[str, Any]:
+                      models: Sequence[str] | None = None,
+                      category_order: Sequence[str] = ()) -> dict[str, Any]:
     """The statistics over the pairs (judge score, official grade) of every (model, question,
-    turn) with an official grade and a judge score other than -1 (each repeat is one pair)."""
+    turn) with an official grade and a judge score other than -1 (each repeat is one pair);
+    `categories` in `category_order` (MT-bench's `Bench.categories`), then others."""
     official = {(r["model"], r["question_id"], r["turn"]): r["score"] for r in official_rows
                 if r["score"] != -1}
     pairs = [(r["model"], r["question_id"], float(r["score"]), float(official[key]))
@@ -89,7 +92,6 @@ def calibration_stats(judge_rows: list[dict[str, Any]], official_rows: list[dict
         return out
 
     by_model = group(lambda p: p[0])
-    order = {c: i for i, c in enumerate(data.CATEGORIES)}
     by_cat = group(lambda p: categories.get(p[1], "unknown"))
     names = sorted(by_model)
     n = len(pairs)
@@ -103,7 +105,7 @@ def calibration_stats(judge_rows: list[dict[str, Any]], official_rows: list[dict
         "kendall_tau_models": kendall_tau_b([_num(by_model[m]["official"]) for m in names],
                                             [_num(by_model[m]["judge"]) for m in names]),
         "models": {m: by_model[m] for m in names},
-        "categories": {c: by_cat[c] for c in sorted(by_cat, key=lambda c: (order.get(c, 99), c))},
+        "categories": {c: by_cat[c] for c in order_categories(by_cat, category_order)},
     }
 
 
@@ -187,6 +189,7 @@ class CalibrationSummary:
 
 def reference_set(models: Sequence[str] | None = None) -> tuple[list[str], dict[str, Any]]:
     """(model names, {model: {question_id: Answer}}) of the reference models (default: all 6)."""
+    from .bench import official_answers_dir
     from .official import REFERENCE_MODELS
 
     chosen = list(dict.fromkeys(models)) if models else list(REFERENCE_MODELS)
@@ -194,7 +197,8 @@ def reference_set(models: Sequence[str] | None = None) -> tuple[list[str], dict[
     if unknown:
         raise DataError(f"models: {', '.join(unknown)} have no official answers; "
                         f"choose from {', '.join(REFERENCE_MODELS)}")
-    return chosen, {m: data.load_answers(data.official_answers_dir(), m) for m in chosen}
+    packaged = official_answers_dir()  # `<model>.jsonl` files, no model_answer/ folder
+    return chosen, {m: data.load_answers(packaged, m, fallback_dir=packaged) for m in chosen}
 
 
 def run_calibration(run: CalibrationRun, client: Any = None,
@@ -207,22 +211,24 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     from .jsonl import write_lines_atomic
     from .judge_runner import job_key
     from .judges import judge_spec, make_client
-    from .official import load_official_grades
+    from .official import load_official_grades, mt_bench
     from .prompts import build_matches
 
     models, answers = reference_set(run.models)
-    if run.judge_repeats < 1:
-        raise DataError(f"judge_repeats (--judge-repeats) must be >= 1, got {run.judge_repeats}")
+    if run.judge_repeats < 1 or run.parallel < 1:
+        raise DataError(f"judge_repeats (--judge-repeats) and parallel (--parallel) must be >= 1, "
+                        f"got {run.judge_repeats} and {run.parallel}")
     spec = judge_spec(run.judge_model)
-    questions = data.load_questions()
-    matches = build_matches(questions, answers, models, data.load_judge_prompts(), "single",
-                            spec.display_name, data.load_references())
+    bench = mt_bench()  # the official grades' bench, whatever the data dir holds
+    matches = build_matches(bench.select(), answers, models, bench.judge_prompts, "single",
+                            spec.display_name, bench.references,
+                            need_ref=bench.need_ref_categories)
     jobs = judging.repeat_jobs(matches, run.judge_repeats)
     out = judgments_path(run.data_dir, spec.display_name)
     done: set[tuple] = set()
     if out.exists():
-        stored: list[dict[str, Any]] = read_jsonl(out, repair_torn_tail=not run.dry_run)
-        done = {judging.record_key(r) for r in stored if not judging.is_failed(r)}
+        done = {r.key for r in data.read_single_judgments(out, repair_torn_tail=not run.dry_run)
+                if not r.failed}
     todo = [j for j in jobs if job_key(*j) not in done]
     summary = CalibrationSummary(spec.display_name, models, spec.label, planned=len(jobs),
                                  already_done=len(jobs) - len(todo), output=out)
@@ -233,14 +239,13 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     if todo:
         chat = client or make_client(spec, base_url=run.base_url)
         parallel = max(run.parallel, 8) if spec.local and run.parallel == 1 else run.parallel
-        records = judging.judge_into(out, todo, chat, spec, parallel)
+        records = judging.judge_into(out, todo, chat, spec, parallel, "single")
         summary.sent = len(records)
-        summary.failed = sum(judging.is_failed(r.to_dict()) for r in records)
+        summary.failed = sum(r.failed for r in records)
         summary.usage = dict(vars(chat.usage))
-    rows: list[dict[str, Any]] = read_jsonl(out) if out.exists() else []
-    categories = {q.question_id: q.category for q in questions}
-    summary.stats = calibration_stats(rows, load_official_grades(), categories, spec.display_name,
-                                      models)
+    rows = [r.to_dict() for r in data.read_single_judgments(out)] if out.exists() else []
+    summary.stats = calibration_stats(rows, load_official_grades(), bench.category_of,
+                                      spec.display_name, models, bench.categories)
     summary.stats_file = stats_path(run.data_dir, spec.display_name)
     write_lines_atomic(summary.stats_file, [json.dumps(summary.stats, indent=1)])
     return summary
@@ -249,10 +254,11 @@ def run_calibration(run: CalibrationRun, client: Any = None,
 def calibrate_records(records: list[dict[str, Any]], judge: str,
                       models: Sequence[str] | None = None) -> dict[str, Any]:
     """The statistics for judgment records made elsewhere (the evaluate metric's path)."""
-    from .official import load_official_grades
+    from .official import load_official_grades, mt_bench
 
-    categories = {q.question_id: q.category for q in data.load_questions()}
-    return calibration_stats(records, load_official_grades(), categories, judge, models)
+    bench = mt_bench()
+    return calibration_stats(records, load_official_grades(), bench.category_of, judge, models,
+                             bench.categories)
 
 
 # ---- text for the CLI (returned, never printed here) ----

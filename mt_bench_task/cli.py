@@ -6,6 +6,7 @@ is instant.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -32,11 +33,21 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return Path(args.data_dir) if args.data_dir else DEFAULT_DATA_ROOT / args.bench_name
 
 
+def _bench(args: argparse.Namespace):  # -> Bench, resolved once per command
+    from .bench import load_bench
+
+    return load_bench(args.bench_name, _data_dir(args), getattr(args, "judge_file", None))
+
+
 # ---- option groups shared by several subcommands (declared once) ----
 def _add_bench(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bench-name", default="mt_bench", help="benchmark name (default: mt_bench)")
+    p.add_argument("--bench-name", default="mt_bench",
+                   help="mt_bench (default), vicuna_bench, or your own bench's name (its data dir "
+                        "then needs a question.jsonl)")
     p.add_argument("--data-dir", default=None,
-                   help="root of model_answer/ and model_judgment/ (default: data/<bench-name>)")
+                   help="root of model_answer/ and model_judgment/ (default: data/<bench-name>); "
+                        "its own question.jsonl, reference_answer/<judge>.jsonl and "
+                        "judge_prompts.jsonl replace the packaged ones")
 
 
 def _add_questions(p: argparse.ArgumentParser) -> None:
@@ -61,22 +72,27 @@ def _add_local_model(p: argparse.ArgumentParser, required: bool) -> None:
                    help="spawn N accelerate processes (or run under `accelerate launch` yourself)")
 
 
-def _add_judge(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--judge-file", default=None, help="judge prompts JSONL (default: packaged)")
-    p.add_argument("--judge-model", default="gpt-4",
+def _add_judge_client(p: argparse.ArgumentParser, required: bool = False) -> None:
+    """The judge and how it is called (judge, run, calibrate)."""
+    p.add_argument("--judge-model", required=required, default=None if required else "gpt-4",
                    help="API model name, or a local HF model path, or 'default' (embedded model)")
+    p.add_argument("--openai-api-base", default=None,
+                   help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL or api.openai.com)")
+    p.add_argument("--parallel", type=int, default=1, help="concurrent judge requests")
+    p.add_argument("--judge-repeats", type=int, default=1, metavar="K",
+                   help="judge each match K times to measure judge noise (default 1: FastChat)")
+
+
+def _add_judge(p: argparse.ArgumentParser) -> None:
+    _add_judge_client(p)
+    p.add_argument("--judge-file", default=None, help="judge prompts JSONL (default: packaged)")
     p.add_argument("--baseline-model", default="gpt-3.5-turbo")
     p.add_argument("--mode", choices=["single", "pairwise-baseline", "pairwise-all"],
                    default="single")
     p.add_argument("--model-list", nargs="+", default=None, help="models to judge (default: all)")
-    p.add_argument("--parallel", type=int, default=1, help="concurrent judge requests")
     p.add_argument("--first-n", type=int, default=None, help="only the first N questions (debug)")
-    p.add_argument("--openai-api-base", default=None,
-                   help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL or api.openai.com)")
     p.add_argument("--allow-partial", action="store_true",
                    help="judge what exists when answers miss questions or turns")
-    p.add_argument("--judge-repeats", type=int, default=1, metavar="K",
-                   help="judge each match K times to measure judge noise (default 1: FastChat)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (calls, estimated prompt tokens), call nothing")
 
@@ -85,7 +101,7 @@ def _add_judge(p: argparse.ArgumentParser) -> None:
 def cmd_gen(args: argparse.Namespace) -> int:
     from .generate import GenerationConfig, generate_answers
 
-    generate_answers(GenerationConfig.from_args(args, _data_dir(args)))
+    generate_answers(GenerationConfig.from_args(args, _data_dir(args)), _bench(args))
     return 0
 
 
@@ -96,53 +112,41 @@ def cmd_gen_api(args: argparse.Namespace) -> int:
         model=args.model, data_dir=_data_dir(args), base_url=args.openai_api_base,
         parallel=args.parallel, max_tokens=args.max_tokens, num_choices=args.num_choices,
         question_begin=args.question_begin, question_end=args.question_end,
-        force_temperature=args.force_temperature)
+        force_temperature=args.force_temperature, bench=_bench(args))
     return 0 if stats.failed == 0 else 1  # "$ERROR$" answers are asked again on the next run
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
     from .judging import JudgeRun, run_judging
 
-    summary = run_judging(JudgeRun.from_args(args, _data_dir(args)))
+    summary = run_judging(JudgeRun.from_args(args, _data_dir(args)), bench=_bench(args))
     return 0 if summary.ok else 1
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     if args.reference_models and not (args.leaderboard and args.plot):
         raise DataError("--reference-models needs --leaderboard and --plot")
-    if args.leaderboard:
-        return _show_leaderboard(args)
+    if args.leaderboard:  # among the published MT-bench models (MT-bench only)
+        from .official import show_leaderboard
+
+        out = show_leaderboard(_data_dir(args), args.input_file, args.judge_model, args.mode,
+                               args.model_list, args.json, args.plot, args.reference_models,
+                               args.seed, bench=_bench(args))
+        for line in out.stderr:
+            print(line, file=sys.stderr)
+        print(out.stdout)
+        return 0
     from .scoring import show
 
     show(data_dir=_data_dir(args), input_file=args.input_file, judge_model=args.judge_model,
          mode=args.mode, model_list=args.model_list, baseline_model=args.baseline_model,
-         as_json=args.json, plot=args.plot, seed=args.seed)
-    return 0
-
-
-def _show_leaderboard(args: argparse.Namespace) -> int:
-    from .official import show_leaderboard
-
-    out = show_leaderboard(data_dir=_data_dir(args), input_file=args.input_file,
-                           judge_model=args.judge_model, mode=args.mode, model_list=args.model_list,
-                           as_json=args.json, plot=args.plot, reference_models=args.reference_models,
-                           seed=args.seed)
-    for line in out.stderr:
-        print(line, file=sys.stderr)
-    print(out.stdout)
+         as_json=args.json, plot=args.plot, seed=args.seed, bench=_bench(args))
     return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibration import (
-        CalibrationRun,
-        calibration_plan,
-        calibration_table,
-        run_calibration,
-    )
+    from .calibration import CalibrationRun, calibration_plan, calibration_table, run_calibration
 
-    if args.parallel < 1:
-        raise DataError("--parallel must be at least 1")
     run = CalibrationRun(data_dir=_data_dir(args), judge_model=args.judge_model,
                          base_url=args.openai_api_base, parallel=args.parallel,
                          models=tuple(args.models) if args.models else None, dry_run=args.dry_run,
@@ -151,19 +155,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         calibration_plan(plan), file=sys.stdout if args.dry_run else sys.stderr))
     if args.dry_run:
         return 0
-    if args.json:
-        import json
-
-        print(json.dumps(summary.stats))
-    else:
-        print(calibration_table(summary))
+    print(json.dumps(summary.stats) if args.json else calibration_table(summary))
     return 0 if summary.ok else 1  # $ERROR$ judgments are sent again on the next run
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run_all
 
-    return run_all(args, _data_dir(args))
+    return run_all(args, _data_dir(args), _bench(args))
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -171,7 +170,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     res = publish_results(repo_id=args.repo_id, data_dir=_data_dir(args), results_file=args.results,
                           judge_model=args.judge_model, model_id=args.model_id,
-                          create_pr=args.create_pr, dry_run=args.dry_run, revision=args.revision)
+                          create_pr=args.create_pr, dry_run=args.dry_run, revision=args.revision,
+                          bench=_bench(args))
     for note in res.notes:
         print(f"mt-bench publish: note: {note}", file=sys.stderr)
     if args.dry_run:
@@ -186,7 +186,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_push_dataset(args: argparse.Namespace) -> int:
     from .publishing import push_dataset
 
-    url = push_dataset(repo_id=args.repo_id, private=args.private, revision=args.revision)
+    url = push_dataset(repo_id=args.repo_id, private=args.private, revision=args.revision,
+                       bench=args.bench_name)
     print(f"pushed the dataset: {url}")
     return 0
 
@@ -195,7 +196,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     out = write_report(data_dir=_data_dir(args), judge_model=args.judge_model, out=Path(args.out),
-                       leaderboard=args.leaderboard)
+                       bench=_bench(args), leaderboard=args.leaderboard)
     print(f"wrote {out}")
     return 0
 
@@ -251,32 +252,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--plot", default=None, help="write the per-category radar plot (PNG)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed for the 95%% CI")
-    p.add_argument("--leaderboard", action="store_true",
-                   help="place your models among the 34 published MT-bench models (official "
-                        "GPT-4 grades, marked official; single mode)")
+    p.add_argument("--leaderboard", action="store_true", help="place your models among the 34 "
+                   "published MT-bench models (official GPT-4 grades; single mode, MT-bench only)")
     p.add_argument("--reference-models", nargs="+", default=None,
-                   help="with --leaderboard --plot: official models to draw on the radar "
-                        "(default: gpt-4 gpt-3.5-turbo vicuna-13b-v1.3)")
+                   help="with --leaderboard --plot: official models to draw (default: 3 of them)")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("calibrate", help="judge the official answers of 6 leaderboard models and "
                                          "compare with the official GPT-4 grades",
                        epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=_Raw)
-    _add_bench(p)
-    p.add_argument("--judge-model", required=True,
-                   help="API model name, or a local HF model path, or 'default' (embedded model)")
-    p.add_argument("--openai-api-base", default=None,
-                   help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL or api.openai.com)")
-    p.add_argument("--parallel", type=int, default=1, help="concurrent judge requests")
-    p.add_argument("--judge-repeats", type=int, default=1, metavar="K",
-                   help="judge every match K times (records get \"repeat\"; each repeat is a pair)")
+    _add_judge_client(p, required=True)  # no --bench-name: always the packaged MT-bench
+    p.add_argument("--data-dir", default=None,
+                   help="where calibration/ is written (default: data/mt_bench)")
     p.add_argument("--models", nargs="+", default=None,
-                   help="reference models to judge (default: all 6: gpt-4 gpt-3.5-turbo "
-                        "claude-v1 vicuna-13b-v1.3 alpaca-13b llama-13b)")
+                   help="reference models to judge (default: all 6 with official answers)")
     p.add_argument("--json", action="store_true", help="the statistics as one JSON object")
     p.add_argument("--dry-run", action="store_true",
                    help="say how many judge calls it would make (960 for all 6), call nothing")
-    p.set_defaults(func=cmd_calibrate)
+    p.set_defaults(func=cmd_calibrate, bench_name="mt_bench")
 
     p = sub.add_parser("run", help="gen + judge + show in one go (defaults: embedded models)",
                        epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=_Raw)
@@ -297,8 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None)
     p.set_defaults(func=cmd_publish)
 
-    p = sub.add_parser("push-dataset", help="push the packaged MT-bench dataset to the Hub")
+    p = sub.add_parser("push-dataset", help="push a packaged bench's dataset to the Hub")
     p.add_argument("--repo-id", required=True)
+    p.add_argument("--bench-name", choices=["mt_bench", "vicuna_bench"], default="mt_bench")
     p.add_argument("--private", action="store_true")
     p.add_argument("--revision", default=None)
     p.set_defaults(func=cmd_push_dataset)

@@ -1,107 +1,93 @@
-"""Stage 1, data: MT-bench questions, GPT-4 references, judge prompts and answer files.
+"""Stage 1, data: the low-level readers of FastChat's files (questions, references, judge prompts,
+answers, judgments), each returning typed records and naming file:line on a bad line.
 
-Dataset: the packaged HF dataset folder (`dataset_path()`), FastChat's files byte for byte.
-Paper: Zheng et al., "Judging LLM-as-a-judge with MT-Bench and Chatbot Arena", arXiv:2306.05685.
-Every path resolves from a data dir (FastChat's `data/<bench>` layout), never from the cwd.
+Which files make up a benchmark is decided once, in `bench.load_bench`; the stages take that
+`Bench` value. Every path resolves from a data dir (FastChat's `data/<bench>` layout), never
+from the cwd.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 from .jsonl import DataError, read_jsonl
-from .types import Answer, JudgePrompt, Question
+from .types import API_ERROR_OUTPUT, Answer, JudgePrompt, PairJudgment, Question, SingleJudgment
 
-BENCH_NAME = "mt_bench"
-DATASET_ID = "mt_bench_task/mt_bench"  # dataset id written into model cards (model-index)
-DATASET_REVISION = "fastchat-0e6d3e4"  # FastChat commit the data files were taken from
-JUDGE_PROMPTS_VERSION = "judge_prompts.jsonl@7ad1d638"
-CATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
-# FastChat's gen_model_answer.temperature_config; any other category samples at 0.7.
-TEMPERATURE_CONFIG = {
-    "writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
-    "reasoning": 0.0, "stem": 0.1, "humanities": 0.1, "arena-hard-200": 0.0,
-}
-DEFAULT_TEMPERATURE = 0.7
-_PACKAGE_DATA = Path(__file__).parent / "data"
+OUTPUT_FORMATS = ("[[rating]]", "[[A]]", "[[rating_a,rating_b]]")
 
 
-def dataset_path() -> Path:
-    """Folder to pass to `datasets.load_dataset(str(dataset_path()), "question", split="train")`."""
-    return _PACKAGE_DATA / "mt_bench"
+def read_questions(path: Path) -> list[Question]:
+    return read_jsonl(path, Question.from_dict)
 
 
-def official_answers_dir() -> Path:
-    """The official answers of 6 leaderboard models (gpt-3.5-turbo: the default baseline)."""
-    return _PACKAGE_DATA / "official_answers"
+def read_references(files: Iterable[Path]) -> dict[str, dict[int, Answer]]:
+    """{file stem: {question_id: reference}}; FastChat keys references by the judge's name."""
+    return {Path(f).stem: {a.question_id: a for a in read_answers(f)} for f in files}
 
 
-def official_grades_file() -> Path:
-    """The official GPT-4 single grades of the 34 published leaderboard models (SOURCE.md)."""
-    return _PACKAGE_DATA / "official_grades" / "gpt-4_single_scores.jsonl"
-
-
-def temperature_for(category: str) -> float:
-    return TEMPERATURE_CONFIG.get(category, DEFAULT_TEMPERATURE)
-
-
-def questions_file(data_dir: Path | None = None) -> Path:
-    """`DATA_DIR/question.jsonl` when the user has one (a custom bench), else the packaged one."""
-    if data_dir is not None and (Path(data_dir) / "question.jsonl").is_file():
-        return Path(data_dir) / "question.jsonl"
-    return dataset_path() / "data" / "question.jsonl"
-
-
-def load_questions(data_dir: Path | None = None, begin: int | None = None,
-                   end: int | None = None) -> list[Question]:
-    """Questions in file order; `begin`/`end` slice like FastChat's --question-begin/--question-end."""
-    questions = read_jsonl(questions_file(data_dir), Question.from_dict)
-    return questions[begin:end]
-
-
-def load_references(data_dir: Path | None = None) -> dict[str, dict[int, Answer]]:
-    """{judge name: {question_id: reference answer}}; FastChat keys references by the file stem."""
-    ref_dir = Path(data_dir) / "reference_answer" if data_dir is not None else None
-    if ref_dir is not None and ref_dir.is_dir():
-        files = sorted(ref_dir.glob("*.jsonl"))
-        return {f.stem: {a.question_id: a for a in read_jsonl(f, Answer.from_dict)} for f in files}
-    packaged = dataset_path() / "data" / "reference_answer_gpt-4.jsonl"
-    return {"gpt-4": {a.question_id: a for a in read_jsonl(packaged, Answer.from_dict)}}
-
-
-def default_judge_file() -> Path:
-    return dataset_path() / "data" / "judge_prompts.jsonl"
-
-
-def load_judge_prompts(path: Path | str | None = None) -> dict[str, JudgePrompt]:
-    path = Path(path) if path else default_judge_file()
+def read_judge_prompts(path: Path) -> dict[str, JudgePrompt]:
     prompts = read_jsonl(path, JudgePrompt.from_dict)
-    known = {"[[rating]]", "[[A]]", "[[rating_a,rating_b]]"}
     for lineno, p in enumerate(prompts, 1):
-        if p.output_format not in known:
+        if p.output_format not in OUTPUT_FORMATS:
             raise DataError(f"{path}:{lineno}: judge prompt {p.name!r} has unknown output_format "
-                            f"{p.output_format!r} (expected one of {sorted(known)})")
+                            f"{p.output_format!r} (expected one of {sorted(OUTPUT_FORMATS)})")
     return {p.name: p for p in prompts}
+
+
+def read_answers(path: Path, repair_torn_tail: bool = False) -> list[Answer]:
+    """An answer file's records in file order (FastChat needs only question_id and
+    choices[0].turns; other keys are kept)."""
+    return read_jsonl(path, Answer.from_dict, repair_torn_tail=repair_torn_tail)
+
+
+def read_single_judgments(path: Path, repair_torn_tail: bool = False) -> list[SingleJudgment]:
+    return read_jsonl(path, _single, repair_torn_tail=repair_torn_tail)
+
+
+def read_pair_judgments(path: Path, repair_torn_tail: bool = False) -> list[PairJudgment]:
+    return read_jsonl(path, _pair, repair_torn_tail=repair_torn_tail)
+
+
+def read_judgments(path: Path, mode: str, repair_torn_tail: bool = False
+                   ) -> Sequence[SingleJudgment | PairJudgment]:
+    """The judgment file of a mode ("single", or a pairwise mode)."""
+    if mode == "single":
+        return read_single_judgments(path, repair_torn_tail)
+    return read_pair_judgments(path, repair_torn_tail)
+
+
+def _single(d: dict[str, Any]) -> SingleJudgment:
+    if "score" not in d and "g1_winner" in d:
+        raise ValueError("a pairwise judgment, not a single-mode one "
+                         "(use --mode pairwise-baseline or pairwise-all)")
+    return SingleJudgment.from_dict(d)
+
+
+def _pair(d: dict[str, Any]) -> PairJudgment:
+    if "g1_winner" not in d and "score" in d:
+        raise ValueError("a single-mode judgment, not a pairwise one (use --mode single)")
+    return PairJudgment.from_dict(d)
 
 
 def answer_file(data_dir: Path, model_id: str) -> Path:
     return Path(data_dir) / "model_answer" / f"{model_id}.jsonl"
 
 
-def load_answers(data_dir: Path, model_id: str) -> dict[int, Answer]:
+def load_answers(data_dir: Path, model_id: str, fallback_dir: Path | None = None) -> dict[int, Answer]:
     """One model's answers by question id; the last line per id wins (FastChat's reorg rule).
 
-    Falls back to the packaged official answers (gpt-4, gpt-3.5-turbo and 4 more).
+    Falls back to `fallback_dir/<model>.jsonl` (a bench's official answers) when DATA_DIR has none.
     """
     path = answer_file(data_dir, model_id)
-    if not path.is_file() and (official_answers_dir() / f"{model_id}.jsonl").is_file():
-        path = official_answers_dir() / f"{model_id}.jsonl"
+    if not path.is_file() and fallback_dir is not None and (fallback_dir / f"{model_id}.jsonl").is_file():
+        path = fallback_dir / f"{model_id}.jsonl"
     if not path.is_file():
         raise DataError(f"no answers for model {model_id!r}: {path} not found")
-    return {a.question_id: a for a in read_jsonl(path, Answer.from_dict)}
+    return {a.question_id: a for a in read_answers(path)}
 
 
 # A turn that says this failed: FastChat's local generation writes "ERROR", its API paths "$ERROR$".
-FAILED_TURN_TEXTS = ("ERROR", "$ERROR$")
+FAILED_TURN_TEXTS = ("ERROR", API_ERROR_OUTPUT)
 
 
 def pending_questions(questions: list[Question], path: Path, num_choices: int) -> list[Question]:
@@ -110,8 +96,7 @@ def pending_questions(questions: list[Question], path: Path, num_choices: int) -
     left as is); only a torn last line without newline (a write cut by kill -9) is dropped."""
     if not Path(path).is_file():
         return list(questions)
-    answered = {a.question_id: a for a in read_jsonl(path, Answer.from_dict,
-                                                     repair_torn_tail=True)}
+    answered = {a.question_id: a for a in read_answers(path, repair_torn_tail=True)}
     return [q for q in questions if not _complete(answered.get(q.question_id), q, num_choices)]
 
 

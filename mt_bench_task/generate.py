@@ -1,6 +1,6 @@
 """Stage 2, generate: answer the questions with a local HF model (FastChat's gen_model_answer).
 
-Dataset: MT-bench questions (`data.load_questions`); output: FastChat's answer JSONL, one line per
+Dataset: the bench's questions (`bench.Bench`); output: FastChat's answer JSONL, one line per
 question. Paper: Zheng et al., arXiv:2306.05685.
 Kept from FastChat: per-category temperatures, `torch.manual_seed(choice index)`, greedy below
 1e-4, output cleaning, "ERROR" on a RuntimeError, the answer record and the sorted final file.
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import data
+from .bench import DEFAULT_BENCH, Bench, load_bench
 from .jsonl import DataError, JsonlAppender, write_lines_atomic
 from .models import DEFAULT_MODEL, DEFAULT_MODEL_ID, model_id_for, resolve_model_path
 from .types import Answer, Choice, Question
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 class GenerationConfig:
     model_path: str = DEFAULT_MODEL
     model_id: str = DEFAULT_MODEL_ID
-    data_dir: Path = Path("data") / data.BENCH_NAME
+    data_dir: Path = Path("data") / DEFAULT_BENCH
     answer_file: Path | None = None  # None: DATA_DIR/model_answer/MODEL_ID.jsonl
     question_begin: int | None = None
     question_end: int | None = None
@@ -77,11 +78,13 @@ class GenerationStats:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def generate_answers(cfg: GenerationConfig) -> GenerationStats:
-    """Answer every selected question not yet in the answer file; return what this run did."""
+def generate_answers(cfg: GenerationConfig, bench: Bench | None = None) -> GenerationStats:
+    """Answer every selected question of `bench` (default: MT-bench, or DATA_DIR's own
+    question.jsonl) not yet in the answer file; return what this run did."""
     _validate(cfg)
+    bench = bench or load_bench(data_dir=cfg.data_dir)
     out = cfg.output_path
-    questions = data.load_questions(cfg.data_dir, cfg.question_begin, cfg.question_end)
+    questions = bench.select(cfg.question_begin, cfg.question_end)
     if not questions:
         _say(f"no questions selected (--question-begin {cfg.question_begin} "
              f"--question-end {cfg.question_end}); nothing to do")
@@ -92,8 +95,8 @@ def generate_answers(cfg: GenerationConfig) -> GenerationStats:
         return GenerationStats(0, 0, 0.0)
     model_path = resolve_model_path(cfg.model_path, cfg.revision)  # converts 'default' once, here
     if cfg.num_processes > 1 and not _launched():
-        return _relaunch(cfg, model_path)
-    return _generate(cfg, model_path, questions, pending, out)
+        return _relaunch(cfg, model_path, bench)
+    return _generate(cfg, model_path, questions, pending, out, bench)
 
 
 def reorganize_answer_file(path: Path) -> None:
@@ -122,13 +125,14 @@ def _say(msg: str) -> None:
 
 
 # ---- several processes: re-run this command under `accelerate launch` ----
-def _relaunch(cfg: GenerationConfig, model_path: str) -> GenerationStats:
+def _relaunch(cfg: GenerationConfig, model_path: str, bench: Bench) -> GenerationStats:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
            "--num_processes", str(cfg.num_processes), "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no",
            # port 0 makes accelerate abort, so pick a free one ourselves
            "--main_process_port", str(_free_port()),
-           "-m", "mt_bench_task.cli", "gen", *_gen_cli_args(cfg, model_path)]
+           "-m", "mt_bench_task.cli", "gen", "--bench-name", bench.name,
+           *_gen_cli_args(cfg, model_path)]
     with tempfile.TemporaryDirectory() as tmp:
         stats_file = Path(tmp) / "stats.json"
         rc = subprocess.run(cmd, env={**os.environ, _STATS_ENV: str(stats_file)}).returncode
@@ -164,7 +168,7 @@ def _free_port() -> int:
 
 # ---- the generation loop (one process, or one of several) ----
 def _generate(cfg: GenerationConfig, model_path: str, questions: Sequence[Question],
-              pending: list[Question], out: Path) -> GenerationStats:
+              pending: list[Question], out: Path, bench: Bench) -> GenerationStats:
     import torch
     from accelerate import PartialState
     from accelerate.utils import gather_object
@@ -185,11 +189,12 @@ def _generate(cfg: GenerationConfig, model_path: str, questions: Sequence[Questi
     tokens = 0
     start = time.perf_counter()
     with state.split_between_processes(pending) as shard:
-        batches = _make_batches(shard, tok, cfg.batch_size)
+        batches = _make_batches(shard, tok, cfg.batch_size, bench)
         # every worker must join every gather, so all loop as often as the busiest one
         rounds = max(gather_object([len(batches)]))
         for r in range(rounds):
-            mine = _answer_batch(model, tok, batches[r], cfg) if r < len(batches) else ([], 0)
+            mine = (_answer_batch(model, tok, batches[r], cfg, bench.temperature(batches[r][0].category))
+                    if r < len(batches) else ([], 0))
             for answers, batch_tokens in gather_object([mine]):
                 tokens += batch_tokens
                 if appender is not None:
@@ -211,18 +216,19 @@ def _generate(cfg: GenerationConfig, model_path: str, questions: Sequence[Questi
     return stats
 
 
-def _make_batches(shard: Sequence[Question], tok: Any, batch_size: int) -> list[list[Question]]:
+def _make_batches(shard: Sequence[Question], tok: Any, batch_size: int,
+                  bench: Bench) -> list[list[Question]]:
     """Batches of one temperature each (one generate() call has one setting), similar prompt
     lengths together (less padding), and evenly sized within a temperature (no stragglers:
     40 questions at batch size 32 run as 20 + 20, not 32 + 8); the order is a pure function of
     the shard."""
     def key(q: Question) -> tuple[float, int, int]:
         length = len(tok(q.turns[0], add_special_tokens=False)["input_ids"])
-        return (data.temperature_for(q.category), length, q.question_id)
+        return (bench.temperature(q.category), length, q.question_id)
 
     groups: dict[float, list[Question]] = {}
     for q in sorted(shard, key=key):
-        groups.setdefault(data.temperature_for(q.category), []).append(q)
+        groups.setdefault(bench.temperature(q.category), []).append(q)
     batches: list[list[Question]] = []
     for group in groups.values():
         n = -(-len(group) // batch_size)  # ceil
@@ -235,13 +241,13 @@ def _make_batches(shard: Sequence[Question], tok: Any, batch_size: int) -> list[
     return batches
 
 
-def _answer_batch(model: Any, tok: Any, batch: list[Question],
-                  cfg: GenerationConfig) -> tuple[list[Answer], int]:
-    """All turns of all choices of one batch; turn j+1 sees each question's cleaned answer j."""
+def _answer_batch(model: Any, tok: Any, batch: list[Question], cfg: GenerationConfig,
+                  temperature: float) -> tuple[list[Answer], int]:
+    """All turns of all choices of one batch (one temperature); turn j+1 sees each question's
+    cleaned answer j."""
     import shortuuid
     import torch
 
-    temperature = data.temperature_for(batch[0].category)
     turns_by_choice: list[list[list[str]]] = []
     tokens = 0
     for choice in range(cfg.num_choices):

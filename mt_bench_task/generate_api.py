@@ -1,6 +1,6 @@
 """Stage 2, generate through an API: answer the questions with an OpenAI-compatible server.
 
-Dataset: MT-bench questions (`data.load_questions`); output: FastChat's answer JSONL, one line per
+Dataset: the bench's questions (`bench.Bench`); output: FastChat's answer JSONL, one line per
 question. Paper: Zheng et al., arXiv:2306.05685.
 Kept from FastChat's gen_api_answer: the chatgpt template's system message, the temperature
 precedence, `n=1` requests, turn 2 seeing the turn-1 answer, "$ERROR$" as the text of a turn whose
@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import data
+from .bench import Bench, load_bench
 from .client import ClientUsage, OpenAIChatClient
 from .generate import reorganize_answer_file
-from .jsonl import DataError, JsonlAppender, read_jsonl
-from .prompts import API_ERROR_OUTPUT
-from .types import Answer, ChatClient, Choice, Question
+from .jsonl import DataError, JsonlAppender
+from .types import API_ERROR_OUTPUT, Answer, ChatClient, Choice, Question
 
 SYSTEM_MESSAGE = "You are a helpful assistant."  # FastChat's chatgpt template
 
@@ -38,21 +38,24 @@ def generate_api_answers(model: str, data_dir: Path | str, base_url: str | None 
                          parallel: int = 1, max_tokens: int = 1024, num_choices: int = 1,
                          question_begin: int | None = None, question_end: int | None = None,
                          force_temperature: float | None = None, *,
-                         client: ChatClient | None = None) -> ApiGenerationStats:
+                         client: ChatClient | None = None,
+                         bench: Bench | None = None) -> ApiGenerationStats:
     """Answer every selected question not yet answered in DATA_DIR/model_answer/MODEL.jsonl.
 
     `client` replaces the OpenAI client (e.g. a fake in tests); by default one is made for
     `base_url` ($OPENAI_BASE_URL, else api.openai.com). A client with `check_reachable()` is
     checked first; one with `close()` is closed at the end (OpenAIChatClient reopens on reuse).
+    `bench` gives the questions (default: MT-bench, or DATA_DIR's own question.jsonl).
     """
     for name, value in (("parallel", parallel), ("max-tokens", max_tokens),
                         ("num-choices", num_choices)):
         if value < 1:
             raise DataError(f"--{name} must be >= 1, got {value}")
     data_dir = Path(data_dir)
-    questions = data.load_questions(data_dir, question_begin, question_end)
-    temperatures = _temperatures(data_dir, questions, question_begin, question_end,
-                                 force_temperature)
+    bench = bench or load_bench(data_dir=data_dir)
+    questions = bench.select(question_begin, question_end)
+    # FastChat's precedence: force, the question's required_temperature, the category's
+    temperatures = {q.question_id: bench.api_temperature(q, force_temperature) for q in questions}
     out = data.answer_file(data_dir, model)
     pending = data.pending_questions(questions, out, num_choices)  # DataError before any request
     if not pending:
@@ -61,25 +64,6 @@ def generate_api_answers(model: str, data_dir: Path | str, base_url: str | None 
     chat = client if client is not None else OpenAIChatClient(base_url)
     return asyncio.run(_generate(chat, model, questions, pending, temperatures, out,
                                  parallel, max_tokens, num_choices))
-
-
-def _temperatures(data_dir: Path, questions: Sequence[Question], begin: int | None,
-                  end: int | None, force: float | None) -> dict[int, float]:
-    """FastChat's precedence: --force-temperature, the question's required_temperature, the
-    category's temperature. FastChat asserts that the first two are not both set; so do we."""
-    # read the raw lines too: the Question record drops unknown keys like required_temperature
-    raw: list[dict[str, Any]] = read_jsonl(data.questions_file(data_dir))[begin:end]
-    required = {d["question_id"]: d["required_temperature"] for d in raw
-                if "required_temperature" in d}
-    temperatures = {}
-    for q in questions:
-        if force is not None and q.question_id in required:
-            raise DataError(f"--force-temperature {force} conflicts with question "
-                            f"{q.question_id}'s required_temperature {required[q.question_id]}")
-        temperatures[q.question_id] = float(
-            force if force is not None else required.get(q.question_id,
-                                                          data.temperature_for(q.category)))
-    return temperatures
 
 
 async def _generate(client: ChatClient, model: str,

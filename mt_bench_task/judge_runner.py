@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from .jsonl import DataError
 from .judges import JudgeSpec
 from .prompts import (
-    API_ERROR_OUTPUT,
     Match,
     extract_rating,
     extract_verdict,
@@ -70,17 +69,20 @@ async def judge_match(match: Match, client: ChatClient, judge: JudgeSpec,
                         prompts[1], done[1].text, turn, time.time(), extra)
 
 
-def is_failed(record: dict[str, Any]) -> bool:
-    """An API failure ($ERROR$) is not a judgment: resume sends it again."""
-    texts = [record.get("judgment"), record.get("g1_judgment"), record.get("g2_judgment")]
-    return API_ERROR_OUTPUT in texts
+def _record(record: SingleJudgment | PairJudgment | dict[str, Any]) -> SingleJudgment | PairJudgment:
+    if not isinstance(record, dict):
+        return record
+    return (PairJudgment if "g1_winner" in record else SingleJudgment).from_dict(record)
 
 
-def record_key(record: dict[str, Any]) -> tuple:
-    """Same identity as `job_key`, read off a stored record (no "repeat" key: repeat 0)."""
-    model_1 = record.get("model", record.get("model_1"))
-    return (record["question_id"], record["turn"], model_1, record.get("model_2", ""),
-            record["judge"][1], record.get("repeat") or 0)
+def is_failed(record: SingleJudgment | PairJudgment | dict[str, Any]) -> bool:
+    """An API failure ($ERROR$) is not a judgment: resume sends it again (`record.failed`)."""
+    return _record(record).failed
+
+
+def record_key(record: SingleJudgment | PairJudgment | dict[str, Any]) -> tuple:
+    """Same identity as `job_key`, read off a stored record (`record.key`)."""
+    return _record(record).key
 
 
 def job_key(match: Match, repeat: int | None) -> tuple:

@@ -75,9 +75,11 @@ def _is_fastchat_prompts(judge_file: Path | str | None) -> bool:
     if judge_file is None:
         return True
     from . import data
+    from .bench import packaged_judge_prompts
 
     try:
-        return data.load_judge_prompts(judge_file) == data.load_judge_prompts(None)
+        return (data.read_judge_prompts(Path(judge_file))
+                == data.read_judge_prompts(packaged_judge_prompts()))
     except (DataError, OSError):  # unreadable: judging reports it; not FastChat's either way
         return False
 

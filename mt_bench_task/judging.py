@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from . import data
-from .jsonl import DataError, JsonlAppender, read_jsonl, write_lines_atomic
+from .bench import Bench, load_bench
+from .jsonl import DataError, JsonlAppender, write_lines_atomic
 from .judge_runner import (
     JUDGE_MAX_TOKENS,
     JUDGE_TEMPERATURE,
@@ -128,12 +129,12 @@ def _ids(ids: list[int]) -> str:
     return f" (e.g. {', '.join(map(str, ids[:5]))}{', ...' if len(ids) > 5 else ''})" if ids else ""
 
 
-def plan(run: JudgeRun) -> tuple[list[Job], list[Job], Path, int]:
+def plan(run: JudgeRun, bench: Bench) -> tuple[list[Job], list[Job], Path, int]:
     """(all jobs, those still to send, output file, turns skipped for partial answers).
     A job is a match and its repeat (None when judged once: FastChat's record, no "repeat")."""
     if run.judge_repeats < 1:
         raise DataError(f"judge_repeats (--judge-repeats) must be >= 1, got {run.judge_repeats}")
-    all_questions = data.load_questions(run.data_dir)
+    all_questions = list(bench.questions)
     questions = all_questions[run.question_begin: run.first_n]
     models = run.model_list or data.list_answer_models(run.data_dir)
     if run.mode == "pairwise-baseline":
@@ -142,24 +143,23 @@ def plan(run: JudgeRun) -> tuple[list[Job], list[Job], Path, int]:
         models_needed = models
     if not models:
         raise DataError(f"no answer files in {run.data_dir / 'model_answer'}")
-    answers = {m: data.load_answers(run.data_dir, m) for m in models_needed}
+    answers = {m: data.load_answers(run.data_dir, m, bench.official_answers) for m in models_needed}
     known = {q.question_id for q in all_questions}
     for m, by_qid in answers.items():
         unknown = sorted(set(by_qid) - known)
         if unknown:  # answers to another bench, or a typo'd id: judging them would mislead
             raise DataError(f"{data.answer_file(run.data_dir, m)}: answers for unknown question "
-                            f"id(s) {unknown[:5]} (not in {data.questions_file(run.data_dir)})")
+                            f"id(s) {unknown[:5]} (not in {bench.sources['questions']})")
     skipped = check_answers(questions, answers, models_needed, run.allow_partial)
     judge_name = run.judge.display_name
-    matches = build_matches(questions, answers, models, data.load_judge_prompts(run.judge_file),
-                            run.mode, judge_name, data.load_references(run.data_dir),
-                            run.baseline_model)
+    matches = build_matches(questions, answers, models, bench.judge_prompts, run.mode, judge_name,
+                            bench.references, run.baseline_model, bench.need_ref_categories)
     jobs = repeat_jobs(matches, run.judge_repeats)
     out = judgment_file(run.data_dir, judge_name, run.mode)
     done: set[tuple] = set()
     if out.exists():
-        stored: list[dict[str, Any]] = read_jsonl(out, repair_torn_tail=not run.dry_run)
-        done = {record_key(r) for r in stored if not is_failed(r)}
+        done = {r.key for r in data.read_judgments(out, run.mode, repair_torn_tail=not run.dry_run)
+                if not r.failed}
     return jobs, [j for j in jobs if job_key(*j) not in done], out, skipped
 
 
@@ -175,15 +175,19 @@ def judge_display_name(judge_model: str) -> str:
     return judge_spec(judge_model).display_name
 
 
-def describe_plan(run: JudgeRun, jobs: list[Job], todo: list[Job], out: Path) -> str:
+def describe_plan(run: JudgeRun, jobs: list[Job], todo: list[Job], out: Path,
+                  bench: Bench | None = None) -> str:
     """The plan `--dry-run` prints: matches, calls (repeats included) and a prompt token estimate."""
     calls = len(todo) * (2 if run.mode != "single" else 1)
     by_prompt = Counter(m.prompt.name for m, _ in todo)
     chars = sum(len(msg["content"]) for m, _ in todo for up in user_prompts(m)
                 for msg in messages(m.prompt, up))
-    spec = run.judge
+    spec = bench_spec(run.judge, bench) if bench is not None else run.judge
     lines = [(f"judge: {run.judge_model}  mode: {run.mode}  repeats: {run.judge_repeats}  "
               f"output: {out}")]
+    if bench is not None:  # which files make up the bench (a data dir's own win)
+        lines.append(f"bench: {bench.name}  "
+                     + "  ".join(f"{k}: {v}" for k, v in bench.sources.items()))
     if spec.label:
         lines.append(f"NOTE: {spec.label}")
     lines += [(f"matches: {len(jobs)} planned, {len(jobs) - len(todo)} already judged, "
@@ -198,20 +202,23 @@ def make_client(run: JudgeRun) -> ChatClient:
     return make_judge_client(run.judge, base_url=run.base_url)
 
 
-def run_judging(run: JudgeRun, client: ChatClient | None = None) -> JudgeSummary:
-    """Plan, send what is missing, append each record as it completes, then tidy the file."""
-    jobs, todo, out, skipped = plan(run)
-    spec = run.judge
+def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
+                bench: Bench | None = None) -> JudgeSummary:
+    """Plan, send what is missing, append each record as it completes, then tidy the file.
+    `bench` defaults to `load_bench("mt_bench", run.data_dir, run.judge_file)`."""
+    bench = bench or load_bench(data_dir=run.data_dir, judge_file=run.judge_file)
+    jobs, todo, out, skipped = plan(run, bench)
+    spec = bench_spec(run.judge, bench)
     summary = JudgeSummary(planned=len(jobs), already_done=len(jobs) - len(todo),
                            skipped_partial=skipped, output=out, label=spec.label)
-    print(describe_plan(run, jobs, todo, out), file=sys.stderr)
+    print(describe_plan(run, jobs, todo, out, bench), file=sys.stderr)
     if run.dry_run or not todo:
         return summary
     chat = client or make_client(run)
     parallel = max(run.parallel, 8) if spec.local and run.parallel == 1 else run.parallel
-    records = judge_into(out, todo, chat, spec, parallel)
+    records = judge_into(out, todo, chat, spec, parallel, run.mode)
     summary.sent = len(records)
-    summary.failed = sum(is_failed(r.to_dict()) for r in records)
+    summary.failed = sum(r.failed for r in records)
     summary.usage.update(vars(chat.usage))
     summary.adaptations = list(chat.adaptations)
     u = summary.usage
@@ -222,7 +229,7 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None) -> JudgeSummary
 
 
 def judge_into(out: Path, todo: list[Job], chat: ChatClient, spec: JudgeSpec,
-               parallel: int) -> list[Any]:
+               parallel: int, mode: str = "single") -> list[Any]:
     """Check the judge answers, judge `todo`, append each record to `out` as it completes, then
     drop the $ERROR$ rows a later success superseded (shared by `judge` and `calibrate`)."""
     with JsonlAppender(out) as sink:
@@ -234,18 +241,22 @@ def judge_into(out: Path, todo: list[Job], chat: ChatClient, spec: JudgeSpec,
             finally:
                 await chat.close()
         records = run_sync(go)
-    _drop_superseded_failures(out)
+    _drop_superseded_failures(out, mode)
     return records
 
 
-def _drop_superseded_failures(path: Path) -> None:
+def bench_spec(spec: JudgeSpec, bench: Bench) -> JudgeSpec:
+    """A bench whose judge prompts are not FastChat's (a data dir's own) makes any judge not
+    comparable, as `--judge-file` does."""
+    return spec if bench.fastchat_prompts else replace(spec, fastchat_prompts=False)
+
+
+def _drop_superseded_failures(path: Path, mode: str) -> None:
     """Remove $ERROR$ rows whose match was judged successfully later; raw bytes of others kept."""
     lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    import json
-
-    parsed = [json.loads(ln) for ln in lines]
-    good = {record_key(r) for r in parsed if not is_failed(r)}
-    keep = [ln for ln, r in zip(lines, parsed) if not (is_failed(r) and record_key(r) in good)]
+    parsed = data.read_judgments(path, mode)  # one record per non-blank line, in order
+    good = {r.key for r in parsed if not r.failed}
+    keep = [ln for ln, r in zip(lines, parsed) if not (r.failed and r.key in good)]
     if len(keep) != len(lines):
         write_lines_atomic(path, keep)
 
@@ -254,17 +265,25 @@ def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer
                   client: ChatClient, judge: JudgeSpec | str = "gpt-4", mode: Mode = "single",
                   baseline_model: str | None = None, parallel: int = 8,
                   judge_file: Path | None = None, progress: bool = False,
-                  judge_repeats: int = 1) -> list[dict[str, Any]]:
+                  judge_repeats: int = 1, *, bench: Bench | None = None) -> list[dict[str, Any]]:
     """In-memory judging (the evaluate metric's path): records as dicts, FastChat key order.
 
     `answers` maps model name -> {question_id: Answer}; in pairwise-baseline mode it must also
-    hold the baseline's answers. The judge client is passed in, never global.
+    hold the baseline's answers. References, judge prompts and the need-reference categories
+    come from `bench` (default: packaged MT-bench; `judge_file` replaces its prompts). The judge
+    client is passed in, never global.
     """
+    if bench is None:
+        bench = load_bench(judge_file=judge_file)
+    elif judge_file is not None:
+        bench = replace(bench, judge_prompts=data.read_judge_prompts(Path(judge_file)))
     spec = judge if isinstance(judge, JudgeSpec) else judge_spec(judge, judge_file)
+    spec = bench_spec(spec, bench)
     models = [m for m in answers if mode != "pairwise-baseline" or m != baseline_model]
     check_answers(questions, answers, list(answers), allow_partial=False)
-    matches = build_matches(questions, answers, models, data.load_judge_prompts(judge_file), mode,
-                            spec.display_name, data.load_references(), baseline_model)
+    matches = build_matches(questions, answers, models, bench.judge_prompts, mode,
+                            spec.display_name, bench.references, baseline_model,
+                            bench.need_ref_categories)
     jobs = repeat_jobs(matches, judge_repeats)
 
     async def go() -> list[Any]:
@@ -275,5 +294,4 @@ def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer
 
     records = run_sync(go)
     order = {job_key(*j): i for i, j in enumerate(jobs)}  # deterministic, whatever finished first
-    dicts = [r.to_dict() for r in records]
-    return sorted(dicts, key=lambda r: order[record_key(r)])
+    return [r.to_dict() for r in sorted(records, key=lambda r: order[r.key])]

@@ -1,7 +1,8 @@
 """The library side of the `mt_bench_judge` evaluate metric: inputs -> FastChat records -> scores.
 
 Name: mt_bench_judge (configs `single` and `pairwise`). Dataset: the packaged MT-bench questions
-(`load_dataset(str(dataset_path()), "question", split="train")` rows are the references).
+(`load_dataset(str(dataset_path()), "question", split="train")` rows are the references), or any
+bench's (`bench="vicuna_bench"` or a bench folder: its references and judge prompts are used).
 Paper: arXiv:2306.05685. Scored: GPT-4-style 1-10 ratings per turn (single) or win/loss/tie
 against a baseline's answers (pairwise), judged by `judging.judge_answers` and summarised by
 `scoring.results_from_rows`, so every number equals `mt-bench show --json` on the same judgments.
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import data, judging, scoring
+from .bench import Bench, load_bench
 from .judges import JudgeSpec, judge_spec, make_client
 from .prompts import Mode
 from .types import Answer, ChatClient, Choice, Question
@@ -55,14 +57,24 @@ class JudgeSettings:
     judge_file: str | None = None
     client: ChatClient | None = None  # a ready judge (tests, custom backends); overrides the above
     judge_repeats: int = 1  # each match judged K times (records carry "repeat")
+    bench: str | Path | Bench = "mt_bench"  # a packaged bench name, a bench folder, or a Bench
 
     def __repr__(self) -> str:  # never the key
         return (f"JudgeSettings(judge_model={self.judge_model!r}, base_url={self.base_url!r}, "
-                f"parallel={self.parallel}, judge_repeats={self.judge_repeats})")
+                f"parallel={self.parallel}, judge_repeats={self.judge_repeats}, "
+                f"bench={getattr(self.bench, 'name', self.bench)!r})")
 
     @property
     def spec(self) -> JudgeSpec:
         return judge_spec(self.judge_model, self.judge_file)
+
+    def resolve_bench(self) -> Bench:
+        """The Bench value: given, a folder in FastChat's layout (named by its dir), or a name."""
+        if isinstance(self.bench, Bench):
+            return self.bench
+        if Path(self.bench).is_dir():
+            return load_bench(Path(self.bench).name, data_dir=Path(self.bench))
+        return load_bench(str(self.bench))
 
     @property
     def local(self) -> bool:
@@ -134,11 +146,14 @@ def to_answers(predictions: Sequence[Any], questions: list[Question], model_id: 
 
 
 def baseline_answers(baseline_predictions: Sequence[Any] | Mapping[int, Any] | None,
-                     questions: list[Question], baseline_model: str) -> dict[int, Answer]:
+                     questions: list[Question], baseline_model: str,
+                     official_dir: Path | None = None) -> dict[int, Answer]:
     """The baseline's answers: a list aligned with the references, a {question_id: turns} dict,
-    or (None) the packaged official answers of `baseline_model` (FastChat's gpt-3.5-turbo)."""
+    or (None) the bench's official answers of `baseline_model` (MT-bench: gpt-3.5-turbo's)."""
     if baseline_predictions is None:
-        official = data.load_answers(data.official_answers_dir(), baseline_model)
+        if official_dir is None:
+            raise ValueError("this bench has no packaged baseline answers: pass baseline_predictions")
+        official = data.load_answers(official_dir, baseline_model, fallback_dir=official_dir)
         missing = [q.question_id for q in questions if q.question_id not in official]
         if missing:
             raise ValueError(f"no packaged {baseline_model} answers for question ids {missing[:5]}:"
@@ -168,19 +183,21 @@ def compute(predictions: Sequence[Any], references: Sequence[Mapping[str, Any]],
             return_judgments: bool = False) -> dict[str, Any]:
     """Judge `predictions` (answers of `model_id`) and score them like `mt-bench show --json`."""
     judge = judge or JudgeSettings()
+    bench = judge.resolve_bench()
     questions = to_questions(references)
     answers = {model_id: to_answers(predictions, questions, model_id)}
     if mode != "single":
         if model_id == baseline_model:
             raise ValueError(f"model_id {model_id!r} must differ from baseline_model")
-        answers[baseline_model] = baseline_answers(baseline_predictions, questions, baseline_model)
+        answers[baseline_model] = baseline_answers(baseline_predictions, questions, baseline_model,
+                                                   bench.official_answers)
     if judge.judge_repeats < 1:
         raise ValueError(f"judge_repeats must be at least 1, got {judge.judge_repeats}")
     judge.check_reachable()
     rows = judging.judge_answers(questions, answers, judge.make_client(), judge.spec,
                                  mode, baseline_model if mode != "single" else None, judge.parallel,
                                  Path(judge.judge_file) if judge.judge_file else None,
-                                 judge_repeats=judge.judge_repeats)
+                                 judge_repeats=judge.judge_repeats, bench=bench)
     categories = {q.question_id: q.category for q in questions}
     if mode == "single":
         result = single_result(rows, model_id, categories)
@@ -227,14 +244,17 @@ def calibrate(judge: JudgeSettings | None = None,
               models: Sequence[str] | None = None) -> dict[str, Any]:
     """The judge's calibration figures (`mt-bench calibrate --json`'s object): it grades the
     official answers of the reference models (default all 6: 960 calls) with FastChat's single
-    prompts, compared with the official GPT-4 grades by `calibration.calibration_stats`."""
+    prompts, compared with the official GPT-4 grades by `calibration.calibration_stats`.
+    Always on MT-bench (the official grades' bench), whatever `judge.bench` says."""
     from . import calibration
+    from .official import mt_bench
 
     judge = judge or JudgeSettings()
     names, answers = calibration.reference_set(models)
     judge.check_reachable()
-    rows = judging.judge_answers(data.load_questions(), answers, judge.make_client(), judge.spec,
+    bench = mt_bench()
+    rows = judging.judge_answers(bench.select(), answers, judge.make_client(), judge.spec,
                                  "single", None, judge.parallel,
                                  Path(judge.judge_file) if judge.judge_file else None,
-                                 judge_repeats=judge.judge_repeats)
+                                 judge_repeats=judge.judge_repeats, bench=bench)
     return calibration.calibrate_records(rows, judge.judge_name, names)

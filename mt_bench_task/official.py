@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import data
+from .bench import DEFAULT_BENCH, Bench, load_bench, official_grades_file
 from .jsonl import DataError, read_jsonl
 from .judges import NOT_COMPARABLE, JudgeIdentity, identity_of_rows
 
@@ -28,7 +28,7 @@ OFFICIAL_SUFFIX = " (official)"  # only when a user's model has an official mode
 
 def load_official_grades() -> list[dict[str, Any]]:
     """The official rows (question_id, model, judge, score, turn), in the official file's order."""
-    return read_jsonl(data.official_grades_file())
+    return read_jsonl(official_grades_file())
 
 
 def official_models() -> list[str]:
@@ -45,11 +45,19 @@ def judge_label(who: JudgeIdentity, calibration: str | None = None) -> str | Non
 
 
 # ---- placement ----
-def check_mt_bench(data_dir: Path | None) -> None:
-    """The official grades are for MT-bench's 80 questions: a data dir with other questions
-    cannot be placed among them."""
-    mine = data.questions_file(data_dir)
-    packaged = data.questions_file(None)
+def mt_bench() -> Bench:
+    """The packaged MT-bench (questions, categories, references, FastChat's prompts): the bench
+    of the official grades and answers, whatever bench or data dir the user's run is on."""
+    return load_bench(DEFAULT_BENCH)
+
+
+def check_mt_bench(bench: Bench) -> None:
+    """The official grades are for MT-bench's 80 questions: another bench, or a data dir with
+    other questions, cannot be placed among them."""
+    if bench.name != DEFAULT_BENCH:
+        raise DataError(f"bench {bench.name!r}: the leaderboard placement compares scores on "
+                        f"MT-bench's 80 questions only (--bench-name mt_bench)")
+    mine, packaged = Path(bench.sources["questions"]), Path(mt_bench().sources["questions"])
     if mine != packaged and mine.read_bytes() != packaged.read_bytes():
         raise DataError(f"{mine}: not MT-bench's questions; the leaderboard placement compares "
                         f"scores on MT-bench's 80 questions only")
@@ -62,11 +70,11 @@ def leaderboard(user: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     user's entries (CIs included) are exactly those of `user`; the official ones come from a
     separate `summarize_single` call, so adding them changes none of the user's numbers.
     """
-    from .scoring import question_categories, summarize_single
+    from .scoring import summarize_single
 
     if user.get("mode") != "single":
         raise DataError("the leaderboard placement needs single-mode scores (--mode single)")
-    official = summarize_single(load_official_grades(), question_categories(), None, seed)
+    official = summarize_single(load_official_grades(), mt_bench().category_of, None, seed)
     entries: list[tuple[str, dict[str, Any]]] = [
         (name, {**m, "official": False}) for name, m in user["models"].items()]
     for name, m in official["models"].items():
@@ -125,17 +133,20 @@ class LeaderboardView:
 
 def show_leaderboard(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
                      model_list: list[str] | None, as_json: bool = False, plot: str | None = None,
-                     reference_models: list[str] | None = None, seed: int = 0) -> LeaderboardView:
-    """The user's single-mode scores placed among the official models (JSON or text)."""
+                     reference_models: list[str] | None = None, seed: int = 0,
+                     bench: Bench | None = None) -> LeaderboardView:
+    """The user's single-mode scores placed among the official models (JSON or text); `bench`
+    (default: MT-bench, or DATA_DIR's own questions) must be MT-bench."""
     from . import calibration, scoring
 
     if mode != "single":
         raise DataError("--leaderboard needs single-mode judgments (--mode single)")
-    check_mt_bench(data_dir)
+    bench = bench or load_bench(data_dir=data_dir)
+    check_mt_bench(bench)
     path = Path(input_file) if input_file else scoring.judgment_file(data_dir, judge_model, mode)
-    rows = scoring.load_rows(path)
-    user = scoring.results_from_rows(rows, mode, model_list, None,
-                                     scoring.question_categories(data_dir), seed, source=str(path))
+    rows = scoring.load_rows(path, mode)
+    user = scoring.results_from_rows(rows, mode, model_list, None, bench.category_of, seed,
+                                     source=str(path))
     who = identity_of_rows(rows, judge_model)
     stats = calibration.load_stats(data_dir, who.judge)
     label = judge_label(who, calibration.citation(stats))
@@ -160,6 +171,7 @@ def show_leaderboard(data_dir: Path, input_file: str | None, judge_model: str, m
         subset = plot_models(board, reference_models)
         dashed = {n for n in subset["models"] if n.endswith("[official GPT-4]")}
         out = radar_plot(subset, Path(plot), title_note=None if who.comparable else
-                         f"your judge {who.judge}: {NOT_COMPARABLE}", dashed=dashed)
+                         f"your judge {who.judge}: {NOT_COMPARABLE}",
+                         categories=bench.categories, bench_name=bench.name, dashed=dashed)
         view.stderr.append(f"radar plot: {out}")
     return view

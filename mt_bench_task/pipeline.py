@@ -10,6 +10,8 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from .bench import Bench, load_bench
+
 # Budgets of the embedded quick run, so it finishes in minutes on a 2-core CPU; FastChat's are
 # 1024 new tokens per answer and 2048 per judgment. Explicit flags always win.
 QUICK_ANSWER_TOKENS = 96
@@ -17,19 +19,20 @@ QUICK_JUDGE_TOKENS = 8  # a 135M judge rarely writes a rating; the probability f
 QUICK_JUDGE_BATCH = 16
 
 
-def run_all(args: argparse.Namespace, data_dir: Path) -> int:
+def run_all(args: argparse.Namespace, data_dir: Path, bench: Bench | None = None) -> int:
     from .generate import GenerationConfig, generate_answers
     from .judges import make_client
     from .judging import JudgeRun, run_judging
     from .scoring import show
 
+    bench = bench or load_bench(data_dir=data_dir)
     embedded = args.model_path in (None, "default")
     judge_model = args.judge_model or "default"
     args = argparse.Namespace(**{**vars(args), "answer_file": None})
     if args.max_new_token is None:
         args.max_new_token = QUICK_ANSWER_TOKENS if embedded else 1024
     gen = GenerationConfig.from_args(args, data_dir)
-    generate_answers(gen)  # prints its own summary line
+    generate_answers(gen, bench)  # prints its own summary line
 
     judge_run = replace(JudgeRun.from_args(argparse.Namespace(**{**vars(args), "judge_model": judge_model}),
                                            data_dir),
@@ -42,12 +45,13 @@ def run_all(args: argparse.Namespace, data_dir: Path) -> int:
                              local_max_new_tokens=QUICK_JUDGE_TOKENS if embedded else None)
         # many requests in flight, so the batcher can group prompts of similar length
         judge_run = replace(judge_run, parallel=max(judge_run.parallel, 8 * QUICK_JUDGE_BATCH))
-    summary = run_judging(judge_run, client=client)
+    summary = run_judging(judge_run, client=client, bench=bench)
     if judge_run.dry_run:
         return 0
     plot = args.plot or str(data_dir / "radar.png")
     show(data_dir=data_dir, input_file=None, judge_model=spec.display_name,
          mode=judge_run.mode, model_list=None,
-         baseline_model=judge_run.baseline_model, plot=plot if judge_run.mode == "single" else None)
+         baseline_model=judge_run.baseline_model, plot=plot if judge_run.mode == "single" else None,
+         bench=bench)
     return 0 if summary.ok else 1
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Iterable, Literal, Mapping
 
+from .bench import NEED_REF_CATS, reference_set
 from .jsonl import DataError
-from .types import Answer, JudgePrompt, Question, Score
+from .types import API_ERROR_OUTPUT, Answer, JudgePrompt, Question, Score
 
 Mode = Literal["single", "pairwise-baseline", "pairwise-all"]
 MODES: tuple[Mode, ...] = ("single", "pairwise-baseline", "pairwise-all")
-NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
 TIE_DELTA = 0.1
-API_ERROR_OUTPUT = "$ERROR$"
+__all__ = ["API_ERROR_OUTPUT", "NEED_REF_CATS"]  # re-exported: their home is types / bench
 
 ONE_SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 ONE_SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
@@ -62,16 +62,15 @@ class Match:
                 self.prompt.name)
 
 
-def needs_reference(question: Question) -> bool:
-    return question.category in NEED_REF_CATS
-
-
 def build_matches(questions: list[Question], answers: dict[str, dict[int, Answer]],
-                  models: list[str], prompts: dict[str, JudgePrompt], mode: Mode,
-                  judge_model: str, references: dict[str, dict[int, Answer]],
-                  baseline_model: str | None = None) -> list[Match]:
+                  models: list[str], prompts: Mapping[str, JudgePrompt], mode: Mode,
+                  judge_model: str, references: Mapping[str, Mapping[int, Answer]],
+                  baseline_model: str | None = None,
+                  need_ref: Iterable[str] = NEED_REF_CATS) -> list[Match]:
     """All matches in FastChat's order: T1-default, T1-math, T2-default, T2-math, each block
-    questions x models (pairwise-baseline: model vs baseline; pairwise-all: every pair i<j)."""
+    questions x models (pairwise-baseline: model vs baseline; pairwise-all: every pair i<j).
+    Questions in `need_ref` categories (the bench's) get the -math- prompts and a reference."""
+    need_ref = tuple(need_ref)
     kind = "single" if mode == "single" else "pairwise"
     if mode == "single":
         pairs = [(m, None) for m in models]
@@ -84,10 +83,12 @@ def build_matches(questions: list[Question], answers: dict[str, dict[int, Answer
     matches: list[Match] = []
     for turn in (1, 2):
         for with_ref in (False, True):
-            prompt = _prompt(prompts, PROMPT_NAMES[(kind, with_ref, turn)])
-            for q in questions:
-                if needs_reference(q) != with_ref or (turn == 2 and len(q.turns) != 2):
-                    continue
+            block = [q for q in questions if (q.category in need_ref) == with_ref
+                     and (turn == 1 or len(q.turns) == 2)]
+            # looked up only when used: a single-turn bench needs no multi-turn prompts
+            prompt = _prompt(prompts, PROMPT_NAMES[(kind, with_ref, turn)]) if block else None
+            for q in block:
+                assert prompt is not None
                 ref = _reference(references, judge_model, q) if with_ref else None
                 for m1, m2 in pairs:
                     a1 = _answer(answers, m1, q, turn)
@@ -104,16 +105,16 @@ def _answer(answers: dict[str, dict[int, Answer]], model: str, q: Question,
     return a if a is not None and a.choices and len(a.turns) >= turn else None
 
 
-def _prompt(prompts: dict[str, JudgePrompt], name: str) -> JudgePrompt:
+def _prompt(prompts: Mapping[str, JudgePrompt], name: str) -> JudgePrompt:
     if name not in prompts:
         raise DataError(f"judge prompts file has no prompt named {name!r}")
     return prompts[name]
 
 
-def _reference(references: dict[str, dict[int, Answer]], judge_model: str, q: Question) -> Answer:
-    # FastChat keys references by judge name; only gpt-4.jsonl ships, other judges reuse it
-    refs = references.get(judge_model, references.get("gpt-4"))
-    if refs is None or q.question_id not in refs:
+def _reference(references: Mapping[str, Mapping[int, Answer]], judge_model: str,
+               q: Question) -> Answer:
+    _, refs = reference_set(references, judge_model)
+    if q.question_id not in refs:
         raise DataError(f"no reference answer for question {q.question_id} ({q.category}) "
                         f"for judge {judge_model!r}: add reference_answer/{judge_model}.jsonl")
     return refs[q.question_id]

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from . import data, scoring
-from .jsonl import DataError, read_jsonl
+from .bench import Bench, load_bench, order_categories
+from .jsonl import DataError
 from .judges import identity_of_rows
 
 _TEMPLATE = Path(__file__).parent / "templates" / "report.html"
@@ -31,16 +32,14 @@ _DATA_SLOT = "__REPORT_DATA__"
 _HASH_SLOT = "__SCRIPT_HASH__"
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
 _EXCERPT = 160
-_SINGLE_KEYS = ("question_id", "model", "judge", "judgment", "score", "turn")
-_PAIR_KEYS = ("question_id", "model_1", "model_2", "g1_winner", "g2_winner", "judge",
-              "g1_judgment", "g2_judgment", "turn")
 
 
 def write_report(data_dir: Path, judge_model: str = "gpt-4", out: Path = Path("report.html"),
-                 seed: int = 0, leaderboard: bool = False) -> Path:
-    """Write the report for DATA_DIR's answers and `<judge>_single` / `<judge>_pair` judgments;
-    `leaderboard`: add the placement among the published MT-bench models (official rows)."""
-    html = render_html(build_payload(Path(data_dir), judge_model, seed, leaderboard))
+                 seed: int = 0, bench: Bench | None = None, leaderboard: bool = False) -> Path:
+    """Write the report for DATA_DIR's answers and `<judge>_single` / `<judge>_pair` judgments
+    on `bench` (default: MT-bench, or DATA_DIR's own questions); `leaderboard`: add the
+    placement among the published MT-bench models (official rows; MT-bench only)."""
+    html = render_html(build_payload(Path(data_dir), judge_model, seed, bench, leaderboard))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
@@ -48,31 +47,32 @@ def write_report(data_dir: Path, judge_model: str = "gpt-4", out: Path = Path("r
 
 
 def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
-                  leaderboard: bool = False) -> dict[str, Any]:
+                  bench: Bench | None = None, leaderboard: bool = False) -> dict[str, Any]:
     """Everything the page shows, as one JSON-able dict (no HTML in it)."""
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data dir not found")
+    bench = bench or load_bench(data_dir=data_dir)
     answer_models = data.list_answer_models(data_dir)
     if not answer_models:
         raise DataError(f"{data_dir / 'model_answer'}: no answer files (*.jsonl); "
                         f"run `mt-bench gen` or `mt-bench gen-api` first")
-    questions = data.load_questions(data_dir)
-    categories = {q.question_id: q.category for q in questions}
+    questions = bench.questions
+    categories = bench.category_of
     single_path = scoring.judgment_file(data_dir, judge_model, "single")
     pair_path = scoring.judgment_file(data_dir, judge_model, "pairwise-all")
-    single_rows = _rows(single_path, _SINGLE_KEYS)
-    pair_rows = _rows(pair_path, _PAIR_KEYS)
+    single_rows = _rows(single_path, "single")
+    pair_rows = _rows(pair_path, "pairwise-all")
 
     # Judged models without an answer file (a pairwise baseline) still get a column.
     judged = {r["model"] for r in single_rows or []}
     judged |= {m for r in pair_rows or [] for m in (r["model_1"], r["model_2"])}
     models = answer_models + sorted(judged - set(answer_models))
     index = {m: i for i, m in enumerate(models)}
-    ref_name, refs = _references(data_dir, judge_model)
+    ref_name, refs = bench.reference_for(judge_model)
 
     failures: list[dict[str, Any]] = []
-    single = _single(single_rows, single_path, categories, index, seed, failures)
-    pair = _pair(pair_rows, pair_path, index, failures)
+    single = _single(single_rows, single_path, categories, bench.categories, index, seed, failures)
+    pair = _pair(pair_rows, pair_path, index, failures, categories)
     labels = scoring.judge_labels((single_rows or []) + (pair_rows or []), judge_model)
     if leaderboard and single is None:
         raise DataError(f"{single_path}: not found; the leaderboard placement needs single-mode "
@@ -80,9 +80,10 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
     if leaderboard:
         from .official import check_mt_bench
 
-        check_mt_bench(data_dir)
+        check_mt_bench(bench)
     return {
         "meta": {"data_dir": str(data_dir), "judge_model": judge_model, "seed": seed,
+                 "bench": bench.name,
                  "single_file": str(single_path), "pair_file": str(pair_path),
                  "reference": ref_name,
                  "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")},
@@ -91,11 +92,11 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
         "questions": [{"id": q.question_id, "category": q.category, "turns": q.turns,
                        "ref": refs[q.question_id].turns if q.question_id in refs else None}
                       for q in questions],
-        "answers": [_answers(data_dir, m) for m in models],
+        "answers": [_answers(data_dir, m, bench.official_answers) for m in models],
         "single": single,
         "pair": pair,
         "failures": failures,
-        "radar": _radar(single["results"], labels) if single else None,
+        "radar": _radar(single["results"], labels, bench) if single else None,
         "calibration": _calibration(data_dir, (single_rows or []) + (pair_rows or []), judge_model),
         "placement": _placement(single["results"], single_rows or [], judge_model, seed)
         if leaderboard and single else None,
@@ -126,36 +127,24 @@ def _placement(results: dict[str, Any], rows: list[dict[str, Any]], judge_model:
                      for name, m in board["models"].items()]}
 
 
-def _rows(path: Path, keys: tuple[str, ...]) -> list[dict[str, Any]] | None:
-    """A judgment file's rows, or None when that kind of judging was not run."""
+def _rows(path: Path, mode: str) -> list[dict[str, Any]] | None:
+    """A judgment file's rows (typed reader: file:line on a bad one), or None when that kind of
+    judging was not run. Texts a minimal FastChat row lacks read as empty."""
     if not path.is_file():
         return None
-    rows: list[dict[str, Any]] = read_jsonl(path)
-    for lineno, r in enumerate(rows, 1):
-        missing = [k for k in keys if k not in r]
-        if missing:
-            raise DataError(f"{path}:{lineno}: judgment without {missing}")
-    return rows
+    texts = ("judgment",) if mode == "single" else ("g1_judgment", "g2_judgment")
+    return [{**{t: "" for t in texts}, **r.to_dict()} for r in data.read_judgments(path, mode)]
 
 
-def _references(data_dir: Path, judge_model: str) -> tuple[str | None, dict[int, Any]]:
-    """FastChat looks references up by judge name; gpt-4's are the ones MT-bench ships."""
-    refs = data.load_references(data_dir)
-    for name in (judge_model, "gpt-4", *sorted(refs)):
-        if name in refs:
-            return name, refs[name]
-    return None, {}
-
-
-def _answers(data_dir: Path, model: str) -> dict[str, list[str]]:
+def _answers(data_dir: Path, model: str, fallback: Path | None) -> dict[str, list[str]]:
     try:
-        return {str(qid): a.turns for qid, a in data.load_answers(data_dir, model).items()}
+        return {str(qid): a.turns for qid, a in data.load_answers(data_dir, model, fallback).items()}
     except DataError:  # judged but never answered here: the page says "no answer"
         return {}
 
 
 def _single(rows: list[dict[str, Any]] | None, path: Path, categories: dict[int, str],
-            index: dict[str, int], seed: int,
+            category_order: tuple[str, ...], index: dict[str, int], seed: int,
             failures: list[dict[str, Any]]) -> dict[str, Any] | None:
     if rows is None:
         return None
@@ -174,7 +163,7 @@ def _single(rows: list[dict[str, Any]] | None, path: Path, categories: dict[int,
                              "model": r["model"], "kind": kind,
                              "excerpt": r["judgment"][:_EXCERPT]})
     present = {c for m in results["models"].values() for c in m["categories"]}
-    cats = [c for c in data.CATEGORIES if c in present] + sorted(present - set(data.CATEGORIES))
+    cats = order_categories(present, category_order)
     return {"results": results, "categories": cats, "j": by_q}
 
 
@@ -188,11 +177,12 @@ def _pair_mode(rows: list[dict[str, Any]]) -> tuple[str, str | None]:
 
 
 def _pair(rows: list[dict[str, Any]] | None, path: Path, index: dict[str, int],
-          failures: list[dict[str, Any]]) -> dict[str, Any] | None:
+          failures: list[dict[str, Any]], categories: dict[int, str]) -> dict[str, Any] | None:
     if rows is None:
         return None
     mode, baseline = _pair_mode(rows)
-    results = scoring.results_from_rows(rows, mode, baseline_model=baseline, source=str(path))
+    results = scoring.results_from_rows(rows, mode, baseline_model=baseline, categories=categories,
+                                        source=str(path))
     out = []
     for i, r in enumerate(rows):
         out.append({"q": r["question_id"], "t": r["turn"], "a": index[r["model_1"]],
@@ -207,14 +197,15 @@ def _pair(rows: list[dict[str, Any]] | None, path: Path, index: dict[str, int],
     return {"results": results, "baseline": baseline, "rows": out}
 
 
-def _radar(results: dict[str, Any], labels: list[str]) -> str | None:
+def _radar(results: dict[str, Any], labels: list[str], bench: Bench) -> str | None:
     if not results["models"]:
         return None
     from .plot import radar_plot  # matplotlib: only when there is something to draw
 
     with tempfile.TemporaryDirectory() as tmp:
         png = radar_plot(results, Path(tmp) / "radar.png",
-                         title_note=scoring.NOT_COMPARABLE if labels else None)
+                         title_note=scoring.NOT_COMPARABLE if labels else None,
+                         categories=bench.categories, bench_name=bench.name)
         return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
 
 

@@ -7,11 +7,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from . import data
-from .jsonl import DataError, read_jsonl
+from .bench import order_categories
+from .jsonl import DataError
 from .judges import NOT_COMPARABLE, identity_of_rows
+
+if TYPE_CHECKING:
+    from .bench import Bench
 
 N_BOOTSTRAP = 1000
 
@@ -24,10 +28,6 @@ def judgment_file(data_dir: Path, judge_model: str, mode: str) -> Path:
 def _safe_name(judge_model: str) -> str:
     """A local judge given as a path becomes a file-name-safe name."""
     return judge_model.rstrip("/").replace("/", "__")
-
-
-def question_categories(data_dir: Path | None = None) -> dict[int, str]:
-    return {q.question_id: q.category for q in data.load_questions(data_dir)}
 
 
 def _check_models(known: Iterable[str], model_list: list[str] | None, path: Path | str) -> None:
@@ -125,8 +125,9 @@ def summarize_pairwise(rows: list[dict[str, Any]], mode: str, model_list: list[s
             "models": models, "consistency": consistent / used if used else None}  # None: no rows
 
 
-def load_rows(path: Path | str) -> list[dict[str, Any]]:
-    return read_jsonl(path)
+def load_rows(path: Path | str, mode: str = "single") -> list[dict[str, Any]]:
+    """A judgment file's rows, each checked by its typed reader (file:line on a bad one)."""
+    return [r.to_dict() for r in data.read_judgments(Path(path), mode)]
 
 
 def results_from_rows(rows: list[dict[str, Any]], mode: str = "single",
@@ -149,8 +150,7 @@ def _results(rows: list[dict[str, Any]], mode: str, model_list: list[str] | None
             raise DataError(f"{source}: line {missing[0] + 1} is not a single-mode judgment "
                             f"(use --mode pairwise-baseline or pairwise-all)")
         _check_models((r["model"] for r in rows), model_list, source)
-        return summarize_single(rows, categories if categories is not None else
-                                question_categories(), model_list, seed)
+        return summarize_single(rows, categories or {}, model_list, seed)
     if any("g1_winner" not in r for r in rows):
         raise DataError(f"{source}: not a pairwise judgment file (use --mode single)")
     _check_models((m for r in rows for m in (r["model_1"], r["model_2"])), model_list, source)
@@ -158,10 +158,12 @@ def _results(rows: list[dict[str, Any]], mode: str, model_list: list[str] | None
 
 
 def results_from_file(path: Path | str, mode: str = "single", model_list: list[str] | None = None,
-                      baseline_model: str | None = None, data_dir: Path | None = None,
+                      baseline_model: str | None = None, categories: dict[int, str] | None = None,
                       seed: int = 0) -> dict[str, Any]:
-    return results_from_rows(load_rows(path), mode, model_list, baseline_model,
-                             question_categories(data_dir), seed, source=str(path))
+    """`categories` ({question_id: category}, a bench's `category_of`) names the per-category
+    scores; question ids not in it count as "unknown"."""
+    return results_from_rows(load_rows(path, mode), mode, model_list, baseline_model,
+                             categories, seed, source=str(path))
 
 
 def judge_labels(rows: list[dict[str, Any]], default_judge: str = "gpt-4") -> list[str]:
@@ -171,8 +173,10 @@ def judge_labels(rows: list[dict[str, Any]], default_judge: str = "gpt-4") -> li
 
 
 def fastchat_tables(rows: list[dict[str, Any]], mode: str, model_list: list[str] | None,
-                    baseline_model: str | None, bench_name: str = "mt_bench") -> str:
-    """The text FastChat's show_result prints (default pandas repr, no rounding)."""
+                    baseline_model: str | None, multi_turn: bool = True) -> str:
+    """The text FastChat's show_result prints (default pandas repr, no rounding). FastChat prints
+    the Second turn and Average tables for `mt_bench` only; we print them for any bench with
+    two-turn questions (`multi_turn`), so a translated MT-bench gets them too."""
     import pandas as pd
 
     if mode == "single":
@@ -183,7 +187,7 @@ def fastchat_tables(rows: list[dict[str, Any]], mode: str, model_list: list[str]
         out = ["\n########## First turn ##########"]
         out.append(str(df[df["turn"] == 1].groupby(["model", "turn"]).mean()
                        .sort_values(by="score", ascending=False)))
-        if bench_name == "mt_bench":
+        if multi_turn:
             out.append("\n########## Second turn ##########")
             out.append(str(df[df["turn"] == 2].groupby(["model", "turn"]).mean()
                            .sort_values(by="score", ascending=False)))
@@ -197,7 +201,7 @@ def fastchat_tables(rows: list[dict[str, Any]], mode: str, model_list: list[str]
     return str(df.sort_values(by="win_rate_adjusted", ascending=False))
 
 
-def extra_tables(results: dict[str, Any]) -> str:
+def extra_tables(results: dict[str, Any], category_order: Sequence[str] = ()) -> str:
     """Beyond FastChat: CI, counts, per-category scores, pairwise consistency."""
     lines = [f"\nrows: {results['rows']}, dropped (score -1 / error): {results['rows_dropped']}"]
     if results["mode"] != "single":
@@ -214,8 +218,8 @@ def extra_tables(results: dict[str, Any]) -> str:
         spread = f"  judge sd={sd:.3f}" if k > 1 and sd is not None else ""
         lines.append(f"{name:40s} {m['average']:.3f}  [{lo:.3f}, {hi:.3f}]  "
                      f"n={m['n_turn_1']}+{m['n_turn_2']}{spread}")
-    cats = [c for c in data.CATEGORIES if any(c in m["categories"] for m in results["models"].values())]
-    cats += sorted({c for m in results["models"].values() for c in m["categories"]} - set(cats))
+    cats = order_categories({c for m in results["models"].values() for c in m["categories"]},
+                            category_order)
     lines.append("\n########## Per category (both turns) ##########")
     lines.append(f"{'model':40s} " + " ".join(f"{c[:10]:>10s}" for c in cats))
     for name, m in sorted(results["models"].items()):
@@ -238,11 +242,16 @@ def per_category_turns(rows: list[dict[str, Any]], categories: dict[int, str]) -
 
 def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
          model_list: list[str] | None, baseline_model: str | None, as_json: bool = False,
-         plot: str | None = None, seed: int = 0, bench_name: str = "mt_bench") -> dict[str, Any]:
+         plot: str | None = None, seed: int = 0, bench: Bench | None = None) -> dict[str, Any]:
+    """FastChat's show_result for `bench` (default: MT-bench, or DATA_DIR's own questions)."""
+    if bench is None:
+        from .bench import load_bench
+
+        bench = load_bench(data_dir=data_dir)
     path = Path(input_file) if input_file else judgment_file(data_dir, judge_model, mode)
-    rows = load_rows(path)
-    results = results_from_rows(rows, mode, model_list, baseline_model,
-                                question_categories(data_dir), seed, source=str(path))
+    rows = load_rows(path, mode)
+    results = results_from_rows(rows, mode, model_list, baseline_model, bench.category_of, seed,
+                                source=str(path))
     labels = not_comparable = judge_labels(rows, judge_model)
     calibration = _calibration_label(data_dir, rows, judge_model)
     if calibration is not None:  # the judge label with `mt-bench calibrate`'s figures next to it
@@ -256,22 +265,22 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
         print(f"Input file: {path}")
         for label in labels:
             print(f"NOTE: {label}")
-        print(fastchat_tables(rows, mode, model_list, baseline_model, bench_name))
-        print(extra_tables(results))
+        print(fastchat_tables(rows, mode, model_list, baseline_model, bench.multi_turn))
+        print(extra_tables(results, bench.categories))
         if mode == "single":
             split = per_category_turns([r for r in rows if model_list is None or r["model"] in model_list],
-                                       question_categories(data_dir))
+                                       bench.category_of)
             print("\n########## Per category and turn (turn 1 / turn 2) ##########")
             for name, cats in sorted(split.items()):
-                order = sorted(cats, key=lambda c: (c not in data.CATEGORIES, data.CATEGORIES.index(c)
-                                                    if c in data.CATEGORIES else 0, c))
+                order = order_categories(cats, bench.categories)
                 cells = [f"{c}: {_fmt(cats[c].get(1))}/{_fmt(cats[c].get(2))}" for c in order]
                 print(f"{name}: " + ", ".join(cells))
     if plot:
         from .plot import radar_plot
 
         out = radar_plot(results, Path(plot),
-                         title_note=NOT_COMPARABLE if not_comparable else None)
+                         title_note=NOT_COMPARABLE if not_comparable else None,
+                         categories=bench.categories, bench_name=bench.name)
         print(f"radar plot: {out}", file=sys.stderr)
     return results
 

@@ -7,29 +7,49 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Protocol, Union
+from typing import Any, ClassVar, Protocol, TypeVar, Union
 
 Score = Union[int, float]  # FastChat keeps the rating's literal type: "8" -> 8, "8.5" -> 8.5
+API_ERROR_OUTPUT = "$ERROR$"  # FastChat's text for a request whose retries ran out
+
+
+R = TypeVar("R", bound="_Record")
 
 
 class _Record:
-    """FastChat JSONL line <-> dataclass; unknown keys of other tools survive in `extra`."""
+    """FastChat JSONL line <-> dataclass; unknown keys of other tools survive in `extra`.
+
+    `_REQUIRED` names the keys a line must have (what FastChat itself reads); `_OPTIONAL` fields
+    absent from a line stay None and are not written back, so a minimal line round-trips.
+    Required fields that follow optional ones carry a placeholder default only so the dataclass
+    can declare them in FastChat's key order; `from_dict` never uses it.
+    """
+
+    _REQUIRED: ClassVar[tuple[str, ...]] = ()
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]):
+    def from_dict(cls: type[R], d: dict[str, Any]) -> R:
         names = [f.name for f in fields(cls) if f.name != "extra"]
-        missing = [n for n in names if n not in d and _required(cls, n)]
+        required = cls._REQUIRED or tuple(n for n in names if _required(cls, n))
+        missing = [n for n in required if n not in d]
         if missing:
             raise ValueError(f"missing key(s) {missing}")
+        cls._check(d)
         known = {n: d[n] for n in names if n in d}
         extra = {k: v for k, v in d.items() if k not in known}
         return cls(**known, **({"extra": extra} if "extra" in {f.name for f in fields(cls)} else {}))
 
+    @classmethod
+    def _check(cls, d: dict[str, Any]) -> None:
+        """Reject what FastChat would crash on or silently misread (ValueError, one line)."""
+
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        d = {k: v for k, v in d.items() if not (k in self._OPTIONAL and v is None)}
         d = {k: (asdict(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in d.items()}
         if "choices" in d:
-            d["choices"] = [asdict(c) if not isinstance(c, dict) else c for c in self.choices]  # type: ignore[attr-defined]
+            d["choices"] = [c.to_dict() if isinstance(c, Choice) else c for c in self.choices]  # type: ignore[attr-defined]
         d.update(getattr(self, "extra", {}) or {})
         return d
 
@@ -37,11 +57,26 @@ class _Record:
         return json.dumps(self.to_dict())
 
 
-def _required(cls, name: str) -> bool:
+def _required(cls: Any, name: str) -> bool:
     from dataclasses import MISSING
 
     f = next(f for f in fields(cls) if f.name == name)
     return f.default is MISSING and f.default_factory is MISSING  # type: ignore[misc]
+
+
+def _int(d: dict[str, Any], key: str) -> None:
+    if key in d and (not isinstance(d[key], int) or isinstance(d[key], bool)):
+        raise ValueError(f"{key} must be an integer, got {d[key]!r:.40}")
+
+
+def _str(d: dict[str, Any], key: str) -> None:
+    if key in d and not isinstance(d[key], str):
+        raise ValueError(f"{key} must be a string, got {d[key]!r:.40}")
+
+
+def _texts(value: Any, what: str) -> None:
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise ValueError(f"{what} must be a list of strings, got {value!r:.40}")
 
 
 @dataclass(frozen=True)
@@ -50,33 +85,64 @@ class Question(_Record):
     category: str
     turns: list[str]
     reference: list[str] | None = None  # inline hints on 39 questions; FastChat never reads them
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # e.g. required_temperature
 
-    def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        if d["reference"] is None:
-            del d["reference"]
-        return d
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("reference",)
+
+    @classmethod
+    def _check(cls, d: dict[str, Any]) -> None:
+        _int(d, "question_id")
+        _str(d, "category")
+        _texts(d["turns"], "turns")
+        if not d["turns"]:
+            raise ValueError("turns is empty")
 
 
 @dataclass(frozen=True)
 class Choice:
-    index: int
+    index: int | None  # None: the line had no index (FastChat never reads it)
     turns: list[str]
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {} if self.index is None else {"index": self.index}
+        return {**d, "turns": self.turns, **self.extra}
 
 
 @dataclass(frozen=True)
 class Answer(_Record):
+    """An answer line. FastChat's judge reads only `question_id` and `choices[0].turns`, so those
+    are all a line needs; `answer_id`, `model_id` and `tstamp` are kept when present."""
+
     question_id: int
-    answer_id: str
-    model_id: str
-    choices: list[Choice]
-    tstamp: float
+    answer_id: str | None = None
+    model_id: str | None = None
+    choices: list[Choice] = field(default_factory=list)
+    tstamp: float | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    _REQUIRED: ClassVar[tuple[str, ...]] = ("question_id", "choices")
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("answer_id", "model_id", "tstamp")
+
+    @classmethod
+    def _check(cls, d: dict[str, Any]) -> None:
+        _int(d, "question_id")
+        choices = d["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise ValueError(f"choices must be a non-empty list, got {choices!r:.40}")
+        for i, c in enumerate(choices):
+            if not isinstance(c, dict) or "turns" not in c:
+                raise ValueError(f"choices[{i}] must be an object with turns, got {c!r:.40}")
+            _texts(c["turns"], f"choices[{i}].turns")
+            _int(c, "index")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Answer":
         a = super().from_dict(d)
-        object.__setattr__(a, "choices", [Choice(c["index"], list(c["turns"])) for c in d["choices"]])
+        object.__setattr__(a, "choices", [
+            Choice(c.get("index"), list(c["turns"]),
+                   {k: v for k, v in c.items() if k not in ("index", "turns")})
+            for c in d["choices"]])
         return a
 
     @property
@@ -87,47 +153,113 @@ class Answer(_Record):
 
 @dataclass(frozen=True)
 class JudgePrompt(_Record):
+    """A judge_prompts.jsonl line; FastChat never reads `description` or `category`."""
+
     name: str
     type: str  # "single" | "pairwise"
     system_prompt: str
     prompt_template: str
-    description: str
-    category: str
-    output_format: str  # "[[rating]]" | "[[A]]" | "[[rating_a,rating_b]]"
+    description: str | None = None
+    category: str | None = None
+    output_format: str = "[[rating]]"  # "[[A]]" | "[[rating_a,rating_b]]"; required when read
+
+    _REQUIRED: ClassVar[tuple[str, ...]] = ("name", "type", "system_prompt", "prompt_template",
+                                            "output_format")
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("description", "category")
+
+    @classmethod
+    def _check(cls, d: dict[str, Any]) -> None:
+        for key in cls._REQUIRED:
+            _str(d, key)
 
     @property
     def multi_turn(self) -> bool:
         return self.name.endswith("-multi-turn")
 
 
+def _check_judgment(d: dict[str, Any], models: tuple[str, ...], winners: tuple[str, ...]) -> None:
+    _int(d, "question_id")
+    _int(d, "turn")
+    if d["turn"] not in (1, 2):
+        raise ValueError(f"turn must be 1 or 2, got {d['turn']!r}")
+    for key in models + winners:
+        _str(d, key)
+    judge = d["judge"]
+    if not (isinstance(judge, list) and len(judge) == 2 and all(isinstance(j, str) for j in judge)):
+        raise ValueError(f"judge must be [judge_model, prompt_name], got {judge!r:.60}")
+
+
 @dataclass(frozen=True)
 class SingleJudgment(_Record):
+    """A single-mode judgment line; show_result needs question_id, model, judge, score, turn."""
+
     question_id: int
     model: str
     judge: list[str]  # [judge_model, prompt_name]
-    user_prompt: str
-    judgment: str
-    score: Score  # -1: no rating found (or API failure)
-    turn: int
-    tstamp: float
+    user_prompt: str | None = None
+    judgment: str | None = None
+    score: Score = -1  # -1: no rating found (or API failure); required when read
+    turn: int = 1  # required when read
+    tstamp: float | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # e.g. score_source of a local judge
+
+    _REQUIRED: ClassVar[tuple[str, ...]] = ("question_id", "model", "judge", "score", "turn")
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("user_prompt", "judgment", "tstamp")
+
+    @classmethod
+    def _check(cls, d: dict[str, Any]) -> None:
+        _check_judgment(d, ("model",), ())
+        if not isinstance(d["score"], (int, float)) or isinstance(d["score"], bool):
+            raise ValueError(f"score must be a number, got {d['score']!r:.40}")
+
+    @property
+    def key(self) -> tuple:
+        """Resume identity, equal to `judge_runner.job_key` of the match (and repeat: a record
+        without "repeat" is repeat 0) that produced it."""
+        return (self.question_id, self.turn, self.model, "", self.judge[1],
+                self.extra.get("repeat") or 0)
+
+    @property
+    def failed(self) -> bool:
+        """An API failure ($ERROR$) is not a judgment: resume sends it again."""
+        return self.judgment == API_ERROR_OUTPUT
 
 
 @dataclass(frozen=True)
 class PairJudgment(_Record):
+    """A pairwise judgment line; show_result needs the models, both winners, judge and turn."""
+
     question_id: int
     model_1: str
     model_2: str
-    g1_winner: str  # model name, "tie" or "error"
+    g1_winner: str  # "model_1", "model_2", "tie" or "error"
     g2_winner: str
     judge: list[str]
-    g1_user_prompt: str
-    g1_judgment: str
-    g2_user_prompt: str
-    g2_judgment: str
-    turn: int
-    tstamp: float
+    g1_user_prompt: str | None = None
+    g1_judgment: str | None = None
+    g2_user_prompt: str | None = None
+    g2_judgment: str | None = None
+    turn: int = 1  # required when read
+    tstamp: float | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    _REQUIRED: ClassVar[tuple[str, ...]] = ("question_id", "model_1", "model_2", "g1_winner",
+                                            "g2_winner", "judge", "turn")
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("g1_user_prompt", "g1_judgment", "g2_user_prompt",
+                                            "g2_judgment", "tstamp")
+
+    @classmethod
+    def _check(cls, d: dict[str, Any]) -> None:
+        _check_judgment(d, ("model_1", "model_2"), ("g1_winner", "g2_winner"))
+
+    @property
+    def key(self) -> tuple:
+        return (self.question_id, self.turn, self.model_1, self.model_2, self.judge[1],
+                self.extra.get("repeat") or 0)
+
+    @property
+    def failed(self) -> bool:
+        return API_ERROR_OUTPUT in (self.g1_judgment, self.g2_judgment)
 
 
 @dataclass(frozen=True)

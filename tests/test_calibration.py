@@ -20,6 +20,7 @@ import pytest
 from fake_openai import FakeOpenAI
 
 from mt_bench_task import data
+from mt_bench_task.bench import load_bench
 from mt_bench_task.prompts import build_matches, user_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,9 +44,11 @@ def _categories() -> dict[int, str]:
 
 def _prompt_owner(models: list[str]) -> dict[str, tuple]:
     """user prompt -> the first (model, qid, turn) that sends it (a server sees text only)."""
-    answers = {m: data.load_answers(PKG / "official_answers", m) for m in models}
-    matches = build_matches(data.load_questions(), answers, models, data.load_judge_prompts(),
-                            "single", "x", data.load_references())
+    files = {m: PKG / "official_answers" / f"{m}.jsonl" for m in models}
+    answers = {m: {a.question_id: a for a in data.read_answers(f)} for m, f in files.items()}
+    mt = load_bench("mt_bench")
+    matches = build_matches(mt.select(), answers, models, mt.judge_prompts, "single", "x",
+                            mt.references)
     owner: dict[str, tuple] = {}
     for m in matches:
         owner.setdefault(user_prompts(m)[0], (m.model_1, m.question.question_id, m.turn))

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mt_bench_task import data
+from mt_bench_task.bench import load_bench
 from mt_bench_task.cli import main
 from mt_bench_task.generate import (ERROR_TEXT, GenerationConfig, _clean_output, _generate_turn,
                                     _make_batches, generate_answers)
@@ -224,11 +224,12 @@ def test_batches_have_one_temperature_and_a_stable_order() -> None:
 
     cats = ["writing", "math", "stem", "math", "writing", "coding", "humanities", "math"]
     qs = [Question(100 + i, c, ["x" * (10 - i), "y"]) for i, c in enumerate(cats)]
-    batches = _make_batches(qs, CharTokenizer(), batch_size=2)
+    bench = load_bench()
+    batches = _make_batches(qs, CharTokenizer(), batch_size=2, bench=bench)
     assert all(len(b) <= 2 for b in batches)
-    assert all(len({data.temperature_for(q.category) for q in b}) == 1 for b in batches)
+    assert all(len({bench.temperature(q.category) for q in b}) == 1 for b in batches)
     assert sorted(q.question_id for b in batches for q in b) == [q.question_id for q in qs]
-    assert _make_batches(list(reversed(qs)), CharTokenizer(), 2) == batches
+    assert _make_batches(list(reversed(qs)), CharTokenizer(), 2, bench) == batches
 
 
 def test_batches_are_even_within_a_temperature() -> None:
@@ -236,8 +237,9 @@ def test_batches_are_even_within_a_temperature() -> None:
         def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
             return {"input_ids": list(range(len(text)))}
 
-    qs = [q for q in data.load_questions()]
-    sizes = sorted(len(b) for b in _make_batches(qs, CharTokenizer(), batch_size=32))
+    bench = load_bench()
+    qs = bench.select()
+    sizes = sorted(len(b) for b in _make_batches(qs, CharTokenizer(), batch_size=32, bench=bench))
     assert sizes == [20, 20, 20, 20]  # 20 at 0.7, 40 at 0.0 (as 20 + 20), 20 at 0.1
-    sizes = sorted(len(b) for b in _make_batches(qs, CharTokenizer(), batch_size=16))
+    sizes = sorted(len(b) for b in _make_batches(qs, CharTokenizer(), batch_size=16, bench=bench))
     assert sizes == [10, 10, 10, 10, 13, 13, 14]  # 40 at 0.0 in ceil(40/16) = 3 batches

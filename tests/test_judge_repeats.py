@@ -15,6 +15,7 @@ import pytest
 from fake_openai import FakeOpenAI, VaryingJudge
 
 from mt_bench_task import metric, scoring
+from mt_bench_task.bench import dataset_path, load_bench
 
 CONF = Path(__file__).parent / "conformance"
 MODELS = ("mamba_0_5_dpo_ep1", "mamba_0_5_dpo_ep3")
@@ -105,7 +106,7 @@ def test_bootstrap_keeps_repeats_together():
     once = [json.loads(l) for l in (CONF / "jxiw/model_judgment/gpt-4_single.jsonl").read_text().splitlines()]
     once = [r for r in once if r["model"] == MODELS[0]]
     thrice = [{**r, "repeat": i} for i in range(3) for r in once]
-    cats = scoring.question_categories()
+    cats = load_bench().category_of
     a = scoring.summarize_single(once, cats)["models"][MODELS[0]]
     b = scoring.summarize_single(thrice, cats)["models"][MODELS[0]]
     assert b["ci95"] == pytest.approx(a["ci95"]) and b["average"] == pytest.approx(a["average"])
@@ -139,7 +140,7 @@ def test_dry_run_counts_calls_with_repeats_and_estimates_prompt_tokens(tmp_path)
 
 def test_metric_repeats_and_label():
     questions = [json.loads(l) for l in
-                 (Path(metric.data.dataset_path()) / "data/question.jsonl").read_text().splitlines()[:2]]
+                 (dataset_path() / "data/question.jsonl").read_text().splitlines()[:2]]
     answers = [["An answer.", "A second answer."]] * 2
     with FakeOpenAI(VaryingJudge()) as server:
         settings = metric.JudgeSettings("gpt-3.5-turbo", server.url, "sk-test-x", judge_repeats=3)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mt_bench_task import data
+from mt_bench_task.bench import load_bench
 from mt_bench_task.cli import main
 from mt_bench_task.judging import JudgeRun, judge_answers, run_judging
 from mt_bench_task.jsonl import DataError
@@ -144,7 +145,7 @@ def test_unknown_model_and_missing_reference_are_clear_errors(tmp_path):
 
 def test_judge_file_with_unknown_output_format_is_rejected(tmp_path):
     d = _data_dir(tmp_path, "jxiw")
-    prompts = [json.loads(l) for l in data.default_judge_file().read_text().splitlines()]
+    prompts = [json.loads(l) for l in Path(load_bench().sources['judge_prompts']).read_text().splitlines()]
     prompts[4]["output_format"] = "[[score]]"
     bad = tmp_path / "judge_prompts.jsonl"
     bad.write_text("\n".join(json.dumps(p) for p in prompts) + "\n")
@@ -198,7 +199,7 @@ def test_pairwise_baseline_uses_packaged_gpt35_answers(tmp_path):
 def test_judge_answers_in_memory_is_ordered_like_fastchat():
     judge, rows = _replay_single("jxiw")
     answers = {"mamba_0_5_dpo_ep1": data.load_answers(CONF / "jxiw", "mamba_0_5_dpo_ep1")}
-    recs = judge_answers(data.load_questions(), answers, judge, parallel=16)
+    recs = judge_answers(load_bench().select(), answers, judge, parallel=16)
     assert [r["judge"][1] for r in recs][:1] == ["single-v1"] and len(recs) == 160
     stored = {(r["question_id"], r["turn"]): r["score"] for r in rows if r["model"] == "mamba_0_5_dpo_ep1"}
     assert {(r["question_id"], r["turn"]): r["score"] for r in recs} == stored

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from mt_bench_task import data
+from mt_bench_task.bench import load_bench
 from mt_bench_task.judges import judge_spec
 from mt_bench_task.judging import judge_answers
 from mt_bench_task.local_judge import RATING_SUFFIX, RATINGS, LocalJudgeClient
@@ -239,7 +240,7 @@ def test_load_failure_reaches_every_caller(tmp_path: Path) -> None:
 
 
 def test_judge_answers_with_the_default_local_judge() -> None:
-    questions = data.load_questions()[:2]
+    questions = load_bench().select(0, 2)
     answers = data.load_answers(Path(__file__).parent / "conformance" / "jxiw", "mamba_0_5_dpo_ep1")
     # the answers cut to 300 characters: the plumbing is the same, the CPU prefill 3x shorter
     answers = {qid: replace(a, choices=[Choice(0, [t[:300] for t in a.turns])])

@@ -21,6 +21,7 @@ import pytest
 from fake_openai import FakeOpenAI
 
 from mt_bench_task import data, metric, register
+from mt_bench_task.bench import load_bench, official_answers_dir
 from mt_bench_task.jsonl import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +75,7 @@ def _strength(part: str) -> int:
 
 
 def questions() -> list[dict[str, Any]]:
-    by_id = {q.question_id: q.to_dict() for q in data.load_questions()}
+    by_id = {q.question_id: q.to_dict() for q in load_bench().questions}
     return [by_id[i] for i in QIDS]
 
 
@@ -198,7 +199,7 @@ def test_load_by_path_pairwise_values_by_hand(by_path: dict) -> None:
     rows = res["judgments"]
     assert len(rows) == 8
     assert {(r["model_1"], r["model_2"]) for r in rows} == {("my-model", "gpt-3.5-turbo")}
-    official = data.load_answers(data.official_answers_dir(), "gpt-3.5-turbo")[81].turns[0]
+    official = data.load_answers(official_answers_dir(), "gpt-3.5-turbo", official_answers_dir())[81].turns[0]
     first = next(r for r in rows if r["question_id"] == 81 and r["turn"] == 1)
     assert official in first["g1_user_prompt"]  # the default baseline: packaged official answers
 

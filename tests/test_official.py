@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mt_bench_task import data, report
+from mt_bench_task import report
+from mt_bench_task.bench import load_bench, official_answers_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 GRADES = ROOT / "mt_bench_task" / "data" / "official_grades" / "gpt-4_single_scores.jsonl"
@@ -48,7 +49,7 @@ def _judged_dir(tmp_path: Path, judge: str, model: str = "my-model") -> Path:
     """A data dir with one judged model (scores vary with the question)."""
     d = tmp_path / "d"
     (d / "model_judgment").mkdir(parents=True)
-    cats = {q.question_id: q.category for q in data.load_questions()}
+    cats = load_bench("mt_bench").category_of
     rows = []
     for turn in (1, 2):
         for qid in sorted(cats):
@@ -70,15 +71,15 @@ def test_official_data_is_packaged_once_with_its_source():
     assert hashlib.sha256(GRADES.read_bytes()).hexdigest() == digest
     rows = _jsonl(GRADES)
     assert len({r["model"] for r in rows}) == 34 and all(r["score"] != -1 for r in rows)
-    answers = sorted(p.stem for p in data.official_answers_dir().glob("*.jsonl"))
+    answers = sorted(p.stem for p in official_answers_dir().glob("*.jsonl"))
     assert answers == sorted(["gpt-4", "gpt-3.5-turbo", "claude-v1", "vicuna-13b-v1.3",
                               "alpaca-13b", "llama-13b"])
-    assert (data.official_answers_dir() / "SOURCE.md").is_file()
+    assert (official_answers_dir() / "SOURCE.md").is_file()
     # one copy: no other tracked file has the bytes of a packaged official file
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
                              check=True).stdout.decode().split("\0")
     shipped = {hashlib.md5(p.read_bytes()).hexdigest(): p for p in
-               [GRADES, *data.official_answers_dir().glob("*.jsonl")]}
+               [GRADES, *official_answers_dir().glob("*.jsonl")]}
     for name in tracked:
         p = ROOT / name
         if name and p.is_file() and p.suffix == ".jsonl" and p not in shipped.values():
@@ -153,8 +154,11 @@ def test_leaderboard_plot_and_user_mistakes(tmp_path):
         assert bad.returncode == 2, args
         assert bad.stderr.startswith("mt-bench show: error: ") and bad.stderr.count("\n") == 1
         assert not (tmp_path / "x.png").exists()
-    (d / "question.jsonl").write_text(
-        (data.questions_file(None)).read_text().splitlines()[0] + "\n")  # a custom bench
+    bad = _cli("show", "--data-dir", str(d), "--bench-name", "vicuna_bench", "--leaderboard")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1  # another bench: refused
+    assert bad.stderr.startswith("mt-bench show: error: ") and "vicuna_bench" in bad.stderr
+    (d / "question.jsonl").write_text(Path(load_bench("mt_bench").sources["questions"])
+                                      .read_text().splitlines()[0] + "\n")  # a custom bench
     bad = _cli("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--leaderboard")
     assert bad.returncode == 2 and "not MT-bench's questions" in bad.stderr
 
@@ -163,7 +167,7 @@ def test_leaderboard_plot_and_user_mistakes(tmp_path):
 def test_report_placement_marks_official_rows(tmp_path):
     d = _judged_dir(tmp_path, "gpt-4o")
     (d / "model_answer").mkdir()
-    answers = _jsonl(data.official_answers_dir() / "alpaca-13b.jsonl")
+    answers = _jsonl(official_answers_dir() / "alpaca-13b.jsonl")
     (d / "model_answer" / "my-model.jsonl").write_text(
         "".join(json.dumps({**a, "model_id": "my-model"}) + "\n" for a in answers))
     payload = report.build_payload(d, "gpt-4o", leaderboard=True)
@@ -194,7 +198,7 @@ def test_report_placement_renders_official_rows_differently(tmp_path):
 
     d = _judged_dir(tmp_path, "gpt-4o")
     (d / "model_answer").mkdir()
-    answers = _jsonl(data.official_answers_dir() / "alpaca-13b.jsonl")
+    answers = _jsonl(official_answers_dir() / "alpaca-13b.jsonl")
     (d / "model_answer" / "my-model.jsonl").write_text(
         "".join(json.dumps({**a, "model_id": "my-model"}) + "\n" for a in answers))
     out = report.write_report(d, "gpt-4o", tmp_path / "r.html", leaderboard=True)

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from mt_bench_task import data
+from mt_bench_task.bench import load_bench
 from mt_bench_task.prompts import (build_matches, extract_rating, extract_verdict, map_winner,
                                    messages, user_prompts)
 
 CONF = Path(__file__).parent / "conformance"
+BENCH = load_bench()
 SINGLE_RUNS = ["jxiw", "instructlab"]
 
 
@@ -27,8 +29,8 @@ def _answers(run: str) -> dict:
 def _matches_by_key(run: str, mode: str, judge: str) -> dict:
     answers = _answers(run)
     models = sorted(answers)
-    ms = build_matches(data.load_questions(), answers, models, data.load_judge_prompts(), mode,
-                       judge, data.load_references())
+    ms = build_matches(BENCH.select(), answers, models, BENCH.judge_prompts, mode,
+                       judge, BENCH.references)
     return {(m.question.question_id, m.turn, m.model_1, m.model_2 or ""): m for m in ms}
 
 
@@ -60,15 +62,15 @@ def test_pairwise_prompts_and_verdicts_match_fastchat_both_orders():
 
 
 def test_match_order_is_fastchats_blocks():
-    ms = build_matches(data.load_questions(), {"m": data.load_answers(CONF / "jxiw", "mamba_0_5_dpo_ep1")},
-                       ["m"], data.load_judge_prompts(), "single", "gpt-4", data.load_references())
+    ms = build_matches(BENCH.select(), {"m": data.load_answers(CONF / "jxiw", "mamba_0_5_dpo_ep1")},
+                       ["m"], BENCH.judge_prompts, "single", "gpt-4", BENCH.references)
     names = [m.prompt.name for m in ms]
     assert names == (["single-v1"] * 50 + ["single-math-v1"] * 30
                      + ["single-v1-multi-turn"] * 50 + ["single-math-v1-multi-turn"] * 30)
 
 
 def test_request_messages_are_system_then_user():
-    prompt = data.load_judge_prompts()["single-v1"]
+    prompt = BENCH.judge_prompts["single-v1"]
     assert messages(prompt, "U") == [{"role": "system", "content": "You are a helpful assistant."},
                                      {"role": "user", "content": "U"}]
 

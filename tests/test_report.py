@@ -190,7 +190,7 @@ def test_missing_data_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "r.html").exists()
     d = _copy("jxiw", tmp_path / "d", models=1)  # a pairwise file where single rows belong
     _write(d / "model_judgment" / "gpt-4_single.jsonl", [{"question_id": 81, "model_1": "a"}])
-    with pytest.raises(DataError, match=r"gpt-4_single.jsonl:1: judgment without \['model'"):
+    with pytest.raises(DataError, match=r"gpt-4_single.jsonl:1: malformed record \(missing key\(s\) \['model'"):
         report.write_report(d, out=tmp_path / "r.html")
 
 

@@ -36,6 +36,9 @@ Load-time (judge) arguments, `evaluate.load("mt_bench_judge", "single" | "pairwi
     client: a ready judge client (`mt_bench_task.types.ChatClient`); overrides the four above.
     judge_repeats (`int`): judge each match K times (default 1); the result's judge_sd is then
         the judge's spread (see `mt-bench show --json`).
+    bench (`str`): "mt_bench" (default), "vicuna_bench", or a bench folder in FastChat's layout
+        (question.jsonl, reference_answer/<judge>.jsonl, judge_prompts.jsonl): whose references,
+        judge prompts and reference-needing categories the judge uses.
 Args:
     predictions (`list` of `list` of `str`): the answer to each question, one text per turn.
     references (`list` of `dict`): the questions (rows of the dataset's "question" config):
@@ -93,11 +96,11 @@ class MtBenchJudge(evaluate.Metric):
     """MT-bench judge (FastChat llm_judge), configs `single` and `pairwise`."""
 
     def __init__(self, judge_model="gpt-4", base_url=None, api_key=None, parallel=8,
-                 judge_file=None, client=None, judge_repeats=1, **kwargs):
+                 judge_file=None, client=None, judge_repeats=1, bench="mt_bench", **kwargs):
         # evaluate.load passes unknown kwargs here and the base class drops them: keep the judge's
         super().__init__(**kwargs)
         self.judge = metric.JudgeSettings(judge_model, base_url, api_key, parallel, judge_file,
-                                          client, judge_repeats)
+                                          client, judge_repeats, bench)
 
     def _info(self):
         metric.mode_for(self.config_name)  # rejects unknown config names
