@@ -6,12 +6,11 @@ is instant.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import NoReturn
 
-from .jsonl import DataError
+from . import cli_official  # calibrate and --leaderboard: MT-bench's official data
 
 DEFAULT_DATA_ROOT = Path("data")
 EXIT_CODES = """exit codes: 0 done; 1 finished but failures remain (re-run to retry them); 2 user or input
@@ -124,18 +123,9 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    if args.reference_models and not (args.leaderboard and args.plot):
-        raise DataError("--reference-models needs --leaderboard and --plot")
+    cli_official.check_show_options(args)
     if args.leaderboard:  # among the published MT-bench models (MT-bench only)
-        from .official import show_leaderboard
-
-        out = show_leaderboard(_data_dir(args), args.input_file, args.judge_model, args.mode,
-                               args.model_list, args.json, args.plot, args.reference_models,
-                               args.seed, bench=_bench(args))
-        for line in out.stderr:
-            print(line, file=sys.stderr)
-        print(out.stdout)
-        return 0
+        return cli_official.show_leaderboard(args, _data_dir(args), _bench(args))
     from .scoring import show
 
     show(data_dir=_data_dir(args), input_file=args.input_file, judge_model=args.judge_model,
@@ -145,18 +135,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibration import CalibrationRun, calibration_plan, calibration_table, run_calibration
-
-    run = CalibrationRun(data_dir=_data_dir(args), judge_model=args.judge_model,
-                         base_url=args.openai_api_base, parallel=args.parallel,
-                         models=tuple(args.models) if args.models else None, dry_run=args.dry_run,
-                         judge_repeats=args.judge_repeats)
-    summary = run_calibration(run, on_plan=lambda plan: print(
-        calibration_plan(plan), file=sys.stdout if args.dry_run else sys.stderr))
-    if args.dry_run:
-        return 0
-    print(json.dumps(summary.stats) if args.json else calibration_table(summary))
-    return 0 if summary.ok else 1  # $ERROR$ judgments are sent again on the next run
+    return cli_official.calibrate(args, _data_dir(args))  # always MT-bench: no bench to resolve
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -198,6 +177,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = write_report(data_dir=_data_dir(args), judge_model=args.judge_model, out=Path(args.out),
                        bench=_bench(args), leaderboard=args.leaderboard)
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_import_inspect(args: argparse.Namespace) -> int:
+    from .inspect_import import import_inspect_log
+
+    res = import_inspect_log(args.log, _data_dir(args), model_id=args.model_id)
+    print(f"imported {res.answers} answers -> {res.answer_file}\n"
+          f"imported {res.judgments} judgments (judge {res.judge}) -> {res.judgment_file}")
+    if res.skipped:
+        print(f"mt-bench import-inspect: note: {res.skipped} samples had no mt_bench score "
+              f"(errored or cancelled) and were not imported", file=sys.stderr)
+    mode = "" if res.mode == "single" else f" --mode {res.mode}"
+    print(f"next: mt-bench show --data-dir {_data_dir(args)} --judge-model {res.judge}{mode}")
     return 0
 
 
@@ -252,24 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--plot", default=None, help="write the per-category radar plot (PNG)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed for the 95%% CI")
-    p.add_argument("--leaderboard", action="store_true", help="place your models among the 34 "
-                   "published MT-bench models (official GPT-4 grades; single mode, MT-bench only)")
-    p.add_argument("--reference-models", nargs="+", default=None,
-                   help="with --leaderboard --plot: official models to draw (default: 3 of them)")
+    cli_official.add_leaderboard_options(p, plot=True)
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("calibrate", help="judge the official answers of 6 leaderboard models and "
                                          "compare with the official GPT-4 grades",
                        epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=_Raw)
-    _add_judge_client(p, required=True)  # no --bench-name: always the packaged MT-bench
-    p.add_argument("--data-dir", default=None,
-                   help="where calibration/ is written (default: data/mt_bench)")
-    p.add_argument("--models", nargs="+", default=None,
-                   help="reference models to judge (default: all 6 with official answers)")
-    p.add_argument("--json", action="store_true", help="the statistics as one JSON object")
-    p.add_argument("--dry-run", action="store_true",
-                   help="say how many judge calls it would make (960 for all 6), call nothing")
-    p.set_defaults(func=cmd_calibrate, bench_name="mt_bench")
+    _add_judge_client(p, required=True)
+    cli_official.add_calibrate_options(p)  # --data-dir but no --bench-name: always MT-bench
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("run", help="gen + judge + show in one go (defaults: embedded models)",
                        epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=_Raw)
@@ -297,17 +281,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None)
     p.set_defaults(func=cmd_push_dataset)
 
+    p = sub.add_parser("import-inspect", help="write FastChat answer and judgment files from an "
+                                              "inspect log of the mt_bench task")
+    _add_bench(p)
+    p.add_argument("log", help="inspect log file (.eval or .json) of mt_bench_task/inspect_task.py")
+    p.add_argument("--model-id", default=None,
+                   help="answer file name (default: the log's model without its provider)")
+    p.set_defaults(func=cmd_import_inspect)
+
     p = sub.add_parser("report", help="write a self-contained HTML report")
     _add_bench(p)
     p.add_argument("--judge-model", default="gpt-4")
     p.add_argument("--out", default="report.html")
-    p.add_argument("--leaderboard", action="store_true",
-                   help="add the placement among the 34 published MT-bench models")
+    cli_official.add_leaderboard_options(p)
     p.set_defaults(func=cmd_report)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .jsonl import DataError
+
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:

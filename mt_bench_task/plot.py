@@ -2,9 +2,9 @@
 category of the bench, scale 0-10."""
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 
 def radar_plot(results: dict[str, Any], out: Path, title_note: str | None = None,

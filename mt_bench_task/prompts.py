@@ -73,7 +73,7 @@ def build_matches(questions: list[Question], answers: dict[str, dict[int, Answer
     need_ref = tuple(need_ref)
     kind = "single" if mode == "single" else "pairwise"
     if mode == "single":
-        pairs = [(m, None) for m in models]
+        pairs: list[tuple[str, str | None]] = [(m, None) for m in models]
     elif mode == "pairwise-baseline":
         if baseline_model is None:
             raise DataError("pairwise-baseline needs --baseline-model")

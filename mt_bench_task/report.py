@@ -52,6 +52,10 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data dir not found")
     bench = bench or load_bench(data_dir=data_dir)
+    if leaderboard:  # the placement is among MT-bench's published models: refuse another bench
+        from .official import check_mt_bench
+
+        check_mt_bench(bench)
     answer_models = data.list_answer_models(data_dir)
     if not answer_models:
         raise DataError(f"{data_dir / 'model_answer'}: no answer files (*.jsonl); "
@@ -77,10 +81,6 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
     if leaderboard and single is None:
         raise DataError(f"{single_path}: not found; the leaderboard placement needs single-mode "
                         f"judgments (`mt-bench judge --mode single`)")
-    if leaderboard:
-        from .official import check_mt_bench
-
-        check_mt_bench(bench)
     return {
         "meta": {"data_dir": str(data_dir), "judge_model": judge_model, "seed": seed,
                  "bench": bench.name,

@@ -30,7 +30,7 @@ class _Record:
 
     @classmethod
     def from_dict(cls: type[R], d: dict[str, Any]) -> R:
-        names = [f.name for f in fields(cls) if f.name != "extra"]
+        names = [f.name for f in fields(cls) if f.name != "extra"]  # type: ignore[arg-type]
         required = cls._REQUIRED or tuple(n for n in names if _required(cls, n))
         missing = [n for n in required if n not in d]
         if missing:
@@ -38,14 +38,14 @@ class _Record:
         cls._check(d)
         known = {n: d[n] for n in names if n in d}
         extra = {k: v for k, v in d.items() if k not in known}
-        return cls(**known, **({"extra": extra} if "extra" in {f.name for f in fields(cls)} else {}))
+        return cls(**known, **({"extra": extra} if "extra" in {f.name for f in fields(cls)} else {}))  # type: ignore[arg-type]
 
     @classmethod
     def _check(cls, d: dict[str, Any]) -> None:
         """Reject what FastChat would crash on or silently misread (ValueError, one line)."""
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}  # type: ignore[arg-type]
         d = {k: v for k, v in d.items() if not (k in self._OPTIONAL and v is None)}
         d = {k: (asdict(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in d.items()}
         if "choices" in d:

@@ -42,11 +42,15 @@ MISTAKES: list[tuple[str, list[str], str]] = [
      "nope"),
     ("show", ["--data-dir", "d", "--reference-models", "gpt-4"], "--leaderboard"),
     ("report", ["--data-dir", "broken", "--leaderboard"], "single"),
+    ("report", ["--data-dir", "d", "--bench-name", "vicuna_bench", "--leaderboard"], "MT-bench"),
+    ("show", ["--data-dir", "d", "--bench-name", "vicuna_bench", "--leaderboard"], "MT-bench"),
     ("calibrate", ["--judge-model", "gpt-4o", "--models", "nope"], "nope"),
     ("calibrate", ["--judge-model", "gpt-4o", "--parallel", "0"], "parallel"),
     ("calibrate", ["--models", "gpt-4"], "--judge-model"),
     ("show", ["--no-such-flag"], "--no-such-flag"),
     ("judge", ["--mode", "triple"], "triple"),
+    ("import-inspect", ["missing.eval", "--data-dir", "out"], "missing.eval"),
+    ("import-inspect", ["bad.jsonl", "--data-dir", "out"], "bad.jsonl"),  # not an inspect log
 ]
 
 

@@ -13,7 +13,7 @@ from mt_bench_task import data
 from mt_bench_task.bench import dataset_path, load_bench, official_answers_dir
 from mt_bench_task.jsonl import DataError, read_jsonl
 
-SOURCE = Path(__file__).parent.parent / "datasets_scripts" / "source"
+BUILDER = Path(__file__).parent.parent / "datasets_scripts" / "build_dataset.py"
 SHA256 = {
     "question.jsonl": "119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7",
     "reference_answer_gpt-4.jsonl": "f957a5bc977badb66885ec970e6cd08527845780313f0995764260e5777b9b3f",
@@ -104,10 +104,18 @@ def test_unknown_model_answers_is_a_clear_error(tmp_path):
 
 
 def test_dataset_builder_reproduces_the_shipped_folder(tmp_path):
-    subprocess.run([sys.executable, str(SOURCE.parent / "build_dataset.py"), "--source", str(SOURCE),
-                    "--out", str(tmp_path)], check=True, capture_output=True)
+    # FastChat's layout, rebuilt from the packaged copies (the one copy in the repo); the builder
+    # checks FastChat's sha256 sums and must give the same folder, card included
+    src, packaged = tmp_path / "src", dataset_path() / "data"
+    (src / "reference_answer").mkdir(parents=True)
+    for name in ("question.jsonl", "judge_prompts.jsonl"):
+        (src / name).write_bytes((packaged / name).read_bytes())
+    (src / "reference_answer" / "gpt-4.jsonl").write_bytes(
+        (packaged / "reference_answer_gpt-4.jsonl").read_bytes())
+    subprocess.run([sys.executable, str(BUILDER), "--source", str(src), "--out", str(tmp_path / "out")],
+                   check=True, capture_output=True)
     for f in ["README.md", *(f"data/{n}" for n in SHA256)]:
-        assert (tmp_path / f).read_bytes() == (dataset_path() / f).read_bytes(), f
+        assert (tmp_path / "out" / f).read_bytes() == (dataset_path() / f).read_bytes(), f
 
 
 VICUNA_SHA256 = {  # FastChat's vicuna_bench files (SOURCE.md)
@@ -140,7 +148,7 @@ def test_vicuna_bench_is_packaged_loads_offline_and_rebuilds(tmp_path):
     (src / "question.jsonl").write_bytes((folder / "data" / "question.jsonl").read_bytes())
     (src / "reference_answer" / "gpt-4.jsonl").write_bytes(
         (folder / "data" / "reference_answer_gpt-4.jsonl").read_bytes())
-    subprocess.run([sys.executable, str(SOURCE.parent / "build_dataset.py"), "--bench",
+    subprocess.run([sys.executable, str(BUILDER), "--bench",
                     "vicuna_bench", "--source", str(src), "--out", str(tmp_path / "out")],
                    check=True, capture_output=True)
     for f in ["README.md", *(f"data/{n}" for n in VICUNA_SHA256)]:

@@ -1,0 +1,124 @@
+"""The `mt_bench` inspect task's metrics: `mt-bench show`'s numbers over the per-turn values.
+
+Each metric rebuilds FastChat judgment rows from the scores and calls scoring.py's summaries, so
+the log's turn_1 / turn_2 / overall / per-category (or win rates) are computed by the same code as
+`mt-bench show` on the imported files.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from inspect_ai.scorer import Metric, SampleScore, Value, metric
+
+from mt_bench_task.scoring import summarize_pairwise, summarize_single
+
+MODEL = "model"  # the one model of an eval, as a row key for scoring's summaries
+
+
+def _rows(scores: list[SampleScore]) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    rows: list[dict[str, Any]] = []
+    categories: dict[int, str] = {}
+    for s in scores:
+        meta = s.sample_metadata or {}
+        qid = int(meta["question_id"] if "question_id" in meta else str(s.sample_id))
+        categories[qid] = meta.get("category", "unknown")
+        value = s.score.value if isinstance(s.score.value, dict) else {}
+        for key, v in value.items():
+            ok = isinstance(v, (int, float)) and not math.isnan(v)
+            rows.append({"question_id": qid, "model": MODEL, "turn": int(key.split("_")[1]),
+                         "score": v if ok else -1})
+    return rows, categories
+
+
+def _single(scores: list[SampleScore]) -> dict[str, Any]:
+    rows, categories = _rows(scores)
+    return summarize_single(rows, categories)["models"].get(MODEL, {})
+
+
+def _nan(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _summary_metric(key: str) -> Metric:
+    def compute(scores: list[SampleScore]) -> Value:  # annotated: inspect passes SampleScores
+        value = _single(scores).get(key)
+        return dict(value or {}) if key == "categories" else _nan(value)
+
+    return compute
+
+
+@metric
+def turn_1() -> Metric:
+    """show_result's "First turn" mean (ratings of -1 dropped)."""
+    return _summary_metric("turn_1")
+
+
+@metric
+def turn_2() -> Metric:
+    """show_result's "Second turn" mean."""
+    return _summary_metric("turn_2")
+
+
+@metric
+def overall() -> Metric:
+    """show_result's "Average": the mean over all rated turns of both turns pooled."""
+    return _summary_metric("average")
+
+
+@metric
+def category() -> Metric:
+    """Per-category means over both turns (`mt-bench show`'s per-category table)."""
+    return _summary_metric("categories")
+
+
+@metric
+def stderr() -> Metric:
+    """Standard error of the pooled mean, clustered by question (the two turns of a question are
+    not independent): inspect's stderr(cluster=...) formula over the rated turns."""
+
+    def compute(scores: list[SampleScore]) -> float:
+        rows, _ = _rows(scores)
+        vals = [(r["question_id"], float(r["score"])) for r in rows if r["score"] != -1]
+        clusters = sorted({q for q, _ in vals}, key=str)
+        if len(clusters) < 2:
+            return 0.0
+        mean = sum(v for _, v in vals) / len(vals)
+        var = sum(sum(v - mean for q, v in vals if q == c) ** 2 for c in clusters)
+        return math.sqrt(var * len(clusters) / (len(clusters) - 1)) / len(vals)
+
+    return compute
+
+
+def _pairwise(scores: list[SampleScore], key: str) -> float:
+    """show_result's pairwise numbers, from the g1/g2 winners kept in the score metadata."""
+    rows = [{"model_1": MODEL, "model_2": s.score.metadata["baseline_model"],
+             "g1_winner": t["g1_winner"], "g2_winner": t["g2_winner"]}
+            for s in scores if s.score.metadata for t in s.score.metadata["turns"]]
+    baseline = rows[0]["model_2"] if rows else None
+    res = summarize_pairwise(rows, "pairwise-baseline", None, baseline)["models"]
+    return float(res[MODEL][key]) if MODEL in res else math.nan
+
+
+def _pairwise_metric(key: str) -> Metric:
+    def compute(scores: list[SampleScore]) -> Value:
+        return _pairwise(scores, key)
+
+    return compute
+
+
+@metric
+def win_rate() -> Metric:
+    """show_result pairwise: wins / (wins + losses + ties), turns pooled."""
+    return _pairwise_metric("win_rate")
+
+
+@metric
+def loss_rate() -> Metric:
+    return _pairwise_metric("loss_rate")
+
+
+@metric
+def win_rate_adjusted() -> Metric:
+    """(wins + 0.5 ties) / total: show_result's sort key."""
+    return _pairwise_metric("win_rate_adjusted")
