@@ -11,13 +11,13 @@ reference, the per-category temperatures, the dataset ids.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterable, Mapping, Sequence
 
 from .data import read_judge_prompts, read_questions, read_references
-from .jsonl import DataError
+from .errors import DataError
 from .types import Answer, JudgePrompt, Question
 
 DEFAULT_BENCH = "mt_bench"

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import data
 from .bench import order_categories
-from .jsonl import DataError
+from .errors import DataError, ParameterError
 
 OFFICIAL_SOURCE = "official GPT-4"
 
@@ -216,8 +216,8 @@ def run_calibration(run: CalibrationRun, client: Any = None,
 
     models, answers = reference_set(run.models)
     if run.judge_repeats < 1 or run.parallel < 1:
-        raise DataError(f"judge_repeats (--judge-repeats) and parallel (--parallel) must be >= 1, "
-                        f"got {run.judge_repeats} and {run.parallel}")
+        raise ParameterError(f"judge_repeats and parallel must be >= 1, got {run.judge_repeats} "
+                             f"and {run.parallel}", "judge_repeats", "parallel")
     spec = judge_spec(run.judge_model)
     bench = mt_bench()  # the official grades' bench, whatever the data dir holds
     matches = build_matches(bench.select(), answers, models, bench.judge_prompts, "single",

@@ -6,11 +6,16 @@ is instant.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import cli_official  # calibrate and --leaderboard: MT-bench's official data
+
+if TYPE_CHECKING:
+    from .judging import JudgeRun
+    from .scoring import ShowOutput
 
 DEFAULT_DATA_ROOT = Path("data")
 EXIT_CODES = """exit codes: 0 done; 1 finished but failures remain (re-run to retry them); 2 user or input
@@ -36,6 +41,19 @@ def _bench(args: argparse.Namespace):  # -> Bench, resolved once per command
     from .bench import load_bench
 
     return load_bench(args.bench_name, _data_dir(args), getattr(args, "judge_file", None))
+
+
+def _judge_run(args: argparse.Namespace, **overrides: Any) -> JudgeRun:
+    """The judge options as the library's plain `JudgeRun` value."""
+    from .judging import JudgeRun
+
+    return JudgeRun(**{**dict(
+        data_dir=_data_dir(args), judge_model=args.judge_model, mode=args.mode,
+        judge_file=Path(args.judge_file) if args.judge_file else None,
+        baseline_model=args.baseline_model, model_list=args.model_list,
+        parallel=max(1, args.parallel), first_n=args.first_n, base_url=args.openai_api_base,
+        allow_partial=args.allow_partial, dry_run=args.dry_run,
+        judge_repeats=args.judge_repeats), **overrides})
 
 
 # ---- option groups shared by several subcommands (declared once) ----
@@ -112,13 +130,16 @@ def cmd_gen_api(args: argparse.Namespace) -> int:
         parallel=args.parallel, max_tokens=args.max_tokens, num_choices=args.num_choices,
         question_begin=args.question_begin, question_end=args.question_end,
         force_temperature=args.force_temperature, bench=_bench(args))
+    print(stats.summary())
     return 0 if stats.failed == 0 else 1  # "$ERROR$" answers are asked again on the next run
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    from .judging import JudgeRun, run_judging
+    from .judging import run_judging
 
-    summary = run_judging(JudgeRun.from_args(args, _data_dir(args)), bench=_bench(args))
+    summary = run_judging(_judge_run(args), bench=_bench(args), on_plan=_to_stderr)
+    if summary.sent:
+        _to_stderr(summary.closing_line())
     return 0 if summary.ok else 1
 
 
@@ -128,10 +149,24 @@ def cmd_show(args: argparse.Namespace) -> int:
         return cli_official.show_leaderboard(args, _data_dir(args), _bench(args))
     from .scoring import show
 
-    show(data_dir=_data_dir(args), input_file=args.input_file, judge_model=args.judge_model,
-         mode=args.mode, model_list=args.model_list, baseline_model=args.baseline_model,
-         as_json=args.json, plot=args.plot, seed=args.seed, bench=_bench(args))
+    out = show(data_dir=_data_dir(args), input_file=args.input_file, judge_model=args.judge_model,
+               mode=args.mode, model_list=args.model_list, baseline_model=args.baseline_model,
+               plot=args.plot, seed=args.seed, bench=_bench(args))
+    print_show(out, as_json=args.json)
     return 0
+
+
+def print_show(out: ShowOutput, as_json: bool = False) -> None:
+    """The labels on stderr too, so `--json` output stays exactly the documented keys."""
+    for label in out.labels:
+        _to_stderr(f"NOTE: {label}")
+    print(json.dumps(out.results) if as_json else out.text)
+    if out.plot is not None:
+        _to_stderr(f"radar plot: {out.plot}")
+
+
+def _to_stderr(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -139,9 +174,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import run_all
+    from .generate import GenerationConfig
+    from .pipeline import QUICK_ANSWER_TOKENS, is_embedded, run_all
 
-    return run_all(args, _data_dir(args), _bench(args))
+    if args.max_new_token is None:  # the quick run's budget for the embedded model
+        args.max_new_token = QUICK_ANSWER_TOKENS if is_embedded(args.model_path) else 1024
+    args.answer_file = None
+    gen = GenerationConfig.from_args(args, _data_dir(args))
+    judge = _judge_run(args, judge_model=args.judge_model or "default")
+    summary = run_all(gen, judge, bench=_bench(args), plot=args.plot,
+                      on_plan=_to_stderr)  # TODO-merge-gen: on_generated=lambda s: print(s.summary())
+    if summary.judging.sent:
+        _to_stderr(summary.judging.closing_line())
+    if summary.shown is not None:
+        print_show(summary.shown)
+    return 0 if summary.ok else 1
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -211,12 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("gen", help="answer the questions with a local HF model (accelerate)")
-    _add_bench(p), _add_questions(p), _add_local_model(p, required=False)
+    _add_bench(p)
+    _add_questions(p)
+    _add_local_model(p, required=False)
     p.add_argument("--answer-file", default=None, help="default: DATA_DIR/model_answer/ID.jsonl")
     p.set_defaults(func=cmd_gen)
 
     p = sub.add_parser("gen-api", help="answer the questions through an OpenAI-compatible API")
-    _add_bench(p), _add_questions(p)
+    _add_bench(p)
+    _add_questions(p)
     p.add_argument("--model", required=True, help="model name sent to the API (= answer file id)")
     p.add_argument("--openai-api-base", default=None,
                    help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1 for vLLM "
@@ -229,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("judge", help="grade answers with the judge (FastChat's gen_judgment)",
                        epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=_Raw)
-    _add_bench(p), _add_judge(p)
+    _add_bench(p)
+    _add_judge(p)
     p.set_defaults(func=cmd_judge)
 
     p = sub.add_parser("show", help="print the result tables (FastChat's show_result)",
@@ -257,7 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="gen + judge + show in one go (defaults: embedded models)",
                        epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=_Raw)
-    _add_bench(p), _add_questions(p), _add_local_model(p, required=False), _add_judge(p)
+    _add_bench(p)
+    _add_questions(p)
+    _add_local_model(p, required=False)
+    _add_judge(p)
     p.add_argument("--plot", default=None, help="radar PNG (default: DATA_DIR/radar.png)")
     p.set_defaults(func=cmd_run, judge_model=None, max_new_token=None)
 
@@ -298,10 +352,51 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+# library parameters whose flag is not simply --<name with dashes>
+_FLAG_OF_PARAM = {"results_file": "--results", "bench_name": "--bench-name"}
+
+
+def _as_flags(error: Exception, parser: argparse.ArgumentParser, command: str) -> str:
+    """A library error names parameters (`judge_repeats`); the CLI user knows flags (`--judge-repeats`)."""
+    import re
+
+    message = str(error)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    flags = {a.dest: a.option_strings[-1] for a in sub._actions if a.option_strings}
+    for param in getattr(error, "params", ()):
+        flag = _FLAG_OF_PARAM.get(param) or flags.get(param)
+        if flag:
+            message = re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", flag, message)
+    return message
+
+
+def _log_to_stderr() -> None:
+    """The library says what it does through `logging` (notes, warnings); the CLI shows them on
+    whatever sys.stderr is at the time (tests swap it)."""
+    import logging
+
+    class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+        @property  # type: ignore[override]
+        def stream(self) -> Any:
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value: Any) -> None:
+            pass
+
+    logger = logging.getLogger("mt_bench_task")
+    if not any(type(h).__name__ == "StderrHandler" for h in logger.handlers):
+        handler = StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from .jsonl import DataError
+    from .errors import DataError
 
     parser = build_parser()
+    _log_to_stderr()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         parser.exit(2, f"mt-bench {args.command}: error: unrecognized arguments: "
@@ -313,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except DataError as e:
-        print(f"mt-bench {args.command}: error: {e}", file=sys.stderr)
+        print(f"mt-bench {args.command}: error: {_as_flags(e, parser, args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mt-bench {args.command}: interrupted; finished records are saved, re-run to resume",

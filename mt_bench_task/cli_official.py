@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .jsonl import DataError
+from .errors import DataError
 
 
 def add_leaderboard_options(p: argparse.ArgumentParser, plot: bool = False) -> None:

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
+
+from .errors import DataError
+
+__all__ = ["DataError", "JsonlAppender", "read_jsonl", "write_lines_atomic"]  # DataError: errors.py
 
 T = TypeVar("T")
-
-
-class DataError(ValueError):
-    """Bad user input (file, line, value). The CLI prints it on one line and exits 2."""
 
 
 def read_jsonl(path: Path | str, parse: Callable[[dict[str, Any]], T] | None = None, *,
@@ -81,7 +82,7 @@ class JsonlAppender:
         if self._f is not None:
             self._f.close()
 
-    def __enter__(self) -> "JsonlAppender":
+    def __enter__(self) -> JsonlAppender:
         return self
 
     def __exit__(self, *exc: object) -> None:

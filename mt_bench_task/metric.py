@@ -10,9 +10,10 @@ Nothing here imports evaluate; `metrics/mt_bench_judge/mt_bench_judge.py` is the
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from . import data, judging, scoring
 from .bench import Bench, load_bench

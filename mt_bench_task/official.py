@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .bench import DEFAULT_BENCH, Bench, load_bench, official_grades_file
-from .jsonl import DataError, read_jsonl
+from .errors import DataError, ParameterError
+from .jsonl import read_jsonl
 from .judges import NOT_COMPARABLE, JudgeIdentity, identity_of_rows
 
 OFFICIAL_JUDGE = "gpt-4"  # the judge of the published leaderboard (gpt-4-0613, FastChat #2284)
@@ -55,8 +56,8 @@ def check_mt_bench(bench: Bench) -> None:
     """The official grades are for MT-bench's 80 questions: another bench, or a data dir with
     other questions, cannot be placed among them."""
     if bench.name != DEFAULT_BENCH:
-        raise DataError(f"bench {bench.name!r}: the leaderboard placement compares scores on "
-                        f"MT-bench's 80 questions only (--bench-name mt_bench)")
+        raise ParameterError(f"bench {bench.name!r}: the leaderboard placement compares scores on "
+                             f"MT-bench's 80 questions only (bench_name mt_bench)", "bench_name")
     mine, packaged = Path(bench.sources["questions"]), Path(mt_bench().sources["questions"])
     if mine != packaged and mine.read_bytes() != packaged.read_bytes():
         raise DataError(f"{mine}: not MT-bench's questions; the leaderboard placement compares "
@@ -73,7 +74,7 @@ def leaderboard(user: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     from .scoring import summarize_single
 
     if user.get("mode") != "single":
-        raise DataError("the leaderboard placement needs single-mode scores (--mode single)")
+        raise ParameterError("the leaderboard placement needs single-mode scores (mode single)", "mode")
     official = summarize_single(load_official_grades(), mt_bench().category_of, None, seed)
     entries: list[tuple[str, dict[str, Any]]] = [
         (name, {**m, "official": False}) for name, m in user["models"].items()]
@@ -116,8 +117,8 @@ def plot_models(board: dict[str, Any], reference_models: list[str] | None) -> di
     official = {n.removesuffix(OFFICIAL_SUFFIX): n for n, m in board["models"].items() if m["official"]}
     unknown = [m for m in chosen if m not in official]
     if unknown:
-        raise DataError(f"--reference-models: {', '.join(unknown)} not among the official models "
-                        f"({', '.join(sorted(official))})")
+        raise ParameterError(f"reference_models: {', '.join(unknown)} not among the official models "
+                             f"({', '.join(sorted(official))})", "reference_models")
     models = {n: m for n, m in board["models"].items() if not m["official"]}
     models.update({f"{name} [official GPT-4]": board["models"][official[name]] for name in chosen})
     return {**board, "models": models}
@@ -140,7 +141,7 @@ def show_leaderboard(data_dir: Path, input_file: str | None, judge_model: str, m
     from . import calibration, scoring
 
     if mode != "single":
-        raise DataError("--leaderboard needs single-mode judgments (--mode single)")
+        raise ParameterError("leaderboard needs single-mode judgments (mode single)", "leaderboard", "mode")
     bench = bench or load_bench(data_dir=data_dir)
     check_mt_bench(bench)
     path = Path(input_file) if input_file else scoring.judgment_file(data_dir, judge_model, mode)

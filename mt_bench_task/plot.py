@@ -13,9 +13,9 @@ def radar_plot(results: dict[str, Any], out: Path, title_note: str | None = None
     """Write a PNG from a single-mode results dict (`scoring.results_from_rows`); axes in the
     bench's category order (`Bench.categories`), then any other scored category; models named
     in `dashed` (official reference models) are drawn dashed and unfilled."""
-    from .bench import order_categories
-
     import matplotlib
+
+    from .bench import order_categories
 
     matplotlib.use("Agg")  # no display on servers and CI
     import matplotlib.pyplot as plt

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .bench import DEFAULT_BENCH, Bench, dataset_path, load_bench, order_categories
+from .errors import DataError, ParameterError
 from .hub import get_token, hub_error, one_line, read_card
-from .jsonl import DataError
 from .judges import NOT_COMPARABLE, identity_of_results
 
 SECTION_START = "<!-- mt-bench:start -->"
@@ -131,7 +131,7 @@ def _load_single(data_dir: Path, results_file: str | Path | None, judge_model: s
 
     path = Path(results_file) if results_file else judgment_file(data_dir, judge_model, "single")
     if not path.is_file():
-        raise DataError(f"{path}: file not found (run `mt-bench judge` first, or pass --results)")
+        raise ParameterError(f"{path}: file not found (judge first, or give results_file)", "results_file")
     if path.suffix == ".json":  # the object `mt-bench show --json` prints
         try:
             results = json.loads(path.read_text(encoding="utf-8"))

@@ -24,7 +24,7 @@ from typing import Any
 
 from . import data, scoring
 from .bench import Bench, load_bench, order_categories
-from .jsonl import DataError
+from .errors import DataError
 from .judges import identity_of_rows
 
 _TEMPLATE = Path(__file__).parent / "templates" / "report.html"

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Protocol, TypeVar, Union
+from typing import Any, ClassVar, Protocol, TypeVar
 
-Score = Union[int, float]  # FastChat keeps the rating's literal type: "8" -> 8, "8.5" -> 8.5
+Score = int | float  # FastChat keeps the rating's literal type: "8" -> 8, "8.5" -> 8.5
 API_ERROR_OUTPUT = "$ERROR$"  # FastChat's text for a request whose retries ran out
 
 
@@ -137,7 +137,7 @@ class Answer(_Record):
             _int(c, "index")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Answer":
+    def from_dict(cls, d: dict[str, Any]) -> Answer:
         a = super().from_dict(d)
         object.__setattr__(a, "choices", [
             Choice(c.get("index"), list(c["turns"]),

@@ -11,7 +11,8 @@ import pytest
 
 from mt_bench_task import data
 from mt_bench_task.bench import dataset_path, load_bench, official_answers_dir
-from mt_bench_task.jsonl import DataError, read_jsonl
+from mt_bench_task.errors import DataError
+from mt_bench_task.jsonl import read_jsonl
 
 BUILDER = Path(__file__).parent.parent / "datasets_scripts" / "build_dataset.py"
 SHA256 = {

@@ -107,6 +107,7 @@ def test_unknown_model_in_model_list_is_a_clear_error():
 def test_radar_plot_writes_png(tmp_path):
     out = tmp_path / "radar.png"
     res = scoring.show(tmp_path, str(CONF / "jxiw/model_judgment/gpt-4_single.jsonl"), "gpt-4",
-                       "single", None, None, as_json=True, plot=str(out))
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
-    assert len(res["models"]) == 6
+                       "single", None, None, plot=str(out))
+    assert res.plot == out and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    assert len(res.results["models"]) == 6 and "########## First turn ##########" in res.text
+    assert res.labels == []  # a gpt-4 judge: comparable, no label
