@@ -13,8 +13,8 @@ import pytest
 from fake_openai import FakeOpenAI
 
 from mt_bench_task.client import OpenAIChatClient
-from mt_bench_task.generate_api import SYSTEM_MESSAGE, generate_api_answers
 from mt_bench_task.errors import DataError
+from mt_bench_task.generate_api import SYSTEM_MESSAGE, generate_api_answers
 
 SECRET = "sk-test-SECRET-1234567890"
 REPO = Path(__file__).resolve().parents[1]

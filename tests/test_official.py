@@ -193,7 +193,7 @@ def test_report_placement_renders_official_rows_differently(tmp_path):
     from test_report import CHROMIUM, Page
 
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found (apt-get install -y chromium)")
+        pytest.fail(f"{CHROMIUM} not found: apt-get install -y chromium, or deselect with -m 'not browser'")
     from playwright.sync_api import sync_playwright
 
     d = _judged_dir(tmp_path, "gpt-4o")

@@ -41,11 +41,13 @@ def test_single_show_json_equals_fastchat(run):
         assert m["ci95"][0] <= m["average"] <= m["ci95"][1]
 
 
+LESNIKOW_SFT = "no_train_shp_maj_data_dataset_sft_loss_pythia28_model_8_batch_size_2024-09-18_21-15-10_125466"
+
+
 @pytest.mark.parametrize("key,args", [
     (f"{PAIR} :: --mode pairwise-all", ["--mode", "pairwise-all"]),
-    (f"{PAIR} :: --mode pairwise-baseline --baseline-model no_train_shp_maj_data_dataset_sft_loss_pythia28_model_8_batch_size_2024-09-18_21-15-10_125466",
-     ["--mode", "pairwise-baseline", "--baseline-model",
-      "no_train_shp_maj_data_dataset_sft_loss_pythia28_model_8_batch_size_2024-09-18_21-15-10_125466"]),
+    (f"{PAIR} :: --mode pairwise-baseline --baseline-model {LESNIKOW_SFT}",
+     ["--mode", "pairwise-baseline", "--baseline-model", LESNIKOW_SFT]),
 ])
 def test_pairwise_show_json_equals_fastchat(key, args):
     exp = EXPECTED[key]
