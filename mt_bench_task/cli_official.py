@@ -25,7 +25,7 @@ def add_leaderboard_options(p: argparse.ArgumentParser, plot: bool = False) -> N
 
 
 def add_calibrate_options(p: argparse.ArgumentParser) -> None:
-    """calibrate's own options (the judge's are `cli._add_judge_client`'s); no --bench-name."""
+    """calibrate's own options (the judge's are `cli_parser.add_judge_client`'s); no --bench-name."""
     p.add_argument("--data-dir", default=None,
                    help="where calibration/ is written (default: data/mt_bench)")
     p.add_argument("--models", nargs="+", default=None,
