@@ -164,6 +164,8 @@ def _pick_model(results: dict[str, Any], model_id: str | None) -> str:
         if model_id not in known:
             raise DataError(f"model {model_id!r} has no scores; known models: {', '.join(known) or 'none'}")
         return model_id
+    if not known:
+        raise DataError("no model has scores (no valid judgment records)")
     if len(known) != 1:
         raise DataError(f"{len(known)} models have scores ({', '.join(known) or 'none'}): "
                         "choose one with --model-id")

@@ -264,6 +264,8 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
         raise ParameterError("plot draws single-mode (1-10) scores; not with mode " + mode, "plot", "mode")
     path = Path(input_file) if input_file else judgment_file(data_dir, judge_model, mode)
     rows = load_rows(path, mode)
+    if not rows:
+        raise DataError(f"{path}: no judgment records")
     results = results_from_rows(rows, mode, model_list, baseline_model, bench.category_of, seed,
                                 source=str(path))
     labels = not_comparable = judge_labels(rows, judge_model)
