@@ -1,8 +1,9 @@
 """mt_bench_task: MT-bench, FastChat-exact and HF-native."""
 from .bench import Bench, dataset_path, load_bench
 from .data import load_answers, read_answers, read_pair_judgments, read_single_judgments
-from .jsonl import DataError
-from .register import register_metric, register_quietly as _register_quietly
+from .errors import DataError
+from .register import register_metric
+from .register import register_quietly as _register_quietly
 from .types import Answer, Choice, Completion, JudgePrompt, PairJudgment, Question, SingleJudgment
 
 # `evaluate.load("mt_bench_judge")` by bare name needs our script in evaluate's modules cache:

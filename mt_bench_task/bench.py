@@ -11,13 +11,13 @@ reference, the per-category temperatures, the dataset ids.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterable, Mapping, Sequence
 
 from .data import read_judge_prompts, read_questions, read_references
-from .jsonl import DataError
+from .errors import DataError
 from .types import Answer, JudgePrompt, Question
 
 DEFAULT_BENCH = "mt_bench"
@@ -46,8 +46,14 @@ def dataset_path(name: str = DEFAULT_BENCH) -> Path:
 
 
 def official_answers_dir() -> Path:
-    """FastChat's pre-generated MT-bench answers of gpt-4 and gpt-3.5-turbo (the default baseline)."""
+    """The official MT-bench answers of 6 leaderboard models (gpt-4, gpt-3.5-turbo: the default
+    pairwise baseline; all 6: `mt-bench calibrate`'s reference set)."""
     return _PACKAGE_DATA / "official_answers"
+
+
+def official_grades_file() -> Path:
+    """The official GPT-4 single grades of the 34 published MT-bench models (see SOURCE.md)."""
+    return _PACKAGE_DATA / "official_grades" / "gpt-4_single_scores.jsonl"
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,7 @@ class Bench:
     dataset_id: str = PACKAGED[DEFAULT_BENCH][0]  # model-index dataset type
     dataset_revision: str | None = PACKAGED[DEFAULT_BENCH][1]
     judge_prompts_version: str = JUDGE_PROMPTS_VERSION
-    official_answers: Path | None = None  # fallback answer files (MT-bench's gpt-4, gpt-3.5-turbo)
+    official_answers: Path | None = None  # fallback answer files (MT-bench's 6 official models)
     sources: Mapping[str, str] = field(default_factory=dict)  # what -> file(s) it came from
 
     @property

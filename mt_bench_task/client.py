@@ -22,9 +22,10 @@ import os
 import random
 import re
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from .jsonl import DataError
+from .errors import DataError
 from .prompts import API_ERROR_OUTPUT
 from .types import ClientUsage, Completion
 
@@ -143,7 +144,7 @@ class OpenAIChatClient:
             await self._client.close()
             self._client = None
 
-    async def __aenter__(self) -> "OpenAIChatClient":
+    async def __aenter__(self) -> OpenAIChatClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -7,10 +7,12 @@ from the cwd.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from .jsonl import DataError, read_jsonl
+from .errors import DataError
+from .jsonl import read_jsonl
 from .types import API_ERROR_OUTPUT, Answer, JudgePrompt, PairJudgment, Question, SingleJudgment
 
 OUTPUT_FORMATS = ("[[rating]]", "[[A]]", "[[rating_a,rating_b]]")
@@ -59,13 +61,13 @@ def read_judgments(path: Path, mode: str, repair_torn_tail: bool = False
 def _single(d: dict[str, Any]) -> SingleJudgment:
     if "score" not in d and "g1_winner" in d:
         raise ValueError("a pairwise judgment, not a single-mode one "
-                         "(use --mode pairwise-baseline or pairwise-all)")
+                         "(read it with mode pairwise-baseline or pairwise-all)")
     return SingleJudgment.from_dict(d)
 
 
 def _pair(d: dict[str, Any]) -> PairJudgment:
     if "g1_winner" not in d and "score" in d:
-        raise ValueError("a single-mode judgment, not a pairwise one (use --mode single)")
+        raise ValueError("a single-mode judgment, not a pairwise one (read it with mode single)")
     return PairJudgment.from_dict(d)
 
 

@@ -18,9 +18,10 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import data
 from .bench import DEFAULT_BENCH, Bench, load_bench
@@ -50,7 +51,7 @@ class GenerationConfig:
     num_processes: int = 1
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, data_dir: Path) -> "GenerationConfig":
+    def from_args(cls, args: argparse.Namespace, data_dir: Path) -> GenerationConfig:
         model_path = args.model_path or DEFAULT_MODEL
         answer_path = getattr(args, "answer_file", None)  # `mt-bench run` has no --answer-file
         return cls(model_path=model_path, model_id=args.model_id or model_id_for(model_path),

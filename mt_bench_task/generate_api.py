@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import data
 from .bench import Bench, load_bench
 from .client import ClientUsage, OpenAIChatClient
+from .errors import ParameterError
 from .generate import reorganize_answer_file
-from .jsonl import DataError, JsonlAppender
+from .jsonl import JsonlAppender
 from .types import API_ERROR_OUTPUT, Answer, ChatClient, Choice, Question
 
 SYSTEM_MESSAGE = "You are a helpful assistant."  # FastChat's chatgpt template
@@ -32,6 +34,15 @@ class ApiGenerationStats:
     failed: int  # of those, questions with a "$ERROR$" turn (asked again on the next run)
     path: Path
     usage: ClientUsage
+    selected: int = 0  # questions selected; those not asked were already answered
+
+    def summary(self) -> str:
+        """One line for the CLI to print."""
+        kept = self.selected - self.questions
+        if not self.questions:
+            return f"all {self.selected} questions already answered in {self.path}; nothing to do"
+        note = f", {kept} already answered (kept)" if kept else ""
+        return f"answered {self.questions} questions ({self.failed} failed{note}) -> {self.path}"
 
 
 def generate_api_answers(model: str, data_dir: Path | str, base_url: str | None = None,
@@ -47,10 +58,10 @@ def generate_api_answers(model: str, data_dir: Path | str, base_url: str | None 
     checked first; one with `close()` is closed at the end (OpenAIChatClient reopens on reuse).
     `bench` gives the questions (default: MT-bench, or DATA_DIR's own question.jsonl).
     """
-    for name, value in (("parallel", parallel), ("max-tokens", max_tokens),
-                        ("num-choices", num_choices)):
+    for name, value in (("parallel", parallel), ("max_tokens", max_tokens),
+                        ("num_choices", num_choices)):
         if value < 1:
-            raise DataError(f"--{name} must be >= 1, got {value}")
+            raise ParameterError(f"{name} must be >= 1, got {value}", name)
     data_dir = Path(data_dir)
     bench = bench or load_bench(data_dir=data_dir)
     questions = bench.select(question_begin, question_end)
@@ -59,8 +70,7 @@ def generate_api_answers(model: str, data_dir: Path | str, base_url: str | None 
     out = data.answer_file(data_dir, model)
     pending = data.pending_questions(questions, out, num_choices)  # DataError before any request
     if not pending:
-        print(f"all {len(questions)} questions already answered in {out}; nothing to do")
-        return ApiGenerationStats(0, 0, out, ClientUsage())
+        return ApiGenerationStats(0, 0, out, ClientUsage(), len(questions))
     chat = client if client is not None else OpenAIChatClient(base_url)
     return asyncio.run(_generate(chat, model, questions, pending, temperatures, out,
                                  parallel, max_tokens, num_choices))
@@ -74,9 +84,6 @@ async def _generate(client: ChatClient, model: str,
 
     try:
         await client.check_reachable()  # unreachable: DataError before anything is written
-        if len(pending) < len(questions):
-            print(f"resuming: {len(questions) - len(pending)} of {len(questions)} questions "
-                  f"already answered in {out}")
         limit = asyncio.Semaphore(parallel)
 
         async def answer(q: Question) -> Answer:
@@ -106,9 +113,7 @@ async def _generate(client: ChatClient, model: str,
                 reorganize_answer_file(out)  # finished answers are kept, sorted, even on error
     finally:
         await client.close()  # its connections belong to this event loop, which ends here
-    usage = client.usage
-    print(f"answered {len(pending)} questions ({failed} failed) -> {out}")
-    return ApiGenerationStats(len(pending), failed, out, usage)
+    return ApiGenerationStats(len(pending), failed, out, client.usage, len(questions))
 
 
 async def answer_question(client: ChatClient, model: str, question: Question,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .jsonl import DataError
+from .errors import DataError
 
 
 def get_token() -> str | None:

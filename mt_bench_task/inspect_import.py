@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .data import answer_file
-from .jsonl import DataError, write_lines_atomic
+from .errors import DataError
+from .jsonl import write_lines_atomic
 from .scoring import judgment_file
 from .types import Answer, Choice, PairJudgment, SingleJudgment
 

@@ -41,6 +41,7 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from mt_bench_task import data
 from mt_bench_task.bench import DEFAULT_BENCH, PACKAGED, Bench, load_bench
+from mt_bench_task.errors import DataError
 from mt_bench_task.inspect_metrics import (
     MODEL,
     category,
@@ -52,7 +53,6 @@ from mt_bench_task.inspect_metrics import (
     win_rate,
     win_rate_adjusted,
 )
-from mt_bench_task.jsonl import DataError
 from mt_bench_task.prompts import (
     Match,
     build_matches,

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
+
+from .errors import DataError
+
+__all__ = ["DataError", "JsonlAppender", "read_jsonl", "write_lines_atomic"]  # DataError: errors.py
 
 T = TypeVar("T")
-
-
-class DataError(ValueError):
-    """Bad user input (file, line, value). The CLI prints it on one line and exits 2."""
 
 
 def read_jsonl(path: Path | str, parse: Callable[[dict[str, Any]], T] | None = None, *,
@@ -30,17 +31,28 @@ def read_jsonl(path: Path | str, parse: Callable[[dict[str, Any]], T] | None = N
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
             records.append(parse(obj) if parse else obj)  # type: ignore[arg-type]
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
             torn = lineno == len(lines) and not raw.endswith(b"\n")
             if repair_torn_tail and torn:
                 _truncate_to(path, len(raw) - len(line))
                 break
             raise DataError(f"{path}:{lineno}: malformed record ({_short(e)})") from None
     return records
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number FastChat writes")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:20]} overflows a float")
+    return value
 
 
 def _short(e: Exception) -> str:
@@ -81,7 +93,7 @@ class JsonlAppender:
         if self._f is not None:
             self._f.close()
 
-    def __enter__(self) -> "JsonlAppender":
+    def __enter__(self) -> JsonlAppender:
         return self
 
     def __exit__(self, *exc: object) -> None:

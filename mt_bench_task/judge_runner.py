@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .jsonl import DataError
+from .errors import DataError
 from .judges import JudgeSpec
 from .prompts import (
     Match,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .jsonl import DataError
+from .errors import DataError
 from .types import ChatClient
 
 Backend = Literal["openai", "local"]

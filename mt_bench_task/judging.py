@@ -6,15 +6,17 @@ kill -9 is repaired, bounded concurrent requests, a local judge, and a plan (`--
 """
 from __future__ import annotations
 
-import sys
+import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from . import data
 from .bench import Bench, load_bench
-from .jsonl import DataError, JsonlAppender, write_lines_atomic
+from .errors import DataError, ParameterError
+from .jsonl import JsonlAppender, write_lines_atomic
 from .judge_runner import (
     JUDGE_MAX_TOKENS,
     JUDGE_TEMPERATURE,
@@ -32,6 +34,8 @@ from .prompts import Match, Mode, build_matches, messages, user_prompts
 from .scoring import judgment_file
 from .types import Answer, ChatClient, Question
 
+log = logging.getLogger(__name__)
+
 __all__ = [  # judge_runner's names stay importable from here
     "JUDGE_MAX_TOKENS",
     "JUDGE_TEMPERATURE",
@@ -42,6 +46,7 @@ __all__ = [  # judge_runner's names stay importable from here
     "is_failed",
     "judge_answers",
     "judge_display_name",
+    "judge_into",
     "judge_match",
     "judge_matches",
     "make_client",
@@ -75,15 +80,6 @@ class JudgeRun:
     def judge(self) -> JudgeSpec:
         return judge_spec(self.judge_model, self.judge_file)
 
-    @classmethod
-    def from_args(cls, args: Any, data_dir: Path) -> "JudgeRun":
-        return cls(data_dir=data_dir, judge_model=args.judge_model, mode=args.mode,
-                   judge_file=Path(args.judge_file) if args.judge_file else None,
-                   baseline_model=args.baseline_model, model_list=args.model_list,
-                   parallel=max(1, args.parallel), first_n=args.first_n,
-                   base_url=args.openai_api_base, allow_partial=args.allow_partial,
-                   dry_run=args.dry_run, judge_repeats=args.judge_repeats)
-
 
 @dataclass
 class JudgeSummary:
@@ -101,6 +97,12 @@ class JudgeSummary:
     def ok(self) -> bool:
         return self.failed == 0
 
+    def closing_line(self) -> str:
+        u = self.usage
+        return (f"judged {self.sent} matches ({self.failed} failed after retries, "
+                f"{self.already_done} already done; tokens used: {u['prompt_tokens']} prompt + "
+                f"{u['completion_tokens']} completion) -> {self.output}")
+
 
 # ---- planning: which matches, what is already done ----
 def check_answers(questions: list[Question], answers: dict[str, dict[int, Answer]],
@@ -117,10 +119,10 @@ def check_answers(questions: list[Question], answers: dict[str, dict[int, Answer
             problems.append(f"model {m!r}: {len(missing)} of {len(questions)} questions unanswered"
                             f"{_ids(missing)}, {len(short)} answers missing turn 2{_ids(short)}")
     if problems and not allow_partial:
-        raise DataError("incomplete answers (judge what exists with --allow-partial): "
-                        + "; ".join(problems))
+        raise ParameterError("incomplete answers (judge what exists with allow_partial): "
+                             + "; ".join(problems), "allow_partial")
     for p in problems:
-        print(f"--allow-partial: {p}", file=sys.stderr)
+        log.warning("allow_partial: %s", p)
     return skipped
 
 
@@ -132,7 +134,7 @@ def plan(run: JudgeRun, bench: Bench) -> tuple[list[Job], list[Job], Path, int]:
     """(all jobs, those still to send, output file, turns skipped for partial answers).
     A job is a match and its repeat (None when judged once: FastChat's record, no "repeat")."""
     if run.judge_repeats < 1:
-        raise DataError(f"judge_repeats (--judge-repeats) must be >= 1, got {run.judge_repeats}")
+        raise ParameterError(f"judge_repeats must be >= 1, got {run.judge_repeats}", "judge_repeats")
     all_questions = list(bench.questions)
     questions = all_questions[run.question_begin: run.first_n]
     models = run.model_list or data.list_answer_models(run.data_dir)
@@ -202,19 +204,34 @@ def make_client(run: JudgeRun) -> ChatClient:
 
 
 def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
-                bench: Bench | None = None) -> JudgeSummary:
+                bench: Bench | None = None,
+                on_plan: Callable[[str], None] | None = None) -> JudgeSummary:
     """Plan, send what is missing, append each record as it completes, then tidy the file.
-    `bench` defaults to `load_bench("mt_bench", run.data_dir, run.judge_file)`."""
+    `bench` defaults to `load_bench("mt_bench", run.data_dir, run.judge_file)`; `on_plan` gets
+    the plan's text (calls, token estimate) before anything is sent."""
     bench = bench or load_bench(data_dir=run.data_dir, judge_file=run.judge_file)
     jobs, todo, out, skipped = plan(run, bench)
     spec = bench_spec(run.judge, bench)
     summary = JudgeSummary(planned=len(jobs), already_done=len(jobs) - len(todo),
                            skipped_partial=skipped, output=out, label=spec.label)
-    print(describe_plan(run, jobs, todo, out, bench), file=sys.stderr)
+    if on_plan is not None:
+        on_plan(describe_plan(run, jobs, todo, out, bench))
     if run.dry_run or not todo:
         return summary
     chat = client or make_client(run)
     parallel = max(run.parallel, 8) if spec.local and run.parallel == 1 else run.parallel
+    records = judge_into(out, todo, chat, spec, parallel, run.mode)
+    summary.sent = len(records)
+    summary.failed = sum(r.failed for r in records)
+    summary.usage.update(vars(chat.usage))
+    summary.adaptations = list(chat.adaptations)
+    return summary
+
+
+def judge_into(out: Path, todo: list[Job], chat: ChatClient, spec: JudgeSpec,
+               parallel: int, mode: str = "single") -> list[Any]:
+    """Check the judge answers, judge `todo`, append each record to `out` as it completes, then
+    drop the $ERROR$ rows a later success superseded (shared by `judge` and `calibrate`)."""
     with JsonlAppender(out) as sink:
         async def go() -> list[Any]:
             try:
@@ -224,16 +241,8 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
             finally:
                 await chat.close()
         records = run_sync(go)
-    summary.sent = len(records)
-    summary.failed = sum(r.failed for r in records)
-    summary.usage.update(vars(chat.usage))
-    summary.adaptations = list(chat.adaptations)
-    _drop_superseded_failures(out, run.mode)
-    u = summary.usage
-    print(f"judged {summary.sent} matches ({summary.failed} failed after retries, "
-          f"{summary.already_done} already done; tokens used: {u['prompt_tokens']} prompt + "
-          f"{u['completion_tokens']} completion) -> {out}", file=sys.stderr)
-    return summary
+    _drop_superseded_failures(out, mode)
+    return records
 
 
 def bench_spec(spec: JudgeSpec, bench: Bench) -> JudgeSpec:

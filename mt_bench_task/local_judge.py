@@ -10,13 +10,15 @@ after "Rating: [[" is returned as `Completion.fallback_rating`, and judging mark
 from __future__ import annotations
 
 import asyncio
-import sys
+import logging
 import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .prompts import extract_rating
 from .types import ClientUsage, Completion
+
+log = logging.getLogger(__name__)
 
 # FastChat asks judges for 2048 tokens; on a CPU that is minutes per batch, and a small judge
 # either rates early or never, so local judges stop at 256 unless told otherwise.
@@ -125,8 +127,7 @@ class LocalJudgeClient:
         limit = max(1, self._context_limit() - room)
         if len(ids) > limit:
             self.truncated_prompts += 1
-            print(f"local judge: prompt of {len(ids)} tokens truncated to its last {limit}",
-                  file=sys.stderr)
+            log.warning("local judge: prompt of %d tokens truncated to its last %d", len(ids), limit)
             ids = ids[-limit:]
         return ids
 

@@ -10,9 +10,10 @@ Nothing here imports evaluate; `metrics/mt_bench_judge/mt_bench_judge.py` is the
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from . import data, judging, scoring
 from .bench import Bench, load_bench
@@ -238,3 +239,23 @@ def pairwise_result(rows: list[dict[str, Any]], model_id: str, baseline_model: s
     result["categories"] = {c: rates([r for r in rows if categories[r["question_id"]] == c])
                             for c in cats}
     return result
+
+
+def calibrate(judge: JudgeSettings | None = None,
+              models: Sequence[str] | None = None) -> dict[str, Any]:
+    """The judge's calibration figures (`mt-bench calibrate --json`'s object): it grades the
+    official answers of the reference models (default all 6: 960 calls) with FastChat's single
+    prompts, compared with the official GPT-4 grades by `calibration.calibration_stats`.
+    Always on MT-bench (the official grades' bench), whatever `judge.bench` says."""
+    from . import calibration
+    from .official import mt_bench
+
+    judge = judge or JudgeSettings()
+    names, answers = calibration.reference_set(models)
+    judge.check_reachable()
+    bench = mt_bench()
+    rows = judging.judge_answers(bench.select(), answers, judge.make_client(), judge.spec,
+                                 "single", None, judge.parallel,
+                                 Path(judge.judge_file) if judge.judge_file else None,
+                                 judge_repeats=judge.judge_repeats, bench=bench)
+    return calibration.calibrate_records(rows, judge.judge_name, names)

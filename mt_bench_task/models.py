@@ -7,14 +7,16 @@ downloads: a hub id must already be in the local HF cache.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .jsonl import DataError
+from .errors import DataError, ParameterError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # heavy imports stay out of `mt-bench --help`
     import torch
@@ -65,7 +67,7 @@ def default_model_dir() -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL_DIRNAME}.tmp-", dir=target.parent))
         try:
             os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the cache may be shared
-            print(f"converting {gguf.name} to bf16 safetensors in {target} (once)", file=sys.stderr)
+            log.info("converting %s to bf16 safetensors in %s (once)", gguf.name, target)
             _convert_gguf(gguf, tmp)
             os.replace(tmp, target)
         finally:
@@ -127,7 +129,7 @@ def default_dtype(device: str = "cpu") -> str:
         return "float32"
 
 
-def torch_dtype(name: str | None, device: str = "cpu") -> "torch.dtype":
+def torch_dtype(name: str | None, device: str = "cpu") -> torch.dtype:
     import torch
 
     name = name or default_dtype(device)
@@ -151,7 +153,7 @@ def load_tokenizer(path: str, revision: str = "main", chat_template_file: str | 
             raise DataError(f"chat template {template}: file not found")
         tok.chat_template = template.read_text(encoding="utf-8")
     if not getattr(tok, "chat_template", None):
-        raise DataError(f"model {path} has no chat template; pass --chat-template FILE")
+        raise ParameterError(f"model {path} has no chat template; give a chat_template file", "chat_template")
     if tok.pad_token_id is None:  # batching needs a pad id; padded positions are masked anyway
         tok.pad_token = tok.eos_token
     return tok

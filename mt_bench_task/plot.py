@@ -2,17 +2,20 @@
 category of the bench, scale 0-10."""
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 
 def radar_plot(results: dict[str, Any], out: Path, title_note: str | None = None,
-               categories: Sequence[str] = (), bench_name: str = "mt_bench") -> Path:
+               categories: Sequence[str] = (), bench_name: str = "mt_bench",
+               dashed: Collection[str] = ()) -> Path:
     """Write a PNG from a single-mode results dict (`scoring.results_from_rows`); axes in the
-    bench's category order (`Bench.categories`), then any other scored category."""
-    from .bench import order_categories
-
+    bench's category order (`Bench.categories`), then any other scored category; models named
+    in `dashed` (official reference models) are drawn dashed and unfilled."""
     import matplotlib
+
+    from .bench import order_categories
 
     matplotlib.use("Agg")  # no display on servers and CI
     import matplotlib.pyplot as plt
@@ -29,8 +32,9 @@ def radar_plot(results: dict[str, Any], out: Path, title_note: str | None = None
     for name, m in sorted(results["models"].items(), key=lambda kv: -kv[1]["average"]):
         values = [m["categories"].get(c, 0.0) for c in cats]
         ax.plot(angles + angles[:1], values + values[:1], linewidth=2,
-                label=f"{name} ({m['average']:.2f})")
-        ax.fill(angles + angles[:1], values + values[:1], alpha=0.1)
+                linestyle="--" if name in dashed else "-", label=f"{name} ({m['average']:.2f})")
+        if name not in dashed:
+            ax.fill(angles + angles[:1], values + values[:1], alpha=0.1)
     ax.set_xticks(angles)
     ax.set_xticklabels([c.capitalize() for c in cats], fontsize=12)
     ax.tick_params(axis="x", pad=12)  # keep labels off the outer ring

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Literal, Mapping
+from typing import Literal
 
 from .bench import NEED_REF_CATS, reference_set
-from .jsonl import DataError
+from .errors import DataError, ParameterError
 from .types import API_ERROR_OUTPUT, Answer, JudgePrompt, Question, Score
 
 Mode = Literal["single", "pairwise-baseline", "pairwise-all"]
@@ -73,10 +74,10 @@ def build_matches(questions: list[Question], answers: dict[str, dict[int, Answer
     need_ref = tuple(need_ref)
     kind = "single" if mode == "single" else "pairwise"
     if mode == "single":
-        pairs = [(m, None) for m in models]
+        pairs: list[tuple[str, str | None]] = [(m, None) for m in models]
     elif mode == "pairwise-baseline":
         if baseline_model is None:
-            raise DataError("pairwise-baseline needs --baseline-model")
+            raise ParameterError("mode pairwise-baseline needs a baseline_model", "mode", "baseline_model")
         pairs = [(m, baseline_model) for m in models if m != baseline_model]
     else:
         pairs = [(models[i], models[j]) for i in range(len(models)) for j in range(i + 1, len(models))]

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .bench import DEFAULT_BENCH, Bench, dataset_path, load_bench, order_categories
+from .errors import DataError, ParameterError
 from .hub import get_token, hub_error, one_line, read_card
-from .jsonl import DataError
 from .judges import NOT_COMPARABLE, identity_of_results
 
 SECTION_START = "<!-- mt-bench:start -->"
@@ -74,8 +74,12 @@ def publish_results(repo_id: str, data_dir: Path, results_file: str | Path | Non
     notes += [plot_note] if plot_note else []
     _merge_results(card, repo_id, _eval_results(single["models"][model], pairwise, judge, bench),
                    bench)
+    from .calibration import cite
+
+    calibration = cite(Path(data_dir), judge)  # `mt-bench calibrate`'s figures for this judge
     card.text = _with_section(card.text, _section(model, single, pairwise, judge, comparable,
-                                                  png is not None, bench), *_markers(bench))
+                                                  png is not None, bench, calibration),
+                              *_markers(bench))
     content = str(card)
     files = ("README.md", _radar_file(bench)) if png is not None else ("README.md",)
     if dry_run:
@@ -127,7 +131,7 @@ def _load_single(data_dir: Path, results_file: str | Path | None, judge_model: s
 
     path = Path(results_file) if results_file else judgment_file(data_dir, judge_model, "single")
     if not path.is_file():
-        raise DataError(f"{path}: file not found (run `mt-bench judge` first, or pass --results)")
+        raise ParameterError(f"{path}: file not found (judge first, or give results_file)", "results_file")
     if path.suffix == ".json":  # the object `mt-bench show --json` prints
         try:
             results = json.loads(path.read_text(encoding="utf-8"))
@@ -160,6 +164,8 @@ def _pick_model(results: dict[str, Any], model_id: str | None) -> str:
         if model_id not in known:
             raise DataError(f"model {model_id!r} has no scores; known models: {', '.join(known) or 'none'}")
         return model_id
+    if not known:
+        raise DataError("no model has scores (no valid judgment records)")
     if len(known) != 1:
         raise DataError(f"{len(known)} models have scores ({', '.join(known) or 'none'}): "
                         "choose one with --model-id")
@@ -225,7 +231,8 @@ def _merge_results(card: Any, repo_id: str, new: list[Any], bench: Bench) -> Non
 
 # ---- the human section ----
 def _section(model: str, single: dict[str, Any], pairwise: dict[str, Any] | None, judge: str,
-             comparable: bool, with_image: bool, bench: Bench) -> str:
+             comparable: bool, with_image: bool, bench: Bench,
+             calibration: str | None = None) -> str:
     s = single["models"][model]
     lo, hi = (s.get("ci95") or [None, None])[:2]
     ci = f" (95% CI {lo:.2f}-{hi:.2f})" if lo is not None and hi is not None else ""
@@ -238,6 +245,8 @@ def _section(model: str, single: dict[str, Any], pairwise: dict[str, Any] | None
               f"(revision `{bench.dataset_revision}`), single-answer grading on a 1-10 scale."), ""]
     if not comparable:  # judges' one wording, with the judge's name in code style
         lines += [f"> Judged by `{judge}`: these scores are **{NOT_COMPARABLE}** numbers.", ""]
+    if calibration:  # `mt-bench calibrate`'s figures, next to the label
+        lines += [f"> Judge `{judge}`: {calibration} (`mt-bench calibrate`).", ""]
     lines += ["| | score |", "| --- | ---: |", f"| **average** | **{s['average']:.2f}**{ci} |"]
     for key, label in (("turn_1", "turn 1"), ("turn_2", "turn 2")):
         if s.get(key) is not None:

@@ -24,7 +24,8 @@ from typing import Any
 
 from . import data, scoring
 from .bench import Bench, load_bench, order_categories
-from .jsonl import DataError
+from .errors import DataError
+from .judges import identity_of_rows
 
 _TEMPLATE = Path(__file__).parent / "templates" / "report.html"
 _DATA_SLOT = "__REPORT_DATA__"
@@ -34,10 +35,11 @@ _EXCERPT = 160
 
 
 def write_report(data_dir: Path, judge_model: str = "gpt-4", out: Path = Path("report.html"),
-                 seed: int = 0, bench: Bench | None = None) -> Path:
+                 seed: int = 0, bench: Bench | None = None, leaderboard: bool = False) -> Path:
     """Write the report for DATA_DIR's answers and `<judge>_single` / `<judge>_pair` judgments
-    on `bench` (default: MT-bench, or DATA_DIR's own questions)."""
-    html = render_html(build_payload(Path(data_dir), judge_model, seed, bench))
+    on `bench` (default: MT-bench, or DATA_DIR's own questions); `leaderboard`: add the
+    placement among the published MT-bench models (official rows; MT-bench only)."""
+    html = render_html(build_payload(Path(data_dir), judge_model, seed, bench, leaderboard))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
@@ -45,11 +47,15 @@ def write_report(data_dir: Path, judge_model: str = "gpt-4", out: Path = Path("r
 
 
 def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
-                  bench: Bench | None = None) -> dict[str, Any]:
+                  bench: Bench | None = None, leaderboard: bool = False) -> dict[str, Any]:
     """Everything the page shows, as one JSON-able dict (no HTML in it)."""
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data dir not found")
     bench = bench or load_bench(data_dir=data_dir)
+    if leaderboard:  # the placement is among MT-bench's published models: refuse another bench
+        from .official import check_mt_bench
+
+        check_mt_bench(bench)
     answer_models = data.list_answer_models(data_dir)
     if not answer_models:
         raise DataError(f"{data_dir / 'model_answer'}: no answer files (*.jsonl); "
@@ -72,6 +78,9 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
     single = _single(single_rows, single_path, categories, bench.categories, index, seed, failures)
     pair = _pair(pair_rows, pair_path, index, failures, categories)
     labels = scoring.judge_labels((single_rows or []) + (pair_rows or []), judge_model)
+    if leaderboard and single is None:
+        raise DataError(f"{single_path}: not found; the leaderboard placement needs single-mode "
+                        f"judgments (`mt-bench judge --mode single`)")
     return {
         "meta": {"data_dir": str(data_dir), "judge_model": judge_model, "seed": seed,
                  "bench": bench.name,
@@ -88,7 +97,34 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
         "pair": pair,
         "failures": failures,
         "radar": _radar(single["results"], labels, bench) if single else None,
+        "calibration": _calibration(data_dir, (single_rows or []) + (pair_rows or []), judge_model),
+        "placement": _placement(single["results"], single_rows or [], judge_model, seed)
+        if leaderboard and single else None,
     }
+
+
+def _calibration(data_dir: Path, rows: list[dict[str, Any]], judge_model: str) -> dict | None:
+    """The judge label with the saved `mt-bench calibrate` figures, when there are some."""
+    found = scoring._calibration_label(data_dir, rows, judge_model)
+    if found is None:
+        return None
+    return {"text": found[0], "comparable": identity_of_rows(rows, judge_model).comparable}
+
+
+def _placement(results: dict[str, Any], rows: list[dict[str, Any]], judge_model: str,
+               seed: int) -> dict[str, Any]:
+    """The user's models among the official ones, ranked; official rows are flagged."""
+    from .official import leaderboard
+
+    board = leaderboard(results, seed)
+    who = identity_of_rows(rows, judge_model)
+    return {"judge": who.judge, "comparable": who.comparable,
+            "label": None if who.comparable else f"{who.label}; your models were graded by "
+                     f"{who.judge}, the official ones by GPT-4",
+            "rows": [{"model": name, "official": m["official"], "average": m["average"],
+                      "turn_1": m["turn_1"], "turn_2": m["turn_2"],
+                      "ci95": None if m["official"] else m["ci95"]}
+                     for name, m in board["models"].items()]}
 
 
 def _rows(path: Path, mode: str) -> list[dict[str, Any]] | None:

@@ -4,14 +4,14 @@ CLI, the metric, the publisher and the report all share them.
 """
 from __future__ import annotations
 
-import json
-import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import data
 from .bench import order_categories
-from .jsonl import DataError
+from .errors import DataError, ParameterError
 from .judges import NOT_COMPARABLE, identity_of_rows
 
 if TYPE_CHECKING:
@@ -148,11 +148,11 @@ def _results(rows: list[dict[str, Any]], mode: str, model_list: list[str] | None
         missing = [i for i, r in enumerate(rows) if "score" not in r]
         if missing:
             raise DataError(f"{source}: line {missing[0] + 1} is not a single-mode judgment "
-                            f"(use --mode pairwise-baseline or pairwise-all)")
+                            f"(read it with mode pairwise-baseline or pairwise-all)")
         _check_models((r["model"] for r in rows), model_list, source)
         return summarize_single(rows, categories or {}, model_list, seed)
     if any("g1_winner" not in r for r in rows):
-        raise DataError(f"{source}: not a pairwise judgment file (use --mode single)")
+        raise DataError(f"{source}: not a pairwise judgment file (read it with mode single)")
     _check_models((m for r in rows for m in (r["model_1"], r["model_2"])), model_list, source)
     return summarize_pairwise(rows, mode, model_list, baseline_model)
 
@@ -240,44 +240,73 @@ def per_category_turns(rows: list[dict[str, Any]], categories: dict[int, str]) -
             for m, cs in acc.items()}
 
 
+@dataclass(frozen=True)
+class ShowOutput:
+    """What `show` computed, for a front end to print: the results object (`show --json`), the
+    text tables, the judge labels and the radar plot written (if any)."""
+
+    results: dict[str, Any]
+    text: str
+    labels: list[str]
+    plot: Path | None
+
+
 def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
-         model_list: list[str] | None, baseline_model: str | None, as_json: bool = False,
-         plot: str | None = None, seed: int = 0, bench: Bench | None = None) -> dict[str, Any]:
-    """FastChat's show_result for `bench` (default: MT-bench, or DATA_DIR's own questions)."""
+         model_list: list[str] | None, baseline_model: str | None,
+         plot: Path | str | None = None, seed: int = 0, bench: Bench | None = None) -> ShowOutput:
+    """FastChat's show_result for `bench` (default: MT-bench, or DATA_DIR's own questions),
+    plus CIs, per-category scores, the judge label and, with `plot`, the radar plot."""
     if bench is None:
         from .bench import load_bench
 
         bench = load_bench(data_dir=data_dir)
+    if plot and mode != "single":
+        raise ParameterError("plot draws single-mode (1-10) scores; not with mode " + mode, "plot", "mode")
     path = Path(input_file) if input_file else judgment_file(data_dir, judge_model, mode)
     rows = load_rows(path, mode)
+    if not rows:
+        raise DataError(f"{path}: no judgment records")
     results = results_from_rows(rows, mode, model_list, baseline_model, bench.category_of, seed,
                                 source=str(path))
-    labels = judge_labels(rows, judge_model)
-    for label in labels:  # on stderr too, so `--json` output stays exactly the documented keys
-        print(f"NOTE: {label}", file=sys.stderr)
-    if as_json:
-        print(json.dumps(results))
-    else:
-        print(f"Input file: {path}")
-        for label in labels:
-            print(f"NOTE: {label}")
-        print(fastchat_tables(rows, mode, model_list, baseline_model, bench.multi_turn))
-        print(extra_tables(results, bench.categories))
-        if mode == "single":
-            split = per_category_turns([r for r in rows if model_list is None or r["model"] in model_list],
-                                       bench.category_of)
-            print("\n########## Per category and turn (turn 1 / turn 2) ##########")
-            for name, cats in sorted(split.items()):
-                order = order_categories(cats, bench.categories)
-                cells = [f"{c}: {_fmt(cats[c].get(1))}/{_fmt(cats[c].get(2))}" for c in order]
-                print(f"{name}: " + ", ".join(cells))
+    labels = not_comparable = judge_labels(rows, judge_model)
+    calibration = _calibration_label(data_dir, rows, judge_model)
+    if calibration is not None:  # the judge label with `mt-bench calibrate`'s figures next to it
+        labels = [calibration[0]]
+        results = {**results, "calibration": calibration[1]}
+    lines = [f"Input file: {path}", *(f"NOTE: {label}" for label in labels),
+             fastchat_tables(rows, mode, model_list, baseline_model, bench.multi_turn),
+             extra_tables(results, bench.categories)]
+    if mode == "single":
+        split = per_category_turns([r for r in rows if model_list is None or r["model"] in model_list],
+                                   bench.category_of)
+        lines.append("\n########## Per category and turn (turn 1 / turn 2) ##########")
+        for name, cats in sorted(split.items()):
+            order = order_categories(cats, bench.categories)
+            cells = [f"{c}: {_fmt(cats[c].get(1))}/{_fmt(cats[c].get(2))}" for c in order]
+            lines.append(f"{name}: " + ", ".join(cells))
+    out = None
     if plot:
         from .plot import radar_plot
 
-        out = radar_plot(results, Path(plot), title_note=NOT_COMPARABLE if labels else None,
+        out = radar_plot(results, Path(plot),
+                         title_note=NOT_COMPARABLE if not_comparable else None,
                          categories=bench.categories, bench_name=bench.name)
-        print(f"radar plot: {out}", file=sys.stderr)
-    return results
+    return ShowOutput(results, "\n".join(lines), list(labels), out)
+
+
+def _calibration_label(data_dir: Path | None, rows: list[dict[str, Any]],
+                       judge_model: str) -> tuple[str, dict[str, Any]] | None:
+    """(judge label with the calibration figures, saved statistics) when `mt-bench calibrate`
+    saved a calibration for the judge of these rows in DATA_DIR; else None."""
+    from .calibration import citation, load_stats
+    from .official import judge_label
+
+    who = identity_of_rows(rows, judge_model)
+    stats = load_stats(data_dir, who.judge)
+    note = citation(stats)
+    if stats is None or note is None:  # none saved, or nothing to cite (no pairs)
+        return None
+    return f"{judge_label(who, note)}", stats
 
 
 def _fmt(x: float | None) -> str:

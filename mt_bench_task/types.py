@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Protocol, TypeVar, Union
+from typing import Any, ClassVar, Protocol, TypeVar
 
-Score = Union[int, float]  # FastChat keeps the rating's literal type: "8" -> 8, "8.5" -> 8.5
+Score = int | float  # FastChat keeps the rating's literal type: "8" -> 8, "8.5" -> 8.5
 API_ERROR_OUTPUT = "$ERROR$"  # FastChat's text for a request whose retries ran out
 
 
@@ -30,7 +30,7 @@ class _Record:
 
     @classmethod
     def from_dict(cls: type[R], d: dict[str, Any]) -> R:
-        names = [f.name for f in fields(cls) if f.name != "extra"]
+        names = [f.name for f in fields(cls) if f.name != "extra"]  # type: ignore[arg-type]
         required = cls._REQUIRED or tuple(n for n in names if _required(cls, n))
         missing = [n for n in required if n not in d]
         if missing:
@@ -38,14 +38,14 @@ class _Record:
         cls._check(d)
         known = {n: d[n] for n in names if n in d}
         extra = {k: v for k, v in d.items() if k not in known}
-        return cls(**known, **({"extra": extra} if "extra" in {f.name for f in fields(cls)} else {}))
+        return cls(**known, **({"extra": extra} if "extra" in {f.name for f in fields(cls)} else {}))  # type: ignore[arg-type]
 
     @classmethod
     def _check(cls, d: dict[str, Any]) -> None:
         """Reject what FastChat would crash on or silently misread (ValueError, one line)."""
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}  # type: ignore[arg-type]
         d = {k: v for k, v in d.items() if not (k in self._OPTIONAL and v is None)}
         d = {k: (asdict(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in d.items()}
         if "choices" in d:
@@ -137,7 +137,7 @@ class Answer(_Record):
             _int(c, "index")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Answer":
+    def from_dict(cls, d: dict[str, Any]) -> Answer:
         a = super().from_dict(d)
         object.__setattr__(a, "choices", [
             Choice(c.get("index"), list(c["turns"]),

@@ -62,8 +62,9 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Sequence, Union
+from typing import Any
 
 Responder = Callable[[dict[str, Any]], str]
 FAULT_KINDS = ("429:0.1", "429ms:100", "500", "503:0.1", "timeout:5", "drop", "garbage")
@@ -127,7 +128,7 @@ class _Server(ThreadingHTTPServer):
 class FakeOpenAI:
     """The server, started in a daemon thread on 127.0.0.1:`port` (0 = a free port)."""
 
-    def __init__(self, responder: Union[Responder, str] = "echo", *, latency: float = 0.0,
+    def __init__(self, responder: Responder | str = "echo", *, latency: float = 0.0,
                  faults: Sequence[str | None] | None = None, fault_rate: float = 0.0,
                  fault_kinds: Sequence[str] = FAULT_KINDS, seed: int = 0, port: int = 0,
                  fault_every: int = 0, fault_every_kind: str = "429:1", reasoning: bool = False):
@@ -168,7 +169,7 @@ class FakeOpenAI:
         with self._lock:
             return {"total": self.total, "faults_injected": dict(self.faults_injected)}
 
-    def start(self) -> "FakeOpenAI":
+    def start(self) -> FakeOpenAI:
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
                                         daemon=True)  # short poll: stop() returns fast
         self._thread.start()
@@ -179,7 +180,7 @@ class FakeOpenAI:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> FakeOpenAI:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

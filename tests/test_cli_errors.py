@@ -7,6 +7,7 @@ copies of real FastChat files; the tree is compared before and after.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,9 @@ MISTAKES: list[tuple[str, list[str], str]] = [
     ("show", ["--input-file", "{single}", "--mode", "pairwise-all"], "pairwise"),
     ("show", ["--input-file", "bad.jsonl"], "bad.jsonl:2"),
     ("show", ["--input-file", "missing.jsonl"], "missing.jsonl"),
+    ("show", ["--input-file", "empty.jsonl"], "no judgment records"),
+    ("show", ["--input-file", "deep.jsonl"], "deep.jsonl:1"),
+    ("show", ["--input-file", "huge.jsonl"], "huge.jsonl:1"),
     ("judge", ["--data-dir", "nowhere", "--dry-run"], "nowhere"),
     ("judge", ["--data-dir", "d", "--model-list", "nope", "--dry-run"], "nope"),
     ("judge", ["--data-dir", "broken", "--dry-run"], "broken.jsonl:2"),
@@ -37,6 +41,16 @@ MISTAKES: list[tuple[str, list[str], str]] = [
     ("report", ["--data-dir", "nowhere"], "nowhere"),
     ("publish", ["--repo-id", "u/m", "--results", "missing.json", "--dry-run"], "missing.json"),
     ("publish", ["--repo-id", "u/m", "--data-dir", "d", "--dry-run"], "model"),
+    ("show", ["--data-dir", "d", "--leaderboard", "--mode", "pairwise-all"], "single"),
+    ("show", ["--data-dir", "d", "--leaderboard", "--plot", "x.png", "--reference-models", "nope"],
+     "nope"),
+    ("show", ["--data-dir", "d", "--reference-models", "gpt-4"], "--leaderboard"),
+    ("report", ["--data-dir", "broken", "--leaderboard"], "single"),
+    ("report", ["--data-dir", "d", "--bench-name", "vicuna_bench", "--leaderboard"], "MT-bench"),
+    ("show", ["--data-dir", "d", "--bench-name", "vicuna_bench", "--leaderboard"], "MT-bench"),
+    ("calibrate", ["--judge-model", "gpt-4o", "--models", "nope"], "nope"),
+    ("calibrate", ["--judge-model", "gpt-4o", "--parallel", "0"], "parallel"),
+    ("calibrate", ["--models", "gpt-4"], "--judge-model"),
     ("show", ["--no-such-flag"], "--no-such-flag"),
     ("judge", ["--mode", "triple"], "triple"),
     ("import-inspect", ["missing.eval", "--data-dir", "out"], "missing.eval"),
@@ -61,6 +75,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wd / "broken" / "model_answer" / "broken.jsonl").write_text(good + "\n{\"question_id\": 82,\n")
     (wd / "bad.jsonl").write_text((CONFORMANCE / SINGLE_FILE).read_text().splitlines()[0]
                                   + "\nnot json\n")
+    (wd / "empty.jsonl").write_text("\n\n")
+    (wd / "deep.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")  # RecursionError in json
+    row = (CONFORMANCE / SINGLE_FILE).read_text().splitlines()[0]
+    (wd / "huge.jsonl").write_text(re.sub(r'"score": [0-9]+', '"score": 1e400', row, count=1) + "\n")
     return wd
 
 

@@ -14,7 +14,7 @@ import pytest
 from fake_openai import FakeOpenAI, echo_responder
 
 from mt_bench_task.client import OpenAIChatClient
-from mt_bench_task.jsonl import DataError
+from mt_bench_task.errors import DataError
 from mt_bench_task.types import Completion
 
 SECRET = "sk-test-SECRET-1234567890"

@@ -11,7 +11,8 @@ import pytest
 
 from mt_bench_task import data
 from mt_bench_task.bench import dataset_path, load_bench, official_answers_dir
-from mt_bench_task.jsonl import DataError, read_jsonl
+from mt_bench_task.errors import DataError
+from mt_bench_task.jsonl import read_jsonl
 
 BUILDER = Path(__file__).parent.parent / "datasets_scripts" / "build_dataset.py"
 SHA256 = {
@@ -28,11 +29,11 @@ def test_packaged_files_are_fastchats_bytes(name, sha):
 
 def _load_all_configs() -> dict:
     """load_dataset in a fresh, offline process (no network, no cache of ours)."""
-    code = f"""
+    code = """
 import json
 from datasets import load_dataset
 from mt_bench_task import dataset_path
-out = {{}}
+out = {}
 for cfg, split in [("question", "train"), ("reference_answer", "gpt_4"), ("judge_prompts", "train")]:
     out[cfg] = [dict(r) for r in load_dataset(str(dataset_path()), cfg, split=split)]
 print(json.dumps(out))

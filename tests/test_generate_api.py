@@ -13,8 +13,8 @@ import pytest
 from fake_openai import FakeOpenAI
 
 from mt_bench_task.client import OpenAIChatClient
+from mt_bench_task.errors import DataError
 from mt_bench_task.generate_api import SYSTEM_MESSAGE, generate_api_answers
-from mt_bench_task.jsonl import DataError
 
 SECRET = "sk-test-SECRET-1234567890"
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def test_cli_malformed_answer_file_names_the_line_and_is_left_alone(tmp_path):
     assert path.read_bytes() == before and server.total == 0
 
 
-def test_error_text_on_exhaustion_is_counted_and_asked_again(tmp_path, capsys):
+def test_error_text_on_exhaustion_is_counted_and_asked_again(tmp_path):
     write_questions(tmp_path, [{"question_id": 1, "category": "math", "turns": ["a1", "a2"]},
                                {"question_id": 2, "category": "writing", "turns": ["b1", "b2"]}])
     # parallel=1, max_retries=1: requests 0 and 1 are q1's turn 1; turn 2 still gets asked
@@ -123,8 +123,7 @@ def test_error_text_on_exhaustion_is_counted_and_asked_again(tmp_path, capsys):
         path = tmp_path / "model_answer" / "m.jsonl"
         lines = path.read_text().splitlines()
         assert json.loads(lines[0])["choices"][0]["turns"][0] == "$ERROR$"
-        last_line = capsys.readouterr().out.strip().splitlines()[-1]
-        assert last_line == f"answered 2 questions (1 failed) -> {path}"
+        assert stats.summary() == f"answered 2 questions (1 failed) -> {path}"
         kept = lines[1]
 
         again = generate_api_answers("m", tmp_path, client=client)  # only q1 is asked again

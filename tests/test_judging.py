@@ -12,8 +12,8 @@ import pytest
 from mt_bench_task import data
 from mt_bench_task.bench import load_bench
 from mt_bench_task.cli import main
+from mt_bench_task.errors import DataError
 from mt_bench_task.judging import JudgeRun, judge_answers, run_judging
-from mt_bench_task.jsonl import DataError
 from mt_bench_task.types import ChatClientBase, Completion
 
 CONF = Path(__file__).parent / "conformance"
@@ -115,7 +115,7 @@ def test_malformed_line_in_the_middle_is_an_error_and_file_untouched(tmp_path):
     assert code == 2 and path.read_bytes() == before
 
 
-def test_partial_answers_error_names_model_and_ids_before_any_call(tmp_path, capsys):
+def test_partial_answers_error_names_model_and_ids_before_any_call(tmp_path, caplog):
     d = _data_dir(tmp_path, "jxiw")
     f = d / "model_answer/mamba_0_5_dpo_ep1.jsonl"
     lines = f.read_text().splitlines()
@@ -128,10 +128,12 @@ def test_partial_answers_error_names_model_and_ids_before_any_call(tmp_path, cap
     assert "mamba_0_5_dpo_ep1" in msg and "7 of 80 questions unanswered" in msg and "83" in msg
     assert "1 answers missing turn 2" in msg
     assert not (d / "model_judgment").exists()
+    assert e.value.params == ("allow_partial",)  # the CLI says --allow-partial
     judge, _ = _replay_single("jxiw")
-    s = run_judging(JudgeRun(d, model_list=["mamba_0_5_dpo_ep1"], allow_partial=True), client=judge)
+    with caplog.at_level("WARNING", logger="mt_bench_task"):
+        s = run_judging(JudgeRun(d, model_list=["mamba_0_5_dpo_ep1"], allow_partial=True), client=judge)
     assert s.sent == 160 - 7 * 2 - 1 and s.skipped_partial == 15
-    assert "--allow-partial" in capsys.readouterr().err
+    assert "allow_partial: model 'mamba_0_5_dpo_ep1': 7 of 80 questions unanswered" in caplog.text
 
 
 def test_unknown_model_and_missing_reference_are_clear_errors(tmp_path):

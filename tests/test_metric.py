@@ -22,7 +22,7 @@ from fake_openai import FakeOpenAI
 
 from mt_bench_task import data, metric, register
 from mt_bench_task.bench import load_bench, official_answers_dir
-from mt_bench_task.jsonl import DataError
+from mt_bench_task.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "metrics" / "mt_bench_judge" / "mt_bench_judge.py"

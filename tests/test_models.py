@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mt_bench_task import models
-from mt_bench_task.jsonl import DataError
+from mt_bench_task.errors import DataError
 
 
 # ---- no model needed ----

@@ -18,8 +18,8 @@ from mt_bench_task.bench import JUDGE_PROMPTS_VERSION, dataset_path, load_bench
 
 _MT = load_bench()
 CATEGORIES, DATASET_ID, DATASET_REVISION = _MT.categories, _MT.dataset_id, _MT.dataset_revision
-from mt_bench_task.jsonl import DataError
 from mt_bench_task import scoring
+from mt_bench_task.errors import DataError
 from mt_bench_task.publishing import SECTION_END, SECTION_START, _with_section
 
 try:

@@ -108,6 +108,8 @@ BROKEN_SINGLE = {
     "turn 3": {"turn": 3},
     "judge as text": {"judge": "gpt-4"},
     "no model": {"model": None},
+    "score NaN": {"score": float("nan")},  # json.dumps writes NaN: not JSON, never a rating
+    "score Infinity": {"score": float("-inf")},
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mt_bench_task import cli, report, scoring
-from mt_bench_task.jsonl import DataError
+from mt_bench_task.errors import DataError
 
 CONF = Path(__file__).parent / "conformance"
 CHROMIUM = Path("/usr/bin/chromium")

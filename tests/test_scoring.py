@@ -41,11 +41,13 @@ def test_single_show_json_equals_fastchat(run):
         assert m["ci95"][0] <= m["average"] <= m["ci95"][1]
 
 
+LESNIKOW_SFT = "no_train_shp_maj_data_dataset_sft_loss_pythia28_model_8_batch_size_2024-09-18_21-15-10_125466"
+
+
 @pytest.mark.parametrize("key,args", [
     (f"{PAIR} :: --mode pairwise-all", ["--mode", "pairwise-all"]),
-    (f"{PAIR} :: --mode pairwise-baseline --baseline-model no_train_shp_maj_data_dataset_sft_loss_pythia28_model_8_batch_size_2024-09-18_21-15-10_125466",
-     ["--mode", "pairwise-baseline", "--baseline-model",
-      "no_train_shp_maj_data_dataset_sft_loss_pythia28_model_8_batch_size_2024-09-18_21-15-10_125466"]),
+    (f"{PAIR} :: --mode pairwise-baseline --baseline-model {LESNIKOW_SFT}",
+     ["--mode", "pairwise-baseline", "--baseline-model", LESNIKOW_SFT]),
 ])
 def test_pairwise_show_json_equals_fastchat(key, args):
     exp = EXPECTED[key]
@@ -107,6 +109,7 @@ def test_unknown_model_in_model_list_is_a_clear_error():
 def test_radar_plot_writes_png(tmp_path):
     out = tmp_path / "radar.png"
     res = scoring.show(tmp_path, str(CONF / "jxiw/model_judgment/gpt-4_single.jsonl"), "gpt-4",
-                       "single", None, None, as_json=True, plot=str(out))
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
-    assert len(res["models"]) == 6
+                       "single", None, None, plot=str(out))
+    assert res.plot == out and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    assert len(res.results["models"]) == 6 and "########## First turn ##########" in res.text
+    assert res.labels == []  # a gpt-4 judge: comparable, no label
