@@ -138,7 +138,7 @@ def test_cli_chat_template_file_makes_a_template_less_model_usable(
             "--question-begin", "20", "--question-end", "21", "--max-new-token", "4"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert f"model {model_dir} has no chat template; pass --chat-template FILE" in err
+    assert f"model {model_dir} has no chat template; give a --chat-template file" in err
     template = tmp_path / "chatml.jinja"
     template.write_text("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
                         "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>"
