@@ -17,7 +17,8 @@ tokens, and decoding is greedy. One process, one model, every configuration:
       The scheduler has no static-cache path: e-static / sim-static now run the same as e / sim.
 
 Every configuration is warmed up first (compile / CUDA-graph capture time is reported separately,
-as the first call's wall time; for (b), (c), (e) the warm-up is the full run itself), then timed (median of --reps) with torch.cuda.synchronize()
+as the first call's wall time; for (b), (c), (e) the warm-up is the full run itself), then timed
+(median of --reps) with torch.cuda.synchronize()
 around each call. tok/s = generated tokens / seconds. Usage:
 
   python benchmarks/bench_generate_gpu.py                  # on the GPU machine
@@ -32,8 +33,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

@@ -57,7 +57,7 @@ def _run_cont(model: Any, tok: Any, questions: list, targets: dict, batch: int) 
     import torch
 
     from mt_bench_task.bench import load_bench
-    from mt_bench_task.generate import _Conversation, _clean_output
+    from mt_bench_task.generate import _clean_output, _Conversation
     from mt_bench_task.scheduler import ContinuousBatcher
 
     batcher = ContinuousBatcher(_NoEos(model, tok.eos_token_id), batch, {tok.eos_token_id},

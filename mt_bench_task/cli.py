@@ -15,6 +15,7 @@ from . import cli_official  # calibrate and --leaderboard: MT-bench's official d
 from .cli_parser import build_parser
 
 if TYPE_CHECKING:
+    from .generate import GenerationConfig
     from .judging import JudgeRun
     from .scoring import ShowOutput
 
@@ -29,6 +30,22 @@ def _bench(args: argparse.Namespace):  # -> Bench, resolved once per command
     from .bench import load_bench
 
     return load_bench(args.bench_name, _data_dir(args), getattr(args, "judge_file", None))
+
+
+def _generation_config(args: argparse.Namespace) -> GenerationConfig:
+    """The local-model options as the library's plain `GenerationConfig` value."""
+    from .generate import GenerationConfig
+    from .models import DEFAULT_MODEL, model_id_for
+
+    model_path = args.model_path or DEFAULT_MODEL
+    answer_path = getattr(args, "answer_file", None)  # `mt-bench run` has no --answer-file
+    return GenerationConfig(
+        model_path=model_path, model_id=args.model_id or model_id_for(model_path),
+        data_dir=_data_dir(args), answer_file=Path(answer_path) if answer_path else None,
+        question_begin=args.question_begin, question_end=args.question_end,
+        max_new_token=args.max_new_token, num_choices=args.num_choices, dtype=args.dtype,
+        revision=args.revision, batch_size=args.batch_size, chat_template=args.chat_template,
+        num_processes=args.num_processes)
 
 
 def _judge_run(args: argparse.Namespace, **overrides: Any) -> JudgeRun:
@@ -46,9 +63,9 @@ def _judge_run(args: argparse.Namespace, **overrides: Any) -> JudgeRun:
 
 # ---- subcommands ----
 def cmd_gen(args: argparse.Namespace) -> int:
-    from .generate import GenerationConfig, generate_answers
+    from .generate import generate_answers
 
-    print(generate_answers(GenerationConfig.from_args(args, _data_dir(args)), _bench(args))
+    print(generate_answers(_generation_config(args), _bench(args))
           .summary())
     return 0
 
@@ -105,13 +122,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .generate import GenerationConfig
     from .pipeline import QUICK_ANSWER_TOKENS, is_embedded, run_all
 
     if args.max_new_token is None:  # the quick run's budget for the embedded model
         args.max_new_token = QUICK_ANSWER_TOKENS if is_embedded(args.model_path) else 1024
     args.answer_file = None
-    gen = GenerationConfig.from_args(args, _data_dir(args))
+    gen = _generation_config(args)
     judge = _judge_run(args, judge_model=args.judge_model or "default")
     summary = run_all(gen, judge, bench=_bench(args), plot=args.plot,
                       on_plan=_to_stderr, on_generated=lambda s: print(s.summary()))

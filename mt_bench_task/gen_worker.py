@@ -46,9 +46,8 @@ def relaunch(cfg: GenerationConfig, model_path: str, bench: Bench) -> Generation
 def main(argv: list[str] | None = None) -> int:
     import os
 
-    from .generate import generate_answers
-
     from .bench import load_bench
+    from .generate import generate_answers
 
     cfg_file, stats_file = (argv if argv is not None else sys.argv[1:])[:2]
     d = json.loads(Path(cfg_file).read_text())

@@ -14,7 +14,6 @@ independent of what else is in the batch.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -26,7 +25,7 @@ from typing import Any
 from . import data
 from .bench import DEFAULT_BENCH, Bench, load_bench
 from .jsonl import DataError, JsonlAppender, write_lines_atomic
-from .models import DEFAULT_MODEL, DEFAULT_MODEL_ID, model_id_for, resolve_model_path
+from .models import DEFAULT_MODEL, DEFAULT_MODEL_ID, resolve_model_path
 from .scheduler import GREEDY_BELOW, Request  # noqa: F401  (GREEDY_BELOW: FastChat's threshold)
 from .types import Answer, Choice, Question
 
@@ -49,17 +48,6 @@ class GenerationConfig:
     batch_size: int = 32  # most rows (question x choice x turn) in flight at once
     chat_template: str | None = None  # Jinja file for tokenizers without a template
     num_processes: int = 1
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace, data_dir: Path) -> GenerationConfig:
-        model_path = args.model_path or DEFAULT_MODEL
-        answer_path = getattr(args, "answer_file", None)  # `mt-bench run` has no --answer-file
-        return cls(model_path=model_path, model_id=args.model_id or model_id_for(model_path),
-                   data_dir=Path(data_dir), answer_file=Path(answer_path) if answer_path else None,
-                   question_begin=args.question_begin, question_end=args.question_end,
-                   max_new_token=args.max_new_token, num_choices=args.num_choices,
-                   dtype=args.dtype, revision=args.revision, batch_size=args.batch_size,
-                   chat_template=args.chat_template, num_processes=args.num_processes)
 
     @property
     def output_path(self) -> Path:

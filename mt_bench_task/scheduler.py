@@ -9,8 +9,8 @@ KV cache (kv_cache.py): one transformers DynamicCache whose layers append in pla
 padding. New rows are prefilled together (left-padded among themselves, only the last position's
 logits computed) and their cache is left-padded to the running length and concatenated on the
 batch axis; finished rows are removed with index_select and leading all-padding columns are cut,
-so the cache is as long as the oldest row in flight. Positions come from each row's own token count, so padding never shifts
-RoPE; padded keys are masked.
+so the cache is as long as the oldest row in flight. Positions come from each row's own token
+count, so padding never shifts RoPE; padded keys are masked.
 
 Sampling is transformers' generate() step for one row, done for all rows at once: logits in
 float32; greedy rows take the argmax; sampled rows get the repetition penalty, their temperature,
