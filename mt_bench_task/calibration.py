@@ -74,10 +74,12 @@ def calibration_stats(judge_rows: list[dict[str, Any]], official_rows: list[dict
     `categories` in `category_order` (MT-bench's `Bench.categories`), then others."""
     official = {(r["model"], r["question_id"], r["turn"]): r["score"] for r in official_rows
                 if r["score"] != -1}
-    pairs = [(r["model"], r["question_id"], float(r["score"]), float(official[key]))
-             for r in judge_rows
-             if r["score"] != -1 and (models is None or r["model"] in models)
-             and (key := (r["model"], r["question_id"], r["turn"])) in official]
+    # sorted, so the sums (and the last digit of each figure) do not depend on the file's order
+    pairs = sorted((r["model"], r["question_id"], float(r["score"]), float(official[key]),
+                    r["turn"], r.get("repeat", 0))
+                   for r in judge_rows
+                   if r["score"] != -1 and (models is None or r["model"] in models)
+                   and (key := (r["model"], r["question_id"], r["turn"])) in official)
     js, os_ = [p[2] for p in pairs], [p[3] for p in pairs]
 
     def group(key_of: Any) -> dict[str, dict[str, float | None]]:
