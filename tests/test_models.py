@@ -88,8 +88,9 @@ def test_load_default_model_bf16_left_padding(default_model_dir: Path) -> None:
 @pytest.mark.slow
 def test_tokenizer_without_chat_template_is_refused(model_dir_without_chat_template: Path,
                                                     tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="has no chat template; pass --chat-template FILE"):
+    with pytest.raises(DataError, match="has no chat template; give a chat_template file") as e:
         models.load_tokenizer(str(model_dir_without_chat_template))
+    assert e.value.params == ("chat_template",)  # the CLI says --chat-template
     template = tmp_path / "t.jinja"
     template.write_text("{% for m in messages %}{{ m['content'] }}\n{% endfor %}")
     tok = models.load_tokenizer(str(model_dir_without_chat_template),
