@@ -29,7 +29,7 @@ QUICK_JUDGE_BATCH = 16
 
 def is_embedded(model_path: str | None) -> bool:
     """The embedded default model (the quick run's budgets apply)."""
-    return model_path in (None, "default", DEFAULT_MODEL)
+    return model_path in (None, DEFAULT_MODEL)  # DEFAULT_MODEL is the name "default"
 
 
 @dataclass(frozen=True)
