@@ -97,6 +97,21 @@ def merge(mine: Any, theirs: Any, old: int, new: int) -> None:
         a.keys, a.values = keys, values
 
 
+def concat(caches: list[Any], lengths: list[int]) -> tuple[Any, Any]:
+    """One batch from single-row caches of `lengths` tokens, left-padded to the longest:
+    (the first cache, now holding all rows; the attention mask, 1 = a real token)."""
+    length = max(lengths)
+    for i, layer in enumerate(caches[0].layers):
+        parts = [c.layers[i] for c in caches]
+        keys, values = (torch.cat([F.pad(getattr(p, name), (0, 0, length - n, 0))
+                                   for p, n in zip(parts, lengths)]) for name in ("keys", "values"))
+        layer.keys, layer.values = keys, values
+    mask = torch.zeros((len(lengths), length), dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, length - n:] = 1
+    return caches[0], mask
+
+
 def drop_front(cache: Any, n: int) -> None:
     for layer in cache.layers:
         layer.drop_front(n)

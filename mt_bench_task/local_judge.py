@@ -1,11 +1,11 @@
 """A local judge: the judge model runs in-process with transformers, behind the ChatClient protocol.
 
-Concurrent `complete()` calls are gathered by a micro-batcher into one left-padded batch, run in
-a worker thread so the event loop (progress bar, record writing) keeps going. A batch costs one
-prefill: greedy decoding (equal to `generate(do_sample=False)`) runs on its KV cache, and so does
-the rating fallback. Small judges often write no `[[rating]]`; then the most probable rating 1..10
-after "Rating: [[" is returned as `Completion.fallback_rating`, and judging marks the record with
-`score_source: rating_probability`.
+Concurrent `complete()` calls are gathered by a micro-batcher into one batch, run in a worker
+thread so the event loop (progress bar, record writing) keeps going. Each prompt is prefilled
+alone (no padding), then the batch decodes together on the joint KV cache: greedy decoding (equal
+to `generate(do_sample=False)`), then the rating fallback on the same cache. Small judges often
+write no `[[rating]]`; then the most probable rating 1..10 after "Rating: [[" is returned as
+`Completion.fallback_rating`, and judging marks the record with `score_source: rating_probability`.
 """
 from __future__ import annotations
 
@@ -138,11 +138,9 @@ class LocalJudgeClient:
         # room for the answer and for the fallback's "Rating: [[10]]" suffix
         prompts = [self._prompt_ids(r.messages, max(r.max_new_tokens for r in batch) + 16)
                    for r in batch]
-        enc = tok.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
         eos = _eos_ids(self._model, tok)
         with torch.inference_mode():
-            state = self._greedy(enc["input_ids"], enc["attention_mask"],
-                                 [r.max_new_tokens for r in batch], eos)
+            state = self._greedy(prompts, [r.max_new_tokens for r in batch], eos)
             self.batch_sizes.append(len(batch))
             results, needs = [], []
             for i, (r, ids, row) in enumerate(zip(batch, prompts, state.rows)):
@@ -163,22 +161,31 @@ class LocalJudgeClient:
                     results[i] = replace(results[i], fallback_rating=RATINGS[j])
         return results
 
-    def _greedy(self, input_ids: Any, mask: Any, limits: list[int], eos: set[int]) -> _Decoded:
-        """Greedy decoding of the left-padded batch: one prefill, then one token per step on its
-        KV cache, token for token what `generate(do_sample=False)` gives. A row stops at an EOS
-        or at its own limit; from then on its columns are masked out (0), so the cache of each
-        row holds exactly its prompt and its kept tokens, ready for the rating fallback."""
+    def _greedy(self, prompts: list[list[int]], limits: list[int], eos: set[int]) -> _Decoded:
+        """Greedy decoding of the batch: each prompt prefilled alone, then one token per step for
+        all rows on their joint KV cache (left-padded), token for token what
+        `generate(do_sample=False)` gives. A row stops at an EOS or at its own limit; from then
+        on its columns are masked out (0), so the cache of each row holds exactly its prompt and
+        its kept tokens, ready for the rating fallback."""
         import torch
 
+        from .kv_cache import concat, new_cache
+
         model = self._model
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                    logits_to_keep=1)
-        cache = out.cache
+        # Alone, a prompt needs no padding mask and SDPA runs its causal kernel: judge prompts
+        # (300..2,000 tokens) prefill about twice as fast as in one left-padded batch.
+        caches, last = [], []
+        for ids in prompts:
+            caches.append(new_cache(model.config))  # appends in place: no cache copy per step
+            out = model(input_ids=torch.tensor([ids]), cache=caches[-1], use_cache=True,
+                        logits_to_keep=1)
+            last.append(out.logits[:, -1])
+        cache, mask = concat(caches, [len(ids) for ids in prompts])
+        logits = torch.cat(last)
         rows: list[list[int]] = [[] for _ in limits]
         active = [n > 0 for n in limits]
         while True:
-            nxt = out.logits[:, -1].argmax(-1)
+            nxt = logits.argmax(-1)
             feed = []  # per row: this token belongs to its text, so it goes into the cache
             for i, t in enumerate(nxt.tolist()):
                 keep = active[i] and t not in eos
@@ -191,8 +198,8 @@ class LocalJudgeClient:
                 return _Decoded(rows, cache, mask, nxt[:, None], column)
             mask = torch.cat([mask, column], dim=1)
             pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -1:]
-            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, cache=cache,
-                        use_cache=True, logits_to_keep=1)
+            logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
+                           cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
 
     def _rating_logprobs(self, state: _Decoded, rows: list[int]) -> Any:
         """(len(rows), 10) float64: log P("r]]" | prompt + answer + "\\nRating: [[") for r in

@@ -172,4 +172,16 @@ def load_model_and_tokenizer(path: str, dtype: str | None = None, revision: str 
                                                       local_files_only=True)
     model.to(device)
     model.eval()
+    if device == "cpu":
+        _use_cpu_decode_attention(model)
     return model, tok
+
+
+def _use_cpu_decode_attention(model: Any) -> None:
+    """SDPA models on a CPU get `attention.NAME`: the same SDPA for prompts, matmuls for the
+    one-token decode steps (2-3x faster steps at hundreds of cached tokens, see attention.py)."""
+    if model.config._attn_implementation != "sdpa" or not model._can_set_attn_implementation():
+        return
+    from .attention import NAME
+
+    model.set_attn_implementation(NAME)

@@ -32,6 +32,8 @@ from typing import Any
 
 GREEDY_BELOW = 1e-4  # FastChat: do_sample = temperature >= 1e-4
 REFILL_FRACTION = 8  # refill when 1/8 of the rows are free (fewer, larger prefills)
+PAD_SLACK = 1.25  # a prefill computes at most this many tokens per real prompt token (+ PAD_FREE)
+PAD_FREE = 32  # padding tokens a prefill may always add: one more call costs about that much
 log = logging.getLogger(__name__)
 
 
@@ -106,8 +108,6 @@ class ContinuousBatcher:
 
     # ---- admission: prefill a group and merge it into the running cache ----
     def _admit(self, done: list[Finished]) -> None:
-        import torch
-
         free = self.max_rows - len(self._rows)
         waiting = len(self._first) + len(self._queue)
         if free <= 0 or not waiting:
@@ -118,6 +118,17 @@ class ContinuousBatcher:
         for r in group:
             if r.generator is not None:
                 r._rng_state = r.generator.get_state()  # rewound if the request is retried
+        parts = _length_buckets(group)
+        for i, part in enumerate(parts):
+            if not self._prefill(part, done):  # out of memory: the rest waits in line too
+                self._first.extendleft(reversed([r for p in parts[i + 1:] for r in p]))
+                break
+
+    def _prefill(self, group: list[Request], done: list[Finished]) -> bool:
+        """Prefill `group` (left-padded among themselves) and merge it into the running batch;
+        False after CUDA out of memory (the rest of the admission waits for the smaller limit)."""
+        import torch
+
         longest = max(len(r.prompt_ids) for r in group)
         ids = torch.full((len(group), longest), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(group), longest), dtype=torch.long)
@@ -136,14 +147,15 @@ class ContinuousBatcher:
         except self._oom:
             if not self._shrink(group):
                 done.extend(Finished(r, None) for r in group)
-            return
+            return False
         except RuntimeError as e:
             log.error("prefill of %d requests failed: %s", len(group), e)
             done.extend(Finished(r, None) for r in group)
-            return
+            return True
         rows = [_Row(r, len(r.prompt_ids)) for r in group]
         self._merge(cache, mask, rows)
         self._advance(rows, self._pick(out.logits[:, -1], rows), done)
+        return True
 
     def _pop(self) -> Request:
         return self._first.popleft() if self._first else self._queue.popleft()
@@ -283,3 +295,20 @@ class ContinuousBatcher:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return True
+
+
+def _length_buckets(group: list[Request]) -> list[list[Request]]:
+    """`group` in prefill calls of similar prompt lengths. A prefill is compute-bound on a CPU, so
+    left padding is work thrown away (16 MT-bench turn-1 prompts of 49..243 SmolLM2 tokens: 1,395
+    real tokens padded to 3,888), while one more call costs little."""
+    parts: list[list[Request]] = []
+    real = 0
+    for r in sorted(group, key=lambda r: len(r.prompt_ids)):
+        n = len(r.prompt_ids)
+        if parts and (len(parts[-1]) + 1) * n <= PAD_SLACK * (real + n) + PAD_FREE:
+            parts[-1].append(r)
+            real += n
+        else:
+            parts.append([r])
+            real = n
+    return parts

@@ -179,10 +179,8 @@ def test_fallback_rating_is_the_most_probable_rating(judge) -> None:
 
     tok = judge._tok
     prompts = [judge._prompt_ids(m, 12 + 16) for m, _ in calls]
-    enc = tok.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
     with torch.inference_mode():
-        state = judge._greedy(enc["input_ids"], enc["attention_mask"], [n for _, n in calls],
-                              _eos_ids(judge._model, tok))
+        state = judge._greedy(prompts, [n for _, n in calls], _eos_ids(judge._model, tok))
         got = judge._rating_logprobs(state, rows)
     assert torch.allclose(got, torch.tensor(expected, dtype=got.dtype), atol=1e-3)
 
@@ -203,8 +201,8 @@ def test_greedy_loop_equals_generate(judge) -> None:
     with torch.inference_mode():
         out = model.generate(**enc, max_new_tokens=16, do_sample=False,
                              pad_token_id=tok.pad_token_id)[:, enc["input_ids"].shape[1]:].tolist()
-        full = judge._greedy(enc["input_ids"], enc["attention_mask"], [16] * 4, eos).rows
-        capped = judge._greedy(enc["input_ids"], enc["attention_mask"], [16, 16, 5, 3], eos).rows
+        full = judge._greedy(prompts, [16] * 4, eos).rows
+        capped = judge._greedy(prompts, [16, 16, 5, 3], eos).rows
     expected = [row[: next((i + 1 for i, t in enumerate(row) if t in eos), len(row))]
                 for row in out]
     assert any(len(e) < 16 for e in expected)  # a row stopped at EOS while others went on

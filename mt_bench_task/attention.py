@@ -1,0 +1,47 @@
+"""Attention for batched decoding on a CPU: SDPA for prompts, two small matmuls for decode steps.
+
+PyTorch's CPU SDPA runs a one-token query through its flash kernel, which is slow for it: on
+SmolLM2-135M (bf16, 2 cores) a decode step of 16 rows with 600 cached tokens took 224 ms with SDPA
+and 111 ms with transformers' eager attention, while eager prefill was twice as slow as SDPA's.
+This implementation keeps SDPA (and its masks) for prompts and, for a one-token query, groups the
+query heads by their key/value head (no repeated keys) and does scores, softmax (float32) and the
+weighted sum as matmuls. Registered with transformers under NAME; load a model with
+`attn_implementation=NAME`. Imports transformers: load lazily.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+NAME = "sdpa_matmul_decode"
+_SDPA_ONLY = ("softcap", "s_aux", "sinks", "position_bias")  # features this fast path does not do
+
+
+def attention_forward(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
+                      dropout: float = 0.0, scaling: float | None = None, **kwargs: Any
+                      ) -> tuple[Any, None]:
+    if (query.shape[2] != 1 or dropout or key.shape[-1] != value.shape[-1]
+            or any(kwargs.get(k) is not None for k in _SDPA_ONLY)):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    batch, heads, _, dim = query.shape
+    kv_heads = key.shape[1]
+    q = query.reshape(batch, kv_heads, heads // kv_heads, dim)  # heads sharing a key/value head
+    # a cache view with room at its end is not contiguous; copied first, q @ k^T is 3-4x faster
+    scores = torch.matmul(q, key.contiguous().transpose(-1, -2)).float()
+    scores = scores * (scaling if scaling is not None else dim ** -0.5)
+    if attention_mask is not None:  # (batch, 1, 1, keys): bool (True = attend) or additive
+        mask = attention_mask[..., -key.shape[-2]:]
+        scores = (scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool
+                  else scores + mask.float())
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    out = torch.matmul(probs, value)  # (batch, kv_heads, group, dim)
+    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(NAME, attention_forward)
+AttentionMaskInterface.register(NAME, sdpa_mask)
