@@ -6,11 +6,14 @@ downloads: a hub id must already be in the local HF cache.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,13 +82,30 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # dequantize=True detaches the GGUF quantizer; without it save_pretrained refuses to save.
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
-        quantization_config=GgufConfig(dequantize=True))
+    with _gguf_parsed_once():
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # dequantize=True detaches the GGUF quantizer; without it save_pretrained refuses to save.
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
+            quantization_config=GgufConfig(dequantize=True))
     model.save_pretrained(out)
     tok.save_pretrained(out)
+
+
+@contextmanager
+def _gguf_parsed_once() -> Iterator[None]:
+    """transformers parses the GGUF file three times (tokenizer, config, weights: about 4 s each
+    here, most of it the 49k-token vocabulary) and rebuilds gguf's tensor-name map for each of
+    its 272 tensors (about 6 s); both are pure functions of their arguments, read only."""
+    import gguf
+
+    saved = gguf.GGUFReader, gguf.get_tensor_name_map
+    gguf.GGUFReader = functools.lru_cache(maxsize=4)(saved[0])  # type: ignore[misc,assignment]
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=16)(saved[1])  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = saved  # type: ignore[misc]
 
 
 def resolve_model_path(path: str, revision: str = "main") -> str:

@@ -1,0 +1,66 @@
+"""The CPU decode attention (attention.py) gives SDPA's numbers: a left-padded batch decoded step
+by step on a small random Llama (fp32, grouped-query heads) matches transformers' own SDPA."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def _tiny_llama(attn: str):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    import mt_bench_task.attention  # noqa: F401  (registers attention.NAME)
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=256,
+                         attn_implementation=attn)
+    return LlamaForCausalLM(config).eval()
+
+
+def _decode(model, steps: int = 6) -> list:
+    from mt_bench_task.kv_cache import new_cache
+
+    lengths = [9, 4, 12]
+    ids = torch.zeros((3, 12), dtype=torch.long)
+    mask = torch.zeros((3, 12), dtype=torch.long)
+    g = torch.Generator().manual_seed(1)
+    for i, n in enumerate(lengths):  # left padding, as the scheduler and the local judge use
+        ids[i, 12 - n:] = torch.randint(1, 97, (n,), generator=g)
+        mask[i, 12 - n:] = 1
+    cache = new_cache(model.config)
+    logits = []
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                    cache=cache, use_cache=True, logits_to_keep=1)
+        for _ in range(steps):
+            logits.append(out.logits[:, -1])
+            nxt = out.logits[:, -1].argmax(-1)[:, None]
+            mask = torch.cat([mask, torch.ones((3, 1), dtype=torch.long)], dim=1)
+            out = model(input_ids=nxt, attention_mask=mask,
+                        position_ids=(mask.cumsum(-1) - 1)[:, -1:], cache=cache, use_cache=True,
+                        logits_to_keep=1)
+    return logits
+
+
+def test_decode_steps_equal_sdpa_with_left_padding() -> None:
+    from mt_bench_task.attention import NAME
+
+    ours, sdpa = _decode(_tiny_llama(NAME)), _decode(_tiny_llama("sdpa"))
+    assert len(ours) == len(sdpa) == 6
+    for a, b in zip(ours, sdpa):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+        assert torch.equal(a.argmax(-1), b.argmax(-1))
+
+
+def test_cpu_models_load_with_it(tmp_path) -> None:
+    from mt_bench_task.attention import NAME
+    from mt_bench_task.models import _use_cpu_decode_attention
+
+    model = _tiny_llama("sdpa")
+    _use_cpu_decode_attention(model)
+    assert model.config._attn_implementation == NAME
+    eager = _tiny_llama("eager")  # a user's explicit choice other than SDPA is left alone
+    _use_cpu_decode_attention(eager)
+    assert eager.config._attn_implementation == "eager"
