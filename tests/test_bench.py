@@ -17,6 +17,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+import pytest
 from fake_openai import FakeOpenAI
 from mock_hub import MockHub
 
@@ -81,6 +82,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           env=env or _env(), capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_vicuna_bench_end_to_end_with_fastchats_prompts(tmp_path, capsys):
     questions = _jsonl(VICUNA / "question.jsonl")
     assert hashlib.sha256((VICUNA / "question.jsonl").read_bytes()).hexdigest() == (

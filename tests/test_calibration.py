@@ -144,6 +144,7 @@ def _assert_equal(got: dict, want: dict) -> None:
             assert got[k] == v, k
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_calibrate_with_official_grades_all_six_then_resume(tmp_path):
     with _grading_server(SIX, unrated=81) as server:
         dry = _cli("calibrate", "--judge-model", "gpt-4o", "--data-dir", str(tmp_path), "--dry-run",
@@ -178,6 +179,7 @@ def test_calibrate_with_official_grades_all_six_then_resume(tmp_path):
         assert "960 already done, 0 judge calls" in dry2.stdout
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_calibrate_shifted_judge_subset_and_the_citation(tmp_path):
     models = ["gpt-4", "alpaca-13b", "llama-13b"]
     with _grading_server(models, shift=-2) as server:

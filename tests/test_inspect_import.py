@@ -78,6 +78,7 @@ def test_inspect_eval_command_line_then_import_then_show(tmp_path, spec):
     assert metrics["overall"].value == m["average"] and metrics["turn_1"].value == m["turn_1"]
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_reimport_replaces_this_models_rows_and_keeps_other_models(tmp_path, capsys):
     mocks = MockPair()
     model, grader = mocks.models()

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from fake_openai import FakeOpenAI
 
 from mt_bench_task.client import OpenAIChatClient
@@ -52,6 +53,7 @@ def _judge_cmd(d: Path, url: str) -> list[str]:
             "--openai-api-base", url, "--parallel", "4"]
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_kill_9_mid_run_then_rerun_requests_only_the_missing(tmp_path):
     d = _data_dir(tmp_path)
     out = d / "model_judgment/gpt-4_single.jsonl"

@@ -55,6 +55,7 @@ def _judge_sd_by_hand(rows: list[dict], model: str) -> float:
     return statistics.mean(statistics.stdev(v) for v in groups.values() if len(v) >= 2)
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_repeats_records_spread_resume_and_one_more_repeat(tmp_path):
     d = _data_dir(tmp_path)
     matches = 2 * FIRST_N

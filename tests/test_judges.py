@@ -51,6 +51,11 @@ def _judged(tmp_path: Path, judge: str, url: str) -> Path:
     return d
 
 
+def _slow(*values: object) -> object:
+    """The second judge of an end-to-end pair: the full suite runs it, the fast loop one judge."""
+    return pytest.param(*values, marks=pytest.mark.slow)
+
+
 # ---- one rule ----
 @pytest.mark.parametrize("judge,comparable", [("gpt-4", True), ("gpt-4-0613", True),
                                               ("gpt-3.5-turbo", False), ("gpt-4-turbo", False),
@@ -79,7 +84,7 @@ def test_changed_prompts_or_a_local_judge_are_not_comparable(tmp_path):
 
 
 # ---- the same label from show, report, publish and run ----
-@pytest.mark.parametrize("judge,comparable", [("gpt-3.5-turbo", False), ("gpt-4", True)])
+@pytest.mark.parametrize("judge,comparable", [_slow("gpt-3.5-turbo", False), ("gpt-4", True)])
 def test_show_and_report_label_the_judge(tmp_path, judge, comparable):
     with FakeOpenAI("judge") as server:
         d = _judged(tmp_path, judge, server.url)
@@ -95,7 +100,7 @@ def test_show_and_report_label_the_judge(tmp_path, judge, comparable):
     assert (label in (tmp_path / "r.html").read_text()) is not comparable
 
 
-@pytest.mark.parametrize("judge,comparable", [("gpt-3.5-turbo", False), ("gpt-4", True)])
+@pytest.mark.parametrize("judge,comparable", [_slow("gpt-3.5-turbo", False), ("gpt-4", True)])
 def test_publish_card_labels_the_judge(tmp_path, mock_hub: MockHub, judge, comparable):
     with FakeOpenAI("judge") as server:
         d = _judged(tmp_path, judge, server.url)
@@ -109,7 +114,7 @@ def test_publish_card_labels_the_judge(tmp_path, mock_hub: MockHub, judge, compa
     assert (f"judged by {judge}: {NOT_COMPARABLE}" in p.stderr) is not comparable
 
 
-@pytest.mark.parametrize("judge,comparable", [("gpt-3.5-turbo", False), ("gpt-4", True)])
+@pytest.mark.parametrize("judge,comparable", [_slow("gpt-3.5-turbo", False), ("gpt-4", True)])
 def test_run_labels_the_judge(tmp_path, judge, comparable):
     d = _data_dir(tmp_path)  # answers exist: `run` resumes generation and loads no model
     with FakeOpenAI("judge") as server:

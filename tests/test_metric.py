@@ -208,6 +208,7 @@ def test_add_batch_then_compute(by_path: dict) -> None:
     assert by_path["batched"] == {k: v for k, v in by_path["single"].items() if k != "judgments"}
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_load_by_bare_name_from_other_dir(by_name: dict, by_path: dict, server: FakeOpenAI) -> None:
     assert by_name["before_registration"] == "FileNotFoundError"  # the cache really is isolated
     assert "evaluate-metric--mt_bench_judge" in by_name["module_file"]

@@ -136,6 +136,7 @@ def test_a_users_model_named_like_an_official_one_stays_apart(tmp_path):
     assert board["models"]["gpt-4 (official)"]["official"] is True
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_leaderboard_plot_and_user_mistakes(tmp_path):
     d = _judged_dir(tmp_path, "gpt-4o")
     png = tmp_path / "radar.png"

@@ -113,6 +113,7 @@ def test_publish_new_card_round_trip(mock_hub: MockHub, tmp_path: Path) -> None:
     assert f"{mock_hub.url}/{REPO}/commit/" in proc.stdout
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_republish_updates_section_in_place(mock_hub: MockHub, tmp_path: Path) -> None:
     mock_hub.create_repo(REPO)
     assert _publish(mock_hub, tmp_path, _results(6.875)).returncode == 0
@@ -338,6 +339,7 @@ json.dump(out, sys.stdout)
 """
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_push_dataset_then_load_dataset_round_trip(mock_hub: MockHub, tmp_path: Path) -> None:
     proc = run_cli(mock_hub, tmp_path, "push-dataset", "--repo-id", "user/mt_bench")
     assert proc.returncode == 0, proc.stderr
