@@ -167,6 +167,7 @@ def _german_bench(d: Path) -> None:
     (d / "reference_answer" / "gpt-4.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refs))
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_user_bench_folder_with_new_categories_end_to_end(tmp_path, capsys):
     d = tmp_path / "german"
     _german_bench(d)

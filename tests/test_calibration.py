@@ -220,6 +220,7 @@ def test_calibrate_shifted_judge_subset_and_the_citation(tmp_path):
     assert cite.split("; ")[1] in card.stdout and "not comparable" in card.stdout
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_metric_calibrate_gives_the_cli_statistics(tmp_path):
     """The evaluate side: same statistics code, same numbers as the CLI on the same server."""
     from mt_bench_task import metric
