@@ -50,6 +50,7 @@ class LocalJudgeClient:
         self.truncated_prompts = 0
         self._model: Any = None
         self._tok: Any = None
+        self._prefixes: Any = None  # kv_cache.PrefixStore: shared prompt openings prefilled once
         self._queue: asyncio.Queue[_Request] | None = None
         self._worker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -169,18 +170,15 @@ class LocalJudgeClient:
         its kept tokens, ready for the rating fallback."""
         import torch
 
-        from .kv_cache import concat, new_cache
+        from .kv_cache import PrefixStore, concat
 
         model = self._model
+        if self._prefixes is None:
+            self._prefixes = PrefixStore()
         # Alone, a prompt needs no padding mask and SDPA runs its causal kernel: judge prompts
         # (300..2,000 tokens) prefill about twice as fast as in one left-padded batch.
-        caches, last = [], []
-        for ids in prompts:
-            caches.append(new_cache(model.config))  # appends in place: no cache copy per step
-            out = model(input_ids=torch.tensor([ids]), cache=caches[-1], use_cache=True,
-                        logits_to_keep=1)
-            last.append(out.logits[:, -1])
-        cache, mask = concat(caches, [len(ids) for ids in prompts])
+        caches, last = zip(*(self._prefixes.prefill(model, ids) for ids in prompts))
+        cache, mask = concat(list(caches), [len(ids) for ids in prompts])
         logits = torch.cat(last)
         rows: list[list[int]] = [[] for _ in limits]
         active = [n > 0 for n in limits]
