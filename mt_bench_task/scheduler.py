@@ -12,10 +12,9 @@ batch axis; finished rows are removed with index_select and leading all-padding 
 so the cache is as long as the oldest row in flight. Positions come from each row's own token
 count, so padding never shifts RoPE; padded keys are masked.
 
-Sampling is transformers' generate() step for one row, done for all rows at once: logits in
-float32; greedy rows take the argmax; sampled rows get the repetition penalty, their temperature,
-then top-k and top-p from the model's generation_config (transformers' defaults: top-k 50, top-p
-1.0), then one torch.multinomial draw with the request's own generator. A request's generator is
+Sampling (sampling.py) is transformers' generate() step for one row, done for all rows at once,
+with top-k and top-p from the model's generation_config (transformers' defaults: top-k 50, top-p
+1.0) and each request's own temperature and generator. A request's generator is
 the caller's (FastChat's rule: seed = choice index, one stream per question and choice, turn 2
 continuing turn 1's stream), so a row's draws do not depend on what else is in the batch.
 
@@ -214,32 +213,10 @@ class ContinuousBatcher:
         self._advance(rows, self._pick(out.logits[:, -1], rows), done)
 
     def _pick(self, logits: Any, rows: list[_Row]) -> list[int]:
-        """transformers' per-step token choice for each row (see the module docstring)."""
-        import torch
-        from transformers import TopKLogitsWarper, TopPLogitsWarper
+        from .sampling import pick_tokens
 
-        scores = logits.float()
-        if self.repetition_penalty != 1.0:
-            for i, r in enumerate(rows):
-                seen = torch.tensor(r.request.prompt_ids + r.tokens, device=scores.device)
-                s = scores[i].gather(0, seen)
-                s = torch.where(s < 0, s * self.repetition_penalty, s / self.repetition_penalty)
-                scores[i].scatter_(0, seen, s)
-        picked = scores.argmax(dim=-1).tolist()
-        sampled = [i for i, r in enumerate(rows) if not r.request.greedy]
-        if sampled:
-            idx = torch.tensor(sampled, device=scores.device)
-            temps = torch.tensor([rows[i].request.temperature for i in sampled],
-                                 device=scores.device, dtype=scores.dtype)
-            s = scores[idx] / temps[:, None]
-            s = TopKLogitsWarper(top_k=self.top_k)(None, s)
-            if self.top_p < 1.0:
-                s = TopPLogitsWarper(top_p=self.top_p)(None, s)
-            probs = torch.softmax(s, dim=-1)
-            for j, i in enumerate(sampled):
-                picked[i] = int(torch.multinomial(probs[j:j + 1], 1,
-                                                  generator=rows[i].request.generator))
-        return picked
+        return pick_tokens(logits, [r.request for r in rows], [r.tokens for r in rows],
+                           self.top_k, self.top_p, self.repetition_penalty)
 
     def _advance(self, rows: list[_Row], tokens: list[int], done: list[Finished]) -> None:
         for r, t in zip(rows, tokens):
