@@ -19,11 +19,12 @@ from typing import Any
 
 from . import data
 from .bench import Bench, load_bench
+from .chat import ChatClient
 from .client import ClientUsage, OpenAIChatClient
 from .errors import ParameterError
 from .generate import reorganize_answer_file
 from .jsonl import JsonlAppender
-from .types import API_ERROR_OUTPUT, Answer, ChatClient, Choice, Question
+from .types import API_ERROR_OUTPUT, Answer, Choice, Question
 
 SYSTEM_MESSAGE = "You are a helpful assistant."  # FastChat's chatgpt template
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from .chat import ChatClient, Completion
 from .errors import DataError
 from .judges import JudgeSpec
 from .prompts import (
@@ -24,7 +25,7 @@ from .prompts import (
     messages,
     user_prompts,
 )
-from .types import ChatClient, Completion, PairJudgment, SingleJudgment
+from .types import PairJudgment, SingleJudgment
 
 JUDGE_TEMPERATURE = 0.0
 JUDGE_MAX_TOKENS = 2048

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .chat import ChatClient
 from .errors import DataError
-from .types import ChatClient
 
 Backend = Literal["openai", "local"]
 # "gpt-4" is a floating alias; the published leaderboard was judged by gpt-4-0613 (FastChat #2284)

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import data
 from .bench import Bench, load_bench
+from .chat import ChatClient
 from .errors import DataError, ParameterError
 from .jsonl import JsonlAppender, write_lines_atomic
 from .judge_runner import (
@@ -32,7 +33,7 @@ from .judges import JudgeSpec, judge_spec
 from .judges import make_client as make_judge_client
 from .prompts import Match, Mode, build_matches, messages, user_prompts
 from .scoring import judgment_file
-from .types import Answer, ChatClient, Question
+from .types import Answer, Question
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,10 @@ from typing import Any
 
 from . import data, judging, scoring
 from .bench import Bench, load_bench
+from .chat import ChatClient
 from .judges import JudgeSpec, judge_spec, make_client
 from .prompts import Mode
-from .types import Answer, ChatClient, Choice, Question
+from .types import Answer, Choice, Question
 
 CONFIG_MODES: dict[str, Mode] = {"default": "single", "single": "single",
                                  "pairwise": "pairwise-baseline"}

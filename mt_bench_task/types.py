@@ -1,4 +1,5 @@
-"""The contracts between stages: FastChat's records as typed dataclasses, and the judge client protocol.
+"""The contracts between stages: FastChat's records as typed dataclasses, and the judge client protocol
+(its home is `chat`; re-exported here).
 
 Field order is FastChat's key order; `to_json()` writes exactly FastChat's line
 (`json.dumps` defaults: ensure_ascii, ", " and ": "), so our files and theirs are interchangeable.
@@ -7,7 +8,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, TypeVar
+
+from .chat import ChatClient, ChatClientBase, ClientUsage, Completion
+
+__all__ = ["ChatClient", "ChatClientBase", "ClientUsage", "Completion"]  # re-exported: home is chat
 
 Score = int | float  # FastChat keeps the rating's literal type: "8" -> 8, "8.5" -> 8.5
 API_ERROR_OUTPUT = "$ERROR$"  # FastChat's text for a request whose retries ran out
@@ -260,58 +265,3 @@ class PairJudgment(_Record):
     @property
     def failed(self) -> bool:
         return API_ERROR_OUTPUT in (self.g1_judgment, self.g2_judgment)
-
-
-@dataclass(frozen=True)
-class Completion:
-    """What a judge (or answering) client returns for one request."""
-
-    text: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    failed: bool = False  # retries exhausted or request refused: text is FastChat's "$ERROR$"
-    fallback_rating: int | None = None  # local judge: most probable 1..10 rating when text has none
-    rejection: str | None = None  # the server refused this request (HTTP 400/413/422): its message
-
-
-@dataclass
-class ClientUsage:
-    """Running totals of one client, for progress bars and summaries."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    requests: int = 0  # HTTP attempts (local: generations), retries and adapted resends included
-    retries: int = 0
-    failures: int = 0  # completions given up on ("$ERROR$")
-    adapted: int = 0  # requests refused for a parameter and resent adapted (not judgments)
-
-
-class ChatClient(Protocol):
-    """One chat completion. The OpenAI-compatible client and the local transformers judge both fit."""
-
-    usage: ClientUsage
-    adaptations: list[str]  # what was changed in the requests for this server, said once each
-
-    async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
-                       max_tokens: int) -> Completion: ...
-
-    async def check_reachable(self) -> None:
-        """Raise DataError quickly when the backend cannot answer at all."""
-
-    async def close(self) -> None:
-        """Release connections or workers bound to the current event loop."""
-
-
-class ChatClientBase:
-    """Defaults for a `ChatClient` that only needs `complete` (a stand-in judge in tests or
-    doctests, a custom backend): no usage counted, nothing to reach or close."""
-
-    def __init__(self) -> None:
-        self.usage = ClientUsage()
-        self.adaptations: list[str] = []
-
-    async def check_reachable(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
