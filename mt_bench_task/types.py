@@ -16,6 +16,8 @@ __all__ = ["ChatClient", "ChatClientBase", "ClientUsage", "Completion"]  # re-ex
 
 Score = int | float  # FastChat keeps the rating's literal type: "8" -> 8, "8.5" -> 8.5
 API_ERROR_OUTPUT = "$ERROR$"  # FastChat's text for a request whose retries ran out
+GEN_ERROR_OUTPUT = "ERROR"  # FastChat's turn text when local generation raises a RuntimeError
+FAILED_TURN_TEXTS = (GEN_ERROR_OUTPUT, API_ERROR_OUTPUT)  # a turn that says it failed
 
 
 R = TypeVar("R", bound="_Record")
@@ -113,6 +115,11 @@ class Choice:
         d: dict[str, Any] = {} if self.index is None else {"index": self.index}
         return {**d, "turns": self.turns, **self.extra}
 
+    @property
+    def failed(self) -> bool:
+        """A turn is a failure marker (`FAILED_TURN_TEXTS`): the question is asked again."""
+        return bool(set(FAILED_TURN_TEXTS) & set(self.turns))
+
 
 @dataclass(frozen=True)
 class Answer(_Record):
@@ -155,6 +162,16 @@ class Answer(_Record):
         """FastChat judges `choices[0]` only."""
         return self.choices[0].turns
 
+    @property
+    def key(self) -> int:
+        """One answer per question: the last line of a question id wins (FastChat's reorg rule)."""
+        return self.question_id
+
+    @property
+    def failed(self) -> bool:
+        """A choice has a failed turn ("ERROR" / "$ERROR$"): resume asks the question again."""
+        return any(c.failed for c in self.choices)
+
 
 @dataclass(frozen=True)
 class JudgePrompt(_Record):
@@ -192,10 +209,37 @@ def _check_judgment(d: dict[str, Any], models: tuple[str, ...], winners: tuple[s
     judge = d["judge"]
     if not (isinstance(judge, list) and len(judge) == 2 and all(isinstance(j, str) for j in judge)):
         raise ValueError(f"judge must be [judge_model, prompt_name], got {judge!r:.60}")
+    _int(d, "repeat")  # part of `key`: "1" or 1.0 would never match the job of repeat 1
+    if d.get("repeat", 0) < 0:
+        raise ValueError(f"repeat must be >= 0, got {d['repeat']!r}")
+    for key in ("local_judge", "fastchat_prompts"):
+        if key in d and not isinstance(d[key], bool):
+            raise ValueError(f"{key} must be true or false, got {d[key]!r:.40}")
+
+
+class _Judgment(_Record):
+    """What single and pairwise judgments share: the keys we add to FastChat's record, kept in
+    `extra` (so every line round-trips byte for byte) and read here, typed: `repeat` (the index
+    of `--judge-repeats`; 0 for a record judged once, without the key), `local_judge` (judged
+    in-process) and `fastchat_prompts` (False when marked: judge prompts other than FastChat's)."""
+
+    extra: dict[str, Any]
+
+    @property
+    def repeat(self) -> int:
+        return int(self.extra.get("repeat") or 0)
+
+    @property
+    def local_judge(self) -> bool:
+        return bool(self.extra.get("local_judge"))
+
+    @property
+    def fastchat_prompts(self) -> bool:
+        return self.extra.get("fastchat_prompts", True) is not False
 
 
 @dataclass(frozen=True)
-class SingleJudgment(_Record):
+class SingleJudgment(_Judgment):
     """A single-mode judgment line; show_result needs question_id, model, judge, score, turn."""
 
     question_id: int
@@ -221,8 +265,7 @@ class SingleJudgment(_Record):
     def key(self) -> tuple:
         """Resume identity, equal to `judge_runner.job_key` of the match (and repeat: a record
         without "repeat" is repeat 0) that produced it."""
-        return (self.question_id, self.turn, self.model, "", self.judge[1],
-                self.extra.get("repeat") or 0)
+        return (self.question_id, self.turn, self.model, "", self.judge[1], self.repeat)
 
     @property
     def failed(self) -> bool:
@@ -231,7 +274,7 @@ class SingleJudgment(_Record):
 
 
 @dataclass(frozen=True)
-class PairJudgment(_Record):
+class PairJudgment(_Judgment):
     """A pairwise judgment line; show_result needs the models, both winners, judge and turn."""
 
     question_id: int
@@ -260,8 +303,11 @@ class PairJudgment(_Record):
     @property
     def key(self) -> tuple:
         return (self.question_id, self.turn, self.model_1, self.model_2, self.judge[1],
-                self.extra.get("repeat") or 0)
+                self.repeat)
 
     @property
     def failed(self) -> bool:
         return API_ERROR_OUTPUT in (self.g1_judgment, self.g2_judgment)
+
+
+Judgment = SingleJudgment | PairJudgment
