@@ -82,6 +82,16 @@ def answer_file(data_dir: Path, model_id: str) -> Path:
     return Path(data_dir) / "model_answer" / f"{model_id}.jsonl"
 
 
+def judgment_file(data_dir: Path, judge_model: str, mode: str) -> Path:
+    suffix = "single" if mode == "single" else "pair"
+    return Path(data_dir) / "model_judgment" / f"{safe_name(judge_model)}_{suffix}.jsonl"
+
+
+def safe_name(judge_model: str) -> str:
+    """A local judge given as a path becomes a file-name-safe name."""
+    return judge_model.rstrip("/").replace("/", "__")
+
+
 def load_answers(data_dir: Path, model_id: str, fallback_dir: Path | None = None) -> dict[int, Answer]:
     """One model's answers by question id; the last line per id wins (FastChat's reorg rule).
 

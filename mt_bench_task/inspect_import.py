@@ -15,10 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .data import answer_file
+from .data import answer_file, judgment_file
 from .errors import DataError
 from .jsonl import write_lines_atomic
-from .scoring import judgment_file
 from .types import Answer, Choice, PairJudgment, SingleJudgment
 
 TASK_KEY = "mt_bench_task"  # the task's metadata key: marks a log as one of ours

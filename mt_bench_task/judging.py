@@ -16,6 +16,7 @@ from typing import Any
 from . import data
 from .bench import Bench, load_bench
 from .chat import ChatClient
+from .data import judgment_file
 from .errors import DataError, ParameterError
 from .jsonl import JsonlAppender, write_lines_atomic
 from .judge_runner import (
@@ -32,8 +33,7 @@ from .judge_runner import (
 from .judges import JudgeSpec, judge_spec
 from .judges import make_client as make_judge_client
 from .prompts import Match, Mode, build_matches, messages, user_prompts
-from .scoring import judgment_file
-from .types import Answer, Question
+from .types import Answer, Judgment, Question
 
 log = logging.getLogger(__name__)
 
@@ -266,8 +266,8 @@ def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer
                   client: ChatClient, judge: JudgeSpec | str = "gpt-4", mode: Mode = "single",
                   baseline_model: str | None = None, parallel: int = 8,
                   judge_file: Path | None = None, progress: bool = False,
-                  judge_repeats: int = 1, *, bench: Bench | None = None) -> list[dict[str, Any]]:
-    """In-memory judging (the evaluate metric's path): records as dicts, FastChat key order.
+                  judge_repeats: int = 1, *, bench: Bench | None = None) -> list[Judgment]:
+    """In-memory judging (the evaluate metric's path): the records, in FastChat's order.
 
     `answers` maps model name -> {question_id: Answer}; in pairwise-baseline mode it must also
     hold the baseline's answers. References, judge prompts and the need-reference categories
@@ -287,7 +287,7 @@ def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer
                             bench.need_ref_categories)
     jobs = repeat_jobs(matches, judge_repeats)
 
-    async def go() -> list[Any]:
+    async def go() -> list[Judgment]:
         try:
             return await judge_matches(jobs, client, spec, parallel, progress=progress)
         finally:
@@ -295,4 +295,4 @@ def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer
 
     records = run_sync(go)
     order = {job_key(*j): i for i, j in enumerate(jobs)}  # deterministic, whatever finished first
-    return [r.to_dict() for r in sorted(records, key=lambda r: order[r.key])]
+    return sorted(records, key=lambda r: order[r.key])
