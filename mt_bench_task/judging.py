@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from . import data
 from .bench import Bench, load_bench
@@ -23,11 +22,9 @@ from .judge_runner import (
     JUDGE_MAX_TOKENS,
     JUDGE_TEMPERATURE,
     Job,
-    is_failed,
     job_key,
     judge_match,
     judge_matches,
-    record_key,
     run_sync,
 )
 from .judges import JudgeSpec, judge_spec
@@ -44,7 +41,6 @@ __all__ = [  # judge_runner's names stay importable from here
     "JudgeSummary",
     "check_answers",
     "describe_plan",
-    "is_failed",
     "judge_answers",
     "judge_display_name",
     "judge_into",
@@ -52,7 +48,6 @@ __all__ = [  # judge_runner's names stay importable from here
     "judge_matches",
     "make_client",
     "plan",
-    "record_key",
     "repeat_jobs",
     "run_judging",
     "run_sync",
@@ -230,11 +225,11 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
 
 
 def judge_into(out: Path, todo: list[Job], chat: ChatClient, spec: JudgeSpec,
-               parallel: int, mode: str = "single") -> list[Any]:
+               parallel: int, mode: str = "single") -> list[Judgment]:
     """Check the judge answers, judge `todo`, append each record to `out` as it completes, then
     drop the $ERROR$ rows a later success superseded (shared by `judge` and `calibrate`)."""
     with JsonlAppender(out) as sink:
-        async def go() -> list[Any]:
+        async def go() -> list[Judgment]:
             try:
                 await chat.check_reachable()
                 return await judge_matches(todo, chat, spec, parallel,
@@ -254,10 +249,9 @@ def bench_spec(spec: JudgeSpec, bench: Bench) -> JudgeSpec:
 
 def _drop_superseded_failures(path: Path, mode: str) -> None:
     """Remove $ERROR$ rows whose match was judged successfully later; raw bytes of others kept."""
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    parsed = data.read_judgments(path, mode)  # one record per non-blank line, in order
-    good = {r.key for r in parsed if not r.failed}
-    keep = [ln for ln, r in zip(lines, parsed) if not (r.failed and r.key in good)]
+    lines = data.judgment_lines(path, mode)
+    good = {r.key for _, r in lines if not r.failed}
+    keep = [ln for ln, r in lines if not (r.failed and r.key in good)]
     if len(keep) != len(lines):
         write_lines_atomic(path, keep)
 
