@@ -19,6 +19,7 @@ from typing import Any
 from . import data
 from .bench import order_categories
 from .errors import DataError, ParameterError
+from .types import SingleJudgment
 
 OFFICIAL_SOURCE = "official GPT-4"
 
@@ -65,21 +66,19 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float | None:
     return s / math.sqrt(nx * ny) if nx and ny else None
 
 
-def calibration_stats(judge_rows: list[dict[str, Any]], official_rows: list[dict[str, Any]],
+def calibration_stats(judge_records: Sequence[SingleJudgment], official_records: Sequence[SingleJudgment],
                       categories: dict[int, str], judge: str,
                       models: Sequence[str] | None = None,
                       category_order: Sequence[str] = ()) -> dict[str, Any]:
     """The statistics over the pairs (judge score, official grade) of every (model, question,
     turn) with an official grade and a judge score other than -1 (each repeat is one pair);
     `categories` in `category_order` (MT-bench's `Bench.categories`), then others."""
-    official = {(r["model"], r["question_id"], r["turn"]): r["score"] for r in official_rows
-                if r["score"] != -1}
+    official = {(r.model, r.question_id, r.turn): r.score for r in official_records if r.score != -1}
     # sorted, so the sums (and the last digit of each figure) do not depend on the file's order
-    pairs = sorted((r["model"], r["question_id"], float(r["score"]), float(official[key]),
-                    r["turn"], r.get("repeat", 0))
-                   for r in judge_rows
-                   if r["score"] != -1 and (models is None or r["model"] in models)
-                   and (key := (r["model"], r["question_id"], r["turn"])) in official)
+    pairs = sorted((r.model, r.question_id, float(r.score), float(official[key]), r.turn, r.repeat)
+                   for r in judge_records
+                   if r.score != -1 and (models is None or r.model in models)
+                   and (key := (r.model, r.question_id, r.turn)) in official)
     js, os_ = [p[2] for p in pairs], [p[3] for p in pairs]
 
     def group(key_of: Any) -> dict[str, dict[str, float | None]]:
@@ -122,15 +121,11 @@ def calibration_dir(data_dir: Path) -> Path:
 
 
 def judgments_path(data_dir: Path, judge: str) -> Path:
-    from .scoring import _safe_name
-
-    return calibration_dir(data_dir) / f"{_safe_name(judge)}_single.jsonl"
+    return calibration_dir(data_dir) / f"{data.safe_name(judge)}_single.jsonl"
 
 
 def stats_path(data_dir: Path, judge: str) -> Path:
-    from .scoring import _safe_name
-
-    return calibration_dir(data_dir) / f"{_safe_name(judge)}_calibration.json"
+    return calibration_dir(data_dir) / f"{data.safe_name(judge)}_calibration.json"
 
 
 def load_stats(data_dir: Path | None, judge: str) -> dict[str, Any] | None:
@@ -245,15 +240,15 @@ def run_calibration(run: CalibrationRun, client: Any = None,
         summary.sent = len(records)
         summary.failed = sum(r.failed for r in records)
         summary.usage = dict(vars(chat.usage))
-    rows = [r.to_dict() for r in data.read_single_judgments(out)] if out.exists() else []
-    summary.stats = calibration_stats(rows, load_official_grades(), bench.category_of,
+    judged = data.read_single_judgments(out) if out.exists() else []
+    summary.stats = calibration_stats(judged, load_official_grades(), bench.category_of,
                                       spec.display_name, models, bench.categories)
     summary.stats_file = stats_path(run.data_dir, spec.display_name)
     write_lines_atomic(summary.stats_file, [json.dumps(summary.stats, indent=1)])
     return summary
 
 
-def calibrate_records(records: list[dict[str, Any]], judge: str,
+def calibrate_records(records: Sequence[SingleJudgment], judge: str,
                       models: Sequence[str] | None = None) -> dict[str, Any]:
     """The statistics for judgment records made elsewhere (the evaluate metric's path)."""
     from .official import load_official_grades, mt_bench

@@ -25,9 +25,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from .chat import ClientUsage, Completion
 from .errors import DataError
 from .prompts import API_ERROR_OUTPUT
-from .types import ClientUsage, Completion
 
 __all__ = ["ClientUsage", "OpenAIChatClient"]
 

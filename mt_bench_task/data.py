@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import DataError
 from .jsonl import read_jsonl
-from .types import API_ERROR_OUTPUT, Answer, JudgePrompt, PairJudgment, Question, SingleJudgment
+from .types import Answer, JudgePrompt, Judgment, PairJudgment, Question, SingleJudgment
 
 OUTPUT_FORMATS = ("[[rating]]", "[[A]]", "[[rating_a,rating_b]]")
 
@@ -24,7 +24,7 @@ def read_questions(path: Path) -> list[Question]:
 
 def read_references(files: Iterable[Path]) -> dict[str, dict[int, Answer]]:
     """{file stem: {question_id: reference}}; FastChat keys references by the judge's name."""
-    return {Path(f).stem: {a.question_id: a for a in read_answers(f)} for f in files}
+    return {Path(f).stem: {a.key: a for a in read_answers(f)} for f in files}
 
 
 def read_judge_prompts(path: Path) -> dict[str, JudgePrompt]:
@@ -50,12 +50,19 @@ def read_pair_judgments(path: Path, repair_torn_tail: bool = False) -> list[Pair
     return read_jsonl(path, _pair, repair_torn_tail=repair_torn_tail)
 
 
-def read_judgments(path: Path, mode: str, repair_torn_tail: bool = False
-                   ) -> Sequence[SingleJudgment | PairJudgment]:
+def read_judgments(path: Path, mode: str, repair_torn_tail: bool = False) -> Sequence[Judgment]:
     """The judgment file of a mode ("single", or a pairwise mode)."""
     if mode == "single":
         return read_single_judgments(path, repair_torn_tail)
     return read_pair_judgments(path, repair_torn_tail)
+
+
+def judgment_lines(path: Path, mode: str) -> list[tuple[str, Judgment]]:
+    """Each record of a judgment file with its line as written, split as `read_jsonl` splits
+    (to rewrite the file keeping the bytes of the lines that stay)."""
+    records = read_judgments(path, mode)
+    raw = [ln for ln in Path(path).read_bytes().split(b"\n") if ln.strip()]
+    return [(ln.decode("utf-8").removesuffix("\r"), r) for ln, r in zip(raw, records)]
 
 
 def _single(d: dict[str, Any]) -> SingleJudgment:
@@ -75,6 +82,16 @@ def answer_file(data_dir: Path, model_id: str) -> Path:
     return Path(data_dir) / "model_answer" / f"{model_id}.jsonl"
 
 
+def judgment_file(data_dir: Path, judge_model: str, mode: str) -> Path:
+    suffix = "single" if mode == "single" else "pair"
+    return Path(data_dir) / "model_judgment" / f"{safe_name(judge_model)}_{suffix}.jsonl"
+
+
+def safe_name(judge_model: str) -> str:
+    """A local judge given as a path becomes a file-name-safe name."""
+    return judge_model.rstrip("/").replace("/", "__")
+
+
 def load_answers(data_dir: Path, model_id: str, fallback_dir: Path | None = None) -> dict[int, Answer]:
     """One model's answers by question id; the last line per id wins (FastChat's reorg rule).
 
@@ -85,11 +102,7 @@ def load_answers(data_dir: Path, model_id: str, fallback_dir: Path | None = None
         path = fallback_dir / f"{model_id}.jsonl"
     if not path.is_file():
         raise DataError(f"no answers for model {model_id!r}: {path} not found")
-    return {a.question_id: a for a in read_answers(path)}
-
-
-# A turn that says this failed: FastChat's local generation writes "ERROR", its API paths "$ERROR$".
-FAILED_TURN_TEXTS = ("ERROR", API_ERROR_OUTPUT)
+    return {a.key: a for a in read_answers(path)}
 
 
 def pending_questions(questions: list[Question], path: Path, num_choices: int) -> list[Question]:
@@ -98,14 +111,14 @@ def pending_questions(questions: list[Question], path: Path, num_choices: int) -
     left as is); only a torn last line without newline (a write cut by kill -9) is dropped."""
     if not Path(path).is_file():
         return list(questions)
-    answered = {a.question_id: a for a in read_answers(path, repair_torn_tail=True)}
+    answered = {a.key: a for a in read_answers(path, repair_torn_tail=True)}
     return [q for q in questions if not _complete(answered.get(q.question_id), q, num_choices)]
 
 
 def _complete(answer: Answer | None, question: Question, num_choices: int) -> bool:
     if answer is None or len(answer.choices) < num_choices:
         return False
-    return all(len(c.turns) >= len(question.turns) and not set(FAILED_TURN_TEXTS) & set(c.turns)
+    return all(len(c.turns) >= len(question.turns) and not c.failed
                for c in answer.choices[:num_choices])
 
 

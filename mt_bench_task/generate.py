@@ -27,9 +27,8 @@ from .bench import DEFAULT_BENCH, Bench, load_bench
 from .jsonl import DataError, JsonlAppender, write_lines_atomic
 from .models import DEFAULT_MODEL, DEFAULT_MODEL_ID, resolve_model_path
 from .scheduler import GREEDY_BELOW, Request  # noqa: F401  (GREEDY_BELOW: FastChat's threshold)
-from .types import Answer, Choice, Question
+from .types import GEN_ERROR_OUTPUT, Answer, Choice, Question
 
-ERROR_TEXT = "ERROR"  # FastChat's turn text when generate() raises a RuntimeError
 SYNC_STEPS = 16  # decode steps between two gathers of finished answers (several processes)
 
 
@@ -225,7 +224,7 @@ class _Work:
             for fin in self.batcher.step():
                 conv: _Conversation = fin.request.owner
                 if fin.token_ids is None:
-                    text, n = ERROR_TEXT, 0
+                    text, n = GEN_ERROR_OUTPUT, 0
                 else:
                     text, n = _clean_output(self.tok, fin.token_ids, self.batcher.stop_ids)
                 conv.record(text)

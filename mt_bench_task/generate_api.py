@@ -19,11 +19,12 @@ from typing import Any
 
 from . import data
 from .bench import Bench, load_bench
+from .chat import ChatClient
 from .client import ClientUsage, OpenAIChatClient
 from .errors import ParameterError
 from .generate import reorganize_answer_file
 from .jsonl import JsonlAppender
-from .types import API_ERROR_OUTPUT, Answer, ChatClient, Choice, Question
+from .types import Answer, Choice, Question
 
 SYSTEM_MESSAGE = "You are a helpful assistant."  # FastChat's chatgpt template
 
@@ -100,7 +101,7 @@ async def _generate(client: ChatClient, model: str,
                 result = await next_done
                 appender = appender or JsonlAppender(out)  # no empty file when the first fails
                 appender.write(result.to_json())
-                failed += any(API_ERROR_OUTPUT in c.turns for c in result.choices)
+                failed += result.failed  # asked again on the next run (`Answer.failed`)
                 bar.update(1)
                 _show_usage(bar, client, failed)
         finally:

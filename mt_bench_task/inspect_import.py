@@ -9,16 +9,14 @@ exact texts the judge saw. Re-importing replaces this model's rows; other models
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .data import answer_file
+from .data import answer_file, judgment_file, judgment_lines
 from .errors import DataError
 from .jsonl import write_lines_atomic
-from .scoring import judgment_file
 from .types import Answer, Choice, PairJudgment, SingleJudgment
 
 TASK_KEY = "mt_bench_task"  # the task's metadata key: marks a log as one of ours
@@ -120,26 +118,17 @@ def import_inspect_log(log_path: Path | str, data_dir: Path | str,
     out_answers = answer_file(data_dir, model_id)
     out_judgments = judgment_file(data_dir, judge, file_mode)
     lines = [line for _, line in sorted(judgments, key=lambda x: x[0])]  # turn 1 block, then 2
-    others = _other_models(out_judgments, model_id)  # may refuse: before anything is written
+    others = _other_models(out_judgments, file_mode, model_id)  # may refuse: before anything is written
     write_lines_atomic(out_answers, answers)
     write_lines_atomic(out_judgments, others + lines)
     return ImportSummary(model_id, judge, file_mode, len(answers), len(lines),
                          len(scored) - len(usable), out_answers, out_judgments)
 
 
-def _other_models(path: Path, model_id: str) -> list[str]:
-    """Lines of an existing judgment file that are not this model's (raw bytes kept)."""
+def _other_models(path: Path, mode: str, model_id: str) -> list[str]:
+    """Lines of an existing judgment file that are not this model's (raw bytes kept); a malformed
+    line is a DataError naming file:line, before anything is written."""
     if not path.is_file():
         return []
-    keep = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            mine = rec.get("model", rec.get("model_1")) == model_id
-        except (ValueError, AttributeError):
-            raise DataError(f"{path}:{lineno}: malformed record; not overwriting it") from None
-        if not mine:
-            keep.append(line)
-    return keep
+    return [line for line, r in judgment_lines(path, mode)
+            if (r.model if isinstance(r, SingleJudgment) else r.model_1) != model_id]

@@ -1,6 +1,6 @@
 """The `mt_bench` inspect task's metrics: `mt-bench show`'s numbers over the per-turn values.
 
-Each metric rebuilds FastChat judgment rows from the scores and calls scoring.py's summaries, so
+Each metric rebuilds FastChat judgment records from the scores and calls scoring.py's summaries, so
 the log's turn_1 / turn_2 / overall / per-category (or win rates) are computed by the same code as
 `mt-bench show` on the imported files.
 """
@@ -12,28 +12,44 @@ from typing import Any
 from inspect_ai.scorer import Metric, SampleScore, Value, metric
 
 from mt_bench_task.scoring import summarize_pairwise, summarize_single
+from mt_bench_task.types import PairJudgment, SingleJudgment
 
-MODEL = "model"  # the one model of an eval, as a row key for scoring's summaries
+MODEL = "model"  # the one model of an eval, as the records' model for scoring's summaries
 
 
-def _rows(scores: list[SampleScore]) -> tuple[list[dict[str, Any]], dict[int, str]]:
-    rows: list[dict[str, Any]] = []
+def pair_record(question_id: int, judge: str, baseline: str, turn: dict[str, Any]) -> PairJudgment:
+    """One turn of a pairwise score's metadata as the record `mt-bench judge` writes."""
+    return PairJudgment(question_id, MODEL, baseline, turn["g1_winner"], turn["g2_winner"],
+                        [judge, turn.get("prompt_name", "")], turn=turn["turn"])
+
+
+def _qid(s: SampleScore) -> int:
+    meta = s.sample_metadata or {}
+    return int(meta["question_id"] if "question_id" in meta else str(s.sample_id))
+
+
+def _judge(s: SampleScore) -> str:
+    return str((s.score.metadata or {}).get("judge", ""))
+
+
+def _records(scores: list[SampleScore]) -> tuple[list[SingleJudgment], dict[int, str]]:
+    """The single-mode records of the per-turn values (NaN: no rating, FastChat's score -1)."""
+    records: list[SingleJudgment] = []
     categories: dict[int, str] = {}
     for s in scores:
-        meta = s.sample_metadata or {}
-        qid = int(meta["question_id"] if "question_id" in meta else str(s.sample_id))
-        categories[qid] = meta.get("category", "unknown")
+        qid = _qid(s)
+        categories[qid] = (s.sample_metadata or {}).get("category", "unknown")
         value = s.score.value if isinstance(s.score.value, dict) else {}
         for key, v in value.items():
             ok = isinstance(v, (int, float)) and not math.isnan(v)
-            rows.append({"question_id": qid, "model": MODEL, "turn": int(key.split("_")[1]),
-                         "score": v if ok else -1})
-    return rows, categories
+            records.append(SingleJudgment(qid, MODEL, [_judge(s), ""], score=v if ok else -1,
+                                          turn=int(key.split("_")[1])))
+    return records, categories
 
 
 def _single(scores: list[SampleScore]) -> dict[str, Any]:
-    rows, categories = _rows(scores)
-    return summarize_single(rows, categories)["models"].get(MODEL, {})
+    records, categories = _records(scores)
+    return summarize_single(records, categories)["models"].get(MODEL, {})
 
 
 def _nan(x: float | None) -> float:
@@ -78,8 +94,8 @@ def stderr() -> Metric:
     not independent): inspect's stderr(cluster=...) formula over the rated turns."""
 
     def compute(scores: list[SampleScore]) -> float:
-        rows, _ = _rows(scores)
-        vals = [(r["question_id"], float(r["score"])) for r in rows if r["score"] != -1]
+        records, _ = _records(scores)
+        vals = [(r.question_id, float(r.score)) for r in records if r.score != -1]
         clusters = sorted({q for q, _ in vals}, key=str)
         if len(clusters) < 2:
             return 0.0
@@ -92,11 +108,10 @@ def stderr() -> Metric:
 
 def _pairwise(scores: list[SampleScore], key: str) -> float:
     """show_result's pairwise numbers, from the g1/g2 winners kept in the score metadata."""
-    rows = [{"model_1": MODEL, "model_2": s.score.metadata["baseline_model"],
-             "g1_winner": t["g1_winner"], "g2_winner": t["g2_winner"]}
-            for s in scores if s.score.metadata for t in s.score.metadata["turns"]]
-    baseline = rows[0]["model_2"] if rows else None
-    res = summarize_pairwise(rows, "pairwise-baseline", None, baseline)["models"]
+    records = [pair_record(_qid(s), _judge(s), s.score.metadata["baseline_model"], t)
+               for s in scores if s.score.metadata for t in s.score.metadata["turns"]]
+    baseline = records[0].model_2 if records else None
+    res = summarize_pairwise(records, "pairwise-baseline", None, baseline)["models"]
     return float(res[MODEL][key]) if MODEL in res else math.nan
 
 

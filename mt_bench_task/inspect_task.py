@@ -47,6 +47,7 @@ from mt_bench_task.inspect_metrics import (
     category,
     loss_rate,
     overall,
+    pair_record,
     stderr,
     turn_1,
     turn_2,
@@ -202,17 +203,18 @@ def judge_name(grader: Model) -> str:
     return grader.name if str(grader) == f"openai/{grader.name}" else str(grader)
 
 
-def _turn_value(mode: str, rec: dict[str, Any], baseline: str) -> float | int:
+def _turn_value(mode: str, rec: dict[str, Any], baseline: str, qid: int, judge: str) -> float | int:
     if mode == "single":
         return math.nan if rec["score"] == -1 else rec["score"]
-    row = {"model_1": MODEL, "model_2": baseline, **rec}
-    res = summarize_pairwise([row], "pairwise-baseline", None, baseline)["models"]
+    record = pair_record(qid, judge, baseline, rec)
+    res = summarize_pairwise([record], "pairwise-baseline", None, baseline)["models"]
     return math.nan if MODEL not in res else res[MODEL]["win_rate_adjusted"]
 
 
 def _to_score(state: TaskState, judge: str, mode: str, baseline: str,
               turns: list[dict[str, Any]]) -> Score:
-    value = {f"turn_{r['turn']}": _turn_value(mode, r, baseline) for r in turns}
+    qid = state.metadata["question_id"]
+    value = {f"turn_{r['turn']}": _turn_value(mode, r, baseline, qid, judge) for r in turns}
     meta = {"judge": judge, "mode": mode, "model": str(state.model),
             "answers": state.metadata["answers"], "turns": turns,
             **({"baseline_model": baseline} if mode == "pairwise" else {})}

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from .chat import ChatClient, Completion
 from .errors import DataError
 from .judges import JudgeSpec
 from .prompts import (
@@ -24,7 +25,7 @@ from .prompts import (
     messages,
     user_prompts,
 )
-from .types import ChatClient, Completion, PairJudgment, SingleJudgment
+from .types import Judgment, PairJudgment, SingleJudgment
 
 JUDGE_TEMPERATURE = 0.0
 JUDGE_MAX_TOKENS = 2048
@@ -34,8 +35,7 @@ Job = tuple[Match, "int | None"]  # a match and its repeat index (None: judged o
 
 async def judge_match(match: Match, client: ChatClient, judge: JudgeSpec,
                       repeat: int | None = None,
-                      on_completion: Callable[[Completion], None] | None = None
-                      ) -> SingleJudgment | PairJudgment:
+                      on_completion: Callable[[Completion], None] | None = None) -> Judgment:
     """The judge call(s) of one match; pairwise makes two sequential calls (g1, then g2 swapped).
     The request is FastChat's: temperature 0, max_tokens 2048, n 1."""
     done: list[Completion] = []
@@ -69,23 +69,8 @@ async def judge_match(match: Match, client: ChatClient, judge: JudgeSpec,
                         prompts[1], done[1].text, turn, time.time(), extra)
 
 
-def _record(record: SingleJudgment | PairJudgment | dict[str, Any]) -> SingleJudgment | PairJudgment:
-    if not isinstance(record, dict):
-        return record
-    return (PairJudgment if "g1_winner" in record else SingleJudgment).from_dict(record)
-
-
-def is_failed(record: SingleJudgment | PairJudgment | dict[str, Any]) -> bool:
-    """An API failure ($ERROR$) is not a judgment: resume sends it again (`record.failed`)."""
-    return _record(record).failed
-
-
-def record_key(record: SingleJudgment | PairJudgment | dict[str, Any]) -> tuple:
-    """Same identity as `job_key`, read off a stored record (`record.key`)."""
-    return _record(record).key
-
-
 def job_key(match: Match, repeat: int | None) -> tuple:
+    """The identity of a job; equal to the `.key` of the record it produces (resume)."""
     return (*match.key, repeat or 0)
 
 
@@ -126,8 +111,8 @@ class _Probe:
 
 
 async def judge_matches(jobs: list[Job], client: ChatClient, judge: JudgeSpec, parallel: int,
-                        on_record: Callable[[Any], None] | None = None,
-                        progress: bool = True) -> list[Any]:
+                        on_record: Callable[[Judgment], None] | None = None,
+                        progress: bool = True) -> list[Judgment]:
     """Judge with at most `parallel` matches in flight; records in completion order.
     Raises DataError (nothing passed to `on_record`) when the judge refuses every request."""
     from tqdm.auto import tqdm
@@ -137,10 +122,10 @@ async def judge_matches(jobs: list[Job], client: ChatClient, judge: JudgeSpec, p
     bar = tqdm(total=len(jobs), desc=f"judging ({judge.display_name})", unit="match",
                disable=not progress, file=sys.stderr)
     failed = 0
-    records: list[Any] = []
-    held: list[Any] = []  # records finished before the judge answered once
+    records: list[Judgment] = []
+    held: list[Judgment] = []  # records finished before the judge answered once
 
-    def emit(rec: Any) -> None:
+    def emit(rec: Judgment) -> None:
         records.append(rec)
         if on_record:
             on_record(rec)
@@ -153,7 +138,7 @@ async def judge_matches(jobs: list[Job], client: ChatClient, judge: JudgeSpec, p
             rec = await judge_match(job[0], client, judge, job[1], on_completion=probe.saw)
         if probe.refused:
             return
-        failed += is_failed(rec.to_dict())
+        failed += rec.failed
         if not probe.open.is_set():
             held.append(rec)
         else:

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .chat import ChatClient
 from .errors import DataError
-from .types import ChatClient
+from .types import Judgment
 
 Backend = Literal["openai", "local"]
 # "gpt-4" is a floating alias; the published leaderboard was judged by gpt-4-0613 (FastChat #2284)
@@ -106,22 +107,20 @@ class JudgeIdentity:
         return None if self.comparable else not_comparable_label(self.judge)
 
 
-def identity_of_rows(rows: Iterable[dict[str, Any]], default_judge: str = "gpt-4") -> JudgeIdentity:
+def identity_of_records(records: Iterable[Judgment], default_judge: str = "gpt-4") -> JudgeIdentity:
     """The judge(s) of judgment records: `judge[0]`, local when marked `local_judge`, other
     prompts when marked `fastchat_prompts: false` or named outside FastChat's prompt set."""
     from .prompts import PROMPT_NAMES
 
     names: list[str] = []
     comparable = True
-    for r in rows:
-        judge = r.get("judge")
-        name = str(judge[0]) if isinstance(judge, list) and judge else default_judge
-        prompt = str(judge[1]) if isinstance(judge, list) and len(judge) > 1 else ""
+    for r in records:
+        name, prompt = r.judge[0], r.judge[1]
         if name not in names:
             names.append(name)
         comparable = comparable and is_comparable(
-            name, "local" if r.get("local_judge") else "openai",
-            r.get("fastchat_prompts", True) is not False and prompt in PROMPT_NAMES.values())
+            name, "local" if r.local_judge else "openai",
+            r.fastchat_prompts and prompt in PROMPT_NAMES.values())
     if not names:
         return JudgeIdentity(default_judge, is_comparable(default_judge))
     return JudgeIdentity(", ".join(sorted(names)), comparable)

@@ -11,28 +11,26 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from . import data
 from .bench import Bench, load_bench
+from .chat import ChatClient
+from .data import judgment_file
 from .errors import DataError, ParameterError
 from .jsonl import JsonlAppender, write_lines_atomic
 from .judge_runner import (
     JUDGE_MAX_TOKENS,
     JUDGE_TEMPERATURE,
     Job,
-    is_failed,
     job_key,
     judge_match,
     judge_matches,
-    record_key,
     run_sync,
 )
 from .judges import JudgeSpec, judge_spec
 from .judges import make_client as make_judge_client
 from .prompts import Match, Mode, build_matches, messages, user_prompts
-from .scoring import judgment_file
-from .types import Answer, ChatClient, Question
+from .types import Answer, Judgment, Question
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +41,6 @@ __all__ = [  # judge_runner's names stay importable from here
     "JudgeSummary",
     "check_answers",
     "describe_plan",
-    "is_failed",
     "judge_answers",
     "judge_display_name",
     "judge_into",
@@ -51,7 +48,6 @@ __all__ = [  # judge_runner's names stay importable from here
     "judge_matches",
     "make_client",
     "plan",
-    "record_key",
     "repeat_jobs",
     "run_judging",
     "run_sync",
@@ -229,11 +225,11 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
 
 
 def judge_into(out: Path, todo: list[Job], chat: ChatClient, spec: JudgeSpec,
-               parallel: int, mode: str = "single") -> list[Any]:
+               parallel: int, mode: str = "single") -> list[Judgment]:
     """Check the judge answers, judge `todo`, append each record to `out` as it completes, then
     drop the $ERROR$ rows a later success superseded (shared by `judge` and `calibrate`)."""
     with JsonlAppender(out) as sink:
-        async def go() -> list[Any]:
+        async def go() -> list[Judgment]:
             try:
                 await chat.check_reachable()
                 return await judge_matches(todo, chat, spec, parallel,
@@ -253,10 +249,9 @@ def bench_spec(spec: JudgeSpec, bench: Bench) -> JudgeSpec:
 
 def _drop_superseded_failures(path: Path, mode: str) -> None:
     """Remove $ERROR$ rows whose match was judged successfully later; raw bytes of others kept."""
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    parsed = data.read_judgments(path, mode)  # one record per non-blank line, in order
-    good = {r.key for r in parsed if not r.failed}
-    keep = [ln for ln, r in zip(lines, parsed) if not (r.failed and r.key in good)]
+    lines = data.judgment_lines(path, mode)
+    good = {r.key for _, r in lines if not r.failed}
+    keep = [ln for ln, r in lines if not (r.failed and r.key in good)]
     if len(keep) != len(lines):
         write_lines_atomic(path, keep)
 
@@ -265,8 +260,8 @@ def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer
                   client: ChatClient, judge: JudgeSpec | str = "gpt-4", mode: Mode = "single",
                   baseline_model: str | None = None, parallel: int = 8,
                   judge_file: Path | None = None, progress: bool = False,
-                  judge_repeats: int = 1, *, bench: Bench | None = None) -> list[dict[str, Any]]:
-    """In-memory judging (the evaluate metric's path): records as dicts, FastChat key order.
+                  judge_repeats: int = 1, *, bench: Bench | None = None) -> list[Judgment]:
+    """In-memory judging (the evaluate metric's path): the records, in FastChat's order.
 
     `answers` maps model name -> {question_id: Answer}; in pairwise-baseline mode it must also
     hold the baseline's answers. References, judge prompts and the need-reference categories
@@ -286,7 +281,7 @@ def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer
                             bench.need_ref_categories)
     jobs = repeat_jobs(matches, judge_repeats)
 
-    async def go() -> list[Any]:
+    async def go() -> list[Judgment]:
         try:
             return await judge_matches(jobs, client, spec, parallel, progress=progress)
         finally:
@@ -294,4 +289,4 @@ def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer
 
     records = run_sync(go)
     order = {job_key(*j): i for i, j in enumerate(jobs)}  # deterministic, whatever finished first
-    return [r.to_dict() for r in sorted(records, key=lambda r: order[r.key])]
+    return sorted(records, key=lambda r: order[r.key])

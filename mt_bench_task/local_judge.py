@@ -15,8 +15,8 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .chat import ClientUsage, Completion
 from .prompts import extract_rating
-from .types import ClientUsage, Completion
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Name: mt_bench_judge (configs `single` and `pairwise`). Dataset: the packaged MT
 bench's (`bench="vicuna_bench"` or a bench folder: its references and judge prompts are used).
 Paper: arXiv:2306.05685. Scored: GPT-4-style 1-10 ratings per turn (single) or win/loss/tie
 against a baseline's answers (pairwise), judged by `judging.judge_answers` and summarised by
-`scoring.results_from_rows`, so every number equals `mt-bench show --json` on the same judgments.
+`scoring.results_from_records`, so every number equals `mt-bench show --json` on the same judgments.
 Nothing here imports evaluate; `metrics/mt_bench_judge/mt_bench_judge.py` is the evaluate script.
 """
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import Any
 
 from . import data, judging, scoring
 from .bench import Bench, load_bench
+from .chat import ChatClient
 from .judges import JudgeSpec, judge_spec, make_client
 from .prompts import Mode
-from .types import Answer, ChatClient, Choice, Question
+from .types import Answer, Choice, PairJudgment, Question, SingleJudgment
 
 CONFIG_MODES: dict[str, Mode] = {"default": "single", "single": "single",
                                  "pairwise": "pairwise-baseline"}
@@ -195,26 +196,27 @@ def compute(predictions: Sequence[Any], references: Sequence[Mapping[str, Any]],
     if judge.judge_repeats < 1:
         raise ValueError(f"judge_repeats must be at least 1, got {judge.judge_repeats}")
     judge.check_reachable()
-    rows = judging.judge_answers(questions, answers, judge.make_client(), judge.spec,
-                                 mode, baseline_model if mode != "single" else None, judge.parallel,
-                                 Path(judge.judge_file) if judge.judge_file else None,
-                                 judge_repeats=judge.judge_repeats, bench=bench)
+    records = judging.judge_answers(questions, answers, judge.make_client(), judge.spec,
+                                    mode, baseline_model if mode != "single" else None,
+                                    judge.parallel, Path(judge.judge_file) if judge.judge_file else None,
+                                    judge_repeats=judge.judge_repeats, bench=bench)
     categories = {q.question_id: q.category for q in questions}
     if mode == "single":
-        result = single_result(rows, model_id, categories)
+        result = single_result(scoring.only(SingleJudgment, records), model_id, categories)
     else:
-        result = pairwise_result(rows, model_id, baseline_model, categories)
+        result = pairwise_result(scoring.only(PairJudgment, records), model_id, baseline_model,
+                                 categories)
     spec = judge.spec  # the label: judges' one rule, as show, report, run and publish say it
     result.update(judge=spec.display_name, comparable=spec.comparable, label=spec.label)
-    if return_judgments:
-        result["judgments"] = rows
+    if return_judgments:  # as JSON-able dicts, the lines of FastChat's judgment file
+        result["judgments"] = [r.to_dict() for r in records]
     return result
 
 
-def single_result(rows: list[dict[str, Any]], model_id: str,
+def single_result(records: Sequence[SingleJudgment], model_id: str,
                   categories: dict[int, str]) -> dict[str, Any]:
     """score (FastChat's Average), per-turn and per-category means, counts, bootstrap CI."""
-    res = scoring.results_from_rows(rows, "single", None, None, categories)
+    res = scoring.results_from_records(records, "single", None, None, categories)
     m = res["models"].get(model_id, {})
     return {"score": m.get("average"), "turn_1": m.get("turn_1"), "turn_2": m.get("turn_2"),
             "categories": m.get("categories", {}),
@@ -223,20 +225,20 @@ def single_result(rows: list[dict[str, Any]], model_id: str,
             "judge_sd": m.get("judge_sd")}
 
 
-def pairwise_result(rows: list[dict[str, Any]], model_id: str, baseline_model: str,
+def pairwise_result(records: Sequence[PairJudgment], model_id: str, baseline_model: str,
                     categories: dict[int, str]) -> dict[str, Any]:
     """FastChat's win/loss/tie rates against the baseline, overall, per turn and per category."""
-    def rates(subset: list[dict[str, Any]]) -> dict[str, Any]:
-        res = scoring.results_from_rows(subset, "pairwise-baseline", None, baseline_model)
+    def rates(subset: Sequence[PairJudgment]) -> dict[str, Any]:
+        res = scoring.results_from_records(subset, "pairwise-baseline", None, baseline_model)
         m = res["models"].get(model_id, {})
         return {**{k: m.get(k) for k in RATE_KEYS}, "consistency": res["consistency"],
                 "n": res["rows"] - res["rows_dropped"], "n_failed": res["rows_dropped"]}
 
-    result = rates(rows)
+    result = rates(records)
     for turn in (1, 2):
-        result[f"turn_{turn}"] = rates([r for r in rows if r["turn"] == turn])
-    cats = list(dict.fromkeys(categories[r["question_id"]] for r in rows))
-    result["categories"] = {c: rates([r for r in rows if categories[r["question_id"]] == c])
+        result[f"turn_{turn}"] = rates([r for r in records if r.turn == turn])
+    cats = list(dict.fromkeys(categories[r.question_id] for r in records))
+    result["categories"] = {c: rates([r for r in records if categories[r.question_id] == c])
                             for c in cats}
     return result
 
@@ -254,8 +256,9 @@ def calibrate(judge: JudgeSettings | None = None,
     names, answers = calibration.reference_set(models)
     judge.check_reachable()
     bench = mt_bench()
-    rows = judging.judge_answers(bench.select(), answers, judge.make_client(), judge.spec,
-                                 "single", None, judge.parallel,
-                                 Path(judge.judge_file) if judge.judge_file else None,
-                                 judge_repeats=judge.judge_repeats, bench=bench)
-    return calibration.calibrate_records(rows, judge.judge_name, names)
+    records = judging.judge_answers(bench.select(), answers, judge.make_client(), judge.spec,
+                                    "single", None, judge.parallel,
+                                    Path(judge.judge_file) if judge.judge_file else None,
+                                    judge_repeats=judge.judge_repeats, bench=bench)
+    return calibration.calibrate_records(scoring.only(SingleJudgment, records), judge.judge_name,
+                                         names)

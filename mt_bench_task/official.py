@@ -11,14 +11,16 @@ by the same `scoring.summarize_single` as the user's models; every official entr
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .bench import DEFAULT_BENCH, Bench, load_bench, official_grades_file
+from .data import judgment_file, read_single_judgments
 from .errors import DataError, ParameterError
-from .jsonl import read_jsonl
-from .judges import NOT_COMPARABLE, JudgeIdentity, identity_of_rows
+from .judges import NOT_COMPARABLE, JudgeIdentity, identity_of_records
+from .types import Judgment, SingleJudgment
 
 OFFICIAL_JUDGE = "gpt-4"  # the judge of the published leaderboard (gpt-4-0613, FastChat #2284)
 REFERENCE_MODELS = ("gpt-4", "gpt-3.5-turbo", "claude-v1", "vicuna-13b-v1.3", "alpaca-13b",
@@ -27,13 +29,13 @@ DEFAULT_PLOT_MODELS = ("gpt-4", "gpt-3.5-turbo", "vicuna-13b-v1.3")
 OFFICIAL_SUFFIX = " (official)"  # only when a user's model has an official model's name
 
 
-def load_official_grades() -> list[dict[str, Any]]:
-    """The official rows (question_id, model, judge, score, turn), in the official file's order."""
-    return read_jsonl(official_grades_file())
+def load_official_grades() -> list[SingleJudgment]:
+    """The official records (question_id, model, judge, score, turn), in the official file's order."""
+    return read_single_judgments(official_grades_file())
 
 
 def official_models() -> list[str]:
-    return sorted({r["model"] for r in load_official_grades()})
+    return sorted({r.model for r in load_official_grades()})
 
 
 # ---- the judge label with the calibration figures (the rule and wording: `judges`) ----
@@ -43,6 +45,20 @@ def judge_label(who: JudgeIdentity, calibration: str | None = None) -> str | Non
     if calibration is None:
         return who.label
     return f"{who.label or f'judged by {who.judge}'}; {calibration}"
+
+
+def calibration_label(data_dir: Path | None, records: Iterable[Judgment],
+                      judge_model: str) -> tuple[str, dict[str, Any]] | None:
+    """(judge label with the calibration figures, saved statistics) when `mt-bench calibrate`
+    saved a calibration for the judge of these records in DATA_DIR; else None."""
+    from .calibration import citation, load_stats
+
+    who = identity_of_records(records, judge_model)
+    stats = load_stats(data_dir, who.judge)
+    note = citation(stats)
+    if stats is None or note is None:  # none saved, or nothing to cite (no pairs)
+        return None
+    return f"{judge_label(who, note)}", stats
 
 
 # ---- placement ----
@@ -144,11 +160,11 @@ def show_leaderboard(data_dir: Path, input_file: str | None, judge_model: str, m
         raise ParameterError("leaderboard needs single-mode judgments (mode single)", "leaderboard", "mode")
     bench = bench or load_bench(data_dir=data_dir)
     check_mt_bench(bench)
-    path = Path(input_file) if input_file else scoring.judgment_file(data_dir, judge_model, mode)
-    rows = scoring.load_rows(path, mode)
-    user = scoring.results_from_rows(rows, mode, model_list, None, bench.category_of, seed,
-                                     source=str(path))
-    who = identity_of_rows(rows, judge_model)
+    path = Path(input_file) if input_file else judgment_file(data_dir, judge_model, mode)
+    records = read_single_judgments(path)
+    user = scoring.results_from_records(records, mode, model_list, None, bench.category_of, seed,
+                                        source=str(path))
+    who = identity_of_records(records, judge_model)
     stats = calibration.load_stats(data_dir, who.judge)
     label = judge_label(who, calibration.citation(stats))
     labels = [label] if label else []

@@ -15,10 +15,10 @@ from .bench import Bench, load_bench
 from .models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
+    from .chat import ChatClient
     from .generate import GenerationConfig, GenerationStats
     from .judging import JudgeRun, JudgeSummary
     from .scoring import ShowOutput
-    from .types import ChatClient
 
 # Budgets of the embedded quick run, so it finishes in minutes on a 2-core CPU; FastChat's are
 # 1024 new tokens per answer and 2048 per judgment. Explicit values always win.

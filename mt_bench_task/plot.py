@@ -10,7 +10,7 @@ from typing import Any
 def radar_plot(results: dict[str, Any], out: Path, title_note: str | None = None,
                categories: Sequence[str] = (), bench_name: str = "mt_bench",
                dashed: Collection[str] = ()) -> Path:
-    """Write a PNG from a single-mode results dict (`scoring.results_from_rows`); axes in the
+    """Write a PNG from a single-mode results dict (`scoring.results_from_records`); axes in the
     bench's category order (`Bench.categories`), then any other scored category; models named
     in `dashed` (official reference models) are drawn dashed and unfilled."""
     import matplotlib

@@ -127,7 +127,8 @@ def push_dataset(repo_id: str, private: bool = False, revision: str | None = Non
 # ---- results ----
 def _load_single(data_dir: Path, results_file: str | Path | None, judge_model: str,
                  bench: Bench) -> tuple[dict[str, Any], Path | None]:
-    from .scoring import judgment_file, results_from_file
+    from .data import judgment_file
+    from .scoring import results_from_file
 
     path = Path(results_file) if results_file else judgment_file(data_dir, judge_model, "single")
     if not path.is_file():

@@ -2,7 +2,7 @@
 
 Dataset: the data dir in FastChat's layout (model_answer/, model_judgment/, reference_answer/).
 Paper: Zheng et al., "Judging LLM-as-a-judge with MT-Bench and Chatbot Arena", arXiv:2306.05685.
-Shows: the leaderboard and pairwise tables (numbers from `scoring.results_from_rows`, exactly what
+Shows: the leaderboard and pairwise tables (numbers from `scoring.results_from_records`, exactly what
 `mt-bench show --json` prints), the radar plot, a browser over questions, answers and judgments,
 and the failed judgments. Everything, the PNG included, is embedded: the file opens offline.
 
@@ -18,20 +18,24 @@ import json
 import math
 import re
 import tempfile
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import data, scoring
 from .bench import Bench, load_bench, order_categories
 from .errors import DataError
-from .judges import identity_of_rows
+from .judges import identity_of_records
+from .official import calibration_label
+from .types import Judgment, PairJudgment, SingleJudgment
 
 _TEMPLATE = Path(__file__).parent / "templates" / "report.html"
 _DATA_SLOT = "__REPORT_DATA__"
 _HASH_SLOT = "__SCRIPT_HASH__"
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
 _EXCERPT = 160
+J = TypeVar("J", SingleJudgment, PairJudgment)
 
 
 def write_report(data_dir: Path, judge_model: str = "gpt-4", out: Path = Path("report.html"),
@@ -62,22 +66,24 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
                         f"run `mt-bench gen` or `mt-bench gen-api` first")
     questions = bench.questions
     categories = bench.category_of
-    single_path = scoring.judgment_file(data_dir, judge_model, "single")
-    pair_path = scoring.judgment_file(data_dir, judge_model, "pairwise-all")
-    single_rows = _rows(single_path, "single")
-    pair_rows = _rows(pair_path, "pairwise-all")
+    single_path = data.judgment_file(data_dir, judge_model, "single")
+    pair_path = data.judgment_file(data_dir, judge_model, "pairwise-all")
+    single_records = _records(single_path, data.read_single_judgments)
+    pair_records = _records(pair_path, data.read_pair_judgments)
+    records: list[Judgment] = [*(single_records or []), *(pair_records or [])]
 
     # Judged models without an answer file (a pairwise baseline) still get a column.
-    judged = {r["model"] for r in single_rows or []}
-    judged |= {m for r in pair_rows or [] for m in (r["model_1"], r["model_2"])}
+    judged = {r.model for r in single_records or []}
+    judged |= {m for r in pair_records or [] for m in (r.model_1, r.model_2)}
     models = answer_models + sorted(judged - set(answer_models))
     index = {m: i for i, m in enumerate(models)}
     ref_name, refs = bench.reference_for(judge_model)
 
     failures: list[dict[str, Any]] = []
-    single = _single(single_rows, single_path, categories, bench.categories, index, seed, failures)
-    pair = _pair(pair_rows, pair_path, index, failures, categories)
-    labels = scoring.judge_labels((single_rows or []) + (pair_rows or []), judge_model)
+    single = _single(single_records, single_path, categories, bench.categories, index, seed,
+                     failures)
+    pair = _pair(pair_records, pair_path, index, failures, categories)
+    labels = scoring.judge_labels(records, judge_model)
     if leaderboard and single is None:
         raise DataError(f"{single_path}: not found; the leaderboard placement needs single-mode "
                         f"judgments (`mt-bench judge --mode single`)")
@@ -97,27 +103,27 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
         "pair": pair,
         "failures": failures,
         "radar": _radar(single["results"], labels, bench) if single else None,
-        "calibration": _calibration(data_dir, (single_rows or []) + (pair_rows or []), judge_model),
-        "placement": _placement(single["results"], single_rows or [], judge_model, seed)
+        "calibration": _calibration(data_dir, records, judge_model),
+        "placement": _placement(single["results"], single_records or [], judge_model, seed)
         if leaderboard and single else None,
     }
 
 
-def _calibration(data_dir: Path, rows: list[dict[str, Any]], judge_model: str) -> dict | None:
+def _calibration(data_dir: Path, records: list[Judgment], judge_model: str) -> dict | None:
     """The judge label with the saved `mt-bench calibrate` figures, when there are some."""
-    found = scoring._calibration_label(data_dir, rows, judge_model)
+    found = calibration_label(data_dir, records, judge_model)
     if found is None:
         return None
-    return {"text": found[0], "comparable": identity_of_rows(rows, judge_model).comparable}
+    return {"text": found[0], "comparable": identity_of_records(records, judge_model).comparable}
 
 
-def _placement(results: dict[str, Any], rows: list[dict[str, Any]], judge_model: str,
+def _placement(results: dict[str, Any], records: Sequence[SingleJudgment], judge_model: str,
                seed: int) -> dict[str, Any]:
     """The user's models among the official ones, ranked; official rows are flagged."""
     from .official import leaderboard
 
     board = leaderboard(results, seed)
-    who = identity_of_rows(rows, judge_model)
+    who = identity_of_records(records, judge_model)
     return {"judge": who.judge, "comparable": who.comparable,
             "label": None if who.comparable else f"{who.label}; your models were graded by "
                      f"{who.judge}, the official ones by GPT-4",
@@ -127,13 +133,10 @@ def _placement(results: dict[str, Any], rows: list[dict[str, Any]], judge_model:
                      for name, m in board["models"].items()]}
 
 
-def _rows(path: Path, mode: str) -> list[dict[str, Any]] | None:
-    """A judgment file's rows (typed reader: file:line on a bad one), or None when that kind of
-    judging was not run. Texts a minimal FastChat row lacks read as empty."""
-    if not path.is_file():
-        return None
-    texts = ("judgment",) if mode == "single" else ("g1_judgment", "g2_judgment")
-    return [{**{t: "" for t in texts}, **r.to_dict()} for r in data.read_judgments(path, mode)]
+def _records(path: Path, read: Callable[[Path], list[J]]) -> list[J] | None:
+    """A judgment file's records (typed reader: file:line on a bad one), or None when that kind
+    of judging was not run."""
+    return read(path) if path.is_file() else None
 
 
 def _answers(data_dir: Path, model: str, fallback: Path | None) -> dict[str, list[str]]:
@@ -143,57 +146,56 @@ def _answers(data_dir: Path, model: str, fallback: Path | None) -> dict[str, lis
         return {}
 
 
-def _single(rows: list[dict[str, Any]] | None, path: Path, categories: dict[int, str],
+def _single(records: list[SingleJudgment] | None, path: Path, categories: dict[int, str],
             category_order: tuple[str, ...], index: dict[str, int], seed: int,
             failures: list[dict[str, Any]]) -> dict[str, Any] | None:
-    if rows is None:
+    if records is None:
         return None
-    results = scoring.results_from_rows(rows, "single", categories=categories, seed=seed,
-                                        source=str(path))
+    results = scoring.results_from_records(records, "single", categories=categories, seed=seed,
+                                           source=str(path))
     # {qid: {model index: {turn: [score, judgment, prompt name]}}}; the last row wins (FastChat).
+    # A text a minimal FastChat record lacks reads as empty.
     by_q: dict[str, dict[str, dict[str, list[Any]]]] = {}
-    for r in rows:
-        mi, qid, turn = index[r["model"]], r["question_id"], r["turn"]
+    for r in records:
+        mi, qid, turn, text = index[r.model], r.question_id, r.turn, r.judgment or ""
         by_q.setdefault(str(qid), {}).setdefault(str(mi), {})[str(turn)] = [
-            r["score"], r["judgment"], r["judge"][1]]
-        if r["score"] == -1:
-            kind = ("API failure ($ERROR$)" if r["judgment"] == "$ERROR$"
-                    else "no rating found (score -1)")
+            r.score, text, r.judge[1]]
+        if r.score == -1:
+            kind = "API failure ($ERROR$)" if r.failed else "no rating found (score -1)"
             failures.append({"anchor": f"j-s-{qid}-{mi}-{turn}", "qid": qid, "turn": turn,
-                             "model": r["model"], "kind": kind,
-                             "excerpt": r["judgment"][:_EXCERPT]})
+                             "model": r.model, "kind": kind, "excerpt": text[:_EXCERPT]})
     present = {c for m in results["models"].values() for c in m["categories"]}
     cats = order_categories(present, category_order)
     return {"results": results, "categories": cats, "j": by_q}
 
 
-def _pair_mode(rows: list[dict[str, Any]]) -> tuple[str, str | None]:
+def _pair_mode(records: list[PairJudgment]) -> tuple[str, str | None]:
     """A model in every row among 3+ models is a pairwise-baseline run; anything else is -all."""
-    pairs = [{r["model_1"], r["model_2"]} for r in rows]
+    pairs = [{r.model_1, r.model_2} for r in records]
     common = set.intersection(*pairs) if pairs else set()
     if len(common) == 1 and len(set.union(*pairs)) > 2:
         return "pairwise-baseline", common.pop()
     return "pairwise-all", None
 
 
-def _pair(rows: list[dict[str, Any]] | None, path: Path, index: dict[str, int],
+def _pair(records: list[PairJudgment] | None, path: Path, index: dict[str, int],
           failures: list[dict[str, Any]], categories: dict[int, str]) -> dict[str, Any] | None:
-    if rows is None:
+    if records is None:
         return None
-    mode, baseline = _pair_mode(rows)
-    results = scoring.results_from_rows(rows, mode, baseline_model=baseline, categories=categories,
-                                        source=str(path))
+    mode, baseline = _pair_mode(records)
+    results = scoring.results_from_records(records, mode, baseline_model=baseline,
+                                           categories=categories, source=str(path))
     out = []
-    for i, r in enumerate(rows):
-        out.append({"q": r["question_id"], "t": r["turn"], "a": index[r["model_1"]],
-                    "b": index[r["model_2"]], "g1": r["g1_winner"], "g2": r["g2_winner"],
-                    "j1": r["g1_judgment"], "j2": r["g2_judgment"], "p": r["judge"][1]})
-        for g in ("g1", "g2"):
-            if r[f"{g}_winner"] == "error":
-                failures.append({"anchor": f"j-p-{i}", "qid": r["question_id"], "turn": r["turn"],
-                                 "model": f"{r['model_1']} vs {r['model_2']}",
-                                 "kind": f"pairwise {g} error",
-                                 "excerpt": r[f"{g}_judgment"][:_EXCERPT]})
+    for i, r in enumerate(records):
+        texts = {"g1": r.g1_judgment or "", "g2": r.g2_judgment or ""}  # empty when absent
+        out.append({"q": r.question_id, "t": r.turn, "a": index[r.model_1],
+                    "b": index[r.model_2], "g1": r.g1_winner, "g2": r.g2_winner,
+                    "j1": texts["g1"], "j2": texts["g2"], "p": r.judge[1]})
+        for g, winner in (("g1", r.g1_winner), ("g2", r.g2_winner)):
+            if winner == "error":
+                failures.append({"anchor": f"j-p-{i}", "qid": r.question_id, "turn": r.turn,
+                                 "model": f"{r.model_1} vs {r.model_2}",
+                                 "kind": f"pairwise {g} error", "excerpt": texts[g][:_EXCERPT]})
     return {"results": results, "baseline": baseline, "rows": out}
 
 

@@ -1,33 +1,26 @@
 """Stage 4, scoring: FastChat show_result's tables with the same numbers, plus per-category scores,
-bootstrap CIs, counts and pairwise position consistency. Pure functions over judgment rows, so the
-CLI, the metric, the publisher and the report all share them.
+bootstrap CIs, counts and pairwise position consistency. Pure functions over judgment records
+(`SingleJudgment`, `PairJudgment`, as `data`'s readers return them), so the CLI, the metric, the
+publisher and the report all share them.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import data
 from .bench import order_categories
+from .data import judgment_file, read_judgments
 from .errors import DataError, ParameterError
-from .judges import NOT_COMPARABLE, identity_of_rows
+from .judges import NOT_COMPARABLE, identity_of_records
+from .types import Judgment, PairJudgment, SingleJudgment
 
 if TYPE_CHECKING:
     from .bench import Bench
 
 N_BOOTSTRAP = 1000
-
-
-def judgment_file(data_dir: Path, judge_model: str, mode: str) -> Path:
-    suffix = "single" if mode == "single" else "pair"
-    return Path(data_dir) / "model_judgment" / f"{_safe_name(judge_model)}_{suffix}.jsonl"
-
-
-def _safe_name(judge_model: str) -> str:
-    """A local judge given as a path becomes a file-name-safe name."""
-    return judge_model.rstrip("/").replace("/", "__")
+J = TypeVar("J", SingleJudgment, PairJudgment)
 
 
 def _check_models(known: Iterable[str], model_list: list[str] | None, path: Path | str) -> None:
@@ -37,9 +30,20 @@ def _check_models(known: Iterable[str], model_list: list[str] | None, path: Path
                         f"models in the file: {sorted(set(known))}")
 
 
-def judge_repeats(rows: Iterable[dict[str, Any]]) -> int:
-    """K of a judgment file: the largest "repeat" + 1 (1 when no record has one)."""
-    return max((int(r.get("repeat") or 0) for r in rows), default=0) + 1
+def only(kind: type[J], records: Sequence[Judgment], source: str = "judgments") -> list[J]:
+    """`records`, all of one mode (`kind`); DataError naming the first record of the other."""
+    found = [r for r in records if isinstance(r, kind)]
+    if len(found) != len(records):
+        i = next(i for i, r in enumerate(records) if not isinstance(r, kind))
+        what, use = (("single-mode", "pairwise-baseline or pairwise-all") if kind is SingleJudgment
+                     else ("pairwise", "single"))
+        raise DataError(f"{source}: record {i + 1} is not a {what} judgment (read it with mode {use})")
+    return found
+
+
+def judge_repeats(records: Iterable[Judgment]) -> int:
+    """K of a judgment file: the largest `repeat` + 1 (1 when no record has one)."""
+    return max((r.repeat for r in records), default=0) + 1
 
 
 def judge_sd(df: Any) -> float | None:
@@ -50,20 +54,27 @@ def judge_sd(df: Any) -> float | None:
     return float(sds.mean()) if len(sds) else None
 
 
-def summarize_single(rows: list[dict[str, Any]], categories: dict[int, str],
+def _frame(records: Sequence[SingleJudgment]) -> Any:
+    """show_result's DataFrame: one row (question_id, model, score, turn) per record."""
+    import pandas as pd
+
+    return pd.DataFrame([(r.question_id, r.model, r.score, r.turn) for r in records],
+                        columns=["question_id", "model", "score", "turn"])
+
+
+def summarize_single(records: Sequence[SingleJudgment], categories: dict[int, str],
                      model_list: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
     """show_result single mode: drop score -1, per-turn means, Average pooled over all rows.
     With repeats the Average stays the mean over all valid rows (what FastChat prints), the CI
     resamples (question, turn) units with all their repeats, and `judge_sd` is the spread."""
     import numpy as np
-    import pandas as pd
 
-    df_all = pd.DataFrame(rows, columns=["question_id", "model", "score", "turn"])
+    df_all = _frame(records)
     df = df_all[df_all["score"] != -1]
     if model_list is not None:
         df = df[df["model"].isin(model_list)]
     df = df.assign(category=df["question_id"].map(lambda q: categories.get(q, "unknown")))
-    repeats = judge_repeats(rows)
+    repeats = judge_repeats(records)
     rng = np.random.default_rng(seed)
     models: dict[str, Any] = {}
     for name in sorted(df["model"].unique()):
@@ -89,29 +100,29 @@ def summarize_single(rows: list[dict[str, Any]], categories: dict[int, str],
             "models": models}
 
 
-def summarize_pairwise(rows: list[dict[str, Any]], mode: str, model_list: list[str] | None = None,
+def summarize_pairwise(records: Sequence[PairJudgment], mode: str, model_list: list[str] | None = None,
                        baseline_model: str | None = None) -> dict[str, Any]:
     """show_result pairwise: drop error rows; inconsistent (g1 != g2) or g1 tie = tie for both."""
     if mode == "pairwise-all":
         baseline_model = None  # as FastChat's main()
-    kept = [r for r in rows if r["g1_winner"] != "error" and r["g2_winner"] != "error"]
+    kept = [r for r in records if r.g1_winner != "error" and r.g2_winner != "error"]
     counts: dict[str, dict[str, int]] = {}
     consistent = used = 0
     for r in kept:
-        if model_list is not None and r["model_1"] not in model_list:
+        if model_list is not None and r.model_1 not in model_list:
             continue
-        if baseline_model is not None and baseline_model not in (r["model_1"], r["model_2"]):
+        if baseline_model is not None and baseline_model not in (r.model_1, r.model_2):
             continue
         used += 1
-        consistent += r["g1_winner"] == r["g2_winner"]
-        for m in (r["model_1"], r["model_2"]):
+        consistent += r.g1_winner == r.g2_winner
+        for m in (r.model_1, r.model_2):
             counts.setdefault(m, {"win": 0, "loss": 0, "tie": 0})
-        if r["g1_winner"] == "tie" or r["g1_winner"] != r["g2_winner"]:
-            counts[r["model_1"]]["tie"] += 1
-            counts[r["model_2"]]["tie"] += 1
+        if r.g1_winner == "tie" or r.g1_winner != r.g2_winner:
+            counts[r.model_1]["tie"] += 1
+            counts[r.model_2]["tie"] += 1
         else:
-            winner, loser = ((r["model_1"], r["model_2"]) if r["g1_winner"] == "model_1"
-                             else (r["model_2"], r["model_1"]))
+            winner, loser = ((r.model_1, r.model_2) if r.g1_winner == "model_1"
+                             else (r.model_2, r.model_1))
             counts[winner]["win"] += 1
             counts[loser]["loss"] += 1
     counts.pop(baseline_model, None)  # type: ignore[arg-type]
@@ -121,40 +132,26 @@ def summarize_pairwise(rows: list[dict[str, Any]], mode: str, model_list: list[s
         total = c["win"] + c["loss"] + c["tie"]
         models[name] = {**c, "win_rate": c["win"] / total, "loss_rate": c["loss"] / total,
                         "win_rate_adjusted": (c["win"] + 0.5 * c["tie"]) / total}
-    return {"mode": mode, "rows": len(rows), "rows_dropped": len(rows) - len(kept),
+    return {"mode": mode, "rows": len(records), "rows_dropped": len(records) - len(kept),
             "models": models, "consistency": consistent / used if used else None}  # None: no rows
 
 
-def load_rows(path: Path | str, mode: str = "single") -> list[dict[str, Any]]:
-    """A judgment file's rows, each checked by its typed reader (file:line on a bad one)."""
-    return [r.to_dict() for r in data.read_judgments(Path(path), mode)]
-
-
-def results_from_rows(rows: list[dict[str, Any]], mode: str = "single",
-                      model_list: list[str] | None = None, baseline_model: str | None = None,
-                      categories: dict[int, str] | None = None, seed: int = 0,
-                      source: str = "judgments") -> dict[str, Any]:
-    """The `mt-bench show --json` object for judgment rows (dicts as in the JSONL), with the
-    judge's name and whether its scores compare with published MT-bench (`judges`)."""
-    who = identity_of_rows(rows)
-    return {"judge": who.judge, "comparable": who.comparable,
-            **_results(rows, mode, model_list, baseline_model, categories, seed, source)}
-
-
-def _results(rows: list[dict[str, Any]], mode: str, model_list: list[str] | None,
-             baseline_model: str | None, categories: dict[int, str] | None, seed: int,
-             source: str) -> dict[str, Any]:
+def results_from_records(records: Sequence[Judgment], mode: str = "single",
+                         model_list: list[str] | None = None, baseline_model: str | None = None,
+                         categories: dict[int, str] | None = None, seed: int = 0,
+                         source: str = "judgments") -> dict[str, Any]:
+    """The `mt-bench show --json` object for judgment records, with the judge's name and
+    whether its scores compare with published MT-bench (`judges`)."""
+    who = identity_of_records(records)
     if mode == "single":
-        missing = [i for i, r in enumerate(rows) if "score" not in r]
-        if missing:
-            raise DataError(f"{source}: line {missing[0] + 1} is not a single-mode judgment "
-                            f"(read it with mode pairwise-baseline or pairwise-all)")
-        _check_models((r["model"] for r in rows), model_list, source)
-        return summarize_single(rows, categories or {}, model_list, seed)
-    if any("g1_winner" not in r for r in rows):
-        raise DataError(f"{source}: not a pairwise judgment file (read it with mode single)")
-    _check_models((m for r in rows for m in (r["model_1"], r["model_2"])), model_list, source)
-    return summarize_pairwise(rows, mode, model_list, baseline_model)
+        single = only(SingleJudgment, records, source)
+        _check_models((r.model for r in single), model_list, source)
+        results = summarize_single(single, categories or {}, model_list, seed)
+    else:
+        pair = only(PairJudgment, records, source)
+        _check_models((m for r in pair for m in (r.model_1, r.model_2)), model_list, source)
+        results = summarize_pairwise(pair, mode, model_list, baseline_model)
+    return {"judge": who.judge, "comparable": who.comparable, **results}
 
 
 def results_from_file(path: Path | str, mode: str = "single", model_list: list[str] | None = None,
@@ -162,17 +159,17 @@ def results_from_file(path: Path | str, mode: str = "single", model_list: list[s
                       seed: int = 0) -> dict[str, Any]:
     """`categories` ({question_id: category}, a bench's `category_of`) names the per-category
     scores; question ids not in it count as "unknown"."""
-    return results_from_rows(load_rows(path, mode), mode, model_list, baseline_model,
-                             categories, seed, source=str(path))
+    return results_from_records(read_judgments(Path(path), mode), mode, model_list, baseline_model,
+                                categories, seed, source=str(path))
 
 
-def judge_labels(rows: list[dict[str, Any]], default_judge: str = "gpt-4") -> list[str]:
-    """The "not comparable with published MT-bench" line for these rows' judge (`judges`)."""
-    label = identity_of_rows(rows, default_judge).label
+def judge_labels(records: Iterable[Judgment], default_judge: str = "gpt-4") -> list[str]:
+    """The "not comparable with published MT-bench" line for these records' judge (`judges`)."""
+    label = identity_of_records(records, default_judge).label
     return [label] if label else []
 
 
-def fastchat_tables(rows: list[dict[str, Any]], mode: str, model_list: list[str] | None,
+def fastchat_tables(records: Sequence[Judgment], mode: str, model_list: list[str] | None,
                     baseline_model: str | None, multi_turn: bool = True) -> str:
     """The text FastChat's show_result prints (default pandas repr, no rounding). FastChat prints
     the Second turn and Average tables for `mt_bench` only; we print them for any bench with
@@ -180,7 +177,7 @@ def fastchat_tables(rows: list[dict[str, Any]], mode: str, model_list: list[str]
     import pandas as pd
 
     if mode == "single":
-        df = pd.DataFrame(rows)[["model", "score", "turn"]]
+        df = _frame(only(SingleJudgment, records))[["model", "score", "turn"]]
         df = df[df["score"] != -1]
         if model_list is not None:
             df = df[df["model"].isin(model_list)]
@@ -195,7 +192,7 @@ def fastchat_tables(rows: list[dict[str, Any]], mode: str, model_list: list[str]
             out.append(str(df[["model", "score"]].groupby(["model"]).mean()
                            .sort_values(by="score", ascending=False)))
         return "\n".join(out)
-    res = summarize_pairwise(rows, mode, model_list, baseline_model)["models"]
+    res = summarize_pairwise(only(PairJudgment, records), mode, model_list, baseline_model)["models"]
     df = pd.DataFrame.from_dict(res, orient="index")
     df.index.name = "model"
     return str(df.sort_values(by="win_rate_adjusted", ascending=False))
@@ -228,14 +225,14 @@ def extra_tables(results: dict[str, Any], category_order: Sequence[str] = ()) ->
     return "\n".join(lines)
 
 
-def per_category_turns(rows: list[dict[str, Any]], categories: dict[int, str]) -> dict:
-    """{model: {category: {1: mean, 2: mean}}} over rows with a rating (the per-turn split)."""
+def per_category_turns(records: Iterable[SingleJudgment], categories: dict[int, str]) -> dict:
+    """{model: {category: {1: mean, 2: mean}}} over records with a rating (the per-turn split)."""
     acc: dict[str, dict[str, dict[int, list[float]]]] = {}
-    for r in rows:
-        if r["score"] == -1:
+    for r in records:
+        if r.score == -1:
             continue
-        cat = categories.get(r["question_id"], "unknown")
-        acc.setdefault(r["model"], {}).setdefault(cat, {}).setdefault(r["turn"], []).append(r["score"])
+        cat = categories.get(r.question_id, "unknown")
+        acc.setdefault(r.model, {}).setdefault(cat, {}).setdefault(r.turn, []).append(r.score)
     return {m: {c: {t: sum(v) / len(v) for t, v in turns.items()} for c, turns in cs.items()}
             for m, cs in acc.items()}
 
@@ -256,29 +253,29 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
          plot: Path | str | None = None, seed: int = 0, bench: Bench | None = None) -> ShowOutput:
     """FastChat's show_result for `bench` (default: MT-bench, or DATA_DIR's own questions),
     plus CIs, per-category scores, the judge label and, with `plot`, the radar plot."""
-    if bench is None:
-        from .bench import load_bench
+    from .bench import load_bench
+    from .official import calibration_label
 
-        bench = load_bench(data_dir=data_dir)
+    bench = bench or load_bench(data_dir=data_dir)
     if plot and mode != "single":
         raise ParameterError("plot draws single-mode (1-10) scores; not with mode " + mode, "plot", "mode")
     path = Path(input_file) if input_file else judgment_file(data_dir, judge_model, mode)
-    rows = load_rows(path, mode)
-    if not rows:
+    records = read_judgments(path, mode)
+    if not records:
         raise DataError(f"{path}: no judgment records")
-    results = results_from_rows(rows, mode, model_list, baseline_model, bench.category_of, seed,
-                                source=str(path))
-    labels = not_comparable = judge_labels(rows, judge_model)
-    calibration = _calibration_label(data_dir, rows, judge_model)
+    results = results_from_records(records, mode, model_list, baseline_model, bench.category_of,
+                                   seed, source=str(path))
+    labels = not_comparable = judge_labels(records, judge_model)
+    calibration = calibration_label(data_dir, records, judge_model)
     if calibration is not None:  # the judge label with `mt-bench calibrate`'s figures next to it
         labels = [calibration[0]]
         results = {**results, "calibration": calibration[1]}
     lines = [f"Input file: {path}", *(f"NOTE: {label}" for label in labels),
-             fastchat_tables(rows, mode, model_list, baseline_model, bench.multi_turn),
+             fastchat_tables(records, mode, model_list, baseline_model, bench.multi_turn),
              extra_tables(results, bench.categories)]
     if mode == "single":
-        split = per_category_turns([r for r in rows if model_list is None or r["model"] in model_list],
-                                   bench.category_of)
+        split = per_category_turns([r for r in only(SingleJudgment, records)
+                                    if model_list is None or r.model in model_list], bench.category_of)
         lines.append("\n########## Per category and turn (turn 1 / turn 2) ##########")
         for name, cats in sorted(split.items()):
             order = order_categories(cats, bench.categories)
@@ -292,21 +289,6 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
                          title_note=NOT_COMPARABLE if not_comparable else None,
                          categories=bench.categories, bench_name=bench.name)
     return ShowOutput(results, "\n".join(lines), list(labels), out)
-
-
-def _calibration_label(data_dir: Path | None, rows: list[dict[str, Any]],
-                       judge_model: str) -> tuple[str, dict[str, Any]] | None:
-    """(judge label with the calibration figures, saved statistics) when `mt-bench calibrate`
-    saved a calibration for the judge of these rows in DATA_DIR; else None."""
-    from .calibration import citation, load_stats
-    from .official import judge_label
-
-    who = identity_of_rows(rows, judge_model)
-    stats = load_stats(data_dir, who.judge)
-    note = citation(stats)
-    if stats is None or note is None:  # none saved, or nothing to cite (no pairs)
-        return None
-    return f"{judge_label(who, note)}", stats
 
 
 def _fmt(x: float | None) -> str:

@@ -1,4 +1,5 @@
-"""The contracts between stages: FastChat's records as typed dataclasses, and the judge client protocol.
+"""The contracts between stages: FastChat's records as typed dataclasses, and the judge client protocol
+(its home is `chat`; re-exported here).
 
 Field order is FastChat's key order; `to_json()` writes exactly FastChat's line
 (`json.dumps` defaults: ensure_ascii, ", " and ": "), so our files and theirs are interchangeable.
@@ -7,10 +8,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, TypeVar
+
+from .chat import ChatClient, ChatClientBase, ClientUsage, Completion
+
+__all__ = ["ChatClient", "ChatClientBase", "ClientUsage", "Completion"]  # re-exported: home is chat
 
 Score = int | float  # FastChat keeps the rating's literal type: "8" -> 8, "8.5" -> 8.5
 API_ERROR_OUTPUT = "$ERROR$"  # FastChat's text for a request whose retries ran out
+GEN_ERROR_OUTPUT = "ERROR"  # FastChat's turn text when local generation raises a RuntimeError
+FAILED_TURN_TEXTS = (GEN_ERROR_OUTPUT, API_ERROR_OUTPUT)  # a turn that says it failed
 
 
 R = TypeVar("R", bound="_Record")
@@ -108,6 +115,11 @@ class Choice:
         d: dict[str, Any] = {} if self.index is None else {"index": self.index}
         return {**d, "turns": self.turns, **self.extra}
 
+    @property
+    def failed(self) -> bool:
+        """A turn is a failure marker (`FAILED_TURN_TEXTS`): the question is asked again."""
+        return bool(set(FAILED_TURN_TEXTS) & set(self.turns))
+
 
 @dataclass(frozen=True)
 class Answer(_Record):
@@ -150,6 +162,16 @@ class Answer(_Record):
         """FastChat judges `choices[0]` only."""
         return self.choices[0].turns
 
+    @property
+    def key(self) -> int:
+        """One answer per question: the last line of a question id wins (FastChat's reorg rule)."""
+        return self.question_id
+
+    @property
+    def failed(self) -> bool:
+        """A choice has a failed turn ("ERROR" / "$ERROR$"): resume asks the question again."""
+        return any(c.failed for c in self.choices)
+
 
 @dataclass(frozen=True)
 class JudgePrompt(_Record):
@@ -187,10 +209,37 @@ def _check_judgment(d: dict[str, Any], models: tuple[str, ...], winners: tuple[s
     judge = d["judge"]
     if not (isinstance(judge, list) and len(judge) == 2 and all(isinstance(j, str) for j in judge)):
         raise ValueError(f"judge must be [judge_model, prompt_name], got {judge!r:.60}")
+    _int(d, "repeat")  # part of `key`: "1" or 1.0 would never match the job of repeat 1
+    if d.get("repeat", 0) < 0:
+        raise ValueError(f"repeat must be >= 0, got {d['repeat']!r}")
+    for key in ("local_judge", "fastchat_prompts"):
+        if key in d and not isinstance(d[key], bool):
+            raise ValueError(f"{key} must be true or false, got {d[key]!r:.40}")
+
+
+class _Judgment(_Record):
+    """What single and pairwise judgments share: the keys we add to FastChat's record, kept in
+    `extra` (so every line round-trips byte for byte) and read here, typed: `repeat` (the index
+    of `--judge-repeats`; 0 for a record judged once, without the key), `local_judge` (judged
+    in-process) and `fastchat_prompts` (False when marked: judge prompts other than FastChat's)."""
+
+    extra: dict[str, Any]
+
+    @property
+    def repeat(self) -> int:
+        return int(self.extra.get("repeat") or 0)
+
+    @property
+    def local_judge(self) -> bool:
+        return bool(self.extra.get("local_judge"))
+
+    @property
+    def fastchat_prompts(self) -> bool:
+        return self.extra.get("fastchat_prompts", True) is not False
 
 
 @dataclass(frozen=True)
-class SingleJudgment(_Record):
+class SingleJudgment(_Judgment):
     """A single-mode judgment line; show_result needs question_id, model, judge, score, turn."""
 
     question_id: int
@@ -216,8 +265,7 @@ class SingleJudgment(_Record):
     def key(self) -> tuple:
         """Resume identity, equal to `judge_runner.job_key` of the match (and repeat: a record
         without "repeat" is repeat 0) that produced it."""
-        return (self.question_id, self.turn, self.model, "", self.judge[1],
-                self.extra.get("repeat") or 0)
+        return (self.question_id, self.turn, self.model, "", self.judge[1], self.repeat)
 
     @property
     def failed(self) -> bool:
@@ -226,7 +274,7 @@ class SingleJudgment(_Record):
 
 
 @dataclass(frozen=True)
-class PairJudgment(_Record):
+class PairJudgment(_Judgment):
     """A pairwise judgment line; show_result needs the models, both winners, judge and turn."""
 
     question_id: int
@@ -255,63 +303,11 @@ class PairJudgment(_Record):
     @property
     def key(self) -> tuple:
         return (self.question_id, self.turn, self.model_1, self.model_2, self.judge[1],
-                self.extra.get("repeat") or 0)
+                self.repeat)
 
     @property
     def failed(self) -> bool:
         return API_ERROR_OUTPUT in (self.g1_judgment, self.g2_judgment)
 
 
-@dataclass(frozen=True)
-class Completion:
-    """What a judge (or answering) client returns for one request."""
-
-    text: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    failed: bool = False  # retries exhausted or request refused: text is FastChat's "$ERROR$"
-    fallback_rating: int | None = None  # local judge: most probable 1..10 rating when text has none
-    rejection: str | None = None  # the server refused this request (HTTP 400/413/422): its message
-
-
-@dataclass
-class ClientUsage:
-    """Running totals of one client, for progress bars and summaries."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    requests: int = 0  # HTTP attempts (local: generations), retries and adapted resends included
-    retries: int = 0
-    failures: int = 0  # completions given up on ("$ERROR$")
-    adapted: int = 0  # requests refused for a parameter and resent adapted (not judgments)
-
-
-class ChatClient(Protocol):
-    """One chat completion. The OpenAI-compatible client and the local transformers judge both fit."""
-
-    usage: ClientUsage
-    adaptations: list[str]  # what was changed in the requests for this server, said once each
-
-    async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
-                       max_tokens: int) -> Completion: ...
-
-    async def check_reachable(self) -> None:
-        """Raise DataError quickly when the backend cannot answer at all."""
-
-    async def close(self) -> None:
-        """Release connections or workers bound to the current event loop."""
-
-
-class ChatClientBase:
-    """Defaults for a `ChatClient` that only needs `complete` (a stand-in judge in tests or
-    doctests, a custom backend): no usage counted, nothing to reach or close."""
-
-    def __init__(self) -> None:
-        self.usage = ClientUsage()
-        self.adaptations: list[str] = []
-
-    async def check_reachable(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
+Judgment = SingleJudgment | PairJudgment

@@ -15,7 +15,9 @@ import pytest
 from fake_openai import FakeOpenAI
 
 from mt_bench_task.client import OpenAIChatClient
-from mt_bench_task.judging import JudgeRun, record_key, run_judging
+from mt_bench_task.data import read_single_judgments
+from mt_bench_task.judging import JudgeRun, run_judging
+from mt_bench_task.types import SingleJudgment
 
 CONF = Path(__file__).parent / "conformance"
 MODEL = "mamba_0_5_dpo_ep1"
@@ -29,8 +31,8 @@ def _data_dir(tmp_path: Path) -> Path:
     return d
 
 
-def _records(d: Path) -> list[dict]:
-    return [json.loads(l) for l in (d / "model_judgment/gpt-4_single.jsonl").read_text().splitlines()]
+def _records(d: Path) -> list[SingleJudgment]:
+    return read_single_judgments(d / "model_judgment/gpt-4_single.jsonl")
 
 
 def test_all_160_judgments_survive_30_percent_faults_without_duplicates(tmp_path):
@@ -42,8 +44,8 @@ def test_all_160_judgments_survive_30_percent_faults_without_duplicates(tmp_path
         summary = run_judging(JudgeRun(d, parallel=16), client=client)
     recs = _records(d)
     assert summary.ok and summary.sent == 160 == len(recs)
-    assert len({record_key(r) for r in recs}) == 160  # none duplicated
-    assert all(1 <= r["score"] <= 10 for r in recs)  # every one a real rating, no $ERROR$
+    assert len({r.key for r in recs}) == 160  # none duplicated
+    assert all(1 <= r.score <= 10 for r in recs)  # every one a real rating, no $ERROR$
     assert sum(server.faults_injected.values()) >= 30  # the faults really happened
     assert set(k.split(":")[0] for k in server.faults_injected) >= {"429", "500", "drop", "garbage"}
 
@@ -66,8 +68,8 @@ def test_kill_9_mid_run_then_rerun_requests_only_the_missing(tmp_path):
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        done_before = {record_key(json.loads(l)) for l in out.read_text().splitlines()
-                       if l.strip() and l.endswith("}")}
+        done_before = {SingleJudgment.from_dict(json.loads(l)).key
+                       for l in out.read_text().splitlines() if l.strip() and l.endswith("}")}
         first_total = server.total
         assert 40 <= len(done_before) < 160
         rerun = subprocess.run(_judge_cmd(d, server.url), env=env, capture_output=True, text=True)
@@ -76,7 +78,7 @@ def test_kill_9_mid_run_then_rerun_requests_only_the_missing(tmp_path):
         again = subprocess.run(_judge_cmd(d, server.url), env=env, capture_output=True, text=True)
         third_total = server.total - first_total - second_total
     recs = _records(d)
-    keys = Counter(record_key(r) for r in recs)
+    keys = Counter(r.key for r in recs)
     assert len(recs) == 160 and max(keys.values()) == 1
     assert second_total == 160 - len(done_before)  # only the missing ones were requested
     assert third_total == 0 and again.returncode == 0

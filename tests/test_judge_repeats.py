@@ -16,6 +16,8 @@ from fake_openai import FakeOpenAI, VaryingJudge
 
 from mt_bench_task import metric, scoring
 from mt_bench_task.bench import dataset_path, load_bench
+from mt_bench_task.data import read_single_judgments
+from mt_bench_task.types import SingleJudgment
 
 CONF = Path(__file__).parent / "conformance"
 MODELS = ("mamba_0_5_dpo_ep1", "mamba_0_5_dpo_ep3")
@@ -104,9 +106,10 @@ def test_a_fastchat_file_gains_a_second_repeat(tmp_path):
 
 def test_bootstrap_keeps_repeats_together():
     """Identical repeats add no information: the CI equals the CI of one judging."""
-    once = [json.loads(l) for l in (CONF / "jxiw/model_judgment/gpt-4_single.jsonl").read_text().splitlines()]
-    once = [r for r in once if r["model"] == MODELS[0]]
-    thrice = [{**r, "repeat": i} for i in range(3) for r in once]
+    once = [r for r in read_single_judgments(CONF / "jxiw/model_judgment/gpt-4_single.jsonl")
+            if r.model == MODELS[0]]
+    thrice = [SingleJudgment.from_dict({**r.to_dict(), "repeat": i}) for i in range(3) for r in once]
+    assert {r.repeat for r in thrice} == {0, 1, 2} and scoring.judge_repeats(thrice) == 3
     cats = load_bench().category_of
     a = scoring.summarize_single(once, cats)["models"][MODELS[0]]
     b = scoring.summarize_single(thrice, cats)["models"][MODELS[0]]

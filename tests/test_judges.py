@@ -14,10 +14,11 @@ from fake_openai import REASONING_MAX_TOKENS, FakeOpenAI
 
 from mt_bench_task.judges import (
     NOT_COMPARABLE,
-    identity_of_rows,
+    identity_of_records,
     is_comparable,
     judge_spec,
 )
+from mt_bench_task.types import SingleJudgment
 
 try:
     from mock_hub import MockHub, mock_hub
@@ -76,11 +77,16 @@ def test_changed_prompts_or_a_local_judge_are_not_comparable(tmp_path):
     changed.write_text(prompts.read_text().replace("You evaluation", "Your evaluation"))
     assert judge_spec("gpt-4", same).comparable
     assert not judge_spec("gpt-4", changed).comparable
-    row = {"judge": ["gpt-4", "single-v1"]}
-    assert identity_of_rows([row]).comparable
-    assert not identity_of_rows([{**row, "local_judge": True}]).comparable
-    assert not identity_of_rows([{**row, "fastchat_prompts": False}]).comparable
-    assert not identity_of_rows([{"judge": ["gpt-4", "my-own-prompt"]}]).comparable
+    row = {"question_id": 81, "model": "m", "judge": ["gpt-4", "single-v1"], "score": 8, "turn": 1}
+
+    def comparable(**changes) -> bool:
+        return identity_of_records([SingleJudgment.from_dict({**row, **changes})]).comparable
+
+    assert comparable()
+    assert not comparable(local_judge=True)
+    assert not comparable(fastchat_prompts=False)
+    assert not comparable(judge=["gpt-4", "my-own-prompt"])
+    assert not comparable(judge=["gpt-4o", "single-v1"])
 
 
 # ---- the same label from show, report, publish and run ----

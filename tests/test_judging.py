@@ -14,7 +14,7 @@ from mt_bench_task.bench import load_bench
 from mt_bench_task.cli import main
 from mt_bench_task.errors import DataError
 from mt_bench_task.judging import JudgeRun, judge_answers, run_judging
-from mt_bench_task.types import ChatClientBase, Completion
+from mt_bench_task.types import ChatClientBase, Completion, SingleJudgment
 
 CONF = Path(__file__).parent / "conformance"
 SINGLE_KEYS = ["question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp"]
@@ -202,9 +202,10 @@ def test_judge_answers_in_memory_is_ordered_like_fastchat():
     judge, rows = _replay_single("jxiw")
     answers = {"mamba_0_5_dpo_ep1": data.load_answers(CONF / "jxiw", "mamba_0_5_dpo_ep1")}
     recs = judge_answers(load_bench().select(), answers, judge, parallel=16)
-    assert [r["judge"][1] for r in recs][:1] == ["single-v1"] and len(recs) == 160
+    assert [r.judge[1] for r in recs][:1] == ["single-v1"] and len(recs) == 160
+    assert all(isinstance(r, SingleJudgment) for r in recs)
     stored = {(r["question_id"], r["turn"]): r["score"] for r in rows if r["model"] == "mamba_0_5_dpo_ep1"}
-    assert {(r["question_id"], r["turn"]): r["score"] for r in recs} == stored
+    assert {(r.question_id, r.turn): r.score for r in recs} == stored
 
 
 def test_answers_to_unknown_question_ids_are_a_clear_error(tmp_path):

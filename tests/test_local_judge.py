@@ -17,7 +17,7 @@ from mt_bench_task.judges import judge_spec
 from mt_bench_task.judging import judge_answers
 from mt_bench_task.local_judge import RATING_SUFFIX, RATINGS, LocalJudgeClient
 from mt_bench_task.prompts import extract_rating
-from mt_bench_task.types import Choice, Completion
+from mt_bench_task.types import Choice, Completion, SingleJudgment
 
 pytestmark = pytest.mark.slow
 
@@ -248,7 +248,7 @@ def test_judge_answers_with_the_default_local_judge() -> None:
     assert len(records) == 4
     assert client.batch_sizes == [4]  # turns 1 and 2 of both questions in one batch
     for r in records:
-        assert r["local_judge"] is True
-        assert isinstance(r["score"], int) and 1 <= r["score"] <= 10
-        if extract_rating(r["judgment"]) == -1:
-            assert r["score_source"] == "rating_probability"
+        assert isinstance(r, SingleJudgment) and r.local_judge and r.extra["local_judge"] is True
+        assert isinstance(r.score, int) and 1 <= r.score <= 10
+        if extract_rating(r.judgment) == -1:
+            assert r.extra["score_source"] == "rating_probability"

@@ -110,6 +110,10 @@ BROKEN_SINGLE = {
     "no model": {"model": None},
     "score NaN": {"score": float("nan")},  # json.dumps writes NaN: not JSON, never a rating
     "score Infinity": {"score": float("-inf")},
+    "repeat as text": {"repeat": "1"},  # part of the resume key: "1" would never match job 1
+    "repeat negative": {"repeat": -1},
+    "local_judge not a bool": {"local_judge": "yes"},
+    "fastchat_prompts not a bool": {"fastchat_prompts": 0},
 }
 
 
@@ -124,6 +128,33 @@ def test_broken_judgment_line_is_one_error_with_file_and_line(tmp_path, capsys, 
     assert cli.main(["show", "--bench-name", "b", "--data-dir", str(d)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"mt-bench show: error: {path}:2: ") and err.count("\n") == 1
+
+
+def test_our_keys_are_typed_and_lines_round_trip_byte_for_byte(tmp_path):
+    """`repeat`, `local_judge` and `fastchat_prompts` read typed, wherever they are in the line."""
+    path = tmp_path / "j.jsonl"
+    lines = [json.dumps({"question_id": 1, "model": "m", "judge": ["j", "single-v1"], "score": 8,
+                         "turn": 1, "local_judge": True, "score_source": "x", "repeat": 2}),
+             json.dumps({"fastchat_prompts": False, "question_id": 1, "model": "m",
+                         "judge": ["j", "single-v1"], "score": -1, "turn": 2,
+                         "judgment": "$ERROR$"}),
+             json.dumps({"question_id": 2, "model": "m", "judge": ["j", "single-v1"], "score": 3,
+                         "turn": 1, "judgment": "a\u2028b"}, ensure_ascii=False)]  # raw U+2028
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    a, b, _ = data.read_single_judgments(path)
+    assert (a.repeat, a.local_judge, a.fastchat_prompts, a.failed) == (2, True, True, False)
+    assert (b.repeat, b.local_judge, b.fastchat_prompts, b.failed) == (0, False, False, True)
+    assert a.key == (1, 1, "m", "", "single-v1", 2)
+    assert a.to_json() == lines[0]  # key order of FastChat's fields, then the others as read
+    assert [ln for ln, _ in data.judgment_lines(path, "single")] == lines  # split as read
+
+
+def test_an_answer_is_failed_when_a_turn_is_a_failure_marker():
+    def answer(*turns: str) -> Answer:
+        return Answer.from_dict({"question_id": 7, "choices": [{"turns": list(turns)}]})
+
+    assert answer("$ERROR$", "b").failed and answer("a", "ERROR").failed
+    assert not answer("a", "ERROR: not a marker").failed and answer("a").key == 7
 
 
 def test_records_name_what_is_missing():

@@ -11,6 +11,7 @@ import pytest
 
 from mt_bench_task import cli, report, scoring
 from mt_bench_task.errors import DataError
+from mt_bench_task.types import PairJudgment
 
 CONF = Path(__file__).parent / "conformance"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -167,7 +168,8 @@ def test_failures_and_local_judge_label(failing, pair):
 
 
 def test_pairwise_baseline_is_detected(tmp_path):
-    rows = [{"model_1": m, "model_2": "gpt-3.5-turbo"} for m in ("a", "b", "a")]
+    rows = [PairJudgment(81, m, "gpt-3.5-turbo", "tie", "tie", ["gpt-4", "pair-v2"], turn=1)
+            for m in ("a", "b", "a")]
     assert report._pair_mode(rows) == ("pairwise-baseline", "gpt-3.5-turbo")
     assert report._pair_mode(rows[:1]) == ("pairwise-all", None)  # 2 models: nothing to tell
     assert report._pair_mode([]) == ("pairwise-all", None)

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mt_bench_task import scoring
+from mt_bench_task import data, scoring
+from mt_bench_task.bench import load_bench
+from mt_bench_task.errors import DataError
+from mt_bench_task.types import PairJudgment, SingleJudgment
 
 CONF = Path(__file__).parent / "conformance"
 EXPECTED = json.loads((CONF / "expected.json").read_text())
@@ -65,11 +68,32 @@ def test_pairwise_show_json_equals_fastchat(key, args):
     assert got["consistency"] == pytest.approx(sum(r["g1_winner"] == r["g2_winner"] for r in used) / len(used))
 
 
+def test_results_from_records_equal_fastchat_and_show_json():
+    """The library path (typed records from the reader) gives show --json's object, whose
+    numbers are FastChat's (expected.json)."""
+    cats = load_bench().category_of
+    for run in ("jxiw", "instructlab"):
+        path = CONF / run / "model_judgment" / "gpt-4_single.jsonl"
+        got = scoring.results_from_records(data.read_single_judgments(path), categories=cats)
+        assert got == _show_json("--input-file", str(path))
+        exp = EXPECTED[f"{run}/model_judgment/gpt-4_single.jsonl :: --mode single"]
+        assert {n: m["average"] for n, m in got["models"].items()} == pytest.approx(exp["average"])
+        assert {n: m["turn_1"] for n, m in got["models"].items()} == pytest.approx(exp["turn1"])
+    records = data.read_pair_judgments(CONF / PAIR)
+    got = scoring.results_from_records(records, "pairwise-all")
+    assert got == _show_json("--input-file", str(CONF / PAIR), "--mode", "pairwise-all")
+    for name, row in EXPECTED[f"{PAIR} :: --mode pairwise-all"]["table"].items():
+        assert {k: got["models"][name][k] for k in row} == pytest.approx(row)
+    with pytest.raises(DataError, match="record 1 is not a single-mode judgment"):
+        scoring.results_from_records(records, "single")
+
+
+def _single(qid: int, score: float, turn: int, model: str = "m") -> SingleJudgment:
+    return SingleJudgment(qid, model, ["gpt-4", "single-v1"], score=score, turn=turn)
+
+
 def test_average_is_pooled_over_rows_not_mean_of_turns():
-    rows = [{"question_id": 81, "model": "m", "score": 10, "turn": 1},
-            {"question_id": 82, "model": "m", "score": 10, "turn": 1},
-            {"question_id": 81, "model": "m", "score": 4, "turn": 2},
-            {"question_id": 82, "model": "m", "score": -1, "turn": 2}]
+    rows = [_single(81, 10, 1), _single(82, 10, 1), _single(81, 4, 2), _single(82, -1, 2)]
     res = scoring.summarize_single(rows, {81: "writing", 82: "writing"})
     m = res["models"]["m"]
     assert (m["turn_1"], m["turn_2"], m["average"]) == (10.0, 4.0, 8.0)
@@ -77,11 +101,9 @@ def test_average_is_pooled_over_rows_not_mean_of_turns():
 
 
 def test_pairwise_inconsistent_counts_as_tie_and_errors_dropped():
-    base = {"question_id": 81, "turn": 1, "model_1": "a", "model_2": "b"}
-    rows = [dict(base, g1_winner="model_1", g2_winner="model_1"),
-            dict(base, g1_winner="model_1", g2_winner="model_2"),
-            dict(base, g1_winner="tie", g2_winner="model_1"),
-            dict(base, g1_winner="error", g2_winner="model_1")]
+    rows = [PairJudgment(81, "a", "b", g1, g2, ["gpt-4", "pair-v2"], turn=1)
+            for g1, g2 in [("model_1", "model_1"), ("model_1", "model_2"), ("tie", "model_1"),
+                           ("error", "model_1")]]
     res = scoring.summarize_pairwise(rows, "pairwise-all")
     assert res["models"]["a"] == {"win": 1, "loss": 0, "tie": 2, "win_rate": 1 / 3,
                                   "loss_rate": 0.0, "win_rate_adjusted": 2 / 3}
