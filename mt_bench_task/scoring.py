@@ -105,6 +105,11 @@ def summarize_pairwise(records: Sequence[PairJudgment], mode: str, model_list: l
     """show_result pairwise: drop error rows; inconsistent (g1 != g2) or g1 tie = tie for both."""
     if mode == "pairwise-all":
         baseline_model = None  # as FastChat's main()
+    if baseline_model is not None and records and not any(
+            baseline_model in (r.model_1, r.model_2) for r in records):
+        found = sorted({m for r in records for m in (r.model_1, r.model_2)})
+        raise ParameterError(f"baseline_model {baseline_model!r} played no game in these "
+                             f"judgments; models in them: {found}", "baseline_model")
     kept = [r for r in records if r.g1_winner != "error" and r.g2_winner != "error"]
     counts: dict[str, dict[str, int]] = {}
     consistent = used = 0
@@ -195,7 +200,7 @@ def fastchat_tables(records: Sequence[Judgment], mode: str, model_list: list[str
     res = summarize_pairwise(only(PairJudgment, records), mode, model_list, baseline_model)["models"]
     df = pd.DataFrame.from_dict(res, orient="index")
     df.index.name = "model"
-    return str(df.sort_values(by="win_rate_adjusted", ascending=False))
+    return str(df.sort_values(by="win_rate_adjusted", ascending=False) if res else df)
 
 
 def extra_tables(results: dict[str, Any], category_order: Sequence[str] = ()) -> str:

@@ -26,6 +26,10 @@ MISTAKES: list[tuple[str, list[str], str]] = [
     ("show", ["--input-file", "{pair}", "--mode", "pairwise-all", "--plot", "x.png"], "--plot"),
     ("show", ["--input-file", "{pair}", "--mode", "pairwise-baseline", "--plot", "x.png"], "--plot"),
     ("show", ["--input-file", "{single}", "--mode", "pairwise-all"], "pairwise"),
+    # the default baseline (gpt-3.5-turbo) played no game in this pairwise-all file
+    ("show", ["--input-file", "{pair}", "--mode", "pairwise-baseline"], "--baseline-model"),
+    ("show", ["--input-file", "{pair}", "--mode", "pairwise-baseline", "--baseline-model", "x"],
+     "'x'"),
     ("show", ["--input-file", "bad.jsonl"], "bad.jsonl:2"),
     ("show", ["--input-file", "missing.jsonl"], "missing.jsonl"),
     ("show", ["--input-file", "empty.jsonl"], "no judgment records"),
