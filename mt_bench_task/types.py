@@ -1,5 +1,5 @@
-"""The contracts between stages: FastChat's records as typed dataclasses, and the judge client protocol
-(its home is `chat`; re-exported here).
+"""The contracts between stages: FastChat's records as typed dataclasses (the judge client
+protocol is in `chat`).
 
 Field order is FastChat's key order; `to_json()` writes exactly FastChat's line
 (`json.dumps` defaults: ensure_ascii, ", " and ": "), so our files and theirs are interchangeable.
@@ -9,10 +9,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
-
-from .chat import ChatClient, ChatClientBase, ClientUsage, Completion
-
-__all__ = ["ChatClient", "ChatClientBase", "ClientUsage", "Completion"]  # re-exported: home is chat
 
 Score = int | float  # FastChat keeps the rating's literal type: "8" -> 8, "8.5" -> 8.5
 API_ERROR_OUTPUT = "$ERROR$"  # FastChat's text for a request whose retries ran out
@@ -38,8 +34,7 @@ class _Record:
     @classmethod
     def from_dict(cls: type[R], d: dict[str, Any]) -> R:
         names = [f.name for f in fields(cls) if f.name != "extra"]  # type: ignore[arg-type]
-        required = cls._REQUIRED or tuple(n for n in names if _required(cls, n))
-        missing = [n for n in required if n not in d]
+        missing = [n for n in cls._REQUIRED if n not in d]
         if missing:
             raise ValueError(f"missing key(s) {missing}")
         cls._check(d)
@@ -62,13 +57,6 @@ class _Record:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
-
-
-def _required(cls: Any, name: str) -> bool:
-    from dataclasses import MISSING
-
-    f = next(f for f in fields(cls) if f.name == name)
-    return f.default is MISSING and f.default_factory is MISSING  # type: ignore[misc]
 
 
 def _int(d: dict[str, Any], key: str) -> None:
@@ -94,6 +82,7 @@ class Question(_Record):
     reference: list[str] | None = None  # inline hints on 39 questions; FastChat never reads them
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # e.g. required_temperature
 
+    _REQUIRED: ClassVar[tuple[str, ...]] = ("question_id", "category", "turns")
     _OPTIONAL: ClassVar[tuple[str, ...]] = ("reference",)
 
     @classmethod

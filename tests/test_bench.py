@@ -22,7 +22,7 @@ from fake_openai import FakeOpenAI
 from mock_hub import MockHub
 
 from mt_bench_task import cli
-from mt_bench_task.types import ChatClientBase
+from mt_bench_task.chat import ChatClientBase
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGED = REPO / "mt_bench_task" / "data"
@@ -229,7 +229,7 @@ def test_stripped_fastchat_answer_records_judge_like_the_full_ones(tmp_path):
 
     class Replay(ChatClientBase):
         async def complete(self, model, messages, *, temperature, max_tokens):
-            from mt_bench_task.types import Completion
+            from mt_bench_task.chat import Completion
 
             return Completion(replies[messages[-1]["content"]])
 
@@ -253,7 +253,7 @@ def test_metric_takes_the_bench_for_references_and_prompts():
     """`evaluate.load("mt_bench_judge", bench="vicuna_bench")`: vicuna's GPT-4 references, not
     MT-bench's, and FastChat's prompts for them (metric.compute is what the script calls)."""
     from mt_bench_task import metric
-    from mt_bench_task.types import Completion
+    from mt_bench_task.chat import Completion
 
     questions = _jsonl(VICUNA / "question.jsonl")[58:72]  # ids 59-72: knowledge, coding, math, writing
     seen: list[list[dict[str, str]]] = []
@@ -275,8 +275,8 @@ def test_metric_takes_the_bench_for_references_and_prompts():
 def test_vicuna_bench_pairwise_uses_single_turn_pair_prompts(tmp_path):
     """pairwise-all on vicuna_bench: pair-v2 / pair-math-v1 (with the reference), both orders."""
     from mt_bench_task.bench import load_bench
+    from mt_bench_task.chat import Completion
     from mt_bench_task.judging import JudgeRun, run_judging
-    from mt_bench_task.types import Completion
 
     questions = _jsonl(VICUNA / "question.jsonl")
     refs = {r["question_id"]: r for r in _jsonl(VICUNA / "reference_answer_gpt-4.jsonl")}
@@ -316,8 +316,8 @@ def test_data_dir_judge_prompts_win_and_mark_the_judge_not_comparable(tmp_path, 
     """A bench folder's own judge_prompts.jsonl (here lighteval's typo fix) is what the judge
     gets; the records and `show` say the scores are not comparable with published MT-bench."""
     from mt_bench_task.bench import load_bench
+    from mt_bench_task.chat import Completion
     from mt_bench_task.judging import JudgeRun, run_judging
-    from mt_bench_task.types import Completion
 
     d = tmp_path / "fixed"
     (d / "model_answer").mkdir(parents=True)

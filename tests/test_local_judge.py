@@ -13,11 +13,12 @@ import pytest
 
 from mt_bench_task import data
 from mt_bench_task.bench import load_bench
+from mt_bench_task.chat import Completion
 from mt_bench_task.judges import judge_spec
 from mt_bench_task.judging import judge_answers
 from mt_bench_task.local_judge import RATING_SUFFIX, RATINGS, LocalJudgeClient
 from mt_bench_task.prompts import extract_rating
-from mt_bench_task.types import Choice, Completion, SingleJudgment
+from mt_bench_task.types import Choice, SingleJudgment
 
 pytestmark = pytest.mark.slow
 
