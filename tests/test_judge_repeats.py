@@ -90,6 +90,7 @@ def test_repeats_records_spread_resume_and_one_more_repeat(tmp_path):
     assert sorted(r["repeat"] for r in rows) == sorted(list(range(4)) * matches)
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_a_fastchat_file_gains_a_second_repeat(tmp_path):
     d = _data_dir(tmp_path)
     with FakeOpenAI(VaryingJudge()) as server:

@@ -53,7 +53,7 @@ def _judged(tmp_path: Path, judge: str, url: str) -> Path:
 
 
 def _slow(*values: object) -> object:
-    """The second judge of an end-to-end pair: the full suite runs it, the fast loop one judge."""
+    """A case only the full suite runs: the fast loop runs another value of the same test."""
     return pytest.param(*values, marks=pytest.mark.slow)
 
 
@@ -120,7 +120,8 @@ def test_publish_card_labels_the_judge(tmp_path, mock_hub: MockHub, judge, compa
     assert (f"judged by {judge}: {NOT_COMPARABLE}" in p.stderr) is not comparable
 
 
-@pytest.mark.parametrize("judge,comparable", [_slow("gpt-3.5-turbo", False), ("gpt-4", True)])
+@pytest.mark.slow  # `run` ends in `show`, whose label the fast loop checks
+@pytest.mark.parametrize("judge,comparable", [("gpt-3.5-turbo", False), ("gpt-4", True)])
 def test_run_labels_the_judge(tmp_path, judge, comparable):
     d = _data_dir(tmp_path)  # answers exist: `run` resumes generation and loads no model
     with FakeOpenAI("judge") as server:
@@ -163,7 +164,7 @@ def test_reasoning_judge_is_adapted_once_and_completes_every_judgment(tmp_path):
 
 
 # ---- a judge that refuses everything ----
-@pytest.mark.parametrize("parallel", [1, 4, 16])
+@pytest.mark.parametrize("parallel", [_slow(1), 4, _slow(16)])
 def test_judge_refusing_everything_stops_within_3x_parallel(tmp_path, parallel):
     d = _data_dir(tmp_path)
     message = f"The model `gpt-4` does not exist or you do not have access to it ({SECRET})."

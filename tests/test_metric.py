@@ -217,6 +217,7 @@ def test_load_by_bare_name_from_other_dir(by_name: dict, by_path: dict, server: 
     assert "Bearer sk-from-env" in server.auth_headers  # api_key defaults to $OPENAI_API_KEY
 
 
+@pytest.mark.slow  # a fresh HF cache in a subprocess; test_load_by_path_* load the metric in the fast loop
 def test_doctests_run_offline(by_name: dict) -> None:
     attempted, failed = by_name["doctest"]
     assert attempted >= 10 and failed == 0

@@ -165,6 +165,7 @@ def test_leaderboard_plot_and_user_mistakes(tmp_path):
 
 
 # ---- report ----
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_report_placement_marks_official_rows(tmp_path):
     d = _judged_dir(tmp_path, "gpt-4o")
     (d / "model_answer").mkdir()

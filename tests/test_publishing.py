@@ -203,6 +203,7 @@ def test_create_pr_leaves_main_untouched(mock_hub: MockHub, tmp_path: Path) -> N
     assert f"{REPO}/discussions/1" in proc.stdout
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_revision_targets_a_branch(mock_hub: MockHub, tmp_path: Path) -> None:
     repo = mock_hub.create_repo(REPO, files={"README.md": FOREIGN_CARD.encode()})
     repo.refs["dev"] = main_before = repo.refs["main"]
@@ -231,6 +232,7 @@ def test_bad_token_401_is_a_clear_error_and_writes_nothing(mock_hub: MockHub, tm
     assert _readme(mock_hub) == FOREIGN_CARD
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_read_only_token_403_writes_nothing(mock_hub: MockHub, tmp_path: Path) -> None:
     repo = mock_hub.create_repo(REPO, files={"README.md": FOREIGN_CARD.encode()})
     mock_hub.read_only_token = BAD_TOKEN
@@ -261,6 +263,7 @@ def test_dry_run_prints_the_card_and_pushes_nothing(mock_hub: MockHub, tmp_path:
     assert len(repo.commits) == 1
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_dry_run_without_token_or_repo(mock_hub: MockHub, tmp_path: Path) -> None:
     proc = _publish(mock_hub, tmp_path, _results(), "--dry-run", token="")
     assert proc.returncode == 0, proc.stderr
@@ -275,6 +278,7 @@ def test_unknown_model_lists_the_known_ones(mock_hub: MockHub, tmp_path: Path) -
     assert mock_hub.requests == []
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_local_judge_is_labelled_not_comparable(mock_hub: MockHub, tmp_path: Path) -> None:
     mock_hub.create_repo(REPO)
     proc = _publish(mock_hub, tmp_path, _results(judge="smollm2-135m", comparable=False))
@@ -364,6 +368,7 @@ def test_push_dataset_then_load_dataset_round_trip(mock_hub: MockHub, tmp_path: 
     assert len(remote["question"]) == 80
 
 
+@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_push_dataset_private_to_a_branch(mock_hub: MockHub, tmp_path: Path) -> None:
     proc = run_cli(mock_hub, tmp_path, "push-dataset", "--repo-id", "user/mt_bench", "--private",
                    "--revision", "v1")
