@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,6 +27,10 @@ LOCAL_MAX_NEW_TOKENS = 256
 RATING_SUFFIX = "\nRating: [["
 RATINGS = tuple(range(1, 11))
 _COLLECT_S = 0.01  # wait this long after the first request so concurrent callers join its batch
+# Every batch runs on this one thread, not asyncio.to_thread's pool: each pool thread got its own
+# malloc arena for the batches' tensors (mt-bench run's judging: 5.6 GB peak RSS, 77 s; with
+# one arena 4.1 GB, 59 s).
+_MODEL_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-judge")
 
 
 @dataclass
@@ -96,7 +101,8 @@ class LocalJudgeClient:
             if not batch:
                 continue
             try:
-                results = await asyncio.to_thread(self._locked_batch, batch)
+                results = await asyncio.get_running_loop().run_in_executor(
+                    _MODEL_THREAD, self._locked_batch, batch)
             except Exception as e:  # the model failed to load or run: every waiting caller sees it
                 for r in batch:
                     if not r.future.done():
