@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from mock_hub import mock_hub  # noqa: F401  (the Hub-server fixture, for every test module)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -8,7 +8,7 @@ It keeps repos in memory (commits, branches, PR refs `refs/pr/N`, LFS objects) a
 request it got in `MockHub.requests`. Auth follows the Hub: a wrong bearer token is a 401 on any
 request; a write (or a read of a private repo) without the expected token is a 401.
 Use it as a context manager, `with MockHub() as hub: ...`, or as the pytest fixture `mock_hub`
-(`from mock_hub import mock_hub` in a test module).
+(registered for every test module by tests/conftest.py).
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fake_openai import REASONING_MAX_TOKENS, FakeOpenAI
+from mock_hub import MockHub
 
 from mt_bench_task.judges import (
     NOT_COMPARABLE,
@@ -19,11 +20,6 @@ from mt_bench_task.judges import (
     judge_spec,
 )
 from mt_bench_task.types import SingleJudgment
-
-try:
-    from mock_hub import MockHub, mock_hub
-except ImportError:  # tests/ became a package
-    from tests.mock_hub import MockHub, mock_hub  # type: ignore[no-redef]  # noqa: F401
 
 CONF = Path(__file__).parent / "conformance"
 MODEL = "mamba_0_5_dpo_ep1"

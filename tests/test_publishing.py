@@ -13,19 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mock_hub import FAKE_TOKEN, MockHub
 
-from mt_bench_task.bench import JUDGE_PROMPTS_VERSION, dataset_path, load_bench
-
-_MT = load_bench()
-CATEGORIES, DATASET_ID, DATASET_REVISION = _MT.categories, _MT.dataset_id, _MT.dataset_revision
 from mt_bench_task import scoring
+from mt_bench_task.bench import JUDGE_PROMPTS_VERSION, dataset_path, load_bench
 from mt_bench_task.errors import DataError
 from mt_bench_task.publishing import SECTION_END, SECTION_START, _with_section
 
-try:
-    from mock_hub import FAKE_TOKEN, MockHub, mock_hub
-except ImportError:  # tests/ became a package
-    from tests.mock_hub import FAKE_TOKEN, MockHub, mock_hub  # type: ignore[no-redef]  # noqa: F401
+_MT = load_bench()
+CATEGORIES, DATASET_ID, DATASET_REVISION = _MT.categories, _MT.dataset_id, _MT.dataset_revision
 
 REPO = "user/my-model"
 BAD_TOKEN = "hf_BADtokenMUSTnotLEAK987654321"
