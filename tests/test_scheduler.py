@@ -75,6 +75,7 @@ class _Wrapped:
         self.model, self.fail = model, fail
         self.config, self.device = model.config, model.device
         self.generation_config = model.generation_config
+        self.forward = model.forward  # its signature names the cache argument (`cache`)
         self.rows_seen: list[int] = []
 
     def __call__(self, **kw: Any) -> Any:
