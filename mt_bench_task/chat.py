@@ -1,6 +1,5 @@
 """The judge (and answering) client protocol: one chat completion, its result and running usage.
-The OpenAI-compatible client (`client`) and the local transformers judge (`local_judge`) fit it;
-`mt_bench_task.types` re-exports these names.
+The OpenAI-compatible client (`client`) and the local transformers judge (`local_judge`) fit it.
 """
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ class LocalJudgeClient:
         self.truncated_prompts = 0
         self._model: Any = None
         self._tok: Any = None
-        self._prefixes: Any = None  # kv_cache.PrefixStore: shared prompt openings prefilled once
+        self._prefixes: Any = None  # kv_cache.PrefixStore, made with the model in _load
         self._queue: asyncio.Queue[_Request] | None = None
         self._worker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -119,9 +119,11 @@ class LocalJudgeClient:
             return self._run_batch(batch)
 
     def _load(self) -> None:
+        from .kv_cache import PrefixStore
         from .models import load_model_and_tokenizer
 
         self._model, self._tok = load_model_and_tokenizer(self.judge_model, self.dtype)
+        self._prefixes = PrefixStore()  # prompt openings of this model, prefilled once
 
     # ---- in the worker thread ----
     def _context_limit(self) -> int:
@@ -176,11 +178,9 @@ class LocalJudgeClient:
         its kept tokens, ready for the rating fallback."""
         import torch
 
-        from .kv_cache import PrefixStore, concat
+        from .kv_cache import concat
 
         model = self._model
-        if self._prefixes is None:
-            self._prefixes = PrefixStore()
         # Alone, a prompt needs no padding mask and SDPA runs its causal kernel: judge prompts
         # (300..2,000 tokens) prefill about twice as fast as in one left-padded batch.
         caches, last = zip(*(self._prefixes.prefill(model, ids) for ids in prompts))
