@@ -31,17 +31,31 @@ def attention_forward(module: Any, query: Any, key: Any, value: Any, attention_m
     batch, heads, _, dim = query.shape
     kv_heads = key.shape[1]
     q = query.reshape(batch, kv_heads, heads // kv_heads, dim)  # heads sharing a key/value head
-    # a cache view with room at its end is not contiguous; copied first, q @ k^T is 3-4x faster
+    # kv_cache hands over its whole buffers (contiguous: q @ k^T on a strided view copies it
+    # first, 3-4x slower); columns past the mask's length are not filled and are masked out
     scores = torch.matmul(q, key.contiguous().transpose(-1, -2)).float()
     scores = scores * (scaling if scaling is not None else dim ** -0.5)
     if attention_mask is not None:  # (batch, 1, 1, keys): bool (True = attend) or additive
-        mask = attention_mask[..., -key.shape[-2]:]
-        scores = (scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool
-                  else scores + mask.float())
+        filled = min(attention_mask.shape[-1], key.shape[-2])
+        mask = attention_mask[..., -filled:]
+        head = scores[..., :filled]
+        if mask.dtype == torch.bool:
+            head.masked_fill_(~mask, float("-inf"))
+        else:
+            head.add_(mask.float())
+        scores[..., filled:] = float("-inf")
     probs = torch.softmax(scores, dim=-1).to(value.dtype)
-    out = torch.matmul(probs, value)  # (batch, kv_heads, group, dim)
+    out = torch.matmul(probs, value.contiguous())  # (batch, kv_heads, group, dim)
     return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
 
 
+def _decode_mask(*args: Any, **kwargs: Any) -> Any:
+    """sdpa_mask, always built for a one-token query: its length tells the attention how many
+    of the cache buffer's columns are filled."""
+    if kwargs.get("q_length", args[1] if len(args) > 1 else 2) == 1:
+        kwargs["allow_is_causal_skip"] = False
+    return sdpa_mask(*args, **kwargs)
+
+
 AttentionInterface.register(NAME, attention_forward)
-AttentionMaskInterface.register(NAME, sdpa_mask)
+AttentionMaskInterface.register(NAME, _decode_mask)

@@ -5,7 +5,13 @@ step (measured: a quarter of a decode step for SmolLM2-135M at 16 rows on CPU). 
 their keys/values in a buffer with room at the end and write each step into it; `keys`/`values`
 are views of the filled part. Rows are removed with index_select, leading all-padding columns
 are dropped as a view, and a prefilled group joins by left-padding and concatenating (the rare
-steps that copy). Imports transformers: load lazily.
+steps that copy).
+
+With attention.NAME (CPU), a one-token step gets the whole buffers instead: a view of the filled
+part is not contiguous, and the decode matmuls would copy it (both keys and values, every layer,
+every step: a sixth of a decode step). The columns past the filled part are zeros or stale keys,
+and the attention masks them out (it knows the real length from the mask).
+Imports transformers: load lazily.
 """
 from __future__ import annotations
 
@@ -18,14 +24,16 @@ from transformers.cache_utils import DynamicLayer
 
 
 def _room(n: int) -> int:
-    return n + max(64, n // 2)  # spare columns when a buffer grows
+    # spare columns when a buffer grows: few, since a decode step attends to all of them
+    return n + 64 + n // 8
 
 
 class AppendLayer(DynamicLayer):
-    def __init__(self) -> None:
+    def __init__(self, whole_buffer_steps: bool = False) -> None:
         self._k: Any = None
         self._v: Any = None
         self._n = 0
+        self.whole_buffer_steps = whole_buffer_steps  # one-token updates return the buffers
         super().__init__()
 
     @property  # type: ignore[override]
@@ -59,6 +67,8 @@ class AppendLayer(DynamicLayer):
         self._k[..., self._n:need, :] = key_states
         self._v[..., self._n:need, :] = value_states
         self._n = need
+        if self.whole_buffer_steps and key_states.shape[-2] == 1:
+            return self._k, self._v
         return self.keys, self.values
 
     def batch_select_indices(self, indices: Any) -> None:
@@ -75,15 +85,18 @@ class AppendLayer(DynamicLayer):
 def _grow(buf: Any, n: int, need: int, like: Any) -> Any:
     shape = list(like.shape)
     shape[-2] = _room(need)
-    new = like.new_empty(shape)
+    new = like.new_zeros(shape)  # zeros, not garbage: masked columns still enter p @ v
     if buf is not None and n:
         new[..., :n, :] = buf[..., :n, :]
     return new
 
 
 def new_cache(config: Any) -> Any:
+    from .attention import NAME
+
     cache = DynamicCache(config=config)
-    cache.layers = [AppendLayer() for _ in cache.layers]
+    whole = getattr(config, "_attn_implementation", None) == NAME
+    cache.layers = [AppendLayer(whole) for _ in cache.layers]
     return cache
 
 

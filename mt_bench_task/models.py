@@ -194,6 +194,9 @@ def load_model_and_tokenizer(path: str, dtype: str | None = None, revision: str 
     model.eval()
     if device == "cpu":
         _use_cpu_decode_attention(model)
+        from .packed_linear import pack_linears
+
+        pack_linears(model)  # bf16: weights laid out for oneDNN once, not on every call
     return model, tok
 
 

@@ -64,3 +64,22 @@ def test_cpu_models_load_with_it(tmp_path) -> None:
     eager = _tiny_llama("eager")  # a user's explicit choice other than SDPA is left alone
     _use_cpu_decode_attention(eager)
     assert eager.config._attn_implementation == "eager"
+
+
+def test_decode_steps_get_the_whole_cache_buffer() -> None:
+    """With attention.NAME the cache hands a one-token step its whole (contiguous) buffers; the
+    columns past the filled ones are zeros, and the decode test above shows they are masked."""
+    from mt_bench_task.attention import NAME
+    from mt_bench_task.kv_cache import new_cache
+
+    layer = new_cache(_tiny_llama(NAME).config).layers[0]
+    k = torch.randn(2, 2, 5, 8)
+    keys, _ = layer.update(k, k.clone())
+    assert keys.shape[-2] == 5  # a prompt gets exactly its keys (SDPA)
+    keys, values = layer.update(k[..., :1, :], k[..., :1, :])
+    assert keys.is_contiguous() and values.is_contiguous() and keys.shape[-2] > 6
+    assert torch.equal(keys[..., :5, :], k) and not keys[..., 6:, :].any()
+    assert layer.keys.shape[-2] == 6  # what the rest of the cache API sees
+    sdpa = new_cache(_tiny_llama("sdpa").config).layers[0]
+    sdpa.update(k, k.clone())
+    assert sdpa.update(k[..., :1, :], k[..., :1, :])[0].shape[-2] == 6

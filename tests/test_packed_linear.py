@@ -1,0 +1,74 @@
+"""bf16 CPU linears with pre-packed weights (packed_linear.py): they replace nn.Linear in bf16
+models only, compute what F.linear computes, and a model with them decodes greedily as the
+unpacked model does."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def _tiny_llama(dtype):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=256)
+    return LlamaForCausalLM(config).to(dtype).eval()
+
+
+def test_this_machine_packs() -> None:
+    # CI runs on x86 CPUs with oneDNN: packing must work there, or the speed-up silently is gone
+    from mt_bench_task.packed_linear import packing_works
+
+    assert packing_works()
+
+
+def test_packed_linear_computes_f_linear() -> None:
+    from mt_bench_task.packed_linear import PackedLinear
+
+    g = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(64, 96, bias=True).bfloat16()
+    packed = PackedLinear(linear)
+    for shape in ((1, 1, 64), (16, 1, 64), (3, 50, 64)):
+        x = torch.randn(*shape, generator=g).bfloat16()
+        want = torch.nn.functional.linear(x, linear.weight, linear.bias)
+        got = packed(x)
+        assert got.shape == want.shape and got.dtype == torch.bfloat16
+        assert torch.allclose(got.float(), want.float(), rtol=1e-2, atol=1e-2)
+
+
+def test_only_bf16_models_are_packed() -> None:
+    from mt_bench_task.packed_linear import PackedLinear, pack_linears
+
+    fp32 = _tiny_llama(torch.float32)
+    assert pack_linears(fp32) == 0  # fp32 keeps F.linear: its greedy output is the reference
+    assert not any(isinstance(m, PackedLinear) for m in fp32.modules())
+    bf16 = _tiny_llama(torch.bfloat16)
+    assert pack_linears(bf16) == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer + lm_head
+    assert pack_linears(bf16) == 0  # already packed: nothing left to do
+    assert type(bf16.lm_head) is PackedLinear
+
+
+def test_packed_model_decodes_as_the_unpacked_one() -> None:
+    from mt_bench_task.packed_linear import pack_linears
+
+    plain, packed = _tiny_llama(torch.bfloat16), _tiny_llama(torch.bfloat16)
+    pack_linears(packed)
+    ids = torch.tensor([[5, 17, 42, 8, 91, 3]])
+    with torch.inference_mode():
+        a = plain.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=0)
+        b = packed.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=0)
+        la, lb = plain(input_ids=a).logits, packed(input_ids=a).logits
+    assert torch.equal(a, b)
+    assert torch.allclose(la.float(), lb.float(), atol=0.05)
+
+
+def test_cpu_loader_packs_bf16(tmp_path) -> None:
+    from mt_bench_task.models import load_model_and_tokenizer
+    from mt_bench_task.packed_linear import PackedLinear
+
+    model, _ = load_model_and_tokenizer("default", dtype="bfloat16")
+    assert sum(isinstance(m, PackedLinear) for m in model.modules()) == 30 * 7 + 1
+    model32, _ = load_model_and_tokenizer("default", dtype="float32")
+    assert not any(isinstance(m, PackedLinear) for m in model32.modules())
