@@ -140,7 +140,8 @@ def run_ours(model: Any, prompts: list[list[int]], new: int, static: bool | None
     """`mt-bench gen`'s decode path: the prompts through one ContinuousBatcher (no EOS: every row
     generates `new` tokens). `static` is kept for the config names; the scheduler has no static
     cache (it ignores it)."""
-    from mt_bench_task.scheduler import ContinuousBatcher, Request
+    from mt_bench_task.batch_requests import Request
+    from mt_bench_task.scheduler import ContinuousBatcher
 
     batcher = ContinuousBatcher(model, len(prompts), set(), 0)
     for p in prompts:
@@ -158,7 +159,8 @@ def run_sim(model: Any, prompts: list[list[int]], new: int, batch: int, static: 
     """An MT-bench-shaped `mt-bench gen` run through the scheduler: at most `batch` rows in
     flight, two turns per prompt; a prompt's turn 2 (turn 1's prompt + its answer + a new user
     message of 30-80 tokens) is queued as soon as its turn 1 ends."""
-    from mt_bench_task.scheduler import ContinuousBatcher, Request
+    from mt_bench_task.batch_requests import Request
+    from mt_bench_task.scheduler import ContinuousBatcher
 
     g = torch.Generator().manual_seed(2)
     batcher = ContinuousBatcher(model, batch, set(), 0)

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from . import data
+from .batch_requests import GREEDY_BELOW, Request  # noqa: F401  (GREEDY_BELOW: FastChat's threshold)
 from .bench import DEFAULT_BENCH, Bench, load_bench
 from .jsonl import DataError, JsonlAppender, write_lines_atomic
 from .models import DEFAULT_MODEL, DEFAULT_MODEL_ID, resolve_model_path
-from .scheduler import GREEDY_BELOW, Request  # noqa: F401  (GREEDY_BELOW: FastChat's threshold)
 from .types import GEN_ERROR_OUTPUT, Answer, Choice, Question
 
 SYNC_STEPS = 16  # decode steps between two gathers of finished answers (several processes)
@@ -128,6 +128,7 @@ class _Conversation:
         self.temperature = temperature
         self.messages: list[dict[str, str]] = []
         self.turns: list[str] = []
+        self.last: Request | None = None  # the latest turn's request (its KV starts the next)
 
     @property
     def done(self) -> bool:
@@ -138,8 +139,10 @@ class _Conversation:
         self.messages.append({"role": "user", "content": self.question.turns[len(self.turns)]})
         text = tok.apply_chat_template(self.messages, add_generation_prompt=True, tokenize=False)
         ids = tok(text, add_special_tokens=False)["input_ids"]
-        return Request(ids, self.temperature, max_new_tokens,
-                       generator=self.generator, priority=bool(self.turns), owner=self)
+        self.last = Request(ids, self.temperature, max_new_tokens, generator=self.generator,
+                            priority=bool(self.turns), owner=self, after=self.last,
+                            keep_cache=len(self.turns) + 1 < len(self.question.turns))
+        return self.last
 
     def record(self, text: str) -> None:
         self.messages.append({"role": "assistant", "content": text})

@@ -125,6 +125,28 @@ def concat(caches: list[Any], lengths: list[int]) -> tuple[Any, Any]:
     return caches[0], mask
 
 
+def row_columns(cache: Any, row: int, start: int, end: int) -> list[tuple[Any, Any]]:
+    """A copy of one row's columns [start, end) in every layer: (keys, values) [1, heads, n, dim]."""
+    return [(layer.keys[row:row + 1, :, start:end].clone(),
+             layer.values[row:row + 1, :, start:end].clone()) for layer in cache.layers]
+
+
+def with_pasts(config: Any, pasts: list[list[tuple[Any, Any]] | None], kept: list[int]) -> Any:
+    """A new cache whose rows hold the first `kept[i]` columns of `pasts[i]` (row_columns
+    copies), left-padded with zeros to the longest."""
+    cache = new_cache(config)
+    width = max(kept)
+    if not width:
+        return cache
+    some = next(p for p, n in zip(pasts, kept) if p and n)
+    for i, layer in enumerate(cache.layers):
+        blank = some[i][0][..., :0, :]  # a row with nothing kept: all padding
+        layer.update(*(torch.cat([F.pad((p[i][j] if p and n else blank)[..., :n, :],
+                                        (0, 0, width - n, 0)) for p, n in zip(pasts, kept)])
+                       for j in (0, 1)))
+    return cache
+
+
 def drop_front(cache: Any, n: int) -> None:
     for layer in cache.layers:
         layer.drop_front(n)
@@ -150,7 +172,7 @@ class PrefixStore:
         """A single-row cache holding `ids` and the logits after its last token."""
         n, source = 0, None
         for prev, kv in self._recent:
-            m = _shared_len(prev, ids)
+            m = shared_len(prev, ids)
             if m > n:
                 n, source = m, kv
         n = min(n, len(ids) - 1)  # the last token always runs: its logits are needed
@@ -172,7 +194,7 @@ class PrefixStore:
         return cache, out.logits[:, -1]
 
 
-def _shared_len(a: list[int], b: list[int]) -> int:
+def shared_len(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b):
         if x != y:

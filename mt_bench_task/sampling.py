@@ -11,7 +11,7 @@ import torch
 from transformers import TopKLogitsWarper, TopPLogitsWarper
 
 if TYPE_CHECKING:
-    from .scheduler import Request
+    from .batch_requests import Request
 
 
 def pick_tokens(logits: Any, requests: list[Request], generated: list[list[int]], top_k: int,

@@ -3,7 +3,9 @@
 All requests share one batch whatever their temperature: each row has its own temperature,
 greedy/sample choice, random generator and token budget, applied in our own decode step. A row
 that stops (stop token or budget) leaves the batch at once and waiting requests take its place;
-the caller adds a question's next turn as soon as the previous one is done.
+the caller adds a question's next turn as soon as the previous one is done. That turn's prompt
+opens with the previous prompt and answer, whose KV the finished row leaves behind
+(`keep_cache`): only the rest is prefilled (`after`), as far as its token ids agree.
 
 KV cache (kv_cache.py): one transformers DynamicCache whose layers append in place, left-aligned
 padding. New rows are prefilled together (left-padded among themselves, only the last position's
@@ -29,32 +31,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-GREEDY_BELOW = 1e-4  # FastChat: do_sample = temperature >= 1e-4
+from .batch_requests import Finished, Request, length_buckets, take_past
+
 REFILL_FRACTION = 8  # refill when 1/8 of the rows are free (fewer, larger prefills)
-PAD_SLACK = 1.25  # a prefill computes at most this many tokens per real prompt token (+ PAD_FREE)
-PAD_FREE = 32  # padding tokens a prefill may always add: one more call costs about that much
 log = logging.getLogger(__name__)
-
-
-@dataclass(eq=False)
-class Request:
-    prompt_ids: list[int]
-    temperature: float
-    max_new_tokens: int
-    generator: Any = None  # torch.Generator for sampled requests (None: greedy or global RNG)
-    priority: bool = False  # admitted before the others (a question's later turns)
-    owner: Any = None  # the caller's handle, returned untouched
-    _rng_state: Any = field(default=None, repr=False)
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature < GREEDY_BELOW
-
-
-@dataclass(eq=False)
-class Finished:
-    request: Request
-    token_ids: list[int] | None  # None: a RuntimeError ended it (FastChat writes "ERROR")
 
 
 @dataclass(eq=False)
@@ -117,7 +97,8 @@ class ContinuousBatcher:
         for r in group:
             if r.generator is not None:
                 r._rng_state = r.generator.get_state()  # rewound if the request is retried
-        parts = _length_buckets(group)
+            take_past(r)
+        parts = length_buckets(group)
         for i, part in enumerate(parts):
             if not self._prefill(part, done):  # out of memory: the rest waits in line too
                 self._first.extendleft(reversed([r for p in parts[i + 1:] for r in p]))
@@ -128,20 +109,26 @@ class ContinuousBatcher:
         False after CUDA out of memory (the rest of the admission waits for the smaller limit)."""
         import torch
 
-        longest = max(len(r.prompt_ids) for r in group)
+        # each row: [padding][kept columns][padding][prompt tokens computed here]; a row whose
+        # fresh part is shorter than the longest recomputes some of its kept tokens (no holes)
+        longest = max(r.fresh_tokens for r in group)
+        kept = [max(len(r.prompt_ids) - longest, 0) for r in group]
+        past = max(kept)
         ids = torch.full((len(group), longest), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(group), longest), dtype=torch.long)
-        for i, r in enumerate(group):
-            ids[i, longest - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
-            mask[i, longest - len(r.prompt_ids):] = 1
+        mask = torch.zeros((len(group), past + longest), dtype=torch.long)
+        for i, (r, n) in enumerate(zip(group, kept)):
+            fed = r.prompt_ids[n:]
+            ids[i, longest - len(fed):] = torch.tensor(fed)
+            mask[i, past - n:past] = 1
+            mask[i, past + longest - len(fed):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        from .kv_cache import new_cache
+        from .kv_cache import with_pasts
 
-        cache = new_cache(self.model.config)
+        cache = with_pasts(self.model.config, [r._past and r._past[1] for r in group], kept)
         try:
             with torch.inference_mode():
                 out = self.model(input_ids=ids, attention_mask=mask,
-                                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, past:],
                                  use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
         except self._oom:
             if not self._shrink(group):
@@ -151,6 +138,8 @@ class ContinuousBatcher:
             log.error("prefill of %d requests failed: %s", len(group), e)
             done.extend(Finished(r, None) for r in group)
             return True
+        for r in group:
+            r._past = None
         rows = [_Row(r, len(r.prompt_ids)) for r in group]
         self._merge(cache, mask, rows)
         self._advance(rows, self._pick(out.logits[:, -1], rows), done)
@@ -226,8 +215,20 @@ class ContinuousBatcher:
         if not over:
             return
         done.extend(Finished(r.request, r.tokens) for r in over)
+        self._keep(over)
         ended = set(map(id, over))
         self._drop([i for i, r in enumerate(self._rows) if id(r) not in ended], requeue=[])
+
+    def _keep(self, ended: list[_Row]) -> None:
+        """The KV of ended rows whose request asked for it, for the request that continues it:
+        the row's tokens in the cache are its prompt and its tokens but the pending last one."""
+        from .kv_cache import row_columns
+
+        length, index = self._mask.shape[1], {id(r): i for i, r in enumerate(self._rows)}
+        for r in ended:
+            if r.request.keep_cache:
+                r.request._kv = (r.request.prompt_ids + r.tokens[:-1],
+                                 row_columns(self._cache, index[id(r)], length - r.pos, length))
 
     def _drop(self, keep: list[int], requeue: list[_Row]) -> None:
         """Keep only rows `keep` (indices); put `requeue` back first in line, rewound."""
@@ -272,20 +273,3 @@ class ContinuousBatcher:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return True
-
-
-def _length_buckets(group: list[Request]) -> list[list[Request]]:
-    """`group` in prefill calls of similar prompt lengths. A prefill is compute-bound on a CPU, so
-    left padding is work thrown away (16 MT-bench turn-1 prompts of 49..243 SmolLM2 tokens: 1,395
-    real tokens padded to 3,888), while one more call costs little."""
-    parts: list[list[Request]] = []
-    real = 0
-    for r in sorted(group, key=lambda r: len(r.prompt_ids)):
-        n = len(r.prompt_ids)
-        if parts and (len(parts[-1]) + 1) * n <= PAD_SLACK * (real + n) + PAD_FREE:
-            parts[-1].append(r)
-            real += n
-        else:
-            parts.append([r])
-            real = n
-    return parts

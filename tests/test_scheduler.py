@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from mt_bench_task.batch_requests import Request
 from mt_bench_task.bench import load_bench
 from mt_bench_task.generate import GenerationConfig, _clean_output, generate_answers
-from mt_bench_task.scheduler import ContinuousBatcher, Request
+from mt_bench_task.scheduler import ContinuousBatcher
 
 pytestmark = pytest.mark.slow
 NEW_TOKENS = 6
@@ -153,3 +154,35 @@ def test_finished_rows_are_refilled_without_exceeding_the_limit(
     got = _run(ContinuousBatcher(wrapped, 3, {tok.eos_token_id}, tok.pad_token_id), requests)
     assert len(got) == 5 and len(got[requests[0].owner]) == 1
     assert max(wrapped.rows_seen) == 3 and wrapped.rows_seen[0] == 3
+
+
+def test_a_continuation_prefills_only_what_its_kept_cache_lacks(
+        fp32_model: tuple[Any, Any]) -> None:
+    """Turn 2 reuses turn 1's KV (prompt and answer) and computes only the rest; its tokens are
+    those of a full prefill. Three continuations of different lengths share one prefill call,
+    next to a request with nothing kept."""
+    model, tok = fp32_model
+    first = _requests(tok, 3)
+    for r in first:
+        r.keep_cache = True
+    ended = _run(ContinuousBatcher(model, 4, {tok.eos_token_id}, tok.pad_token_id), first)
+    assert all(r._kv is not None for r in first)
+
+    def follow_ups(reuse: bool) -> list[Request]:
+        out = []
+        for i, r in enumerate(first):
+            ids = r.prompt_ids + ended[r.owner] + tok(" And then?" * (i + 1))["input_ids"]
+            out.append(Request(ids, 0.0, NEW_TOKENS, owner=r.owner, after=r if reuse else None))
+        return out + _requests(tok, 4)[3:]  # a fresh one in the same admission
+
+    want = _run(ContinuousBatcher(model, 4, {tok.eos_token_id}, tok.pad_token_id),
+                follow_ups(reuse=False))
+    wrapped = _Wrapped(model, lambda rows, kw: None)
+    fed: list[int] = []
+    wrapped.fail = lambda rows, kw: fed.append(kw["input_ids"].numel())
+    requests = follow_ups(reuse=True)
+    got = _run(ContinuousBatcher(wrapped, 4, {tok.eos_token_id}, tok.pad_token_id), requests)
+    assert got == want
+    assert all(r._kv is None for r in first)  # handed over, not kept twice
+    full = sum(len(r.prompt_ids) for r in requests)
+    assert sum(n for n in fed if n > 4) < full / 2  # prefills computed under half the prompts
