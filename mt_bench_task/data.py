@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DataError
-from .jsonl import read_jsonl
+from .jsonl import read_jsonl, read_jsonl_lines
 from .types import Answer, JudgePrompt, Judgment, PairJudgment, Question, SingleJudgment
 
 OUTPUT_FORMATS = ("[[rating]]", "[[A]]", "[[rating_a,rating_b]]")
@@ -58,11 +58,9 @@ def read_judgments(path: Path, mode: str, repair_torn_tail: bool = False) -> Seq
 
 
 def judgment_lines(path: Path, mode: str) -> list[tuple[str, Judgment]]:
-    """Each record of a judgment file with its line as written, split as `read_jsonl` splits
-    (to rewrite the file keeping the bytes of the lines that stay)."""
-    records = read_judgments(path, mode)
-    raw = [ln for ln in Path(path).read_bytes().split(b"\n") if ln.strip()]
-    return [(ln.decode("utf-8").removesuffix("\r"), r) for ln, r in zip(raw, records)]
+    """Each record of a judgment file with its line as written (to rewrite the file keeping the
+    bytes of the lines that stay)."""
+    return read_jsonl_lines(path, _single if mode == "single" else _pair)
 
 
 def _single(d: dict[str, Any]) -> SingleJudgment:

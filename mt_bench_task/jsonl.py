@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import DataError
 
-__all__ = ["DataError", "JsonlAppender", "read_jsonl", "write_lines_atomic"]  # DataError: errors.py
+__all__ = ["DataError", "JsonlAppender", "read_jsonl", "read_jsonl_lines", "write_lines_atomic"]  # DataError: errors.py
 
 T = TypeVar("T")
 
@@ -21,12 +21,23 @@ def read_jsonl(path: Path | str, parse: Callable[[dict[str, Any]], T] | None = N
     With `repair_torn_tail`, an unparsable *last* line without a trailing newline (a write cut by
     kill -9) is dropped from the file instead, so the next run re-creates that record.
     """
-    path = Path(path)
+    return [record for _, record in _records(Path(path), parse, repair_torn_tail)]
+
+
+def read_jsonl_lines(path: Path | str, parse: Callable[[dict[str, Any]], T] | None = None
+                     ) -> list[tuple[str, T]]:
+    """`read_jsonl`, each record with its line as written (to rewrite a file keeping the bytes
+    of the lines that stay)."""
+    return [(line.decode("utf-8").removesuffix("\r"), record)
+            for line, record in _records(Path(path), parse, False)]
+
+
+def _records(path: Path, parse: Callable[[dict[str, Any]], T] | None,
+             repair_torn_tail: bool) -> Iterator[tuple[bytes, T]]:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     raw = path.read_bytes()
     lines = raw.split(b"\n")
-    records: list[T] = []
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -34,14 +45,14 @@ def read_jsonl(path: Path | str, parse: Callable[[dict[str, Any]], T] | None = N
             obj = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
-            records.append(parse(obj) if parse else obj)  # type: ignore[arg-type]
+            record = parse(obj) if parse else obj
         except (ValueError, KeyError, TypeError, RecursionError) as e:
             torn = lineno == len(lines) and not raw.endswith(b"\n")
             if repair_torn_tail and torn:
                 _truncate_to(path, len(raw) - len(line))
-                break
+                return
             raise DataError(f"{path}:{lineno}: malformed record ({_short(e)})") from None
-    return records
+        yield line, record  # type: ignore[misc]
 
 
 def _no_constant(name: str) -> float:

@@ -58,7 +58,7 @@ def calibration_label(data_dir: Path | None, records: Iterable[Judgment],
     note = citation(stats)
     if stats is None or note is None:  # none saved, or nothing to cite (no pairs)
         return None
-    return f"{judge_label(who, note)}", stats
+    return judge_label(who, note) or note, stats  # with a note the label is never None
 
 
 # ---- placement ----
