@@ -16,7 +16,8 @@ is left after FastChat's stop_str cut). Seconds exclude model loading.
       template (the fallback for (a), and the batching effect without the template difference).
   (b) `mt-bench gen` defaults (bf16, a continuous batch of at most 32 rows: with one choice the
       16 questions' turns are at most 16 rows, each question's turn 2 entering when its turn 1
-      ends).
+      ends), run twice: (b1) before (a) and (b2) after the others, since a shared machine's speed
+      drifts over the minutes (a) takes; the ratios use (b1) and (b2) together (tokens / seconds).
 
 Usage: python benchmarks/bench_generate.py [--fschat-python PATH] [--skip-batch1]
        [--questions N] [--max-new-token T]   (smaller runs when the machine is busy)
@@ -141,8 +142,8 @@ def _run_fastchat(python: Path, model_dir: str, question_file: Path, work: Path,
     return {**_last_json(result.stdout), "file": str(answer_file)}
 
 
-def _run_mt_bench(work: Path, batch_size: int | str, end: int, max_new: int) -> dict:
-    result = subprocess.run([sys.executable, "-c", _MT_BENCH_RUN, str(work / f"b{batch_size}"),
+def _run_mt_bench(work: Path, batch_size: int | str, end: int, max_new: int, tag: str = "") -> dict:
+    result = subprocess.run([sys.executable, "-c", _MT_BENCH_RUN, str(work / f"b{batch_size}{tag}"),
                              str(QUESTION_BEGIN), str(end), str(max_new), str(batch_size)],
                             capture_output=True, text=True)
     if result.returncode != 0:
@@ -175,6 +176,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         python = Path(args.fschat_python) if args.fschat_python else _setup_fschat(FSCHAT_VENV)
+        # (b) runs before and after the others: the machine's speed drifts over minutes (shared
+        # hosts), and (a) takes minutes; the ratio uses the mean of the two (b) runs
+        before = _run_mt_bench(work, "default", end, max_new, tag="-before")
         fast = (_run_fastchat(python, model_dir, Path(load_bench().sources["questions"]), work, end, max_new)
                 if python else None)
         if fast is not None:
@@ -188,10 +192,12 @@ def main() -> None:
                              "--batch-size 1), model's own template",
                              *_count_tokens(tok, Path(one["file"])), one["generated"],
                              one["seconds"], one["rss_mb"]))
-        batched = _run_mt_bench(work, "default", end, max_new)
-        runs.append(_Run("(b)  mt-bench gen defaults (bf16, continuous batch of <= 32 rows)",
-                         *_count_tokens(tok, Path(batched["file"])), batched["generated"],
-                         batched["seconds"], batched["rss_mb"]))
+        after = _run_mt_bench(work, "default", end, max_new, tag="-after")
+        for label, b in (("(b1) mt-bench gen defaults, run before (a)", before),
+                         ("(b2) mt-bench gen defaults, run after (a)", after)):
+            runs.append(_Run(label + " (bf16, continuous batch of <= 32 rows)",
+                             *_count_tokens(tok, Path(b["file"])), b["generated"],
+                             b["seconds"], b["rss_mb"]))
 
     print(f"{'run':<96} {'questions':>9} {'answer tok':>10} {'generated':>9} {'seconds':>8} "
           f"{'gen tok/s':>9} {'answer tok/s':>12} {'peak RSS MB':>11}")
@@ -200,8 +206,10 @@ def main() -> None:
               f"{r.seconds:>8.1f} {r.generated / r.seconds:>9.1f} "
               f"{r.answer_tokens / r.seconds:>12.1f} {r.rss_mb:>11.0f}")
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
-    ours = runs[-1]
-    for base in runs[:-1]:
+    b1, b2 = runs[-2:]
+    ours = _Run("(b)", b1.questions, b1.answer_tokens + b2.answer_tokens, b1.generated + b2.generated,
+                b1.seconds + b2.seconds, max(b1.rss_mb, b2.rss_mb))  # the two runs' mean rates
+    for base in runs[:-2]:
         gen_ratio = (ours.generated / ours.seconds) / (base.generated / base.seconds)
         answer_ratio = (ours.answer_tokens / ours.seconds) / (base.answer_tokens / base.seconds)
         print(f"(b) vs {base.label.split()[0]}: {gen_ratio:.1f}x generated tok/s, "
