@@ -4,8 +4,8 @@ DynamicLayer appends a decode step's keys with torch.cat, which copies the whole
 step (measured: a quarter of a decode step for SmolLM2-135M at 16 rows on CPU). These layers keep
 their keys/values in a buffer with room at the end and write each step into it; `keys`/`values`
 are views of the filled part. Rows are removed with index_select, leading all-padding columns
-are dropped as a view, and a prefilled group joins by left-padding and concatenating (the rare
-steps that copy).
+are dropped (as a view, or a copy where the buffer must stay contiguous), and a prefilled group
+joins by left-padding and concatenating (the rare steps that copy).
 
 With attention.NAME (CPU), a one-token step gets the whole buffers instead: a view of the filled
 part is not contiguous, and the decode matmuls would copy it (both keys and values, every layer,
@@ -76,7 +76,10 @@ class AppendLayer(DynamicLayer):
             self._k, self._v = self._k[indices], self._v[indices]
 
     def drop_front(self, n: int) -> None:
-        self._k, self._v, self._n = self._k[..., n:, :], self._v[..., n:, :], self._n - n
+        keys, values, self._n = self._k[..., n:, :], self._v[..., n:, :], self._n - n
+        if self.whole_buffer_steps:  # a view is not contiguous: every step's matmul would copy it
+            keys, values = (_grow(t, self._n, self._n, t) for t in (keys, values))
+        self._k, self._v = keys, values
 
     def crop_to(self, length: int) -> None:
         self._n = min(self._n, length)

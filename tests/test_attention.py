@@ -80,6 +80,12 @@ def test_decode_steps_get_the_whole_cache_buffer() -> None:
     assert keys.is_contiguous() and values.is_contiguous() and keys.shape[-2] > 6
     assert torch.equal(keys[..., :5, :], k) and not keys[..., 6:, :].any()
     assert layer.keys.shape[-2] == 6  # what the rest of the cache API sees
+    layer.drop_front(2)  # leading columns no row needs any more: still one contiguous buffer
+    step = torch.randn(2, 2, 1, 8)
+    keys, values = layer.update(step, step.clone())
+    assert keys.is_contiguous() and values.is_contiguous() and layer.keys.shape[-2] == 5
+    assert torch.equal(keys[..., :3, :], k[..., 2:, :]) and torch.equal(keys[..., 4:5, :], step)
+    assert not keys[..., 5:, :].any()
     sdpa = new_cache(_tiny_llama("sdpa").config).layers[0]
     sdpa.update(k, k.clone())
     assert sdpa.update(k[..., :1, :], k[..., :1, :])[0].shape[-2] == 6
