@@ -100,3 +100,45 @@ def test_tokenizer_without_chat_template_is_refused(model_dir_without_chat_templ
     with pytest.raises(DataError, match="file not found"):
         models.load_tokenizer(str(model_dir_without_chat_template),
                               chat_template_file=str(tmp_path / "missing.jinja"))
+
+
+_MALLOC_PROBE = r"""
+import ctypes, sys
+from mt_bench_task.models import _large_buffers_outside_the_heap
+set_it = sys.argv[1] == "set"
+if set_it:
+    assert _large_buffers_outside_the_heap()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                 "uordblks", "fordblks", "keepcost")]
+libc.mallinfo2.restype = Info
+libc.free(libc.malloc(24 << 20))  # a large free: glibc's default then raises its threshold
+block = libc.malloc(12 << 20)
+print(libc.mallinfo2().hblkhd >= 12 << 20)  # the 12 MB block has its own mapping
+"""
+
+
+def test_cpu_loading_keeps_large_buffers_out_of_the_heap(monkeypatch) -> None:
+    """After a large free glibc serves a 12 MB block from the heap (where the KV cache's
+    ever-resized buffers fragment it); with the threshold models.py sets, from its own mapping."""
+    import os
+    import subprocess
+    import sys
+
+    from mt_bench_task.models import _large_buffers_outside_the_heap
+
+    def mapped(arg: str) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+        out = subprocess.run([sys.executable, "-c", _MALLOC_PROBE, arg], capture_output=True,
+                             text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert mapped("default") == "False"
+    assert mapped("set") == "True"
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert not _large_buffers_outside_the_heap()  # the user's own setting wins
