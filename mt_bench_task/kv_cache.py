@@ -107,10 +107,8 @@ def merge(mine: Any, theirs: Any, old: int, new: int) -> None:
     """Append `theirs` rows to `mine`, both left-padded to max(old, new) columns."""
     length = max(old, new)
     for a, b in zip(mine.layers, theirs.layers):
-        keys, values = (torch.cat([F.pad(x, (0, 0, length - old, 0)),
-                                   F.pad(y, (0, 0, length - new, 0))])
-                        for x, y in ((a.keys, b.keys), (a.values, b.values)))
-        a.keys, a.values = keys, values
+        a.keys, a.values = (_left_padded([x, y], length)
+                            for x, y in ((a.keys, b.keys), (a.values, b.values)))
 
 
 def concat(caches: list[Any], lengths: list[int]) -> tuple[Any, Any]:
@@ -119,9 +117,8 @@ def concat(caches: list[Any], lengths: list[int]) -> tuple[Any, Any]:
     length = max(lengths)
     for i, layer in enumerate(caches[0].layers):
         parts = [c.layers[i] for c in caches]
-        keys, values = (torch.cat([F.pad(getattr(p, name), (0, 0, length - n, 0))
-                                   for p, n in zip(parts, lengths)]) for name in ("keys", "values"))
-        layer.keys, layer.values = keys, values
+        layer.keys, layer.values = (_left_padded([getattr(p, name) for p in parts], length)
+                                    for name in ("keys", "values"))
     mask = torch.zeros((len(lengths), length), dtype=torch.long)
     for row, n in enumerate(lengths):
         mask[row, length - n:] = 1
@@ -144,10 +141,15 @@ def with_pasts(config: Any, pasts: list[list[tuple[Any, Any]] | None], kept: lis
     some = next(p for p, n in zip(pasts, kept) if p and n)
     for i, layer in enumerate(cache.layers):
         blank = some[i][0][..., :0, :]  # a row with nothing kept: all padding
-        layer.update(*(torch.cat([F.pad((p[i][j] if p and n else blank)[..., :n, :],
-                                        (0, 0, width - n, 0)) for p, n in zip(pasts, kept)])
-                       for j in (0, 1)))
+        layer.update(*(_left_padded([(p[i][j] if p and n else blank)[..., :n, :]
+                                     for p, n in zip(pasts, kept)], width) for j in (0, 1)))
     return cache
+
+
+def _left_padded(rows: list[Any], width: int) -> Any:
+    """`rows` (keys or values, [rows, heads, columns, dim]) in one tensor, each left-padded with
+    zeros to `width` columns."""
+    return torch.cat([F.pad(t, (0, 0, width - t.shape[-2], 0)) for t in rows])
 
 
 def drop_front(cache: Any, n: int) -> None:
