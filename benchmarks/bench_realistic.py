@@ -13,9 +13,11 @@ the model's own (forced-length) turn-1 answer, as in a real run. Seconds exclude
   cont:   mt_bench_task.scheduler.ContinuousBatcher: all temperatures in one batch of at most
           --batch-size rows, finished rows refilled, turn 2 queued as soon as its turn 1 ends.
 
+--choices N answers every question N times (FastChat's --num-choices; choice i samples from
+seed i), N times the work through the same batch: peak memory should not grow with it.
 Each configuration runs in its own process (peak RSS = that process's ru_maxrss).
 Usage: python benchmarks/bench_realistic.py [--batch-size 32] [--max-new-token 1024]
-       [--questions 80] [--configs static,cont]
+       [--questions 80] [--choices 1] [--configs static,cont]
 """
 from __future__ import annotations
 
@@ -53,7 +55,8 @@ class _NoEos:
         return out
 
 
-def _run_cont(model: Any, tok: Any, questions: list, targets: dict, batch: int) -> int:
+def _run_cont(model: Any, tok: Any, questions: list, targets: dict, batch: int,
+              choices: int) -> int:
     import torch
 
     from mt_bench_task.bench import load_bench
@@ -64,9 +67,10 @@ def _run_cont(model: Any, tok: Any, questions: list, targets: dict, batch: int) 
                                 tok.pad_token_id)
     first = []
     for q in questions:
-        conv = _Conversation(q, 0, torch.Generator().manual_seed(0),
-                             load_bench().temperature(q.category))
-        first.append(conv.next_request(tok, targets[q.question_id][0]))
+        for choice in range(choices):
+            conv = _Conversation(q, choice, torch.Generator().manual_seed(choice),
+                                 load_bench().temperature(q.category))
+            first.append(conv.next_request(tok, targets[q.question_id][0]))
     for r in sorted(first, key=lambda r: len(r.prompt_ids)):
         batcher.add(r)
     tokens = 0
@@ -80,7 +84,8 @@ def _run_cont(model: Any, tok: Any, questions: list, targets: dict, batch: int) 
     return tokens
 
 
-def _run_static(model: Any, tok: Any, questions: list, targets: dict, batch: int) -> int:
+def _run_static(model: Any, tok: Any, questions: list, targets: dict, batch: int,
+                choices: int) -> int:
     import torch
     from transformers import LogitsProcessor, LogitsProcessorList
 
@@ -106,7 +111,7 @@ def _run_static(model: Any, tok: Any, questions: list, targets: dict, batch: int
                 len(tok(q.turns[0], add_special_tokens=False)["input_ids"]), q.question_id)
 
     groups: dict[float, list] = {}
-    for q in sorted(questions, key=key):
+    for q in sorted(questions * choices, key=key):  # a choice: the question once more
         groups.setdefault(temperature_for(q.category), []).append(q)
     tokens = 0
     torch.manual_seed(0)
@@ -140,7 +145,7 @@ def _run_static(model: Any, tok: Any, questions: list, targets: dict, batch: int
     return tokens
 
 
-def _one(config: str, batch: int, max_new: int, nq: int) -> None:
+def _one(config: str, batch: int, max_new: int, nq: int, choices: int) -> None:
     from mt_bench_task.bench import load_bench
     from mt_bench_task.models import load_model_and_tokenizer
 
@@ -149,9 +154,9 @@ def _one(config: str, batch: int, max_new: int, nq: int) -> None:
     targets = _targets(tok, max_new)
     run = _run_static if config == "static" else _run_cont
     t0 = time.perf_counter()
-    tokens = run(model, tok, questions, targets, batch)
+    tokens = run(model, tok, questions, targets, batch, choices)
     seconds = time.perf_counter() - t0
-    want = sum(sum(targets[q.question_id]) for q in questions)
+    want = choices * sum(sum(targets[q.question_id]) for q in questions)
     print(json.dumps({"config": config, "tokens": tokens, "expected": want, "seconds": seconds,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
@@ -161,11 +166,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-new-token", type=int, default=1024)
     ap.add_argument("--questions", type=int, default=80)
+    ap.add_argument("--choices", type=int, default=1)
     ap.add_argument("--configs", default="static,cont")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        return _one(args.one, args.batch_size, args.max_new_token, args.questions)
+        return _one(args.one, args.batch_size, args.max_new_token, args.questions, args.choices)
     import torch
 
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, "
@@ -174,7 +180,7 @@ def main() -> None:
     for config in args.configs.split(","):
         out = subprocess.run([sys.executable, __file__, "--one", config, "--batch-size",
                               str(args.batch_size), "--max-new-token", str(args.max_new_token),
-                              "--questions", str(args.questions)],
+                              "--questions", str(args.questions), "--choices", str(args.choices)],
                              capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise SystemExit(f"{config} failed:\n{out.stderr[-3000:]}")

@@ -3,9 +3,9 @@
 DynamicLayer appends a decode step's keys with torch.cat, which copies the whole cache every
 step (measured: a quarter of a decode step for SmolLM2-135M at 16 rows on CPU). These layers keep
 their keys/values in a buffer with room at the end and write each step into it; `keys`/`values`
-are views of the filled part. Rows are removed with index_select, leading all-padding columns
-are dropped (as a view, or a copy where the buffer must stay contiguous), and a prefilled group
-joins by left-padding and concatenating (the rare steps that copy).
+are views of the filled part. Rows that ended, leading all-padding columns and newly prefilled
+rows are dealt with together (`restack`): one copy into new buffers, at the rare steps where the
+batch changes.
 
 With attention.NAME (CPU), a one-token step gets the whole buffers instead: a view of the filled
 part is not contiguous, and the decode matmuls would copy it (both keys and values, every layer,
@@ -75,11 +75,10 @@ class AppendLayer(DynamicLayer):
         if self._k is not None:
             self._k, self._v = self._k[indices], self._v[indices]
 
-    def drop_front(self, n: int) -> None:
-        keys, values, self._n = self._k[..., n:, :], self._v[..., n:, :], self._n - n
-        if self.whole_buffer_steps:  # a view is not contiguous: every step's matmul would copy it
-            keys, values = (_grow(t, self._n, self._n, t) for t in (keys, values))
-        self._k, self._v = keys, values
+    def set_buffers(self, keys: Any, values: Any, filled: int) -> None:
+        """Take over `keys`/`values` (buffers whose first `filled` columns are the cache)."""
+        self.device, self.is_initialized = keys.device, True
+        self._k, self._v, self._n = keys, values, filled
 
     def crop_to(self, length: int) -> None:
         self._n = min(self._n, length)
@@ -103,12 +102,46 @@ def new_cache(config: Any) -> Any:
     return cache
 
 
-def merge(mine: Any, theirs: Any, old: int, new: int) -> None:
-    """Append `theirs` rows to `mine`, both left-padded to max(old, new) columns."""
-    length = max(old, new)
-    for a, b in zip(mine.layers, theirs.layers):
-        a.keys, a.values = (_left_padded([x, y], length)
-                            for x, y in ((a.keys, b.keys), (a.values, b.values)))
+def restack(config: Any, cache: Any, keep: list[int], first: int, added: list[Any]) -> Any:
+    """One cache of `cache`'s rows `keep` (ascending) from column `first` on, then every row of
+    each cache in `added`, all left-padded with zeros to the widest, in new buffers with room to
+    grow. The kept rows are copied once: selecting rows, cutting leading columns and appending
+    rows one after another would copy them three times."""
+    parts = [(cache.layers, keep, first)] if cache is not None and keep else []
+    parts += [(c.layers, list(range(c.layers[0].keys.shape[0])), 0) for c in added]
+    width = max(layers[0].keys.shape[-2] - cut for layers, _, cut in parts)
+    out = new_cache(config)
+    for i, layer in enumerate(out.layers):
+        k, v = (_restacked([(getattr(layers[i], name)[..., cut:, :], rows)
+                            for layers, rows, cut in parts], width) for name in ("keys", "values"))
+        layer.set_buffers(k, v, width)
+    return out
+
+
+def _restacked(parts: list[tuple[Any, list[int]]], width: int) -> Any:
+    """Rows `rows` of each tensor [rows, heads, columns, dim], right-aligned to `width` columns
+    in one zero-filled buffer with room for more columns (copied by runs of consecutive rows)."""
+    like = parts[0][0]
+    total = sum(len(rows) for _, rows in parts)
+    out = like.new_zeros((total, like.shape[1], _room(width), like.shape[3]))
+    at = 0
+    for t, rows in parts:
+        start = width - t.shape[-2]
+        for lo, hi in _runs(rows):
+            out[at:at + hi - lo, :, start:width] = t[lo:hi]
+            at += hi - lo
+    return out
+
+
+def _runs(rows: list[int]) -> list[tuple[int, int]]:
+    """Ascending row indices as [lo, hi) runs of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for r in rows:
+        if runs and runs[-1][1] == r:
+            runs[-1] = (runs[-1][0], r + 1)
+        else:
+            runs.append((r, r + 1))
+    return runs
 
 
 def concat(caches: list[Any], lengths: list[int]) -> tuple[Any, Any]:
@@ -150,11 +183,6 @@ def _left_padded(rows: list[Any], width: int) -> Any:
     """`rows` (keys or values, [rows, heads, columns, dim]) in one tensor, each left-padded with
     zeros to `width` columns."""
     return torch.cat([F.pad(t, (0, 0, width - t.shape[-2], 0)) for t in rows])
-
-
-def drop_front(cache: Any, n: int) -> None:
-    for layer in cache.layers:
-        layer.drop_front(n)
 
 
 def crop_to(cache: Any, length: int) -> None:

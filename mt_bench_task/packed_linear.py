@@ -15,6 +15,7 @@ output stays token for token the batch-1 loop's). Imports torch: load lazily.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -42,6 +43,7 @@ def _pack(weight: Any) -> Any:
     return torch.ops.mkldnn._reorder_linear_weight(weight, ROWS_HINT)
 
 
+@functools.cache  # once per process: every model load asks
 def packing_works() -> bool:
     """Whether this torch build packs bf16 weights and the packed call computes F.linear."""
     if not torch.backends.mkldnn.is_available():

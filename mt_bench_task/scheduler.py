@@ -9,10 +9,13 @@ opens with the previous prompt and answer, whose KV the finished row leaves behi
 
 KV cache (kv_cache.py): one transformers DynamicCache whose layers append in place, left-aligned
 padding. New rows are prefilled together (left-padded among themselves, only the last position's
-logits computed) and their cache is left-padded to the running length and concatenated on the
-batch axis; finished rows are removed with index_select and leading all-padding columns are cut,
-so the cache is as long as the oldest row in flight. Positions come from each row's own token
-count, so padding never shifts RoPE; padded keys are masked.
+logits computed). A row that ends keeps its place (its outputs ignored) until the batch is
+rebuilt: when new rows join, or enough rows have ended and nothing waits. A rebuild copies the
+rows in flight once into new buffers, without the ended rows and the leading columns no row
+needs, and with the new rows left-padded to the common length (kv_cache.restack): so the cache is
+as long as the oldest row in flight, and a row's end costs no copy (at 32 rows of ~1,400 cached
+tokens, removing rows one by one and then appending cost a sixth of the run). Positions come from
+each row's own token count, so padding never shifts RoPE; padded keys are masked.
 
 Sampling (sampling.py) is transformers' generate() step for one row, done for all rows at once,
 with top-k and top-p from the model's generation_config (transformers' defaults: top-k 50, top-p
@@ -28,6 +31,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +46,7 @@ class _Row:
     request: Request
     pos: int  # tokens in the cache for this row = position of the pending token
     tokens: list[int] = field(default_factory=list)  # generated, pending token last
+    ended: bool = False  # finished: its place in the cache is dropped at the next rebuild
 
 
 class ContinuousBatcher:
@@ -62,17 +67,17 @@ class ContinuousBatcher:
         self.repetition_penalty = gc.repetition_penalty or 1.0
         self._queue: deque[Request] = deque()  # kept in arrival order; callers pre-sort
         self._first: deque[Request] = deque()  # priority requests
-        self._rows: list[_Row] = []
+        self._rows: list[_Row] = []  # the cache's rows, ended ones included
         self._cache: Any = None
         self._mask: Any = None  # [rows, cache length] 1 = real token
 
     @property
     def busy(self) -> bool:
-        return bool(self._rows or self._queue or self._first)
+        return bool(self.in_flight or self._queue or self._first)
 
     @property
     def in_flight(self) -> int:
-        return len(self._rows)
+        return sum(not r.ended for r in self._rows)
 
     def add(self, request: Request) -> None:
         (self._first if request.priority else self._queue).append(request)
@@ -81,17 +86,18 @@ class ContinuousBatcher:
         """Admit waiting requests if rows are free, then one decode step for all rows."""
         done: list[Finished] = []
         self._admit(done)
-        if self._rows:
+        if self.in_flight:
             self._decode(done)
+        self._tidy()
         return done
 
-    # ---- admission: prefill a group and merge it into the running cache ----
+    # ---- admission: prefill a group and join it to the running batch ----
     def _admit(self, done: list[Finished]) -> None:
-        free = self.max_rows - len(self._rows)
+        free = self.max_rows - self.in_flight
         waiting = len(self._first) + len(self._queue)
         if free <= 0 or not waiting:
             return
-        if self._rows and free < min(waiting, max(1, self.max_rows // REFILL_FRACTION)):
+        if self.in_flight and free < min(waiting, max(1, self.max_rows // REFILL_FRACTION)):
             return
         group = [self._pop() for _ in range(min(free, waiting))]
         for r in group:
@@ -99,15 +105,27 @@ class ContinuousBatcher:
                 r._rng_state = r.generator.get_state()  # rewound if the request is retried
             take_past(r)
         parts = length_buckets(group)
+        ready: list[tuple[Any, Any, list[_Row], Any]] = []
         for i, part in enumerate(parts):
-            if not self._prefill(part, done):  # out of memory: the rest waits in line too
+            try:
+                ready.append(self._prefill(part))
+            except self._oom:
+                self._join(ready, done)
+                ready = []
+                if not self._shrink(part):
+                    done.extend(Finished(r, None) for r in part)
                 self._first.extendleft(reversed([r for p in parts[i + 1:] for r in p]))
-                break
+                break  # the rest waits in line for the smaller limit
+            except RuntimeError as e:
+                log.error("prefill of %d requests failed: %s", len(part), e)
+                done.extend(Finished(r, None) for r in part)
+        self._join(ready, done)
 
-    def _prefill(self, group: list[Request], done: list[Finished]) -> bool:
-        """Prefill `group` (left-padded among themselves) and merge it into the running batch;
-        False after CUDA out of memory (the rest of the admission waits for the smaller limit)."""
+    def _prefill(self, group: list[Request]) -> tuple[Any, Any, list[_Row], Any]:
+        """Prefill `group` (left-padded among themselves): (cache, mask, rows, last logits)."""
         import torch
+
+        from .kv_cache import with_pasts
 
         # each row: [padding][kept columns][padding][prompt tokens computed here]; a row whose
         # fresh part is shorter than the longest recomputes some of its kept tokens (no holes)
@@ -122,47 +140,61 @@ class ContinuousBatcher:
             mask[i, past - n:past] = 1
             mask[i, past + longest - len(fed):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        from .kv_cache import with_pasts
-
         cache = with_pasts(self.model.config, [r._past and r._past[1] for r in group], kept)
-        try:
-            with torch.inference_mode():
-                out = self.model(input_ids=ids, attention_mask=mask,
-                                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, past:],
-                                 use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
-        except self._oom:
-            if not self._shrink(group):
-                done.extend(Finished(r, None) for r in group)
-            return False
-        except RuntimeError as e:
-            log.error("prefill of %d requests failed: %s", len(group), e)
-            done.extend(Finished(r, None) for r in group)
-            return True
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, attention_mask=mask,
+                             position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, past:],
+                             use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
         for r in group:
             r._past = None
-        rows = [_Row(r, len(r.prompt_ids)) for r in group]
-        self._merge(cache, mask, rows)
-        self._advance(rows, self._pick(out.logits[:, -1], rows), done)
-        return True
+        return cache, mask, [_Row(r, len(r.prompt_ids)) for r in group], out.logits[:, -1]
+
+    def _join(self, ready: list[tuple[Any, Any, list[_Row], Any]], done: list[Finished]) -> None:
+        """Put prefilled groups into the batch, then take their first tokens."""
+        if ready:
+            self._rebuild([(cache, mask, rows) for cache, mask, rows, _ in ready])
+        for _, _, rows, logits in ready:
+            self._advance(rows, self._pick(logits, rows), done)
 
     def _pop(self) -> Request:
         return self._first.popleft() if self._first else self._queue.popleft()
 
-    def _merge(self, cache: Any, mask: Any, rows: list[_Row]) -> None:
+    def _rebuild(self, added: Sequence[tuple[Any, Any, list[_Row]]] = ()) -> None:
+        """The batch without its ended rows and the leading columns none of the others needs,
+        then the rows of `added` ((cache, mask, rows) of prefilled groups): one copy."""
         import torch
         import torch.nn.functional as F
 
-        from .kv_cache import merge
+        from .kv_cache import restack
 
-        if self._cache is None:
-            self._cache, self._mask, self._rows = cache, mask, rows
+        keep = [i for i, r in enumerate(self._rows) if not r.ended]
+        rows = [self._rows[i] for i in keep] + [r for _, _, new in added for r in new]
+        if not rows:
+            self._cache = self._mask = None
+            self._rows = []
             return
-        old, new = self._mask.shape[1], mask.shape[1]
-        merge(self._cache, cache, old, new)
-        length = max(old, new)
-        self._mask = torch.cat([F.pad(self._mask, (length - old, 0)),
-                                F.pad(mask, (length - new, 0))])
-        self._rows = self._rows + rows
+        masks, first = [], 0
+        if keep:
+            kept = self._mask[keep] if len(keep) < len(self._rows) else self._mask
+            first = int(kept.any(dim=0).int().argmax())  # leading columns with no real token
+            masks.append(kept[:, first:])
+        masks += [mask for _, mask, _ in added]
+        self._cache = restack(self.model.config, self._cache, keep, first,
+                              [cache for cache, _, _ in added])
+        width = max(m.shape[1] for m in masks)
+        self._mask = torch.cat([F.pad(m, (width - m.shape[1], 0)) for m in masks])
+        self._rows = rows
+
+    def _tidy(self) -> None:
+        """Rebuild without the ended rows once they are worth a copy: all rows ended, or enough
+        of them with nothing waiting to take their places (admission rebuilds anyway)."""
+        ended = sum(r.ended for r in self._rows)
+        if not ended:
+            return
+        waiting = self._first or self._queue
+        if ended == len(self._rows) or (
+                not waiting and ended >= max(1, len(self._rows) // REFILL_FRACTION)):
+            self._rebuild()
 
     # ---- one decode step ----
     def _decode(self, done: list[Finished]) -> None:
@@ -172,6 +204,7 @@ class ContinuousBatcher:
         ids = torch.tensor([[r.tokens[-1]] for r in rows], device=self.device)
         mask = torch.cat([self._mask, self._mask.new_ones((len(rows), 1))], dim=1)
         pos = torch.tensor([[r.pos] for r in rows], device=self.device)
+        live = [i for i, r in enumerate(rows) if not r.ended]
         try:
             with torch.inference_mode():
                 out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
@@ -183,23 +216,28 @@ class ContinuousBatcher:
             from .kv_cache import crop_to
 
             crop_to(self._cache, length)  # layers before the failing one grew by 1: undo
-            if len(rows) == 1:
+            if len(live) < len(rows):
+                self._rebuild()  # without the ended rows first; the next step retries
+            elif len(rows) == 1:
                 log.error("CUDA out of memory with a single row in flight")
                 done.append(Finished(rows[0].request, None))
-                self._drop([], requeue=[])
+                self._end_all()
             else:
                 self.max_rows = len(rows)
                 self._shrink([])
             return
         except RuntimeError as e:
-            log.error("decode step for %d rows failed: %s", len(rows), e)
-            done.extend(Finished(r.request, None) for r in rows)
-            self._drop([], requeue=[])
+            log.error("decode step for %d rows failed: %s", len(live), e)
+            done.extend(Finished(rows[i].request, None) for i in live)
+            self._end_all()
             return
         self._mask = mask
         for r in rows:
-            r.pos += 1
-        self._advance(rows, self._pick(out.logits[:, -1], rows), done)
+            r.pos += 1  # ended rows too: their (ignored) tokens keep their places consistent
+        logits = out.logits[:, -1]
+        if len(live) < len(rows):
+            logits = logits[torch.tensor(live, device=self.device)]
+        self._advance([rows[i] for i in live], self._pick(logits, [rows[i] for i in live]), done)
 
     def _pick(self, logits: Any, rows: list[_Row]) -> list[int]:
         from .sampling import pick_tokens
@@ -216,8 +254,8 @@ class ContinuousBatcher:
             return
         done.extend(Finished(r.request, r.tokens) for r in over)
         self._keep(over)
-        ended = set(map(id, over))
-        self._drop([i for i, r in enumerate(self._rows) if id(r) not in ended], requeue=[])
+        for r in over:
+            r.ended = True
 
     def _keep(self, ended: list[_Row]) -> None:
         """The KV of ended rows whose request asked for it, for the request that continues it:
@@ -230,46 +268,28 @@ class ContinuousBatcher:
                 r.request._kv = (r.request.prompt_ids + r.tokens[:-1],
                                  row_columns(self._cache, index[id(r)], length - r.pos, length))
 
-    def _drop(self, keep: list[int], requeue: list[_Row]) -> None:
-        """Keep only rows `keep` (indices); put `requeue` back first in line, rewound."""
-        import torch
-
-        for r in reversed(requeue):
-            if r.request.generator is not None:
-                r.request.generator.set_state(r.request._rng_state)
-            self._first.appendleft(r.request)
-        if not keep:
-            self._cache = self._mask = None
-            self._rows = []
-            return
-        if len(keep) < len(self._rows):
-            idx = torch.tensor(keep, device=self.device)
-            self._cache.batch_select_indices(idx)
-            self._mask = self._mask[idx]
-            self._rows = [self._rows[i] for i in keep]
-        first = int(self._mask.any(dim=0).int().argmax())  # leading columns with no real token
-        if first:
-            from .kv_cache import drop_front
-
-            drop_front(self._cache, first)
-            self._mask = self._mask[:, first:]
+    def _end_all(self) -> None:
+        for r in self._rows:
+            r.ended = True
+        self._rebuild()
 
     def _shrink(self, group: list[Request]) -> bool:
-        """After CUDA OOM: halve the row limit, requeue `group` and rows over the new limit;
-        False when there is nothing left to halve (one request alone)."""
+        """After CUDA OOM: halve the row limit, requeue `group` and rows over the new limit
+        (generators rewound); False when there is nothing left to halve (one request alone)."""
         import torch
 
-        if self.max_rows == 1 and not self._rows and len(group) == 1:
+        live = [r for r in self._rows if not r.ended]
+        if self.max_rows == 1 and not live and len(group) == 1:
             return False
         self.max_rows = max(1, self.max_rows // 2)
         log.warning("CUDA out of memory: at most %d rows in flight from now on", self.max_rows)
-        for r in reversed(group):
-            if r.generator is not None:
+        for row in live[self.max_rows:]:
+            row.ended = True
+        for r in reversed([row.request for row in live[self.max_rows:]] + group):
+            if r.generator is not None:  # rows over the limit first in line, then `group`
                 r.generator.set_state(r._rng_state)
             self._first.appendleft(r)
-        if len(self._rows) > self.max_rows:
-            rows = self._rows
-            self._drop(list(range(self.max_rows)), requeue=rows[self.max_rows:])
+        self._rebuild()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return True

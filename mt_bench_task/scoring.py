@@ -175,10 +175,12 @@ def judge_labels(records: Iterable[Judgment], default_judge: str = "gpt-4") -> l
 
 
 def fastchat_tables(records: Sequence[Judgment], mode: str, model_list: list[str] | None,
-                    baseline_model: str | None, multi_turn: bool = True) -> str:
+                    baseline_model: str | None, multi_turn: bool = True,
+                    pairwise: dict[str, Any] | None = None) -> str:
     """The text FastChat's show_result prints (default pandas repr, no rounding). FastChat prints
     the Second turn and Average tables for `mt_bench` only; we print them for any bench with
-    two-turn questions (`multi_turn`), so a translated MT-bench gets them too."""
+    two-turn questions (`multi_turn`), so a translated MT-bench gets them too. `pairwise`:
+    summarize_pairwise's result for these records, where the caller has it already."""
     import pandas as pd
 
     if mode == "single":
@@ -197,7 +199,8 @@ def fastchat_tables(records: Sequence[Judgment], mode: str, model_list: list[str
             out.append(str(df[["model", "score"]].groupby(["model"]).mean()
                            .sort_values(by="score", ascending=False)))
         return "\n".join(out)
-    res = summarize_pairwise(only(PairJudgment, records), mode, model_list, baseline_model)["models"]
+    res = (pairwise or summarize_pairwise(only(PairJudgment, records), mode, model_list,
+                                          baseline_model))["models"]
     df = pd.DataFrame.from_dict(res, orient="index")
     df.index.name = "model"
     return str(df.sort_values(by="win_rate_adjusted", ascending=False) if res else df)
@@ -276,7 +279,8 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
         labels = [calibration[0]]
         results = {**results, "calibration": calibration[1]}
     lines = [f"Input file: {path}", *(f"NOTE: {label}" for label in labels),
-             fastchat_tables(records, mode, model_list, baseline_model, bench.multi_turn),
+             fastchat_tables(records, mode, model_list, baseline_model, bench.multi_turn,
+                             pairwise=None if mode == "single" else results),
              extra_tables(results, bench.categories)]
     if mode == "single":
         split = per_category_turns([r for r in only(SingleJudgment, records)

@@ -72,7 +72,8 @@ def test_decode_steps_get_the_whole_cache_buffer() -> None:
     from mt_bench_task.attention import NAME
     from mt_bench_task.kv_cache import new_cache
 
-    layer = new_cache(_tiny_llama(NAME).config).layers[0]
+    config = _tiny_llama(NAME).config
+    layer = new_cache(config).layers[0]
     k = torch.randn(2, 2, 5, 8)
     keys, _ = layer.update(k, k.clone())
     assert keys.shape[-2] == 5  # a prompt gets exactly its keys (SDPA)
@@ -80,12 +81,27 @@ def test_decode_steps_get_the_whole_cache_buffer() -> None:
     assert keys.is_contiguous() and values.is_contiguous() and keys.shape[-2] > 6
     assert torch.equal(keys[..., :5, :], k) and not keys[..., 6:, :].any()
     assert layer.keys.shape[-2] == 6  # what the rest of the cache API sees
-    layer.drop_front(2)  # leading columns no row needs any more: still one contiguous buffer
+
+    # a rebuild (row 1 kept without its 2 leading columns, a 3-column row added): one contiguous
+    # buffer, each row right-aligned and zero-padded, room left for the next step
+    from mt_bench_task.kv_cache import restack
+
+    cache, added = new_cache(config), new_cache(config)
+    extra = torch.randn(1, 2, 3, 8)
+    cache.layers[0] = layer
+    for mine, theirs in zip(cache.layers[1:], added.layers[1:]):
+        mine.update(k, k.clone())
+        mine.update(k[..., :1, :], k[..., :1, :])
+        theirs.update(extra, extra.clone())
+    added.layers[0].update(extra, extra.clone())
+    rebuilt = restack(config, cache, [1], 2, [added]).layers[0]
+    assert rebuilt.keys.shape == (2, 2, 4, 8)  # widest part: row 1's 6 - 2 columns
+    assert torch.equal(rebuilt.keys[0], torch.cat([k[1, :, 2:], k[1, :, :1]], dim=1))
+    assert not rebuilt.keys[1, :, :1].any() and torch.equal(rebuilt.keys[1, :, 1:], extra[0])
     step = torch.randn(2, 2, 1, 8)
-    keys, values = layer.update(step, step.clone())
-    assert keys.is_contiguous() and values.is_contiguous() and layer.keys.shape[-2] == 5
-    assert torch.equal(keys[..., :3, :], k[..., 2:, :]) and torch.equal(keys[..., 4:5, :], step)
-    assert not keys[..., 5:, :].any()
+    keys, values = rebuilt.update(step, step.clone())
+    assert keys.is_contiguous() and values.is_contiguous() and rebuilt.keys.shape[-2] == 5
+    assert torch.equal(keys[..., 4:5, :], step) and not keys[..., 5:, :].any()
     sdpa = new_cache(_tiny_llama("sdpa").config).layers[0]
     sdpa.update(k, k.clone())
     assert sdpa.update(k[..., :1, :], k[..., :1, :])[0].shape[-2] == 6

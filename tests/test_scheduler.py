@@ -186,3 +186,31 @@ def test_a_continuation_prefills_only_what_its_kept_cache_lacks(
     assert all(r._kv is None for r in first)  # handed over, not kept twice
     full = sum(len(r.prompt_ids) for r in requests)
     assert sum(n for n in fed if n > 4) < full / 2  # prefills computed under half the prompts
+
+
+def test_rows_that_end_keep_their_place_until_a_rebuild_without_changing_the_others(
+        fp32_model: tuple[Any, Any]) -> None:
+    """A row that ends stays in the cache (its outputs ignored) until new rows join or enough
+    rows have ended; the rows still in flight get the tokens they get alone."""
+    model, tok = fp32_model
+    budgets = [3, 9, 4, 7, 2, 8, 5, 6, 16, 10, 15, 11, 14, 12, 13, 17]  # one row ends per step
+
+    def requests() -> list[Request]:
+        out = _requests(tok, 16)
+        for r, n in zip(out, budgets):
+            r.max_new_tokens = n
+        return out
+
+    alone = {}
+    for r in requests():
+        alone.update(_run(ContinuousBatcher(model, 1, set(), tok.pad_token_id), [r]))
+    batcher = ContinuousBatcher(model, 16, set(), tok.pad_token_id)  # rebuild at 2 ended rows
+    lingered, got = [], {}
+    for r in requests():
+        batcher.add(r)
+    while batcher.busy:
+        for fin in batcher.step():
+            got[fin.request.owner] = fin.token_ids
+        lingered.append(len(batcher._rows) - batcher.in_flight)
+    assert got == alone and [len(got[r.owner]) for r in requests()] == budgets
+    assert 1 in lingered and max(lingered) < 2  # an ended row stayed, never two
