@@ -103,14 +103,16 @@ def new_cache(config: Any) -> Any:
 
 
 def restack(config: Any, cache: Any, keep: list[int], first: int, added: list[Any]) -> Any:
-    """One cache of `cache`'s rows `keep` (ascending) from column `first` on, then every row of
-    each cache in `added`, all left-padded with zeros to the widest, in new buffers with room to
-    grow. The kept rows are copied once: selecting rows, cutting leading columns and appending
-    rows one after another would copy them three times."""
+    """`cache` (a new one if None) rebuilt as its rows `keep` (ascending) from column `first` on,
+    then every row of each cache in `added`, all left-padded with zeros to the widest, in new
+    buffers with room to grow. The kept rows are copied once (selecting rows, cutting leading
+    columns and appending rows one after another copied them three times), a layer at a time:
+    each layer's old buffers are freed as soon as its new ones are filled, so a rebuild needs
+    one layer's worth of memory more, not a second cache."""
     parts = [(cache.layers, keep, first)] if cache is not None and keep else []
     parts += [(c.layers, list(range(c.layers[0].keys.shape[0])), 0) for c in added]
     width = max(layers[0].keys.shape[-2] - cut for layers, _, cut in parts)
-    out = new_cache(config)
+    out = cache if cache is not None else new_cache(config)
     for i, layer in enumerate(out.layers):
         k, v = (_restacked([(getattr(layers[i], name)[..., cut:, :], rows)
                             for layers, rows, cut in parts], width) for name in ("keys", "values"))

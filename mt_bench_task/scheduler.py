@@ -172,6 +172,7 @@ class ContinuousBatcher:
         if not rows:
             self._cache = self._mask = None
             self._rows = []
+            self._release_free_memory()
             return
         masks, first = [], 0
         if keep:
@@ -184,6 +185,13 @@ class ContinuousBatcher:
         width = max(m.shape[1] for m in masks)
         self._mask = torch.cat([F.pad(m, (width - m.shape[1], 0)) for m in masks])
         self._rows = rows
+        self._release_free_memory()
+
+    def _release_free_memory(self) -> None:
+        if self.device.type == "cpu":  # the old buffers' pages, back to the system
+            from .models import release_free_heap
+
+            release_free_heap()
 
     def _tidy(self) -> None:
         """Rebuild without the ended rows once they are worth a copy: all rows ended, or enough

@@ -142,3 +142,41 @@ def test_cpu_loading_keeps_large_buffers_out_of_the_heap(monkeypatch) -> None:
     assert mapped("set") == "True"
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
     assert not _large_buffers_outside_the_heap()  # the user's own setting wins
+
+
+_TRIM_PROBE = r"""
+import ctypes, os, sys
+from mt_bench_task.models import release_free_heap
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+blocks = [libc.malloc(100 << 10) for _ in range(3000)]  # 300 MB under glibc's mmap threshold
+for b in blocks:
+    libc.memset(b, 1, 100 << 10)
+keep = libc.malloc(64)  # above the freed blocks: the heap's top cannot simply shrink
+for b in blocks[:-1]:
+    libc.free(b)
+before = rss_mb()
+trimmed = release_free_heap() if sys.argv[1] == "trim" else False
+print(trimmed, before - rss_mb())
+"""
+
+
+def test_released_heap_pages_go_back_to_the_system() -> None:
+    """300 MB freed inside the heap stays in the process's RSS until release_free_heap."""
+    import subprocess
+    import sys
+
+    def freed_mb(arg: str) -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", _TRIM_PROBE, arg], capture_output=True,
+                             text=True)
+        assert out.returncode == 0, out.stderr
+        trimmed, mb = out.stdout.split()
+        return trimmed, int(mb)
+
+    assert freed_mb("keep")[1] < 50
+    trimmed, mb = freed_mb("trim")
+    assert trimmed == "True" and mb > 250
