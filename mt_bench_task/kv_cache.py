@@ -176,8 +176,9 @@ def with_pasts(config: Any, pasts: list[list[tuple[Any, Any]] | None], kept: lis
     some = next(p for p, n in zip(pasts, kept) if p and n)
     for i, layer in enumerate(cache.layers):
         blank = some[i][0][..., :0, :]  # a row with nothing kept: all padding
-        layer.update(*(_left_padded([(p[i][j] if p and n else blank)[..., :n, :]
-                                     for p, n in zip(pasts, kept)], width) for j in (0, 1)))
+        k, v = (_restacked([((p[i][j] if p and n else blank)[..., :n, :], [0])
+                            for p, n in zip(pasts, kept)], width) for j in (0, 1))
+        layer.set_buffers(k, v, width)  # written once, into the buffers the prefill appends to
     return cache
 
 

@@ -245,7 +245,8 @@ class ContinuousBatcher:
         logits = out.logits[:, -1]
         if len(live) < len(rows):
             logits = logits[torch.tensor(live, device=self.device)]
-        self._advance([rows[i] for i in live], self._pick(logits, [rows[i] for i in live]), done)
+        live_rows = [rows[i] for i in live]
+        self._advance(live_rows, self._pick(logits, live_rows), done)
 
     def _pick(self, logits: Any, rows: list[_Row]) -> list[int]:
         from .sampling import pick_tokens
