@@ -28,13 +28,7 @@ def attention_forward(module: Any, query: Any, key: Any, value: Any, attention_m
             or any(kwargs.get(k) is not None for k in _SDPA_ONLY)):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
-    batch, heads, _, dim = query.shape
-    kv_heads = key.shape[1]
-    q = query.reshape(batch, kv_heads, heads // kv_heads, dim)  # heads sharing a key/value head
-    # kv_cache hands over its whole buffers (contiguous: q @ k^T on a strided view copies it
-    # first, 3-4x slower); columns past the mask's length are not filled and are masked out
-    scores = torch.matmul(q, key.contiguous().transpose(-1, -2)).float()
-    scores = scores * (scaling if scaling is not None else dim ** -0.5)
+    scores = _grouped_scores(query, key, scaling)
     if attention_mask is not None:  # (batch, 1, 1, keys): bool (True = attend) or additive
         filled = min(attention_mask.shape[-1], key.shape[-2])
         mask = attention_mask[..., -filled:]
@@ -44,9 +38,33 @@ def attention_forward(module: Any, query: Any, key: Any, value: Any, attention_m
         else:
             head.add_(mask.float())
         scores[..., filled:] = float("-inf")
+    return _grouped_output(scores, value, query.shape), None
+
+
+def grouped_decode_attention(query: Any, key: Any, value: Any, masked: Any, scaling: float
+                             ) -> Any:
+    """attention_forward's one-token path with the mask given once for all layers: `masked`
+    bool (batch, 1, 1, key columns), True where a column is not attended."""
+    scores = _grouped_scores(query, key, scaling)
+    scores.masked_fill_(masked, float("-inf"))
+    return _grouped_output(scores, value, query.shape)
+
+
+def _grouped_scores(query: Any, key: Any, scaling: float | None) -> Any:
+    batch, heads, _, dim = query.shape
+    kv_heads = key.shape[1]
+    q = query.reshape(batch, kv_heads, heads // kv_heads, dim)  # heads sharing a key/value head
+    # kv_cache hands over its whole buffers (contiguous: q @ k^T on a strided view copies it
+    # first, 3-4x slower); columns past the mask's length are not filled and are masked out
+    scores = torch.matmul(q, key.contiguous().transpose(-1, -2)).float()
+    return scores.mul_(scaling if scaling is not None else dim ** -0.5)
+
+
+def _grouped_output(scores: Any, value: Any, shape: Any) -> Any:
+    batch, heads, _, dim = shape
     probs = torch.softmax(scores, dim=-1).to(value.dtype)
     out = torch.matmul(probs, value.contiguous())  # (batch, kv_heads, group, dim)
-    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
+    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous()
 
 
 def _decode_mask(*args: Any, **kwargs: Any) -> Any:

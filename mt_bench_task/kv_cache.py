@@ -24,8 +24,10 @@ from transformers.cache_utils import DynamicLayer
 
 
 def _room(n: int) -> int:
-    # spare columns when a buffer grows: few, since a decode step attends to all of them
-    return n + 64 + n // 8
+    # spare columns when a buffer grows: few, since a decode step reads all of them (the
+    # 16-question bench read 1.92 columns per real token with n + 64 + n // 8; this: 3 % less
+    # time, and rebuilds reset the room more often than steps use it up)
+    return n + 16 + n // 32
 
 
 class AppendLayer(DynamicLayer):
@@ -70,6 +72,12 @@ class AppendLayer(DynamicLayer):
         if self.whole_buffer_steps and key_states.shape[-2] == 1:
             return self._k, self._v
         return self.keys, self.values
+
+    def reserve(self, need: int) -> int:
+        """Room for `need` columns in the buffers (grown as update would); their width."""
+        if need > self._k.shape[-2]:
+            self._k, self._v = (_grow(t, self._n, need, t) for t in (self._k, self._v))
+        return int(self._k.shape[-2])
 
     def batch_select_indices(self, indices: Any) -> None:
         if self._k is not None:

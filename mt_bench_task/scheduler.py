@@ -1,7 +1,8 @@
 """Continuous batching for answer generation: every (question, choice, turn) is one request.
 
 All requests share one batch whatever their temperature: each row has its own temperature,
-greedy/sample choice, random generator and token budget, applied in our own decode step. A row
+greedy/sample choice, random generator and token budget, applied after our own decode step
+(decode_step.py for Llama models: the forward's logits with fewer operations). A row
 that stops (stop token or budget) leaves the batch at once and waiting requests take its place;
 the caller adds a question's next turn as soon as the previous one is done. That turn's prompt
 opens with the previous prompt and answer, whose KV the finished row leaves behind
@@ -70,6 +71,9 @@ class ContinuousBatcher:
         self._rows: list[_Row] = []  # the cache's rows, ended ones included
         self._cache: Any = None
         self._mask: Any = None  # [rows, cache length] 1 = real token
+        from .decode_step import llama_decode_step
+
+        self._fast_step = llama_decode_step(model)  # None: the model's own forward
 
     @property
     def busy(self) -> bool:
@@ -215,11 +219,7 @@ class ContinuousBatcher:
         live = [i for i, r in enumerate(rows) if not r.ended]
         try:
             with torch.inference_mode():
-                out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
-                                 use_cache=True, logits_to_keep=1,
-                                 cache_position=torch.arange(length, length + 1,
-                                                             device=self.device),
-                                 **{self._cache_kw: self._cache})
+                logits = self._forward(ids, mask, pos, length)
         except self._oom:
             from .kv_cache import crop_to
 
@@ -242,11 +242,21 @@ class ContinuousBatcher:
         self._mask = mask
         for r in rows:
             r.pos += 1  # ended rows too: their (ignored) tokens keep their places consistent
-        logits = out.logits[:, -1]
         if len(live) < len(rows):
             logits = logits[torch.tensor(live, device=self.device)]
         live_rows = [rows[i] for i in live]
         self._advance(live_rows, self._pick(logits, live_rows), done)
+
+    def _forward(self, ids: Any, mask: Any, pos: Any, length: int) -> Any:
+        """The last position's logits of a one-token step for every row in the cache."""
+        import torch
+
+        if self._fast_step is not None:  # decode_step.py: Llama, same logits, less overhead
+            return self._fast_step(ids, pos, self._cache, mask)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                         logits_to_keep=1, **{self._cache_kw: self._cache},
+                         cache_position=torch.arange(length, length + 1, device=self.device))
+        return out.logits[:, -1]
 
     def _pick(self, logits: Any, rows: list[_Row]) -> list[int]:
         from .sampling import pick_tokens

@@ -1,0 +1,115 @@
+"""decode_step: the scheduler's own decode step for Llama models computes, bit for bit, the
+logits of the model's forward (fp32, and bf16 with packed linears), on a left-padded batch whose
+rows sit at different positions, across a buffer growth; other models get the forward."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+LENGTHS = [9, 4, 12]  # real tokens per row, left-padded to 12
+STEPS = 24  # the prefill's buffer (12 columns + room) grows during these
+
+
+def _tiny_llama(dtype, attn: str | None = None, **overrides):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mt_bench_task.attention import NAME
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                         num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=256,
+                         attn_implementation=attn or NAME, **overrides)
+    return LlamaForCausalLM(config).to(dtype).eval()
+
+
+def _prefill(model):
+    from mt_bench_task.kv_cache import new_cache
+
+    ids = torch.zeros((3, 12), dtype=torch.long)
+    mask = torch.zeros((3, 12), dtype=torch.long)
+    g = torch.Generator().manual_seed(1)
+    for i, n in enumerate(LENGTHS):
+        ids[i, 12 - n:] = torch.randint(1, 97, (n,), generator=g)
+        mask[i, 12 - n:] = 1
+    cache = new_cache(model.config)
+    out = model(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True,
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=1)
+    return cache, mask, out.logits[:, -1].argmax(-1)[:, None]
+
+
+def _steps_both_ways(model, step) -> tuple[list[tuple], set[int]]:
+    """Decode STEPS tokens (the forward's argmax) with the forward on one cache and `step` on
+    another built by the same prefill: each step's logits from both, and the buffer widths."""
+    pairs, widths = [], set()
+    with torch.inference_mode():
+        cache_a, mask, nxt = _prefill(model)
+        cache_b, _, _ = _prefill(model)
+        for _ in range(STEPS):
+            length = mask.shape[1]
+            mask = torch.cat([mask, torch.ones((3, 1), dtype=torch.long)], dim=1)
+            pos = (mask.cumsum(-1) - 1)[:, -1:]
+            want = model(input_ids=nxt, attention_mask=mask, position_ids=pos, cache=cache_a,
+                         use_cache=True, logits_to_keep=1,
+                         cache_position=torch.arange(length, length + 1)).logits[:, -1]
+            got = step(nxt, pos, cache_b, mask)
+            widths.add(cache_b.layers[0]._k.shape[-2])  # the buffer, room included
+            pairs.append((want, got))
+            nxt = want.argmax(-1)[:, None]
+    return pairs, widths
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_its_logits_equal_the_forwards_bit_for_bit(dtype: str) -> None:
+    from mt_bench_task.decode_step import llama_decode_step
+    from mt_bench_task.packed_linear import pack_linears
+
+    model = _tiny_llama(getattr(torch, dtype))
+    if dtype == "bfloat16":
+        assert pack_linears(model) == 3 * 7 + 1  # the bf16 path: oneDNN-packed weights
+    step = llama_decode_step(model)
+    assert step is not None
+    pairs, widths = _steps_both_ways(model, step)
+    assert len(pairs) == STEPS
+    assert len(widths) > 1  # the buffers grew past their first room
+    for i, (want, got) in enumerate(pairs):
+        assert got.dtype == want.dtype and got.shape == want.shape == (3, 97)
+        assert torch.equal(got, want), (i, (got.float() - want.float()).abs().max())
+
+
+def test_rope_scaling_comes_from_the_models_own_rotary_embedding() -> None:
+    from mt_bench_task.decode_step import llama_decode_step
+
+    model = _tiny_llama(torch.float32, rope_parameters={"rope_type": "linear", "factor": 2.0,
+                                                        "rope_theta": 10000.0})
+    step = llama_decode_step(model)
+    assert step is not None
+    for want, got in _steps_both_ways(model, step)[0]:
+        assert torch.equal(got, want)
+
+
+def test_models_it_does_not_know_get_none() -> None:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from mt_bench_task.decode_step import llama_decode_step
+
+    assert llama_decode_step(_tiny_llama(torch.float32, attn="sdpa")) is None  # masks not ours
+    qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=97, hidden_size=64, intermediate_size=128,
+                                        num_hidden_layers=2, num_attention_heads=8,
+                                        num_key_value_heads=2))
+    assert llama_decode_step(qwen) is None
+    model = _tiny_llama(torch.float32)
+    model.model.layers[1].mlp = torch.nn.Identity()  # a changed layer: its forward would differ
+    assert llama_decode_step(model) is None
+
+
+@pytest.mark.slow
+def test_the_scheduler_uses_it_for_the_default_model(default_model_dir: Path) -> None:
+    from mt_bench_task.models import load_model_and_tokenizer
+    from mt_bench_task.scheduler import ContinuousBatcher
+
+    model, tok = load_model_and_tokenizer(str(default_model_dir), "bfloat16")
+    batcher = ContinuousBatcher(model, 4, {tok.eos_token_id}, tok.pad_token_id)
+    assert batcher._fast_step is not None
