@@ -56,6 +56,7 @@ class LocalJudgeClient:
         self._model: Any = None
         self._tok: Any = None
         self._prefixes: Any = None  # kv_cache.PrefixStore, made with the model in _load
+        self._step: Any = None  # decode_step.LlamaDecodeStep where the model is one
         self._queue: asyncio.Queue[_Request] | None = None
         self._worker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -119,11 +120,13 @@ class LocalJudgeClient:
             return self._run_batch(batch)
 
     def _load(self) -> None:
+        from .decode_step import llama_decode_step
         from .kv_cache import PrefixStore
         from .models import load_model_and_tokenizer
 
         self._model, self._tok = load_model_and_tokenizer(self.judge_model, self.dtype)
         self._prefixes = PrefixStore()  # prompt openings of this model, prefilled once
+        self._step = llama_decode_step(self._model)  # the forward's logits, less overhead
 
     # ---- in the worker thread ----
     def _context_limit(self) -> int:
@@ -202,8 +205,11 @@ class LocalJudgeClient:
                 return _Decoded(rows, cache, mask, nxt[:, None], column)
             mask = torch.cat([mask, column], dim=1)
             pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -1:]
-            logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
-                           cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+            if self._step is not None:
+                logits = self._step(nxt[:, None], pos, cache, mask)
+            else:
+                logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
+                               cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
 
     def _rating_logprobs(self, state: _Decoded, rows: list[int]) -> Any:
         """(len(rows), 10) float64: log P("r]]" | prompt + answer + "\\nRating: [[") for r in
