@@ -251,12 +251,17 @@ class ContinuousBatcher:
         """The last position's logits of a one-token step for every row in the cache."""
         import torch
 
+        room = self._cache.layers[0]._k.shape[-2]
         if self._fast_step is not None:  # decode_step.py: Llama, same logits, less overhead
-            return self._fast_step(ids, pos, self._cache, mask)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                         logits_to_keep=1, **{self._cache_kw: self._cache},
-                         cache_position=torch.arange(length, length + 1, device=self.device))
-        return out.logits[:, -1]
+            logits = self._fast_step(ids, pos, self._cache, mask)
+        else:
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
+                                use_cache=True, logits_to_keep=1, **{self._cache_kw: self._cache},
+                                cache_position=torch.arange(length, length + 1,
+                                                            device=self.device)).logits[:, -1]
+        if self._cache.layers[0]._k.shape[-2] != room:
+            self._release_free_memory()  # the buffers grew: the old ones' pages
+        return logits
 
     def _pick(self, logits: Any, rows: list[_Row]) -> list[int]:
         from .sampling import pick_tokens
