@@ -117,7 +117,13 @@ class LocalJudgeClient:
         with self._lock:
             if self._model is None:
                 self._load()
-            return self._run_batch(batch)
+            try:
+                return self._run_batch(batch)
+            finally:
+                if self._model.device.type == "cpu":  # the batch's KV pages, back to the system
+                    from .models import release_free_heap
+
+                    release_free_heap()
 
     def _load(self) -> None:
         from .decode_step import llama_decode_step
