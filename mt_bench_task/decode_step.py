@@ -44,6 +44,19 @@ def llama_decode_step(model: Any) -> LlamaDecodeStep | None:
     return LlamaDecodeStep(model)
 
 
+def decode_logits(model: Any, fast: LlamaDecodeStep | None, ids: Any, positions: Any, cache: Any,
+                  mask: Any, cache_kw: str = "cache") -> Any:
+    """The last position's logits of a one-token step: `fast` (llama_decode_step's) where there is
+    one, else the model's forward. `mask` covers the cache's columns and this step's."""
+    if fast is not None:
+        return fast(ids, positions, cache, mask)
+    length = mask.shape[1] - 1
+    return model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                 logits_to_keep=1, cache_position=torch.arange(length, length + 1,
+                                                               device=ids.device),
+                 **{cache_kw: cache}).logits[:, -1]
+
+
 def _linear(module: Any) -> Callable[[Any], Any]:
     """The module's forward without nn.Module's call machinery (211 calls a step)."""
     packed = getattr(module, "packed", None)

@@ -187,6 +187,7 @@ class LocalJudgeClient:
         its kept tokens, ready for the rating fallback."""
         import torch
 
+        from .decode_step import decode_logits
         from .kv_cache import concat
 
         model = self._model
@@ -211,11 +212,7 @@ class LocalJudgeClient:
                 return _Decoded(rows, cache, mask, nxt[:, None], column)
             mask = torch.cat([mask, column], dim=1)
             pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -1:]
-            if self._step is not None:
-                logits = self._step(nxt[:, None], pos, cache, mask)
-            else:
-                logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
-                               cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+            logits = decode_logits(model, self._step, nxt[:, None], pos, cache, mask)
 
     def _rating_logprobs(self, state: _Decoded, rows: list[int]) -> Any:
         """(len(rows), 10) float64: log P("r]]" | prompt + answer + "\\nRating: [[") for r in

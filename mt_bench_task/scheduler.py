@@ -1,28 +1,27 @@
 """Continuous batching for answer generation: every (question, choice, turn) is one request.
 
 All requests share one batch whatever their temperature: each row has its own temperature,
-greedy/sample choice, random generator and token budget, applied after our own decode step
-(decode_step.py for Llama models: the forward's logits with fewer operations). A row
-that stops (stop token or budget) leaves the batch at once and waiting requests take its place;
-the caller adds a question's next turn as soon as the previous one is done. That turn's prompt
-opens with the previous prompt and answer, whose KV the finished row leaves behind
-(`keep_cache`): only the rest is prefilled (`after`), as far as its token ids agree.
+greedy/sample choice, random generator and token budget, applied after the decode step
+(decode_step.py for Llama models: the forward's logits with fewer operations). A row that stops
+(stop token or budget) leaves the batch and waiting requests take its place; the caller adds a
+question's next turn as soon as the previous one is done. That turn's prompt opens with the
+previous prompt and answer, whose KV the finished row leaves behind (`keep_cache`): only the
+rest is prefilled (`after`), as far as its token ids agree.
 
-KV cache (kv_cache.py): one transformers DynamicCache whose layers append in place, left-aligned
-padding. New rows are prefilled together (left-padded among themselves, only the last position's
-logits computed). A row that ends keeps its place (its outputs ignored) until the batch is
-rebuilt: when new rows join, or enough rows have ended and nothing waits. A rebuild copies the
-rows in flight once into new buffers, without the ended rows and the leading columns no row
-needs, and with the new rows left-padded to the common length (kv_cache.restack): so the cache is
-as long as the oldest row in flight, and a row's end costs no copy (at 32 rows of ~1,400 cached
-tokens, removing rows one by one and then appending cost a sixth of the run). Positions come from
-each row's own token count, so padding never shifts RoPE; padded keys are masked.
+KV cache (kv_cache.py): one DynamicCache whose layers append in place, left-aligned padding. New
+rows are prefilled together (left-padded among themselves, last position's logits only). A row
+that ends keeps its place (outputs ignored) until the batch is rebuilt, when new rows join or
+enough rows have ended and nothing waits: one copy of the rows in flight into new buffers,
+without the ended rows and the leading columns no row needs, with the new rows
+(kv_cache.restack). So a row's end costs no copy (removing rows one by one, then appending, cost
+a sixth of a 32-row run). Positions come from each row's own token count, so padding never
+shifts RoPE; padded keys are masked.
 
 Sampling (sampling.py) is transformers' generate() step for one row, done for all rows at once,
 with top-k and top-p from the model's generation_config (transformers' defaults: top-k 50, top-p
-1.0) and each request's own temperature and generator. A request's generator is
-the caller's (FastChat's rule: seed = choice index, one stream per question and choice, turn 2
-continuing turn 1's stream), so a row's draws do not depend on what else is in the batch.
+1.0) and each request's own temperature and generator: the caller's (FastChat's rule: seed =
+choice index, one stream per question and choice, turn 2 continuing turn 1's), so a row's draws
+do not depend on what else is in the batch.
 
 CUDA out of memory halves the row limit, puts the newest rows back in the queue (their generator
 rewound) and goes on; other RuntimeErrors end the rows involved with no tokens (FastChat: ERROR).
@@ -219,7 +218,7 @@ class ContinuousBatcher:
         live = [i for i, r in enumerate(rows) if not r.ended]
         try:
             with torch.inference_mode():
-                logits = self._forward(ids, mask, pos, length)
+                logits = self._forward(ids, mask, pos)
         except self._oom:
             from .kv_cache import crop_to
 
@@ -247,18 +246,12 @@ class ContinuousBatcher:
         live_rows = [rows[i] for i in live]
         self._advance(live_rows, self._pick(logits, live_rows), done)
 
-    def _forward(self, ids: Any, mask: Any, pos: Any, length: int) -> Any:
-        """The last position's logits of a one-token step for every row in the cache."""
-        import torch
+    def _forward(self, ids: Any, mask: Any, pos: Any) -> Any:
+        from .decode_step import decode_logits
 
         room = self._cache.layers[0]._k.shape[-2]
-        if self._fast_step is not None:  # decode_step.py: Llama, same logits, less overhead
-            logits = self._fast_step(ids, pos, self._cache, mask)
-        else:
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
-                                use_cache=True, logits_to_keep=1, **{self._cache_kw: self._cache},
-                                cache_position=torch.arange(length, length + 1,
-                                                            device=self.device)).logits[:, -1]
+        logits = decode_logits(self.model, self._fast_step, ids, pos, self._cache, mask,
+                               self._cache_kw)
         if self._cache.layers[0]._k.shape[-2] != room:
             self._release_free_memory()  # the buffers grew: the old ones' pages
         return logits

@@ -43,18 +43,17 @@ def _prefill(model):
 def _steps_both_ways(model, step) -> tuple[list[tuple], set[int]]:
     """Decode STEPS tokens (the forward's argmax) with the forward on one cache and `step` on
     another built by the same prefill: each step's logits from both, and the buffer widths."""
+    from mt_bench_task.decode_step import decode_logits
+
     pairs, widths = [], set()
     with torch.inference_mode():
         cache_a, mask, nxt = _prefill(model)
         cache_b, _, _ = _prefill(model)
         for _ in range(STEPS):
-            length = mask.shape[1]
             mask = torch.cat([mask, torch.ones((3, 1), dtype=torch.long)], dim=1)
             pos = (mask.cumsum(-1) - 1)[:, -1:]
-            want = model(input_ids=nxt, attention_mask=mask, position_ids=pos, cache=cache_a,
-                         use_cache=True, logits_to_keep=1,
-                         cache_position=torch.arange(length, length + 1)).logits[:, -1]
-            got = step(nxt, pos, cache_b, mask)
+            want = decode_logits(model, None, nxt, pos, cache_a, mask)  # the model's forward
+            got = decode_logits(model, step, nxt, pos, cache_b, mask)
             widths.add(cache_b.layers[0]._k.shape[-2])  # the buffer, room included
             pairs.append((want, got))
             nxt = want.argmax(-1)[:, None]
