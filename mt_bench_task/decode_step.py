@@ -25,22 +25,30 @@ import torch.nn.functional as F
 
 from .attention import NAME, grouped_decode_attention
 
-_LAYER_TYPES = {"self_attn": "LlamaAttention", "mlp": "LlamaMLP",
+_LAYER_PARTS = {"self_attn": "LlamaAttention", "mlp": "LlamaMLP",
                 "input_layernorm": "LlamaRMSNorm", "post_attention_layernorm": "LlamaRMSNorm"}
 
 
 def llama_decode_step(model: Any) -> LlamaDecodeStep | None:
-    """The fast step for `model`, or None where it would not compute what the model does."""
+    """The fast step for `model`, or None where it would not compute what the model does:
+    anything but transformers' own Llama classes (remote code that borrows their names
+    included), another attention, a device other than the CPU, or hooks (accelerate's
+    offloading, user hooks), which a step that bypasses the modules would skip."""
+    from transformers.models.llama import modeling_llama as llama
+
     config = model.config
-    if (type(model).__name__ != "LlamaForCausalLM" or model.device.type != "cpu"
+    if (type(model) is not llama.LlamaForCausalLM or model.device.type != "cpu"
             or getattr(config, "_attn_implementation", None) != NAME
             or getattr(config, "pretraining_tp", 1) != 1):
         return None
     for layer in model.model.layers:
-        if type(layer).__name__ != "LlamaDecoderLayer" or any(
-                type(getattr(layer, name, None)).__name__ != kind
-                for name, kind in _LAYER_TYPES.items()):
+        if type(layer) is not llama.LlamaDecoderLayer or any(
+                type(getattr(layer, part, None)) is not getattr(llama, kind)
+                for part, kind in _LAYER_PARTS.items()):
             return None
+    if any(m._forward_hooks or m._forward_pre_hooks or hasattr(m, "_hf_hook")
+           for m in model.modules()):
+        return None
     return LlamaDecodeStep(model)
 
 

@@ -102,6 +102,25 @@ def test_models_it_does_not_know_get_none() -> None:
     model = _tiny_llama(torch.float32)
     model.model.layers[1].mlp = torch.nn.Identity()  # a changed layer: its forward would differ
     assert llama_decode_step(model) is None
+    hooked = _tiny_llama(torch.float32)
+    hooked.model.layers[2].mlp.down_proj.register_forward_hook(lambda *a: None)
+    assert llama_decode_step(hooked) is None  # a step that bypasses modules would skip it
+    assert llama_decode_step(_tiny_llama(torch.float32)) is not None
+
+
+def test_a_class_that_only_borrows_llamas_names_gets_none() -> None:
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    from mt_bench_task.decode_step import llama_decode_step
+
+    class LlamaMLP(LlamaMLP):  # noqa: F811  (remote code that copies the name, not the math)
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    model = _tiny_llama(torch.float32)
+    model.model.layers[0].mlp = LlamaMLP(model.config)
+    assert type(model.model.layers[0].mlp).__name__ == "LlamaMLP"
+    assert llama_decode_step(model) is None
 
 
 @pytest.mark.slow
