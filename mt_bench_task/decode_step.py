@@ -3,16 +3,15 @@ fewer operations around it.
 
 A decode step of SmolLM2-135M at 12-16 rows is ~50 ms on 2 cores through the model's forward,
 and a quarter of that is not the linears or the attention's matmuls but ~1,500 small operations
-and the Python around them:
-transformers' per-call machinery (output capture, mask building, kwargs plumbing, module hooks),
-RoPE's rotate_half (slices, negation, concatenation) for queries and keys apart, and the
-attention's masking in three steps per layer. This step computes the same values with fewer
-operations: RoPE for queries and keys at once as x*cos + swap_halves(x)*sin_signed (the same
-products and sum, sign moved into sin: exact), one padding mask per step for all layers, packed
-linears called directly: 49-50 -> 42-44 ms a step (12 rows, 250-500 cached tokens), the
-16-question bench's decode steps 11.8 -> 10.6 s. The logits are bit-equal to the model's own forward
-(tests/test_decode_step.py); anything this step does not know (another architecture, an extra
-feature in the config) gets None from `llama_decode_step` and the scheduler uses the model.
+and the Python around them: transformers' per-call machinery (output capture, mask building,
+kwargs plumbing, module calls), RoPE's rotate_half (slices, negation, concatenation) for queries
+and keys apart, and the attention's masking in three steps per layer. This step computes the
+same values with fewer operations: RoPE for queries and keys at once as
+x*cos + swap_halves(x)*sin_signed (the same products and sum, the sign moved into sin: exact),
+one padding mask per step for all layers, packed linears called directly. 49-50 -> 42-44 ms a
+step (12 rows, 250-500 cached tokens); the 16-question bench's decode steps 11.8 -> 10.6 s.
+The logits are bit-equal to the model's own forward (tests/test_decode_step.py); a model this
+step does not know gets None from `llama_decode_step`, and `decode_logits` uses its forward.
 Imports torch: load lazily.
 """
 from __future__ import annotations
@@ -101,7 +100,7 @@ class _Layer:
 
 
 class LlamaDecodeStep:
-    """`step(ids, positions, cache, masked)` -> last-position logits [rows, vocab]."""
+    """`step(ids, positions, cache, mask)` -> last-position logits [rows, vocab]."""
 
     def __init__(self, model: Any) -> None:
         inner, config = model.model, model.config
