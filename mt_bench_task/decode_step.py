@@ -1,5 +1,5 @@
-"""One decode step of a Llama model on a CPU, the same arithmetic as transformers' forward with
-fewer operations around it.
+"""One decode step of a Llama-shaped model (transformers' Llama, Qwen2, Mistral) on a CPU: the
+same arithmetic as transformers' forward with fewer operations around it.
 
 A decode step of SmolLM2-135M at 12-16 rows is ~50 ms on 2 cores through the model's forward,
 and a quarter of that is not the linears or the attention's matmuls but ~1,500 small operations
@@ -11,7 +11,7 @@ x*cos + swap_halves(x)*sin_signed (the same products and sum, the sign moved int
 one padding mask per step for all layers, packed linears called directly. 49-50 -> 42-44 ms a
 step (12 rows, 250-500 cached tokens); the 16-question bench's decode steps 11.8 -> 10.6 s.
 The logits are bit-equal to the model's own forward (tests/test_decode_step.py); a model this
-step does not know gets None from `llama_decode_step`, and `decode_logits` uses its forward.
+step does not know gets None from `fast_decode_step`, and `decode_logits` uses its forward.
 Imports torch: load lazily.
 """
 from __future__ import annotations
@@ -24,36 +24,48 @@ import torch.nn.functional as F
 
 from .attention import NAME, grouped_decode_attention
 
-_LAYER_PARTS = {"self_attn": "LlamaAttention", "mlp": "LlamaMLP",
-                "input_layernorm": "LlamaRMSNorm", "post_attention_layernorm": "LlamaRMSNorm"}
+# transformers' model families whose decoder is Llama's, operation for operation (Qwen2: biases on
+# q/k/v, which the linears carry; both: a sliding window, refused below)
+_FAMILIES = {"transformers.models.llama.modeling_llama": "Llama",
+             "transformers.models.qwen2.modeling_qwen2": "Qwen2",
+             "transformers.models.mistral.modeling_mistral": "Mistral"}
+_LAYER_PARTS = {"self_attn": "Attention", "mlp": "MLP", "input_layernorm": "RMSNorm",
+                "post_attention_layernorm": "RMSNorm"}
 
 
-def llama_decode_step(model: Any) -> LlamaDecodeStep | None:
+def fast_decode_step(model: Any) -> DecodeStep | None:
     """The fast step for `model`, or None where it would not compute what the model does:
-    anything but transformers' own Llama classes (remote code that borrows their names
-    included), another attention, a device other than the CPU, or hooks (accelerate's
-    offloading, user hooks), which a step that bypasses the modules would skip."""
-    from transformers.models.llama import modeling_llama as llama
+    anything but transformers' own Llama, Qwen2 or Mistral classes (remote code that borrows
+    their names included), a sliding window, another attention, a device other than the CPU, or
+    hooks (accelerate's offloading, user hooks), which a step that bypasses the modules skips."""
+    import sys
 
-    config = model.config
-    if (type(model) is not llama.LlamaForCausalLM or model.device.type != "cpu"
+    config, module = model.config, type(model).__module__
+    family = _FAMILIES.get(module)
+    classes = sys.modules.get(module)
+    if (family is None or classes is None
+            or type(model) is not getattr(classes, f"{family}ForCausalLM", None)
+            or model.device.type != "cpu"
             or getattr(config, "_attn_implementation", None) != NAME
-            or getattr(config, "pretraining_tp", 1) != 1):
+            or getattr(config, "pretraining_tp", 1) != 1
+            or (family == "Mistral" and getattr(config, "sliding_window", None) is not None)):
         return None
     for layer in model.model.layers:
-        if type(layer) is not llama.LlamaDecoderLayer or any(
-                type(getattr(layer, part, None)) is not getattr(llama, kind)
+        if type(layer) is not getattr(classes, f"{family}DecoderLayer") or any(
+                type(getattr(layer, part, None)) is not getattr(classes, family + kind)
                 for part, kind in _LAYER_PARTS.items()):
+            return None
+        if getattr(layer.self_attn, "sliding_window", None) is not None:
             return None
     if any(m._forward_hooks or m._forward_pre_hooks or hasattr(m, "_hf_hook")
            for m in model.modules()):
         return None
-    return LlamaDecodeStep(model)
+    return DecodeStep(model)
 
 
-def decode_logits(model: Any, fast: LlamaDecodeStep | None, ids: Any, positions: Any, cache: Any,
+def decode_logits(model: Any, fast: DecodeStep | None, ids: Any, positions: Any, cache: Any,
                   mask: Any, cache_kw: str = "cache") -> Any:
-    """The last position's logits of a one-token step: `fast` (llama_decode_step's) where there is
+    """The last position's logits of a one-token step: `fast` (fast_decode_step's) where there is
     one, else the model's forward. `mask` covers the cache's columns and this step's."""
     if fast is not None:
         return fast(ids, positions, cache, mask)
@@ -77,7 +89,7 @@ def _linear(module: Any) -> Callable[[Any], Any]:
 
 
 def _rms_norm(x: Any, weight: Any, eps: float) -> Any:
-    # LlamaRMSNorm.forward, operation for operation
+    # LlamaRMSNorm.forward (Qwen2's and Mistral's are copies), operation for operation
     dtype = x.dtype
     x = x.to(torch.float32)
     variance = x.pow(2).mean(-1, keepdim=True)
@@ -99,7 +111,7 @@ class _Layer:
         self.scaling = attn.scaling
 
 
-class LlamaDecodeStep:
+class DecodeStep:
     """`step(ids, positions, cache, mask)` -> last-position logits [rows, vocab]."""
 
     def __init__(self, model: Any) -> None:

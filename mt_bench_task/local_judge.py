@@ -56,7 +56,7 @@ class LocalJudgeClient:
         self._model: Any = None
         self._tok: Any = None
         self._prefixes: Any = None  # kv_cache.PrefixStore, made with the model in _load
-        self._step: Any = None  # decode_step.LlamaDecodeStep where the model is one
+        self._step: Any = None  # decode_step.DecodeStep where the model is one
         self._queue: asyncio.Queue[_Request] | None = None
         self._worker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -126,13 +126,13 @@ class LocalJudgeClient:
                     release_free_heap()
 
     def _load(self) -> None:
-        from .decode_step import llama_decode_step
+        from .decode_step import fast_decode_step
         from .kv_cache import PrefixStore
         from .models import load_model_and_tokenizer
 
         self._model, self._tok = load_model_and_tokenizer(self.judge_model, self.dtype)
         self._prefixes = PrefixStore()  # prompt openings of this model, prefilled once
-        self._step = llama_decode_step(self._model)  # the forward's logits, less overhead
+        self._step = fast_decode_step(self._model)  # the forward's logits, less overhead
 
     # ---- in the worker thread ----
     def _context_limit(self) -> int:

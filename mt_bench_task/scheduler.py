@@ -2,7 +2,7 @@
 
 All requests share one batch whatever their temperature: each row has its own temperature,
 greedy/sample choice, random generator and token budget, applied after the decode step
-(decode_step.py for Llama models: the forward's logits with fewer operations). A row that stops
+(decode_step.py for Llama-shaped models: the forward's logits, fewer operations). A row that stops
 (stop token or budget) leaves the batch and waiting requests take its place; the caller adds a
 question's next turn as soon as the previous one is done. That turn's prompt opens with the
 previous prompt and answer, whose KV the finished row leaves behind (`keep_cache`): only the
@@ -70,9 +70,9 @@ class ContinuousBatcher:
         self._rows: list[_Row] = []  # the cache's rows, ended ones included
         self._cache: Any = None
         self._mask: Any = None  # [rows, cache length] 1 = real token
-        from .decode_step import llama_decode_step
+        from .decode_step import fast_decode_step
 
-        self._fast_step = llama_decode_step(model)  # None: the model's own forward
+        self._fast_step = fast_decode_step(model)  # None: the model's own forward
 
     @property
     def busy(self) -> bool:

@@ -1,6 +1,7 @@
-"""decode_step: the scheduler's own decode step for Llama models computes, bit for bit, the
-logits of the model's forward (fp32, and bf16 with packed linears), on a left-padded batch whose
-rows sit at different positions, across a buffer growth; other models get the forward."""
+"""decode_step: the scheduler's own decode step for Llama-shaped models (Llama, Qwen2 with its
+q/k/v biases, Mistral) computes, bit for bit, the logits of the model's forward (fp32, and bf16
+with packed linears), on a left-padded batch whose rows sit at different positions, across a
+buffer growth; other models (and sliding windows) get the forward."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,16 +14,27 @@ LENGTHS = [9, 4, 12]  # real tokens per row, left-padded to 12
 STEPS = 24  # the prefill's buffer (12 columns + room) grows during these
 
 
-def _tiny_llama(dtype, attn: str | None = None, **overrides):
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _tiny(family: str, dtype, attn: str | None = None, **overrides):
+    import transformers
 
     from mt_bench_task.attention import NAME
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                         num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=256,
-                         attn_implementation=attn or NAME, **overrides)
-    return LlamaForCausalLM(config).to(dtype).eval()
+    config = getattr(transformers, f"{family}Config")(
+        vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+        num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=256,
+        attn_implementation=attn or NAME, **overrides)
+    model = getattr(transformers, f"{family}ForCausalLM")(config).to(dtype).eval()
+    with torch.no_grad():  # random q/k/v biases (Qwen2 has them; the init zeroes them)
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                if proj.bias is not None:
+                    proj.bias.normal_()
+    return model
+
+
+def _tiny_llama(dtype, attn: str | None = None, **overrides):
+    return _tiny("Llama", dtype, attn, **overrides)
 
 
 def _prefill(model):
@@ -60,15 +72,19 @@ def _steps_both_ways(model, step) -> tuple[list[tuple], set[int]]:
     return pairs, widths
 
 
+@pytest.mark.parametrize("family", ["Llama", "Qwen2", "Mistral"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_its_logits_equal_the_forwards_bit_for_bit(dtype: str) -> None:
-    from mt_bench_task.decode_step import llama_decode_step
+def test_its_logits_equal_the_forwards_bit_for_bit(family: str, dtype: str) -> None:
+    from mt_bench_task.decode_step import fast_decode_step
     from mt_bench_task.packed_linear import pack_linears
 
-    model = _tiny_llama(getattr(torch, dtype))
+    extra = {"sliding_window": None} if family == "Mistral" else {}
+    model = _tiny(family, getattr(torch, dtype), **extra)
+    if family == "Qwen2":
+        assert model.model.layers[0].self_attn.q_proj.bias.abs().sum() > 0
     if dtype == "bfloat16":
         assert pack_linears(model) == 3 * 7 + 1  # the bf16 path: oneDNN-packed weights
-    step = llama_decode_step(model)
+    step = fast_decode_step(model)
     assert step is not None
     pairs, widths = _steps_both_ways(model, step)
     assert len(pairs) == STEPS
@@ -79,39 +95,37 @@ def test_its_logits_equal_the_forwards_bit_for_bit(dtype: str) -> None:
 
 
 def test_rope_scaling_comes_from_the_models_own_rotary_embedding() -> None:
-    from mt_bench_task.decode_step import llama_decode_step
+    from mt_bench_task.decode_step import fast_decode_step
 
     model = _tiny_llama(torch.float32, rope_parameters={"rope_type": "linear", "factor": 2.0,
                                                         "rope_theta": 10000.0})
-    step = llama_decode_step(model)
+    step = fast_decode_step(model)
     assert step is not None
     for want, got in _steps_both_ways(model, step)[0]:
         assert torch.equal(got, want)
 
 
 def test_models_it_does_not_know_get_none() -> None:
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from mt_bench_task.decode_step import fast_decode_step
 
-    from mt_bench_task.decode_step import llama_decode_step
-
-    assert llama_decode_step(_tiny_llama(torch.float32, attn="sdpa")) is None  # masks not ours
-    qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=97, hidden_size=64, intermediate_size=128,
-                                        num_hidden_layers=2, num_attention_heads=8,
-                                        num_key_value_heads=2))
-    assert llama_decode_step(qwen) is None
+    assert fast_decode_step(_tiny_llama(torch.float32, attn="sdpa")) is None  # masks not ours
+    assert fast_decode_step(_tiny("Qwen3", torch.float32)) is None  # q/k norms: not Llama's
+    assert fast_decode_step(_tiny("Mistral", torch.float32, sliding_window=8)) is None
+    assert fast_decode_step(_tiny("Qwen2", torch.float32, use_sliding_window=True,
+                                  sliding_window=8, max_window_layers=0)) is None
     model = _tiny_llama(torch.float32)
     model.model.layers[1].mlp = torch.nn.Identity()  # a changed layer: its forward would differ
-    assert llama_decode_step(model) is None
+    assert fast_decode_step(model) is None
     hooked = _tiny_llama(torch.float32)
     hooked.model.layers[2].mlp.down_proj.register_forward_hook(lambda *a: None)
-    assert llama_decode_step(hooked) is None  # a step that bypasses modules would skip it
-    assert llama_decode_step(_tiny_llama(torch.float32)) is not None
+    assert fast_decode_step(hooked) is None  # a step that bypasses modules would skip it
+    assert fast_decode_step(_tiny_llama(torch.float32)) is not None
 
 
 def test_a_class_that_only_borrows_llamas_names_gets_none() -> None:
     from transformers.models.llama.modeling_llama import LlamaMLP
 
-    from mt_bench_task.decode_step import llama_decode_step
+    from mt_bench_task.decode_step import fast_decode_step
 
     class LlamaMLP(LlamaMLP):  # noqa: F811  (remote code that copies the name, not the math)
         def forward(self, x):
@@ -120,7 +134,7 @@ def test_a_class_that_only_borrows_llamas_names_gets_none() -> None:
     model = _tiny_llama(torch.float32)
     model.model.layers[0].mlp = LlamaMLP(model.config)
     assert type(model.model.layers[0].mlp).__name__ == "LlamaMLP"
-    assert llama_decode_step(model) is None
+    assert fast_decode_step(model) is None
 
 
 @pytest.mark.slow
