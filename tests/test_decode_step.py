@@ -61,9 +61,12 @@ def _steps_both_ways(model, step) -> tuple[list[tuple], set[int]]:
     with torch.inference_mode():
         cache_a, mask, nxt = _prefill(model)
         cache_b, _, _ = _prefill(model)
-        for _ in range(STEPS):
-            mask = torch.cat([mask, torch.ones((3, 1), dtype=torch.long)], dim=1)
-            pos = (mask.cumsum(-1) - 1)[:, -1:]
+        for step_no in range(STEPS):
+            column = torch.ones((3, 1), dtype=torch.long)
+            if step_no >= STEPS // 2:
+                column[1] = 0  # row 1 stopped, as the local judge masks a finished row's columns
+            mask = torch.cat([mask, column], dim=1)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -1:]
             want = decode_logits(model, None, nxt, pos, cache_a, mask)  # the model's forward
             got = decode_logits(model, step, nxt, pos, cache_b, mask)
             widths.add(cache_b.layers[0]._k.shape[-2])  # the buffer, room included
