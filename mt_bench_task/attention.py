@@ -28,7 +28,7 @@ def attention_forward(module: Any, query: Any, key: Any, value: Any, attention_m
             or any(kwargs.get(k) is not None for k in _SDPA_ONLY)):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
-    scores = _grouped_scores(query, key, scaling)
+    scores = _grouped_scores(query, key).float().mul_(_scaling(query, scaling))
     if attention_mask is not None:  # (batch, 1, 1, keys): bool (True = attend) or additive
         filled = min(attention_mask.shape[-1], key.shape[-2])
         mask = attention_mask[..., -filled:]
@@ -41,23 +41,29 @@ def attention_forward(module: Any, query: Any, key: Any, value: Any, attention_m
     return _grouped_output(scores, value, query.shape), None
 
 
-def grouped_decode_attention(query: Any, key: Any, value: Any, masked: Any, scaling: float
+def grouped_decode_attention(query: Any, key: Any, value: Any, bias: Any, scaling: float
                              ) -> Any:
-    """attention_forward's one-token path with the mask given once for all layers: `masked`
-    bool (batch, 1, 1, key columns), True where a column is not attended."""
-    scores = _grouped_scores(query, key, scaling)
-    scores.masked_fill_(masked, float("-inf"))
+    """attention_forward's one-token path with the mask given once for all layers: `bias` float32
+    (batch, 1, 1, key columns), 0 where a column is attended, -inf where not. One operation does
+    the float conversion, the scaling and the masking: bias + scaling * scores, the same values
+    (adding 0 is exact, -inf stays -inf)."""
+    scores = torch.add(bias, _grouped_scores(query, key), alpha=_scaling(query, scaling))
     return _grouped_output(scores, value, query.shape)
 
 
-def _grouped_scores(query: Any, key: Any, scaling: float | None) -> Any:
+def _scaling(query: Any, scaling: float | None) -> float:
+    return scaling if scaling is not None else query.shape[-1] ** -0.5
+
+
+def _grouped_scores(query: Any, key: Any) -> Any:
+    """q @ k^T in the model's dtype, the query heads grouped by their key/value head:
+    (batch, kv_heads, group, key columns)."""
     batch, heads, _, dim = query.shape
     kv_heads = key.shape[1]
     q = query.reshape(batch, kv_heads, heads // kv_heads, dim)  # heads sharing a key/value head
     # kv_cache hands over its whole buffers (contiguous: q @ k^T on a strided view copies it
     # first, 3-4x slower); columns past the mask's length are not filled and are masked out
-    scores = torch.matmul(q, key.contiguous().transpose(-1, -2)).float()
-    return scores.mul_(scaling if scaling is not None else dim ** -0.5)
+    return torch.matmul(q, key.contiguous().transpose(-1, -2))
 
 
 def _grouped_output(scores: Any, value: Any, shape: Any) -> Any:

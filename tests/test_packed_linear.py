@@ -81,3 +81,49 @@ def test_cpu_loader_packs_bf16(tmp_path) -> None:
     assert packed == (30 * 7 + 1 if _packs() else 0)
     model32, _ = load_model_and_tokenizer("default", dtype="float32")
     assert not any(isinstance(m, PackedLinear) for m in model32.modules())
+
+
+def test_siblings_fed_the_same_input_get_one_packed_weight_within_the_budget(monkeypatch) -> None:
+    import mt_bench_task.packed_linear as pl
+
+    if not _packs():
+        return  # nothing packed: test_packed_linear_computes_f_linear checks the model is intact
+    model = _tiny_llama(torch.bfloat16)
+    attn, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
+    x = torch.randn(16, 1, 64, generator=torch.Generator().manual_seed(1)).bfloat16()
+    with torch.inference_mode():
+        want_qkv = torch.cat([attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)], dim=-1)
+        want_gu = torch.cat([mlp.gate_proj(x), mlp.up_proj(x)], dim=-1)
+    pl.pack_linears(model)
+    op = torch.ops.mkldnn._linear_pointwise
+    for parent, want in ((attn, want_qkv), (mlp, want_gu)):
+        packed, bias = parent.packed_qkv if parent is attn else parent.packed_gate_up
+        assert bias is None  # Llama's projections have none
+        got = op(x, packed, bias, "none", [], "")
+        assert got.shape == want.shape
+        assert torch.allclose(got.float(), want.float(), rtol=1e-2, atol=1e-2)
+
+    # q/k/v of the tiny model: (64 + 2 * 16) x 64 bf16 weights = 12,288 bytes a layer
+    monkeypatch.setattr(pl, "FUSED_BUDGET", 2 * 12_288)  # q/k/v of both layers, no gate/up
+    small = _tiny_llama(torch.bfloat16)
+    pl.pack_linears(small)
+    assert all(hasattr(layer.self_attn, "packed_qkv") and not hasattr(layer.mlp, "packed_gate_up")
+               for layer in small.model.layers)
+    monkeypatch.setattr(pl, "FUSED_BUDGET", 2 * 12_288 - 1)  # not even that: none at all
+    none = _tiny_llama(torch.bfloat16)
+    pl.pack_linears(none)
+    assert not any(hasattr(m, "packed_qkv") or hasattr(m, "packed_gate_up")
+                   for m in none.modules())
+
+
+def test_siblings_with_and_without_bias_are_not_fused() -> None:
+    from mt_bench_task.packed_linear import pack_linears
+
+    if not _packs():
+        return
+    model = _tiny_llama(torch.bfloat16)
+    attn = model.model.layers[0].self_attn
+    attn.q_proj.bias = torch.nn.Parameter(torch.ones(64, dtype=torch.bfloat16))  # k, v: none
+    pack_linears(model)
+    assert not hasattr(attn, "packed_qkv")  # one bias for three outputs would be wrong
+    assert hasattr(model.model.layers[1].self_attn, "packed_qkv")
