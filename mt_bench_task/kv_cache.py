@@ -196,6 +196,11 @@ def _left_padded(rows: list[Any], width: int) -> Any:
     return torch.cat([F.pad(t, (0, 0, width - t.shape[-2], 0)) for t in rows])
 
 
+def buffer_width(cache: Any) -> int:
+    """The columns the buffers of `cache` (new_cache's) hold, room included."""
+    return int(cache.layers[0]._k.shape[-2])
+
+
 def crop_to(cache: Any, length: int) -> None:
     for layer in cache.layers:
         layer.crop_to(length)

@@ -120,10 +120,9 @@ class LocalJudgeClient:
             try:
                 return self._run_batch(batch)
             finally:
-                if self._model.device.type == "cpu":  # the batch's KV pages, back to the system
-                    from .models import release_free_heap
+                from .models import release_free_heap
 
-                    release_free_heap()
+                release_free_heap(self._model.device)  # the batch's KV pages, back to the system
 
     def _load(self) -> None:
         from .decode_step import fast_decode_step

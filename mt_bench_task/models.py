@@ -235,17 +235,18 @@ RSS_GROWTH_WORTH_A_TRIM = 256 << 20  # below it, returning pages costs more than
 _rss_after_trim: list[int] = []  # the process's RSS after its last trim (glibc's heap is global)
 
 
-def release_free_heap(min_growth: int = RSS_GROWTH_WORTH_A_TRIM) -> bool:
+def release_free_heap(device: Any = "cpu", min_growth: int = RSS_GROWTH_WORTH_A_TRIM) -> bool:
     """glibc: give the heap's free pages back to the system (malloc_trim), once the process's
     RSS has grown by `min_growth` bytes since the last time. Freed blocks under MMAP_THRESHOLD
     stay with the process, and the sizes a growing KV cache asks for rarely fit the holes: the
     scheduler calls this after rebuilding or growing its cache, the local judge after a batch
     (realistic 80-question run: peak RSS 3.3 -> 2.1 GB). Pages given back fault in again when
     memory is next needed: a trim at every rebuild cost the 16-question bench 5 % for no lower
-    peak, hence the growth it waits for (benchmarks/README.md). False where it does not apply
-    or did not trim."""
+    peak, hence the growth it waits for (benchmarks/README.md). False where it does not apply (a
+    model on `device` other than the CPU keeps its tensors elsewhere) or did not trim."""
     libc = _glibc()
-    if libc is None or (_rss_after_trim and _rss_bytes() < _rss_after_trim[-1] + min_growth):
+    if libc is None or str(device).split(":")[0] != "cpu" or (
+            _rss_after_trim and _rss_bytes() < _rss_after_trim[-1] + min_growth):
         return False
     trimmed = bool(libc.malloc_trim(0))
     _rss_after_trim[:] = [_rss_bytes()]

@@ -191,10 +191,9 @@ class ContinuousBatcher:
         self._release_free_memory()
 
     def _release_free_memory(self) -> None:
-        if self.device.type == "cpu":  # the old buffers' pages, back to the system
-            from .models import release_free_heap
+        from .models import release_free_heap
 
-            release_free_heap()
+        release_free_heap(self.device)  # the old buffers' pages, back to the system
 
     def _tidy(self) -> None:
         """Rebuild without the ended rows once they are worth a copy: all rows ended, or enough
@@ -248,11 +247,12 @@ class ContinuousBatcher:
 
     def _forward(self, ids: Any, mask: Any, pos: Any) -> Any:
         from .decode_step import decode_logits
+        from .kv_cache import buffer_width
 
-        room = self._cache.layers[0]._k.shape[-2]
+        room = buffer_width(self._cache)
         logits = decode_logits(self.model, self._fast_step, ids, pos, self._cache, mask,
                                self._cache_kw)
-        if self._cache.layers[0]._k.shape[-2] != room:
+        if buffer_width(self._cache) != room:
             self._release_free_memory()  # the buffers grew: the old ones' pages
         return logits
 

@@ -56,6 +56,7 @@ def _steps_both_ways(model, step) -> tuple[list[tuple], set[int]]:
     """Decode STEPS tokens (the forward's argmax) with the forward on one cache and `step` on
     another built by the same prefill: each step's logits from both, and the buffer widths."""
     from mt_bench_task.decode_step import decode_logits
+    from mt_bench_task.kv_cache import buffer_width
 
     pairs, widths = [], set()
     with torch.inference_mode():
@@ -69,7 +70,7 @@ def _steps_both_ways(model, step) -> tuple[list[tuple], set[int]]:
             pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -1:]
             want = decode_logits(model, None, nxt, pos, cache_a, mask)  # the model's forward
             got = decode_logits(model, step, nxt, pos, cache_b, mask)
-            widths.add(cache_b.layers[0]._k.shape[-2])  # the buffer, room included
+            widths.add(buffer_width(cache_b))  # the buffer, room included
             pairs.append((want, got))
             nxt = want.argmax(-1)[:, None]
     return pairs, widths
