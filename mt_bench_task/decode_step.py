@@ -38,10 +38,15 @@ _LAYER_PARTS = {"self_attn": "Attention", "mlp": "MLP", "input_layernorm": "RMSN
 
 
 def fast_decode_step(model: Any) -> DecodeStep | None:
-    """The fast step for `model`, or None where it would not compute what the model does:
-    anything but transformers' own Llama, Qwen2 or Mistral classes (remote code that borrows
-    their names included), a sliding window, another attention, a device other than the CPU, or
-    hooks (accelerate's offloading, user hooks), which a step that bypasses the modules skips."""
+    """The fast step for `model`, or None where it would not compute what the model does."""
+    return DecodeStep(model) if has_fast_step(model) else None
+
+
+def has_fast_step(model: Any) -> bool:
+    """Whether the step computes what `model` does: not for anything but transformers' own
+    Llama, Qwen2 or Mistral classes (remote code that borrows their names included), a sliding
+    window, another attention, a device other than the CPU, or hooks (accelerate's offloading,
+    user hooks), which a step that bypasses the modules skips."""
     import sys
 
     config, module = model.config, type(model).__module__
@@ -53,18 +58,18 @@ def fast_decode_step(model: Any) -> DecodeStep | None:
             or getattr(config, "_attn_implementation", None) != NAME
             or getattr(config, "pretraining_tp", 1) != 1
             or (family == "Mistral" and getattr(config, "sliding_window", None) is not None)):
-        return None
+        return False
     for layer in model.model.layers:
         if type(layer) is not getattr(classes, f"{family}DecoderLayer") or any(
                 type(getattr(layer, part, None)) is not getattr(classes, family + kind)
                 for part, kind in _LAYER_PARTS.items()):
-            return None
+            return False
         if getattr(layer.self_attn, "sliding_window", None) is not None:
-            return None
+            return False
     if any(m._forward_hooks or m._forward_pre_hooks or hasattr(m, "_hf_hook")
            for m in model.modules()):
-        return None
-    return DecodeStep(model)
+        return False
+    return True
 
 
 def decode_logits(model: Any, fast: DecodeStep | None, ids: Any, positions: Any, cache: Any,

@@ -195,9 +195,11 @@ def load_model_and_tokenizer(path: str, dtype: str | None = None, revision: str 
     if device == "cpu":
         _large_buffers_outside_the_heap()
         _use_cpu_decode_attention(model)
+        from .decode_step import has_fast_step
         from .packed_linear import pack_linears
 
-        pack_linears(model)  # bf16: weights laid out for oneDNN once, not on every call
+        # bf16: weights laid out for oneDNN once, not on every call
+        pack_linears(model, fuse_siblings=has_fast_step(model))
     return model, tok
 
 

@@ -68,16 +68,18 @@ def packing_works() -> bool:
                           rtol=1e-2, atol=1e-2)
 
 
-def pack_linears(model: Any) -> int:
+def pack_linears(model: Any, fuse_siblings: bool = False) -> int:
     """Replace `model`'s bf16 CPU nn.Linear layers with PackedLinear; the number replaced (0
-    where this torch build cannot)."""
+    where this torch build cannot). `fuse_siblings`: also FUSED_GROUPS' packed weights, for a
+    model that decode_step.py steps (nothing else reads them)."""
     linears = [(parent, name, child) for parent in model.modules()
                for name, child in parent.named_children()
                if type(child) is torch.nn.Linear and child.weight.device.type == "cpu"
                and child.weight.dtype == torch.bfloat16]
     if not linears or not packing_works():
         return 0
-    _pack_fused(model)
+    if fuse_siblings:
+        _pack_fused(model)
     for parent, name, child in linears:
         setattr(parent, name, PackedLinear(child))
     return len(linears)

@@ -87,7 +87,7 @@ def test_its_logits_equal_the_forwards_bit_for_bit(family: str, dtype: str) -> N
     if family == "Qwen2":
         assert model.model.layers[0].self_attn.q_proj.bias.abs().sum() > 0
     if dtype == "bfloat16":
-        assert pack_linears(model) == 3 * 7 + 1  # the bf16 path: oneDNN-packed weights
+        assert pack_linears(model, fuse_siblings=True) == 3 * 7 + 1  # the bf16 path: oneDNN-packed weights
         assert all(hasattr(layer.self_attn, "packed_qkv") and hasattr(layer.mlp, "packed_gate_up")
                    for layer in model.model.layers)  # the step's q/k/v and gate/up: one call each
     step = fast_decode_step(model)

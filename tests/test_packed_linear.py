@@ -54,6 +54,8 @@ def test_only_bf16_models_are_packed() -> None:
     bf16 = _tiny_llama(torch.bfloat16)
     per_model = 2 * 7 + 1 if _packs() else 0  # q, k, v, o, gate, up, down per layer + lm_head
     assert pack_linears(bf16) == per_model
+    assert not any(hasattr(m, "packed_qkv") or hasattr(m, "packed_gate_up")  # not asked for
+                   for m in bf16.modules())
     assert pack_linears(bf16) == 0  # already packed (or not packable): nothing left to do
     assert (type(bf16.lm_head) is PackedLinear) == _packs()
 
@@ -79,6 +81,9 @@ def test_cpu_loader_packs_bf16(tmp_path) -> None:
     model, _ = load_model_and_tokenizer("default", dtype="bfloat16")
     packed = sum(isinstance(m, PackedLinear) for m in model.modules())
     assert packed == (30 * 7 + 1 if _packs() else 0)
+    # the default model is one decode_step.py steps: its q/k/v and gate/up packed together too
+    assert all(hasattr(layer.self_attn, "packed_qkv") and hasattr(layer.mlp, "packed_gate_up")
+               for layer in model.model.layers) == _packs()
     model32, _ = load_model_and_tokenizer("default", dtype="float32")
     assert not any(isinstance(m, PackedLinear) for m in model32.modules())
 
@@ -86,15 +91,17 @@ def test_cpu_loader_packs_bf16(tmp_path) -> None:
 def test_siblings_fed_the_same_input_get_one_packed_weight_within_the_budget(monkeypatch) -> None:
     import mt_bench_task.packed_linear as pl
 
-    if not _packs():
-        return  # nothing packed: test_packed_linear_computes_f_linear checks the model is intact
     model = _tiny_llama(torch.bfloat16)
+    if not _packs():  # nothing packed, nothing fused
+        assert pl.pack_linears(model, fuse_siblings=True) == 0
+        assert not any(hasattr(m, "packed_qkv") for m in model.modules())
+        return
     attn, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
     x = torch.randn(16, 1, 64, generator=torch.Generator().manual_seed(1)).bfloat16()
     with torch.inference_mode():
         want_qkv = torch.cat([attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)], dim=-1)
         want_gu = torch.cat([mlp.gate_proj(x), mlp.up_proj(x)], dim=-1)
-    pl.pack_linears(model)
+    pl.pack_linears(model, fuse_siblings=True)
     op = torch.ops.mkldnn._linear_pointwise
     for parent, want in ((attn, want_qkv), (mlp, want_gu)):
         packed, bias = parent.packed_qkv if parent is attn else parent.packed_gate_up
@@ -106,12 +113,12 @@ def test_siblings_fed_the_same_input_get_one_packed_weight_within_the_budget(mon
     # q/k/v of the tiny model: (64 + 2 * 16) x 64 bf16 weights = 12,288 bytes a layer
     monkeypatch.setattr(pl, "FUSED_BUDGET", 2 * 12_288)  # q/k/v of both layers, no gate/up
     small = _tiny_llama(torch.bfloat16)
-    pl.pack_linears(small)
+    pl.pack_linears(small, fuse_siblings=True)
     assert all(hasattr(layer.self_attn, "packed_qkv") and not hasattr(layer.mlp, "packed_gate_up")
                for layer in small.model.layers)
     monkeypatch.setattr(pl, "FUSED_BUDGET", 2 * 12_288 - 1)  # not even that: none at all
     none = _tiny_llama(torch.bfloat16)
-    pl.pack_linears(none)
+    pl.pack_linears(none, fuse_siblings=True)
     assert not any(hasattr(m, "packed_qkv") or hasattr(m, "packed_gate_up")
                    for m in none.modules())
 
@@ -119,11 +126,9 @@ def test_siblings_fed_the_same_input_get_one_packed_weight_within_the_budget(mon
 def test_siblings_with_and_without_bias_are_not_fused() -> None:
     from mt_bench_task.packed_linear import pack_linears
 
-    if not _packs():
-        return
     model = _tiny_llama(torch.bfloat16)
     attn = model.model.layers[0].self_attn
     attn.q_proj.bias = torch.nn.Parameter(torch.ones(64, dtype=torch.bfloat16))  # k, v: none
-    pack_linears(model)
+    pack_linears(model, fuse_siblings=True)
     assert not hasattr(attn, "packed_qkv")  # one bias for three outputs would be wrong
-    assert hasattr(model.model.layers[1].self_attn, "packed_qkv")
+    assert hasattr(model.model.layers[1].self_attn, "packed_qkv") == _packs()
