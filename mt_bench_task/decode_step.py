@@ -155,7 +155,8 @@ class DecodeStep:
         rows, heads, kv, dim = ids.shape[0], self.heads, self.kv_heads, self.head_dim
         # the attention reads the whole buffers: padding and unwritten columns masked, once
         width = [layer.reserve(mask.shape[1]) for layer in cache.layers][0]
-        bias = torch.full((rows, 1, 1, width), float("-inf"), device=mask.device)
+        bias = torch.full((rows, 1, 1, width), float("-inf"), dtype=torch.float32,
+                          device=mask.device)
         bias[..., :mask.shape[1]].masked_fill_((mask != 0)[:, None, None, :], 0.0)
         h = F.embedding(ids, self.embed)
         cos, sin = self.rotary(h, position_ids=positions)  # [rows, 1, dim]
