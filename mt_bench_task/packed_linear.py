@@ -79,17 +79,19 @@ def pack_linears(model: Any, fuse_siblings: bool = False) -> int:
                and child.weight.dtype == torch.bfloat16]
     if not linears or not packing_works():
         return 0
-    if fuse_siblings:
-        _pack_fused(model)
+    fused = _fused_packs(model) if fuse_siblings else []
     for parent, name, child in linears:
         setattr(parent, name, PackedLinear(child))
+    for parent, name, parts, packed, bias in fused:
+        # with the modules it stands for: a module replaced later is not this weight's part
+        setattr(parent, name, (packed, bias, tuple(getattr(parent, part) for part in parts)))
     return len(linears)
 
 
-def _pack_fused(model: Any) -> None:
-    """FUSED_GROUPS' packed weights (and concatenated biases) on the parents of bf16 siblings with
-    the same input size and all or none biased, as `parent.<name>` = (packed weight, bias)."""
-    left = FUSED_BUDGET
+def _fused_packs(model: Any) -> list[tuple[Any, str, tuple[str, ...], Any, Any]]:
+    """(parent, name, parts, packed weight, bias) for FUSED_GROUPS' bf16 siblings with the same
+    input size and all or none biased (biases concatenated), within FUSED_BUDGET."""
+    left, packs = FUSED_BUDGET, []
     for name, parts in FUSED_GROUPS:
         groups = []
         for parent in model.modules():
@@ -107,4 +109,5 @@ def _pack_fused(model: Any) -> None:
             weight = torch.cat([m.weight.detach() for m in linears])
             bias = (None if linears[0].bias is None
                     else torch.cat([m.bias.detach() for m in linears]))
-            setattr(parent, name, (_pack(weight), bias))
+            packs.append((parent, name, parts, _pack(weight), bias))
+    return packs

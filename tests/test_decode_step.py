@@ -151,3 +151,19 @@ def test_the_scheduler_uses_it_for_the_default_model(default_model_dir: Path) ->
     model, tok = load_model_and_tokenizer(str(default_model_dir), "bfloat16")
     batcher = ContinuousBatcher(model, 4, {tok.eos_token_id}, tok.pad_token_id)
     assert batcher._fast_step is not None
+
+
+def test_a_projection_replaced_after_packing_is_called_not_the_fused_weight() -> None:
+    from mt_bench_task.decode_step import fast_decode_step
+    from mt_bench_task.packed_linear import PackedLinear, pack_linears
+
+    model = _tiny_llama(torch.bfloat16)
+    assert pack_linears(model, fuse_siblings=True) == 3 * 7 + 1
+    attn, mlp = model.model.layers[1].self_attn, model.model.layers[1].mlp
+    torch.manual_seed(5)  # new weights, as a merged adapter would bring
+    attn.k_proj = PackedLinear(torch.nn.Linear(64, 16, bias=False).bfloat16())
+    mlp.up_proj = PackedLinear(torch.nn.Linear(64, 128, bias=False).bfloat16())
+    step = fast_decode_step(model)
+    assert step is not None
+    for want, got in _steps_both_ways(model, step)[0]:
+        assert torch.equal(got, want)  # the forward calls the new modules: so does the step

@@ -104,8 +104,10 @@ def test_siblings_fed_the_same_input_get_one_packed_weight_within_the_budget(mon
     pl.pack_linears(model, fuse_siblings=True)
     op = torch.ops.mkldnn._linear_pointwise
     for parent, want in ((attn, want_qkv), (mlp, want_gu)):
-        packed, bias = parent.packed_qkv if parent is attn else parent.packed_gate_up
+        packed, bias, modules = parent.packed_qkv if parent is attn else parent.packed_gate_up
         assert bias is None  # Llama's projections have none
+        names = ("q_proj", "k_proj", "v_proj") if parent is attn else ("gate_proj", "up_proj")
+        assert modules == tuple(getattr(parent, n) for n in names)  # the packed modules
         got = op(x, packed, bias, "none", [], "")
         assert got.shape == want.shape
         assert torch.allclose(got.float(), want.float(), rtol=1e-2, atol=1e-2)
