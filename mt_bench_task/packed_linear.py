@@ -91,7 +91,8 @@ def pack_linears(model: Any, fuse_siblings: bool = False) -> int:
 def _fused_packs(model: Any) -> list[tuple[Any, str, tuple[str, ...], Any, Any]]:
     """(parent, name, parts, packed weight, bias) for FUSED_GROUPS' bf16 siblings with the same
     input size and all or none biased (biases concatenated), within FUSED_BUDGET."""
-    left, packs = FUSED_BUDGET, []
+    left = FUSED_BUDGET
+    packs: list[tuple[Any, str, tuple[str, ...], Any, Any]] = []
     for name, parts in FUSED_GROUPS:
         groups = []
         for parent in model.modules():
