@@ -101,14 +101,14 @@ def _linear(module: Any) -> Callable[[Any], Any]:
 def _fused(parent: Any, name: str, outputs: list[list[Any]]) -> Callable[[Any], list[Any]]:
     """For linears that read the same input: each of `outputs` is its linears' results side by
     side; from one call where pack_linears packed these very modules as `parent.<name>`."""
-    fused = getattr(parent, name, None)
+    fused = getattr(parent, name, None)  # packed_linear.FusedLinears
     modules = [m for group in outputs for m in group]
-    if fused is None or len(fused[2]) != len(modules) or any(
-            a is not b for a, b in zip(fused[2], modules)):
+    if fused is None or len(fused.modules) != len(modules) or any(
+            a is not b for a, b in zip(fused.modules, modules)):
         calls = [[_linear(m) for m in group] for group in outputs]
         return lambda x: [c[0](x) if len(c) == 1 else torch.cat([f(x) for f in c], dim=-1)
                           for c in calls]
-    packed, bias, _ = fused
+    packed, bias = fused.packed, fused.bias
     op, ends = torch.ops.mkldnn._linear_pointwise, [0]
     for group in outputs:
         ends.append(ends[-1] + sum(m.out_features for m in group))

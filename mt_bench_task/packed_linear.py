@@ -16,7 +16,7 @@ output stays token for token the batch-1 loop's). Imports torch: load lazily.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -30,6 +30,13 @@ ROWS_HINT = 16  # the row count oneDNN tunes the layout for (any count works)
 FUSED_GROUPS = (("packed_qkv", ("q_proj", "k_proj", "v_proj")),
                 ("packed_gate_up", ("gate_proj", "up_proj")))
 FUSED_BUDGET = 256 << 20
+
+
+class FusedLinears(NamedTuple):
+    """Sibling linears packed as one weight (`parent.packed_qkv`, `parent.packed_gate_up`)."""
+    packed: Any  # the concatenated weights, packed
+    bias: Any  # the concatenated biases, or None
+    modules: tuple[Any, ...]  # the modules it stands for, in order (a replaced one is not)
 
 
 class PackedLinear(torch.nn.Module):
@@ -83,8 +90,7 @@ def pack_linears(model: Any, fuse_siblings: bool = False) -> int:
     for parent, name, child in linears:
         setattr(parent, name, PackedLinear(child))
     for parent, name, parts, packed, bias in fused:
-        # with the modules it stands for: a module replaced later is not this weight's part
-        setattr(parent, name, (packed, bias, tuple(getattr(parent, part) for part in parts)))
+        setattr(parent, name, FusedLinears(packed, bias, tuple(getattr(parent, p) for p in parts)))
     return len(linears)
 
 

@@ -92,6 +92,10 @@ def test_its_logits_equal_the_forwards_bit_for_bit(family: str, dtype: str) -> N
                    for layer in model.model.layers)  # the step's q/k/v and gate/up: one call each
     step = fast_decode_step(model)
     assert step is not None
+    if dtype == "bfloat16":  # the step reads them: q/k/v (and gate/up) are slices of one output
+        x = torch.randn(3, 1, 64).bfloat16()
+        for outputs in (step.layers[0].qk_v(x), step.layers[0].gate_up(x)):
+            assert len({t.untyped_storage().data_ptr() for t in outputs}) == 1
     pairs, widths = _steps_both_ways(model, step)
     assert len(pairs) == STEPS
     assert len(widths) > 1  # the buffers grew past their first room
