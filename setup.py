@@ -1,7 +1,7 @@
 """Build hook: the evaluate metric script has one home, `metrics/mt_bench_judge/`; a wheel or
 sdist install gets a copy inside the package (`mt_bench_task/metrics/`), made here at build time,
 so `evaluate.load("mt_bench_judge")` works without the checkout. Editable installs read the
-checkout's file directly (`mt_bench_task.register.metric_script`)."""
+checkout's file directly (`mt_bench_task.integrations.register.metric_script`)."""
 from __future__ import annotations
 
 import shutil

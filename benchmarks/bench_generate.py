@@ -82,7 +82,7 @@ _MT_BENCH_RUN = r'''
 import json, resource, sys
 from dataclasses import replace
 from pathlib import Path
-from mt_bench_task.generate import GenerationConfig, generate_answers
+from mt_bench_task.engine.generate import GenerationConfig, generate_answers
 cfg = GenerationConfig(data_dir=Path(sys.argv[1]), question_begin=int(sys.argv[2]),
                        question_end=int(sys.argv[3]), max_new_token=int(sys.argv[4]))
 if sys.argv[5] != "default":
@@ -163,8 +163,8 @@ def main() -> None:
 
     import torch
 
-    from mt_bench_task.bench import load_bench
-    from mt_bench_task.models import default_model_dir, load_tokenizer
+    from mt_bench_task.core.bench import load_bench
+    from mt_bench_task.engine.hf.models import default_model_dir, load_tokenizer
 
     model_dir = str(default_model_dir())
     tok = load_tokenizer(model_dir)

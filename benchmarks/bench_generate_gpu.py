@@ -12,7 +12,7 @@ tokens, and decoding is greedy. One process, one model, every configuration:
       decode step, mode "reduce-overhead"); (c0) the same with disable_compile=True
   (d) continuous batching `model.generate_batch` (paged attention, bounded KV blocks);
       (d-graph) the same with CUDA graphs forced on
-  (e) our code path: `mt_bench_task.scheduler.ContinuousBatcher` at the token level (no
+  (e) our code path: `mt_bench_task.engine.hf.scheduler.ContinuousBatcher` at the token level (no
       tokenizer); (sim) the MT-bench-shaped run through it, turn 2 queued when turn 1 ends.
       The scheduler has no static-cache path: e-static / sim-static now run the same as e / sim.
 
@@ -140,8 +140,8 @@ def run_ours(model: Any, prompts: list[list[int]], new: int, static: bool | None
     """`mt-bench gen`'s decode path: the prompts through one ContinuousBatcher (no EOS: every row
     generates `new` tokens). `static` is kept for the config names; the scheduler has no static
     cache (it ignores it)."""
-    from mt_bench_task.batch_requests import Request
-    from mt_bench_task.scheduler import ContinuousBatcher
+    from mt_bench_task.engine.hf.batch_requests import Request
+    from mt_bench_task.engine.hf.scheduler import ContinuousBatcher
 
     batcher = ContinuousBatcher(model, len(prompts), set(), 0)
     for p in prompts:
@@ -159,8 +159,8 @@ def run_sim(model: Any, prompts: list[list[int]], new: int, batch: int, static: 
     """An MT-bench-shaped `mt-bench gen` run through the scheduler: at most `batch` rows in
     flight, two turns per prompt; a prompt's turn 2 (turn 1's prompt + its answer + a new user
     message of 30-80 tokens) is queued as soon as its turn 1 ends."""
-    from mt_bench_task.batch_requests import Request
-    from mt_bench_task.scheduler import ContinuousBatcher
+    from mt_bench_task.engine.hf.batch_requests import Request
+    from mt_bench_task.engine.hf.scheduler import ContinuousBatcher
 
     g = torch.Generator().manual_seed(2)
     batcher = ContinuousBatcher(model, batch, set(), 0)

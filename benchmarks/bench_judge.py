@@ -132,7 +132,7 @@ def run_fastchat(python: str, root: Path, url: str, parallel: int, log: Path) ->
 
 def run_ours(root: Path, url: str, parallel: int, log: Path) -> float:
     env = {**os.environ, "OPENAI_API_KEY": API_KEY}
-    cmd = [sys.executable, "-m", "mt_bench_task.cli", "judge",
+    cmd = [sys.executable, "-m", "mt_bench_task.cli.main", "judge",
            "--data-dir", str(root / "data" / "mt_bench"),
            "--judge-file", str(root / "data" / "judge_prompts.jsonl"),
            "--judge-model", "gpt-4", "--mode", "single", "--parallel", str(parallel),

@@ -10,7 +10,7 @@ the model's own (forced-length) turn-1 answer, as in a real run. Seconds exclude
   static: the previous `mt-bench gen` algorithm: questions grouped by temperature, even batches of
           at most --batch-size sorted by prompt length, one left-padded generate() per batch and
           turn (turn 2 waits for the whole batch's turn 1).
-  cont:   mt_bench_task.scheduler.ContinuousBatcher: all temperatures in one batch of at most
+  cont:   mt_bench_task.engine.hf.scheduler.ContinuousBatcher: all temperatures in one batch of at most
           --batch-size rows, finished rows refilled, turn 2 queued as soon as its turn 1 ends.
 
 --choices N answers every question N times (FastChat's --num-choices; choice i samples from
@@ -32,7 +32,7 @@ from typing import Any
 
 
 def _targets(tok: Any, max_new: int) -> dict[int, list[int]]:
-    from mt_bench_task.bench import official_answers_dir
+    from mt_bench_task.core.bench import official_answers_dir
 
     path = official_answers_dir() / "gpt-3.5-turbo.jsonl"
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
@@ -59,9 +59,9 @@ def _run_cont(model: Any, tok: Any, questions: list, targets: dict, batch: int,
               choices: int) -> int:
     import torch
 
-    from mt_bench_task.bench import load_bench
-    from mt_bench_task.generate import _clean_output, _Conversation
-    from mt_bench_task.scheduler import ContinuousBatcher
+    from mt_bench_task.core.bench import load_bench
+    from mt_bench_task.engine.generate import _clean_output, _Conversation
+    from mt_bench_task.engine.hf.scheduler import ContinuousBatcher
 
     batcher = ContinuousBatcher(_NoEos(model, tok.eos_token_id), batch, {tok.eos_token_id},
                                 tok.pad_token_id)
@@ -89,8 +89,8 @@ def _run_static(model: Any, tok: Any, questions: list, targets: dict, batch: int
     import torch
     from transformers import LogitsProcessor, LogitsProcessorList
 
-    from mt_bench_task.bench import load_bench
-    from mt_bench_task.generate import _clean_output
+    from mt_bench_task.core.bench import load_bench
+    from mt_bench_task.engine.generate import _clean_output
 
     temperature_for = load_bench().temperature
 
@@ -146,8 +146,8 @@ def _run_static(model: Any, tok: Any, questions: list, targets: dict, batch: int
 
 
 def _one(config: str, batch: int, max_new: int, nq: int, choices: int) -> None:
-    from mt_bench_task.bench import load_bench
-    from mt_bench_task.models import load_model_and_tokenizer
+    from mt_bench_task.core.bench import load_bench
+    from mt_bench_task.engine.hf.models import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer("default")
     questions = load_bench().select(0, nq)

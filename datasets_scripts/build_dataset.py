@@ -170,7 +170,7 @@ judge_prompts.jsonl for all benches); single-turn questions use only the single-
 
 ```python
 from datasets import load_dataset
-from mt_bench_task.bench import dataset_path
+from mt_bench_task.core.bench import dataset_path
 questions = load_dataset(str(dataset_path("vicuna_bench")), "question", split="train")
 ```
 

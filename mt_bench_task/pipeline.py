@@ -11,14 +11,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .bench import Bench, load_bench
-from .models import DEFAULT_MODEL
+from mt_bench_task.core.bench import Bench, load_bench
+from mt_bench_task.engine.hf.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    from .chat import ChatClient
-    from .generate import GenerationConfig, GenerationStats
-    from .judging import JudgeRun, JudgeSummary
-    from .scoring import ShowOutput
+    from mt_bench_task.core.chat import ChatClient
+    from mt_bench_task.core.judging import JudgeRun, JudgeSummary
+    from mt_bench_task.core.scoring import ShowOutput
+    from mt_bench_task.engine.generate import GenerationConfig, GenerationStats
 
 # Budgets of the embedded quick run, so it finishes in minutes on a 2-core CPU; FastChat's are
 # 1024 new tokens per answer and 2048 per judgment. Explicit values always win.
@@ -51,10 +51,10 @@ def run_all(gen: GenerationConfig, judge: JudgeRun, *, bench: Bench | None = Non
     slice), then score them; the radar goes to `plot` (default DATA_DIR/radar.png, single mode).
     A local judge is made here with the quick run's budgets when the answers come from the
     embedded model; `judge_client` replaces it (or the API client)."""
-    from .generate import generate_answers
-    from .judges import make_client
-    from .judging import run_judging
-    from .scoring import show
+    from mt_bench_task.core.judges import make_client
+    from mt_bench_task.core.judging import run_judging
+    from mt_bench_task.core.scoring import show
+    from mt_bench_task.engine.generate import generate_answers
 
     bench = bench or load_bench(data_dir=gen.data_dir)
     generated = generate_answers(gen, bench)

@@ -109,7 +109,7 @@ class MockPair:
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`mt-bench ARGS` in a real subprocess."""
     full_env = {**os.environ, "OPENAI_API_KEY": "sk-test", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli", *args], check=False,
+    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args], check=False,
                           capture_output=True, text=True, env=full_env, timeout=300)
 
 

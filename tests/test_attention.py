@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 def _tiny_llama(attn: str):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    import mt_bench_task.attention  # noqa: F401  (registers attention.NAME)
+    import mt_bench_task.engine.hf.attention  # noqa: F401  (registers attention.NAME)
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -20,7 +20,7 @@ def _tiny_llama(attn: str):
 
 
 def _decode(model, steps: int = 6) -> list:
-    from mt_bench_task.kv_cache import new_cache
+    from mt_bench_task.engine.hf.kv_cache import new_cache
 
     lengths = [9, 4, 12]
     ids = torch.zeros((3, 12), dtype=torch.long)
@@ -45,7 +45,7 @@ def _decode(model, steps: int = 6) -> list:
 
 
 def test_decode_steps_equal_sdpa_with_left_padding() -> None:
-    from mt_bench_task.attention import NAME
+    from mt_bench_task.engine.hf.attention import NAME
 
     ours, sdpa = _decode(_tiny_llama(NAME)), _decode(_tiny_llama("sdpa"))
     assert len(ours) == len(sdpa) == 6
@@ -55,8 +55,8 @@ def test_decode_steps_equal_sdpa_with_left_padding() -> None:
 
 
 def test_cpu_models_load_with_it(tmp_path) -> None:
-    from mt_bench_task.attention import NAME
-    from mt_bench_task.models import _use_cpu_decode_attention
+    from mt_bench_task.engine.hf.attention import NAME
+    from mt_bench_task.engine.hf.models import _use_cpu_decode_attention
 
     model = _tiny_llama("sdpa")
     _use_cpu_decode_attention(model)
@@ -69,8 +69,8 @@ def test_cpu_models_load_with_it(tmp_path) -> None:
 def test_decode_steps_get_the_whole_cache_buffer() -> None:
     """With attention.NAME the cache hands a one-token step its whole (contiguous) buffers; the
     columns past the filled ones are zeros, and the decode test above shows they are masked."""
-    from mt_bench_task.attention import NAME
-    from mt_bench_task.kv_cache import new_cache
+    from mt_bench_task.engine.hf.attention import NAME
+    from mt_bench_task.engine.hf.kv_cache import new_cache
 
     config = _tiny_llama(NAME).config
     layer = new_cache(config).layers[0]
@@ -84,7 +84,7 @@ def test_decode_steps_get_the_whole_cache_buffer() -> None:
 
     # a rebuild (row 1 kept without its 2 leading columns, a 3-column row added): one contiguous
     # buffer, each row right-aligned and zero-padded, room left for the next step
-    from mt_bench_task.kv_cache import restack
+    from mt_bench_task.engine.hf.kv_cache import restack
 
     cache, added = new_cache(config), new_cache(config)
     extra = torch.randn(1, 2, 3, 8)

@@ -3,7 +3,7 @@ report and publish, against real local HTTP servers (tests/fake_openai.py, tests
 
 Every judge request is compared with the prompt FastChat's llm_judge builds, rebuilt here from
 the raw data files with FastChat's own rules (common.py: NEED_REF_CATS, make_judge_single,
-run_judge_single), independently of mt_bench_task.prompts.
+run_judge_single), independently of mt_bench_task.core.prompts.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import pytest
 from fake_openai import FakeOpenAI
 from mock_hub import MockHub
 
-from mt_bench_task import cli
-from mt_bench_task.chat import ChatClientBase
+from mt_bench_task.cli import main as cli
+from mt_bench_task.core.chat import ChatClientBase
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGED = REPO / "mt_bench_task" / "data"
@@ -78,7 +78,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli", *args], check=False, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args], check=False, cwd=REPO,
                           env=env or _env(), capture_output=True, text=True, timeout=300)
 
 
@@ -139,8 +139,8 @@ def test_vicuna_bench_end_to_end_with_fastchats_prompts(tmp_path, capsys):
     out = tmp_path / "r.html"
     assert cli.main(["report", "--bench-name", "vicuna_bench", "--data-dir", str(d),
                      "--out", str(out)]) == 0
-    from mt_bench_task.bench import load_bench
-    from mt_bench_task.report import build_payload
+    from mt_bench_task.core.bench import load_bench
+    from mt_bench_task.outputs.report import build_payload
 
     payload = build_payload(d, bench=load_bench("vicuna_bench", d))
     assert payload["single"]["categories"] == list(dict.fromkeys(cat.values()))
@@ -208,7 +208,7 @@ def test_user_bench_folder_with_new_categories_end_to_end(tmp_path, capsys):
     with MockHub() as hub:
         hub.create_repo("user/german-model")
         env = _env(**hub.env(str(tmp_path / "hf_home")))
-        pub = subprocess.run([sys.executable, "-m", "mt_bench_task.cli", "publish", "--bench-name",
+        pub = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "publish", "--bench-name",
                               "german", "--data-dir", str(d), "--repo-id", "user/german-model",
                               "--dry-run"], check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
                              timeout=120)
@@ -229,7 +229,7 @@ def test_stripped_fastchat_answer_records_judge_like_the_full_ones(tmp_path):
 
     class Replay(ChatClientBase):
         async def complete(self, model, messages, *, temperature, max_tokens):
-            from mt_bench_task.chat import Completion
+            from mt_bench_task.core.chat import Completion
 
             return Completion(replies[messages[-1]["content"]])
 
@@ -239,7 +239,7 @@ def test_stripped_fastchat_answer_records_judge_like_the_full_ones(tmp_path):
         lean = {"question_id": a["question_id"], "model_id": a["model_id"], "choices": a["choices"]}
         with open(d / "model_answer" / "mamba_0_5_dpo_ep1.jsonl", "a") as f:
             f.write(json.dumps(lean) + "\n")
-    from mt_bench_task.judging import JudgeRun, run_judging
+    from mt_bench_task.core.judging import JudgeRun, run_judging
 
     summary = run_judging(JudgeRun(d, parallel=8), client=Replay())
     assert summary.sent == 160 and summary.ok
@@ -252,8 +252,8 @@ def test_stripped_fastchat_answer_records_judge_like_the_full_ones(tmp_path):
 def test_metric_takes_the_bench_for_references_and_prompts():
     """`evaluate.load("mt_bench_judge", bench="vicuna_bench")`: vicuna's GPT-4 references, not
     MT-bench's, and FastChat's prompts for them (metric.compute is what the script calls)."""
-    from mt_bench_task import metric
-    from mt_bench_task.chat import Completion
+    from mt_bench_task.core.chat import Completion
+    from mt_bench_task.integrations import metric
 
     questions = _jsonl(VICUNA / "question.jsonl")[58:72]  # ids 59-72: knowledge, coding, math, writing
     seen: list[list[dict[str, str]]] = []
@@ -274,9 +274,9 @@ def test_metric_takes_the_bench_for_references_and_prompts():
 
 def test_vicuna_bench_pairwise_uses_single_turn_pair_prompts(tmp_path):
     """pairwise-all on vicuna_bench: pair-v2 / pair-math-v1 (with the reference), both orders."""
-    from mt_bench_task.bench import load_bench
-    from mt_bench_task.chat import Completion
-    from mt_bench_task.judging import JudgeRun, run_judging
+    from mt_bench_task.core.bench import load_bench
+    from mt_bench_task.core.chat import Completion
+    from mt_bench_task.core.judging import JudgeRun, run_judging
 
     questions = _jsonl(VICUNA / "question.jsonl")
     refs = {r["question_id"]: r for r in _jsonl(VICUNA / "reference_answer_gpt-4.jsonl")}
@@ -315,9 +315,9 @@ def test_vicuna_bench_pairwise_uses_single_turn_pair_prompts(tmp_path):
 def test_data_dir_judge_prompts_win_and_mark_the_judge_not_comparable(tmp_path, capsys):
     """A bench folder's own judge_prompts.jsonl (here lighteval's typo fix) is what the judge
     gets; the records and `show` say the scores are not comparable with published MT-bench."""
-    from mt_bench_task.bench import load_bench
-    from mt_bench_task.chat import Completion
-    from mt_bench_task.judging import JudgeRun, run_judging
+    from mt_bench_task.core.bench import load_bench
+    from mt_bench_task.core.chat import Completion
+    from mt_bench_task.core.judging import JudgeRun, run_judging
 
     d = tmp_path / "fixed"
     (d / "model_answer").mkdir(parents=True)

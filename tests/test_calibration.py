@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI
 
-from mt_bench_task import data
-from mt_bench_task.bench import load_bench
-from mt_bench_task.prompts import build_matches, user_prompts
+from mt_bench_task.core import data
+from mt_bench_task.core.bench import load_bench
+from mt_bench_task.core.prompts import build_matches, user_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "mt_bench_task" / "data"
@@ -71,7 +71,7 @@ def _grading_server(models: list[str], shift: int = 0, unrated: int | None = Non
 
 def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OPENAI_API_KEY": "sk-test", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli", *args], check=False,
+    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args], check=False,
                           capture_output=True,
                           text=True, env=env, timeout=600)
 
@@ -205,7 +205,7 @@ def test_calibrate_shifted_judge_subset_and_the_citation(tmp_path):
     assert shown.returncode == 0 and cite in shown.stdout
     as_json = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--json")
     assert json.loads(as_json.stdout)["calibration"] == stats and cite in as_json.stderr
-    from mt_bench_task import report
+    from mt_bench_task.outputs import report
 
     (tmp_path / "model_answer").mkdir()
     (tmp_path / "model_answer" / "mine.jsonl").write_text("".join(
@@ -223,7 +223,7 @@ def test_calibrate_shifted_judge_subset_and_the_citation(tmp_path):
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_metric_calibrate_gives_the_cli_statistics(tmp_path):
     """The evaluate side: same statistics code, same numbers as the CLI on the same server."""
-    from mt_bench_task import metric
+    from mt_bench_task.integrations import metric
 
     models = ["claude-v1", "llama-13b"]
     with _grading_server(models, shift=1) as server:

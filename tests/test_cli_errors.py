@@ -94,7 +94,7 @@ def test_user_mistake_exits_2_with_one_line(workdir: Path, command: str, args: l
     before = _tree(workdir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env["OPENAI_API_KEY"] = "sk-test-secret-never-shown-123"
-    proc = subprocess.run([sys.executable, "-m", "mt_bench_task.cli", command, *args], cwd=workdir,
+    proc = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", command, *args], cwd=workdir,
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert "Traceback" not in proc.stderr

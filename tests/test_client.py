@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI, echo_responder
 
-from mt_bench_task.chat import Completion
-from mt_bench_task.client import OpenAIChatClient
-from mt_bench_task.errors import DataError
+from mt_bench_task.clients.openai_client import OpenAIChatClient
+from mt_bench_task.core.chat import Completion
+from mt_bench_task.core.errors import DataError
 
 SECRET = "sk-test-SECRET-1234567890"
 MESSAGES = [{"role": "system", "content": "You are a judge."},

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mt_bench_task import data
-from mt_bench_task.bench import dataset_path, load_bench, official_answers_dir
-from mt_bench_task.errors import DataError
-from mt_bench_task.jsonl import read_jsonl
+from mt_bench_task.core import data
+from mt_bench_task.core.bench import dataset_path, load_bench, official_answers_dir
+from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.jsonl import read_jsonl
 
 BUILDER = Path(__file__).parent.parent / "datasets_scripts" / "build_dataset.py"
 SHA256 = {
@@ -83,7 +83,7 @@ def test_official_answers_are_packaged_for_the_default_baseline(tmp_path):
 
 def test_answer_records_round_trip_byte_for_byte():
     path = official_answers_dir() / "gpt-4.jsonl"
-    from mt_bench_task.types import Answer
+    from mt_bench_task.core.types import Answer
 
     for line in path.read_text().splitlines()[:20]:
         assert Answer.from_dict(json.loads(line)).to_json() == line
@@ -186,7 +186,7 @@ def test_load_bench_resolves_packaged_benches_and_data_dir_overrides(tmp_path):
 
 
 def test_unknown_bench_name_is_one_line_exit_2(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "mt_bench_task.cli", "show", "--bench-name", "nope",
+    p = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "show", "--bench-name", "nope",
                         "--data-dir", str(tmp_path)], check=False, capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.startswith("mt-bench show: error: unknown bench 'nope'")
     assert p.stderr.count("\n") == 1

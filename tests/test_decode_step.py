@@ -17,7 +17,7 @@ STEPS = 24  # the prefill's buffer (12 columns + room) grows during these
 def _tiny(family: str, dtype, attn: str | None = None, **overrides):
     import transformers
 
-    from mt_bench_task.attention import NAME
+    from mt_bench_task.engine.hf.attention import NAME
 
     torch.manual_seed(0)
     config = getattr(transformers, f"{family}Config")(
@@ -38,7 +38,7 @@ def _tiny_llama(dtype, attn: str | None = None, **overrides):
 
 
 def _prefill(model):
-    from mt_bench_task.kv_cache import new_cache
+    from mt_bench_task.engine.hf.kv_cache import new_cache
 
     ids = torch.zeros((3, 12), dtype=torch.long)
     mask = torch.zeros((3, 12), dtype=torch.long)
@@ -55,8 +55,8 @@ def _prefill(model):
 def _steps_both_ways(model, step) -> tuple[list[tuple], set[int]]:
     """Decode STEPS tokens (the forward's argmax) with the forward on one cache and `step` on
     another built by the same prefill: each step's logits from both, and the buffer widths."""
-    from mt_bench_task.decode_step import decode_logits
-    from mt_bench_task.kv_cache import buffer_width
+    from mt_bench_task.engine.hf.decode_step import decode_logits
+    from mt_bench_task.engine.hf.kv_cache import buffer_width
 
     pairs, widths = [], set()
     with torch.inference_mode():
@@ -79,8 +79,8 @@ def _steps_both_ways(model, step) -> tuple[list[tuple], set[int]]:
 @pytest.mark.parametrize("family", ["Llama", "Qwen2", "Mistral"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_its_logits_equal_the_forwards_bit_for_bit(family: str, dtype: str) -> None:
-    from mt_bench_task.decode_step import fast_decode_step
-    from mt_bench_task.packed_linear import pack_linears
+    from mt_bench_task.engine.hf.decode_step import fast_decode_step
+    from mt_bench_task.engine.hf.packed_linear import pack_linears
 
     extra = {"sliding_window": None} if family == "Mistral" else {}
     model = _tiny(family, getattr(torch, dtype), **extra)
@@ -105,7 +105,7 @@ def test_its_logits_equal_the_forwards_bit_for_bit(family: str, dtype: str) -> N
 
 
 def test_rope_scaling_comes_from_the_models_own_rotary_embedding() -> None:
-    from mt_bench_task.decode_step import fast_decode_step
+    from mt_bench_task.engine.hf.decode_step import fast_decode_step
 
     model = _tiny_llama(torch.float32, rope_parameters={"rope_type": "linear", "factor": 2.0,
                                                         "rope_theta": 10000.0})
@@ -116,7 +116,7 @@ def test_rope_scaling_comes_from_the_models_own_rotary_embedding() -> None:
 
 
 def test_models_it_does_not_know_get_none() -> None:
-    from mt_bench_task.decode_step import fast_decode_step
+    from mt_bench_task.engine.hf.decode_step import fast_decode_step
 
     assert fast_decode_step(_tiny_llama(torch.float32, attn="sdpa")) is None  # masks not ours
     assert fast_decode_step(_tiny("Qwen3", torch.float32)) is None  # q/k norms: not Llama's
@@ -135,7 +135,7 @@ def test_models_it_does_not_know_get_none() -> None:
 def test_a_class_that_only_borrows_llamas_names_gets_none() -> None:
     from transformers.models.llama.modeling_llama import LlamaMLP
 
-    from mt_bench_task.decode_step import fast_decode_step
+    from mt_bench_task.engine.hf.decode_step import fast_decode_step
 
     class LlamaMLP(LlamaMLP):  # noqa: F811  (remote code that copies the name, not the math)
         def forward(self, x):
@@ -149,8 +149,8 @@ def test_a_class_that_only_borrows_llamas_names_gets_none() -> None:
 
 @pytest.mark.slow
 def test_the_scheduler_uses_it_for_the_default_model(default_model_dir: Path) -> None:
-    from mt_bench_task.models import load_model_and_tokenizer
-    from mt_bench_task.scheduler import ContinuousBatcher
+    from mt_bench_task.engine.hf.models import load_model_and_tokenizer
+    from mt_bench_task.engine.hf.scheduler import ContinuousBatcher
 
     model, tok = load_model_and_tokenizer(str(default_model_dir), "bfloat16")
     batcher = ContinuousBatcher(model, 4, {tok.eos_token_id}, tok.pad_token_id)
@@ -158,8 +158,8 @@ def test_the_scheduler_uses_it_for_the_default_model(default_model_dir: Path) ->
 
 
 def test_a_projection_replaced_after_packing_is_called_not_the_fused_weight() -> None:
-    from mt_bench_task.decode_step import fast_decode_step
-    from mt_bench_task.packed_linear import PackedLinear, pack_linears
+    from mt_bench_task.engine.hf.decode_step import fast_decode_step
+    from mt_bench_task.engine.hf.packed_linear import PackedLinear, pack_linears
 
     model = _tiny_llama(torch.bfloat16)
     assert pack_linears(model, fuse_siblings=True) == 3 * 7 + 1

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from mt_bench_task.cli import main
-from mt_bench_task.generate import GenerationConfig, _clean_output, generate_answers
+from mt_bench_task.cli.main import main
+from mt_bench_task.engine.generate import GenerationConfig, _clean_output, generate_answers
 
 FASTCHAT_KEYS = ["question_id", "answer_id", "model_id", "choices", "tstamp"]
 GREEDY_SLICE = ["--question-begin", "20", "--question-end", "24"]  # ids 101-104, reasoning
@@ -95,7 +95,7 @@ def test_resume_skips_answered_and_completes_partial_file(reference_run, tmp_pat
 def test_two_processes_equal_one_process(reference_run, tmp_path: Path) -> None:
     cfg, _, _ = reference_run
     result = subprocess.run(
-        [sys.executable, "-m", "mt_bench_task.cli", "gen", "--data-dir", str(tmp_path),
+        [sys.executable, "-m", "mt_bench_task.cli.main", "gen", "--data-dir", str(tmp_path),
          *GREEDY_SLICE, "--max-new-token", "8", "--dtype", "float32", "--num-processes", "2"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -120,7 +120,7 @@ def test_sampling_is_reproducible_per_choice_seed(default_model_dir: Path, tmp_p
 
 @pytest.mark.slow
 def test_clean_output_cuts_at_eos_and_drops_special_tokens(default_model_dir: Path) -> None:
-    from mt_bench_task.models import load_tokenizer
+    from mt_bench_task.engine.hf.models import load_tokenizer
 
     tok = load_tokenizer(str(default_model_dir))
     ids = tok("  <|im_start|>Hello world", add_special_tokens=False)["input_ids"]
@@ -187,7 +187,7 @@ def test_cli_rejects_non_positive_counts(flag: str, tmp_path: Path,
 
 
 def test_help_does_not_import_torch() -> None:
-    code = ("import sys\nfrom mt_bench_task.cli import main\n"
+    code = ("import sys\nfrom mt_bench_task.cli.main import main\n"
             "for argv in (['--help'], ['gen', '--help']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
             "print(sorted(m for m in ('torch', 'transformers', 'accelerate') if m in sys.modules))")

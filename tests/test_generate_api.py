@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI
 
-from mt_bench_task.client import OpenAIChatClient
-from mt_bench_task.errors import DataError
-from mt_bench_task.generate_api import SYSTEM_MESSAGE, generate_api_answers
+from mt_bench_task.clients.openai_client import OpenAIChatClient
+from mt_bench_task.core.errors import DataError
+from mt_bench_task.engine.api import SYSTEM_MESSAGE, generate_api_answers
 
 SECRET = "sk-test-SECRET-1234567890"
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ FASTCHAT_KEYS = ["question_id", "answer_id", "model_id", "choices", "tstamp"]
 def gen_api(url: str, data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env["OPENAI_API_KEY"] = SECRET
-    cmd = [sys.executable, "-m", "mt_bench_task.cli", "gen-api", "--model", "m",
+    cmd = [sys.executable, "-m", "mt_bench_task.cli.main", "gen-api", "--model", "m",
            "--openai-api-base", url, "--data-dir", str(data_dir), *extra]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
 

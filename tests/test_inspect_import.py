@@ -29,8 +29,8 @@ from inspect_ai.model import get_model
 from inspect_ai.scorer import match
 from inspect_ai.solver import generate
 
-from mt_bench_task.cli import main
-from mt_bench_task.inspect_task import mt_bench
+from mt_bench_task.cli.main import main
+from mt_bench_task.integrations.inspect_task import mt_bench
 
 # inspect's own retry code (not ours) warns on every model call in this version
 pytestmark = pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated")
@@ -45,7 +45,7 @@ def _server_responder(req: dict) -> str:
 
 
 @pytest.mark.slow  # `inspect eval` and mt-bench in subprocesses (~15 s each): out of the fast loop
-@pytest.mark.parametrize("spec", ["mt_bench_task/inspect_task.py", "mt_bench_task/mt_bench"])
+@pytest.mark.parametrize("spec", ["mt_bench_task/integrations/inspect_task.py", "mt_bench_task/mt_bench"])
 def test_inspect_eval_command_line_then_import_then_show(tmp_path, spec):
     """The file (from a checkout) and the registered name (installed package, any cwd)."""
     logs = tmp_path / "logs"
@@ -161,7 +161,7 @@ def test_a_run_whose_samples_all_failed_is_refused(tmp_path, capsys):
 
 
 def test_the_cli_does_not_import_inspect():
-    code = ("import sys, mt_bench_task.cli as c; c.build_parser().parse_args(['show']); "
+    code = ("import sys, mt_bench_task.cli.main as c; c.build_parser().parse_args(['show']); "
             "print('inspect_ai' in sys.modules)")
     p = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
                        cwd=ROOT)

@@ -28,8 +28,8 @@ from fake_openai import FakeOpenAI
 from inspect_ai import eval as inspect_eval
 from inspect_ai.model import get_model
 
-from mt_bench_task.bench import load_bench, packaged_judge_prompts
-from mt_bench_task.inspect_task import mt_bench
+from mt_bench_task.core.bench import load_bench, packaged_judge_prompts
+from mt_bench_task.integrations.inspect_task import mt_bench
 
 # inspect's own retry code (not ours) warns on every model call in this version
 pytestmark = pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated")

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI
 
-from mt_bench_task.client import OpenAIChatClient
-from mt_bench_task.data import read_single_judgments
-from mt_bench_task.judging import JudgeRun, run_judging
-from mt_bench_task.types import SingleJudgment
+from mt_bench_task.clients.openai_client import OpenAIChatClient
+from mt_bench_task.core.data import read_single_judgments
+from mt_bench_task.core.judging import JudgeRun, run_judging
+from mt_bench_task.core.types import SingleJudgment
 
 CONF = Path(__file__).parent / "conformance"
 MODEL = "mamba_0_5_dpo_ep1"
@@ -51,7 +51,7 @@ def test_all_160_judgments_survive_30_percent_faults_without_duplicates(tmp_path
 
 
 def _judge_cmd(d: Path, url: str) -> list[str]:
-    return [sys.executable, "-m", "mt_bench_task.cli", "judge", "--data-dir", str(d),
+    return [sys.executable, "-m", "mt_bench_task.cli.main", "judge", "--data-dir", str(d),
             "--openai-api-base", url, "--parallel", "4"]
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI, VaryingJudge
 
-from mt_bench_task import metric, scoring
-from mt_bench_task.bench import dataset_path, load_bench
-from mt_bench_task.data import read_single_judgments
-from mt_bench_task.types import SingleJudgment
+from mt_bench_task.core import scoring
+from mt_bench_task.core.bench import dataset_path, load_bench
+from mt_bench_task.core.data import read_single_judgments
+from mt_bench_task.core.types import SingleJudgment
+from mt_bench_task.integrations import metric
 
 CONF = Path(__file__).parent / "conformance"
 MODELS = ("mamba_0_5_dpo_ep1", "mamba_0_5_dpo_ep3")
@@ -34,7 +35,7 @@ def _data_dir(tmp_path: Path, models: tuple[str, ...] = MODELS[:1]) -> Path:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args], capture_output=True,
                           text=True, timeout=300, check=False, env={**os.environ, "OPENAI_API_KEY": "sk-test-x"})
 
 

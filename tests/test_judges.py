@@ -13,13 +13,13 @@ import pytest
 from fake_openai import REASONING_MAX_TOKENS, FakeOpenAI
 from mock_hub import MockHub
 
-from mt_bench_task.judges import (
+from mt_bench_task.core.judges import (
     NOT_COMPARABLE,
     identity_of_records,
     is_comparable,
     judge_spec,
 )
-from mt_bench_task.types import SingleJudgment
+from mt_bench_task.core.types import SingleJudgment
 
 CONF = Path(__file__).parent / "conformance"
 MODEL = "mamba_0_5_dpo_ep1"
@@ -35,7 +35,7 @@ def _data_dir(tmp_path: Path) -> Path:
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args], capture_output=True,
                           text=True, timeout=300, check=False,
                           env={**os.environ, "OPENAI_API_KEY": SECRET, **(env or {})})
 
@@ -108,7 +108,7 @@ def test_publish_card_labels_the_judge(tmp_path, mock_hub: MockHub, judge, compa
         d = _judged(tmp_path, judge, server.url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(mock_hub.env(str(tmp_path / "hf_home")))
-    p = subprocess.run([sys.executable, "-m", "mt_bench_task.cli", "publish", "--repo-id",
+    p = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "publish", "--repo-id",
                         "user/m", "--data-dir", str(d), "--judge-model", judge, "--dry-run"],
                        capture_output=True, text=True, timeout=300, check=False, env=env)
     assert p.returncode == 0, p.stderr

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from mt_bench_task import data
-from mt_bench_task.bench import load_bench
-from mt_bench_task.chat import ChatClientBase, Completion
-from mt_bench_task.cli import main
-from mt_bench_task.errors import DataError
-from mt_bench_task.judging import JudgeRun, judge_answers, run_judging
-from mt_bench_task.types import SingleJudgment
+from mt_bench_task.cli.main import main
+from mt_bench_task.core import data
+from mt_bench_task.core.bench import load_bench
+from mt_bench_task.core.chat import ChatClientBase, Completion
+from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.judging import JudgeRun, judge_answers, run_judging
+from mt_bench_task.core.types import SingleJudgment
 
 CONF = Path(__file__).parent / "conformance"
 SINGLE_KEYS = ["question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp"]

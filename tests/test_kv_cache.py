@@ -17,7 +17,7 @@ def _tiny_llama():
 
 
 def _full_prefill(model, ids):
-    from mt_bench_task.kv_cache import new_cache
+    from mt_bench_task.engine.hf.kv_cache import new_cache
 
     cache = new_cache(model.config)
     out = model(input_ids=torch.tensor([ids]), cache=cache, use_cache=True, logits_to_keep=1)
@@ -25,7 +25,7 @@ def _full_prefill(model, ids):
 
 
 def test_shared_openings_are_reused_and_give_the_full_prefills_numbers():
-    from mt_bench_task.kv_cache import PrefixStore
+    from mt_bench_task.engine.hf.kv_cache import PrefixStore
 
     model = _tiny_llama()
     g = torch.Generator().manual_seed(2)
@@ -52,7 +52,7 @@ def test_shared_openings_are_reused_and_give_the_full_prefills_numbers():
 def test_a_reused_cache_is_its_own_copy():
     """Decoding appends to (and the judge's batch join replaces) a row's cache in place: the
     store must not see those writes."""
-    from mt_bench_task.kv_cache import PrefixStore
+    from mt_bench_task.engine.hf.kv_cache import PrefixStore
 
     model = _tiny_llama()
     ids = list(range(1, 30))
@@ -67,7 +67,7 @@ def test_a_reused_cache_is_its_own_copy():
 
 
 def test_keep_0_stores_nothing():
-    from mt_bench_task.kv_cache import PrefixStore
+    from mt_bench_task.engine.hf.kv_cache import PrefixStore
 
     model = _tiny_llama()
     store = PrefixStore(keep=0, min_shared=1)

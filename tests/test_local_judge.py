@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from mt_bench_task import data
-from mt_bench_task.bench import load_bench
-from mt_bench_task.chat import Completion
-from mt_bench_task.judges import judge_spec
-from mt_bench_task.judging import judge_answers
-from mt_bench_task.local_judge import RATING_SUFFIX, RATINGS, LocalJudgeClient
-from mt_bench_task.prompts import extract_rating
-from mt_bench_task.types import Choice, SingleJudgment
+from mt_bench_task.clients.local_judge import RATING_SUFFIX, RATINGS, LocalJudgeClient
+from mt_bench_task.core import data
+from mt_bench_task.core.bench import load_bench
+from mt_bench_task.core.chat import Completion
+from mt_bench_task.core.judges import judge_spec
+from mt_bench_task.core.judging import judge_answers
+from mt_bench_task.core.prompts import extract_rating
+from mt_bench_task.core.types import Choice, SingleJudgment
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def judge() -> LocalJudgeClient:
-    from mt_bench_task.models import default_model_dir
+    from mt_bench_task.engine.hf.models import default_model_dir
 
     # fp32: in bf16 a batched greedy run need not equal a batch-1 run (HF_STACK_NOTES section 7)
     return LocalJudgeClient(str(default_model_dir()), max_new_tokens=12, dtype="float32")
@@ -116,7 +116,7 @@ def _generated_ids(judge: LocalJudgeClient, messages: list[dict[str, str]],
     """Independently of the client's decoding loop: generate() at batch 1, cut before its EOS."""
     import torch
 
-    from mt_bench_task.local_judge import _eos_ids
+    from mt_bench_task.clients.local_judge import _eos_ids
 
     tok, model = judge._tok, judge._model
     ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
@@ -176,7 +176,7 @@ def test_fallback_rating_is_the_most_probable_rating(judge) -> None:
     # not only the argmax: every candidate's log-prob, through the client's internals
     import torch
 
-    from mt_bench_task.local_judge import _eos_ids
+    from mt_bench_task.clients.local_judge import _eos_ids
 
     tok = judge._tok
     prompts = [judge._prompt_ids(m, 12 + 16) for m, _ in calls]
@@ -191,7 +191,7 @@ def test_greedy_loop_equals_generate(judge) -> None:
     output (fp32), with rows stopping early by EOS or by their own limit."""
     import torch
 
-    from mt_bench_task.local_judge import _eos_ids
+    from mt_bench_task.clients.local_judge import _eos_ids
 
     tok, model = judge._tok, judge._model
     msgs = [REQUESTS[2], HI, _msgs("Summarise: " + "word " * 40, "ok"), REQUESTS[4]]

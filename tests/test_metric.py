@@ -1,4 +1,4 @@
-"""The evaluate metric `mt_bench_judge` (metrics/mt_bench_judge, mt_bench_task.metric/.register).
+"""The evaluate metric `mt_bench_judge` (metrics/mt_bench_judge, mt_bench_task.integrations.metric/.register).
 
 The judge is a real local HTTP server (tests/fake_openai.py) whose verdicts follow markers in the
 answers, so every expected number below is derived by hand. evaluate is only imported in fresh
@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from fake_openai import FakeOpenAI
 
-from mt_bench_task import data, metric, register
-from mt_bench_task.bench import load_bench, official_answers_dir
-from mt_bench_task.errors import DataError
+from mt_bench_task.core import data
+from mt_bench_task.core.bench import load_bench, official_answers_dir
+from mt_bench_task.core.errors import DataError
+from mt_bench_task.integrations import metric, register
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "metrics" / "mt_bench_judge" / "mt_bench_judge.py"
@@ -138,7 +139,7 @@ try:
     evaluate.load("mt_bench_judge")
 except FileNotFoundError:
     out["before_registration"] = "FileNotFoundError"
-from mt_bench_task.register import register_metric
+from mt_bench_task.integrations.register import register_metric
 out["registered"] = str(register_metric())
 m = evaluate.load("mt_bench_judge", "single", base_url=p["url"], keep_in_memory=True)
 module = sys.modules[type(m).__module__]
@@ -242,7 +243,7 @@ def test_same_numbers_as_show_json(by_path: dict, tmp_path: Path, config: str) -
     f.write_text("".join(json.dumps(r) + "\n" for r in res["judgments"]))
     mode = ["--mode", "single"] if config == "single" else ["--mode", "pairwise-baseline",
                                                             "--baseline-model", "gpt-3.5-turbo"]
-    proc = subprocess.run([sys.executable, "-m", "mt_bench_task.cli", "show", "--json",
+    proc = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "show", "--json",
                            "--input-file", str(f), *mode], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

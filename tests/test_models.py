@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mt_bench_task import models
-from mt_bench_task.errors import DataError
+from mt_bench_task.core.errors import DataError
+from mt_bench_task.engine.hf import models
 
 
 # ---- no model needed ----
@@ -104,7 +104,7 @@ def test_tokenizer_without_chat_template_is_refused(model_dir_without_chat_templ
 
 _MALLOC_PROBE = r"""
 import ctypes, sys
-from mt_bench_task.models import _large_buffers_outside_the_heap
+from mt_bench_task.engine.hf.models import _large_buffers_outside_the_heap
 set_it = sys.argv[1] == "set"
 if set_it:
     assert _large_buffers_outside_the_heap()
@@ -129,7 +129,7 @@ def test_cpu_loading_keeps_large_buffers_out_of_the_heap(monkeypatch) -> None:
     import subprocess
     import sys
 
-    from mt_bench_task.models import _large_buffers_outside_the_heap
+    from mt_bench_task.engine.hf.models import _large_buffers_outside_the_heap
 
     def mapped(arg: str) -> str:
         env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
@@ -146,7 +146,7 @@ def test_cpu_loading_keeps_large_buffers_out_of_the_heap(monkeypatch) -> None:
 
 _TRIM_PROBE = r"""
 import ctypes, os, sys
-from mt_bench_task.models import release_free_heap
+from mt_bench_task.engine.hf.models import release_free_heap
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]

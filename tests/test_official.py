@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mt_bench_task import report
-from mt_bench_task.bench import load_bench, official_answers_dir
+from mt_bench_task.core.bench import load_bench, official_answers_dir
+from mt_bench_task.outputs import report
 
 ROOT = Path(__file__).resolve().parents[1]
 GRADES = ROOT / "mt_bench_task" / "data" / "official_grades" / "gpt-4_single_scores.jsonl"
@@ -27,7 +27,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli", *args], check=False,
+    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args], check=False,
                           capture_output=True,
                           text=True, env={**os.environ, **(env_extra or {})}, timeout=300)
 

@@ -20,13 +20,13 @@ def _tiny_llama(dtype):
 def _packs() -> bool:
     """Whether this torch build and CPU pack bf16 weights (x86 with oneDNN's bf16 kernels: the
     development and CI machines); elsewhere the tests check that models are left alone."""
-    from mt_bench_task.packed_linear import packing_works
+    from mt_bench_task.engine.hf.packed_linear import packing_works
 
     return packing_works()
 
 
 def test_packed_linear_computes_f_linear() -> None:
-    from mt_bench_task.packed_linear import PackedLinear, pack_linears
+    from mt_bench_task.engine.hf.packed_linear import PackedLinear, pack_linears
 
     if not _packs():  # nothing packed here: the model keeps F.linear
         model = _tiny_llama(torch.bfloat16)
@@ -46,7 +46,7 @@ def test_packed_linear_computes_f_linear() -> None:
 
 
 def test_only_bf16_models_are_packed() -> None:
-    from mt_bench_task.packed_linear import PackedLinear, pack_linears
+    from mt_bench_task.engine.hf.packed_linear import PackedLinear, pack_linears
 
     fp32 = _tiny_llama(torch.float32)
     assert pack_linears(fp32) == 0  # fp32 keeps F.linear: its greedy output is the reference
@@ -61,7 +61,7 @@ def test_only_bf16_models_are_packed() -> None:
 
 
 def test_packed_model_decodes_as_the_unpacked_one() -> None:
-    from mt_bench_task.packed_linear import pack_linears
+    from mt_bench_task.engine.hf.packed_linear import pack_linears
 
     plain, packed = _tiny_llama(torch.bfloat16), _tiny_llama(torch.bfloat16)
     pack_linears(packed)
@@ -75,8 +75,8 @@ def test_packed_model_decodes_as_the_unpacked_one() -> None:
 
 
 def test_cpu_loader_packs_bf16(tmp_path) -> None:
-    from mt_bench_task.models import load_model_and_tokenizer
-    from mt_bench_task.packed_linear import PackedLinear
+    from mt_bench_task.engine.hf.models import load_model_and_tokenizer
+    from mt_bench_task.engine.hf.packed_linear import PackedLinear
 
     model, _ = load_model_and_tokenizer("default", dtype="bfloat16")
     packed = sum(isinstance(m, PackedLinear) for m in model.modules())
@@ -89,7 +89,7 @@ def test_cpu_loader_packs_bf16(tmp_path) -> None:
 
 
 def test_siblings_fed_the_same_input_get_one_packed_weight_within_the_budget(monkeypatch) -> None:
-    import mt_bench_task.packed_linear as pl
+    import mt_bench_task.engine.hf.packed_linear as pl
 
     model = _tiny_llama(torch.bfloat16)
     if not _packs():  # nothing packed, nothing fused
@@ -126,7 +126,7 @@ def test_siblings_fed_the_same_input_get_one_packed_weight_within_the_budget(mon
 
 
 def test_siblings_with_and_without_bias_are_not_fused() -> None:
-    from mt_bench_task.packed_linear import pack_linears
+    from mt_bench_task.engine.hf.packed_linear import pack_linears
 
     model = _tiny_llama(torch.bfloat16)
     attn = model.model.layers[0].self_attn

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from mt_bench_task.cli import main
+from mt_bench_task.cli.main import main
 
 
 @pytest.mark.slow

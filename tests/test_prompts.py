@@ -7,9 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from mt_bench_task import data
-from mt_bench_task.bench import load_bench
-from mt_bench_task.prompts import build_matches, extract_rating, extract_verdict, map_winner, messages, user_prompts
+from mt_bench_task.core import data
+from mt_bench_task.core.bench import load_bench
+from mt_bench_task.core.prompts import (
+    build_matches,
+    extract_rating,
+    extract_verdict,
+    map_winner,
+    messages,
+    user_prompts,
+)
 
 CONF = Path(__file__).parent / "conformance"
 BENCH = load_bench()

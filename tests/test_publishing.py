@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from mock_hub import FAKE_TOKEN, MockHub
 
-from mt_bench_task import scoring
-from mt_bench_task.bench import JUDGE_PROMPTS_VERSION, dataset_path, load_bench
-from mt_bench_task.errors import DataError
-from mt_bench_task.publishing import SECTION_END, SECTION_START, _with_section
+from mt_bench_task.core import scoring
+from mt_bench_task.core.bench import JUDGE_PROMPTS_VERSION, dataset_path, load_bench
+from mt_bench_task.core.errors import DataError
+from mt_bench_task.outputs.publishing import SECTION_END, SECTION_START, _with_section
 
 _MT = load_bench()
 CATEGORIES, DATASET_ID, DATASET_REVISION = _MT.categories, _MT.dataset_id, _MT.dataset_revision
@@ -43,10 +43,10 @@ def _write(tmp_path: Path, results: dict[str, Any], name: str = "results.json") 
 
 def run_cli(hub: MockHub, tmp_path: Path, *args: str, token: str | None = None,
             code: str | None = None) -> subprocess.CompletedProcess[str]:
-    """`python -m mt_bench_task.cli ARGS` (or `python -c CODE`) pointed at the mock hub."""
+    """`python -m mt_bench_task.cli.main ARGS` (or `python -c CODE`) pointed at the mock hub."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(hub.env(str(tmp_path / "hf_home"), token=token))
-    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "mt_bench_task.cli", *args]
+    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "mt_bench_task.cli.main", *args]
     proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     for secret in (FAKE_TOKEN, BAD_TOKEN):
         assert secret not in proc.stdout + proc.stderr

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI
 
-from mt_bench_task import cli, data
-from mt_bench_task.client import OpenAIChatClient
-from mt_bench_task.generate_api import generate_api_answers
-from mt_bench_task.types import Answer, PairJudgment, SingleJudgment
+from mt_bench_task.cli import main as cli
+from mt_bench_task.clients.openai_client import OpenAIChatClient
+from mt_bench_task.core import data
+from mt_bench_task.core.types import Answer, PairJudgment, SingleJudgment
+from mt_bench_task.engine.api import generate_api_answers
 
 REPO = Path(__file__).resolve().parents[1]
 Q = [{"question_id": i, "category": c, "turns": [f"q{i}"]}
@@ -91,7 +92,7 @@ def test_broken_answer_line_is_one_error_with_file_and_line(tmp_path, what):
     good = [json.dumps({"question_id": i, "choices": [{"turns": [f"a{i}"]}]}).encode()
             for i in (1, 3)]
     path.write_bytes(b"\n".join([good[0], BROKEN_ANSWERS[what], good[1]]) + b"\n")
-    proc = subprocess.run([sys.executable, "-m", "mt_bench_task.cli", "judge", "--bench-name", "b",
+    proc = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "judge", "--bench-name", "b",
                            "--data-dir", str(d), "--openai-api-base", "http://127.0.0.1:9/v1"],
                           check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "x",

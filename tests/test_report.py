@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mt_bench_task import cli, report, scoring
-from mt_bench_task.errors import DataError
-from mt_bench_task.types import PairJudgment
+from mt_bench_task.cli import main as cli
+from mt_bench_task.core import scoring
+from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.types import PairJudgment
+from mt_bench_task.outputs import report
 
 CONF = Path(__file__).parent / "conformance"
 CHROMIUM = Path("/usr/bin/chromium")

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from mt_bench_task.batch_requests import Request
-from mt_bench_task.bench import load_bench
-from mt_bench_task.generate import GenerationConfig, _clean_output, generate_answers
-from mt_bench_task.scheduler import ContinuousBatcher
+from mt_bench_task.core.bench import load_bench
+from mt_bench_task.engine.generate import GenerationConfig, _clean_output, generate_answers
+from mt_bench_task.engine.hf.batch_requests import Request
+from mt_bench_task.engine.hf.scheduler import ContinuousBatcher
 
 pytestmark = pytest.mark.slow
 NEW_TOKENS = 6
@@ -25,7 +25,7 @@ MIXED_IDS = [81, 141, 111, 151, 91]
 
 @pytest.fixture(scope="module")
 def fp32_model(default_model_dir: Path) -> tuple[Any, Any]:
-    from mt_bench_task.models import load_model_and_tokenizer
+    from mt_bench_task.engine.hf.models import load_model_and_tokenizer
 
     return load_model_and_tokenizer(str(default_model_dir), "float32")
 

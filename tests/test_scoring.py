@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mt_bench_task import data, scoring
-from mt_bench_task.bench import load_bench
-from mt_bench_task.errors import DataError
-from mt_bench_task.types import PairJudgment, SingleJudgment
+from mt_bench_task.core import data, scoring
+from mt_bench_task.core.bench import load_bench
+from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.types import PairJudgment, SingleJudgment
 
 CONF = Path(__file__).parent / "conformance"
 EXPECTED = json.loads((CONF / "expected.json").read_text())
@@ -19,7 +19,7 @@ PAIR = "lesnikow/model_judgment/gpt-4-turbo_pair.jsonl"
 
 
 def _show_json(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "mt_bench_task.cli", "show", "--json", *args],
+    out = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "show", "--json", *args],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
@@ -111,7 +111,7 @@ def test_pairwise_inconsistent_counts_as_tie_and_errors_dropped():
 
 
 def test_text_tables_are_fastchats(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mt_bench_task.cli", "show", "--input-file",
+    out = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "show", "--input-file",
                           str(CONF / "jxiw/model_judgment/gpt-4_single.jsonl")],
                          capture_output=True, text=True, check=True).stdout
     for header in ("########## First turn ##########", "########## Second turn ##########",
@@ -122,7 +122,7 @@ def test_text_tables_are_fastchats(tmp_path):
 
 
 def test_unknown_model_in_model_list_is_a_clear_error():
-    p = subprocess.run([sys.executable, "-m", "mt_bench_task.cli", "show", "--input-file",
+    p = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "show", "--input-file",
                         str(CONF / "jxiw/model_judgment/gpt-4_single.jsonl"), "--model-list", "nope"],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "nope" in p.stderr and "Traceback" not in p.stderr

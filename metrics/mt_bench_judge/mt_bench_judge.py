@@ -2,7 +2,7 @@
 
 import evaluate
 
-from mt_bench_task import metric
+from mt_bench_task.integrations import metric
 
 _CITATION = """\
 @inproceedings{zheng2023judging,
@@ -33,7 +33,7 @@ Load-time (judge) arguments, `evaluate.load("mt_bench_judge", "single" | "pairwi
     api_key (`str`): default $OPENAI_API_KEY.
     parallel (`int`): concurrent judge requests, default 8.
     judge_file (`str`): judge prompts JSONL, default FastChat's packaged one.
-    client: a ready judge client (`mt_bench_task.chat.ChatClient`); overrides the four above.
+    client: a ready judge client (`mt_bench_task.core.chat.ChatClient`); overrides the four above.
     judge_repeats (`int`): judge each match K times (default 1); the result's judge_sd is then
         the judge's spread (see `mt-bench show --json`).
     bench (`str`): "mt_bench" (default), "vicuna_bench", or a bench folder in FastChat's layout
@@ -62,7 +62,7 @@ Examples:
     >>> import evaluate
     >>> from datasets import load_dataset
     >>> from mt_bench_task import dataset_path
-    >>> from mt_bench_task.chat import ChatClientBase, Completion
+    >>> from mt_bench_task.core.chat import ChatClientBase, Completion
     >>> class FakeJudge(ChatClientBase):
     ...     async def complete(self, model, messages, *, temperature, max_tokens):
     ...         if "Assistant B" in messages[-1]["content"]:

@@ -1,0 +1,3 @@
+from mt_bench_task.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,270 @@
+"""`mt-bench`: a thin CLI over the library. FastChat's flag names, one library call per subcommand.
+
+Heavy imports (torch, transformers, openai, evaluate) happen inside the subcommand, so `--help`
+is instant.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mt_bench_task.cli import official as cli_official  # calibrate and --leaderboard: MT-bench's official data
+from mt_bench_task.cli.parser import build_parser
+
+if TYPE_CHECKING:
+    from mt_bench_task.core.judging import JudgeRun
+    from mt_bench_task.core.scoring import ShowOutput
+    from mt_bench_task.engine.generate import GenerationConfig
+
+DEFAULT_DATA_ROOT = Path("data")
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir) if args.data_dir else DEFAULT_DATA_ROOT / args.bench_name
+
+
+def _bench(args: argparse.Namespace):  # -> Bench, resolved once per command
+    from mt_bench_task.core.bench import load_bench
+
+    return load_bench(args.bench_name, _data_dir(args), getattr(args, "judge_file", None))
+
+
+def _generation_config(args: argparse.Namespace) -> GenerationConfig:
+    """The local-model options as the library's plain `GenerationConfig` value."""
+    from mt_bench_task.engine.generate import GenerationConfig
+    from mt_bench_task.engine.hf.models import DEFAULT_MODEL, model_id_for
+
+    model_path = args.model_path or DEFAULT_MODEL
+    answer_path = getattr(args, "answer_file", None)  # `mt-bench run` has no --answer-file
+    return GenerationConfig(
+        model_path=model_path, model_id=args.model_id or model_id_for(model_path),
+        data_dir=_data_dir(args), answer_file=Path(answer_path) if answer_path else None,
+        question_begin=args.question_begin, question_end=args.question_end,
+        max_new_token=args.max_new_token, num_choices=args.num_choices, dtype=args.dtype,
+        revision=args.revision, batch_size=args.batch_size, chat_template=args.chat_template,
+        num_processes=args.num_processes)
+
+
+def _judge_run(args: argparse.Namespace, **overrides: Any) -> JudgeRun:
+    """The judge options as the library's plain `JudgeRun` value."""
+    from mt_bench_task.core.judging import JudgeRun
+
+    return JudgeRun(**{**dict(
+        data_dir=_data_dir(args), judge_model=args.judge_model, mode=args.mode,
+        judge_file=Path(args.judge_file) if args.judge_file else None,
+        baseline_model=args.baseline_model, model_list=args.model_list,
+        parallel=max(1, args.parallel), first_n=args.first_n, base_url=args.openai_api_base,
+        allow_partial=args.allow_partial, dry_run=args.dry_run,
+        judge_repeats=args.judge_repeats), **overrides})
+
+
+# ---- subcommands ----
+def cmd_gen(args: argparse.Namespace) -> int:
+    from mt_bench_task.engine.generate import generate_answers
+
+    print(generate_answers(_generation_config(args), _bench(args))
+          .summary())
+    return 0
+
+
+def cmd_gen_api(args: argparse.Namespace) -> int:
+    from mt_bench_task.engine.api import generate_api_answers
+
+    stats = generate_api_answers(
+        model=args.model, data_dir=_data_dir(args), base_url=args.openai_api_base,
+        parallel=args.parallel, max_tokens=args.max_tokens, num_choices=args.num_choices,
+        question_begin=args.question_begin, question_end=args.question_end,
+        force_temperature=args.force_temperature, bench=_bench(args))
+    print(stats.summary())
+    return 0 if stats.failed == 0 else 1  # "$ERROR$" answers are asked again on the next run
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from mt_bench_task.core.judging import run_judging
+
+    summary = run_judging(_judge_run(args), bench=_bench(args), on_plan=_to_stderr)
+    if summary.sent:
+        _to_stderr(summary.closing_line())
+    return 0 if summary.ok else 1
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    cli_official.check_show_options(args)
+    if args.leaderboard:  # among the published MT-bench models (MT-bench only)
+        return cli_official.show_leaderboard(args, _data_dir(args), _bench(args))
+    from mt_bench_task.core.scoring import show
+
+    out = show(data_dir=_data_dir(args), input_file=args.input_file, judge_model=args.judge_model,
+               mode=args.mode, model_list=args.model_list, baseline_model=args.baseline_model,
+               plot=args.plot, seed=args.seed, bench=_bench(args))
+    print_show(out, as_json=args.json)
+    return 0
+
+
+def print_show(out: ShowOutput, as_json: bool = False) -> None:
+    """The labels on stderr too, so `--json` output stays exactly the documented keys."""
+    for label in out.labels:
+        _to_stderr(f"NOTE: {label}")
+    print(json.dumps(out.results) if as_json else out.text)
+    if out.plot is not None:
+        _to_stderr(f"radar plot: {out.plot}")
+
+
+def _to_stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    return cli_official.calibrate(args, _data_dir(args))  # always MT-bench: no bench to resolve
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mt_bench_task.pipeline import QUICK_ANSWER_TOKENS, is_embedded, run_all
+
+    if args.max_new_token is None:  # the quick run's budget for the embedded model
+        args.max_new_token = QUICK_ANSWER_TOKENS if is_embedded(args.model_path) else 1024
+    args.answer_file = None
+    gen = _generation_config(args)
+    judge = _judge_run(args, judge_model=args.judge_model or "default")
+    summary = run_all(gen, judge, bench=_bench(args), plot=args.plot,
+                      on_plan=_to_stderr, on_generated=lambda s: print(s.summary()))
+    if summary.judging.sent:
+        _to_stderr(summary.judging.closing_line())
+    if summary.shown is not None:
+        print_show(summary.shown)
+    return 0 if summary.ok else 1
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from mt_bench_task.outputs.publishing import publish_results
+
+    res = publish_results(repo_id=args.repo_id, data_dir=_data_dir(args), results_file=args.results,
+                          judge_model=args.judge_model, model_id=args.model_id,
+                          create_pr=args.create_pr, dry_run=args.dry_run, revision=args.revision,
+                          bench=_bench(args))
+    for note in res.notes:
+        print(f"mt-bench publish: note: {note}", file=sys.stderr)
+    if args.dry_run:
+        print(res.card, end="" if res.card.endswith("\n") else "\n")
+        print(f"mt-bench publish: dry run, nothing pushed; would commit {', '.join(res.files)} "
+              f"to {args.repo_id}", file=sys.stderr)
+    else:
+        print(f"published {', '.join(res.files)}: {res.pr_url or res.commit_url}")
+    return 0
+
+
+def cmd_push_dataset(args: argparse.Namespace) -> int:
+    from mt_bench_task.outputs.publishing import push_dataset
+
+    url = push_dataset(repo_id=args.repo_id, private=args.private, revision=args.revision,
+                       bench=args.bench_name)
+    print(f"pushed the dataset: {url}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mt_bench_task.outputs.report import write_report
+
+    out = write_report(data_dir=_data_dir(args), judge_model=args.judge_model, out=Path(args.out),
+                       bench=_bench(args), leaderboard=args.leaderboard)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_import_inspect(args: argparse.Namespace) -> int:
+    from mt_bench_task.integrations.inspect_import import import_inspect_log
+
+    res = import_inspect_log(args.log, _data_dir(args), model_id=args.model_id)
+    print(f"imported {res.answers} answers -> {res.answer_file}\n"
+          f"imported {res.judgments} judgments (judge {res.judge}) -> {res.judgment_file}")
+    if res.skipped:
+        print(f"mt-bench import-inspect: note: {res.skipped} samples had no mt_bench score "
+              f"(errored or cancelled) and were not imported", file=sys.stderr)
+    mode = "" if res.mode == "single" else f" --mode {res.mode}"
+    print(f"next: mt-bench show --data-dir {_data_dir(args)} --judge-model {res.judge}{mode}")
+    return 0
+
+
+COMMANDS = {
+    "gen": cmd_gen,
+    "gen-api": cmd_gen_api,
+    "judge": cmd_judge,
+    "show": cmd_show,
+    "calibrate": cmd_calibrate,
+    "run": cmd_run,
+    "publish": cmd_publish,
+    "push-dataset": cmd_push_dataset,
+    "report": cmd_report,
+    "import-inspect": cmd_import_inspect,
+}
+
+
+# library parameters whose flag is not simply --<name with dashes>
+_FLAG_OF_PARAM = {"results_file": "--results", "bench_name": "--bench-name"}
+
+
+def _as_flags(error: Exception, parser: argparse.ArgumentParser, command: str) -> str:
+    """A library error names parameters (`judge_repeats`); the CLI user knows flags (`--judge-repeats`)."""
+    import re
+
+    message = str(error)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    flags = {a.dest: a.option_strings[-1] for a in sub._actions if a.option_strings}
+    for param in getattr(error, "params", ()):
+        flag = _FLAG_OF_PARAM.get(param) or flags.get(param)
+        if flag:
+            message = re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", flag, message)
+    return message
+
+
+def _log_to_stderr() -> None:
+    """The library says what it does through `logging` (notes, warnings); the CLI shows them on
+    whatever sys.stderr is at the time (tests swap it)."""
+    import logging
+
+    class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+        @property  # type: ignore[override]
+        def stream(self) -> Any:
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value: Any) -> None:
+            pass
+
+    logger = logging.getLogger("mt_bench_task")
+    if not any(type(h).__name__ == "StderrHandler" for h in logger.handlers):
+        handler = StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mt_bench_task.core.errors import DataError
+
+    parser = build_parser()
+    _log_to_stderr()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.exit(2, f"mt-bench {args.command}: error: unrecognized arguments: "
+                       f"{' '.join(unknown)} (see mt-bench {args.command} --help)\n")
+    # incompatible options are refused before any work
+    if getattr(args, "plot", None) and getattr(args, "mode", "single") != "single":
+        parser.exit(2, f"mt-bench {args.command}: error: --plot draws single-mode (1-10) scores; "
+                       f"it cannot be used with --mode {args.mode}\n")
+    try:
+        return COMMANDS[args.command](args)
+    except DataError as e:
+        print(f"mt-bench {args.command}: error: {_as_flags(e, parser, args.command)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mt-bench {args.command}: interrupted; finished records are saved, re-run to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""The OpenAI-compatible chat client (OpenAI, vLLM, TGI, `transformers serve`) behind `ChatClient`.
+
+Sends exactly what FastChat sends (`model` verbatim, `messages`, `n=1`, `temperature`,
+`max_tokens`) and keeps FastChat's outcome on exhaustion: the text "$ERROR$". Changed on purpose:
+FastChat sleeps 10 s after every error, 16 times, and retries everything; here retries are bounded
+exponential backoff with jitter that honours Retry-After, only transient errors are retried, and a
+rejected key or a bad request stops the run with one clear line that never shows the key.
+
+Reasoning models (o1/o3/o4-mini, the gpt-5 family) refuse FastChat's request: HTTP 400 naming
+`max_tokens` (code unsupported_parameter) or `temperature` (unsupported_value). Then that request
+is resent with `max_completion_tokens` (same budget) or without `temperature`, the change is kept
+for the rest of the run, logged once and listed in `adaptations`; the refusals are not judgments.
+Every other server gets exactly FastChat's request.
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from mt_bench_task.core.chat import ClientUsage, Completion
+from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.prompts import API_ERROR_OUTPUT
+
+__all__ = ["ClientUsage", "OpenAIChatClient"]
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+DUMMY_API_KEY = "EMPTY"  # vLLM/TGI accept any key, but the SDK insists on one
+REACHABILITY_TIMEOUT = 10.0  # seconds for check_reachable(): a typo'd URL should fail fast
+_KEY_LIKE = re.compile(r"\b(sk-|Bearer\s+)[A-Za-z0-9_.\-]{6,}")  # OpenAI-style keys
+_RETRY_STATUSES = {408, 409, 429}  # plus every 5xx
+# This one request is bad (a prompt over the context length on vLLM, say): no retry, but no
+# reason to stop the run either; it becomes "$ERROR$" like FastChat's exhausted retries.
+_REQUEST_REJECTED = {400, 413, 422}
+_HINTS = {401: "check OPENAI_API_KEY", 403: "check OPENAI_API_KEY and the model's access",
+          404: "check the model name and --openai-api-base"}
+log = logging.getLogger(__name__)
+
+
+class _Transient(Exception):
+    """A failure worth another attempt; `retry_after` is the server's wish in seconds."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class _Rejected(Exception):
+    """This request, and only this one, was refused (HTTP 400/413/422): retrying cannot help."""
+
+
+class _Unsupported(Exception):
+    """HTTP 400 naming a parameter this model does not take; the request is resent adapted."""
+
+    def __init__(self, param: str):
+        super().__init__(param)
+        self.param = param
+
+
+class OpenAIChatClient:
+    """`ChatClient` over `openai.AsyncOpenAI`; use `async with` or `await close()`."""
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
+                 max_retries: int = 6, timeout: float = 120.0, backoff_base: float = 1.0,
+                 backoff_max: float = 60.0):
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
+        self.base_url = base_url.rstrip("/")
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            if "api.openai.com" in self.base_url:
+                raise DataError(f"OPENAI_API_KEY is not set (needed for {self.base_url})")
+            key = DUMMY_API_KEY
+        self._api_key = key
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.usage = ClientUsage()
+        self.adaptations: list[str] = []  # what this server made us change, once each
+        self._max_completion_tokens = False  # send max_completion_tokens instead of max_tokens
+        self._drop_temperature = False
+        self._client: Any = None  # openai.AsyncOpenAI, made on first use (keeps --help fast)
+
+    def __repr__(self) -> str:  # never the key
+        return f"OpenAIChatClient(base_url={self.base_url!r})"
+
+    async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
+                       max_tokens: int) -> Completion:
+        reason, retry_after, rejection = "", None, None
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self.usage.retries += 1
+                await asyncio.sleep(self.backoff_delay(attempt, retry_after))
+            self.usage.requests += 1
+            try:
+                body = await self._post(model, messages, temperature, max_tokens)
+                return self._parse(body)
+            except _Transient as e:
+                reason, retry_after = str(e), e.retry_after
+                log.debug("attempt %d for %s failed: %s", attempt + 1, model, self.mask(reason))
+            except _Rejected as e:
+                reason = rejection = str(e)
+                break
+        self.usage.failures += 1
+        log.warning("giving up on a request to %s at %s after %d attempt(s) (%s); its text is %r",
+                    model, self.base_url, attempt + 1, self.mask(reason), API_ERROR_OUTPUT)
+        return Completion(text=API_ERROR_OUTPUT, failed=True, rejection=rejection)
+
+    def backoff_delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds before retry `attempt` (1-based): the server's Retry-After when it gave one,
+        else exponential with jitter; never more than `backoff_max`."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.backoff_max)
+        exponential = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        return exponential * random.uniform(0.5, 1.0)  # jitter: parallel workers spread out
+
+    async def check_reachable(self) -> None:
+        """One quick GET /models: a DataError now instead of minutes of retries later."""
+        import openai
+
+        seconds = min(self.timeout, REACHABILITY_TIMEOUT)
+        client = self._get_client().with_options(timeout=seconds, max_retries=0)
+        where = f"cannot reach OpenAI-compatible server at {self.base_url}"
+        try:
+            await client.models.with_raw_response.list()
+        except openai.APITimeoutError:
+            raise DataError(f"{where}: no answer within {seconds:g} s") from None
+        except openai.APIConnectionError as e:
+            raise DataError(self.mask(f"{where}: {_cause(e)}")) from None
+        except openai.APIStatusError as e:
+            if e.status_code in (401, 403):
+                raise DataError(self._rejection(e, "the server")) from None
+            # any other answer (404: no /models route, 5xx) still proves the server is there
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def __aenter__(self) -> OpenAIChatClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def mask(self, text: str) -> str:
+        """`text` with our key, and anything that looks like a key, replaced by ***."""
+        if len(self._api_key) >= 4 and self._api_key != DUMMY_API_KEY:
+            text = text.replace(self._api_key, "***")
+        return _KEY_LIKE.sub(lambda m: f"{m.group(1)}***", text)
+
+    # ---- one attempt ----
+    def _get_client(self) -> Any:
+        if self._client is None:
+            import openai
+
+            # max_retries=0: the SDK's own retries would multiply ours
+            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
+                                              max_retries=0, timeout=self.timeout)
+        return self._client
+
+    async def _post(self, model: str, messages: list[dict[str, str]], temperature: float,
+                    max_tokens: int) -> bytes:
+        """One request; resent at once (not a retry) when the server refuses a parameter we
+        know how to adapt. At most one resend per adaptable parameter."""
+        for _ in range(3):
+            try:
+                return await self._post_once(model, messages, temperature, max_tokens)
+            except _Unsupported as e:
+                self.usage.adapted += 1
+                self._adapt(e.param, model, temperature, max_tokens)
+        raise _Rejected(f"{self.base_url} kept refusing the adapted request")  # pragma: no cover
+
+    def _adapt(self, param: str, model: str, temperature: float, max_tokens: int) -> None:
+        if param == "max_tokens" and not self._max_completion_tokens:
+            self._max_completion_tokens = True
+            note = (f"{model} at {self.base_url} does not take max_tokens: sending "
+                    f"max_completion_tokens={max_tokens} instead for the rest of the run")
+        elif param == "temperature" and not self._drop_temperature:
+            self._drop_temperature = True
+            note = (f"{model} at {self.base_url} does not take temperature={temperature:g}: "
+                    f"sending no temperature (the model's default) for the rest of the run")
+        else:
+            return  # another request adapted it already
+        self.adaptations.append(note)
+        log.warning("%s", note)
+
+    async def _post_once(self, model: str, messages: list[dict[str, str]], temperature: float,
+                         max_tokens: int) -> bytes:
+        import openai
+
+        # FastChat's request (model, messages, n, temperature, max_tokens) unless adapted
+        sent: dict[str, Any] = {} if self._drop_temperature else {"temperature": temperature}
+        sent["max_completion_tokens" if self._max_completion_tokens else "max_tokens"] = max_tokens
+        try:
+            raw = await self._get_client().chat.completions.with_raw_response.create(
+                model=model, messages=messages, n=1, **sent)
+        except openai.APITimeoutError:  # before APIConnectionError: it is a subclass
+            raise _Transient(f"no answer within {self.timeout:g} s") from None
+        except openai.APIConnectionError as e:
+            raise _Transient(f"connection error: {_cause(e)}") from None
+        except openai.APIStatusError as e:
+            if e.status_code in _RETRY_STATUSES or e.status_code >= 500:
+                wait = _retry_after(e.response.headers)
+                raise _Transient(f"HTTP {e.status_code}", wait) from None
+            param = _unsupported_param(e)
+            if param in sent:
+                raise _Unsupported(param) from None
+            if e.status_code in _REQUEST_REJECTED:
+                raise _Rejected(self._rejection(e, "a request")) from None
+            raise DataError(self._rejection(e, f"the request for model {model!r}")) from None
+        return bytes(raw.content)
+
+    def _parse(self, body: bytes) -> Completion:
+        try:
+            obj = json.loads(body)
+            text = obj["choices"][0]["message"]["content"]
+            if not isinstance(text, str):
+                raise TypeError("no message content")
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise _Transient(f"unusable response body ({type(e).__name__}: {body[:80]!r})"
+                             ) from None
+        usage = obj.get("usage") or {}
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        self.usage.prompt_tokens += prompt
+        self.usage.completion_tokens += completion
+        return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion)
+
+    def _rejection(self, e: Any, what: str) -> str:
+        hint = _HINTS.get(e.status_code, "not retried: the same request would fail again")
+        message = (f"{self.base_url} rejected {what}: HTTP {e.status_code} "
+                   f"{_server_message(e)} ({hint})")
+        return self.mask(" ".join(message.split()))
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """retry-after-ms (OpenAI's) or Retry-After in seconds or as an HTTP date; None if absent."""
+    try:
+        if headers.get("retry-after-ms"):
+            return float(headers["retry-after-ms"]) / 1000
+        value = headers.get("retry-after")
+        if not value:
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+    except (ValueError, TypeError):
+        return None
+
+
+def _cause(e: BaseException) -> str:
+    """The transport's root reason ("connection refused", "Name or service not known") rather
+    than the SDK's "Connection error."."""
+    root = e
+    while (root.__cause__ or root.__context__) is not None:
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    if isinstance(root, ConnectionRefusedError):
+        return "connection refused"
+    return " ".join(str(root).split()) or type(root).__name__
+
+
+def _error_body(e: Any) -> dict[str, Any]:
+    body = getattr(e, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    return body if isinstance(body, dict) else {}
+
+
+def _unsupported_param(e: Any) -> str | None:
+    """"max_tokens" or "temperature" when an HTTP 400 says this model does not take it."""
+    if e.status_code != 400:
+        return None
+    body = _error_body(e)
+    param, code = body.get("param"), body.get("code")
+    message = str(body.get("message") or "")
+    if (param == "max_tokens" and code == "unsupported_parameter") or (
+            param is None and "'max_tokens'" in message and "max_completion_tokens" in message):
+        return "max_tokens"
+    if param == "temperature" and code in ("unsupported_value", "unsupported_parameter"):
+        return "temperature"
+    return None
+
+
+def _server_message(e: Any) -> str:
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        body = body.get("message") or body.get("error") or json.dumps(body)
+    return str(body if body is not None else getattr(e, "message", ""))[:300]

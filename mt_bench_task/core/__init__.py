@@ -1,0 +1,2 @@
+"""The task core: records, files, the bench, FastChat's judge prompts, the judging job and
+scoring. Imports nothing from the outer layers (tests/test_layers.py)."""

@@ -1,0 +1,125 @@
+"""Stage 1, data: the low-level readers of FastChat's files (questions, references, judge prompts,
+answers, judgments), each returning typed records and naming file:line on a bad line.
+
+Which files make up a benchmark is decided once, in `bench.load_bench`; the stages take that
+`Bench` value. Every path resolves from a data dir (FastChat's `data/<bench>` layout), never
+from the cwd.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.jsonl import read_jsonl, read_jsonl_lines
+from mt_bench_task.core.types import Answer, JudgePrompt, Judgment, PairJudgment, Question, SingleJudgment
+
+OUTPUT_FORMATS = ("[[rating]]", "[[A]]", "[[rating_a,rating_b]]")
+
+
+def read_questions(path: Path) -> list[Question]:
+    return read_jsonl(path, Question.from_dict)
+
+
+def read_references(files: Iterable[Path]) -> dict[str, dict[int, Answer]]:
+    """{file stem: {question_id: reference}}; FastChat keys references by the judge's name."""
+    return {Path(f).stem: {a.key: a for a in read_answers(f)} for f in files}
+
+
+def read_judge_prompts(path: Path) -> dict[str, JudgePrompt]:
+    prompts = read_jsonl(path, JudgePrompt.from_dict)
+    for lineno, p in enumerate(prompts, 1):
+        if p.output_format not in OUTPUT_FORMATS:
+            raise DataError(f"{path}:{lineno}: judge prompt {p.name!r} has unknown output_format "
+                            f"{p.output_format!r} (expected one of {sorted(OUTPUT_FORMATS)})")
+    return {p.name: p for p in prompts}
+
+
+def read_answers(path: Path, repair_torn_tail: bool = False) -> list[Answer]:
+    """An answer file's records in file order (FastChat needs only question_id and
+    choices[0].turns; other keys are kept)."""
+    return read_jsonl(path, Answer.from_dict, repair_torn_tail=repair_torn_tail)
+
+
+def read_single_judgments(path: Path, repair_torn_tail: bool = False) -> list[SingleJudgment]:
+    return read_jsonl(path, _single, repair_torn_tail=repair_torn_tail)
+
+
+def read_pair_judgments(path: Path, repair_torn_tail: bool = False) -> list[PairJudgment]:
+    return read_jsonl(path, _pair, repair_torn_tail=repair_torn_tail)
+
+
+def read_judgments(path: Path, mode: str, repair_torn_tail: bool = False) -> Sequence[Judgment]:
+    """The judgment file of a mode ("single", or a pairwise mode)."""
+    if mode == "single":
+        return read_single_judgments(path, repair_torn_tail)
+    return read_pair_judgments(path, repair_torn_tail)
+
+
+def judgment_lines(path: Path, mode: str) -> list[tuple[str, Judgment]]:
+    """Each record of a judgment file with its line as written (to rewrite the file keeping the
+    bytes of the lines that stay)."""
+    return read_jsonl_lines(path, _single if mode == "single" else _pair)
+
+
+def _single(d: dict[str, Any]) -> SingleJudgment:
+    if "score" not in d and "g1_winner" in d:
+        raise ValueError("a pairwise judgment, not a single-mode one "
+                         "(read it with mode pairwise-baseline or pairwise-all)")
+    return SingleJudgment.from_dict(d)
+
+
+def _pair(d: dict[str, Any]) -> PairJudgment:
+    if "g1_winner" not in d and "score" in d:
+        raise ValueError("a single-mode judgment, not a pairwise one (read it with mode single)")
+    return PairJudgment.from_dict(d)
+
+
+def answer_file(data_dir: Path, model_id: str) -> Path:
+    return Path(data_dir) / "model_answer" / f"{model_id}.jsonl"
+
+
+def judgment_file(data_dir: Path, judge_model: str, mode: str) -> Path:
+    suffix = "single" if mode == "single" else "pair"
+    return Path(data_dir) / "model_judgment" / f"{safe_name(judge_model)}_{suffix}.jsonl"
+
+
+def safe_name(judge_model: str) -> str:
+    """A local judge given as a path becomes a file-name-safe name."""
+    return judge_model.rstrip("/").replace("/", "__")
+
+
+def load_answers(data_dir: Path, model_id: str, fallback_dir: Path | None = None) -> dict[int, Answer]:
+    """One model's answers by question id; the last line per id wins (FastChat's reorg rule).
+
+    Falls back to `fallback_dir/<model>.jsonl` (a bench's official answers) when DATA_DIR has none.
+    """
+    path = answer_file(data_dir, model_id)
+    if not path.is_file() and fallback_dir is not None and (fallback_dir / f"{model_id}.jsonl").is_file():
+        path = fallback_dir / f"{model_id}.jsonl"
+    if not path.is_file():
+        raise DataError(f"no answers for model {model_id!r}: {path} not found")
+    return {a.key: a for a in read_answers(path)}
+
+
+def pending_questions(questions: list[Question], path: Path, num_choices: int) -> list[Question]:
+    """Questions without a complete answer in `path`: `num_choices` choices, every turn, no failed
+    turn (those are asked again). A malformed line is a DataError naming file:line (the file is
+    left as is); only a torn last line without newline (a write cut by kill -9) is dropped."""
+    if not Path(path).is_file():
+        return list(questions)
+    answered = {a.key: a for a in read_answers(path, repair_torn_tail=True)}
+    return [q for q in questions if not _complete(answered.get(q.question_id), q, num_choices)]
+
+
+def _complete(answer: Answer | None, question: Question, num_choices: int) -> bool:
+    if answer is None or len(answer.choices) < num_choices:
+        return False
+    return all(len(c.turns) >= len(question.turns) and not c.failed
+               for c in answer.choices[:num_choices])
+
+
+def list_answer_models(data_dir: Path) -> list[str]:
+    """FastChat's default --model-list: every answer file stem (sorted, so runs are reproducible)."""
+    return sorted(p.stem for p in (Path(data_dir) / "model_answer").glob("*.jsonl"))

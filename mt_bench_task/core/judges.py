@@ -1,0 +1,148 @@
+"""The judge as one concept: who judges (`JudgeSpec`), the one place clients are made
+(`make_client`), and the one rule for whether scores compare with published MT-bench.
+
+A `JudgeSpec` is built once from `--judge-model` (or the metric's settings) by `judge_spec()`:
+- `name`: as given ("gpt-4", "gpt-5-mini", "default", "/models/my-judge");
+- `api_model`: what is sent in each request (verbatim for an API, the model's name when local);
+- `backend`: "openai" (any OpenAI-compatible server) or "local" (transformers in this process);
+- `fastchat_prompts`: whether the judge prompts are FastChat's packaged ones, byte for byte.
+
+Published MT-bench numbers were judged by GPT-4 through OpenAI's API with FastChat's prompts, so
+only that judge is `comparable`; every other judge is labelled by `not_comparable_label()`.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from mt_bench_task.core.chat import ChatClient
+from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.types import Judgment
+
+Backend = Literal["openai", "local"]
+# "gpt-4" is a floating alias; the published leaderboard was judged by gpt-4-0613 (FastChat #2284)
+COMPARABLE_MODELS = ("gpt-4", "gpt-4-0613")
+NOT_COMPARABLE = "not comparable with published MT-bench"
+EMBEDDED_JUDGE = "default"
+EMBEDDED_JUDGE_NAME = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    name: str
+    api_model: str
+    backend: Backend = "openai"
+    fastchat_prompts: bool = True
+
+    @property
+    def local(self) -> bool:
+        return self.backend == "local"
+
+    @property
+    def display_name(self) -> str:
+        """The name written into records (`judge[0]`) and judgment file names."""
+        return self.api_model
+
+    @property
+    def comparable(self) -> bool:
+        return is_comparable(self.api_model, self.backend, self.fastchat_prompts)
+
+    @property
+    def label(self) -> str | None:
+        """The "not comparable" line for this judge, or None when it is comparable."""
+        return None if self.comparable else not_comparable_label(self.display_name)
+
+
+def is_local_model(judge_model: str) -> bool:
+    """'default' (the embedded model) or an existing directory: judged in-process."""
+    return judge_model == EMBEDDED_JUDGE or Path(judge_model).exists()
+
+
+def judge_spec(judge_model: str = "gpt-4", judge_file: Path | str | None = None) -> JudgeSpec:
+    """The spec of `--judge-model` (and `--judge-file`: prompts other than FastChat's make any
+    judge not comparable)."""
+    local = is_local_model(judge_model)
+    if judge_model == EMBEDDED_JUDGE:
+        api_model = EMBEDDED_JUDGE_NAME
+    else:
+        api_model = Path(judge_model).name if local else judge_model
+    return JudgeSpec(name=judge_model, api_model=api_model, backend="local" if local else "openai",
+                     fastchat_prompts=_is_fastchat_prompts(judge_file))
+
+
+def _is_fastchat_prompts(judge_file: Path | str | None) -> bool:
+    if judge_file is None:
+        return True
+    from mt_bench_task.core import data
+    from mt_bench_task.core.bench import packaged_judge_prompts
+
+    try:
+        return (data.read_judge_prompts(Path(judge_file))
+                == data.read_judge_prompts(packaged_judge_prompts()))
+    except (DataError, OSError):  # unreadable: judging reports it; not FastChat's either way
+        return False
+
+
+def is_comparable(api_model: str, backend: str = "openai", fastchat_prompts: bool = True) -> bool:
+    """THE rule: GPT-4 through an OpenAI-compatible API with FastChat's judge prompts."""
+    return backend == "openai" and api_model in COMPARABLE_MODELS and fastchat_prompts
+
+
+def not_comparable_label(judge: str) -> str:
+    """The one wording of the label, used by show, report, run, publish and the metric."""
+    return f"judged by {judge}: {NOT_COMPARABLE}"
+
+
+@dataclass(frozen=True)
+class JudgeIdentity:
+    """Who judged a set of records, and whether that compares with published MT-bench."""
+
+    judge: str
+    comparable: bool
+
+    @property
+    def label(self) -> str | None:
+        return None if self.comparable else not_comparable_label(self.judge)
+
+
+def identity_of_records(records: Iterable[Judgment], default_judge: str = "gpt-4") -> JudgeIdentity:
+    """The judge(s) of judgment records: `judge[0]`, local when marked `local_judge`, other
+    prompts when marked `fastchat_prompts: false` or named outside FastChat's prompt set."""
+    from mt_bench_task.core.prompts import PROMPT_NAMES
+
+    names: list[str] = []
+    comparable = True
+    for r in records:
+        name, prompt = r.judge[0], r.judge[1]
+        if name not in names:
+            names.append(name)
+        comparable = comparable and is_comparable(
+            name, "local" if r.local_judge else "openai",
+            r.fastchat_prompts and prompt in PROMPT_NAMES.values())
+    if not names:
+        return JudgeIdentity(default_judge, is_comparable(default_judge))
+    return JudgeIdentity(", ".join(sorted(names)), comparable)
+
+
+def identity_of_results(results: dict[str, Any], default_judge: str = "gpt-4") -> JudgeIdentity:
+    """The judge of a `show --json` object; older objects without "comparable" are judged by name."""
+    judge = str(results.get("judge") or default_judge)
+    comparable = results.get("comparable")
+    if comparable is None:
+        comparable = is_comparable(judge)
+    return JudgeIdentity(judge, bool(comparable))
+
+
+def make_client(spec: JudgeSpec, *, base_url: str | None = None, api_key: str | None = None,
+                local_batch_size: int = 8, local_max_new_tokens: int | None = None) -> ChatClient:
+    """The only place judge clients are made."""
+    if spec.local:
+        from mt_bench_task.clients.local_judge import LocalJudgeClient
+
+        return LocalJudgeClient(spec.name, batch_size=local_batch_size,
+                                max_new_tokens=local_max_new_tokens)
+    from mt_bench_task.clients.openai_client import OpenAIChatClient
+
+    return OpenAIChatClient(base_url=base_url, api_key=api_key)

@@ -1,0 +1,1 @@
+"""Answer generation: the engine seam and its engines (`hf/`, the endpoint client in `api`)."""

@@ -1,0 +1,143 @@
+"""Stage 2, generate through an API: answer the questions with an OpenAI-compatible server.
+
+Dataset: the bench's questions (`bench.Bench`); output: FastChat's answer JSONL, one line per
+question. Paper: Zheng et al., arXiv:2306.05685.
+Kept from FastChat's gen_api_answer: the chatgpt template's system message, the temperature
+precedence, `n=1` requests, turn 2 seeing the turn-1 answer, "$ERROR$" as the text of a turn whose
+retries ran out, and the sorted final file. Changed on purpose: a typo'd URL fails in seconds
+before anything is written; finished questions are skipped (resume), except those with "$ERROR$",
+which are asked again; asyncio with `parallel` questions in flight instead of a thread pool.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mt_bench_task.clients.openai_client import ClientUsage, OpenAIChatClient
+from mt_bench_task.core import data
+from mt_bench_task.core.bench import Bench, load_bench
+from mt_bench_task.core.chat import ChatClient
+from mt_bench_task.core.errors import ParameterError
+from mt_bench_task.core.jsonl import JsonlAppender
+from mt_bench_task.core.types import Answer, Choice, Question
+from mt_bench_task.engine.generate import reorganize_answer_file
+
+SYSTEM_MESSAGE = "You are a helpful assistant."  # FastChat's chatgpt template
+
+
+@dataclass(frozen=True)
+class ApiGenerationStats:
+    questions: int  # answered in this run (resumed ones not counted)
+    failed: int  # of those, questions with a "$ERROR$" turn (asked again on the next run)
+    path: Path
+    usage: ClientUsage
+    selected: int = 0  # questions selected; those not asked were already answered
+
+    def summary(self) -> str:
+        """One line for the CLI to print."""
+        kept = self.selected - self.questions
+        if not self.questions:
+            return f"all {self.selected} questions already answered in {self.path}; nothing to do"
+        note = f", {kept} already answered (kept)" if kept else ""
+        return f"answered {self.questions} questions ({self.failed} failed{note}) -> {self.path}"
+
+
+def generate_api_answers(model: str, data_dir: Path | str, base_url: str | None = None,
+                         parallel: int = 1, max_tokens: int = 1024, num_choices: int = 1,
+                         question_begin: int | None = None, question_end: int | None = None,
+                         force_temperature: float | None = None, *,
+                         client: ChatClient | None = None,
+                         bench: Bench | None = None) -> ApiGenerationStats:
+    """Answer every selected question not yet answered in DATA_DIR/model_answer/MODEL.jsonl.
+
+    `client` replaces the OpenAI client (e.g. a fake in tests); by default one is made for
+    `base_url` ($OPENAI_BASE_URL, else api.openai.com). A client with `check_reachable()` is
+    checked first; one with `close()` is closed at the end (OpenAIChatClient reopens on reuse).
+    `bench` gives the questions (default: MT-bench, or DATA_DIR's own question.jsonl).
+    """
+    for name, value in (("parallel", parallel), ("max_tokens", max_tokens),
+                        ("num_choices", num_choices)):
+        if value < 1:
+            raise ParameterError(f"{name} must be >= 1, got {value}", name)
+    data_dir = Path(data_dir)
+    bench = bench or load_bench(data_dir=data_dir)
+    questions = bench.select(question_begin, question_end)
+    # FastChat's precedence: force, the question's required_temperature, the category's
+    temperatures = {q.question_id: bench.api_temperature(q, force_temperature) for q in questions}
+    out = data.answer_file(data_dir, model)
+    pending = data.pending_questions(questions, out, num_choices)  # DataError before any request
+    if not pending:
+        return ApiGenerationStats(0, 0, out, ClientUsage(), len(questions))
+    chat = client if client is not None else OpenAIChatClient(base_url)
+    return asyncio.run(_generate(chat, model, questions, pending, temperatures, out,
+                                 parallel, max_tokens, num_choices))
+
+
+async def _generate(client: ChatClient, model: str,
+                    questions: Sequence[Question], pending: list[Question],
+                    temperatures: dict[int, float], out: Path, parallel: int, max_tokens: int,
+                    num_choices: int) -> ApiGenerationStats:
+    from tqdm import tqdm
+
+    try:
+        await client.check_reachable()  # unreachable: DataError before anything is written
+        limit = asyncio.Semaphore(parallel)
+
+        async def answer(q: Question) -> Answer:
+            async with limit:
+                return await answer_question(client, model, q, temperatures[q.question_id],
+                                             max_tokens, num_choices)
+
+        tasks = [asyncio.create_task(answer(q)) for q in pending]
+        appender: JsonlAppender | None = None
+        failed = 0
+        bar = tqdm(total=len(pending), desc=f"gen-api {model}", unit="q")
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                result = await next_done
+                appender = appender or JsonlAppender(out)  # no empty file when the first fails
+                appender.write(result.to_json())
+                failed += result.failed  # asked again on the next run (`Answer.failed`)
+                bar.update(1)
+                _show_usage(bar, client, failed)
+        finally:
+            for task in tasks:  # an error (bad key, Ctrl-C) stops the questions still in flight
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            bar.close()
+            if appender is not None:
+                appender.close()
+                reorganize_answer_file(out)  # finished answers are kept, sorted, even on error
+    finally:
+        await client.close()  # its connections belong to this event loop, which ends here
+    return ApiGenerationStats(len(pending), failed, out, client.usage, len(questions))
+
+
+async def answer_question(client: ChatClient, model: str, question: Question,
+                          temperature: float, max_tokens: int, num_choices: int) -> Answer:
+    """All turns of all choices; each turn's request holds the conversation so far."""
+    import shortuuid
+
+    choices = []
+    for index in range(num_choices):
+        messages = [{"role": "system", "content": SYSTEM_MESSAGE}]
+        turns: list[str] = []
+        for prompt in question.turns:
+            messages.append({"role": "user", "content": prompt})
+            completion = await client.complete(model, list(messages), temperature=temperature,
+                                               max_tokens=max_tokens)
+            messages.append({"role": "assistant", "content": completion.text})
+            turns.append(completion.text)  # "$ERROR$" on exhaustion, as FastChat
+        choices.append(Choice(index, turns))
+    return Answer(question_id=question.question_id, answer_id=shortuuid.uuid(), model_id=model,
+                  choices=choices, tstamp=time.time())
+
+
+def _show_usage(bar: Any, client: ChatClient, failed: int) -> None:
+    usage = client.usage
+    bar.set_postfix(tokens=usage.prompt_tokens + usage.completion_tokens,
+                    retries=usage.retries, failed=failed, refresh=False)

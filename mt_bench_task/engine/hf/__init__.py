@@ -1,0 +1,1 @@
+"""The `hf` engine: transformers models under our continuous-batching scheduler."""

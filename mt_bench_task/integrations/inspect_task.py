@@ -1,0 +1,247 @@
+"""MT-bench as an inspect_ai task, FastChat-exact (needs the `[inspect]` extra).
+
+Name: mt_bench. Dataset: the packaged MT-bench questions (80, two turns each) and GPT-4 references.
+Paper: Zheng et al., "Judging LLM-as-a-judge with MT-Bench and Chatbot Arena", arXiv:2306.05685.
+Scored: FastChat llm_judge's single grading (1-10 per turn) by the `grader` model role
+(default openai/gpt-4, temperature 0, max_tokens 2048), or pairwise verdicts against the packaged
+gpt-3.5-turbo answers. Prompts, prompt choice, rating extraction and aggregation are the ones
+`mt-bench judge` / `mt-bench show` use (prompts.py, scoring.py); nothing is copied here.
+
+    inspect eval mt_bench_task/integrations/inspect_task.py --model openai/my-model \
+        --model-role grader=openai/gpt-4
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+from typing import Any
+
+# absolute imports: `inspect eval mt_bench_task/integrations/inspect_task.py` loads this file as a bare module
+from inspect_ai import Task, task
+from inspect_ai.dataset import MemoryDataset, Sample
+from inspect_ai.model import (
+    ChatMessage,
+    ChatMessageSystem,
+    ChatMessageUser,
+    GenerateConfig,
+    Model,
+    get_model,
+)
+from inspect_ai.model._generate_config import (
+    active_generate_config,  # eval's --temperature
+)
+from inspect_ai.scorer import (
+    Score,
+    Scorer,
+    Target,
+    scorer,
+)
+from inspect_ai.solver import Generate, Solver, TaskState, solver
+
+from mt_bench_task.core import data
+from mt_bench_task.core.bench import DEFAULT_BENCH, PACKAGED, Bench, load_bench
+from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.prompts import (
+    Match,
+    build_matches,
+    extract_rating,
+    extract_verdict,
+    map_winner,
+    messages,
+    user_prompts,
+)
+from mt_bench_task.core.scoring import summarize_pairwise
+from mt_bench_task.core.types import Answer, Choice, JudgePrompt
+from mt_bench_task.integrations.inspect_metrics import (
+    MODEL,
+    category,
+    loss_rate,
+    overall,
+    pair_record,
+    stderr,
+    turn_1,
+    turn_2,
+    win_rate,
+    win_rate_adjusted,
+)
+
+GRADER_ROLE = "grader"
+DEFAULT_GRADER = "openai/gpt-4"
+DEFAULT_BASELINE = "gpt-3.5-turbo"
+MAX_TOKENS = 1024  # FastChat's --max-new-token / --max-tokens default
+
+
+def resolve_bench(bench: str | Bench) -> Bench:
+    """A packaged bench name ("mt_bench", "vicuna_bench") or a FastChat bench folder (its
+    question.jsonl, reference_answer/ and judge_prompts.jsonl win over the packaged ones)."""
+    if isinstance(bench, Bench):
+        return bench
+    if bench in PACKAGED:
+        return load_bench(bench)
+    folder = Path(bench)
+    if not (folder / "question.jsonl").is_file():
+        raise DataError(f"bench {bench!r}: not one of {', '.join(PACKAGED)} and not a folder "
+                        "with question.jsonl")
+    return load_bench(folder.name, data_dir=folder)
+
+
+# ---- dataset ----
+def mt_bench_dataset(bench: Bench) -> MemoryDataset:
+    """One sample per question; metadata: category, all turns, the judge's reference turns."""
+    refs = bench.reference_for("gpt-4")[1]
+    samples = [Sample(id=q.question_id, input=q.turns[0],
+                      metadata={"question_id": q.question_id, "category": q.category,
+                                "turns": list(q.turns),
+                                "reference": refs[q.question_id].turns
+                                if q.question_id in refs else None})
+               for q in bench.questions]
+    return MemoryDataset(samples, name=bench.name)
+
+
+# ---- solver: FastChat's two-turn protocol ----
+@solver
+def fastchat_turns(bench: str = DEFAULT_BENCH, system_message: str | None = None) -> Solver:
+    """Each turn sees the conversation so far (turn 2 gets the model's own turn-1 answer).
+    Temperature: the category's (FastChat's temperature_config) unless --temperature is given.
+    System message: FastChat's chatgpt template's, as `mt-bench gen-api` sends."""
+    from mt_bench_task.engine.api import SYSTEM_MESSAGE
+
+    temperature_for = resolve_bench(bench).temperature
+    system = SYSTEM_MESSAGE if system_message is None else system_message
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        forced = active_generate_config().temperature
+        temperature = forced if forced is not None else temperature_for(state.metadata["category"])
+        state.messages = [ChatMessageSystem(content=system)] if system else []
+        answers: list[str] = []
+        for turn in state.metadata["turns"]:
+            state.messages.append(ChatMessageUser(content=turn))
+            state = await generate(state, temperature=temperature)
+            answers.append(state.output.completion)
+        state.metadata["answers"] = answers
+        state.metadata["temperature"] = temperature
+        return state
+
+    return solve
+
+
+# ---- scorer: FastChat's judge through the grader role ----
+async def _judge(grader: Model, prompt: JudgePrompt, user_prompt: str) -> tuple[list[dict], str]:
+    msgs = messages(prompt, user_prompt)
+    chat: list[ChatMessage] = [ChatMessageSystem(content=m["content"]) if m["role"] == "system"
+                               else ChatMessageUser(content=m["content"]) for m in msgs]
+    from mt_bench_task.core.judging import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE
+
+    out = await grader.generate(chat, config=GenerateConfig(
+        temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS))
+    return msgs, out.completion
+
+
+def _matches(bench: Bench, state: TaskState, judge: str, baseline: str,
+             baseline_answers: dict[int, Answer] | None) -> list[Match]:
+    """prompts.build_matches for this one question: the prompt choice and references of
+    `mt-bench judge` (single, or pairwise-baseline when there are baseline answers)."""
+    q = next(q for q in bench.questions if q.question_id == state.metadata["question_id"])
+    answers = {MODEL: {q.question_id: Answer(q.question_id, "", MODEL,
+                                             [Choice(0, list(state.metadata["answers"]))], 0.0)}}
+    if baseline_answers is None:
+        return build_matches([q], answers, [MODEL], bench.judge_prompts, "single", judge,
+                             bench.references, need_ref=bench.need_ref_categories)
+    answers[baseline] = baseline_answers
+    return build_matches([q], answers, [MODEL], bench.judge_prompts, "pairwise-baseline", judge,
+                         bench.references, baseline, need_ref=bench.need_ref_categories)
+
+
+@scorer(metrics=[])
+def fastchat_judge(bench: str = DEFAULT_BENCH, judge_mode: str = "single",
+                   baseline_model: str = DEFAULT_BASELINE) -> Scorer:
+    """Single: value {"turn_1": rating, "turn_2": rating} (NaN where no rating was found; a sample
+    with none is unscored, with the reason). Pairwise: per turn 1 win / 0.5 tie / 0 loss against
+    the baseline, under show_result's rule (g1 tie or g1 != g2 is a tie; an error is unscored)."""
+    if judge_mode not in ("single", "pairwise"):
+        raise DataError(f"judge_mode must be 'single' or 'pairwise', got {judge_mode!r}")
+    the_bench = resolve_bench(bench)
+    own_answers = Path(the_bench.sources.get("questions", ".")).parent
+    baseline_answers = (data.load_answers(own_answers, baseline_model, the_bench.official_answers)
+                        if judge_mode == "pairwise" else None)  # a missing baseline fails here
+
+    fastchat_prompts = the_bench.fastchat_prompts
+
+    async def score(state: TaskState, target: Target) -> Score:
+        grader = get_model(role=GRADER_ROLE, default=DEFAULT_GRADER)
+        judge = judge_name(grader)
+        matches = _matches(the_bench, state, judge, baseline_model, baseline_answers)
+        calls = [(m, up) for m in matches for up in user_prompts(m)]
+        done = await asyncio.gather(*(_judge(grader, m.prompt, up) for m, up in calls))
+        turns: list[dict[str, Any]] = []
+        for m in matches:
+            games = [(up, done[i]) for i, (mm, up) in enumerate(calls) if mm is m]
+            rec: dict[str, Any] = {"turn": m.turn, "prompt_name": m.prompt.name}
+            for g, (up, (msgs, text)) in enumerate(games, 1):
+                prefix = "" if judge_mode == "single" else f"g{g}_"
+                rec.update({f"{prefix}messages": msgs, f"{prefix}user_prompt": up,
+                            f"{prefix}judgment": text})
+                if judge_mode == "pairwise":
+                    rec[f"g{g}_winner"] = map_winner(extract_verdict(text, m.prompt.output_format),
+                                                     g)
+            if judge_mode == "single":
+                rec["score"] = extract_rating(rec["judgment"])
+            turns.append(rec)
+        score = _to_score(state, judge, judge_mode, baseline_model, turns)
+        assert score.metadata is not None
+        score.metadata["fastchat_prompts"] = fastchat_prompts
+        return score
+
+    return score
+
+
+def judge_name(grader: Model) -> str:
+    """The judge as FastChat records it: "gpt-4" for OpenAI's models (as `mt-bench judge`), the
+    provider-qualified name otherwise ("anthropic/claude-...", "mockllm/gpt-4"), so judges.py's
+    comparability rule sees who really judged."""
+    return grader.name if str(grader) == f"openai/{grader.name}" else str(grader)
+
+
+def _turn_value(mode: str, rec: dict[str, Any], baseline: str, qid: int, judge: str) -> float | int:
+    if mode == "single":
+        return math.nan if rec["score"] == -1 else rec["score"]
+    record = pair_record(qid, judge, baseline, rec)
+    res = summarize_pairwise([record], "pairwise-baseline", None, baseline)["models"]
+    return math.nan if MODEL not in res else res[MODEL]["win_rate_adjusted"]
+
+
+def _to_score(state: TaskState, judge: str, mode: str, baseline: str,
+              turns: list[dict[str, Any]]) -> Score:
+    qid = state.metadata["question_id"]
+    value = {f"turn_{r['turn']}": _turn_value(mode, r, baseline, qid, judge) for r in turns}
+    meta = {"judge": judge, "mode": mode, "model": str(state.model),
+            "answers": state.metadata["answers"], "turns": turns,
+            **({"baseline_model": baseline} if mode == "pairwise" else {})}
+    failed = [k for k, v in value.items() if isinstance(v, float) and math.isnan(v)]
+    what = "no [[rating]] in the judgment" if mode == "single" else "judge verdict 'error'"
+    reason = f"{what} ({', '.join(failed)})" if failed else None
+    if len(failed) == len(value):
+        return Score.unscored(reason=reason, answer=state.metadata["answers"][-1], metadata=meta)
+    return Score(value=value, answer=state.metadata["answers"][-1], reason=reason, metadata=meta,
+                 explanation="\n\n".join(str(r.get("judgment", r.get("g1_judgment")))
+                                         for r in turns))
+
+
+@task
+def mt_bench(bench: str = DEFAULT_BENCH, judge_mode: str = "single",
+             baseline_model: str = DEFAULT_BASELINE, system_message: str | None = None) -> Task:
+    """MT-bench, FastChat-exact: `-T judge_mode=pairwise` judges against gpt-3.5-turbo's answers;
+    `-T bench=PATH` runs a FastChat bench folder. The judge is the `grader` role."""
+    the_bench = resolve_bench(bench)
+    two_turns = any(len(q.turns) == 2 for q in the_bench.questions)
+    if judge_mode == "pairwise":
+        metrics: list[Any] = [win_rate(), loss_rate(), win_rate_adjusted(), stderr()]
+    else:
+        metrics = [turn_1(), *([turn_2()] if two_turns else []), overall(), stderr(), category()]
+    return Task(dataset=mt_bench_dataset(the_bench),
+                solver=fastchat_turns(bench, system_message),
+                scorer=fastchat_judge(bench, judge_mode, baseline_model),
+                metrics=metrics, config=GenerateConfig(max_tokens=MAX_TOKENS),
+                metadata={"mt_bench_task": {"bench": the_bench.name, "judge_mode": judge_mode,
+                                            "baseline_model": baseline_model}})

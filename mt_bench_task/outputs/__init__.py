@@ -1,0 +1,1 @@
+"""What results become: the radar plot, the HTML report, Hub cards, the official leaderboard."""

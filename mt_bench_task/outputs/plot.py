@@ -1,0 +1,50 @@
+"""The per-category radar plot of the MT-bench paper: one polygon per model, one axis per
+category of the bench, scale 0-10."""
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def radar_plot(results: dict[str, Any], out: Path, title_note: str | None = None,
+               categories: Sequence[str] = (), bench_name: str = "mt_bench",
+               dashed: Collection[str] = ()) -> Path:
+    """Write a PNG from a single-mode results dict (`scoring.results_from_records`); axes in the
+    bench's category order (`Bench.categories`), then any other scored category; models named
+    in `dashed` (official reference models) are drawn dashed and unfilled."""
+    import matplotlib
+
+    from mt_bench_task.core.bench import order_categories
+
+    matplotlib.use("Agg")  # no display on servers and CI
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if results.get("mode") != "single":
+        raise ValueError("the radar plot needs single-mode (1-10) scores")
+    cats = order_categories({c for m in results["models"].values() for c in m["categories"]},
+                            categories)
+    if len(cats) < 3:  # a polygon needs 3 axes: show the bench's other categories (at 0)
+        cats = order_categories(set(cats) | set(categories), categories)
+    angles = np.linspace(0, 2 * np.pi, len(cats), endpoint=False).tolist()
+    fig, ax = plt.subplots(figsize=(7, 7), subplot_kw={"polar": True})
+    for name, m in sorted(results["models"].items(), key=lambda kv: -kv[1]["average"]):
+        values = [m["categories"].get(c, 0.0) for c in cats]
+        ax.plot(angles + angles[:1], values + values[:1], linewidth=2,
+                linestyle="--" if name in dashed else "-", label=f"{name} ({m['average']:.2f})")
+        if name not in dashed:
+            ax.fill(angles + angles[:1], values + values[:1], alpha=0.1)
+    ax.set_xticks(angles)
+    ax.set_xticklabels([c.capitalize() for c in cats], fontsize=12)
+    ax.tick_params(axis="x", pad=12)  # keep labels off the outer ring
+    ax.set_ylim(0, 10)
+    ax.set_yticks([2, 4, 6, 8, 10])
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=9, frameon=False)
+    title = ("MT-bench" if bench_name == "mt_bench" else bench_name) + " score per category"
+    ax.set_title(title + (f"\n({title_note})" if title_note else ""), pad=40)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out

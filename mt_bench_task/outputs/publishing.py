@@ -1,0 +1,299 @@
+"""Stage 5, publish: MT-bench scores into a Hub model card, and the packaged dataset onto the Hub.
+
+The card's `model-index` is built with huggingface_hub's ModelCardData/EvalResult, merged into the
+card already on the Hub (other metadata, results and body text kept), and pushed with the radar
+plot in ONE commit, so a failure leaves nothing half-written. The human-readable section lives
+between `SECTION_START` and `SECTION_END`; a re-publish replaces it in place.
+"""
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, dataset_path, load_bench, order_categories
+from mt_bench_task.core.errors import DataError, ParameterError
+from mt_bench_task.core.judges import NOT_COMPARABLE, identity_of_results
+from mt_bench_task.outputs.hub import get_token, hub_error, one_line, read_card
+
+SECTION_START = "<!-- mt-bench:start -->"
+SECTION_END = "<!-- mt-bench:end -->"
+RADAR_FILE = "mt_bench_radar.png"
+DEFAULT_BASELINE = "gpt-3.5-turbo"  # FastChat's pairwise-baseline default
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    card: str  # the full README.md that was (or, in a dry run, would be) pushed
+    commit_url: str | None = None
+    pr_url: str | None = None
+    files: tuple[str, ...] = ("README.md",)
+    notes: list[str] = field(default_factory=list)  # things the user should know (stderr)
+
+
+def publish_results(repo_id: str, data_dir: Path, results_file: str | Path | None = None,
+                    judge_model: str = "gpt-4", model_id: str | None = None,
+                    create_pr: bool = False, dry_run: bool = False,
+                    revision: str | None = None, bench: Bench | None = None) -> PublishResult:
+    """Write one model's scores on `bench` (default: MT-bench, or DATA_DIR's own questions)
+    into the model card of `repo_id`; the card names the bench's dataset id, revision and
+    categories only.
+
+    `results_file` is a judgment JSONL (default DATA_DIR/model_judgment/<judge>_single.jsonl) or
+    the JSON object of `mt-bench show --json`. Win rates come from the sibling `_pair.jsonl`.
+    A dry run reads the current card (if reachable) and pushes nothing.
+    """
+    token = get_token()
+    if not dry_run and not token:  # fail before any HTTP: nothing can be half-written
+        raise DataError("no Hugging Face token: set HF_TOKEN or run `hf auth login` "
+                        "(publishing needs a token with write access)")
+    bench = bench or load_bench(data_dir=data_dir)
+    single, pair_file = _load_single(Path(data_dir), results_file, judge_model, bench)
+    model = _pick_model(single, model_id)
+    pairwise = _load_pairwise(pair_file, model) if pair_file else None
+    who = identity_of_results(single, judge_model)
+    judge, comparable = who.judge, who.comparable
+    notes: list[str] = []
+    if who.label:
+        notes.append(f"{who.label}: the card says so")
+
+    from huggingface_hub import ModelCard
+
+    text, read_note = read_card(repo_id, revision, token, dry_run)
+    notes += [read_note] if read_note else []
+    try:
+        card = ModelCard(text if text is not None else _new_card(repo_id))
+    except ValueError as e:
+        raise DataError(f"{repo_id}: the current README metadata cannot be parsed "
+                        f"({one_line(str(e), token)}); fix it before publishing") from e
+
+    png, plot_note = _render_radar(single, model, comparable, bench)
+    notes += [plot_note] if plot_note else []
+    _merge_results(card, repo_id, _eval_results(single["models"][model], pairwise, judge, bench),
+                   bench)
+    from mt_bench_task.outputs.calibration import cite
+
+    calibration = cite(Path(data_dir), judge)  # `mt-bench calibrate`'s figures for this judge
+    card.text = _with_section(card.text, _section(model, single, pairwise, judge, comparable,
+                                                  png is not None, bench, calibration),
+                              *_markers(bench))
+    content = str(card)
+    files = ("README.md", _radar_file(bench)) if png is not None else ("README.md",)
+    if dry_run:
+        return PublishResult(card=content, files=files, notes=notes)
+
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    ops = [CommitOperationAdd("README.md", content.encode())]
+    if png is not None:
+        ops.append(CommitOperationAdd(_radar_file(bench), png))
+    try:
+        info = HfApi(token=token).create_commit(
+            repo_id, ops, commit_message=f"Add {_label(bench)} results ({model}, judge {judge})",
+            revision=revision, create_pr=create_pr)
+    except Exception as e:
+        raise hub_error(e, repo_id, revision, token) from e
+    return PublishResult(card=content, commit_url=info.commit_url, pr_url=info.pr_url,
+                         files=files, notes=notes)
+
+
+def push_dataset(repo_id: str, private: bool = False, revision: str | None = None,
+                 bench: str = DEFAULT_BENCH) -> str:
+    """Upload the packaged dataset folder as is (README with `configs:` + data/*.jsonl), so
+    `load_dataset(repo_id, "question")` reads back FastChat's files byte for byte. Returns the
+    commit URL."""
+    token = get_token()
+    if not token:
+        raise DataError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, repo_type="dataset",
+                                 folder_path=dataset_path(bench),
+                                 allow_patterns=["README.md", "data/*.jsonl"], revision=revision,
+                                 commit_message=f"Upload {bench} ({load_bench(bench).dataset_revision})")
+    except Exception as e:
+        raise hub_error(e, repo_id, revision, token) from e
+    return str(info.commit_url)
+
+
+# ---- results ----
+def _load_single(data_dir: Path, results_file: str | Path | None, judge_model: str,
+                 bench: Bench) -> tuple[dict[str, Any], Path | None]:
+    from mt_bench_task.core.data import judgment_file
+    from mt_bench_task.core.scoring import results_from_file
+
+    path = Path(results_file) if results_file else judgment_file(data_dir, judge_model, "single")
+    if not path.is_file():
+        raise ParameterError(f"{path}: file not found (judge first, or give results_file)", "results_file")
+    if path.suffix == ".json":  # the object `mt-bench show --json` prints
+        try:
+            results = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise DataError(f"{path}: not valid JSON ({e})") from e
+        if not isinstance(results, dict) or results.get("mode") != "single" or "models" not in results:
+            raise DataError(f"{path}: expected the single-mode object of `mt-bench show --json`")
+        return results, None
+    results = results_from_file(path, mode="single",  # with "judge" and "comparable"
+                                categories=bench.category_of)
+    pair = path.with_name(path.name.replace("_single.jsonl", "_pair.jsonl"))
+    return results, pair if pair != path and pair.is_file() else None
+
+
+def _load_pairwise(path: Path, model: str) -> dict[str, Any] | None:
+    """Win rates vs FastChat's baseline when the file has them, else vs all other models."""
+    from mt_bench_task.core.scoring import results_from_file
+
+    res = results_from_file(path, mode="pairwise-baseline", baseline_model=DEFAULT_BASELINE)
+    row = res["models"].get(model)
+    if row and model != DEFAULT_BASELINE and row["win"] + row["loss"] + row["tie"] > 0:
+        return {**row, "opponent": DEFAULT_BASELINE}
+    row = results_from_file(path, mode="pairwise-all")["models"].get(model)
+    return {**row, "opponent": "all"} if row else None
+
+
+def _pick_model(results: dict[str, Any], model_id: str | None) -> str:
+    known = sorted(results.get("models") or {})
+    if model_id is not None:
+        if model_id not in known:
+            raise DataError(f"model {model_id!r} has no scores; known models: {', '.join(known) or 'none'}")
+        return model_id
+    if not known:
+        raise DataError("no model has scores (no valid judgment records)")
+    if len(known) != 1:
+        raise DataError(f"{len(known)} models have scores ({', '.join(known) or 'none'}): "
+                        "choose one with --model-id")
+    return known[0]
+
+
+def _eval_results(scores: dict[str, Any], pairwise: dict[str, Any] | None, judge: str,
+                  bench: Bench) -> list[Any]:
+    """Flatten one model's scores into EvalResults; (metric_type, metric_config) is unique."""
+    from huggingface_hub import EvalResult
+
+    args = {"judge_model": judge, "judge_prompts": bench.judge_prompts_version}
+    name = _label(bench)
+    rows: list[tuple[str, str, str | None, Any]] = [
+        ("mt_bench_score", f"{name} score", None, scores["average"]),
+        ("mt_bench_score", f"{name} turn 1", "turn_1", scores.get("turn_1")),
+        ("mt_bench_score", f"{name} turn 2", "turn_2", scores.get("turn_2"))]
+    rows += [("mt_bench_score", f"{name} {c}", c, v)
+             for c, v in _ordered(scores.get("categories", {}), bench)]
+    if pairwise:
+        vs = pairwise["opponent"]
+        rows += [("mt_bench_win_rate", f"{name} win rate vs {vs}", f"vs_{vs}", pairwise["win_rate"]),
+                 ("mt_bench_win_rate_adjusted", f"{name} adjusted win rate vs {vs}", f"vs_{vs}",
+                  pairwise["win_rate_adjusted"])]
+    return [EvalResult(task_type="text-generation", task_name="Text Generation",
+                       dataset_type=bench.dataset_id, dataset_name=name, dataset_config="question",
+                       dataset_split="train", dataset_revision=bench.dataset_revision,
+                       metric_type=mtype, metric_name=metric, metric_config=config,
+                       metric_value=round(float(value), 4), metric_args=dict(args))
+            for mtype, metric, config, value in rows if value is not None]
+
+
+def _ordered(categories: dict[str, float], bench: Bench) -> list[tuple[str, float]]:
+    return [(c, categories[c]) for c in order_categories(categories, bench.categories)]
+
+
+def _label(bench: Bench) -> str:
+    """The bench's display name in cards: MT-bench's own, else the bench name."""
+    return "MT-bench" if bench.name == DEFAULT_BENCH else bench.name
+
+
+def _radar_file(bench: Bench) -> str:
+    return RADAR_FILE if bench.name == DEFAULT_BENCH else f"{bench.name}_radar.png"
+
+
+def _markers(bench: Bench) -> tuple[str, str]:
+    """Each bench has its own card section, so publishing one bench keeps the other's."""
+    if bench.name == DEFAULT_BENCH:
+        return SECTION_START, SECTION_END
+    return f"<!-- mt-bench:{bench.name}:start -->", f"<!-- mt-bench:{bench.name}:end -->"
+
+
+def _is_ours(result: Any, bench: Bench) -> bool:
+    return result.dataset_type == bench.dataset_id and str(result.metric_type).startswith("mt_bench")
+
+
+def _merge_results(card: Any, repo_id: str, new: list[Any], bench: Bench) -> None:
+    """Replace our previous entries for this bench (any judge), keep every other result."""
+    kept = [r for r in (card.data.eval_results or []) if not _is_ours(r, bench)]
+    card.data.eval_results = kept + new
+    card.data.model_name = card.data.model_name or repo_id.split("/")[-1]
+
+
+# ---- the human section ----
+def _section(model: str, single: dict[str, Any], pairwise: dict[str, Any] | None, judge: str,
+             comparable: bool, with_image: bool, bench: Bench,
+             calibration: str | None = None) -> str:
+    s = single["models"][model]
+    lo, hi = (s.get("ci95") or [None, None])[:2]
+    ci = f" (95% CI {lo:.2f}-{hi:.2f})" if lo is not None and hi is not None else ""
+    name = _label(bench)
+    where = (f"[{name}](https://huggingface.co/datasets/{bench.dataset_id})"
+             if bench.dataset_id.startswith("mt_bench_task/") else f"`{name}`")
+    lines = [_markers(bench)[0], f"## {name}", "",
+             (f"Model `{model}`, judged by `{judge}` with FastChat's judge prompts "
+              f"(`{bench.judge_prompts_version}`) on {where} "
+              f"(revision `{bench.dataset_revision}`), single-answer grading on a 1-10 scale."), ""]
+    if not comparable:  # judges' one wording, with the judge's name in code style
+        lines += [f"> Judged by `{judge}`: these scores are **{NOT_COMPARABLE}** numbers.", ""]
+    if calibration:  # `mt-bench calibrate`'s figures, next to the label
+        lines += [f"> Judge `{judge}`: {calibration} (`mt-bench calibrate`).", ""]
+    lines += ["| | score |", "| --- | ---: |", f"| **average** | **{s['average']:.2f}**{ci} |"]
+    for key, label in (("turn_1", "turn 1"), ("turn_2", "turn 2")):
+        if s.get(key) is not None:
+            lines.append(f"| {label} (n={s.get('n_' + key, '?')}) | {s[key]:.2f} |")
+    lines += [f"| {c} | {v:.2f} |" for c, v in _ordered(s.get("categories", {}), bench)]
+    if pairwise:
+        vs = "the other models" if pairwise["opponent"] == "all" else f"`{pairwise['opponent']}`"
+        lines += ["", f"Pairwise vs {vs}:", "", "| win | loss | tie | win rate | adjusted win rate |",
+                  "| ---: | ---: | ---: | ---: | ---: |",
+                  (f"| {pairwise['win']} | {pairwise['loss']} | {pairwise['tie']} | "
+                   f"{pairwise['win_rate']:.3f} | {pairwise['win_rate_adjusted']:.3f} |")]
+    if with_image:
+        lines += ["", f"![{name} scores per category]({_radar_file(bench)})"]
+    lines += ["", "Published with `mt-bench publish` (mt_bench_task).", _markers(bench)[1]]
+    return "\n".join(lines)
+
+
+def _with_section(body: str, section: str, start: str = SECTION_START,
+                  end: str = SECTION_END) -> str:
+    """Replace the marked section in place (all copies collapse into one), or append it."""
+    if body.count(start) != body.count(end):
+        raise DataError(f"the README has unbalanced {start} / {end} markers; "
+                        "fix the card by hand before publishing")
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(body):
+        return body.rstrip("\n") + "\n\n" + section + "\n"
+    first = pattern.search(body)
+    assert first is not None
+    head, tail = body[:first.start()], pattern.sub("", body[first.end():])
+    return head + section + tail
+
+
+def _render_radar(single: dict[str, Any], model: str, comparable: bool,
+                  bench: Bench) -> tuple[bytes | None, str | None]:
+    try:
+        from mt_bench_task.outputs.plot import radar_plot
+    except ImportError as e:  # the plot module or matplotlib is missing: publish the numbers only
+        return None, f"radar plot skipped ({e}); the card has the table only"
+    with tempfile.TemporaryDirectory() as tmp:
+        one = {**single, "models": {model: single["models"][model]}}
+        out = radar_plot(one, Path(tmp) / RADAR_FILE,
+                         title_note=None if comparable else NOT_COMPARABLE,
+                         categories=bench.categories, bench_name=bench.name)
+        return Path(out).read_bytes(), None
+
+
+def _new_card(repo_id: str) -> str:
+    # a metadata block is needed, or ModelCard logs "metadata block was not found"
+    return f"---\ntags:\n- mt-bench\n---\n\n# {repo_id.split('/')[-1]}\n"
