@@ -17,8 +17,8 @@ from mt_bench_task.engine.hf.models import DEFAULT_MODEL
 if TYPE_CHECKING:
     from mt_bench_task.core.chat import ChatClient
     from mt_bench_task.core.judging import JudgeRun, JudgeSummary
-    from mt_bench_task.core.scoring import ShowOutput
     from mt_bench_task.engine.generate import GenerationConfig, GenerationStats
+    from mt_bench_task.outputs.views import ShowOutput
 
 # Budgets of the embedded quick run, so it finishes in minutes on a 2-core CPU; FastChat's are
 # 1024 new tokens per answer and 2048 per judgment. Explicit values always win.
@@ -51,10 +51,10 @@ def run_all(gen: GenerationConfig, judge: JudgeRun, *, bench: Bench | None = Non
     slice), then score them; the radar goes to `plot` (default DATA_DIR/radar.png, single mode).
     A local judge is made here with the quick run's budgets when the answers come from the
     embedded model; `judge_client` replaces it (or the API client)."""
-    from mt_bench_task.core.judges import make_client
+    from mt_bench_task.clients import make_client
     from mt_bench_task.core.judging import run_judging
-    from mt_bench_task.core.scoring import show
     from mt_bench_task.engine.generate import generate_answers
+    from mt_bench_task.outputs.views import show
 
     bench = bench or load_bench(data_dir=gen.data_dir)
     generated = generate_answers(gen, bench)
@@ -70,6 +70,8 @@ def run_all(gen: GenerationConfig, judge: JudgeRun, *, bench: Bench | None = Non
                              local_max_new_tokens=QUICK_JUDGE_TOKENS if is_embedded(gen.model_path) else None)
         # many requests in flight, so the batcher can group prompts of similar length
         judge = replace(judge, parallel=max(judge.parallel, 8 * QUICK_JUDGE_BATCH))
+    if client is None and not judge.dry_run:
+        client = make_client(spec, base_url=judge.base_url)
     judged = run_judging(judge, client=client, bench=bench, on_plan=on_plan)
     if judge.dry_run:
         return RunSummary(generated, judged, None)

@@ -13,6 +13,7 @@ import pytest
 from fake_openai import REASONING_MAX_TOKENS, FakeOpenAI
 from mock_hub import MockHub
 
+from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.judges import (
     NOT_COMPARABLE,
     identity_of_records,
@@ -71,8 +72,8 @@ def test_changed_prompts_or_a_local_judge_are_not_comparable(tmp_path):
     shutil.copy(prompts, same)
     changed = tmp_path / "changed.jsonl"
     changed.write_text(prompts.read_text().replace("You evaluation", "Your evaluation"))
-    assert judge_spec("gpt-4", same).comparable
-    assert not judge_spec("gpt-4", changed).comparable
+    assert load_bench(judge_file=same).fastchat_prompts
+    assert not load_bench(judge_file=changed).fastchat_prompts
     row = {"question_id": 81, "model": "m", "judge": ["gpt-4", "single-v1"], "score": 8, "turn": 1}
 
     def comparable(**changes) -> bool:

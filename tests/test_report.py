@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from mt_bench_task.cli import main as cli
-from mt_bench_task.core import scoring
 from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.judges import NOT_COMPARABLE
 from mt_bench_task.core.types import PairJudgment
 from mt_bench_task.outputs import report
 
@@ -164,7 +164,7 @@ def test_failures_and_local_judge_label(failing, pair):
     _, data = _split(failing.read_text(encoding="utf-8"))
     kinds = [f["kind"] for f in data["failures"]]
     assert len(kinds) == 120 and kinds.count("API failure ($ERROR$)") == 10
-    assert any(scoring.NOT_COMPARABLE in label for label in data["labels"])
+    assert any(NOT_COMPARABLE in label for label in data["labels"])
     _, data = _split(pair.read_text(encoding="utf-8"))
     assert [(f["anchor"], f["kind"]) for f in data["failures"]] == [("j-p-5", "pairwise g2 error")]
 
@@ -375,7 +375,7 @@ def test_failure_links_resolve(browser, name, request):
 def test_local_judge_label_is_prominent(browser, failing, tmp_path):
     pg = Page(browser, failing)
     banner = pg.p.locator("#labels .banner.not-comparable")
-    assert banner.count() == 1 and scoring.NOT_COMPARABLE in banner.inner_text()
+    assert banner.count() == 1 and NOT_COMPARABLE in banner.inner_text()
     assert banner.is_visible() and banner.bounding_box()["y"] < 200  # at the top, no scrolling
     shot = pg.p.screenshot(path=str(tmp_path / "failing.png"))
     Path(tempfile.gettempdir(), "report_failing_screenshot.png").write_bytes(shot)

@@ -12,6 +12,7 @@ from mt_bench_task.core import data, scoring
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.types import PairJudgment, SingleJudgment
+from mt_bench_task.outputs import views
 
 CONF = Path(__file__).parent / "conformance"
 EXPECTED = json.loads((CONF / "expected.json").read_text())
@@ -130,7 +131,7 @@ def test_unknown_model_in_model_list_is_a_clear_error():
 
 def test_radar_plot_writes_png(tmp_path):
     out = tmp_path / "radar.png"
-    res = scoring.show(tmp_path, str(CONF / "jxiw/model_judgment/gpt-4_single.jsonl"), "gpt-4",
+    res = views.show(tmp_path, str(CONF / "jxiw/model_judgment/gpt-4_single.jsonl"), "gpt-4",
                        "single", None, None, plot=str(out))
     assert res.plot == out and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
     assert len(res.results["models"]) == 6 and "########## First turn ##########" in res.text

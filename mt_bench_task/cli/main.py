@@ -15,21 +15,38 @@ from mt_bench_task.cli import official as cli_official  # calibrate and --leader
 from mt_bench_task.cli.parser import build_parser
 
 if TYPE_CHECKING:
+    from mt_bench_task.core.bench import Bench
     from mt_bench_task.core.judging import JudgeRun
-    from mt_bench_task.core.scoring import ShowOutput
+    from mt_bench_task.core.workspace import Workspace
     from mt_bench_task.engine.generate import GenerationConfig
+    from mt_bench_task.outputs.views import ShowOutput
 
-DEFAULT_DATA_ROOT = Path("data")
+
+def _workspace(args: argparse.Namespace) -> Workspace:
+    """The bench and data dir, resolved once per command (kept on `args`)."""
+    if getattr(args, "_workspace", None) is None:
+        from mt_bench_task.core.workspace import open_workspace
+
+        args._workspace = open_workspace(args.bench_name, args.data_dir,
+                                         getattr(args, "judge_file", None))
+    return args._workspace
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    return Path(args.data_dir) if args.data_dir else DEFAULT_DATA_ROOT / args.bench_name
+    if args.data_dir:
+        return Path(args.data_dir)
+    from mt_bench_task.core.workspace import DEFAULT_DATA_ROOT
+
+    return DEFAULT_DATA_ROOT / args.bench_name
 
 
-def _bench(args: argparse.Namespace):  # -> Bench, resolved once per command
-    from mt_bench_task.core.bench import load_bench
+def _bench(args: argparse.Namespace) -> Bench:
+    return _workspace(args).bench
 
-    return load_bench(args.bench_name, _data_dir(args), getattr(args, "judge_file", None))
+
+def _judge_to_read(args: argparse.Namespace, *modes: str, fallback: str | None = None) -> str:
+    """--judge-model as its files are named, or the only judge whose files DATA_DIR holds."""
+    return _workspace(args).resolve_judge(args.judge_model, modes, fallback)
 
 
 def _generation_config(args: argparse.Namespace) -> GenerationConfig:
@@ -83,9 +100,12 @@ def cmd_gen_api(args: argparse.Namespace) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
+    from mt_bench_task.clients import make_client
     from mt_bench_task.core.judging import run_judging
 
-    summary = run_judging(_judge_run(args), bench=_bench(args), on_plan=_to_stderr)
+    run = _judge_run(args)
+    client = None if run.dry_run else make_client(run.judge, base_url=run.base_url)
+    summary = run_judging(run, client, bench=_bench(args), on_plan=_to_stderr)
     if summary.sent:
         _to_stderr(summary.closing_line())
     return 0 if summary.ok else 1
@@ -93,11 +113,15 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     cli_official.check_show_options(args)
+    if not args.input_file:
+        args.judge_model = _judge_to_read(args, args.mode)
     if args.leaderboard:  # among the published MT-bench models (MT-bench only)
         return cli_official.show_leaderboard(args, _data_dir(args), _bench(args))
-    from mt_bench_task.core.scoring import show
+    from mt_bench_task.core.judges import DEFAULT_JUDGE
+    from mt_bench_task.outputs.views import show
 
-    out = show(data_dir=_data_dir(args), input_file=args.input_file, judge_model=args.judge_model,
+    out = show(data_dir=_data_dir(args), input_file=args.input_file,
+               judge_model=args.judge_model or DEFAULT_JUDGE,
                mode=args.mode, model_list=args.model_list, baseline_model=args.baseline_model,
                plot=args.plot, seed=args.seed, bench=_bench(args))
     print_show(out, as_json=args.json)
@@ -122,35 +146,59 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from mt_bench_task.core.judges import EMBEDDED_JUDGE
     from mt_bench_task.pipeline import QUICK_ANSWER_TOKENS, is_embedded, run_all
 
     if args.max_new_token is None:  # the quick run's budget for the embedded model
         args.max_new_token = QUICK_ANSWER_TOKENS if is_embedded(args.model_path) else 1024
     args.answer_file = None
     gen = _generation_config(args)
-    judge = _judge_run(args, judge_model=args.judge_model or "default")
+    judge = _judge_run(args, judge_model=args.judge_model or EMBEDDED_JUDGE)
     summary = run_all(gen, judge, bench=_bench(args), plot=args.plot,
                       on_plan=_to_stderr, on_generated=lambda s: print(s.summary()))
     if summary.judging.sent:
         _to_stderr(summary.judging.closing_line())
     if summary.shown is not None:
         print_show(summary.shown)
+        _to_stderr(_next_commands(args))
     return 0 if summary.ok else 1
 
 
+def _next_commands(args: argparse.Namespace) -> str:
+    """What `run` made, and the commands that show, report and publish it."""
+    from mt_bench_task.core.judges import EMBEDDED_JUDGE
+
+    where = [f"--bench-name {args.bench_name}"] if args.bench_name != "mt_bench" else []
+    where += [f"--data-dir {args.data_dir}"] if args.data_dir else []
+    judges = {p.name.rsplit("_", 1)[0] for p in _workspace(args).judgment_files(args.mode)}
+    named = args.judge_model or (EMBEDDED_JUDGE if len(judges) > 1 else None)  # several: say which
+    judge = where + ([f"--judge-model {named}"] if named else [])
+    mode = [f"--mode {args.mode}"] if args.mode != "single" else []
+    flags = " ".join(judge + mode)
+    lines = ["next:", f"  mt-bench show {flags}".rstrip(),
+             f"  mt-bench report {' '.join(judge)}".rstrip()]
+    if args.mode == "single":
+        lines.append(f"  mt-bench publish --dry-run {' '.join(judge)}".rstrip()
+                     + "   (then --repo-id YOUR/MODEL to push the card)")
+    return "\n".join(lines)
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
+    from mt_bench_task.core.judges import DEFAULT_JUDGE
     from mt_bench_task.outputs.publishing import publish_results
 
+    judge = _judge_to_read(args, "single") if not args.results else args.judge_model or DEFAULT_JUDGE
     res = publish_results(repo_id=args.repo_id, data_dir=_data_dir(args), results_file=args.results,
-                          judge_model=args.judge_model, model_id=args.model_id,
+                          judge_model=judge, model_id=args.model_id,
                           create_pr=args.create_pr, dry_run=args.dry_run, revision=args.revision,
                           bench=_bench(args))
     for note in res.notes:
         print(f"mt-bench publish: note: {note}", file=sys.stderr)
     if args.dry_run:
         print(res.card, end="" if res.card.endswith("\n") else "\n")
+        where = f"to {args.repo_id}" if args.repo_id else "(give --repo-id to publish)"
         print(f"mt-bench publish: dry run, nothing pushed; would commit {', '.join(res.files)} "
-              f"to {args.repo_id}", file=sys.stderr)
+              f"{where}", file=sys.stderr)
     else:
         print(f"published {', '.join(res.files)}: {res.pr_url or res.commit_url}")
     return 0
@@ -166,9 +214,11 @@ def cmd_push_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from mt_bench_task.core.judges import DEFAULT_JUDGE
     from mt_bench_task.outputs.report import write_report
 
-    out = write_report(data_dir=_data_dir(args), judge_model=args.judge_model, out=Path(args.out),
+    judge = _judge_to_read(args, "single", "pairwise-all", fallback=DEFAULT_JUDGE)  # answers alone
+    out = write_report(data_dir=_data_dir(args), judge_model=judge, out=Path(args.out),
                        bench=_bench(args), leaderboard=args.leaderboard)
     print(f"wrote {out}")
     return 0

@@ -39,6 +39,8 @@ def add_calibrate_options(p: argparse.ArgumentParser) -> None:
 def check_show_options(args: argparse.Namespace) -> None:
     if args.reference_models and not (args.leaderboard and args.plot):
         raise DataError("--reference-models needs --leaderboard and --plot")
+    if args.leaderboard and args.mode != "single":  # before any file is looked for
+        raise DataError("--leaderboard needs single-mode judgments (--mode single)")
 
 
 def show_leaderboard(args: argparse.Namespace, data_dir: Path, bench: Any) -> int:

@@ -6,6 +6,7 @@ import argparse
 from typing import NoReturn
 
 from mt_bench_task.cli import official as cli_official
+from mt_bench_task.core.judges import DEFAULT_BASELINE, DEFAULT_JUDGE, DEFAULT_MODE, MODES
 
 EXIT_CODES = """exit codes: 0 done; 1 finished but failures remain (re-run to retry them); 2 user or input
 error, or a judge that refuses every request (one line `mt-bench <command>: error: ...`);
@@ -57,7 +58,7 @@ def add_local_model(p: argparse.ArgumentParser, required: bool) -> None:
 
 def add_judge_client(p: argparse.ArgumentParser, required: bool = False) -> None:
     """The judge and how it is called (judge, run, calibrate)."""
-    p.add_argument("--judge-model", required=required, default=None if required else "gpt-4",
+    p.add_argument("--judge-model", required=required, default=None if required else DEFAULT_JUDGE,
                    help="API model name, or a local HF model path, or 'default' (embedded model)")
     p.add_argument("--openai-api-base", default=None,
                    help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL or api.openai.com)")
@@ -66,12 +67,19 @@ def add_judge_client(p: argparse.ArgumentParser, required: bool = False) -> None
                    help="judge each match K times to measure judge noise (default 1: FastChat)")
 
 
+def add_judge_name(p: argparse.ArgumentParser) -> None:
+    """Which judge's files to read (show, report, publish)."""
+    p.add_argument("--judge-model", default=None,
+                   help="the judge whose judgment files to read, named as for `mt-bench judge` "
+                        "('default' = the embedded judge); default: the only judge with judgment "
+                        "files in DATA_DIR")
+
+
 def add_judge(p: argparse.ArgumentParser) -> None:
     add_judge_client(p)
     p.add_argument("--judge-file", default=None, help="judge prompts JSONL (default: packaged)")
-    p.add_argument("--baseline-model", default="gpt-3.5-turbo")
-    p.add_argument("--mode", choices=["single", "pairwise-baseline", "pairwise-all"],
-                   default="single")
+    p.add_argument("--baseline-model", default=DEFAULT_BASELINE)
+    p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE)
     p.add_argument("--model-list", nargs="+", default=None, help="models to judge (default: all)")
     p.add_argument("--first-n", type=int, default=None, help="only the first N questions (debug)")
     p.add_argument("--allow-partial", action="store_true",
@@ -124,10 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "only), \"judge_repeats\" and per model \"judge_sd\"")
     add_bench(p)
     p.add_argument("--input-file", default=None)
-    p.add_argument("--judge-model", default="gpt-4")
-    p.add_argument("--baseline-model", default="gpt-3.5-turbo")
-    p.add_argument("--mode", choices=["single", "pairwise-baseline", "pairwise-all"],
-                   default="single")
+    add_judge_name(p)
+    p.add_argument("--baseline-model", default=DEFAULT_BASELINE)
+    p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE)
     p.add_argument("--model-list", nargs="+", default=None)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--plot", default=None, help="write the per-category radar plot (PNG)")
@@ -151,11 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("publish", help="write the scores into a Hub model card (model-index)")
     add_bench(p)
-    p.add_argument("--repo-id", required=True)
+    p.add_argument("--repo-id", default=None,
+                   help="the model repo (needed to publish; a --dry-run without it previews a new card)")
     p.add_argument("--results", default=None,
                    help="single-mode judgment JSONL, or the JSON of `show --json` "
                         "(default: DATA_DIR/model_judgment/<judge-model>_single.jsonl)")
-    p.add_argument("--judge-model", default="gpt-4")
+    add_judge_name(p)
     p.add_argument("--model-id", default=None, help="which model's scores (default: only one)")
     p.add_argument("--create-pr", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the card, push nothing")
@@ -176,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write a self-contained HTML report")
     add_bench(p)
-    p.add_argument("--judge-model", default="gpt-4")
+    add_judge_name(p)
     p.add_argument("--out", default="report.html")
     cli_official.add_leaderboard_options(p)
     return ap

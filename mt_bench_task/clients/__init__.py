@@ -1,1 +1,22 @@
-"""Judge clients behind `core.chat.ChatClient`: an OpenAI-compatible endpoint, the local judge."""
+"""Judge clients behind `core.chat.ChatClient`: an OpenAI-compatible endpoint, the local judge.
+`make_client` is the only place they are made; the judging job is handed the client."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mt_bench_task.core.chat import ChatClient
+    from mt_bench_task.core.judges import JudgeSpec
+
+
+def make_client(spec: JudgeSpec, *, base_url: str | None = None, api_key: str | None = None,
+                local_batch_size: int = 8, local_max_new_tokens: int | None = None) -> ChatClient:
+    """The only place judge clients are made."""
+    if spec.local:
+        from mt_bench_task.clients.local_judge import LocalJudgeClient
+
+        return LocalJudgeClient(spec.name, batch_size=local_batch_size,
+                                max_new_tokens=local_max_new_tokens)
+    from mt_bench_task.clients.openai_client import OpenAIChatClient
+
+    return OpenAIChatClient(base_url=base_url, api_key=api_key)

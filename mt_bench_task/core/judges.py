@@ -1,11 +1,12 @@
-"""The judge as one concept: who judges (`JudgeSpec`), the one place clients are made
-(`make_client`), and the one rule for whether scores compare with published MT-bench.
+"""The judge as one concept: who judges (`JudgeSpec`) and the one rule for whether scores compare
+with published MT-bench (its clients are made by `mt_bench_task.clients.make_client`).
 
 A `JudgeSpec` is built once from `--judge-model` (or the metric's settings) by `judge_spec()`:
 - `name`: as given ("gpt-4", "gpt-5-mini", "default", "/models/my-judge");
 - `api_model`: what is sent in each request (verbatim for an API, the model's name when local);
 - `backend`: "openai" (any OpenAI-compatible server) or "local" (transformers in this process);
-- `fastchat_prompts`: whether the judge prompts are FastChat's packaged ones, byte for byte.
+- `fastchat_prompts`: whether the judge prompts are FastChat's packaged ones (decided by the bench,
+  `Bench.fastchat_prompts`: the judging job sets it, never the judge's name).
 
 Published MT-bench numbers were judged by GPT-4 through OpenAI's API with FastChat's prompts, so
 only that judge is `comparable`; every other judge is labelled by `not_comparable_label()`.
@@ -17,14 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from mt_bench_task.core.chat import ChatClient
-from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.types import Judgment
 
 Backend = Literal["openai", "local"]
 # "gpt-4" is a floating alias; the published leaderboard was judged by gpt-4-0613 (FastChat #2284)
 COMPARABLE_MODELS = ("gpt-4", "gpt-4-0613")
 NOT_COMPARABLE = "not comparable with published MT-bench"
+# FastChat's defaults, defined here once (the CLI, JudgeRun, the metric and inspect read them)
+DEFAULT_JUDGE = "gpt-4"
+DEFAULT_BASELINE = "gpt-3.5-turbo"
+DEFAULT_MODE = "single"
+MODES = ("single", "pairwise-baseline", "pairwise-all")
 EMBEDDED_JUDGE = "default"
 EMBEDDED_JUDGE_NAME = "smollm2-135m-instruct"
 
@@ -60,29 +64,15 @@ def is_local_model(judge_model: str) -> bool:
     return judge_model == EMBEDDED_JUDGE or Path(judge_model).exists()
 
 
-def judge_spec(judge_model: str = "gpt-4", judge_file: Path | str | None = None) -> JudgeSpec:
-    """The spec of `--judge-model` (and `--judge-file`: prompts other than FastChat's make any
-    judge not comparable)."""
+def judge_spec(judge_model: str = DEFAULT_JUDGE) -> JudgeSpec:
+    """The spec of `--judge-model`, with FastChat's prompts (the judging job marks a bench whose
+    judge prompts are other, see `JudgingJob.spec`)."""
     local = is_local_model(judge_model)
     if judge_model == EMBEDDED_JUDGE:
         api_model = EMBEDDED_JUDGE_NAME
     else:
         api_model = Path(judge_model).name if local else judge_model
-    return JudgeSpec(name=judge_model, api_model=api_model, backend="local" if local else "openai",
-                     fastchat_prompts=_is_fastchat_prompts(judge_file))
-
-
-def _is_fastchat_prompts(judge_file: Path | str | None) -> bool:
-    if judge_file is None:
-        return True
-    from mt_bench_task.core import data
-    from mt_bench_task.core.bench import packaged_judge_prompts
-
-    try:
-        return (data.read_judge_prompts(Path(judge_file))
-                == data.read_judge_prompts(packaged_judge_prompts()))
-    except (DataError, OSError):  # unreadable: judging reports it; not FastChat's either way
-        return False
+    return JudgeSpec(name=judge_model, api_model=api_model, backend="local" if local else "openai")
 
 
 def is_comparable(api_model: str, backend: str = "openai", fastchat_prompts: bool = True) -> bool:
@@ -133,16 +123,3 @@ def identity_of_results(results: dict[str, Any], default_judge: str = "gpt-4") -
     if comparable is None:
         comparable = is_comparable(judge)
     return JudgeIdentity(judge, bool(comparable))
-
-
-def make_client(spec: JudgeSpec, *, base_url: str | None = None, api_key: str | None = None,
-                local_batch_size: int = 8, local_max_new_tokens: int | None = None) -> ChatClient:
-    """The only place judge clients are made."""
-    if spec.local:
-        from mt_bench_task.clients.local_judge import LocalJudgeClient
-
-        return LocalJudgeClient(spec.name, batch_size=local_batch_size,
-                                max_new_tokens=local_max_new_tokens)
-    from mt_bench_task.clients.openai_client import OpenAIChatClient
-
-    return OpenAIChatClient(base_url=base_url, api_key=api_key)

@@ -1,6 +1,9 @@
 """Stage 3, judging: send FastChat's judge prompts, write FastChat's judgment records.
 
 Scorer: single grading 1-10 per turn, or pairwise verdicts in both answer orders (g1/g2).
+One value, `JudgingJob`, describes every judging run (which answers, which bench, which judge,
+mode, repeats, where records go) with `plan()` and `run(client)`: `mt-bench judge` (through
+`JudgeRun`, the CLI's flags), `calibrate`, the evaluate metric and the inspect scorer all use it.
 Beyond FastChat: resume (only missing or failed judgments are sent), a torn last line after
 kill -9 is repaired, bounded concurrent requests, a local judge, and a plan (`--dry-run`).
 """
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,8 +30,7 @@ from mt_bench_task.core.judge_runner import (
     judge_matches,
     run_sync,
 )
-from mt_bench_task.core.judges import JudgeSpec, judge_spec
-from mt_bench_task.core.judges import make_client as make_judge_client
+from mt_bench_task.core.judges import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, judge_spec
 from mt_bench_task.core.prompts import Match, Mode, build_matches, messages, user_prompts
 from mt_bench_task.core.types import Answer, Judgment, Question
 
@@ -39,16 +41,13 @@ __all__ = [  # judge_runner's names stay importable from here
     "JUDGE_TEMPERATURE",
     "JudgeRun",
     "JudgeSummary",
+    "JudgingJob",
+    "JudgingPlan",
     "check_answers",
     "describe_plan",
     "judge_answers",
-    "judge_display_name",
-    "judge_into",
     "judge_match",
     "judge_matches",
-    "make_client",
-    "plan",
-    "repeat_jobs",
     "run_judging",
     "run_sync",
 ]
@@ -59,10 +58,10 @@ class JudgeRun:
     """One `mt-bench judge` invocation (FastChat gen_judgment's flags plus ours)."""
 
     data_dir: Path
-    judge_model: str = "gpt-4"
+    judge_model: str = DEFAULT_JUDGE
     mode: Mode = "single"
     judge_file: Path | None = None
-    baseline_model: str = "gpt-3.5-turbo"
+    baseline_model: str = DEFAULT_BASELINE
     model_list: list[str] | None = None
     parallel: int = 1
     first_n: int | None = None
@@ -74,7 +73,33 @@ class JudgeRun:
 
     @property
     def judge(self) -> JudgeSpec:
-        return judge_spec(self.judge_model, self.judge_file)
+        return judge_spec(self.judge_model)
+
+    def job(self, bench: Bench) -> JudgingJob:
+        """The judging job of these flags on `bench`: the answers read from the data dir and
+        checked (FastChat's check_data), the output file to resume from and append to."""
+        if self.judge_repeats < 1:
+            raise ParameterError(f"judge_repeats must be >= 1, got {self.judge_repeats}",
+                                 "judge_repeats")
+        questions = bench.questions[self.question_begin: self.first_n]
+        models = self.model_list or data.list_answer_models(self.data_dir)
+        if not models:
+            raise DataError(f"no answer files in {self.data_dir / 'model_answer'}")
+        needed = list(dict.fromkeys(models + [self.baseline_model]
+                                    if self.mode == "pairwise-baseline" else models))
+        answers = {m: data.load_answers(self.data_dir, m, bench.official_answers) for m in needed}
+        known = {q.question_id for q in bench.questions}
+        for m, by_qid in answers.items():
+            unknown = sorted(set(by_qid) - known)
+            if unknown:  # answers to another bench, or a typo'd id: judging them would mislead
+                raise DataError(f"{data.answer_file(self.data_dir, m)}: answers for unknown "
+                                f"question id(s) {unknown[:5]} (not in {bench.sources['questions']})")
+        skipped = check_answers(list(questions), answers, needed, self.allow_partial)
+        spec = self.judge
+        return JudgingJob(bench, answers, tuple(models), spec, self.mode, self.baseline_model,
+                          tuple(questions), self.judge_repeats,
+                          judgment_file(self.data_dir, spec.display_name, self.mode),
+                          repair=not self.dry_run, skipped_partial=skipped)
 
 
 @dataclass
@@ -100,8 +125,95 @@ class JudgeSummary:
                 f"{u['completion_tokens']} completion) -> {self.output}")
 
 
-# ---- planning: which matches, what is already done ----
-def check_answers(questions: list[Question], answers: dict[str, dict[int, Answer]],
+# ---- the judging job ----
+@dataclass(frozen=True)
+class JudgingPlan:
+    """What a job will do: every (match, repeat) in FastChat's order, and those still to send."""
+
+    jobs: list[Job]
+    todo: list[Job]
+
+    @property
+    def already_done(self) -> int:
+        return len(self.jobs) - len(self.todo)
+
+
+@dataclass(frozen=True)
+class JudgingJob:
+    """One judging run: `models`' answers to `questions` of `bench`, judged by `judge` in `mode`
+    (`answers` holds the baseline's too in pairwise-baseline mode), each match `repeats` times.
+    With `output`, records already there are not sent again and new ones are appended as they
+    complete; without, the records come back in memory only."""
+
+    bench: Bench
+    answers: Mapping[str, Mapping[int, Answer]]
+    models: tuple[str, ...]
+    judge: JudgeSpec
+    mode: Mode = "single"
+    baseline_model: str | None = None
+    questions: tuple[Question, ...] | None = None  # default: all the bench's
+    repeats: int = 1
+    output: Path | None = None
+    repair: bool = True  # drop a torn last line of `output` (not in a dry run: it writes)
+    skipped_partial: int = 0  # turns left out for partial answers (allow_partial)
+
+    @property
+    def spec(self) -> JudgeSpec:
+        """The judge as its records name it; the bench decides "FastChat's prompts or not"
+        (a bench with other judge prompts makes any judge not comparable)."""
+        return (self.judge if self.bench.fastchat_prompts
+                else replace(self.judge, fastchat_prompts=False))
+
+    def plan(self) -> JudgingPlan:
+        if self.repeats < 1:
+            raise ParameterError(f"judge_repeats must be >= 1, got {self.repeats}", "judge_repeats")
+        questions = list(self.bench.questions if self.questions is None else self.questions)
+        answers = {m: dict(a) for m, a in self.answers.items()}
+        matches = build_matches(questions, answers, list(self.models), self.bench.judge_prompts,
+                                self.mode, self.spec.display_name, self.bench.references,
+                                self.baseline_model, self.bench.need_ref_categories)
+        jobs = _repeat(matches, self.repeats)
+        done: set[tuple] = set()
+        if self.output is not None and self.output.exists():
+            done = {r.key for r in data.read_judgments(self.output, self.mode,
+                                                       repair_torn_tail=self.repair)
+                    if not r.failed}
+        return JudgingPlan(jobs, [j for j in jobs if job_key(*j) not in done])
+
+    async def arun(self, client: ChatClient, todo: list[Job] | None = None, parallel: int = 8,
+                   progress: bool = True) -> list[Judgment]:
+        """Judge `todo` (default: the plan's) in the caller's event loop; records in completion
+        order, each appended to `output` as it completes."""
+        todo = self.plan().todo if todo is None else todo
+        if self.output is None:
+            return await judge_matches(todo, client, self.spec, parallel, progress=progress)
+        with JsonlAppender(self.output) as sink:
+            records = await judge_matches(todo, client, self.spec, parallel, progress=progress,
+                                          on_record=lambda r: sink.write(r.to_json()))
+        _drop_superseded_failures(self.output, self.mode)
+        return records
+
+    def run(self, client: ChatClient, todo: list[Job] | None = None, parallel: int = 8,
+            progress: bool = True, check_reachable: bool = True) -> list[Judgment]:
+        """`arun` in an event loop of its own; checks first that the judge answers at all, and
+        closes the client after (its HTTP sessions cannot outlive the loop)."""
+        async def go() -> list[Judgment]:
+            try:
+                if check_reachable:
+                    await client.check_reachable()
+                return await self.arun(client, todo, parallel, progress)
+            finally:
+                await client.close()
+        return run_sync(go)
+
+    def summary(self, plan: JudgingPlan) -> JudgeSummary:
+        return JudgeSummary(planned=len(plan.jobs), already_done=plan.already_done,
+                            skipped_partial=self.skipped_partial, output=self.output,
+                            label=self.spec.label)
+
+
+# ---- planning helpers ----
+def check_answers(questions: list[Question], answers: Mapping[str, Mapping[int, Answer]],
                   models: list[str], allow_partial: bool) -> int:
     """FastChat's check_data, as an error before any API call instead of a crash halfway."""
     problems, skipped = [], 0
@@ -126,68 +238,28 @@ def _ids(ids: list[int]) -> str:
     return f" (e.g. {', '.join(map(str, ids[:5]))}{', ...' if len(ids) > 5 else ''})" if ids else ""
 
 
-def plan(run: JudgeRun, bench: Bench) -> tuple[list[Job], list[Job], Path, int]:
-    """(all jobs, those still to send, output file, turns skipped for partial answers).
-    A job is a match and its repeat (None when judged once: FastChat's record, no "repeat")."""
-    if run.judge_repeats < 1:
-        raise ParameterError(f"judge_repeats must be >= 1, got {run.judge_repeats}", "judge_repeats")
-    all_questions = list(bench.questions)
-    questions = all_questions[run.question_begin: run.first_n]
-    models = run.model_list or data.list_answer_models(run.data_dir)
-    if run.mode == "pairwise-baseline":
-        models_needed = list(dict.fromkeys(models + [run.baseline_model]))
-    else:
-        models_needed = models
-    if not models:
-        raise DataError(f"no answer files in {run.data_dir / 'model_answer'}")
-    answers = {m: data.load_answers(run.data_dir, m, bench.official_answers) for m in models_needed}
-    known = {q.question_id for q in all_questions}
-    for m, by_qid in answers.items():
-        unknown = sorted(set(by_qid) - known)
-        if unknown:  # answers to another bench, or a typo'd id: judging them would mislead
-            raise DataError(f"{data.answer_file(run.data_dir, m)}: answers for unknown question "
-                            f"id(s) {unknown[:5]} (not in {bench.sources['questions']})")
-    skipped = check_answers(questions, answers, models_needed, run.allow_partial)
-    judge_name = run.judge.display_name
-    matches = build_matches(questions, answers, models, bench.judge_prompts, run.mode, judge_name,
-                            bench.references, run.baseline_model, bench.need_ref_categories)
-    jobs = repeat_jobs(matches, run.judge_repeats)
-    out = judgment_file(run.data_dir, judge_name, run.mode)
-    done: set[tuple] = set()
-    if out.exists():
-        done = {r.key for r in data.read_judgments(out, run.mode, repair_torn_tail=not run.dry_run)
-                if not r.failed}
-    return jobs, [j for j in jobs if job_key(*j) not in done], out, skipped
-
-
-def repeat_jobs(matches: list[Match], repeats: int) -> list[Job]:
-    """Each match `repeats` times (repeat-major, so K -> K+1 appends whole rounds)."""
+def _repeat(matches: list[Match], repeats: int) -> list[Job]:
+    """Each match `repeats` times (repeat-major, so K -> K+1 appends whole rounds); a match
+    judged once has no repeat index (FastChat's record, no "repeat" key)."""
     if repeats == 1:
         return [(m, None) for m in matches]
     return [(m, i) for i in range(repeats) for m in matches]
 
 
-def judge_display_name(judge_model: str) -> str:
-    """The name written into records and file names (see `judges.JudgeSpec.display_name`)."""
-    return judge_spec(judge_model).display_name
-
-
-def describe_plan(run: JudgeRun, jobs: list[Job], todo: list[Job], out: Path,
-                  bench: Bench | None = None) -> str:
+def describe_plan(run: JudgeRun, job: JudgingJob, plan: JudgingPlan) -> str:
     """The plan `--dry-run` prints: matches, calls (repeats included) and a prompt token estimate."""
+    todo = plan.todo
     calls = len(todo) * (2 if run.mode != "single" else 1)
     by_prompt = Counter(m.prompt.name for m, _ in todo)
     chars = sum(len(msg["content"]) for m, _ in todo for up in user_prompts(m)
                 for msg in messages(m.prompt, up))
-    spec = bench_spec(run.judge, bench) if bench is not None else run.judge
+    bench = job.bench
     lines = [(f"judge: {run.judge_model}  mode: {run.mode}  repeats: {run.judge_repeats}  "
-              f"output: {out}")]
-    if bench is not None:  # which files make up the bench (a data dir's own win)
-        lines.append(f"bench: {bench.name}  "
-                     + "  ".join(f"{k}: {v}" for k, v in bench.sources.items()))
-    if spec.label:
-        lines.append(f"NOTE: {spec.label}")
-    lines += [(f"matches: {len(jobs)} planned, {len(jobs) - len(todo)} already judged, "
+              f"output: {job.output}"),
+             f"bench: {bench.name}  " + "  ".join(f"{k}: {v}" for k, v in bench.sources.items())]
+    if job.spec.label:
+        lines.append(f"NOTE: {job.spec.label}")
+    lines += [(f"matches: {len(plan.jobs)} planned, {plan.already_done} already judged, "
                f"{len(todo)} to judge ({calls} judge calls)"),
               (f"prompt tokens: about {chars // 4} (estimate: characters / 4), plus up to "
                f"{JUDGE_MAX_TOKENS} completion tokens per call")]
@@ -195,56 +267,33 @@ def describe_plan(run: JudgeRun, jobs: list[Job], todo: list[Job], out: Path,
     return "\n".join(lines)
 
 
-def make_client(run: JudgeRun) -> ChatClient:
-    return make_judge_client(run.judge, base_url=run.base_url)
-
-
+# ---- the front doors ----
 def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
                 bench: Bench | None = None,
                 on_plan: Callable[[str], None] | None = None) -> JudgeSummary:
-    """Plan, send what is missing, append each record as it completes, then tidy the file.
-    `bench` defaults to `load_bench("mt_bench", run.data_dir, run.judge_file)`; `on_plan` gets
-    the plan's text (calls, token estimate) before anything is sent."""
+    """`mt-bench judge`: plan, send what is missing through `client`, append each record as it
+    completes, then tidy the file. `bench` defaults to `load_bench("mt_bench", run.data_dir,
+    run.judge_file)`; `on_plan` gets the plan's text (calls, token estimate) before anything is
+    sent. The client (`mt_bench_task.clients.make_client`) is needed only when there is
+    something to send."""
     bench = bench or load_bench(data_dir=run.data_dir, judge_file=run.judge_file)
-    jobs, todo, out, skipped = plan(run, bench)
-    spec = bench_spec(run.judge, bench)
-    summary = JudgeSummary(planned=len(jobs), already_done=len(jobs) - len(todo),
-                           skipped_partial=skipped, output=out, label=spec.label)
+    job = run.job(bench)
+    plan = job.plan()
+    summary = job.summary(plan)
     if on_plan is not None:
-        on_plan(describe_plan(run, jobs, todo, out, bench))
-    if run.dry_run or not todo:
+        on_plan(describe_plan(run, job, plan))
+    if run.dry_run or not plan.todo:
         return summary
-    chat = client or make_client(run)
-    parallel = max(run.parallel, 8) if spec.local and run.parallel == 1 else run.parallel
-    records = judge_into(out, todo, chat, spec, parallel, run.mode)
+    if client is None:
+        raise ParameterError(f"{len(plan.todo)} judgments to send and no judge client given",
+                             "client")
+    parallel = max(run.parallel, 8) if job.spec.local and run.parallel == 1 else run.parallel
+    records = job.run(client, plan.todo, parallel)
     summary.sent = len(records)
     summary.failed = sum(r.failed for r in records)
-    summary.usage.update(vars(chat.usage))
-    summary.adaptations = list(chat.adaptations)
+    summary.usage.update(vars(client.usage))
+    summary.adaptations = list(client.adaptations)
     return summary
-
-
-def judge_into(out: Path, todo: list[Job], chat: ChatClient, spec: JudgeSpec,
-               parallel: int, mode: str = "single") -> list[Judgment]:
-    """Check the judge answers, judge `todo`, append each record to `out` as it completes, then
-    drop the $ERROR$ rows a later success superseded (shared by `judge` and `calibrate`)."""
-    with JsonlAppender(out) as sink:
-        async def go() -> list[Judgment]:
-            try:
-                await chat.check_reachable()
-                return await judge_matches(todo, chat, spec, parallel,
-                                           on_record=lambda r: sink.write(r.to_json()))
-            finally:
-                await chat.close()
-        records = run_sync(go)
-    _drop_superseded_failures(out, mode)
-    return records
-
-
-def bench_spec(spec: JudgeSpec, bench: Bench) -> JudgeSpec:
-    """A bench whose judge prompts are not FastChat's (a data dir's own) makes any judge not
-    comparable, as `--judge-file` does."""
-    return spec if bench.fastchat_prompts else replace(spec, fastchat_prompts=False)
 
 
 def _drop_superseded_failures(path: Path, mode: str) -> None:
@@ -257,7 +306,7 @@ def _drop_superseded_failures(path: Path, mode: str) -> None:
 
 
 def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer]],
-                  client: ChatClient, judge: JudgeSpec | str = "gpt-4", mode: Mode = "single",
+                  client: ChatClient, judge: JudgeSpec | str = DEFAULT_JUDGE, mode: Mode = "single",
                   baseline_model: str | None = None, parallel: int = 8,
                   judge_file: Path | None = None, progress: bool = False,
                   judge_repeats: int = 1, *, bench: Bench | None = None) -> list[Judgment]:
@@ -272,21 +321,12 @@ def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer
         bench = load_bench(judge_file=judge_file)
     elif judge_file is not None:
         bench = replace(bench, judge_prompts=data.read_judge_prompts(Path(judge_file)))
-    spec = judge if isinstance(judge, JudgeSpec) else judge_spec(judge, judge_file)
-    spec = bench_spec(spec, bench)
-    models = [m for m in answers if mode != "pairwise-baseline" or m != baseline_model]
+    spec = judge if isinstance(judge, JudgeSpec) else judge_spec(judge)
+    models = tuple(m for m in answers if mode != "pairwise-baseline" or m != baseline_model)
     check_answers(questions, answers, list(answers), allow_partial=False)
-    matches = build_matches(questions, answers, models, bench.judge_prompts, mode,
-                            spec.display_name, bench.references, baseline_model,
-                            bench.need_ref_categories)
-    jobs = repeat_jobs(matches, judge_repeats)
-
-    async def go() -> list[Judgment]:
-        try:
-            return await judge_matches(jobs, client, spec, parallel, progress=progress)
-        finally:
-            await client.close()  # in this loop: HTTP sessions cannot outlive it (client reopens)
-
-    records = run_sync(go)
-    order = {job_key(*j): i for i, j in enumerate(jobs)}  # deterministic, whatever finished first
+    job = JudgingJob(bench, answers, models, spec, mode, baseline_model, tuple(questions),
+                     judge_repeats)
+    plan = job.plan()
+    records = job.run(client, plan.todo, parallel, progress, check_reachable=False)  # the caller checks
+    order = {job_key(*j): i for i, j in enumerate(plan.jobs)}  # deterministic, whatever finished first
     return sorted(records, key=lambda r: order[r.key])

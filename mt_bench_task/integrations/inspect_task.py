@@ -12,7 +12,6 @@ gpt-3.5-turbo answers. Prompts, prompt choice, rating extraction and aggregation
 """
 from __future__ import annotations
 
-import asyncio
 import math
 from pathlib import Path
 from typing import Any
@@ -41,24 +40,19 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import DEFAULT_BENCH, PACKAGED, Bench, load_bench
+from mt_bench_task.core.chat import ChatClientBase, Completion
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.core.prompts import (
-    Match,
-    build_matches,
-    extract_rating,
-    extract_verdict,
-    map_winner,
-    messages,
-    user_prompts,
-)
+from mt_bench_task.core.judge_runner import job_key
+from mt_bench_task.core.judges import DEFAULT_BASELINE, JudgeSpec, judge_spec
+from mt_bench_task.core.judging import JudgingJob
+from mt_bench_task.core.prompts import messages
 from mt_bench_task.core.scoring import summarize_pairwise
-from mt_bench_task.core.types import Answer, Choice, JudgePrompt
+from mt_bench_task.core.types import Answer, Choice, JudgePrompt, Judgment, PairJudgment, SingleJudgment
 from mt_bench_task.integrations.inspect_metrics import (
     MODEL,
     category,
     loss_rate,
     overall,
-    pair_record,
     stderr,
     turn_1,
     turn_2,
@@ -68,7 +62,6 @@ from mt_bench_task.integrations.inspect_metrics import (
 
 GRADER_ROLE = "grader"
 DEFAULT_GRADER = "openai/gpt-4"
-DEFAULT_BASELINE = "gpt-3.5-turbo"
 MAX_TOKENS = 1024  # FastChat's --max-new-token / --max-tokens default
 
 
@@ -127,30 +120,53 @@ def fastchat_turns(bench: str = DEFAULT_BENCH, system_message: str | None = None
 
 
 # ---- scorer: FastChat's judge through the grader role ----
-async def _judge(grader: Model, prompt: JudgePrompt, user_prompt: str) -> tuple[list[dict], str]:
-    msgs = messages(prompt, user_prompt)
-    chat: list[ChatMessage] = [ChatMessageSystem(content=m["content"]) if m["role"] == "system"
-                               else ChatMessageUser(content=m["content"]) for m in msgs]
-    from mt_bench_task.core.judging import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE
+class GraderClient(ChatClientBase):
+    """inspect's grader model as a `ChatClient`: the scorer judges through the same judging job
+    as `mt-bench judge`, so its records are the same typed records."""
 
-    out = await grader.generate(chat, config=GenerateConfig(
-        temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS))
-    return msgs, out.completion
+    def __init__(self, grader: Model) -> None:
+        super().__init__()
+        self.grader = grader
+
+    async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
+                       max_tokens: int) -> Completion:
+        chat: list[ChatMessage] = [ChatMessageSystem(content=m["content"]) if m["role"] == "system"
+                                   else ChatMessageUser(content=m["content"]) for m in messages]
+        out = await self.grader.generate(chat, config=GenerateConfig(temperature=temperature,
+                                                                      max_tokens=max_tokens))
+        usage = out.usage
+        return Completion(out.completion, usage.input_tokens if usage else 0,
+                          usage.output_tokens if usage else 0)
 
 
-def _matches(bench: Bench, state: TaskState, judge: str, baseline: str,
-             baseline_answers: dict[int, Answer] | None) -> list[Match]:
-    """prompts.build_matches for this one question: the prompt choice and references of
-    `mt-bench judge` (single, or pairwise-baseline when there are baseline answers)."""
+def _job(bench: Bench, state: TaskState, judge: JudgeSpec, baseline: str,
+         baseline_answers: dict[int, Answer] | None) -> JudgingJob:
+    """This one question's judging job: the prompt choice and references of `mt-bench judge`
+    (single, or pairwise-baseline when there are baseline answers)."""
     q = next(q for q in bench.questions if q.question_id == state.metadata["question_id"])
     answers = {MODEL: {q.question_id: Answer(q.question_id, "", MODEL,
                                              [Choice(0, list(state.metadata["answers"]))], 0.0)}}
     if baseline_answers is None:
-        return build_matches([q], answers, [MODEL], bench.judge_prompts, "single", judge,
-                             bench.references, need_ref=bench.need_ref_categories)
+        return JudgingJob(bench, answers, (MODEL,), judge, "single", questions=(q,))
     answers[baseline] = baseline_answers
-    return build_matches([q], answers, [MODEL], bench.judge_prompts, "pairwise-baseline", judge,
-                         bench.references, baseline, need_ref=bench.need_ref_categories)
+    return JudgingJob(bench, answers, (MODEL,), judge, "pairwise-baseline", baseline, (q,))
+
+
+def _turn_metadata(record: Judgment, prompt: JudgePrompt) -> dict[str, Any]:
+    """One turn of the score's metadata (what `mt-bench import-inspect` reads back)."""
+    rec: dict[str, Any] = {"turn": record.turn, "prompt_name": prompt.name}
+    if isinstance(record, SingleJudgment):
+        return {**rec, "messages": messages(prompt, record.user_prompt or ""),
+                "user_prompt": record.user_prompt, "judgment": record.judgment,
+                "score": record.score}
+    assert isinstance(record, PairJudgment)
+    for g, (up, text, winner) in enumerate(((record.g1_user_prompt, record.g1_judgment,
+                                             record.g1_winner),
+                                            (record.g2_user_prompt, record.g2_judgment,
+                                             record.g2_winner)), 1):
+        rec.update({f"g{g}_messages": messages(prompt, up or ""), f"g{g}_user_prompt": up,
+                    f"g{g}_judgment": text, f"g{g}_winner": winner})
+    return rec
 
 
 @scorer(metrics=[])
@@ -166,31 +182,19 @@ def fastchat_judge(bench: str = DEFAULT_BENCH, judge_mode: str = "single",
     baseline_answers = (data.load_answers(own_answers, baseline_model, the_bench.official_answers)
                         if judge_mode == "pairwise" else None)  # a missing baseline fails here
 
-    fastchat_prompts = the_bench.fastchat_prompts
-
     async def score(state: TaskState, target: Target) -> Score:
         grader = get_model(role=GRADER_ROLE, default=DEFAULT_GRADER)
-        judge = judge_name(grader)
-        matches = _matches(the_bench, state, judge, baseline_model, baseline_answers)
-        calls = [(m, up) for m in matches for up in user_prompts(m)]
-        done = await asyncio.gather(*(_judge(grader, m.prompt, up) for m, up in calls))
-        turns: list[dict[str, Any]] = []
-        for m in matches:
-            games = [(up, done[i]) for i, (mm, up) in enumerate(calls) if mm is m]
-            rec: dict[str, Any] = {"turn": m.turn, "prompt_name": m.prompt.name}
-            for g, (up, (msgs, text)) in enumerate(games, 1):
-                prefix = "" if judge_mode == "single" else f"g{g}_"
-                rec.update({f"{prefix}messages": msgs, f"{prefix}user_prompt": up,
-                            f"{prefix}judgment": text})
-                if judge_mode == "pairwise":
-                    rec[f"g{g}_winner"] = map_winner(extract_verdict(text, m.prompt.output_format),
-                                                     g)
-            if judge_mode == "single":
-                rec["score"] = extract_rating(rec["judgment"])
-            turns.append(rec)
-        score = _to_score(state, judge, judge_mode, baseline_model, turns)
+        job = _job(the_bench, state, judge_spec(judge_name(grader)), baseline_model,
+                   baseline_answers)
+        plan = job.plan()
+        records = await job.arun(GraderClient(grader), plan.todo, parallel=len(plan.todo) or 1,
+                                 progress=False)
+        order = {job_key(*j): i for i, j in enumerate(plan.jobs)}
+        records = sorted(records, key=lambda r: order[r.key])
+        turns = [_turn_metadata(r, the_bench.judge_prompts[r.judge[1]]) for r in records]
+        score = _to_score(state, job.spec.display_name, judge_mode, baseline_model, records, turns)
         assert score.metadata is not None
-        score.metadata["fastchat_prompts"] = fastchat_prompts
+        score.metadata["fastchat_prompts"] = job.spec.fastchat_prompts
         return score
 
     return score
@@ -203,18 +207,17 @@ def judge_name(grader: Model) -> str:
     return grader.name if str(grader) == f"openai/{grader.name}" else str(grader)
 
 
-def _turn_value(mode: str, rec: dict[str, Any], baseline: str, qid: int, judge: str) -> float | int:
-    if mode == "single":
-        return math.nan if rec["score"] == -1 else rec["score"]
-    record = pair_record(qid, judge, baseline, rec)
+def _turn_value(record: Judgment, baseline: str) -> float | int:
+    if isinstance(record, SingleJudgment):
+        return math.nan if record.score == -1 else record.score
+    assert isinstance(record, PairJudgment)
     res = summarize_pairwise([record], "pairwise-baseline", None, baseline)["models"]
     return math.nan if MODEL not in res else res[MODEL]["win_rate_adjusted"]
 
 
-def _to_score(state: TaskState, judge: str, mode: str, baseline: str,
+def _to_score(state: TaskState, judge: str, mode: str, baseline: str, records: list[Judgment],
               turns: list[dict[str, Any]]) -> Score:
-    qid = state.metadata["question_id"]
-    value = {f"turn_{r['turn']}": _turn_value(mode, r, baseline, qid, judge) for r in turns}
+    value = {f"turn_{r.turn}": _turn_value(r, baseline) for r in records}
     meta = {"judge": judge, "mode": mode, "model": str(state.model),
             "answers": state.metadata["answers"], "turns": turns,
             **({"baseline_model": baseline} if mode == "pairwise" else {})}

@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mt_bench_task.clients import make_client
 from mt_bench_task.core import data, judging, scoring
 from mt_bench_task.core.bench import Bench, load_bench
 from mt_bench_task.core.chat import ChatClient
-from mt_bench_task.core.judges import JudgeSpec, judge_spec, make_client
+from mt_bench_task.core.judges import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, identity_of_records, judge_spec
 from mt_bench_task.core.prompts import Mode
 from mt_bench_task.core.types import Answer, Choice, PairJudgment, Question, SingleJudgment
 
 CONFIG_MODES: dict[str, Mode] = {"default": "single", "single": "single",
                                  "pairwise": "pairwise-baseline"}
-DEFAULT_BASELINE = "gpt-3.5-turbo"
 RATE_KEYS = ("win", "loss", "tie", "win_rate", "loss_rate", "win_rate_adjusted")
 
 
@@ -52,7 +52,7 @@ def features() -> Any:
 class JudgeSettings:
     """Load-time judge settings: `evaluate.load("mt_bench_judge", judge_model=..., ...)`."""
 
-    judge_model: str = "gpt-4"
+    judge_model: str = DEFAULT_JUDGE
     base_url: str | None = None
     api_key: str | None = None  # None: $OPENAI_API_KEY
     parallel: int = 8
@@ -68,7 +68,7 @@ class JudgeSettings:
 
     @property
     def spec(self) -> JudgeSpec:
-        return judge_spec(self.judge_model, self.judge_file)
+        return judge_spec(self.judge_model)
 
     def resolve_bench(self) -> Bench:
         """The Bench value: given, a folder in FastChat's layout (named by its dir), or a name."""
@@ -206,8 +206,9 @@ def compute(predictions: Sequence[Any], references: Sequence[Mapping[str, Any]],
     else:
         result = pairwise_result(scoring.only(PairJudgment, records), model_id, baseline_model,
                                  categories)
-    spec = judge.spec  # the label: judges' one rule, as show, report, run and publish say it
-    result.update(judge=spec.display_name, comparable=spec.comparable, label=spec.label)
+    # the label from the records, by judges' one rule, as show, report, run and publish say it
+    who = identity_of_records(records, judge.judge_name)
+    result.update(judge=who.judge, comparable=who.comparable, label=who.label)
     if return_judgments:  # as JSON-able dicts, the lines of FastChat's judgment file
         result["judgments"] = [r.to_dict() for r in records]
     return result

@@ -204,11 +204,10 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     """Judge what is missing of the reference answers, then compare with the official grades.
 
     `on_plan` sees the plan (calls to make) before any call is sent."""
-    from mt_bench_task.core import judging
+    from mt_bench_task.clients import make_client
     from mt_bench_task.core.jsonl import write_lines_atomic
-    from mt_bench_task.core.judge_runner import job_key
-    from mt_bench_task.core.judges import judge_spec, make_client
-    from mt_bench_task.core.prompts import build_matches
+    from mt_bench_task.core.judges import judge_spec
+    from mt_bench_task.core.judging import JudgingJob
     from mt_bench_task.outputs.official import load_official_grades, mt_bench
 
     models, answers = reference_set(run.models)
@@ -217,18 +216,13 @@ def run_calibration(run: CalibrationRun, client: Any = None,
                              f"and {run.parallel}", "judge_repeats", "parallel")
     spec = judge_spec(run.judge_model)
     bench = mt_bench()  # the official grades' bench, whatever the data dir holds
-    matches = build_matches(bench.select(), answers, models, bench.judge_prompts, "single",
-                            spec.display_name, bench.references,
-                            need_ref=bench.need_ref_categories)
-    jobs = judging.repeat_jobs(matches, run.judge_repeats)
     out = judgments_path(run.data_dir, spec.display_name)
-    done: set[tuple] = set()
-    if out.exists():
-        done = {r.key for r in data.read_single_judgments(out, repair_torn_tail=not run.dry_run)
-                if not r.failed}
-    todo = [j for j in jobs if job_key(*j) not in done]
-    summary = CalibrationSummary(spec.display_name, models, spec.label, planned=len(jobs),
-                                 already_done=len(jobs) - len(todo), output=out)
+    job = JudgingJob(bench, answers, tuple(models), spec, "single", repeats=run.judge_repeats,
+                     output=out, repair=not run.dry_run)
+    plan = job.plan()
+    todo = plan.todo
+    summary = CalibrationSummary(spec.display_name, models, job.spec.label, planned=len(plan.jobs),
+                                 already_done=plan.already_done, output=out)
     if on_plan is not None:
         on_plan(summary)
     if run.dry_run:
@@ -236,7 +230,7 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     if todo:
         chat = client or make_client(spec, base_url=run.base_url)
         parallel = max(run.parallel, 8) if spec.local and run.parallel == 1 else run.parallel
-        records = judging.judge_into(out, todo, chat, spec, parallel, "single")
+        records = job.run(chat, todo, parallel)
         summary.sent = len(records)
         summary.failed = sum(r.failed for r in records)
         summary.usage = dict(vars(chat.usage))

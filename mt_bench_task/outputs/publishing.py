@@ -34,7 +34,7 @@ class PublishResult:
     notes: list[str] = field(default_factory=list)  # things the user should know (stderr)
 
 
-def publish_results(repo_id: str, data_dir: Path, results_file: str | Path | None = None,
+def publish_results(repo_id: str | None, data_dir: Path, results_file: str | Path | None = None,
                     judge_model: str = "gpt-4", model_id: str | None = None,
                     create_pr: bool = False, dry_run: bool = False,
                     revision: str | None = None, bench: Bench | None = None) -> PublishResult:
@@ -44,8 +44,11 @@ def publish_results(repo_id: str, data_dir: Path, results_file: str | Path | Non
 
     `results_file` is a judgment JSONL (default DATA_DIR/model_judgment/<judge>_single.jsonl) or
     the JSON object of `mt-bench show --json`. Win rates come from the sibling `_pair.jsonl`.
-    A dry run reads the current card (if reachable) and pushes nothing.
+    A dry run reads the current card (if reachable) and pushes nothing; a dry run without
+    `repo_id` previews the card a new repo named after the model would get (no Hub call).
     """
+    if repo_id is None and not dry_run:
+        raise ParameterError("repo_id is needed to publish (a dry run can do without)", "repo_id")
     token = get_token()
     if not dry_run and not token:  # fail before any HTTP: nothing can be half-written
         raise DataError("no Hugging Face token: set HF_TOKEN or run `hf auth login` "
@@ -62,7 +65,12 @@ def publish_results(repo_id: str, data_dir: Path, results_file: str | Path | Non
 
     from huggingface_hub import ModelCard
 
-    text, read_note = read_card(repo_id, revision, token, dry_run)
+    text: str | None = None
+    if repo_id is None:
+        repo_id = model
+        read_note: str | None = f"no repo_id: the card a new repo {model!r} would get"
+    else:
+        text, read_note = read_card(repo_id, revision, token, dry_run)
     notes += [read_note] if read_note else []
     try:
         card = ModelCard(text if text is not None else _new_card(repo_id))

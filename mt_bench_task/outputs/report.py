@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from mt_bench_task.core import data, scoring
 from mt_bench_task.core.bench import Bench, load_bench, order_categories
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.core.judges import identity_of_records
+from mt_bench_task.core.judges import NOT_COMPARABLE, identity_of_records
 from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
 from mt_bench_task.outputs.official import calibration_label
 
@@ -206,7 +206,7 @@ def _radar(results: dict[str, Any], labels: list[str], bench: Bench) -> str | No
 
     with tempfile.TemporaryDirectory() as tmp:
         png = radar_plot(results, Path(tmp) / "radar.png",
-                         title_note=scoring.NOT_COMPARABLE if labels else None,
+                         title_note=NOT_COMPARABLE if labels else None,
                          categories=bench.categories, bench_name=bench.name)
         return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
 

@@ -1,0 +1,80 @@
+"""`mt-bench show`: FastChat's show_result tables for a judgment file, plus CIs, per-category
+scores, the judge label (with `mt-bench calibrate`'s figures when there are some) and the radar
+plot. Returns text and values; the CLI prints them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mt_bench_task.core.bench import Bench, load_bench, order_categories
+from mt_bench_task.core.data import judgment_file, read_judgments
+from mt_bench_task.core.errors import DataError, ParameterError
+from mt_bench_task.core.judges import NOT_COMPARABLE
+from mt_bench_task.core.scoring import (
+    extra_tables,
+    fastchat_tables,
+    judge_labels,
+    only,
+    per_category_turns,
+    results_from_records,
+)
+from mt_bench_task.core.types import SingleJudgment
+
+
+@dataclass(frozen=True)
+class ShowOutput:
+    """What `show` computed, for a front end to print: the results object (`show --json`), the
+    text tables, the judge labels and the radar plot written (if any)."""
+
+    results: dict[str, Any]
+    text: str
+    labels: list[str]
+    plot: Path | None
+
+
+def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
+         model_list: list[str] | None, baseline_model: str | None,
+         plot: Path | str | None = None, seed: int = 0, bench: Bench | None = None) -> ShowOutput:
+    """FastChat's show_result for `bench` (default: MT-bench, or DATA_DIR's own questions),
+    plus CIs, per-category scores, the judge label and, with `plot`, the radar plot."""
+    from mt_bench_task.outputs.official import calibration_label
+
+    bench = bench or load_bench(data_dir=data_dir)
+    if plot and mode != "single":
+        raise ParameterError("plot draws single-mode (1-10) scores; not with mode " + mode, "plot", "mode")
+    path = Path(input_file) if input_file else judgment_file(data_dir, judge_model, mode)
+    records = read_judgments(path, mode)
+    if not records:
+        raise DataError(f"{path}: no judgment records")
+    results = results_from_records(records, mode, model_list, baseline_model, bench.category_of,
+                                   seed, source=str(path))
+    labels = not_comparable = judge_labels(records, judge_model)
+    calibration = calibration_label(data_dir, records, judge_model)
+    if calibration is not None:  # the judge label with `mt-bench calibrate`'s figures next to it
+        labels = [calibration[0]]
+        results = {**results, "calibration": calibration[1]}
+    lines = [f"Input file: {path}", *(f"NOTE: {label}" for label in labels),
+             fastchat_tables(records, mode, model_list, baseline_model, bench.multi_turn,
+                             pairwise=None if mode == "single" else results),
+             extra_tables(results, bench.categories)]
+    if mode == "single":
+        split = per_category_turns([r for r in only(SingleJudgment, records)
+                                    if model_list is None or r.model in model_list], bench.category_of)
+        lines.append("\n########## Per category and turn (turn 1 / turn 2) ##########")
+        for name, cats in sorted(split.items()):
+            order = order_categories(cats, bench.categories)
+            cells = [f"{c}: {_fmt(cats[c].get(1))}/{_fmt(cats[c].get(2))}" for c in order]
+            lines.append(f"{name}: " + ", ".join(cells))
+    out = None
+    if plot:
+        from mt_bench_task.outputs.plot import radar_plot
+
+        out = radar_plot(results, Path(plot),
+                         title_note=NOT_COMPARABLE if not_comparable else None,
+                         categories=bench.categories, bench_name=bench.name)
+    return ShowOutput(results, "\n".join(lines), list(labels), out)
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"

@@ -1,0 +1,83 @@
+"""The package's layers, kept by its import graph: an inner layer never imports an outer one.
+
+core (records, files, bench, prompts, judging, scoring) < engine (generation) = clients (judge
+clients) < outputs (views, plot, report, cards, official data) < integrations (evaluate metric,
+inspect) < pipeline (`run`) < cli. The engine and the clients are one level: the endpoint engine
+answers through the OpenAI client, and the local judge decodes with the hf engine.
+Every import counts, module-level or inside a function, `TYPE_CHECKING` ones included.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "mt_bench_task"
+RANK = {"core": 0, "engine": 1, "clients": 1, "outputs": 2, "integrations": 3, "pipeline": 4, "cli": 5}
+
+
+def layer_of(module: str) -> str | None:
+    """'mt_bench_task.core.bench' -> 'core'; the package root (`mt_bench_task`) has no layer."""
+    parts = module.split(".")
+    if parts[0] != "mt_bench_task" or len(parts) < 2:
+        return None
+    return parts[1] if parts[1] in RANK else None
+
+
+def imports_of(path: Path, root: Path) -> list[tuple[int, str]]:
+    """(line, module) for every import in the file, relative ones resolved."""
+    package = list(path.relative_to(root.parent).parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.append((node.lineno, module))
+            # `from mt_bench_task import outputs` imports a layer by name
+            if module == "mt_bench_task":
+                found += [(node.lineno, f"mt_bench_task.{a.name}") for a in node.names]
+    return found
+
+
+def violations(root: Path = PACKAGE) -> list[str]:
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        own = layer_of(".".join(path.relative_to(root.parent).with_suffix("").parts))
+        if own is None:
+            continue
+        for line, module in imports_of(path, root):
+            other = layer_of(module)
+            if other is not None and RANK[other] > RANK[own]:
+                bad.append(f"{path.relative_to(root.parent)}:{line}: {own} imports {module}")
+    return bad
+
+
+def test_no_inner_layer_imports_an_outer_one():
+    assert violations() == []
+
+
+def test_every_module_is_in_a_layer():
+    loose = [p.name for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "pipeline")]
+    assert loose == [], "modules outside the layer packages: " + ", ".join(loose)
+
+
+@pytest.mark.parametrize("statement", [
+    "from mt_bench_task.outputs.plot import radar_plot",
+    "import mt_bench_task.cli.main",
+    "from mt_bench_task import integrations",
+    "    from mt_bench_task.clients import make_client",  # inside a function
+])
+def test_the_check_sees_a_core_module_importing_an_outer_one(tmp_path, statement):
+    root = tmp_path / "mt_bench_task"
+    (root / "core").mkdir(parents=True)
+    body = f"def f():\n{statement}\n" if statement.startswith(" ") else statement + "\n"
+    (root / "core" / "bad.py").write_text(body)
+    (root / "core" / "fine.py").write_text("from mt_bench_task.core import types\n")
+    found = violations(root)
+    assert len(found) == 1 and found[0].startswith("mt_bench_task/core/bad.py:")
