@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mt_bench_task.core import data
-from mt_bench_task.core.bench import order_categories
+from mt_bench_task.core.bench import DEFAULT_BENCH, load_bench, order_categories
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.types import SingleJudgment
 
@@ -208,14 +208,17 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     from mt_bench_task.core.jsonl import write_lines_atomic
     from mt_bench_task.core.judges import judge_spec
     from mt_bench_task.core.judging import JudgingJob
-    from mt_bench_task.outputs.official import load_official_grades, mt_bench
+    from mt_bench_task.outputs.official import check_mt_bench, load_official_grades
 
     models, answers = reference_set(run.models)
     if run.judge_repeats < 1 or run.parallel < 1:
         raise ParameterError(f"judge_repeats and parallel must be >= 1, got {run.judge_repeats} "
                              f"and {run.parallel}", "judge_repeats", "parallel")
     spec = judge_spec(run.judge_model)
-    bench = mt_bench()  # the official grades' bench, whatever the data dir holds
+    # the official grades' bench: MT-bench's questions; judge prompts of the data dir's own
+    # are used (and make the judge not comparable), as `mt-bench judge` would use them
+    bench = load_bench(DEFAULT_BENCH, run.data_dir)
+    check_mt_bench(bench)
     out = judgments_path(run.data_dir, spec.display_name)
     job = JudgingJob(bench, answers, tuple(models), spec, "single", repeats=run.judge_repeats,
                      output=out, repair=not run.dry_run)
