@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from mt_bench_task.core.data import read_judge_prompts, read_questions, read_references
+from mt_bench_task.core.data import check_unique_ids, read_judge_prompts, read_questions, read_references
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.types import Answer, JudgePrompt, Question
 
@@ -147,10 +147,7 @@ def load_bench(name: str = DEFAULT_BENCH, data_dir: Path | str | None = None,
     questions = tuple(read_questions(questions_path))
     if not questions:
         raise DataError(f"{questions_path}: no questions")
-    ids = [q.question_id for q in questions]
-    dup = sorted({i for i in ids if ids.count(i) > 1})
-    if dup:
-        raise DataError(f"{questions_path}: question id(s) {dup[:5]} appear more than once")
+    check_unique_ids(questions, str(questions_path))
 
     references: dict[str, Mapping[int, Answer]] = {}
     ref_sources: list[str] = []

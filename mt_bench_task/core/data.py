@@ -22,6 +22,15 @@ def read_questions(path: Path) -> list[Question]:
     return read_jsonl(path, Question.from_dict)
 
 
+def check_unique_ids(questions: Iterable[Question], where: str) -> None:
+    """A question id twice would judge or score one question as two: refuse it."""
+    from collections import Counter
+
+    dup = sorted((i for i, n in Counter(q.question_id for q in questions).items() if n > 1), key=str)
+    if dup:
+        raise DataError(f"{where}: question id(s) {dup[:5]} appear more than once")
+
+
 def read_references(files: Iterable[Path]) -> dict[str, dict[int, Answer]]:
     """{file stem: {question_id: reference}}; FastChat keys references by the judge's name."""
     return {Path(f).stem: {a.key: a for a in read_answers(f)} for f in files}

@@ -9,12 +9,12 @@ instead of writing 160 "$ERROR$" judgments: until the first request is answered,
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from mt_bench_task.core.chat import ChatClient, Completion
+from mt_bench_task.core.concurrency import bounded_map
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.judges import JudgeSpec
 from mt_bench_task.core.prompts import (
@@ -115,12 +115,7 @@ async def judge_matches(jobs: list[Job], client: ChatClient, judge: JudgeSpec, p
                         progress: bool = True) -> list[Judgment]:
     """Judge with at most `parallel` matches in flight; records in completion order.
     Raises DataError (nothing passed to `on_record`) when the judge refuses every request."""
-    from tqdm.auto import tqdm
-
-    sem = asyncio.Semaphore(parallel)
     probe = _Probe(min(probe_window(parallel), len(jobs)) or 1)
-    bar = tqdm(total=len(jobs), desc=f"judging ({judge.display_name})", unit="match",
-               disable=not progress, file=sys.stderr)
     failed = 0
     records: list[Judgment] = []
     held: list[Judgment] = []  # records finished before the judge answered once
@@ -130,13 +125,14 @@ async def judge_matches(jobs: list[Job], client: ChatClient, judge: JudgeSpec, p
         if on_record:
             on_record(rec)
 
-    async def one(job: Job) -> None:
+    async def one(job: Job) -> Judgment | None:
+        if not await probe.admit():
+            return None
+        return await judge_match(job[0], client, judge, job[1], on_completion=probe.saw)
+
+    def done(rec: Judgment | None) -> None:
         nonlocal failed, held
-        async with sem:
-            if not await probe.admit():
-                return
-            rec = await judge_match(job[0], client, judge, job[1], on_completion=probe.saw)
-        if probe.refused:
+        if rec is None or probe.refused:
             return
         failed += rec.failed
         if not probe.open.is_set():
@@ -145,19 +141,13 @@ async def judge_matches(jobs: list[Job], client: ChatClient, judge: JudgeSpec, p
             for r in held + [rec]:
                 emit(r)
             held = []
-        usage = client.usage
-        bar.set_postfix(failed=failed, tokens=f"{usage.prompt_tokens}+{usage.completion_tokens}",
-                        refresh=False)
-        bar.update(1)
 
-    tasks = [asyncio.ensure_future(one(j)) for j in jobs]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        bar.close()
+    def usage() -> dict[str, Any]:
+        u = client.usage
+        return {"failed": failed, "tokens": f"{u.prompt_tokens}+{u.completion_tokens}"}
+
+    await bounded_map(jobs, one, parallel, done, desc=f"judging ({judge.display_name})",
+                      unit="match", progress=progress, postfix=usage)
     if probe.refused:
         raise DataError(f"the judge refused the first {len(probe.rejections)} requests with the "
                         f"same error, so the run stopped: {probe.refused}")

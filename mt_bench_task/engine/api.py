@@ -21,6 +21,7 @@ from mt_bench_task.clients.openai_client import ClientUsage, OpenAIChatClient
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import Bench, load_bench
 from mt_bench_task.core.chat import ChatClient
+from mt_bench_task.core.concurrency import bounded_map
 from mt_bench_task.core.errors import ParameterError
 from mt_bench_task.core.jsonl import JsonlAppender
 from mt_bench_task.core.types import Answer, Choice, Question
@@ -81,38 +82,29 @@ async def _generate(client: ChatClient, model: str,
                     questions: Sequence[Question], pending: list[Question],
                     temperatures: dict[int, float], out: Path, parallel: int, max_tokens: int,
                     num_choices: int) -> ApiGenerationStats:
-    from tqdm import tqdm
+    appender: JsonlAppender | None = None
+    failed = 0
+
+    def write(result: Answer) -> None:
+        nonlocal appender, failed
+        appender = appender or JsonlAppender(out)  # no empty file when the first fails
+        appender.write(result.to_json())
+        failed += result.failed  # asked again on the next run (`Answer.failed`)
+
+    def usage() -> dict[str, Any]:
+        u = client.usage
+        return {"tokens": u.prompt_tokens + u.completion_tokens, "retries": u.retries,
+                "failed": failed}
 
     try:
         await client.check_reachable()  # unreachable: DataError before anything is written
-        limit = asyncio.Semaphore(parallel)
-
-        async def answer(q: Question) -> Answer:
-            async with limit:
-                return await answer_question(client, model, q, temperatures[q.question_id],
-                                             max_tokens, num_choices)
-
-        tasks = [asyncio.create_task(answer(q)) for q in pending]
-        appender: JsonlAppender | None = None
-        failed = 0
-        bar = tqdm(total=len(pending), desc=f"gen-api {model}", unit="q")
-        try:
-            for next_done in asyncio.as_completed(tasks):
-                result = await next_done
-                appender = appender or JsonlAppender(out)  # no empty file when the first fails
-                appender.write(result.to_json())
-                failed += result.failed  # asked again on the next run (`Answer.failed`)
-                bar.update(1)
-                _show_usage(bar, client, failed)
-        finally:
-            for task in tasks:  # an error (bad key, Ctrl-C) stops the questions still in flight
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            bar.close()
-            if appender is not None:
-                appender.close()
-                reorganize_answer_file(out)  # finished answers are kept, sorted, even on error
+        await bounded_map(pending, lambda q: answer_question(
+            client, model, q, temperatures[q.question_id], max_tokens, num_choices),
+            parallel, write, desc=f"gen-api {model}", unit="q", postfix=usage)
     finally:
+        if appender is not None:
+            appender.close()
+            reorganize_answer_file(out)  # finished answers are kept, sorted, even on error
         await client.close()  # its connections belong to this event loop, which ends here
     return ApiGenerationStats(len(pending), failed, out, client.usage, len(questions))
 
@@ -135,9 +127,3 @@ async def answer_question(client: ChatClient, model: str, question: Question,
         choices.append(Choice(index, turns))
     return Answer(question_id=question.question_id, answer_id=shortuuid.uuid(), model_id=model,
                   choices=choices, tstamp=time.time())
-
-
-def _show_usage(bar: Any, client: ChatClient, failed: int) -> None:
-    usage = client.usage
-    bar.set_postfix(tokens=usage.prompt_tokens + usage.completion_tokens,
-                    retries=usage.retries, failed=failed, refresh=False)

@@ -124,10 +124,7 @@ def to_questions(references: Sequence[Mapping[str, Any]]) -> list[Question]:
         questions.append(Question(int(ref["question_id"]), str(ref["category"]),
                                   _turns(ref["turns"], f"references[{i}]['turns']"),
                                   ref.get("reference")))
-    ids = [q.question_id for q in questions]
-    dup = sorted({i for i in ids if ids.count(i) > 1})
-    if dup:
-        raise ValueError(f"question ids appear more than once in references: {dup[:5]}")
+    data.check_unique_ids(questions, "references")
     return questions
 
 
