@@ -113,10 +113,10 @@ def test_bootstrap_keeps_repeats_together():
     thrice = [SingleJudgment.from_dict({**r.to_dict(), "repeat": i}) for i in range(3) for r in once]
     assert {r.repeat for r in thrice} == {0, 1, 2} and scoring.judge_repeats(thrice) == 3
     cats = load_bench().category_of
-    a = scoring.summarize_single(once, cats)["models"][MODELS[0]]
-    b = scoring.summarize_single(thrice, cats)["models"][MODELS[0]]
-    assert b["ci95"] == pytest.approx(a["ci95"]) and b["average"] == pytest.approx(a["average"])
-    assert b["judge_sd"] == 0.0 and a["judge_sd"] is None
+    a = scoring.summarize_single(once, cats).score(MODELS[0])
+    b = scoring.summarize_single(thrice, cats).score(MODELS[0])
+    assert b.ci95 == pytest.approx(a.ci95) and b.average == pytest.approx(a.average)
+    assert b.judge_sd == 0.0 and a.judge_sd is None
 
 
 def test_pairwise_repeats_count_as_separate_games(tmp_path):

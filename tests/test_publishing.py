@@ -301,11 +301,12 @@ def test_publish_from_judgment_file(mock_hub: MockHub, tmp_path: Path) -> None:
     proc = run_cli(mock_hub, tmp_path, "publish", "--repo-id", REPO, "--data-dir",
                    str(tmp_path / "data"), "--model-id", "mamba_0_5_dpo_ep1")
     assert proc.returncode == 0, proc.stderr
-    expected = scoring.results_from_file(judgments / "gpt-4_single.jsonl")["models"]["mamba_0_5_dpo_ep1"]
+    expected = scoring.results_from_file(judgments / "gpt-4_single.jsonl").score("mamba_0_5_dpo_ep1")
     text = _readme(mock_hub)
     scores = _scores(text)
-    assert scores[("mt_bench_score", None)] == round(expected["average"], 4)
-    assert scores[("mt_bench_score", "turn_2")] == round(expected["turn_2"], 4)
+    assert scores[("mt_bench_score", None)] == round(expected.average, 4)
+    assert expected.turn_2 is not None
+    assert scores[("mt_bench_score", "turn_2")] == round(expected.turn_2, 4)
     assert scores[("mt_bench_win_rate", "vs_gpt-3.5-turbo")] == 0.5
     assert scores[("mt_bench_win_rate_adjusted", "vs_gpt-3.5-turbo")] == 0.75
     assert "| 2 | 0 | 2 | 0.500 | 0.750 |" in text and "not comparable" not in text

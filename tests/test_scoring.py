@@ -11,6 +11,7 @@ import pytest
 from mt_bench_task.core import data, scoring
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.results import PairScore, Results
 from mt_bench_task.core.types import PairJudgment, SingleJudgment
 from mt_bench_task.outputs import views
 
@@ -76,15 +77,19 @@ def test_results_from_records_equal_fastchat_and_show_json():
     for run in ("jxiw", "instructlab"):
         path = CONF / run / "model_judgment" / "gpt-4_single.jsonl"
         got = scoring.results_from_records(data.read_single_judgments(path), categories=cats)
-        assert got == _show_json("--input-file", str(path))
+        assert got.to_json() == _show_json("--input-file", str(path))
+        assert Results.from_json(got.to_json(), got.categories) == got  # read back, typed
         exp = EXPECTED[f"{run}/model_judgment/gpt-4_single.jsonl :: --mode single"]
-        assert {n: m["average"] for n, m in got["models"].items()} == pytest.approx(exp["average"])
-        assert {n: m["turn_1"] for n, m in got["models"].items()} == pytest.approx(exp["turn1"])
+        assert {n: got.score(n).average for n in got.models} == pytest.approx(exp["average"])
+        assert {n: got.score(n).turn_1 for n in got.models} == pytest.approx(exp["turn1"])
+        # per-category scores come in the bench's category order
+        first = got.score(next(iter(got.models)))
+        assert list(first.categories) == [c for c in load_bench().categories if c in first.categories]
     records = data.read_pair_judgments(CONF / PAIR)
     got = scoring.results_from_records(records, "pairwise-all")
-    assert got == _show_json("--input-file", str(CONF / PAIR), "--mode", "pairwise-all")
+    assert got.to_json() == _show_json("--input-file", str(CONF / PAIR), "--mode", "pairwise-all")
     for name, row in EXPECTED[f"{PAIR} :: --mode pairwise-all"]["table"].items():
-        assert {k: got["models"][name][k] for k in row} == pytest.approx(row)
+        assert {k: getattr(got.rates(name), k) for k in row} == pytest.approx(row)
     with pytest.raises(DataError, match="record 1 is not a single-mode judgment"):
         scoring.results_from_records(records, "single")
 
@@ -96,9 +101,9 @@ def _single(qid: int, score: float, turn: int, model: str = "m") -> SingleJudgme
 def test_average_is_pooled_over_rows_not_mean_of_turns():
     rows = [_single(81, 10, 1), _single(82, 10, 1), _single(81, 4, 2), _single(82, -1, 2)]
     res = scoring.summarize_single(rows, {81: "writing", 82: "writing"})
-    m = res["models"]["m"]
-    assert (m["turn_1"], m["turn_2"], m["average"]) == (10.0, 4.0, 8.0)
-    assert res["rows_dropped"] == 1 and m["categories"] == {"writing": 8.0}
+    m = res.score("m")
+    assert (m.turn_1, m.turn_2, m.average) == (10.0, 4.0, 8.0)
+    assert res.rows_dropped == 1 and m.categories == {"writing": 8.0}
 
 
 def test_pairwise_inconsistent_counts_as_tie_and_errors_dropped():
@@ -106,9 +111,8 @@ def test_pairwise_inconsistent_counts_as_tie_and_errors_dropped():
             for g1, g2 in [("model_1", "model_1"), ("model_1", "model_2"), ("tie", "model_1"),
                            ("error", "model_1")]]
     res = scoring.summarize_pairwise(rows, "pairwise-all")
-    assert res["models"]["a"] == {"win": 1, "loss": 0, "tie": 2, "win_rate": 1 / 3,
-                                  "loss_rate": 0.0, "win_rate_adjusted": 2 / 3}
-    assert res["rows_dropped"] == 1 and res["consistency"] == pytest.approx(1 / 3)
+    assert res.rates("a") == PairScore(1, 0, 2, 1 / 3, 0.0, 2 / 3)
+    assert res.rows_dropped == 1 and res.consistency == pytest.approx(1 / 3)
 
 
 def test_text_tables_are_fastchats(tmp_path):
@@ -134,5 +138,5 @@ def test_radar_plot_writes_png(tmp_path):
     res = views.show(tmp_path, str(CONF / "jxiw/model_judgment/gpt-4_single.jsonl"), "gpt-4",
                        "single", None, None, plot=str(out))
     assert res.plot == out and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
-    assert len(res.results["models"]) == 6 and "########## First turn ##########" in res.text
+    assert len(res.results.models) == 6 and "########## First turn ##########" in res.text
     assert res.labels == []  # a gpt-4 judge: comparable, no label

@@ -45,8 +45,16 @@ def _bench(args: argparse.Namespace) -> Bench:
 
 
 def _judge_to_read(args: argparse.Namespace, *modes: str, fallback: str | None = None) -> str:
-    """--judge-model as its files are named, or the only judge whose files DATA_DIR holds."""
-    return _workspace(args).resolve_judge(args.judge_model, modes, fallback)
+    """--judge-model as its files are named, or the only judge whose files DATA_DIR holds (the
+    command then says which files it reads)."""
+    ws = _workspace(args)
+    judge = ws.resolve_judge(args.judge_model, modes, fallback)
+    if args.judge_model is None:
+        files = [p for mode in modes if (p := ws.judgment_file(judge, mode)).is_file()]
+        found = ", ".join(map(str, files)) or f"no judgment files in {ws.data_dir / 'model_judgment'}"
+        # said once the command succeeded: an error stays one line
+        args._notes = [*getattr(args, "_notes", []), f"mt-bench {args.command}: judge {judge} ({found})"]
+    return judge
 
 
 def _generation_config(args: argparse.Namespace) -> GenerationConfig:
@@ -132,7 +140,7 @@ def print_show(out: ShowOutput, as_json: bool = False) -> None:
     """The labels on stderr too, so `--json` output stays exactly the documented keys."""
     for label in out.labels:
         _to_stderr(f"NOTE: {label}")
-    print(json.dumps(out.results) if as_json else out.text)
+    print(json.dumps(out.results.to_json()) if as_json else out.text)
     if out.plot is not None:
         _to_stderr(f"radar plot: {out.plot}")
 
@@ -306,7 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"mt-bench {args.command}: error: --plot draws single-mode (1-10) scores; "
                        f"it cannot be used with --mode {args.mode}\n")
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        for note in getattr(args, "_notes", []):
+            print(note, file=sys.stderr)
+        return code
     except DataError as e:
         print(f"mt-bench {args.command}: error: {_as_flags(e, parser, args.command)}", file=sys.stderr)
         return 2

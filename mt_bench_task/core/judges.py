@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from mt_bench_task.core.types import Judgment
 
@@ -114,12 +114,3 @@ def identity_of_records(records: Iterable[Judgment], default_judge: str = "gpt-4
     if not names:
         return JudgeIdentity(default_judge, is_comparable(default_judge))
     return JudgeIdentity(", ".join(sorted(names)), comparable)
-
-
-def identity_of_results(results: dict[str, Any], default_judge: str = "gpt-4") -> JudgeIdentity:
-    """The judge of a `show --json` object; older objects without "comparable" are judged by name."""
-    judge = str(results.get("judge") or default_judge)
-    comparable = results.get("comparable")
-    if comparable is None:
-        comparable = is_comparable(judge)
-    return JudgeIdentity(judge, bool(comparable))

@@ -5,7 +5,8 @@ publisher and the report all share them.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -13,6 +14,7 @@ from mt_bench_task.core.bench import order_categories
 from mt_bench_task.core.data import read_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.judges import identity_of_records
+from mt_bench_task.core.results import PairScore, Results, SingleScore
 from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
 
 if TYPE_CHECKING:
@@ -61,11 +63,13 @@ def _frame(records: Sequence[SingleJudgment]) -> Any:
                         columns=["question_id", "model", "score", "turn"])
 
 
-def summarize_single(records: Sequence[SingleJudgment], categories: dict[int, str],
-                     model_list: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
+def summarize_single(records: Sequence[SingleJudgment], categories: Mapping[int, str],
+                     model_list: list[str] | None = None, seed: int = 0) -> Results:
     """show_result single mode: drop score -1, per-turn means, Average pooled over all rows.
     With repeats the Average stays the mean over all valid rows (what FastChat prints), the CI
-    resamples (question, turn) units with all their repeats, and `judge_sd` is the spread."""
+    resamples (question, turn) units with all their repeats, and `judge_sd` is the spread.
+    `categories` ({question_id: category} in the bench's question order, `Bench.category_of`)
+    names and orders the per-category scores; other ids count as "unknown"."""
     import numpy as np
 
     df_all = _frame(records)
@@ -73,9 +77,10 @@ def summarize_single(records: Sequence[SingleJudgment], categories: dict[int, st
     if model_list is not None:
         df = df[df["model"].isin(model_list)]
     df = df.assign(category=df["question_id"].map(lambda q: categories.get(q, "unknown")))
+    order = tuple(dict.fromkeys(categories.values()))
     repeats = judge_repeats(records)
     rng = np.random.default_rng(seed)
-    models: dict[str, Any] = {}
+    models: dict[str, SingleScore | PairScore] = {}
     for name in sorted(df["model"].unique()):
         d = df[df["model"] == name]
         t1, t2 = d[d["turn"] == 1]["score"], d[d["turn"] == 2]["score"]
@@ -84,23 +89,21 @@ def summarize_single(records: Sequence[SingleJudgment], categories: dict[int, st
         sums, counts = units["sum"].to_numpy(dtype=float), units["count"].to_numpy(dtype=float)
         pick = rng.integers(0, len(units), (N_BOOTSTRAP, len(units)))
         boots = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
-        models[name] = {
-            "turn_1": float(t1.mean()) if len(t1) else None,
-            "turn_2": float(t2.mean()) if len(t2) else None,
-            "average": float(d["score"].mean()),
-            "n_turn_1": int(len(t1)),
-            "n_turn_2": int(len(t2)),
-            "categories": {c: float(s) for c, s in d.groupby("category")["score"].mean().items()},
-            "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
-            "judge_sd": judge_sd(d) if repeats > 1 else None,
-        }
-    return {"mode": "single", "rows": len(df_all),
-            "rows_dropped": int((df_all["score"] == -1).sum()), "judge_repeats": repeats,
-            "models": models}
+        by_cat = d.groupby("category")["score"].mean()
+        models[name] = SingleScore(
+            turn_1=float(t1.mean()) if len(t1) else None,
+            turn_2=float(t2.mean()) if len(t2) else None,
+            average=float(d["score"].mean()), n_turn_1=int(len(t1)), n_turn_2=int(len(t2)),
+            categories={c: float(by_cat[c]) for c in order_categories(by_cat.index, order)},
+            ci95=(float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))),
+            judge_sd=judge_sd(d) if repeats > 1 else None)
+    who = identity_of_records(records)
+    return Results("single", who.judge, who.comparable, len(df_all),
+                   int((df_all["score"] == -1).sum()), models, repeats, categories=order)
 
 
 def summarize_pairwise(records: Sequence[PairJudgment], mode: str, model_list: list[str] | None = None,
-                       baseline_model: str | None = None) -> dict[str, Any]:
+                       baseline_model: str | None = None) -> Results:
     """show_result pairwise: drop error rows; inconsistent (g1 != g2) or g1 tie = tie for both."""
     if mode == "pairwise-all":
         baseline_model = None  # as FastChat's main()
@@ -130,39 +133,36 @@ def summarize_pairwise(records: Sequence[PairJudgment], mode: str, model_list: l
             counts[winner]["win"] += 1
             counts[loser]["loss"] += 1
     counts.pop(baseline_model, None)  # type: ignore[arg-type]
-    models = {}
+    models: dict[str, SingleScore | PairScore] = {}
     for name in sorted(counts):
         c = counts[name]
         total = c["win"] + c["loss"] + c["tie"]
-        models[name] = {**c, "win_rate": c["win"] / total, "loss_rate": c["loss"] / total,
-                        "win_rate_adjusted": (c["win"] + 0.5 * c["tie"]) / total}
-    return {"mode": mode, "rows": len(records), "rows_dropped": len(records) - len(kept),
-            "models": models, "consistency": consistent / used if used else None}  # None: no rows
+        models[name] = PairScore(c["win"], c["loss"], c["tie"], c["win"] / total, c["loss"] / total,
+                                 (c["win"] + 0.5 * c["tie"]) / total)
+    who = identity_of_records(records)
+    return Results(mode, who.judge, who.comparable, len(records), len(records) - len(kept), models,
+                   consistency=consistent / used if used else None)  # None: no rows
 
 
 def results_from_records(records: Sequence[Judgment], mode: str = "single",
                          model_list: list[str] | None = None, baseline_model: str | None = None,
-                         categories: dict[int, str] | None = None, seed: int = 0,
-                         source: str = "judgments") -> dict[str, Any]:
-    """The `mt-bench show --json` object for judgment records, with the judge's name and
-    whether its scores compare with published MT-bench (`judges`)."""
-    who = identity_of_records(records)
+                         categories: Mapping[int, str] | None = None, seed: int = 0,
+                         source: str = "judgments") -> Results:
+    """The Results of judgment records: per-model scores, the judge's name and whether its
+    scores compare with published MT-bench (`judges`)."""
     if mode == "single":
         single = only(SingleJudgment, records, source)
         _check_models((r.model for r in single), model_list, source)
-        results = summarize_single(single, categories or {}, model_list, seed)
-    else:
-        pair = only(PairJudgment, records, source)
-        _check_models((m for r in pair for m in (r.model_1, r.model_2)), model_list, source)
-        results = summarize_pairwise(pair, mode, model_list, baseline_model)
-    return {"judge": who.judge, "comparable": who.comparable, **results}
+        return summarize_single(single, categories or {}, model_list, seed)
+    pair = only(PairJudgment, records, source)
+    _check_models((m for r in pair for m in (r.model_1, r.model_2)), model_list, source)
+    return summarize_pairwise(pair, mode, model_list, baseline_model)
 
 
 def results_from_file(path: Path | str, mode: str = "single", model_list: list[str] | None = None,
-                      baseline_model: str | None = None, categories: dict[int, str] | None = None,
-                      seed: int = 0) -> dict[str, Any]:
-    """`categories` ({question_id: category}, a bench's `category_of`) names the per-category
-    scores; question ids not in it count as "unknown"."""
+                      baseline_model: str | None = None, categories: Mapping[int, str] | None = None,
+                      seed: int = 0) -> Results:
+    """`results_from_records` for a judgment file."""
     return results_from_records(read_judgments(Path(path), mode), mode, model_list, baseline_model,
                                 categories, seed, source=str(path))
 
@@ -175,7 +175,7 @@ def judge_labels(records: Iterable[Judgment], default_judge: str = "gpt-4") -> l
 
 def fastchat_tables(records: Sequence[Judgment], mode: str, model_list: list[str] | None,
                     baseline_model: str | None, multi_turn: bool = True,
-                    pairwise: dict[str, Any] | None = None) -> str:
+                    pairwise: Results | None = None) -> str:
     """The text FastChat's show_result prints (default pandas repr, no rounding). FastChat prints
     the Second turn and Average tables for `mt_bench` only; we print them for any bench with
     two-turn questions (`multi_turn`), so a translated MT-bench gets them too. `pairwise`:
@@ -199,36 +199,36 @@ def fastchat_tables(records: Sequence[Judgment], mode: str, model_list: list[str
                            .sort_values(by="score", ascending=False)))
         return "\n".join(out)
     res = (pairwise or summarize_pairwise(only(PairJudgment, records), mode, model_list,
-                                          baseline_model))["models"]
-    df = pd.DataFrame.from_dict(res, orient="index")
+                                          baseline_model)).models
+    df = pd.DataFrame.from_dict({n: asdict(m) for n, m in res.items()}, orient="index")
     df.index.name = "model"
     return str(df.sort_values(by="win_rate_adjusted", ascending=False) if res else df)
 
 
-def extra_tables(results: dict[str, Any], category_order: Sequence[str] = ()) -> str:
+def extra_tables(results: Results) -> str:
     """Beyond FastChat: CI, counts, per-category scores, pairwise consistency."""
-    lines = [f"\nrows: {results['rows']}, dropped (score -1 / error): {results['rows_dropped']}"]
-    if results["mode"] != "single":
-        c = results['consistency']
+    lines = [f"\nrows: {results.rows}, dropped (score -1 / error): {results.rows_dropped}"]
+    if not results.single:
+        c = results.consistency
         lines.append(f"position consistency (g1 == g2): {'-' if c is None else f'{c:.3f}'}")
         return "\n".join(lines)
-    k = results.get("judge_repeats", 1)
+    k = results.judge_repeats
     lines.append("\n########## Average with 95% bootstrap CI ##########"
                  + (f" (judged {k} times; judge sd = mean spread of one match's ratings)"
                     if k > 1 else ""))
-    for name, m in sorted(results["models"].items(), key=lambda kv: -kv[1]["average"]):
-        lo, hi = m["ci95"]
-        sd = m.get("judge_sd")
-        spread = f"  judge sd={sd:.3f}" if k > 1 and sd is not None else ""
-        lines.append(f"{name:40s} {m['average']:.3f}  [{lo:.3f}, {hi:.3f}]  "
-                     f"n={m['n_turn_1']}+{m['n_turn_2']}{spread}")
-    cats = order_categories({c for m in results["models"].values() for c in m["categories"]},
-                            category_order)
+    for name, m in results.ranked():
+        lo, hi = m.ci95
+        spread = f"  judge sd={m.judge_sd:.3f}" if k > 1 and m.judge_sd is not None else ""
+        lines.append(f"{name:40s} {m.average:.3f}  [{lo:.3f}, {hi:.3f}]  "
+                     f"n={m.n_turn_1}+{m.n_turn_2}{spread}")
+    cats = order_categories({c for _, m in results.ranked() for c in m.categories},
+                            results.categories)
     lines.append("\n########## Per category (both turns) ##########")
     lines.append(f"{'model':40s} " + " ".join(f"{c[:10]:>10s}" for c in cats))
-    for name, m in sorted(results["models"].items()):
+    for name in sorted(results.models):
+        m = results.score(name)
         lines.append(f"{name:40s} " + " ".join(
-            f"{m['categories'][c]:10.3f}" if c in m["categories"] else f"{'-':>10s}" for c in cats))
+            f"{m.categories[c]:10.3f}" if c in m.categories else f"{'-':>10s}" for c in cats))
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from inspect_ai.scorer import Metric, SampleScore, Value, metric
 
+from mt_bench_task.core.results import SingleScore
 from mt_bench_task.core.scoring import summarize_pairwise, summarize_single
 from mt_bench_task.core.types import PairJudgment, SingleJudgment
 
@@ -47,9 +48,10 @@ def _records(scores: list[SampleScore]) -> tuple[list[SingleJudgment], dict[int,
     return records, categories
 
 
-def _single(scores: list[SampleScore]) -> dict[str, Any]:
+def _single(scores: list[SampleScore]) -> SingleScore | None:
     records, categories = _records(scores)
-    return summarize_single(records, categories)["models"].get(MODEL, {})
+    results = summarize_single(records, categories)
+    return results.score(MODEL) if MODEL in results.models else None
 
 
 def _nan(x: float | None) -> float:
@@ -58,8 +60,10 @@ def _nan(x: float | None) -> float:
 
 def _summary_metric(key: str) -> Metric:
     def compute(scores: list[SampleScore]) -> Value:  # annotated: inspect passes SampleScores
-        value = _single(scores).get(key)
-        return dict(value or {}) if key == "categories" else _nan(value)
+        score = _single(scores)
+        if key == "categories":
+            return dict(score.categories) if score else {}
+        return _nan(getattr(score, key) if score else None)
 
     return compute
 
@@ -111,8 +115,8 @@ def _pairwise(scores: list[SampleScore], key: str) -> float:
     records = [pair_record(_qid(s), _judge(s), s.score.metadata["baseline_model"], t)
                for s in scores if s.score.metadata for t in s.score.metadata["turns"]]
     baseline = records[0].model_2 if records else None
-    res = summarize_pairwise(records, "pairwise-baseline", None, baseline)["models"]
-    return float(res[MODEL][key]) if MODEL in res else math.nan
+    res = summarize_pairwise(records, "pairwise-baseline", None, baseline)
+    return float(getattr(res.rates(MODEL), key)) if MODEL in res.models else math.nan
 
 
 def _pairwise_metric(key: str) -> Metric:

@@ -211,8 +211,8 @@ def _turn_value(record: Judgment, baseline: str) -> float | int:
     if isinstance(record, SingleJudgment):
         return math.nan if record.score == -1 else record.score
     assert isinstance(record, PairJudgment)
-    res = summarize_pairwise([record], "pairwise-baseline", None, baseline)["models"]
-    return math.nan if MODEL not in res else res[MODEL]["win_rate_adjusted"]
+    res = summarize_pairwise([record], "pairwise-baseline", None, baseline)
+    return math.nan if MODEL not in res.models else res.rates(MODEL).win_rate_adjusted
 
 
 def _to_score(state: TaskState, judge: str, mode: str, baseline: str, records: list[Judgment],

@@ -11,7 +11,7 @@ Nothing here imports evaluate; `metrics/mt_bench_judge/mt_bench_judge.py` is the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -215,12 +215,15 @@ def single_result(records: Sequence[SingleJudgment], model_id: str,
                   categories: dict[int, str]) -> dict[str, Any]:
     """score (FastChat's Average), per-turn and per-category means, counts, bootstrap CI."""
     res = scoring.results_from_records(records, "single", None, None, categories)
-    m = res["models"].get(model_id, {})
-    return {"score": m.get("average"), "turn_1": m.get("turn_1"), "turn_2": m.get("turn_2"),
-            "categories": m.get("categories", {}),
-            "n": m.get("n_turn_1", 0) + m.get("n_turn_2", 0), "n_failed": res["rows_dropped"],
-            "ci95": m.get("ci95"), "judge_repeats": res["judge_repeats"],
-            "judge_sd": m.get("judge_sd")}
+    if model_id not in res.models:  # every turn failed: no score
+        return {"score": None, "turn_1": None, "turn_2": None, "categories": {}, "n": 0,
+                "n_failed": res.rows_dropped, "ci95": None, "judge_repeats": res.judge_repeats,
+                "judge_sd": None}
+    m = res.score(model_id)
+    return {"score": m.average, "turn_1": m.turn_1, "turn_2": m.turn_2,
+            "categories": dict(m.categories), "n": m.n_turn_1 + m.n_turn_2,
+            "n_failed": res.rows_dropped, "ci95": list(m.ci95), "judge_repeats": res.judge_repeats,
+            "judge_sd": m.judge_sd}
 
 
 def pairwise_result(records: Sequence[PairJudgment], model_id: str, baseline_model: str,
@@ -228,9 +231,9 @@ def pairwise_result(records: Sequence[PairJudgment], model_id: str, baseline_mod
     """FastChat's win/loss/tie rates against the baseline, overall, per turn and per category."""
     def rates(subset: Sequence[PairJudgment]) -> dict[str, Any]:
         res = scoring.results_from_records(subset, "pairwise-baseline", None, baseline_model)
-        m = res["models"].get(model_id, {})
-        return {**{k: m.get(k) for k in RATE_KEYS}, "consistency": res["consistency"],
-                "n": res["rows"] - res["rows_dropped"], "n_failed": res["rows_dropped"]}
+        m = asdict(res.rates(model_id)) if model_id in res.models else {}
+        return {**{k: m.get(k) for k in RATE_KEYS}, "consistency": res.consistency,
+                "n": res.rows - res.rows_dropped, "n_failed": res.rows_dropped}
 
     result = rates(records)
     for turn in (1, 2):

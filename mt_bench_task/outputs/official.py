@@ -20,6 +20,7 @@ from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, load_bench, official_
 from mt_bench_task.core.data import judgment_file, read_single_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.judges import NOT_COMPARABLE, JudgeIdentity, identity_of_records
+from mt_bench_task.core.results import Results
 from mt_bench_task.core.types import Judgment, SingleJudgment
 
 OFFICIAL_JUDGE = "gpt-4"  # the judge of the published leaderboard (gpt-4-0613, FastChat #2284)
@@ -80,8 +81,8 @@ def check_mt_bench(bench: Bench) -> None:
                         f"scores on MT-bench's 80 questions only")
 
 
-def leaderboard(user: dict[str, Any], seed: int = 0) -> dict[str, Any]:
-    """`user` (a single-mode `show --json` object) with the 34 official models added.
+def leaderboard(user: Results, seed: int = 0) -> dict[str, Any]:
+    """`user`'s `show --json` object with the 34 official models added.
 
     Same shape; `models` is ranked by average (best first); each entry has `official`. The
     user's entries (CIs included) are exactly those of `user`; the official ones come from a
@@ -89,16 +90,17 @@ def leaderboard(user: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     """
     from mt_bench_task.core.scoring import summarize_single
 
-    if user.get("mode") != "single":
+    if not user.single:
         raise ParameterError("the leaderboard placement needs single-mode scores (mode single)", "mode")
-    official = summarize_single(load_official_grades(), mt_bench().category_of, None, seed)
+    official = summarize_single(load_official_grades(), mt_bench().category_of, None, seed).to_json()
+    mine = user.to_json()
     entries: list[tuple[str, dict[str, Any]]] = [
-        (name, {**m, "official": False}) for name, m in user["models"].items()]
+        (name, {**m, "official": False}) for name, m in mine["models"].items()]
     for name, m in official["models"].items():
-        key = name + OFFICIAL_SUFFIX if name in user["models"] else name
+        key = name + OFFICIAL_SUFFIX if name in mine["models"] else name
         entries.append((key, {**m, "official": True}))
     entries.sort(key=lambda kv: (-kv[1]["average"], kv[1]["official"], kv[0]))
-    return {**user, "models": dict(entries),
+    return {**mine, "models": dict(entries),
             "official_source": {"judge": OFFICIAL_JUDGE, "models": len(official["models"]),
                                 "rows": official["rows"], "file": "mt_bench_task/data/official_"
                                 "grades/gpt-4_single_scores.jsonl (see SOURCE.md)"}}
@@ -127,7 +129,8 @@ def _f(x: float | None) -> str:
     return f"{'-':>7s}" if x is None else f"{x:7.3f}"
 
 
-def plot_models(board: dict[str, Any], reference_models: list[str] | None) -> dict[str, Any]:
+def plot_models(board: dict[str, Any], reference_models: list[str] | None,
+                categories: tuple[str, ...] = ()) -> Results:
     """The radar's input: the user's models plus the chosen official ones (renamed to say so)."""
     chosen = list(reference_models) if reference_models else list(DEFAULT_PLOT_MODELS)
     official = {n.removesuffix(OFFICIAL_SUFFIX): n for n, m in board["models"].items() if m["official"]}
@@ -137,7 +140,7 @@ def plot_models(board: dict[str, Any], reference_models: list[str] | None) -> di
                              f"({', '.join(sorted(official))})", "reference_models")
     models = {n: m for n, m in board["models"].items() if not m["official"]}
     models.update({f"{name} [official GPT-4]": board["models"][official[name]] for name in chosen})
-    return {**board, "models": models}
+    return Results.from_json({**board, "models": models}, categories, "leaderboard")
 
 
 # ---- `mt-bench show --leaderboard` (text returned to the CLI, never printed here) ----
@@ -186,10 +189,10 @@ def show_leaderboard(data_dir: Path, input_file: str | None, judge_model: str, m
     if plot:
         from mt_bench_task.outputs.plot import radar_plot
 
-        subset = plot_models(board, reference_models)
-        dashed = {n for n in subset["models"] if n.endswith("[official GPT-4]")}
+        subset = plot_models(board, reference_models, bench.categories)
+        dashed = {n for n in subset.models if n.endswith("[official GPT-4]")}
         out = radar_plot(subset, Path(plot), title_note=None if who.comparable else
                          f"your judge {who.judge}: {NOT_COMPARABLE}",
-                         categories=bench.categories, bench_name=bench.name, dashed=dashed)
+                         bench_name=bench.name, dashed=dashed)
         view.stderr.append(f"radar plot: {out}")
     return view

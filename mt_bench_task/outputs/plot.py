@@ -2,17 +2,19 @@
 category of the bench, scale 0-10."""
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mt_bench_task.core.results import Results
 
 
-def radar_plot(results: dict[str, Any], out: Path, title_note: str | None = None,
-               categories: Sequence[str] = (), bench_name: str = "mt_bench",
-               dashed: Collection[str] = ()) -> Path:
-    """Write a PNG from a single-mode results dict (`scoring.results_from_records`); axes in the
-    bench's category order (`Bench.categories`), then any other scored category; models named
-    in `dashed` (official reference models) are drawn dashed and unfilled."""
+def radar_plot(results: Results, out: Path, title_note: str | None = None,
+               bench_name: str = "mt_bench", dashed: Collection[str] = ()) -> Path:
+    """Write a PNG of single-mode results; axes in the bench's category order
+    (`Results.categories`), then any other scored category; models named in `dashed` (official
+    reference models) are drawn dashed and unfilled."""
     import matplotlib
 
     from mt_bench_task.core.bench import order_categories
@@ -21,18 +23,18 @@ def radar_plot(results: dict[str, Any], out: Path, title_note: str | None = None
     import matplotlib.pyplot as plt
     import numpy as np
 
-    if results.get("mode") != "single":
+    if not results.single:
         raise ValueError("the radar plot needs single-mode (1-10) scores")
-    cats = order_categories({c for m in results["models"].values() for c in m["categories"]},
-                            categories)
+    order = results.categories
+    cats = order_categories({c for _, m in results.ranked() for c in m.categories}, order)
     if len(cats) < 3:  # a polygon needs 3 axes: show the bench's other categories (at 0)
-        cats = order_categories(set(cats) | set(categories), categories)
+        cats = order_categories(set(cats) | set(order), order)
     angles = np.linspace(0, 2 * np.pi, len(cats), endpoint=False).tolist()
     fig, ax = plt.subplots(figsize=(7, 7), subplot_kw={"polar": True})
-    for name, m in sorted(results["models"].items(), key=lambda kv: -kv[1]["average"]):
-        values = [m["categories"].get(c, 0.0) for c in cats]
+    for name, m in results.ranked():
+        values = [m.categories.get(c, 0.0) for c in cats]
         ax.plot(angles + angles[:1], values + values[:1], linewidth=2,
-                linestyle="--" if name in dashed else "-", label=f"{name} ({m['average']:.2f})")
+                linestyle="--" if name in dashed else "-", label=f"{name} ({m.average:.2f})")
         if name not in dashed:
             ax.fill(angles + angles[:1], values + values[:1], alpha=0.1)
     ax.set_xticks(angles)

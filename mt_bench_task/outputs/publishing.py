@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, dataset_path, load_bench, order_categories
+from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, dataset_path, load_bench
 from mt_bench_task.core.errors import DataError, ParameterError
-from mt_bench_task.core.judges import NOT_COMPARABLE, identity_of_results
+from mt_bench_task.core.judges import NOT_COMPARABLE
+from mt_bench_task.core.results import PairScore, Results, SingleScore
 from mt_bench_task.outputs.hub import get_token, hub_error, one_line, read_card
 
 SECTION_START = "<!-- mt-bench:start -->"
@@ -57,11 +58,10 @@ def publish_results(repo_id: str | None, data_dir: Path, results_file: str | Pat
     single, pair_file = _load_single(Path(data_dir), results_file, judge_model, bench)
     model = _pick_model(single, model_id)
     pairwise = _load_pairwise(pair_file, model) if pair_file else None
-    who = identity_of_results(single, judge_model)
-    judge, comparable = who.judge, who.comparable
+    judge, comparable = single.judge, single.comparable
     notes: list[str] = []
-    if who.label:
-        notes.append(f"{who.label}: the card says so")
+    if single.label:
+        notes.append(f"{single.label}: the card says so")
 
     from huggingface_hub import ModelCard
 
@@ -80,7 +80,7 @@ def publish_results(repo_id: str | None, data_dir: Path, results_file: str | Pat
 
     png, plot_note = _render_radar(single, model, comparable, bench)
     notes += [plot_note] if plot_note else []
-    _merge_results(card, repo_id, _eval_results(single["models"][model], pairwise, judge, bench),
+    _merge_results(card, repo_id, _eval_results(single.score(model), pairwise, judge, bench),
                    bench)
     from mt_bench_task.outputs.calibration import cite
 
@@ -134,7 +134,7 @@ def push_dataset(repo_id: str, private: bool = False, revision: str | None = Non
 
 # ---- results ----
 def _load_single(data_dir: Path, results_file: str | Path | None, judge_model: str,
-                 bench: Bench) -> tuple[dict[str, Any], Path | None]:
+                 bench: Bench) -> tuple[Results, Path | None]:
     from mt_bench_task.core.data import judgment_file
     from mt_bench_task.core.scoring import results_from_file
 
@@ -148,27 +148,28 @@ def _load_single(data_dir: Path, results_file: str | Path | None, judge_model: s
             raise DataError(f"{path}: not valid JSON ({e})") from e
         if not isinstance(results, dict) or results.get("mode") != "single" or "models" not in results:
             raise DataError(f"{path}: expected the single-mode object of `mt-bench show --json`")
-        return results, None
+        return Results.from_json(results, bench.categories, str(path)), None
     results = results_from_file(path, mode="single",  # with "judge" and "comparable"
                                 categories=bench.category_of)
     pair = path.with_name(path.name.replace("_single.jsonl", "_pair.jsonl"))
     return results, pair if pair != path and pair.is_file() else None
 
 
-def _load_pairwise(path: Path, model: str) -> dict[str, Any] | None:
-    """Win rates vs FastChat's baseline when the file has them, else vs all other models."""
+def _load_pairwise(path: Path, model: str) -> tuple[PairScore, str] | None:
+    """(rates, opponent): vs FastChat's baseline when the file has them, else vs all ("all")."""
     from mt_bench_task.core.scoring import results_from_file
 
     res = results_from_file(path, mode="pairwise-baseline", baseline_model=DEFAULT_BASELINE)
-    row = res["models"].get(model)
-    if row and model != DEFAULT_BASELINE and row["win"] + row["loss"] + row["tie"] > 0:
-        return {**row, "opponent": DEFAULT_BASELINE}
-    row = results_from_file(path, mode="pairwise-all")["models"].get(model)
-    return {**row, "opponent": "all"} if row else None
+    if model in res.models and model != DEFAULT_BASELINE:
+        row = res.rates(model)
+        if row.win + row.loss + row.tie > 0:
+            return row, DEFAULT_BASELINE
+    res = results_from_file(path, mode="pairwise-all")
+    return (res.rates(model), "all") if model in res.models else None
 
 
-def _pick_model(results: dict[str, Any], model_id: str | None) -> str:
-    known = sorted(results.get("models") or {})
+def _pick_model(results: Results, model_id: str | None) -> str:
+    known = sorted(results.models)
     if model_id is not None:
         if model_id not in known:
             raise DataError(f"model {model_id!r} has no scores; known models: {', '.join(known) or 'none'}")
@@ -181,7 +182,7 @@ def _pick_model(results: dict[str, Any], model_id: str | None) -> str:
     return known[0]
 
 
-def _eval_results(scores: dict[str, Any], pairwise: dict[str, Any] | None, judge: str,
+def _eval_results(scores: SingleScore, pairwise: tuple[PairScore, str] | None, judge: str,
                   bench: Bench) -> list[Any]:
     """Flatten one model's scores into EvalResults; (metric_type, metric_config) is unique."""
     from huggingface_hub import EvalResult
@@ -189,26 +190,21 @@ def _eval_results(scores: dict[str, Any], pairwise: dict[str, Any] | None, judge
     args = {"judge_model": judge, "judge_prompts": bench.judge_prompts_version}
     name = _label(bench)
     rows: list[tuple[str, str, str | None, Any]] = [
-        ("mt_bench_score", f"{name} score", None, scores["average"]),
-        ("mt_bench_score", f"{name} turn 1", "turn_1", scores.get("turn_1")),
-        ("mt_bench_score", f"{name} turn 2", "turn_2", scores.get("turn_2"))]
-    rows += [("mt_bench_score", f"{name} {c}", c, v)
-             for c, v in _ordered(scores.get("categories", {}), bench)]
+        ("mt_bench_score", f"{name} score", None, scores.average),
+        ("mt_bench_score", f"{name} turn 1", "turn_1", scores.turn_1),
+        ("mt_bench_score", f"{name} turn 2", "turn_2", scores.turn_2)]
+    rows += [("mt_bench_score", f"{name} {c}", c, v) for c, v in scores.categories.items()]
     if pairwise:
-        vs = pairwise["opponent"]
-        rows += [("mt_bench_win_rate", f"{name} win rate vs {vs}", f"vs_{vs}", pairwise["win_rate"]),
+        rates, vs = pairwise
+        rows += [("mt_bench_win_rate", f"{name} win rate vs {vs}", f"vs_{vs}", rates.win_rate),
                  ("mt_bench_win_rate_adjusted", f"{name} adjusted win rate vs {vs}", f"vs_{vs}",
-                  pairwise["win_rate_adjusted"])]
+                  rates.win_rate_adjusted)]
     return [EvalResult(task_type="text-generation", task_name="Text Generation",
                        dataset_type=bench.dataset_id, dataset_name=name, dataset_config="question",
                        dataset_split="train", dataset_revision=bench.dataset_revision,
                        metric_type=mtype, metric_name=metric, metric_config=config,
                        metric_value=round(float(value), 4), metric_args=dict(args))
             for mtype, metric, config, value in rows if value is not None]
-
-
-def _ordered(categories: dict[str, float], bench: Bench) -> list[tuple[str, float]]:
-    return [(c, categories[c]) for c in order_categories(categories, bench.categories)]
 
 
 def _label(bench: Bench) -> str:
@@ -239,12 +235,12 @@ def _merge_results(card: Any, repo_id: str, new: list[Any], bench: Bench) -> Non
 
 
 # ---- the human section ----
-def _section(model: str, single: dict[str, Any], pairwise: dict[str, Any] | None, judge: str,
+def _section(model: str, single: Results, pairwise: tuple[PairScore, str] | None, judge: str,
              comparable: bool, with_image: bool, bench: Bench,
              calibration: str | None = None) -> str:
-    s = single["models"][model]
-    lo, hi = (s.get("ci95") or [None, None])[:2]
-    ci = f" (95% CI {lo:.2f}-{hi:.2f})" if lo is not None and hi is not None else ""
+    s = single.score(model)
+    lo, hi = s.ci95
+    ci = f" (95% CI {lo:.2f}-{hi:.2f})"
     name = _label(bench)
     where = (f"[{name}](https://huggingface.co/datasets/{bench.dataset_id})"
              if bench.dataset_id.startswith("mt_bench_task/") else f"`{name}`")
@@ -256,17 +252,18 @@ def _section(model: str, single: dict[str, Any], pairwise: dict[str, Any] | None
         lines += [f"> Judged by `{judge}`: these scores are **{NOT_COMPARABLE}** numbers.", ""]
     if calibration:  # `mt-bench calibrate`'s figures, next to the label
         lines += [f"> Judge `{judge}`: {calibration} (`mt-bench calibrate`).", ""]
-    lines += ["| | score |", "| --- | ---: |", f"| **average** | **{s['average']:.2f}**{ci} |"]
-    for key, label in (("turn_1", "turn 1"), ("turn_2", "turn 2")):
-        if s.get(key) is not None:
-            lines.append(f"| {label} (n={s.get('n_' + key, '?')}) | {s[key]:.2f} |")
-    lines += [f"| {c} | {v:.2f} |" for c, v in _ordered(s.get("categories", {}), bench)]
+    lines += ["| | score |", "| --- | ---: |", f"| **average** | **{s.average:.2f}**{ci} |"]
+    for label, value, n in (("turn 1", s.turn_1, s.n_turn_1), ("turn 2", s.turn_2, s.n_turn_2)):
+        if value is not None:
+            lines.append(f"| {label} (n={n}) | {value:.2f} |")
+    lines += [f"| {c} | {v:.2f} |" for c, v in s.categories.items()]
     if pairwise:
-        vs = "the other models" if pairwise["opponent"] == "all" else f"`{pairwise['opponent']}`"
+        p, opponent = pairwise
+        vs = "the other models" if opponent == "all" else f"`{opponent}`"
         lines += ["", f"Pairwise vs {vs}:", "", "| win | loss | tie | win rate | adjusted win rate |",
                   "| ---: | ---: | ---: | ---: | ---: |",
-                  (f"| {pairwise['win']} | {pairwise['loss']} | {pairwise['tie']} | "
-                   f"{pairwise['win_rate']:.3f} | {pairwise['win_rate_adjusted']:.3f} |")]
+                  (f"| {p.win} | {p.loss} | {p.tie} | "
+                   f"{p.win_rate:.3f} | {p.win_rate_adjusted:.3f} |")]
     if with_image:
         lines += ["", f"![{name} scores per category]({_radar_file(bench)})"]
     lines += ["", "Published with `mt-bench publish` (mt_bench_task).", _markers(bench)[1]]
@@ -288,17 +285,15 @@ def _with_section(body: str, section: str, start: str = SECTION_START,
     return head + section + tail
 
 
-def _render_radar(single: dict[str, Any], model: str, comparable: bool,
+def _render_radar(single: Results, model: str, comparable: bool,
                   bench: Bench) -> tuple[bytes | None, str | None]:
     try:
         from mt_bench_task.outputs.plot import radar_plot
     except ImportError as e:  # the plot module or matplotlib is missing: publish the numbers only
         return None, f"radar plot skipped ({e}); the card has the table only"
     with tempfile.TemporaryDirectory() as tmp:
-        one = {**single, "models": {model: single["models"][model]}}
-        out = radar_plot(one, Path(tmp) / RADAR_FILE,
-                         title_note=None if comparable else NOT_COMPARABLE,
-                         categories=bench.categories, bench_name=bench.name)
+        out = radar_plot(single.only([model]), Path(tmp) / RADAR_FILE,
+                         title_note=None if comparable else NOT_COMPARABLE, bench_name=bench.name)
         return Path(out).read_bytes(), None
 
 

@@ -27,6 +27,7 @@ from mt_bench_task.core import data, scoring
 from mt_bench_task.core.bench import Bench, load_bench, order_categories
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.judges import NOT_COMPARABLE, identity_of_records
+from mt_bench_task.core.results import Results
 from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
 from mt_bench_task.outputs.official import calibration_label
 
@@ -80,8 +81,10 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
     ref_name, refs = bench.reference_for(judge_model)
 
     failures: list[dict[str, Any]] = []
-    single = _single(single_records, single_path, categories, bench.categories, index, seed,
-                     failures)
+    scored = (scoring.results_from_records(single_records, "single", categories=categories,
+                                           seed=seed, source=str(single_path))
+              if single_records is not None else None)
+    single = _single(single_records, scored, index, failures)
     pair = _pair(pair_records, pair_path, index, failures, categories)
     labels = scoring.judge_labels(records, judge_model)
     if leaderboard and single is None:
@@ -102,10 +105,10 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
         "single": single,
         "pair": pair,
         "failures": failures,
-        "radar": _radar(single["results"], labels, bench) if single else None,
+        "radar": _radar(scored, labels, bench) if scored else None,
         "calibration": _calibration(data_dir, records, judge_model),
-        "placement": _placement(single["results"], single_records or [], judge_model, seed)
-        if leaderboard and single else None,
+        "placement": _placement(scored, single_records or [], judge_model, seed)
+        if leaderboard and scored else None,
     }
 
 
@@ -117,7 +120,7 @@ def _calibration(data_dir: Path, records: list[Judgment], judge_model: str) -> d
     return {"text": found[0], "comparable": identity_of_records(records, judge_model).comparable}
 
 
-def _placement(results: dict[str, Any], records: Sequence[SingleJudgment], judge_model: str,
+def _placement(results: Results, records: Sequence[SingleJudgment], judge_model: str,
                seed: int) -> dict[str, Any]:
     """The user's models among the official ones, ranked; official rows are flagged."""
     from mt_bench_task.outputs.official import leaderboard
@@ -146,13 +149,10 @@ def _answers(data_dir: Path, model: str, fallback: Path | None) -> dict[str, lis
         return {}
 
 
-def _single(records: list[SingleJudgment] | None, path: Path, categories: dict[int, str],
-            category_order: tuple[str, ...], index: dict[str, int], seed: int,
+def _single(records: list[SingleJudgment] | None, results: Results | None, index: dict[str, int],
             failures: list[dict[str, Any]]) -> dict[str, Any] | None:
-    if records is None:
+    if records is None or results is None:
         return None
-    results = scoring.results_from_records(records, "single", categories=categories, seed=seed,
-                                           source=str(path))
     # {qid: {model index: {turn: [score, judgment, prompt name]}}}; the last row wins (FastChat).
     # A text a minimal FastChat record lacks reads as empty.
     by_q: dict[str, dict[str, dict[str, list[Any]]]] = {}
@@ -164,9 +164,9 @@ def _single(records: list[SingleJudgment] | None, path: Path, categories: dict[i
             kind = "API failure ($ERROR$)" if r.failed else "no rating found (score -1)"
             failures.append({"anchor": f"j-s-{qid}-{mi}-{turn}", "qid": qid, "turn": turn,
                              "model": r.model, "kind": kind, "excerpt": text[:_EXCERPT]})
-    present = {c for m in results["models"].values() for c in m["categories"]}
-    cats = order_categories(present, category_order)
-    return {"results": results, "categories": cats, "j": by_q}
+    present = {c for _, m in results.ranked() for c in m.categories}
+    cats = order_categories(present, results.categories)
+    return {"results": results.to_json(), "categories": cats, "j": by_q}
 
 
 def _pair_mode(records: list[PairJudgment]) -> tuple[str, str | None]:
@@ -196,18 +196,17 @@ def _pair(records: list[PairJudgment] | None, path: Path, index: dict[str, int],
                 failures.append({"anchor": f"j-p-{i}", "qid": r.question_id, "turn": r.turn,
                                  "model": f"{r.model_1} vs {r.model_2}",
                                  "kind": f"pairwise {g} error", "excerpt": texts[g][:_EXCERPT]})
-    return {"results": results, "baseline": baseline, "rows": out}
+    return {"results": results.to_json(), "baseline": baseline, "rows": out}
 
 
-def _radar(results: dict[str, Any], labels: list[str], bench: Bench) -> str | None:
-    if not results["models"]:
+def _radar(results: Results, labels: list[str], bench: Bench) -> str | None:
+    if not results.models:
         return None
     from mt_bench_task.outputs.plot import radar_plot  # matplotlib: only when there is something to draw
 
     with tempfile.TemporaryDirectory() as tmp:
         png = radar_plot(results, Path(tmp) / "radar.png",
-                         title_note=NOT_COMPARABLE if labels else None,
-                         categories=bench.categories, bench_name=bench.name)
+                         title_note=NOT_COMPARABLE if labels else None, bench_name=bench.name)
         return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mt_bench_task.core.bench import Bench, load_bench, order_categories
 from mt_bench_task.core.data import judgment_file, read_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.judges import NOT_COMPARABLE
+from mt_bench_task.core.results import Results
 from mt_bench_task.core.scoring import (
     extra_tables,
     fastchat_tables,
@@ -24,10 +24,10 @@ from mt_bench_task.core.types import SingleJudgment
 
 @dataclass(frozen=True)
 class ShowOutput:
-    """What `show` computed, for a front end to print: the results object (`show --json`), the
-    text tables, the judge labels and the radar plot written (if any)."""
+    """What `show` computed, for a front end to print: the results (`show --json` is their
+    `to_json()`), the text tables, the judge labels and the radar plot written (if any)."""
 
-    results: dict[str, Any]
+    results: Results
     text: str
     labels: list[str]
     plot: Path | None
@@ -53,11 +53,11 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
     calibration = calibration_label(data_dir, records, judge_model)
     if calibration is not None:  # the judge label with `mt-bench calibrate`'s figures next to it
         labels = [calibration[0]]
-        results = {**results, "calibration": calibration[1]}
+        results = results.with_calibration(calibration[1])
     lines = [f"Input file: {path}", *(f"NOTE: {label}" for label in labels),
              fastchat_tables(records, mode, model_list, baseline_model, bench.multi_turn,
                              pairwise=None if mode == "single" else results),
-             extra_tables(results, bench.categories)]
+             extra_tables(results)]
     if mode == "single":
         split = per_category_turns([r for r in only(SingleJudgment, records)
                                     if model_list is None or r.model in model_list], bench.category_of)
@@ -72,7 +72,7 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
 
         out = radar_plot(results, Path(plot),
                          title_note=NOT_COMPARABLE if not_comparable else None,
-                         categories=bench.categories, bench_name=bench.name)
+                         bench_name=bench.name)
     return ShowOutput(results, "\n".join(lines), list(labels), out)
 
 
