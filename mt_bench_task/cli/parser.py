@@ -64,6 +64,26 @@ def add_judge_client(p: argparse.ArgumentParser, required: bool = False) -> None
     p.add_argument("--parallel", type=int, default=1, help="concurrent judge requests")
     p.add_argument("--judge-repeats", type=int, default=1, metavar="K",
                    help="judge each match K times to measure judge noise (default 1: FastChat)")
+    add_judge_scale(p)
+
+
+def add_judge_scale(p: argparse.ArgumentParser) -> None:
+    """Batch API, pacing and prices (judge, run, calibrate)."""
+    p.add_argument("--batch", action="store_true",
+                   help="judge through the Batch API (half price): one upload, one batch; a "
+                        "killed or --no-wait run is collected by the next --batch run")
+    p.add_argument("--batch-poll-interval", type=float, default=30.0, metavar="S",
+                   help="seconds between checks of the batch (default 30)")
+    p.add_argument("--no-wait", dest="batch_wait", action="store_false",
+                   help="with --batch: submit, print the batch id and exit 0")
+    p.add_argument("--max-requests-per-minute", type=int, default=None, metavar="N",
+                   help="pace requests to N per minute (default: the server's x-ratelimit headers)")
+    p.add_argument("--max-tokens-per-minute", type=int, default=None, metavar="N",
+                   help="pace tokens (prompt estimate + max_tokens) to N per minute")
+    p.add_argument("--price-input", type=float, default=None, metavar="USD",
+                   help="judge price per 1M prompt tokens (default: packaged OpenAI table)")
+    p.add_argument("--price-output", type=float, default=None, metavar="USD",
+                   help="judge price per 1M completion tokens")
 
 
 def add_judge(p: argparse.ArgumentParser) -> None:

@@ -139,6 +139,12 @@ class OpenAIChatClient:
                 raise DataError(self._rejection(e, "the server")) from None
             # any other answer (404: no /models route, 5xx) still proves the server is there
 
+    def batch_backend(self) -> Any:
+        """This server's Batch API (files + batches) with the same key and base URL."""
+        from mt_bench_task.clients.batch import OpenAIBatchBackend
+
+        return OpenAIBatchBackend(self)
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
@@ -232,7 +238,9 @@ class OpenAIChatClient:
         completion = int(usage.get("completion_tokens") or 0)
         self.usage.prompt_tokens += prompt
         self.usage.completion_tokens += completion
-        return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion)
+        served = obj.get("model") if isinstance(obj.get("model"), str) else None
+        return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion,
+                          model=served)
 
     def _rejection(self, e: Any, what: str) -> str:
         hint = _HINTS.get(e.status_code, "not retried: the same request would fail again")
