@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from mt_bench_task.clients.pacing import Pacer, estimate_tokens
 from mt_bench_task.core.chat import ClientUsage, Completion
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.prompts import API_ERROR_OUTPUT
@@ -87,6 +88,13 @@ class OpenAIChatClient:
         self._max_completion_tokens = False  # send max_completion_tokens instead of max_tokens
         self._drop_temperature = False
         self._client: Any = None  # openai.AsyncOpenAI, made on first use (keeps --help fast)
+        self.pacer = Pacer()  # by the server's x-ratelimit-* headers, or limit_rate()'s limits
+
+    def limit_rate(self, max_requests_per_minute: int | None = None,
+                   max_tokens_per_minute: int | None = None) -> None:
+        """Limits by hand (per minute); the server's headers still lower them."""
+        if max_requests_per_minute or max_tokens_per_minute:
+            self.pacer = Pacer(max_requests_per_minute, max_tokens_per_minute)
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIChatClient(base_url={self.base_url!r})"
@@ -205,14 +213,20 @@ class OpenAIChatClient:
         # FastChat's request (model, messages, n, temperature, max_tokens) unless adapted
         sent: dict[str, Any] = {} if self._drop_temperature else {"temperature": temperature}
         sent["max_completion_tokens" if self._max_completion_tokens else "max_tokens"] = max_tokens
+        cost = estimate_tokens(messages, max_tokens)
+        sdk = self._get_client()  # made (imported) before the pacer's clock starts counting
+        await self.pacer.acquire(cost)
+        headers = None
         try:
-            raw = await self._get_client().chat.completions.with_raw_response.create(
+            raw = await sdk.chat.completions.with_raw_response.create(
                 model=model, messages=messages, n=1, **sent)
+            headers = raw.headers
         except openai.APITimeoutError:  # before APIConnectionError: it is a subclass
             raise _Transient(f"no answer within {self.timeout:g} s") from None
         except openai.APIConnectionError as e:
             raise _Transient(f"connection error: {_cause(e)}") from None
         except openai.APIStatusError as e:
+            headers = e.response.headers
             if e.status_code in _RETRY_STATUSES or e.status_code >= 500:
                 wait = _retry_after(e.response.headers)
                 raise _Transient(f"HTTP {e.status_code}", wait) from None
@@ -222,6 +236,8 @@ class OpenAIChatClient:
             if e.status_code in _REQUEST_REJECTED:
                 raise _Rejected(self._rejection(e, "a request")) from None
             raise DataError(self._rejection(e, f"the request for model {model!r}")) from None
+        finally:
+            self.pacer.done(cost, headers)
         return bytes(raw.content)
 
     def _parse(self, body: bytes) -> Completion:
