@@ -6,7 +6,11 @@ shorter in tests). A request costs 1 request and its prompt characters / 4 + `ma
 tokens (what OpenAI reserves). A request that does not fit gets HTTP 429 (nothing deducted), with
 `retry-after` (seconds until it would fit) when `retry_after` is on. Every chat answer carries
 `x-ratelimit-limit-*`, `-remaining-*` and `-reset-*` (time until full, "1.5s", "6m0s", "20ms").
-`headers=False` sends none of them (limits by hand only). `log` holds (monotonic time, status) per chat request.
+`headers=False` sends none of them (limits by hand only). `log` holds (monotonic time, status, tokens) per chat request, also served at GET /ratelog.
+
+As a process (benchmarks/bench_ratelimit.py)::
+
+    python tests/fake_ratelimit.py --port 8000 --rpm 30 --tpm 100000 --window 20 --latency 1
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ class RateLimitedServer(FakeOpenAI):
         self.retry_after = retry_after
         self.send_headers = headers  # False: a server that gives no x-ratelimit-* hints
         self.t = time.monotonic()
-        self.log: list[tuple[float, int]] = []
+        self.log: list[tuple[float, int, float]] = []  # (monotonic time, status, tokens)
         base = self._httpd.RequestHandlerClass
         self._httpd.RequestHandlerClass = _handler(self, base)  # type: ignore[arg-type]
 
@@ -59,7 +63,7 @@ class RateLimitedServer(FakeOpenAI):
             else:
                 wait = max((cost[k] - self.levels[k]) / (self.limits[k] / self.window)
                            for k in cost)
-            self.log.append((now, 200 if ok else 429))
+            self.log.append((now, 200 if ok else 429, cost["tokens"]))
             headers: dict[str, str] = {}
             for k, limit in self.limits.items():
                 rate = limit / self.window
@@ -73,12 +77,19 @@ class RateLimitedServer(FakeOpenAI):
         return ok, headers
 
     def count(self, status: int, after: float = 0.0) -> int:  # type: ignore[override]
-        return sum(1 for t, s in self.log if s == status and t >= after)
+        return sum(1 for t, s, _ in self.log if s == status and t >= after)
 
 
 def _handler(server: RateLimitedServer, base: type) -> type:
     class Handler(base):  # type: ignore[valid-type, misc]
         _extra: dict[str, str] = {}
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/").endswith("/ratelog"):
+                with server._lock:
+                    return self._json(200, {"window": server.window, "limits": server.limits,
+                                            "log": list(server.log)})
+            return super().do_GET()
 
         def do_POST(self) -> None:
             if not self.path.rstrip("/").endswith("/chat/completions"):
@@ -96,3 +107,30 @@ def _handler(server: RateLimitedServer, base: type) -> type:
             self._extra = {}
 
     return Handler
+
+
+def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--rpm", type=int, required=True, help="requests per window")
+    ap.add_argument("--tpm", type=int, required=True, help="tokens per window")
+    ap.add_argument("--window", type=float, default=60.0, help="seconds (OpenAI: 60)")
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--no-retry-after", action="store_true")
+    args = ap.parse_args()
+    server = RateLimitedServer("judge", rpm=args.rpm, tpm=args.tpm, window=args.window,
+                               latency=args.latency, port=args.port,
+                               retry_after=not args.no_retry_after)
+    print(f"rate-limited fake OpenAI server listening on {server.url}", flush=True)
+    try:
+        server._httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server._httpd.server_close()
+
+
+if __name__ == "__main__":
+    main()
