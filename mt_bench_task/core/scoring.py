@@ -14,6 +14,7 @@ from mt_bench_task.core.bench import order_categories
 from mt_bench_task.core.data import judgment_file, read_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.judges import NOT_COMPARABLE, identity_of_records
+from mt_bench_task.core.served import mixed_note, served_models, served_suffix
 from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
 
 if TYPE_CHECKING:
@@ -156,7 +157,9 @@ def results_from_records(records: Sequence[Judgment], mode: str = "single",
         pair = only(PairJudgment, records, source)
         _check_models((m for r in pair for m in (r.model_1, r.model_2)), model_list, source)
         results = summarize_pairwise(pair, mode, model_list, baseline_model)
-    return {"judge": who.judge, "comparable": who.comparable, **results}
+    served = served_models(records)
+    return {"judge": who.judge, "comparable": who.comparable,
+            **({"served_by": served} if served else {}), **results}
 
 
 def results_from_file(path: Path | str, mode: str = "single", model_list: list[str] | None = None,
@@ -278,7 +281,10 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
     if calibration is not None:  # the judge label with `mt-bench calibrate`'s figures next to it
         labels = [calibration[0]]
         results = {**results, "calibration": calibration[1]}
+    served = served_models(records)
+    labels = [*labels, *filter(None, [mixed_note(served)])]
     lines = [f"Input file: {path}", *(f"NOTE: {label}" for label in labels),
+             *([f"Judge: {judge_model}{served_suffix(served)}"] if served else []),
              fastchat_tables(records, mode, model_list, baseline_model, bench.multi_turn,
                              pairwise=None if mode == "single" else results),
              extra_tables(results, bench.categories)]

@@ -17,6 +17,7 @@ from typing import Any
 from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, dataset_path, load_bench, order_categories
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.judges import NOT_COMPARABLE, identity_of_results
+from mt_bench_task.core.served import mixed_note
 from mt_bench_task.outputs.hub import get_token, hub_error, one_line, read_card
 
 SECTION_START = "<!-- mt-bench:start -->"
@@ -56,7 +57,8 @@ def publish_results(repo_id: str, data_dir: Path, results_file: str | Path | Non
     pairwise = _load_pairwise(pair_file, model) if pair_file else None
     who = identity_of_results(single, judge_model)
     judge, comparable = who.judge, who.comparable
-    notes: list[str] = []
+    served = [str(x) for x in single.get("served_by") or []]  # the judge's served model(s)
+    notes: list[str] = [n for n in [mixed_note(served)] if n]
     if who.label:
         notes.append(f"{who.label}: the card says so")
 
@@ -78,7 +80,7 @@ def publish_results(repo_id: str, data_dir: Path, results_file: str | Path | Non
 
     calibration = cite(Path(data_dir), judge)  # `mt-bench calibrate`'s figures for this judge
     card.text = _with_section(card.text, _section(model, single, pairwise, judge, comparable,
-                                                  png is not None, bench, calibration),
+                                                  png is not None, bench, calibration, served),
                               *_markers(bench))
     content = str(card)
     files = ("README.md", _radar_file(bench)) if png is not None else ("README.md",)
@@ -231,9 +233,13 @@ def _merge_results(card: Any, repo_id: str, new: list[Any], bench: Bench) -> Non
 
 
 # ---- the human section ----
+def _served(served: list[str] | None) -> str:
+    return f" (served by {', '.join(f'`{m}`' for m in served)})" if served else ""
+
+
 def _section(model: str, single: dict[str, Any], pairwise: dict[str, Any] | None, judge: str,
              comparable: bool, with_image: bool, bench: Bench,
-             calibration: str | None = None) -> str:
+             calibration: str | None = None, served: list[str] | None = None) -> str:
     s = single["models"][model]
     lo, hi = (s.get("ci95") or [None, None])[:2]
     ci = f" (95% CI {lo:.2f}-{hi:.2f})" if lo is not None and hi is not None else ""
@@ -241,9 +247,11 @@ def _section(model: str, single: dict[str, Any], pairwise: dict[str, Any] | None
     where = (f"[{name}](https://huggingface.co/datasets/{bench.dataset_id})"
              if bench.dataset_id.startswith("mt_bench_task/") else f"`{name}`")
     lines = [_markers(bench)[0], f"## {name}", "",
-             (f"Model `{model}`, judged by `{judge}` with FastChat's judge prompts "
+             (f"Model `{model}`, judged by `{judge}`{_served(served)} with FastChat's judge prompts "
               f"(`{bench.judge_prompts_version}`) on {where} "
               f"(revision `{bench.dataset_revision}`), single-answer grading on a 1-10 scale."), ""]
+    if mixed_note(served or []):
+        lines += [f"> Note: {mixed_note(served or [])}.", ""]
     if not comparable:  # judges' one wording, with the judge's name in code style
         lines += [f"> Judged by `{judge}`: these scores are **{NOT_COMPARABLE}** numbers.", ""]
     if calibration:  # `mt-bench calibrate`'s figures, next to the label
