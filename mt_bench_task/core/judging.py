@@ -14,9 +14,9 @@ from pathlib import Path
 
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import Bench, load_bench
-from mt_bench_task.core.batch import judge_batch
 from mt_bench_task.core.chat import ChatClient
-from mt_bench_task.core.cost import Price, end_lines, judge_price, plan_line
+from mt_bench_task.core.cost import Price, plan_line
+from mt_bench_task.core.judge_scale import judge_in_batch, note_served, run_price
 from mt_bench_task.core.data import judgment_file
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
@@ -110,19 +110,9 @@ class JudgeSummary:
 
     def end_lines(self) -> list[str]:
         """The closing line, the batch's fate, who served, the cost and the failure share."""
-        if self.batch_pending:
-            return [f"batch {', '.join(self.batch_ids)} submitted or still running; run the same "
-                    f"command with --batch again to collect it (nothing is sent twice)"]
-        lines = [self.closing_line()]
-        if self.unfinished:
-            lines.append(f"{self.unfinished} matches got no result (the batch expired, was "
-                         f"cancelled or failed): the next run sends them")
-        if self.served_models:
-            lines.append(f"served by: {', '.join(self.served_models)}")
-        u = self.usage
-        lines += end_lines(u["requests"], u["prompt_tokens"], u["completion_tokens"], self.failed,
-                           self.sent, self.price)
-        return lines
+        from mt_bench_task.core.judge_scale import summary_end_lines
+
+        return summary_end_lines(self)
 
     def closing_line(self) -> str:
         u = self.usage
@@ -222,7 +212,7 @@ def describe_plan(run: JudgeRun, jobs: list[Job], todo: list[Job], out: Path,
                f"{len(todo)} to judge ({calls} judge calls)"),
               (f"prompt tokens: about {chars // 4} (estimate: characters / 4), plus up to "
                f"{JUDGE_MAX_TOKENS} completion tokens per call"),
-              plan_line(calls, chars // 4, JUDGE_MAX_TOKENS, _price(run, spec))]
+              plan_line(calls, chars // 4, JUDGE_MAX_TOKENS, run_price(run, spec))]
     lines += [f"  {name}: {n}" for name, n in sorted(by_prompt.items())]
     return "\n".join(lines)
 
@@ -247,9 +237,9 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
     if run.dry_run or not todo:
         return summary
     chat = client or make_client(run)
-    summary.price = _price(run, spec)
+    summary.price = run_price(run, spec)
     if run.batch:
-        return _judge_in_batch(run, todo, out, chat, spec, summary)
+        return judge_in_batch(run, todo, out, chat, spec, summary, _drop_superseded_failures)
     limit_rate = getattr(chat, "limit_rate", None)  # the OpenAI client paces by headers
     if limit_rate is not None:
         limit_rate(run.max_requests_per_minute, run.max_tokens_per_minute)
@@ -259,50 +249,7 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
     summary.failed = sum(r.failed for r in records)
     summary.usage.update(vars(chat.usage))
     summary.adaptations = list(chat.adaptations)
-    _note_served(summary, records, run, spec)
-    return summary
-
-
-def _price(run: JudgeRun, spec: JudgeSpec, served: list[str] | None = None) -> Price | None:
-    if spec.local:
-        return Price(0.0, 0.0, "local judge") if run.price_input is None else judge_price(
-            [], price_input=run.price_input, price_output=run.price_output)
-    return judge_price([spec.api_model, *(served or [])], batch=run.batch,
-                       price_input=run.price_input, price_output=run.price_output)
-
-
-def _note_served(summary: JudgeSummary, records: list[Judgment], run: JudgeRun,
-                 spec: JudgeSpec) -> None:
-    served = [str(r.extra["served_model"]) for r in records if r.extra.get("served_model")]
-    summary.served_models = sorted(set(served))
-    summary.price = _price(run, spec, summary.served_models)
-
-
-def _judge_in_batch(run: JudgeRun, todo: list[Job], out: Path, chat: ChatClient, spec: JudgeSpec,
-                    summary: JudgeSummary) -> JudgeSummary:
-    """`--batch`: submit or reattach, wait (unless `batch_wait` is off), write the records."""
-    backend_of = getattr(chat, "batch_backend", None)
-    if backend_of is None:
-        raise ParameterError(f"batch needs an OpenAI-compatible judge with a Batch API; "
-                             f"{run.judge_model} is not one", "batch")
-    backend = backend_of()
-
-    async def go():  # type: ignore[no-untyped-def]
-        try:
-            return await judge_batch(out, todo, spec, run.mode, backend,
-                                     poll_interval=run.batch_poll_interval, wait=run.batch_wait)
-        finally:
-            await backend.close()
-
-    outcome = run_sync(go)
-    summary.batch_ids, summary.batch_pending = outcome.batch_ids, outcome.pending
-    summary.unfinished = outcome.unfinished
-    if outcome.records:
-        _drop_superseded_failures(out, run.mode)
-    summary.sent = len(outcome.records)
-    summary.failed = sum(r.failed for r in outcome.records)
-    summary.usage.update(vars(outcome.usage))
-    _note_served(summary, outcome.records, run, spec)
+    note_served(summary, records, run, spec)
     return summary
 
 
