@@ -64,11 +64,10 @@ def add_judge_client(p: argparse.ArgumentParser, required: bool = False) -> None
     p.add_argument("--parallel", type=int, default=1, help="concurrent judge requests")
     p.add_argument("--judge-repeats", type=int, default=1, metavar="K",
                    help="judge each match K times to measure judge noise (default 1: FastChat)")
-    add_judge_scale(p)
 
 
-def add_judge_scale(p: argparse.ArgumentParser) -> None:
-    """Batch API, pacing and prices (judge, run, calibrate)."""
+def add_judge_scale(p: argparse.ArgumentParser, prices: bool = True) -> None:
+    """Batch API, pacing and prices (judge, run; calibrate without prices)."""
     p.add_argument("--batch", action="store_true",
                    help="judge through the Batch API (half price): one upload, one batch; a "
                         "killed or --no-wait run is collected by the next --batch run")
@@ -80,6 +79,8 @@ def add_judge_scale(p: argparse.ArgumentParser) -> None:
                    help="pace requests to N per minute (default: the server's x-ratelimit headers)")
     p.add_argument("--max-tokens-per-minute", type=int, default=None, metavar="N",
                    help="pace tokens (prompt estimate + max_tokens) to N per minute")
+    if not prices:
+        return
     p.add_argument("--price-input", type=float, default=None, metavar="USD",
                    help="judge price per 1M prompt tokens (default: packaged OpenAI table)")
     p.add_argument("--price-output", type=float, default=None, metavar="USD",
@@ -88,6 +89,7 @@ def add_judge_scale(p: argparse.ArgumentParser) -> None:
 
 def add_judge(p: argparse.ArgumentParser) -> None:
     add_judge_client(p)
+    add_judge_scale(p)
     p.add_argument("--judge-file", default=None, help="judge prompts JSONL (default: packaged)")
     p.add_argument("--baseline-model", default="gpt-3.5-turbo")
     p.add_argument("--mode", choices=["single", "pairwise-baseline", "pairwise-all"],
@@ -158,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "compare with the official GPT-4 grades",
                        epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=Raw)
     add_judge_client(p, required=True)
+    add_judge_scale(p, prices=False)
     cli_official.add_calibrate_options(p)  # --data-dir but no --bench-name: always MT-bench
 
     p = sub.add_parser("run", help="gen + judge + show in one go (defaults: embedded models)",

@@ -51,8 +51,8 @@ async def judge_match(match: Match, client: ChatClient, judge: JudgeSpec,
     if not judge.fastchat_prompts:
         extra["fastchat_prompts"] = False
     served = list(dict.fromkeys(c.model for c in done if c.model and not c.failed))
-    if served:  # which model answered the alias (gpt-4 -> gpt-4-0613): records keep it
-        extra["served_model"] = ", ".join(served)
+    if served and served != [judge.api_model]:  # the alias's snapshot (gpt-4 -> gpt-4-0613);
+        extra["served_model"] = ", ".join(served)  # a server echoing the name: FastChat's record
     qid, turn = match.question.question_id, match.turn
     if not match.pairwise:
         c = done[0]
