@@ -197,3 +197,24 @@ def test_kill_9_while_polling_then_the_next_run_reattaches(tmp_path):
     assert len(_lines(out)) == 160 and len({(r["question_id"], r["turn"]) for r in _lines(out)}) == 160
     assert "cost:" in rerun.stderr and "failures: 0 of 160" in rerun.stderr
     assert SECRET not in rerun.stderr + rerun.stdout + out.read_text()
+
+
+def test_calibrate_batch_judges_the_reference_answers_in_one_batch(tmp_path):
+    from mt_bench_task.outputs.calibration import CalibrationRun, run_calibration
+
+    with FakeBatchServer("judge") as server:
+        run = CalibrationRun(tmp_path, "gpt-4", models=("alpaca-13b",), batch=True,
+                             batch_poll_interval=0.01)
+        s = run_calibration(run, client=_client(server))
+        again = run_calibration(run, client=_client(server))
+    assert (server.uploads, server.created) == (1, 1)
+    assert s.sent == 160 and s.ok and s.stats is not None and s.stats["n"] > 0
+    assert again.sent == 0 and again.stats == s.stats
+
+
+def test_batch_with_a_local_judge_is_a_one_line_error(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "judge", "--data-dir",
+                        str(_data_dir(tmp_path)), "--judge-model", "default", "--batch"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "--batch needs an OpenAI-compatible judge" in r.stderr

@@ -227,6 +227,9 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
     """Plan, send what is missing, append each record as it completes, then tidy the file.
     `bench` defaults to `load_bench("mt_bench", run.data_dir, run.judge_file)`; `on_plan` gets
     the plan's text (calls, token estimate) before anything is sent."""
+    if run.batch and run.judge.local:  # before the plan: nothing printed, nothing loaded
+        raise ParameterError(f"batch needs an OpenAI-compatible judge with a Batch API; "
+                             f"{run.judge_model} is judged locally", "batch")
     bench = bench or load_bench(data_dir=run.data_dir, judge_file=run.judge_file)
     jobs, todo, out, skipped = plan(run, bench)
     spec = bench_spec(run.judge, bench)
