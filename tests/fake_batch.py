@@ -135,6 +135,7 @@ def _batch_handler(server: FakeBatchServer, base: type) -> type:
         def do_GET(self) -> None:
             path = self.path.split("?")[0].rstrip("/")
             parts = path.split("/")
+            server.paths.append(f"GET {self.path}")
             if path.endswith("/batches"):
                 data = [server.public(b) for b in server.batches]
                 return self._json(200, {"object": "list", "data": data[::-1], "has_more": False})
@@ -147,9 +148,10 @@ def _batch_handler(server: FakeBatchServer, base: type) -> type:
             return super().do_GET()
 
         def do_POST(self) -> None:
-            path = self.path.rstrip("/")
+            path = self.path.split("?")[0].rstrip("/")
             if not (path.endswith("/files") or path.endswith("/batches")):
                 return super().do_POST()
+            server.paths.append(f"POST {self.path}")
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if path.endswith("/batches"):
                 return self._json(200, server.create(json.loads(body)))

@@ -148,6 +148,7 @@ class FakeOpenAI:
         self.rejected_params: Counter[str] = Counter()
         self.served_model: dict[str, str] = {}  # asked model -> the "model" answered (an alias)
         self.raw_requests: list[bytes] = []  # chat request bodies as sent, in arrival order
+        self.paths: list[str] = []  # "METHOD /path?query" of every request
         self.total = 0  # chat requests received, faulted ones included
         self.by_key: Counter[tuple[str, str]] = Counter()  # (model, prompt_hash(last user msg))
         self.faults_injected: Counter[str] = Counter()
@@ -240,6 +241,8 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
+            server.paths.append(f"GET {self.path}")
+            self.path = self.path.split("?")[0]  # Azure's ?api-version=...
             if self.path.rstrip("/") in ("/stats", "/v1/stats"):
                 self._json(200, server.stats())
             elif self.path.rstrip("/").endswith("/models"):
@@ -249,6 +252,8 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 self._json(404, _error("not found", "not_found"))
 
         def do_POST(self) -> None:
+            server.paths.append(f"POST {self.path}")
+            self.path = self.path.split("?")[0]  # Azure's ?api-version=...
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 return self._json(404, _error("not found", "not_found"))

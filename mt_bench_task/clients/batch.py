@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from mt_bench_task.clients.azure import AZURE_BATCH_ENDPOINT
 from mt_bench_task.core.batch import COMPLETION_WINDOW, ENDPOINT
 from mt_bench_task.core.errors import DataError
 
@@ -24,6 +25,7 @@ class OpenAIBatchBackend:
     def __init__(self, chat: Any, *, max_retries: int | None = None):
         self._chat = chat
         self.max_retries = chat.max_retries if max_retries is None else max_retries
+        self.endpoint = AZURE_BATCH_ENDPOINT if getattr(chat, "azure", None) else ENDPOINT
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIBatchBackend(base_url={self._chat.base_url!r})"
@@ -37,7 +39,8 @@ class OpenAIBatchBackend:
     async def create(self, input_file_id: str) -> dict[str, Any]:
         sdk = self._chat._get_client()
         b = await self._call("create the batch", lambda: sdk.batches.create(
-            input_file_id=input_file_id, endpoint=ENDPOINT, completion_window=COMPLETION_WINDOW,
+            input_file_id=input_file_id, endpoint=self.endpoint,  # type: ignore[arg-type]
+            completion_window=COMPLETION_WINDOW,
             metadata={"source": "mt_bench_task"}))
         return _as_dict(b)
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from mt_bench_task.clients.azure import azure_settings, azure_sdk_client
 from mt_bench_task.clients.pacing import Pacer, estimate_tokens
 from mt_bench_task.core.chat import ClientUsage, Completion
 from mt_bench_task.core.errors import DataError
@@ -71,9 +72,10 @@ class OpenAIChatClient:
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
                  max_retries: int = 6, timeout: float = 120.0, backoff_base: float = 1.0,
                  backoff_max: float = 60.0):
+        self.azure = azure_settings(base_url, api_key)  # the SDK's Azure variables, if set
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
-        self.base_url = base_url.rstrip("/")
-        key = api_key or os.environ.get("OPENAI_API_KEY")
+        self.base_url = self.azure.endpoint if self.azure else base_url.rstrip("/")
+        key = self.azure.api_key if self.azure else api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
             if "api.openai.com" in self.base_url:
                 raise DataError(f"OPENAI_API_KEY is not set (needed for {self.base_url})")
@@ -172,6 +174,8 @@ class OpenAIChatClient:
 
     # ---- one attempt ----
     def _get_client(self) -> Any:
+        if self._client is None and self.azure:
+            self._client = azure_sdk_client(self.azure, self.timeout)
         if self._client is None:
             import openai
 

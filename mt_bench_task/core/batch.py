@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 class BatchBackend(Protocol):
     """The files and batches endpoints of an OpenAI-compatible server."""
 
+    endpoint: str  # the batch lines' "url": "/v1/chat/completions" (Azure: "/chat/completions")
+
     async def upload(self, content: bytes, filename: str) -> str:
         """Upload a JSONL with purpose "batch"; the file id."""
 
@@ -77,13 +79,14 @@ def request_body(api_model: str, msgs: list[dict[str, str]]) -> dict[str, Any]:
             "temperature": JUDGE_TEMPERATURE}
 
 
-def batch_lines(todo: list[Job], spec: JudgeSpec, mode: str) -> list[tuple[str, str]]:
+def batch_lines(todo: list[Job], spec: JudgeSpec, mode: str,
+                endpoint: str = ENDPOINT) -> list[tuple[str, str]]:
     """(custom_id, JSONL line) for every judge call of `todo`, in plan order."""
     lines = []
     for job in todo:
         for game, up in enumerate(user_prompts(job[0]), start=1):
             cid = custom_id(spec.display_name, mode, job, game)
-            line = {"custom_id": cid, "method": "POST", "url": ENDPOINT,
+            line = {"custom_id": cid, "method": "POST", "url": endpoint,
                     "body": request_body(spec.api_model, messages(job[0].prompt, up))}
             lines.append((cid, json.dumps(line)))
     return lines
@@ -153,7 +156,7 @@ async def judge_batch(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
     result = BatchOutcome()
     state = _read_state(state_file)
     if state is None:
-        lines = batch_lines(todo, spec, mode)
+        lines = batch_lines(todo, spec, mode, getattr(backend, "endpoint", ENDPOINT))
         state = {"judge": spec.display_name, "mode": mode, "batches": []}
         for start in range(0, len(lines), max_requests):
             chunk = lines[start:start + max_requests]
