@@ -6,7 +6,8 @@ shorter in tests). A request costs 1 request and its prompt characters / 4 + `ma
 tokens (what OpenAI reserves). A request that does not fit gets HTTP 429 (nothing deducted), with
 `retry-after` (seconds until it would fit) when `retry_after` is on. Every chat answer carries
 `x-ratelimit-limit-*`, `-remaining-*` and `-reset-*` (time until full, "1.5s", "6m0s", "20ms").
-`headers=False` sends none of them (limits by hand only). `log` holds (monotonic time, status, tokens) per chat request, also served at GET /ratelog.
+`headers=False` sends none of them (limits by hand only). `log` holds (monotonic time, status,
+tokens) per chat request, also served at GET /ratelog.
 
 As a process (benchmarks/bench_ratelimit.py)::
 

@@ -150,9 +150,9 @@ def test_a_kill_between_create_and_save_finds_the_batch_instead_of_making_anothe
 def test_large_plans_are_split_into_several_batches(tmp_path):
     from mt_bench_task.core import batch as core_batch
     from mt_bench_task.core.bench import load_bench
+    from mt_bench_task.core.judge_runner import run_sync
     from mt_bench_task.core.judges import judge_spec
     from mt_bench_task.core.judging import plan
-    from mt_bench_task.core.judge_runner import run_sync
 
     d = _data_dir(tmp_path)
     run = _batch_run(d, first_n=5)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from mt_bench_task.clients.azure import azure_settings, azure_sdk_client
+from mt_bench_task.clients.azure import azure_sdk_client, azure_settings
 from mt_bench_task.clients.pacing import Pacer, estimate_tokens
 from mt_bench_task.core.chat import ClientUsage, Completion
 from mt_bench_task.core.errors import DataError

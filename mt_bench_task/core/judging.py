@@ -16,7 +16,6 @@ from mt_bench_task.core import data
 from mt_bench_task.core.bench import Bench, load_bench
 from mt_bench_task.core.chat import ChatClient
 from mt_bench_task.core.cost import Price, plan_line
-from mt_bench_task.core.judge_scale import judge_in_batch, note_served, run_price
 from mt_bench_task.core.data import judgment_file
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
@@ -29,6 +28,7 @@ from mt_bench_task.core.judge_runner import (
     judge_matches,
     run_sync,
 )
+from mt_bench_task.core.judge_scale import judge_in_batch, note_served, run_price
 from mt_bench_task.core.judges import JudgeSpec, judge_spec
 from mt_bench_task.core.judges import make_client as make_judge_client
 from mt_bench_task.core.prompts import Match, Mode, build_matches, messages, user_prompts
