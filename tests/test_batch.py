@@ -218,3 +218,24 @@ def test_batch_with_a_local_judge_is_a_one_line_error(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "--batch needs an OpenAI-compatible judge" in r.stderr
+
+
+def test_ctrl_c_while_polling_exits_130_and_keeps_the_batch_for_the_next_run(tmp_path):
+    d = _data_dir(tmp_path)
+    out = d / "model_judgment/gpt-4_single.jsonl"
+    env = {**os.environ, "OPENAI_API_KEY": SECRET}
+    with FakeBatchServer("judge", hold=True) as server:
+        proc = subprocess.Popen(_cli(d, server.url, "--first-n", "3"), env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and server.retrieves < 2:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+        assert json.loads(state_path(out).read_text())["batches"][0]["batch_id"] == "batch_0001"
+        server.release()
+        rerun = subprocess.run(_cli(d, server.url, "--first-n", "3"), env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (server.uploads, server.created) == (1, 1) and len(_lines(out)) == 6
