@@ -164,6 +164,7 @@ def test_large_plans_are_split_into_several_batches(tmp_path):
                                                       progress=False))
     assert (server.uploads, server.created) == (3, 3) and len(res.records) == 10
     assert [b["request_counts"]["total"] for b in server.batches.values()] == [4, 4, 2]
+    assert core_batch._chunks(["a" * 9] * 5, 10, 25) == [["a" * 9] * 2] * 2 + [["a" * 9]]
 
 
 def _cli(d: Path, url: str, *extra: str) -> list[str]:

@@ -38,7 +38,8 @@ from mt_bench_task.core.types import Judgment
 
 ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"
-MAX_REQUESTS_PER_BATCH = 50_000  # OpenAI's limit per batch
+MAX_REQUESTS_PER_BATCH = 50_000  # OpenAI's limits per batch: requests, and the input file's size
+MAX_BYTES_PER_BATCH = 190 * 1024 * 1024  # (200 MB), with a margin
 TERMINAL = ("completed", "expired", "cancelled", "failed")
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ def parse_results(content: bytes) -> dict[str, Completion]:
 async def judge_batch(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
                       backend: BatchBackend, *, poll_interval: float = 30.0, wait: bool = True,
                       progress: bool = True, max_requests: int = MAX_REQUESTS_PER_BATCH,
+                      max_bytes: int = MAX_BYTES_PER_BATCH,
                       on_submitted: Callable[[list[str]], None] | None = None) -> BatchOutcome:
     """Submit `todo` as batch(es), or reattach to the ones saved for `out`; wait, then append a
     record per finished job to `out`. The state file goes once the results are written."""
@@ -158,10 +160,9 @@ async def judge_batch(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
     if state is None:
         lines = batch_lines(todo, spec, mode, getattr(backend, "endpoint", ENDPOINT))
         state = {"judge": spec.display_name, "mode": mode, "batches": []}
-        for start in range(0, len(lines), max_requests):
-            chunk = lines[start:start + max_requests]
-            content = "".join(line + "\n" for _, line in chunk).encode()
-            file_id = await backend.upload(content, f"{out.stem}-{start // max_requests}.jsonl")
+        for i, chunk in enumerate(_chunks([line for _, line in lines], max_requests, max_bytes)):
+            content = "".join(line + "\n" for line in chunk).encode()
+            file_id = await backend.upload(content, f"{out.stem}-{i}.jsonl")
             state["batches"].append({"input_file_id": file_id, "batch_id": None,
                                      "requests": len(chunk)})
             _write_state(state_file, state)  # a file id before the batch: no second upload
@@ -245,6 +246,20 @@ def _replay_match(job: Job, done: list[Completion], spec: JudgeSpec) -> Judgment
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
     raise RuntimeError("judge_match awaited something real")  # pragma: no cover
+
+
+def _chunks(lines: list[str], max_requests: int, max_bytes: int) -> list[list[str]]:
+    """Consecutive groups of at most `max_requests` lines and `max_bytes` bytes (a batch each)."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for line in lines:
+        n = len(line.encode()) + 1
+        if chunks[-1] and (len(chunks[-1]) >= max_requests or size + n > max_bytes):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(line)
+        size += n
+    return [c for c in chunks if c]
 
 
 def _read_state(path: Path) -> dict[str, Any] | None:
