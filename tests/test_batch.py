@@ -240,3 +240,17 @@ def test_ctrl_c_while_polling_exits_130_and_keeps_the_batch_for_the_next_run(tmp
                                capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert (server.uploads, server.created) == (1, 1) and len(_lines(out)) == 6
+
+
+def test_result_lines_are_matched_by_id_and_unreadable_ones_are_skipped():
+    from mt_bench_task.core.batch import parse_results
+
+    ok = {"custom_id": "b", "error": None, "response": {"status_code": 200, "body": {
+        "model": "gpt-4-0613", "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+        "choices": [{"message": {"content": "Rating: [[7]]"}}]}}}
+    err = {"custom_id": "a", "response": None, "error": {"message": "boom"}}
+    got = parse_results(("\n".join([json.dumps(ok), '{"torn', json.dumps(err), "[]"]) + "\n")
+                        .encode())
+    assert set(got) == {"a", "b"} and got["a"].failed and got["a"].text == "$ERROR$"
+    assert (got["b"].text, got["b"].model, got["b"].prompt_tokens) == ("Rating: [[7]]",
+                                                                       "gpt-4-0613", 3)

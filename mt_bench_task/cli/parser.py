@@ -19,7 +19,10 @@ temperature 0, the request is resent with max_completion_tokens (same budget) or
 temperature, for the rest of the run, and a warning says so once; other judges get FastChat's
 exact request (temperature 0, max_tokens 2048, n 1).
 --judge-repeats K judges every match K times (records get "repeat": 0..K-1; re-runs send only
-missing repeats); show reports the judge's spread (judge_sd) next to the score."""
+missing repeats); show reports the judge's spread (judge_sd) next to the score.
+--batch sends the plan as one Batch API job (half price at OpenAI); its ids are saved next to the
+judgment file, so a killed, interrupted or --no-wait run is collected by the next --batch run.
+every run prints its cost plan first and its tokens, price and failure share last."""
 
 
 # ---- option groups shared by several subcommands (declared once) ----

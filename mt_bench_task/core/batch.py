@@ -125,9 +125,14 @@ def parse_results(content: bytes) -> dict[str, Completion]:
     """Output or error file lines -> {custom_id: Completion}; errors are failed "$ERROR$"."""
     out: dict[str, Completion] = {}
     for raw in content.decode("utf-8").splitlines():
-        if not raw.strip():
+        try:
+            line = json.loads(raw) if raw.strip() else None
+            if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
+                raise ValueError("no custom_id")
+        except ValueError:  # an unreadable line: its request gets no result, the next run resends
+            if raw.strip():
+                log.warning("skipping an unreadable batch result line: %.80s", raw)
             continue
-        line = json.loads(raw)
         response = line.get("response") or {}
         body = response.get("body") or {}
         try:
@@ -187,8 +192,9 @@ async def judge_batch(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
             if b.get(key):
                 completions.update(parse_results(await backend.download(b[key])))
         if b["status"] != "completed":
-            log.warning("batch %s is %s: its finished requests are kept, the rest are planned "
-                        "again by the next run", b["id"], b["status"])
+            log.warning("batch %s is %s%s: its finished requests are kept, the rest are planned "
+                        "again by the next run", b["id"], b["status"],
+                        f" ({_errors(b)})" if _errors(b) else "")
     result.records, result.unfinished = _write_records(out, todo, spec, mode, completions,
                                                        result.usage)
     state_file.unlink(missing_ok=True)
@@ -246,6 +252,13 @@ def _replay_match(job: Job, done: list[Completion], spec: JudgeSpec) -> Judgment
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
     raise RuntimeError("judge_match awaited something real")  # pragma: no cover
+
+
+def _errors(batch: dict[str, Any]) -> str:
+    """A failed batch's reasons (validation errors), on one line."""
+    data = (batch.get("errors") or {}).get("data") or []
+    return "; ".join(" ".join(str(e.get("message", "")).split()) for e in data[:3]
+                     if isinstance(e, dict))[:300]
 
 
 def _chunks(lines: list[str], max_requests: int, max_bytes: int) -> list[list[str]]:
