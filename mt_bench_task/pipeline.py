@@ -73,7 +73,7 @@ def run_all(gen: GenerationConfig, judge: JudgeRun, *, bench: Bench | None = Non
     if client is None and not judge.dry_run:
         client = make_client(spec, base_url=judge.base_url)
     judged = run_judging(judge, client=client, bench=bench, on_plan=on_plan)
-    if judge.dry_run:
+    if judge.dry_run or judged.batch_pending:  # --batch --no-wait: a later run shows
         return RunSummary(generated, judged, None)
     single = judge.mode == "single"
     shown = show(data_dir=gen.data_dir, input_file=None, judge_model=spec.display_name,

@@ -36,6 +36,10 @@ times out first), `"drop"` (close the socket without a response), `"garbage"` (2
 (OpenAI-style error body; a 401 echoes the presented API key, as a worst case for leak tests;
 `"400:some text"` sends that text as the error message).
 
+`server.served_model = {"gpt-4": "gpt-4-0613"}` answers a request for gpt-4 with that "model" (an alias
+served by a snapshot); `raw_requests` keeps the chat bodies as sent. `completion(req)` is the
+answer's body (tests/fake_batch.py's batches reuse it).
+
 `reasoning=True` answers like OpenAI's reasoning models (o1/o3/o4-mini, gpt-5): HTTP 400 with
 `param: max_tokens, code: unsupported_parameter` when the request has `max_tokens`, and
 `param: temperature, code: unsupported_value` for any temperature but 1 (`rejected_params`
@@ -142,6 +146,9 @@ class FakeOpenAI:
         self.fault_every_kind = fault_every_kind
         self.reasoning = reasoning
         self.rejected_params: Counter[str] = Counter()
+        self.served_model: dict[str, str] = {}  # asked model -> the "model" answered (an alias)
+        self.raw_requests: list[bytes] = []  # chat request bodies as sent, in arrival order
+        self.paths: list[str] = []  # "METHOD /path?query" of every request
         self.total = 0  # chat requests received, faulted ones included
         self.by_key: Counter[tuple[str, str]] = Counter()  # (model, prompt_hash(last user msg))
         self.faults_injected: Counter[str] = Counter()
@@ -189,6 +196,19 @@ class FakeOpenAI:
     def sleep(self, seconds: float) -> None:
         self._stop.wait(seconds)
 
+    def completion(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The chat completion body for `req` (also the body of a batch's output line)."""
+        text = self.responder(req)
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in req["messages"])
+        model = self.served_model.get(str(req.get("model")), req.get("model"))
+        return {
+            "id": f"chatcmpl-fake-{self.total}", "object": "chat.completion",
+            "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop", "logprobs": None}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
+                      "total_tokens": prompt_tokens + len(text.split())}}
+
     # ---- called by the handler threads ----
     def record(self, req: dict[str, Any], auth: str) -> str | None:
         """Count the request and decide its fault (None: answer normally)."""
@@ -221,6 +241,8 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
+            server.paths.append(f"GET {self.path}")
+            self.path = self.path.split("?")[0]  # Azure's ?api-version=...
             if self.path.rstrip("/") in ("/stats", "/v1/stats"):
                 self._json(200, server.stats())
             elif self.path.rstrip("/").endswith("/models"):
@@ -230,6 +252,8 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 self._json(404, _error("not found", "not_found"))
 
         def do_POST(self) -> None:
+            server.paths.append(f"POST {self.path}")
+            self.path = self.path.split("?")[0]  # Azure's ?api-version=...
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 return self._json(404, _error("not found", "not_found"))
@@ -238,6 +262,7 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 return self._json(400, _error("body is not JSON", "invalid_request_error"))
             auth = self.headers.get("Authorization", "")
+            server.raw_requests.append(body)
             fault = server.record(req, auth)
             if server.latency:
                 server.sleep(server.latency)
@@ -253,15 +278,7 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     server.rejected_params["temperature"] += 1
                 return self._json(400, _error(REASONING_TEMPERATURE.format(
                     value=req["temperature"]), "unsupported_value", "temperature"))
-            text = server.responder(req)
-            prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in req["messages"])
-            self._json(200, {
-                "id": f"chatcmpl-fake-{server.total}", "object": "chat.completion",
-                "created": int(time.time()), "model": req.get("model"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": "stop", "logprobs": None}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
-                          "total_tokens": prompt_tokens + len(text.split())}})
+            self._json(200, server.completion(req))
 
         def _fault(self, fault: str, auth: str) -> None:
             kind, _, arg = fault.partition(":")

@@ -83,7 +83,16 @@ def _judge_run(args: argparse.Namespace, **overrides: Any) -> JudgeRun:
         baseline_model=args.baseline_model, model_list=args.model_list,
         parallel=max(1, args.parallel), first_n=args.first_n, base_url=args.openai_api_base,
         allow_partial=args.allow_partial, dry_run=args.dry_run,
-        judge_repeats=args.judge_repeats), **overrides})
+        judge_repeats=args.judge_repeats, **_scale_options(args)), **overrides})
+
+
+def _scale_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--batch, pacing and price flags as `JudgeRun` fields."""
+    return dict(batch=args.batch, batch_poll_interval=args.batch_poll_interval,
+                batch_wait=args.batch_wait, price_input=args.price_input,
+                price_output=args.price_output,
+                max_requests_per_minute=args.max_requests_per_minute,
+                max_tokens_per_minute=args.max_tokens_per_minute)
 
 
 # ---- subcommands ----
@@ -114,8 +123,11 @@ def cmd_judge(args: argparse.Namespace) -> int:
     run = _judge_run(args)
     client = None if run.dry_run else make_client(run.judge, base_url=run.base_url)
     summary = run_judging(run, client, bench=_bench(args), on_plan=_to_stderr)
-    if summary.sent:
-        _to_stderr(summary.closing_line())
+    if summary.sent or summary.batch_ids:
+        for line in summary.end_lines():
+            _to_stderr(line)
+    if summary.batch_pending:
+        print(" ".join(summary.batch_ids))
     return 0 if summary.ok else 1
 
 
@@ -164,8 +176,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     judge = _judge_run(args, judge_model=args.judge_model or EMBEDDED_JUDGE)
     summary = run_all(gen, judge, bench=_bench(args), plot=args.plot,
                       on_plan=_to_stderr, on_generated=lambda s: print(s.summary()))
-    if summary.judging.sent:
-        _to_stderr(summary.judging.closing_line())
+    if summary.judging.sent or summary.judging.batch_ids:
+        for line in summary.judging.end_lines():
+            _to_stderr(line)
+    if summary.judging.batch_pending:
+        print(" ".join(summary.judging.batch_ids))
     if summary.shown is not None:
         print_show(summary.shown)
         _to_stderr(_next_commands(args))

@@ -63,10 +63,18 @@ def calibrate(args: argparse.Namespace, data_dir: Path) -> int:
     run = CalibrationRun(data_dir=data_dir, judge_model=args.judge_model,
                          base_url=args.openai_api_base, parallel=args.parallel,
                          models=tuple(args.models) if args.models else None, dry_run=args.dry_run,
-                         judge_repeats=args.judge_repeats)
+                         judge_repeats=args.judge_repeats, batch=args.batch,
+                         batch_poll_interval=args.batch_poll_interval, batch_wait=args.batch_wait,
+                         max_requests_per_minute=args.max_requests_per_minute,
+                         max_tokens_per_minute=args.max_tokens_per_minute)
     summary = run_calibration(run, on_plan=lambda plan: print(
         calibration_plan(plan), file=sys.stdout if args.dry_run else sys.stderr))
     if args.dry_run:
+        return 0
+    if summary.batch_pending:
+        print(f"batch {', '.join(summary.batch_ids)} submitted or still running; run calibrate "
+              f"with --batch again to collect it", file=sys.stderr)
+        print(" ".join(summary.batch_ids))
         return 0
     print(json.dumps(summary.stats) if args.json else calibration_table(summary))
     return 0 if summary.ok else 1

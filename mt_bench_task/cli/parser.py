@@ -20,7 +20,10 @@ temperature 0, the request is resent with max_completion_tokens (same budget) or
 temperature, for the rest of the run, and a warning says so once; other judges get FastChat's
 exact request (temperature 0, max_tokens 2048, n 1).
 --judge-repeats K judges every match K times (records get "repeat": 0..K-1; re-runs send only
-missing repeats); show reports the judge's spread (judge_sd) next to the score."""
+missing repeats); show reports the judge's spread (judge_sd) next to the score.
+--batch sends the plan as one Batch API job (half price at OpenAI); its ids are saved next to the
+judgment file, so a killed, interrupted or --no-wait run is collected by the next --batch run.
+every run prints its cost plan first and its tokens, price and failure share last."""
 
 
 # ---- option groups shared by several subcommands (declared once) ----
@@ -75,8 +78,30 @@ def add_judge_name(p: argparse.ArgumentParser) -> None:
                         "files in DATA_DIR")
 
 
+def add_judge_scale(p: argparse.ArgumentParser, prices: bool = True) -> None:
+    """Batch API, pacing and prices (judge, run; calibrate without prices)."""
+    p.add_argument("--batch", action="store_true",
+                   help="judge through the Batch API (half price): one upload, one batch; a "
+                        "killed or --no-wait run is collected by the next --batch run")
+    p.add_argument("--batch-poll-interval", type=float, default=30.0, metavar="S",
+                   help="seconds between checks of the batch (default 30)")
+    p.add_argument("--no-wait", dest="batch_wait", action="store_false",
+                   help="with --batch: submit, print the batch id and exit 0")
+    p.add_argument("--max-requests-per-minute", type=int, default=None, metavar="N",
+                   help="pace requests to N per minute (default: the server's x-ratelimit headers)")
+    p.add_argument("--max-tokens-per-minute", type=int, default=None, metavar="N",
+                   help="pace tokens (prompt estimate + max_tokens) to N per minute")
+    if not prices:
+        return
+    p.add_argument("--price-input", type=float, default=None, metavar="USD",
+                   help="judge price per 1M prompt tokens (default: packaged OpenAI table)")
+    p.add_argument("--price-output", type=float, default=None, metavar="USD",
+                   help="judge price per 1M completion tokens")
+
+
 def add_judge(p: argparse.ArgumentParser) -> None:
     add_judge_client(p)
+    add_judge_scale(p)
     p.add_argument("--judge-file", default=None, help="judge prompts JSONL (default: packaged)")
     p.add_argument("--baseline-model", default=DEFAULT_BASELINE)
     p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE)
@@ -145,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "compare with the official GPT-4 grades",
                        epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=Raw)
     add_judge_client(p, required=True)
+    add_judge_scale(p, prices=False)
     cli_official.add_calibrate_options(p)  # --data-dir but no --bench-name: always MT-bench
 
     p = sub.add_parser("run", help="gen + judge + show in one go (defaults: embedded models)",

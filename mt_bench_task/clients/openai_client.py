@@ -25,6 +25,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from mt_bench_task.clients.azure import azure_sdk_client, azure_settings
+from mt_bench_task.clients.pacing import Pacer, estimate_tokens
 from mt_bench_task.core.chat import ClientUsage, Completion
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.prompts import API_ERROR_OUTPUT
@@ -70,9 +72,10 @@ class OpenAIChatClient:
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
                  max_retries: int = 6, timeout: float = 120.0, backoff_base: float = 1.0,
                  backoff_max: float = 60.0):
+        self.azure = azure_settings(base_url, api_key)  # the SDK's Azure variables, if set
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
-        self.base_url = base_url.rstrip("/")
-        key = api_key or os.environ.get("OPENAI_API_KEY")
+        self.base_url = self.azure.endpoint if self.azure else base_url.rstrip("/")
+        key = self.azure.api_key if self.azure else api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
             if "api.openai.com" in self.base_url:
                 raise DataError(f"OPENAI_API_KEY is not set (needed for {self.base_url})")
@@ -87,6 +90,13 @@ class OpenAIChatClient:
         self._max_completion_tokens = False  # send max_completion_tokens instead of max_tokens
         self._drop_temperature = False
         self._client: Any = None  # openai.AsyncOpenAI, made on first use (keeps --help fast)
+        self.pacer = Pacer()  # by the server's x-ratelimit-* headers, or limit_rate()'s limits
+
+    def limit_rate(self, max_requests_per_minute: int | None = None,
+                   max_tokens_per_minute: int | None = None) -> None:
+        """Limits by hand (per minute); the server's headers still lower them."""
+        if max_requests_per_minute or max_tokens_per_minute:
+            self.pacer = Pacer(max_requests_per_minute, max_tokens_per_minute)
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIChatClient(base_url={self.base_url!r})"
@@ -139,6 +149,12 @@ class OpenAIChatClient:
                 raise DataError(self._rejection(e, "the server")) from None
             # any other answer (404: no /models route, 5xx) still proves the server is there
 
+    def batch_backend(self) -> Any:
+        """This server's Batch API (files + batches) with the same key and base URL."""
+        from mt_bench_task.clients.batch import OpenAIBatchBackend
+
+        return OpenAIBatchBackend(self)
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
@@ -158,6 +174,8 @@ class OpenAIChatClient:
 
     # ---- one attempt ----
     def _get_client(self) -> Any:
+        if self._client is None and self.azure:
+            self._client = azure_sdk_client(self.azure, self.timeout)
         if self._client is None:
             import openai
 
@@ -199,14 +217,20 @@ class OpenAIChatClient:
         # FastChat's request (model, messages, n, temperature, max_tokens) unless adapted
         sent: dict[str, Any] = {} if self._drop_temperature else {"temperature": temperature}
         sent["max_completion_tokens" if self._max_completion_tokens else "max_tokens"] = max_tokens
+        cost = estimate_tokens(messages, max_tokens)
+        sdk = self._get_client()  # made (imported) before the pacer's clock starts counting
+        await self.pacer.acquire(cost)
+        headers = None
         try:
-            raw = await self._get_client().chat.completions.with_raw_response.create(
+            raw = await sdk.chat.completions.with_raw_response.create(
                 model=model, messages=messages, n=1, **sent)
+            headers = raw.headers
         except openai.APITimeoutError:  # before APIConnectionError: it is a subclass
             raise _Transient(f"no answer within {self.timeout:g} s") from None
         except openai.APIConnectionError as e:
             raise _Transient(f"connection error: {_cause(e)}") from None
         except openai.APIStatusError as e:
+            headers = e.response.headers
             if e.status_code in _RETRY_STATUSES or e.status_code >= 500:
                 wait = _retry_after(e.response.headers)
                 raise _Transient(f"HTTP {e.status_code}", wait) from None
@@ -216,6 +240,8 @@ class OpenAIChatClient:
             if e.status_code in _REQUEST_REJECTED:
                 raise _Rejected(self._rejection(e, "a request")) from None
             raise DataError(self._rejection(e, f"the request for model {model!r}")) from None
+        finally:
+            self.pacer.done(cost, headers)
         return bytes(raw.content)
 
     def _parse(self, body: bytes) -> Completion:
@@ -232,7 +258,9 @@ class OpenAIChatClient:
         completion = int(usage.get("completion_tokens") or 0)
         self.usage.prompt_tokens += prompt
         self.usage.completion_tokens += completion
-        return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion)
+        served = obj.get("model") if isinstance(obj.get("model"), str) else None
+        return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion,
+                          model=served)
 
     def _rejection(self, e: Any, what: str) -> str:
         hint = _HINTS.get(e.status_code, "not retried: the same request would fail again")

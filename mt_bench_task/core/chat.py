@@ -17,6 +17,7 @@ class Completion:
     failed: bool = False  # retries exhausted or request refused: text is FastChat's "$ERROR$"
     fallback_rating: int | None = None  # local judge: most probable 1..10 rating when text has none
     rejection: str | None = None  # the server refused this request (HTTP 400/413/422): its message
+    model: str | None = None  # the model the server says answered (its response's "model")
 
 
 @dataclass

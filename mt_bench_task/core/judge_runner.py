@@ -50,6 +50,9 @@ async def judge_match(match: Match, client: ChatClient, judge: JudgeSpec,
     extra: dict[str, Any] = {"local_judge": True} if judge.local else {}
     if not judge.fastchat_prompts:
         extra["fastchat_prompts"] = False
+    served = list(dict.fromkeys(c.model for c in done if c.model and not c.failed))
+    if served and served != [judge.api_model]:  # the alias's snapshot (gpt-4 -> gpt-4-0613);
+        extra["served_model"] = ", ".join(served)  # a server echoing the name: FastChat's record
     qid, turn = match.question.question_id, match.turn
     if not match.pairwise:
         c = done[0]

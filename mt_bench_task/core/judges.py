@@ -108,8 +108,10 @@ def identity_of_records(records: Iterable[Judgment], default_judge: str = "gpt-4
         name, prompt = r.judge[0], r.judge[1]
         if name not in names:
             names.append(name)
+        served = (getattr(r, "extra", None) or {}).get("served_model")  # the model that answered
         comparable = comparable and is_comparable(
-            name, "local" if r.local_judge else "openai",
+            served if isinstance(served, str) and served else name,
+            "local" if r.local_judge else "openai",
             r.fastchat_prompts and prompt in PROMPT_NAMES.values())
     if not names:
         return JudgeIdentity(default_judge, is_comparable(default_judge))

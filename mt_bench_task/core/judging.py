@@ -18,6 +18,7 @@ from pathlib import Path
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import Bench, load_bench
 from mt_bench_task.core.chat import ChatClient
+from mt_bench_task.core.cost import Price, plan_line
 from mt_bench_task.core.data import judgment_file
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
@@ -30,6 +31,7 @@ from mt_bench_task.core.judge_runner import (
     judge_matches,
     run_sync,
 )
+from mt_bench_task.core.judge_scale import judge_in_batch, note_served, run_price
 from mt_bench_task.core.judges import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, judge_spec
 from mt_bench_task.core.prompts import Match, Mode, build_matches, messages, user_prompts
 from mt_bench_task.core.types import Answer, Judgment, Question
@@ -70,6 +72,14 @@ class JudgeRun:
     allow_partial: bool = False
     dry_run: bool = False
     judge_repeats: int = 1  # each match judged K times; records carry "repeat" when K > 1
+    # judging at scale (core/batch.py, core/cost.py, clients/pacing.py)
+    batch: bool = False  # the Batch API: one upload, one batch, resumable by id; half price
+    batch_poll_interval: float = 30.0
+    batch_wait: bool = True  # False: submit (or check) and return
+    price_input: float | None = None  # USD per 1M tokens; default: the packaged table
+    price_output: float | None = None
+    max_requests_per_minute: int | None = None  # else the server's x-ratelimit-* headers
+    max_tokens_per_minute: int | None = None
 
     @property
     def judge(self) -> JudgeSpec:
@@ -113,10 +123,21 @@ class JudgeSummary:
     usage: Counter = field(default_factory=Counter)
     adaptations: list[str] = field(default_factory=list)  # request changes the judge required
     label: str | None = None  # "judged by X: not comparable with published MT-bench", or None
+    batch_ids: list[str] = field(default_factory=list)
+    batch_pending: bool = False  # submitted (or still running): a later --batch run collects
+    unfinished: int = 0  # no result from an expired/cancelled/failed batch: sent by the next run
+    served_models: list[str] = field(default_factory=list)  # what the server said answered
+    price: Price | None = None
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0
+        return self.failed == 0 and self.unfinished == 0
+
+    def end_lines(self) -> list[str]:
+        """The closing line, the batch's fate, who served, the cost and the failure share."""
+        from mt_bench_task.core.judge_scale import summary_end_lines
+
+        return summary_end_lines(self)
 
     def closing_line(self) -> str:
         u = self.usage
@@ -190,7 +211,7 @@ class JudgingJob:
         with JsonlAppender(self.output) as sink:
             records = await judge_matches(todo, client, self.spec, parallel, progress=progress,
                                           on_record=lambda r: sink.write(r.to_json()))
-        _drop_superseded_failures(self.output, self.mode)
+        drop_superseded_failures(self.output, self.mode)
         return records
 
     def run(self, client: ChatClient, todo: list[Job] | None = None, parallel: int = 8,
@@ -262,7 +283,8 @@ def describe_plan(run: JudgeRun, job: JudgingJob, plan: JudgingPlan) -> str:
     lines += [(f"matches: {len(plan.jobs)} planned, {plan.already_done} already judged, "
                f"{len(todo)} to judge ({calls} judge calls)"),
               (f"prompt tokens: about {chars // 4} (estimate: characters / 4), plus up to "
-               f"{JUDGE_MAX_TOKENS} completion tokens per call")]
+               f"{JUDGE_MAX_TOKENS} completion tokens per call"),
+              plan_line(calls, chars // 4, JUDGE_MAX_TOKENS, run_price(run, job.spec))]
     lines += [f"  {name}: {n}" for name, n in sorted(by_prompt.items())]
     return "\n".join(lines)
 
@@ -276,6 +298,9 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
     run.judge_file)`; `on_plan` gets the plan's text (calls, token estimate) before anything is
     sent. The client (`mt_bench_task.clients.make_client`) is needed only when there is
     something to send."""
+    if run.batch and run.judge.local:  # before the plan: nothing printed, nothing loaded
+        raise ParameterError(f"batch needs an OpenAI-compatible judge with a Batch API; "
+                             f"{run.judge_model} is judged locally", "batch")
     bench = bench or load_bench(data_dir=run.data_dir, judge_file=run.judge_file)
     job = run.job(bench)
     plan = job.plan()
@@ -287,16 +312,26 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
     if client is None:
         raise ParameterError(f"{len(plan.todo)} judgments to send and no judge client given",
                              "client")
-    parallel = max(run.parallel, 8) if job.spec.local and run.parallel == 1 else run.parallel
+    spec = job.spec
+    summary.price = run_price(run, spec)
+    if run.batch:
+        assert job.output is not None
+        return judge_in_batch(run, plan.todo, job.output, client, spec, summary,
+                              drop_superseded_failures)
+    limit_rate = getattr(client, "limit_rate", None)  # the OpenAI client paces by headers
+    if limit_rate is not None:
+        limit_rate(run.max_requests_per_minute, run.max_tokens_per_minute)
+    parallel = max(run.parallel, 8) if spec.local and run.parallel == 1 else run.parallel
     records = job.run(client, plan.todo, parallel)
     summary.sent = len(records)
     summary.failed = sum(r.failed for r in records)
     summary.usage.update(vars(client.usage))
     summary.adaptations = list(client.adaptations)
+    note_served(summary, records, run, spec)
     return summary
 
 
-def _drop_superseded_failures(path: Path, mode: str) -> None:
+def drop_superseded_failures(path: Path, mode: str) -> None:
     """Remove $ERROR$ rows whose match was judged successfully later; raw bytes of others kept."""
     lines = data.judgment_lines(path, mode)
     good = {r.key for _, r in lines if not r.failed}

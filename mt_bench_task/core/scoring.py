@@ -6,7 +6,7 @@ publisher and the report all share them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,6 +15,7 @@ from mt_bench_task.core.data import read_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.judges import identity_of_records
 from mt_bench_task.core.results import PairScore, Results, SingleScore
+from mt_bench_task.core.served import served_models
 from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
 
 if TYPE_CHECKING:
@@ -153,10 +154,12 @@ def results_from_records(records: Sequence[Judgment], mode: str = "single",
     if mode == "single":
         single = only(SingleJudgment, records, source)
         _check_models((r.model for r in single), model_list, source)
-        return summarize_single(single, categories or {}, model_list, seed)
-    pair = only(PairJudgment, records, source)
-    _check_models((m for r in pair for m in (r.model_1, r.model_2)), model_list, source)
-    return summarize_pairwise(pair, mode, model_list, baseline_model)
+        results = summarize_single(single, categories or {}, model_list, seed)
+    else:
+        pair = only(PairJudgment, records, source)
+        _check_models((m for r in pair for m in (r.model_1, r.model_2)), model_list, source)
+        results = summarize_pairwise(pair, mode, model_list, baseline_model)
+    return replace(results, served_by=tuple(served_models(records)))
 
 
 def results_from_file(path: Path | str, mode: str = "single", model_list: list[str] | None = None,

@@ -163,6 +163,11 @@ class CalibrationRun:
     models: tuple[str, ...] | None = None  # None: all 6 reference models
     dry_run: bool = False
     judge_repeats: int = 1  # each match K times; records carry "repeat" when K > 1 (as `judge`)
+    batch: bool = False  # the Batch API (core/batch.py), as `judge --batch`
+    batch_poll_interval: float = 30.0
+    batch_wait: bool = True
+    max_requests_per_minute: int | None = None
+    max_tokens_per_minute: int | None = None
 
 
 @dataclass
@@ -178,10 +183,13 @@ class CalibrationSummary:
     stats_file: Path | None = None
     stats: dict[str, Any] | None = None
     usage: dict[str, int] = field(default_factory=dict)
+    batch_ids: list[str] = field(default_factory=list)
+    batch_pending: bool = False
+    unfinished: int = 0  # no result from an expired/cancelled/failed batch: sent next run
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0
+        return self.failed == 0 and self.unfinished == 0
 
 
 def reference_set(models: Sequence[str] | None = None) -> tuple[list[str], dict[str, Any]]:
@@ -233,10 +241,27 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     if todo:
         chat = client or make_client(spec, base_url=run.base_url)
         parallel = max(run.parallel, 8) if spec.local and run.parallel == 1 else run.parallel
-        records = job.run(chat, todo, parallel)
+        if run.batch:
+            from mt_bench_task.core.judge_scale import batch_judge_into
+            from mt_bench_task.core.judging import drop_superseded_failures
+
+            outcome = batch_judge_into(out, todo, chat, job.spec, "single", run.batch_poll_interval,
+                                       run.batch_wait)
+            records, usage = outcome.records, outcome.usage
+            summary.batch_ids, summary.batch_pending = outcome.batch_ids, outcome.pending
+            summary.unfinished = outcome.unfinished
+            if outcome.pending:
+                return summary
+            if records:
+                drop_superseded_failures(out, "single")
+        else:
+            if hasattr(chat, "limit_rate"):
+                chat.limit_rate(run.max_requests_per_minute, run.max_tokens_per_minute)
+            records = job.run(chat, todo, parallel)
+            usage = chat.usage
         summary.sent = len(records)
         summary.failed = sum(r.failed for r in records)
-        summary.usage = dict(vars(chat.usage))
+        summary.usage = dict(vars(usage))
     judged = data.read_single_judgments(out) if out.exists() else []
     summary.stats = calibration_stats(judged, load_official_grades(), bench.category_of,
                                       spec.display_name, models, bench.categories)

@@ -18,6 +18,7 @@ from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, dataset_path, load_be
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.judges import NOT_COMPARABLE
 from mt_bench_task.core.results import PairScore, Results, SingleScore
+from mt_bench_task.core.served import mixed_note
 from mt_bench_task.outputs.hub import get_token, hub_error, one_line, read_card
 
 SECTION_START = "<!-- mt-bench:start -->"
@@ -59,7 +60,8 @@ def publish_results(repo_id: str | None, data_dir: Path, results_file: str | Pat
     model = _pick_model(single, model_id)
     pairwise = _load_pairwise(pair_file, model) if pair_file else None
     judge, comparable = single.judge, single.comparable
-    notes: list[str] = []
+    served = list(single.served_by)  # the judge's served model(s)
+    notes: list[str] = [n for n in [mixed_note(served)] if n]
     if single.label:
         notes.append(f"{single.label}: the card says so")
 
@@ -86,7 +88,7 @@ def publish_results(repo_id: str | None, data_dir: Path, results_file: str | Pat
 
     calibration = cite(Path(data_dir), judge)  # `mt-bench calibrate`'s figures for this judge
     card.text = _with_section(card.text, _section(model, single, pairwise, judge, comparable,
-                                                  png is not None, bench, calibration),
+                                                  png is not None, bench, calibration, served),
                               *_markers(bench))
     content = str(card)
     files = ("README.md", _radar_file(bench)) if png is not None else ("README.md",)
@@ -235,9 +237,13 @@ def _merge_results(card: Any, repo_id: str, new: list[Any], bench: Bench) -> Non
 
 
 # ---- the human section ----
+def _served(served: list[str] | None) -> str:
+    return f" (served by {', '.join(f'`{m}`' for m in served)})" if served else ""
+
+
 def _section(model: str, single: Results, pairwise: tuple[PairScore, str] | None, judge: str,
              comparable: bool, with_image: bool, bench: Bench,
-             calibration: str | None = None) -> str:
+             calibration: str | None = None, served: list[str] | None = None) -> str:
     s = single.score(model)
     lo, hi = s.ci95
     ci = f" (95% CI {lo:.2f}-{hi:.2f})"
@@ -245,9 +251,11 @@ def _section(model: str, single: Results, pairwise: tuple[PairScore, str] | None
     where = (f"[{name}](https://huggingface.co/datasets/{bench.dataset_id})"
              if bench.dataset_id.startswith("mt_bench_task/") else f"`{name}`")
     lines = [_markers(bench)[0], f"## {name}", "",
-             (f"Model `{model}`, judged by `{judge}` with FastChat's judge prompts "
+             (f"Model `{model}`, judged by `{judge}`{_served(served)} with FastChat's judge prompts "
               f"(`{bench.judge_prompts_version}`) on {where} "
               f"(revision `{bench.dataset_revision}`), single-answer grading on a 1-10 scale."), ""]
+    if mixed_note(served or []):
+        lines += [f"> Note: {mixed_note(served or [])}.", ""]
     if not comparable:  # judges' one wording, with the judge's name in code style
         lines += [f"> Judged by `{judge}`: these scores are **{NOT_COMPARABLE}** numbers.", ""]
     if calibration:  # `mt-bench calibrate`'s figures, next to the label

@@ -28,6 +28,7 @@ from mt_bench_task.core.bench import Bench, load_bench, order_categories
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.judges import NOT_COMPARABLE, identity_of_records
 from mt_bench_task.core.results import Results
+from mt_bench_task.core.served import mixed_note, served_models
 from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
 from mt_bench_task.outputs.official import calibration_label
 
@@ -87,11 +88,14 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
     single = _single(single_records, scored, index, failures)
     pair = _pair(pair_records, pair_path, index, failures, categories)
     labels = scoring.judge_labels(records, judge_model)
+    served = served_models(records)
+    labels += filter(None, [mixed_note(served)])
     if leaderboard and single is None:
         raise DataError(f"{single_path}: not found; the leaderboard placement needs single-mode "
                         f"judgments (`mt-bench judge --mode single`)")
     return {
         "meta": {"data_dir": str(data_dir), "judge_model": judge_model, "seed": seed,
+                 "served_by": served,
                  "bench": bench.name,
                  "single_file": str(single_path), "pair_file": str(pair_path),
                  "reference": ref_name,

@@ -19,6 +19,7 @@ from mt_bench_task.core.scoring import (
     per_category_turns,
     results_from_records,
 )
+from mt_bench_task.core.served import mixed_note, served_suffix
 from mt_bench_task.core.types import SingleJudgment
 
 
@@ -54,7 +55,10 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
     if calibration is not None:  # the judge label with `mt-bench calibrate`'s figures next to it
         labels = [calibration[0]]
         results = results.with_calibration(calibration[1])
+    served = list(results.served_by)
+    labels = [*labels, *filter(None, [mixed_note(served)])]
     lines = [f"Input file: {path}", *(f"NOTE: {label}" for label in labels),
+             *([f"Judge: {judge_model}{served_suffix(served)}"] if served else []),
              fastchat_tables(records, mode, model_list, baseline_model, bench.multi_turn,
                              pairwise=None if mode == "single" else results),
              extra_tables(results)]

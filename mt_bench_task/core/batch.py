@@ -1,0 +1,293 @@
+"""Batch judging: the planned judge requests as one JSONL for a Batch API, resumable by id.
+
+The bodies are the synchronous path's JSON, keys in the openai SDK's order (FastChat's request:
+`model`, `messages`, `max_tokens` 2048, `n` 1, `temperature` 0). Each request's `custom_id` is a pure function of the
+match (judge, mode, question, turn, models, prompt name, repeat, game), so results are matched by
+id, never by order, and a new process can collect a batch it did not submit: the batch and file
+ids are saved next to the judgment file (`<judge>_<mode>.batch.json`) before the first poll.
+
+The HTTP side is a `BatchBackend` (files and batches endpoints); `clients.batch` has OpenAI's.
+A result is turned into a record by replaying it through `judge_match`, so a record is what the
+synchronous path writes for the same judgment text. An error line, or a status other than 200,
+is FastChat's "$ERROR$" (sent again by the next run); a request an expired, cancelled or failed
+batch never ran gets no record and is planned again by the next run.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mt_bench_task.core.chat import ChatClientBase, ClientUsage, Completion
+from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
+from mt_bench_task.core.judge_runner import (
+    JUDGE_MAX_TOKENS,
+    JUDGE_TEMPERATURE,
+    Job,
+    judge_match,
+)
+from mt_bench_task.core.judges import JudgeSpec
+from mt_bench_task.core.prompts import API_ERROR_OUTPUT, messages, user_prompts
+from mt_bench_task.core.types import Judgment
+
+ENDPOINT = "/v1/chat/completions"
+COMPLETION_WINDOW = "24h"
+MAX_REQUESTS_PER_BATCH = 50_000  # OpenAI's limits per batch: requests, and the input file's size
+MAX_BYTES_PER_BATCH = 190 * 1024 * 1024  # (200 MB), with a margin
+TERMINAL = ("completed", "expired", "cancelled", "failed")
+log = logging.getLogger(__name__)
+
+
+class BatchBackend(Protocol):
+    """The files and batches endpoints of an OpenAI-compatible server."""
+
+    endpoint: str  # the batch lines' "url": "/v1/chat/completions" (Azure: "/chat/completions")
+
+    async def upload(self, content: bytes, filename: str) -> str:
+        """Upload a JSONL with purpose "batch"; the file id."""
+
+    async def create(self, input_file_id: str) -> dict[str, Any]:
+        """Create a batch over the uploaded file; the batch object."""
+
+    async def find(self, input_file_id: str) -> dict[str, Any] | None:
+        """The batch already created over this file, if any (a kill between create and save)."""
+
+    async def retrieve(self, batch_id: str) -> dict[str, Any]: ...
+
+    async def download(self, file_id: str) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
+def custom_id(judge: str, mode: str, job: Job, game: int) -> str:
+    """Deterministic from the match and game (1, or 2 for pairwise's swapped order)."""
+    m, repeat = job
+    key = [judge, mode, m.question.question_id, m.turn, m.model_1, m.model_2 or "",
+           m.prompt.name, repeat or 0, game]
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
+    return f"mtb-q{m.question.question_id}-t{m.turn}-r{repeat or 0}-g{game}-{digest}"
+
+
+def request_body(api_model: str, msgs: list[dict[str, str]]) -> dict[str, Any]:
+    """The synchronous path's body, in the order the openai SDK serializes it."""
+    return {"model": api_model, "messages": msgs, "max_tokens": JUDGE_MAX_TOKENS, "n": 1,
+            "temperature": JUDGE_TEMPERATURE}
+
+
+def batch_lines(todo: list[Job], spec: JudgeSpec, mode: str,
+                endpoint: str = ENDPOINT) -> list[tuple[str, str]]:
+    """(custom_id, JSONL line) for every judge call of `todo`, in plan order."""
+    lines = []
+    for job in todo:
+        for game, up in enumerate(user_prompts(job[0]), start=1):
+            cid = custom_id(spec.display_name, mode, job, game)
+            line = {"custom_id": cid, "method": "POST", "url": endpoint,
+                    "body": request_body(spec.api_model, messages(job[0].prompt, up))}
+            lines.append((cid, json.dumps(line)))
+    return lines
+
+
+def state_path(judgment_file: Path) -> Path:
+    """Where the batch and file ids live: next to the judgment file."""
+    return judgment_file.with_name(judgment_file.name.removesuffix(".jsonl") + ".batch.json")
+
+
+@dataclass
+class BatchOutcome:
+    records: list[Judgment] = field(default_factory=list)
+    batch_ids: list[str] = field(default_factory=list)
+    submitted: int = 0  # requests uploaded by this run (0: reattached or nothing to send)
+    pending: bool = False  # --no-wait: submitted or still running, collected by a later run
+    unfinished: int = 0  # jobs without a result (expired/cancelled/failed batch): planned again
+    statuses: list[str] = field(default_factory=list)
+    usage: ClientUsage = field(default_factory=ClientUsage)
+
+
+class _Replay(ChatClientBase):
+    """Hands `judge_match` the batch's completions for one job, in game order."""
+
+    def __init__(self, completions: list[Completion]):
+        super().__init__()
+        self._queue = list(completions)
+
+    async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
+                       max_tokens: int) -> Completion:
+        return self._queue.pop(0)
+
+
+def parse_results(content: bytes) -> dict[str, Completion]:
+    """Output or error file lines -> {custom_id: Completion}; errors are failed "$ERROR$"."""
+    out: dict[str, Completion] = {}
+    for raw in content.decode("utf-8").splitlines():
+        try:
+            line = json.loads(raw) if raw.strip() else None
+            if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
+                raise ValueError("no custom_id")
+        except ValueError:  # an unreadable line: its request gets no result, the next run resends
+            if raw.strip():
+                log.warning("skipping an unreadable batch result line: %.80s", raw)
+            continue
+        response = line.get("response") or {}
+        body = response.get("body") or {}
+        try:
+            if line.get("error") or response.get("status_code") != 200:
+                raise ValueError("error line")
+            text = body["choices"][0]["message"]["content"]
+            if not isinstance(text, str):
+                raise ValueError("no content")
+        except (ValueError, KeyError, IndexError, TypeError):
+            out[line["custom_id"]] = Completion(text=API_ERROR_OUTPUT, failed=True)
+            continue
+        usage = body.get("usage") or {}
+        out[line["custom_id"]] = Completion(
+            text=text, prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            model=body.get("model") if isinstance(body.get("model"), str) else None)
+    return out
+
+
+async def judge_batch(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
+                      backend: BatchBackend, *, poll_interval: float = 30.0, wait: bool = True,
+                      progress: bool = True, max_requests: int = MAX_REQUESTS_PER_BATCH,
+                      max_bytes: int = MAX_BYTES_PER_BATCH,
+                      on_submitted: Callable[[list[str]], None] | None = None) -> BatchOutcome:
+    """Submit `todo` as batch(es), or reattach to the ones saved for `out`; wait, then append a
+    record per finished job to `out`. The state file goes once the results are written."""
+    state_file = state_path(out)
+    result = BatchOutcome()
+    state = _read_state(state_file)
+    if state is None:
+        lines = batch_lines(todo, spec, mode, getattr(backend, "endpoint", ENDPOINT))
+        state = {"judge": spec.display_name, "mode": mode, "batches": []}
+        for i, chunk in enumerate(_chunks([line for _, line in lines], max_requests, max_bytes)):
+            content = "".join(line + "\n" for line in chunk).encode()
+            file_id = await backend.upload(content, f"{out.stem}-{i}.jsonl")
+            state["batches"].append({"input_file_id": file_id, "batch_id": None,
+                                     "requests": len(chunk)})
+            _write_state(state_file, state)  # a file id before the batch: no second upload
+            result.submitted += len(chunk)
+    for entry in state["batches"]:
+        if entry["batch_id"] is None:
+            found = await backend.find(entry["input_file_id"])
+            entry["batch_id"] = (found or await backend.create(entry["input_file_id"]))["id"]
+            _write_state(state_file, state)  # saved before the first poll
+    result.batch_ids = [e["batch_id"] for e in state["batches"]]
+    if on_submitted:
+        on_submitted(result.batch_ids)
+    batches = await _poll(backend, result.batch_ids, poll_interval, wait, progress)
+    result.statuses = [b["status"] for b in batches]
+    if not all(b["status"] in TERMINAL for b in batches):
+        result.pending = True
+        return result
+    completions: dict[str, Completion] = {}
+    for b in batches:
+        # the error file first: a request in both (never seen) counts as answered
+        for key in ("error_file_id", "output_file_id"):
+            if b.get(key):
+                completions.update(parse_results(await backend.download(b[key])))
+        if b["status"] != "completed":
+            log.warning("batch %s is %s%s: its finished requests are kept, the rest are planned "
+                        "again by the next run", b["id"], b["status"],
+                        f" ({_errors(b)})" if _errors(b) else "")
+    result.records, result.unfinished = _write_records(out, todo, spec, mode, completions,
+                                                       result.usage)
+    state_file.unlink(missing_ok=True)
+    return result
+
+
+async def _poll(backend: BatchBackend, batch_ids: list[str], interval: float, wait: bool,
+                progress: bool) -> list[dict[str, Any]]:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc="batch", unit="req", disable=not progress or not wait, file=sys.stderr)
+    try:
+        while True:
+            batches = [await backend.retrieve(i) for i in batch_ids]
+            counts = [b.get("request_counts") or {} for b in batches]
+            bar.total = sum(int(c.get("total") or 0) for c in counts) or None
+            bar.n = sum(int(c.get("completed") or 0) + int(c.get("failed") or 0) for c in counts)
+            bar.set_postfix(status=",".join(sorted({b["status"] for b in batches})), refresh=False)
+            bar.refresh()
+            if not wait or all(b["status"] in TERMINAL for b in batches):
+                return batches
+            await asyncio.sleep(interval)
+    finally:
+        bar.close()
+
+
+def _write_records(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
+                   completions: dict[str, Completion], usage: ClientUsage
+                   ) -> tuple[list[Judgment], int]:
+    records: list[Judgment] = []
+    unfinished = 0
+    with JsonlAppender(out) as sink:
+        for job in todo:
+            ids = [custom_id(spec.display_name, mode, job, g)
+                   for g in range(1, len(user_prompts(job[0])) + 1)]
+            if not all(i in completions for i in ids):
+                unfinished += 1
+                continue
+            done = [completions[i] for i in ids]
+            for c in done:
+                usage.prompt_tokens += c.prompt_tokens
+                usage.completion_tokens += c.completion_tokens
+                usage.requests += 1
+                usage.failures += c.failed
+            rec = _replay_match(job, done, spec)
+            sink.write(rec.to_json())
+            records.append(rec)
+    return records, unfinished
+
+
+def _replay_match(job: Job, done: list[Completion], spec: JudgeSpec) -> Judgment:
+    coro = judge_match(job[0], _Replay(done), spec, job[1])
+    try:  # _Replay never awaits anything real: drive the coroutine to its end in one step
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    raise RuntimeError("judge_match awaited something real")  # pragma: no cover
+
+
+def _errors(batch: dict[str, Any]) -> str:
+    """A failed batch's reasons (validation errors), on one line."""
+    data = (batch.get("errors") or {}).get("data") or []
+    return "; ".join(" ".join(str(e.get("message", "")).split()) for e in data[:3]
+                     if isinstance(e, dict))[:300]
+
+
+def _chunks(lines: list[str], max_requests: int, max_bytes: int) -> list[list[str]]:
+    """Consecutive groups of at most `max_requests` lines and `max_bytes` bytes (a batch each)."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for line in lines:
+        n = len(line.encode()) + 1
+        if chunks[-1] and (len(chunks[-1]) >= max_requests or size + n > max_bytes):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(line)
+        size += n
+    return [c for c in chunks if c]
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(state.get("batches"), list):
+            raise ValueError("no batches")
+        return state
+    except ValueError:
+        log.warning("%s is unreadable; submitting a new batch", path)
+        return None
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_lines_atomic(path, [json.dumps(state, indent=1)])
