@@ -61,7 +61,7 @@ def calibrate(args: argparse.Namespace, data_dir: Path) -> int:
     run = CalibrationRun(data_dir=data_dir, judge_model=args.judge_model,
                          base_url=args.openai_api_base, parallel=args.parallel,
                          models=tuple(args.models) if args.models else None, dry_run=args.dry_run,
-                         judge_repeats=args.judge_repeats)
+                         judge_repeats=args.judge_repeats, references=args.references)
     summary = run_calibration(run, on_plan=lambda plan: print(
         calibration_plan(plan), file=sys.stdout if args.dry_run else sys.stderr))
     if args.dry_run:

@@ -50,6 +50,8 @@ async def judge_match(match: Match, client: ChatClient, judge: JudgeSpec,
     extra: dict[str, Any] = {"local_judge": True} if judge.local else {}
     if not judge.fastchat_prompts:
         extra["fastchat_prompts"] = False
+    if judge.references is not None:  # `--references`: which reference answers filled the slots
+        extra["references"] = judge.references
     qid, turn = match.question.question_id, match.turn
     if not match.pairwise:
         c = done[0]

@@ -5,10 +5,13 @@ A `JudgeSpec` is built once from `--judge-model` (or the metric's settings) by `
 - `name`: as given ("gpt-4", "gpt-5-mini", "default", "/models/my-judge");
 - `api_model`: what is sent in each request (verbatim for an API, the model's name when local);
 - `backend`: "openai" (any OpenAI-compatible server) or "local" (transformers in this process);
-- `fastchat_prompts`: whether the judge prompts are FastChat's packaged ones, byte for byte.
+- `fastchat_prompts`: whether the judge prompts are FastChat's packaged ones, byte for byte;
+- `references`: None (FastChat's: the judge's reference file) or the `--references` choice;
+- `mt_bench_questions`: whether the questions are MT-bench's (ids 81-160, as integers).
 
-Published MT-bench numbers were judged by GPT-4 through OpenAI's API with FastChat's prompts, so
-only that judge is `comparable`; every other judge is labelled by `not_comparable_label()`.
+Published MT-bench numbers were judged by GPT-4 through OpenAI's API with FastChat's prompts and
+references on MT-bench's questions, so only that is `comparable`; everything else is labelled by
+`not_comparable_label()`.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from typing import Any, Literal
 
 from mt_bench_task.core.chat import ChatClient
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.core.types import Judgment
+from mt_bench_task.core.types import Judgment, QuestionId
 
 Backend = Literal["openai", "local"]
 # "gpt-4" is a floating alias; the published leaderboard was judged by gpt-4-0613 (FastChat #2284)
@@ -27,6 +30,13 @@ COMPARABLE_MODELS = ("gpt-4", "gpt-4-0613")
 NOT_COMPARABLE = "not comparable with published MT-bench"
 EMBEDDED_JUDGE = "default"
 EMBEDDED_JUDGE_NAME = "smollm2-135m-instruct"
+MT_BENCH_IDS = range(81, 161)  # MT-bench's question ids; a judgment on any other id is another bench's
+
+
+def is_mt_bench_id(question_id: QuestionId) -> bool:
+    """An MT-bench question id: an integer 81-160 (a translated set's "81" or "81_DE" is not)."""
+    return (isinstance(question_id, int) and not isinstance(question_id, bool)
+            and question_id in MT_BENCH_IDS)
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,8 @@ class JudgeSpec:
     api_model: str
     backend: Backend = "openai"
     fastchat_prompts: bool = True
+    references: str | None = None  # `--references`: "inline" or a file's name; None: FastChat's
+    mt_bench_questions: bool = True  # False on another bench's question ids
 
     @property
     def local(self) -> bool:
@@ -47,7 +59,8 @@ class JudgeSpec:
 
     @property
     def comparable(self) -> bool:
-        return is_comparable(self.api_model, self.backend, self.fastchat_prompts)
+        return (is_comparable(self.api_model, self.backend, self.fastchat_prompts)
+                and self.references is None and self.mt_bench_questions)
 
     @property
     def label(self) -> str | None:
@@ -109,7 +122,8 @@ class JudgeIdentity:
 
 def identity_of_records(records: Iterable[Judgment], default_judge: str = "gpt-4") -> JudgeIdentity:
     """The judge(s) of judgment records: `judge[0]`, local when marked `local_judge`, other
-    prompts when marked `fastchat_prompts: false` or named outside FastChat's prompt set."""
+    prompts when marked `fastchat_prompts: false` or named outside FastChat's prompt set, other
+    references when marked `references`, another bench when a question id is not MT-bench's."""
     from mt_bench_task.core.prompts import PROMPT_NAMES
 
     names: list[str] = []
@@ -120,7 +134,8 @@ def identity_of_records(records: Iterable[Judgment], default_judge: str = "gpt-4
             names.append(name)
         comparable = comparable and is_comparable(
             name, "local" if r.local_judge else "openai",
-            r.fastchat_prompts and prompt in PROMPT_NAMES.values())
+            r.fastchat_prompts and prompt in PROMPT_NAMES.values()) and (
+            r.references is None and is_mt_bench_id(r.question_id))
     if not names:
         return JudgeIdentity(default_judge, is_comparable(default_judge))
     return JudgeIdentity(", ".join(sorted(names)), comparable)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mt_bench_task.core import data
-from mt_bench_task.core.bench import Bench, load_bench
+from mt_bench_task.core.bench import Bench, load_bench, with_references
 from mt_bench_task.core.chat import ChatClient
 from mt_bench_task.core.data import judgment_file
 from mt_bench_task.core.errors import DataError, ParameterError
@@ -27,10 +27,10 @@ from mt_bench_task.core.judge_runner import (
     judge_matches,
     run_sync,
 )
-from mt_bench_task.core.judges import JudgeSpec, judge_spec
+from mt_bench_task.core.judges import JudgeSpec, is_mt_bench_id, judge_spec
 from mt_bench_task.core.judges import make_client as make_judge_client
 from mt_bench_task.core.prompts import Match, Mode, build_matches, messages, user_prompts
-from mt_bench_task.core.types import Answer, Judgment, Question
+from mt_bench_task.core.types import Answer, Judgment, Question, QuestionId, id_text
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class JudgeRun:
     allow_partial: bool = False
     dry_run: bool = False
     judge_repeats: int = 1  # each match judged K times; records carry "repeat" when K > 1
+    references: str | None = None  # "inline" or a FastChat reference file (`bench.with_references`)
 
     @property
     def judge(self) -> JudgeSpec:
@@ -101,15 +102,16 @@ class JudgeSummary:
 
 
 # ---- planning: which matches, what is already done ----
-def check_answers(questions: list[Question], answers: dict[str, dict[int, Answer]],
-                  models: list[str], allow_partial: bool) -> int:
-    """FastChat's check_data, as an error before any API call instead of a crash halfway."""
+def check_answers(questions: list[Question], answers: dict[str, dict[QuestionId, Answer]],
+                  models: list[str], allow_partial: bool, max_turn: int = 2) -> int:
+    """FastChat's check_data, as an error before any API call instead of a crash halfway.
+    `max_turn` 1: the judge prompts judge turn 1 only, so answers need only turn 1."""
     problems, skipped = [], 0
     for m in models:
-        missing = [q.question_id for q in questions if q.question_id not in answers[m]]
-        short = [q.question_id for q in questions if q.question_id in answers[m]
-                 and len(answers[m][q.question_id].turns) < len(q.turns)]
-        skipped += sum(len(q.turns) for q in questions if q.question_id in missing)
+        missing = [q.question_id for q in questions if q.key not in answers[m]]
+        short = [q.question_id for q in questions if q.key in answers[m]
+                 and len(answers[m][q.key].turns) < min(len(q.turns), max_turn)]
+        skipped += sum(min(len(q.turns), max_turn) for q in questions if q.question_id in missing)
         skipped += len(short)
         if missing or short:
             problems.append(f"model {m!r}: {len(missing)} of {len(questions)} questions unanswered"
@@ -122,7 +124,7 @@ def check_answers(questions: list[Question], answers: dict[str, dict[int, Answer
     return skipped
 
 
-def _ids(ids: list[int]) -> str:
+def _ids(ids: list[QuestionId]) -> str:
     return f" (e.g. {', '.join(map(str, ids[:5]))}{', ...' if len(ids) > 5 else ''})" if ids else ""
 
 
@@ -141,13 +143,14 @@ def plan(run: JudgeRun, bench: Bench) -> tuple[list[Job], list[Job], Path, int]:
     if not models:
         raise DataError(f"no answer files in {run.data_dir / 'model_answer'}")
     answers = {m: data.load_answers(run.data_dir, m, bench.official_answers) for m in models_needed}
-    known = {q.question_id for q in all_questions}
+    known = {q.key for q in all_questions}
     for m, by_qid in answers.items():
-        unknown = sorted(set(by_qid) - known)
+        unknown = id_text(set(by_qid) - known)
         if unknown:  # answers to another bench, or a typo'd id: judging them would mislead
             raise DataError(f"{data.answer_file(run.data_dir, m)}: answers for unknown question "
                             f"id(s) {unknown[:5]} (not in {bench.sources['questions']})")
-    skipped = check_answers(questions, answers, models_needed, run.allow_partial)
+    skipped = check_answers(questions, answers, models_needed, run.allow_partial,
+                            2 if bench.judges_turn_2(run.mode) else 1)
     judge_name = run.judge.display_name
     matches = build_matches(questions, answers, models, bench.judge_prompts, run.mode, judge_name,
                             bench.references, run.baseline_model, bench.need_ref_categories)
@@ -155,9 +158,21 @@ def plan(run: JudgeRun, bench: Bench) -> tuple[list[Job], list[Job], Path, int]:
     out = judgment_file(run.data_dir, judge_name, run.mode)
     done: set[tuple] = set()
     if out.exists():
-        done = {r.key for r in data.read_judgments(out, run.mode, repair_torn_tail=not run.dry_run)
-                if not r.failed}
+        records = data.read_judgments(out, run.mode, repair_torn_tail=not run.dry_run)
+        check_references(out, records, bench.references_label)
+        done = {r.key for r in records if not r.failed}
     return jobs, [j for j in jobs if job_key(*j) not in done], out, skipped
+
+
+def check_references(out: Path, records: Sequence[Judgment], label: str | None) -> None:
+    """A judgment file holds one choice of references: resuming with another would mix them."""
+    other = {r.references for r in records} - {label}
+    if other:
+        def name(x: str | None) -> str:
+            return "FastChat's (the judge's reference file)" if x is None else repr(x)
+
+        raise DataError(f"{out}: judged with references {', '.join(sorted(map(name, other)))}; "
+                        f"this run uses {name(label)}: judge into another data dir")
 
 
 def repeat_jobs(matches: list[Match], repeats: int) -> list[Job]:
@@ -185,6 +200,8 @@ def describe_plan(run: JudgeRun, jobs: list[Job], todo: list[Job], out: Path,
     if bench is not None:  # which files make up the bench (a data dir's own win)
         lines.append(f"bench: {bench.name}  "
                      + "  ".join(f"{k}: {v}" for k, v in bench.sources.items()))
+        if bench.turn_2_note:
+            lines.append(bench.turn_2_note)
     if spec.label:
         lines.append(f"NOTE: {spec.label}")
     lines += [(f"matches: {len(jobs)} planned, {len(jobs) - len(todo)} already judged, "
@@ -206,6 +223,7 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
     `bench` defaults to `load_bench("mt_bench", run.data_dir, run.judge_file)`; `on_plan` gets
     the plan's text (calls, token estimate) before anything is sent."""
     bench = bench or load_bench(data_dir=run.data_dir, judge_file=run.judge_file)
+    bench = with_references(bench, run.references)
     jobs, todo, out, skipped = plan(run, bench)
     spec = bench_spec(run.judge, bench)
     summary = JudgeSummary(planned=len(jobs), already_done=len(jobs) - len(todo),
@@ -243,8 +261,11 @@ def judge_into(out: Path, todo: list[Job], chat: ChatClient, spec: JudgeSpec,
 
 def bench_spec(spec: JudgeSpec, bench: Bench) -> JudgeSpec:
     """A bench whose judge prompts are not FastChat's (a data dir's own) makes any judge not
-    comparable, as `--judge-file` does."""
-    return spec if bench.fastchat_prompts else replace(spec, fastchat_prompts=False)
+    comparable, as `--judge-file` does; so do `--references` (recorded in every judgment) and
+    question ids that are not MT-bench's."""
+    return replace(spec, fastchat_prompts=spec.fastchat_prompts and bench.fastchat_prompts,
+                   references=bench.references_label,
+                   mt_bench_questions=all(is_mt_bench_id(q.question_id) for q in bench.questions))
 
 
 def _drop_superseded_failures(path: Path, mode: str) -> None:
@@ -256,7 +277,7 @@ def _drop_superseded_failures(path: Path, mode: str) -> None:
         write_lines_atomic(path, keep)
 
 
-def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer]],
+def judge_answers(questions: list[Question], answers: dict[str, dict[QuestionId, Answer]],
                   client: ChatClient, judge: JudgeSpec | str = "gpt-4", mode: Mode = "single",
                   baseline_model: str | None = None, parallel: int = 8,
                   judge_file: Path | None = None, progress: bool = False,
@@ -275,7 +296,8 @@ def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer
     spec = judge if isinstance(judge, JudgeSpec) else judge_spec(judge, judge_file)
     spec = bench_spec(spec, bench)
     models = [m for m in answers if mode != "pairwise-baseline" or m != baseline_model]
-    check_answers(questions, answers, list(answers), allow_partial=False)
+    check_answers(questions, answers, list(answers), allow_partial=False,
+                  max_turn=2 if bench.judges_turn_2(mode) else 1)
     matches = build_matches(questions, answers, models, bench.judge_prompts, mode,
                             spec.display_name, bench.references, baseline_model,
                             bench.need_ref_categories)

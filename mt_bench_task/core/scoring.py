@@ -14,7 +14,7 @@ from mt_bench_task.core.bench import order_categories
 from mt_bench_task.core.data import judgment_file, read_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.judges import NOT_COMPARABLE, identity_of_records
-from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
+from mt_bench_task.core.types import Judgment, PairJudgment, QuestionId, SingleJudgment, question_key
 
 if TYPE_CHECKING:
     from mt_bench_task.core.bench import Bench
@@ -49,20 +49,25 @@ def judge_repeats(records: Iterable[Judgment]) -> int:
 def judge_sd(df: Any) -> float | None:
     """Judge noise of one model's valid rows: per (question, turn) with at least 2 repeats, the
     sample standard deviation (ddof 1) of its scores, averaged over those matches; None if none."""
-    sds = df.groupby(["question_id", "turn"])["score"].agg(["std", "count"])
+    sds = df.groupby(["question_id", "turn"], sort=False)["score"].agg(["std", "count"])
     sds = sds[sds["count"] >= 2]["std"]
     return float(sds.mean()) if len(sds) else None
 
 
 def _frame(records: Sequence[SingleJudgment]) -> Any:
-    """show_result's DataFrame: one row (question_id, model, score, turn) per record."""
+    """show_result's DataFrame: one row (question key, model, score, turn) per record."""
     import pandas as pd
 
-    return pd.DataFrame([(r.question_id, r.model, r.score, r.turn) for r in records],
+    return pd.DataFrame([(question_key(r.question_id), r.model, r.score, r.turn) for r in records],
                         columns=["question_id", "model", "score", "turn"])
 
 
-def summarize_single(records: Sequence[SingleJudgment], categories: dict[int, str],
+def _keyed(categories: dict[Any, str] | None) -> dict[QuestionId, str]:
+    """{question key: category}, whatever form the ids were given in (1 and "1" are one)."""
+    return {question_key(k): v for k, v in (categories or {}).items()}
+
+
+def summarize_single(records: Sequence[SingleJudgment], categories: dict[Any, str],
                      model_list: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
     """show_result single mode: drop score -1, per-turn means, Average pooled over all rows.
     With repeats the Average stays the mean over all valid rows (what FastChat prints), the CI
@@ -73,6 +78,7 @@ def summarize_single(records: Sequence[SingleJudgment], categories: dict[int, st
     df = df_all[df_all["score"] != -1]
     if model_list is not None:
         df = df[df["model"].isin(model_list)]
+    categories = _keyed(categories)
     df = df.assign(category=df["question_id"].map(lambda q: categories.get(q, "unknown")))
     repeats = judge_repeats(records)
     rng = np.random.default_rng(seed)
@@ -143,7 +149,7 @@ def summarize_pairwise(records: Sequence[PairJudgment], mode: str, model_list: l
 
 def results_from_records(records: Sequence[Judgment], mode: str = "single",
                          model_list: list[str] | None = None, baseline_model: str | None = None,
-                         categories: dict[int, str] | None = None, seed: int = 0,
+                         categories: dict[Any, str] | None = None, seed: int = 0,
                          source: str = "judgments") -> dict[str, Any]:
     """The `mt-bench show --json` object for judgment records, with the judge's name and
     whether its scores compare with published MT-bench (`judges`)."""
@@ -156,11 +162,14 @@ def results_from_records(records: Sequence[Judgment], mode: str = "single",
         pair = only(PairJudgment, records, source)
         _check_models((m for r in pair for m in (r.model_1, r.model_2)), model_list, source)
         results = summarize_pairwise(pair, mode, model_list, baseline_model)
+    chosen = sorted({r.references for r in records if r.references is not None})
+    if chosen:  # `--references`: which reference answers the judge was given (else FastChat's)
+        results = {"references": ", ".join(chosen), **results}
     return {"judge": who.judge, "comparable": who.comparable, **results}
 
 
 def results_from_file(path: Path | str, mode: str = "single", model_list: list[str] | None = None,
-                      baseline_model: str | None = None, categories: dict[int, str] | None = None,
+                      baseline_model: str | None = None, categories: dict[Any, str] | None = None,
                       seed: int = 0) -> dict[str, Any]:
     """`categories` ({question_id: category}, a bench's `category_of`) names the per-category
     scores; question ids not in it count as "unknown"."""
@@ -233,13 +242,14 @@ def extra_tables(results: dict[str, Any], category_order: Sequence[str] = ()) ->
     return "\n".join(lines)
 
 
-def per_category_turns(records: Iterable[SingleJudgment], categories: dict[int, str]) -> dict:
+def per_category_turns(records: Iterable[SingleJudgment], categories: dict[Any, str]) -> dict:
     """{model: {category: {1: mean, 2: mean}}} over records with a rating (the per-turn split)."""
     acc: dict[str, dict[str, dict[int, list[float]]]] = {}
+    categories = _keyed(categories)
     for r in records:
         if r.score == -1:
             continue
-        cat = categories.get(r.question_id, "unknown")
+        cat = categories.get(question_key(r.question_id), "unknown")
         acc.setdefault(r.model, {}).setdefault(cat, {}).setdefault(r.turn, []).append(r.score)
     return {m: {c: {t: sum(v) / len(v) for t, v in turns.items()} for c, turns in cs.items()}
             for m, cs in acc.items()}
@@ -279,7 +289,10 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
         labels = [calibration[0]]
         results = {**results, "calibration": calibration[1]}
     lines = [f"Input file: {path}", *(f"NOTE: {label}" for label in labels),
-             fastchat_tables(records, mode, model_list, baseline_model, bench.multi_turn,
+             *([f"References: {results['references']} (--references)"]
+               if "references" in results else []),
+             fastchat_tables(records, mode, model_list, baseline_model,
+                             bench.multi_turn or any(r.turn == 2 for r in records),
                              pairwise=None if mode == "single" else results),
              extra_tables(results, bench.categories)]
     if mode == "single":

@@ -23,7 +23,7 @@ from mt_bench_task.core.bench import Bench, load_bench
 from mt_bench_task.core.chat import ChatClient
 from mt_bench_task.core.errors import ParameterError
 from mt_bench_task.core.jsonl import JsonlAppender
-from mt_bench_task.core.types import Answer, Choice, Question
+from mt_bench_task.core.types import Answer, Choice, Question, QuestionId
 from mt_bench_task.engine.generate import reorganize_answer_file
 
 SYSTEM_MESSAGE = "You are a helpful assistant."  # FastChat's chatgpt template
@@ -74,13 +74,15 @@ def generate_api_answers(model: str, data_dir: Path | str, base_url: str | None 
         return ApiGenerationStats(0, 0, out, ClientUsage(), len(questions))
     chat = client if client is not None else OpenAIChatClient(base_url)
     return asyncio.run(_generate(chat, model, questions, pending, temperatures, out,
-                                 parallel, max_tokens, num_choices))
+                                 parallel, max_tokens, num_choices,
+                                 [q.key for q in bench.questions]))
 
 
 async def _generate(client: ChatClient, model: str,
                     questions: Sequence[Question], pending: list[Question],
-                    temperatures: dict[int, float], out: Path, parallel: int, max_tokens: int,
-                    num_choices: int) -> ApiGenerationStats:
+                    temperatures: dict[QuestionId, float], out: Path, parallel: int,
+                    max_tokens: int, num_choices: int,
+                    order: Sequence[QuestionId] = ()) -> ApiGenerationStats:
     from tqdm import tqdm
 
     try:
@@ -111,7 +113,7 @@ async def _generate(client: ChatClient, model: str,
             bar.close()
             if appender is not None:
                 appender.close()
-                reorganize_answer_file(out)  # finished answers are kept, sorted, even on error
+                reorganize_answer_file(out, order)  # finished answers are kept, sorted, even on error
     finally:
         await client.close()  # its connections belong to this event loop, which ends here
     return ApiGenerationStats(len(pending), failed, out, client.usage, len(questions))

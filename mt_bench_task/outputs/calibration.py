@@ -67,7 +67,7 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float | None:
 
 
 def calibration_stats(judge_records: Sequence[SingleJudgment], official_records: Sequence[SingleJudgment],
-                      categories: dict[int, str], judge: str,
+                      categories: dict[Any, str], judge: str,
                       models: Sequence[str] | None = None,
                       category_order: Sequence[str] = ()) -> dict[str, Any]:
     """The statistics over the pairs (judge score, official grade) of every (model, question,
@@ -163,6 +163,7 @@ class CalibrationRun:
     models: tuple[str, ...] | None = None  # None: all 6 reference models
     dry_run: bool = False
     judge_repeats: int = 1  # each match K times; records carry "repeat" when K > 1 (as `judge`)
+    references: str | None = None  # "inline" or a FastChat reference file (`bench.with_references`)
 
 
 @dataclass
@@ -205,6 +206,7 @@ def run_calibration(run: CalibrationRun, client: Any = None,
 
     `on_plan` sees the plan (calls to make) before any call is sent."""
     from mt_bench_task.core import judging
+    from mt_bench_task.core.bench import with_references
     from mt_bench_task.core.jsonl import write_lines_atomic
     from mt_bench_task.core.judge_runner import job_key
     from mt_bench_task.core.judges import judge_spec, make_client
@@ -215,8 +217,9 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     if run.judge_repeats < 1 or run.parallel < 1:
         raise ParameterError(f"judge_repeats and parallel must be >= 1, got {run.judge_repeats} "
                              f"and {run.parallel}", "judge_repeats", "parallel")
-    spec = judge_spec(run.judge_model)
-    bench = mt_bench()  # the official grades' bench, whatever the data dir holds
+    # the official grades' bench, whatever the data dir holds
+    bench = with_references(mt_bench(), run.references)
+    spec = judging.bench_spec(judge_spec(run.judge_model), bench)
     matches = build_matches(bench.select(), answers, models, bench.judge_prompts, "single",
                             spec.display_name, bench.references,
                             need_ref=bench.need_ref_categories)
@@ -224,8 +227,9 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     out = judgments_path(run.data_dir, spec.display_name)
     done: set[tuple] = set()
     if out.exists():
-        done = {r.key for r in data.read_single_judgments(out, repair_torn_tail=not run.dry_run)
-                if not r.failed}
+        existing = data.read_single_judgments(out, repair_torn_tail=not run.dry_run)
+        judging.check_references(out, existing, bench.references_label)
+        done = {r.key for r in existing if not r.failed}
     todo = [j for j in jobs if job_key(*j) not in done]
     summary = CalibrationSummary(spec.display_name, models, spec.label, planned=len(jobs),
                                  already_done=len(jobs) - len(todo), output=out)

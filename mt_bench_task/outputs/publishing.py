@@ -72,13 +72,15 @@ def publish_results(repo_id: str, data_dir: Path, results_file: str | Path | Non
 
     png, plot_note = _render_radar(single, model, comparable, bench)
     notes += [plot_note] if plot_note else []
-    _merge_results(card, repo_id, _eval_results(single["models"][model], pairwise, judge, bench),
-                   bench)
+    references = single.get("references")  # `--references`: named in the card
+    _merge_results(card, repo_id, _eval_results(single["models"][model], pairwise, judge, bench,
+                                                references), bench)
     from mt_bench_task.outputs.calibration import cite
 
     calibration = cite(Path(data_dir), judge)  # `mt-bench calibrate`'s figures for this judge
     card.text = _with_section(card.text, _section(model, single, pairwise, judge, comparable,
-                                                  png is not None, bench, calibration),
+                                                  png is not None, bench, calibration,
+                                                  references),
                               *_markers(bench))
     content = str(card)
     files = ("README.md", _radar_file(bench)) if png is not None else ("README.md",)
@@ -174,11 +176,13 @@ def _pick_model(results: dict[str, Any], model_id: str | None) -> str:
 
 
 def _eval_results(scores: dict[str, Any], pairwise: dict[str, Any] | None, judge: str,
-                  bench: Bench) -> list[Any]:
+                  bench: Bench, references: str | None = None) -> list[Any]:
     """Flatten one model's scores into EvalResults; (metric_type, metric_config) is unique."""
     from huggingface_hub import EvalResult
 
     args = {"judge_model": judge, "judge_prompts": bench.judge_prompts_version}
+    if references is not None:
+        args["references"] = references
     name = _label(bench)
     rows: list[tuple[str, str, str | None, Any]] = [
         ("mt_bench_score", f"{name} score", None, scores["average"]),
@@ -233,7 +237,7 @@ def _merge_results(card: Any, repo_id: str, new: list[Any], bench: Bench) -> Non
 # ---- the human section ----
 def _section(model: str, single: dict[str, Any], pairwise: dict[str, Any] | None, judge: str,
              comparable: bool, with_image: bool, bench: Bench,
-             calibration: str | None = None) -> str:
+             calibration: str | None = None, references: str | None = None) -> str:
     s = single["models"][model]
     lo, hi = (s.get("ci95") or [None, None])[:2]
     ci = f" (95% CI {lo:.2f}-{hi:.2f})" if lo is not None and hi is not None else ""
@@ -244,6 +248,9 @@ def _section(model: str, single: dict[str, Any], pairwise: dict[str, Any] | None
              (f"Model `{model}`, judged by `{judge}` with FastChat's judge prompts "
               f"(`{bench.judge_prompts_version}`) on {where} "
               f"(revision `{bench.dataset_revision}`), single-answer grading on a 1-10 scale."), ""]
+    if references is not None:
+        lines += [(f"Reference answers: `{references}` (chosen with `--references`; FastChat's "
+                   f"judge uses the judge's reference_answer file)."), ""]
     if not comparable:  # judges' one wording, with the judge's name in code style
         lines += [f"> Judged by `{judge}`: these scores are **{NOT_COMPARABLE}** numbers.", ""]
     if calibration:  # `mt-bench calibrate`'s figures, next to the label
