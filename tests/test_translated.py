@@ -370,3 +370,22 @@ def test_duplicate_ids_across_forms_are_one_question(tmp_path):
     _write(d / "question.jsonl", [{"question_id": 1, "category": "writing", "turns": ["a"]},
                                   {"question_id": "1", "category": "writing", "turns": ["b"]}])
     assert cli.main(["judge", "--bench-name", "dup", "--data-dir", str(d), "--dry-run"]) == 2
+
+
+def test_metric_on_a_japanese_folder_takes_turn_1_answers(tmp_path):
+    from mt_bench_task.core.chat import ChatClientBase, Completion
+    from mt_bench_task.integrations import metric
+
+    d = tmp_path / "ja"
+    japanese_bench(d)
+    seen: list[str] = []
+
+    class Judge(ChatClientBase):
+        async def complete(self, model, messages, *, temperature, max_tokens):
+            seen.append(messages[-1]["content"])
+            return Completion("良い。評価：[[7]]")
+
+    res = metric.compute([[f"回答{q['question_id']}"] for q in JAPANESE], JAPANESE,
+                         judge=metric.JudgeSettings(client=Judge(), bench=str(d)))
+    assert len(seen) == 6 and res["score"] == 7 and res["turn_2"] is None
+    assert res["comparable"] is False

@@ -150,14 +150,15 @@ def to_questions(references: Sequence[Mapping[str, Any]]) -> list[Question]:
 
 
 def to_answers(predictions: Sequence[Any], questions: list[Question], model_id: str,
-               what: str = "predictions") -> dict[QuestionId, Answer]:
-    """One Answer per question; predictions[i] holds one text per turn of questions[i]."""
+               what: str = "predictions", max_turn: int = 2) -> dict[QuestionId, Answer]:
+    """One Answer per question; predictions[i] holds one text per turn of questions[i] (only
+    the first with `max_turn` 1: judge prompts without a multi-turn prompt judge turn 1 only)."""
     if len(predictions) != len(questions):
         raise ValueError(f"{len(predictions)} {what} for {len(questions)} references")
     answers = {}
     for i, (turns, q) in enumerate(zip(predictions, questions)):
         turns = _turns(turns, f"{what}[{i}]")
-        if len(turns) != len(q.turns):
+        if not min(len(q.turns), max_turn) <= len(turns) <= len(q.turns):
             raise ValueError(f"{what}[{i}] has {len(turns)} turn(s) but question {q.question_id} "
                              f"has {len(q.turns)}")
         answers[q.key] = Answer(q.question_id, f"{model_id}-{q.question_id}", model_id,
@@ -207,7 +208,8 @@ def compute(predictions: Sequence[Any], references: Sequence[Mapping[str, Any]],
     bench = judge.resolve_bench()
     questions = to_questions(references)
     answers: dict[str, dict[QuestionId, Answer]] = {
-        model_id: to_answers(predictions, questions, model_id)}
+        model_id: to_answers(predictions, questions, model_id,
+                             max_turn=2 if bench.judges_turn_2(mode) else 1)}
     if mode != "single":
         if model_id == baseline_model:
             raise ValueError(f"model_id {model_id!r} must differ from baseline_model")
