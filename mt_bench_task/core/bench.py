@@ -84,10 +84,9 @@ class Bench:
     def judges_turn_2(self, mode: str = "single") -> bool:
         return judges_turn_2(self.judge_prompts, mode)
 
-    @property
-    def turn_2_note(self) -> str | None:
+    def turn_2_note(self, mode: str = "single") -> str | None:
         """What the dry run and the plan say when the bench is judged on turn 1 only."""
-        if any(len(q.turns) > 1 for q in self.questions) and not self.judges_turn_2("single"):
+        if any(len(q.turns) > 1 for q in self.questions) and not self.judges_turn_2(mode):
             return "turn 1 only: the judge prompts have no multi-turn prompt"
         return None
 

@@ -200,8 +200,8 @@ def describe_plan(run: JudgeRun, jobs: list[Job], todo: list[Job], out: Path,
     if bench is not None:  # which files make up the bench (a data dir's own win)
         lines.append(f"bench: {bench.name}  "
                      + "  ".join(f"{k}: {v}" for k, v in bench.sources.items()))
-        if bench.turn_2_note:
-            lines.append(bench.turn_2_note)
+        if bench.turn_2_note(run.mode):
+            lines.append(str(bench.turn_2_note(run.mode)))
     if spec.label:
         lines.append(f"NOTE: {spec.label}")
     lines += [(f"matches: {len(jobs)} planned, {len(jobs) - len(todo)} already judged, "
