@@ -67,6 +67,11 @@ def test_inline_references_fill_the_slots_and_are_recorded(tmp_path, capsys, mon
     assert cli.main(["show", "--data-dir", str(d), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["comparable"] is False and res["references"] == "inline"
+    (d / "model_answer").mkdir()
+    (d / "model_answer" / "gpt-4.jsonl").write_bytes((OFFICIAL / "gpt-4.jsonl").read_bytes())
+    assert cli.main(["report", "--data-dir", str(d), "--out", str(tmp_path / "r.html")]) == 0
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert '"ref":["David has no brother.' in html and '"reference":"inline"' in html
     # resuming with FastChat's references would mix two reference sets in one file
     assert cli.main(["judge", "--data-dir", str(d), "--model-list", "gpt-4", "--dry-run"]) == 2
     assert "judged with references 'inline'" in capsys.readouterr().err

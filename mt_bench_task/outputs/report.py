@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mt_bench_task.core import data, scoring
-from mt_bench_task.core.bench import Bench, load_bench, order_categories
+from mt_bench_task.core.bench import INLINE, Bench, load_bench, order_categories, with_references
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.judges import identity_of_records
 from mt_bench_task.core.types import Judgment, PairJudgment, QuestionId, SingleJudgment, question_key
@@ -77,7 +77,11 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
     judged |= {m for r in pair_records or [] for m in (r.model_1, r.model_2)}
     models = answer_models + sorted(judged - set(answer_models))
     index = {m: i for i, m in enumerate(models)}
+    chosen = {r.references for r in records}
+    if chosen == {INLINE}:  # judged with `--references inline`: show the references the judge saw
+        bench = with_references(bench, INLINE)
     ref_name, refs = bench.reference_for(judge_model)
+    ref_name = INLINE if chosen == {INLINE} else ref_name
 
     failures: list[dict[str, Any]] = []
     single = _single(single_records, single_path, categories, bench.categories, index, seed,
