@@ -145,14 +145,14 @@ def _records(path: Path, read: Callable[[Path], list[J]]) -> list[J] | None:
 
 def _answers(data_dir: Path, model: str, fallback: Path | None) -> dict[str, list[str]]:
     try:
-        return {_rid(qid): a.turns for qid, a in data.load_answers(data_dir, model, fallback).items()}
+        return {str(_rid(qid)): a.turns for qid, a in data.load_answers(data_dir, model, fallback).items()}
     except DataError:  # judged but never answered here: the page says "no answer"
         return {}
 
 
-def _rid(question_id: QuestionId) -> str:
-    """A question's id in the page: its key as text (1 and "1" are one question)."""
-    return str(question_key(question_id))
+def _rid(question_id: QuestionId) -> QuestionId:
+    """A question's id in the page: its key (1 and "1" are one question; "81_DE" as written)."""
+    return question_key(question_id)
 
 
 def _single(records: list[SingleJudgment] | None, path: Path, categories: dict[QuestionId, str],
@@ -167,7 +167,7 @@ def _single(records: list[SingleJudgment] | None, path: Path, categories: dict[Q
     by_q: dict[str, dict[str, dict[str, list[Any]]]] = {}
     for r in records:
         mi, qid, turn, text = index[r.model], _rid(r.question_id), r.turn, r.judgment or ""
-        by_q.setdefault(qid, {}).setdefault(str(mi), {})[str(turn)] = [
+        by_q.setdefault(str(qid), {}).setdefault(str(mi), {})[str(turn)] = [
             r.score, text, r.judge[1]]
         if r.score == -1:
             kind = "API failure ($ERROR$)" if r.failed else "no rating found (score -1)"
