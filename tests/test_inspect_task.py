@@ -229,3 +229,37 @@ def test_a_bench_folder_single_turn_with_its_own_judge_prompts(tmp_path):
     _import(log, d)
     rows = read_jsonl(d / "model_judgment/mockllm__gpt-4_single.jsonl")
     assert [r["fastchat_prompts"] for r in rows] == [False, False]  # as mt-bench judge marks them
+
+
+def test_a_translated_folder_string_ids_japanese_prompts_inline_references(tmp_path):
+    """String ids, single-turn Japanese judge prompts naming the rating "[[評価]]", a repr-string
+    inline reference chosen with `-T references=inline`: turn 1 only, imported with its ids."""
+    folder = tmp_path / "ja_bench"
+    folder.mkdir()
+    qs = [{"question_id": "1_JA", "category": "coding", "lang": "ja",
+           "turns": ["階乗を計算して。", "再帰なしで。"], "reference": "['def f(n): ...', 'ループで']"},
+          {"question_id": "2_JA", "category": "writing", "lang": "ja",
+           "turns": ["俳句を書いて。", "夏にして。"]}]
+    (folder / "question.jsonl").write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in qs),
+                                           encoding="utf-8")
+    rule = '評価してください："[[評価]]"、例えば："評価：[[5]]"。\n\n[質問]\n{question}\n\n'
+    prompts = [{"name": "single-v1", "type": "single", "category": "general", "output_format": "[[評価]]",
+                "system_prompt": "あなたは有益な助手です。", "prompt_template": rule + "[回答]\n{answer}"},
+               {"name": "single-math-v1", "type": "single", "category": "math", "output_format": "[[評価]]",
+                "system_prompt": "あなたは有益な助手です。",
+                "prompt_template": rule + "[参考回答]\n{ref_answer_1}\n\n[回答]\n{answer}"}]
+    (folder / "judge_prompts.jsonl").write_text(
+        "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in prompts), encoding="utf-8")
+    mocks = MockPair()
+    log = _run(tmp_path, *mocks.models(), task_args={"bench": str(folder), "references": "inline"})
+    assert len(mocks.model_calls) == 4 and len(mocks.grader_calls) == 2  # answers 2 turns, judged 1
+    assert "turn_2" not in _metrics(log)
+    users = sorted(m[-1]["content"] for m, _ in mocks.grader_calls)
+    assert any("[参考回答]\ndef f(n): ...\n\n[回答]" in u for u in users)
+    d = tmp_path / "data"
+    _import(log, d)
+    answers = read_jsonl(d / "model_answer/model.jsonl")
+    rows = read_jsonl(d / "model_judgment/mockllm__gpt-4_single.jsonl")
+    assert [a["question_id"] for a in answers] == ["1_JA", "2_JA"]
+    assert sorted(r["question_id"] for r in rows) == ["1_JA", "2_JA"]
+    assert {r["references"] for r in rows} == {"inline"} and {r["turn"] for r in rows} == {1}

@@ -146,13 +146,16 @@ def test_unknown_model_and_missing_reference_are_clear_errors(tmp_path):
         run_judging(JudgeRun(d, model_list=["mamba_0_5_dpo_ep1"], dry_run=True))
 
 
-def test_judge_file_with_unknown_output_format_is_rejected(tmp_path):
+@pytest.mark.parametrize("line,fmt", [(4, "[[A]]"), (4, "Rating: [[5]]"), (4, "[[5]]"),
+                                      (0, "[[rating]]"), (0, "[[評価]]")])
+def test_judge_file_with_unknown_output_format_is_rejected(tmp_path, line, fmt):
     d = _data_dir(tmp_path, "jxiw")
     prompts = [json.loads(l) for l in Path(load_bench().sources['judge_prompts']).read_text().splitlines()]
-    prompts[4]["output_format"] = "[[score]]"
+    prompts[line]["output_format"] = fmt
     bad = tmp_path / "judge_prompts.jsonl"
     bad.write_text("\n".join(json.dumps(p) for p in prompts) + "\n")
-    with pytest.raises(DataError, match=r"judge_prompts.jsonl:5: .*single-v1.*\[\[score\]\]"):
+    name = prompts[line]["name"]
+    with pytest.raises(DataError, match=rf"judge_prompts.jsonl:{line + 1}: .*{name}.*output_format"):
         run_judging(JudgeRun(d, judge_file=bad, dry_run=True))
 
 

@@ -78,8 +78,8 @@ BROKEN_ANSWERS = {
     "a turn not a string": b'{"question_id": 2, "choices": [{"turns": [null]}]}',
     "choice without turns": b'{"question_id": 2, "choices": [{"index": 0}]}',
     "empty choices": b'{"question_id": 2, "choices": []}',
-    "string id": b'{"question_id": "2", "choices": [{"turns": ["a2"]}]}',
     "float id": b'{"question_id": 2.0, "choices": [{"turns": ["a2"]}]}',
+    "empty string id": b'{"question_id": " ", "choices": [{"turns": ["a2"]}]}',
     "binary": b'\x00\x9f\x92\x96 not json',
     "truncated": b'{"question_id": 2, "choices": [{"turns": ["a',
 }

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mt_bench_task.cli import main as cli
+from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.judges import NOT_COMPARABLE
 from mt_bench_task.core.types import PairJudgment
@@ -395,3 +396,33 @@ def test_large_report_opens_fast(browser, large, tmp_path):
     pg.p.locator("#q-130").scroll_into_view_if_needed()
     shot = pg.p.screenshot(path=str(tmp_path / "large.png"))
     Path(tempfile.gettempdir(), "report_large_screenshot.png").write_bytes(shot)
+
+
+@pytest.mark.browser
+def test_string_question_ids_open_and_failure_links_resolve(browser, tmp_path):
+    """A translated bench's string ids ("81_DE"): questions, answers and judgments by id, and the
+    link to an unrated judgment opens its question."""
+    d = tmp_path / "german"
+    qs = [{"question_id": "82_DE", "category": "writing", "turns": ["Schreibe.", "Kürzer."]},
+          {"question_id": "81_DE", "category": "writing", "turns": ["Reise.", "Mit A."]}]
+    (d / "question.jsonl").parent.mkdir(parents=True)
+    (d / "question.jsonl").write_text("".join(json.dumps(q) + "\n" for q in qs))
+    _write(d / "model_answer" / "m.jsonl",
+           [{"question_id": q["question_id"], "choices": [{"turns": [f"A {q['question_id']}", "B"]}]}
+            for q in qs])
+    _write(d / "model_judgment" / "gpt-4_single.jsonl",
+           [{"question_id": q["question_id"], "model": "m", "judge": ["gpt-4", "single-v1"],
+             "judgment": "no rating" if q["question_id"] == "81_DE" and t == 2 else f"[[{t + 5}]]",
+             "score": -1 if q["question_id"] == "81_DE" and t == 2 else t + 5, "turn": t}
+            for q in qs for t in (1, 2)])
+    path = report.write_report(data_dir=d, judge_model="gpt-4", out=d / "report.html",
+                               bench=load_bench("german", d))
+    pg = Page(browser, path)
+    assert pg.visible_questions() == 2
+    link = pg.p.locator("a.faillink")
+    assert link.count() == 1 and link.get_attribute("href") == "#j-s-81_DE-0-2"
+    link.click()
+    target = pg.p.locator("[id='j-s-81_DE-0-2']")
+    assert target.is_visible() and "flash" in target.get_attribute("class")
+    assert "A 81_DE" in pg.p.locator("[id='q-81_DE']").inner_text()
+    assert pg.errors == []

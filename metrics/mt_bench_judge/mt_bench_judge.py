@@ -39,6 +39,10 @@ Load-time (judge) arguments, `evaluate.load("mt_bench_judge", "single" | "pairwi
     bench (`str`): "mt_bench" (default), "vicuna_bench", or a bench folder in FastChat's layout
         (question.jsonl, reference_answer/<judge>.jsonl, judge_prompts.jsonl): whose references,
         judge prompts and reference-needing categories the judge uses.
+    references (`str`): at load time, which reference answers fill the math/reasoning/coding
+        prompts: None (default, FastChat's: the judge's reference file), "inline" (the questions'
+        own inline `reference` lists) or a FastChat reference file's path; any choice is recorded
+        in every judgment and makes the result not comparable with published MT-bench.
 Args:
     predictions (`list` of `list` of `str`): the answer to each question, one text per turn.
     references (`list` of `dict`): the questions (rows of the dataset's "question" config):
@@ -96,11 +100,12 @@ class MtBenchJudge(evaluate.Metric):
     """MT-bench judge (FastChat llm_judge), configs `single` and `pairwise`."""
 
     def __init__(self, judge_model="gpt-4", base_url=None, api_key=None, parallel=8,
-                 judge_file=None, client=None, judge_repeats=1, bench="mt_bench", **kwargs):
+                 judge_file=None, client=None, judge_repeats=1, bench="mt_bench", references=None,
+                 **kwargs):
         # evaluate.load passes unknown kwargs here and the base class drops them: keep the judge's
         super().__init__(**kwargs)
         self.judge = metric.JudgeSettings(judge_model, base_url, api_key, parallel, judge_file,
-                                          client, judge_repeats, bench)
+                                          client, judge_repeats, bench, references)
 
     def _info(self):
         metric.mode_for(self.config_name)  # rejects unknown config names

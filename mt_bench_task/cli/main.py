@@ -83,7 +83,8 @@ def _judge_run(args: argparse.Namespace, **overrides: Any) -> JudgeRun:
         baseline_model=args.baseline_model, model_list=args.model_list,
         parallel=max(1, args.parallel), first_n=args.first_n, base_url=args.openai_api_base,
         allow_partial=args.allow_partial, dry_run=args.dry_run,
-        judge_repeats=args.judge_repeats, **_scale_options(args)), **overrides})
+        judge_repeats=args.judge_repeats, references=args.references,
+        **_scale_options(args)), **overrides})
 
 
 def _scale_options(args: argparse.Namespace) -> dict[str, Any]:

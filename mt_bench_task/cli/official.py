@@ -66,7 +66,8 @@ def calibrate(args: argparse.Namespace, data_dir: Path) -> int:
                          judge_repeats=args.judge_repeats, batch=args.batch,
                          batch_poll_interval=args.batch_poll_interval, batch_wait=args.batch_wait,
                          max_requests_per_minute=args.max_requests_per_minute,
-                         max_tokens_per_minute=args.max_tokens_per_minute)
+                         max_tokens_per_minute=args.max_tokens_per_minute,
+                         references=args.references)
     summary = run_calibration(run, on_plan=lambda plan: print(
         calibration_plan(plan), file=sys.stdout if args.dry_run else sys.stderr))
     if args.dry_run:

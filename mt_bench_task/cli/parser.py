@@ -68,6 +68,12 @@ def add_judge_client(p: argparse.ArgumentParser, required: bool = False) -> None
     p.add_argument("--parallel", type=int, default=1, help="concurrent judge requests")
     p.add_argument("--judge-repeats", type=int, default=1, metavar="K",
                    help="judge each match K times to measure judge noise (default 1: FastChat)")
+    p.add_argument("--references", default=None, metavar="inline|FILE",
+                   help="reference answers for the math/reasoning/coding prompts: 'inline' (the "
+                        "question file's own inline `reference` lists, e.g. MT-bench's corrected "
+                        "ones) or any FastChat reference file; recorded in every judgment and "
+                        "not comparable with published MT-bench (default: FastChat's, the "
+                        "judge's reference_answer/<judge>.jsonl)")
 
 
 def add_judge_name(p: argparse.ArgumentParser) -> None:

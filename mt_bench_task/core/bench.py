@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
 from mt_bench_task.core.data import check_unique_ids, read_judge_prompts, read_questions, read_references
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.core.types import Answer, JudgePrompt, Question
+from mt_bench_task.core.types import Answer, Choice, JudgePrompt, Question, QuestionId, id_text
 
 DEFAULT_BENCH = "mt_bench"
 # FastChat's common.NEED_REF_CATS: these categories are judged with the -math- prompts + reference
@@ -62,7 +62,7 @@ class Bench:
 
     name: str
     questions: tuple[Question, ...]  # file order
-    references: Mapping[str, Mapping[int, Answer]]  # {judge name: {question_id: reference}}
+    references: Mapping[str, Mapping[QuestionId, Answer]]  # {judge name: {question key: reference}}
     judge_prompts: Mapping[str, JudgePrompt]  # by name
     categories: tuple[str, ...]  # display order: first appearance in the questions
     temperatures: Mapping[str, float] = field(default_factory=lambda: TEMPERATURE_CONFIG)
@@ -73,10 +73,22 @@ class Bench:
     judge_prompts_version: str = JUDGE_PROMPTS_VERSION
     official_answers: Path | None = None  # fallback answer files (MT-bench's 6 official models)
     sources: Mapping[str, str] = field(default_factory=dict)  # what -> file(s) it came from
+    references_label: str | None = None  # `--references`: "inline" or a file's name (`with_references`)
 
     @property
     def multi_turn(self) -> bool:
-        return any(len(q.turns) > 1 for q in self.questions)
+        """Two-turn questions whose turn 2 is judged (single mode): the judge prompts have a
+        multi-turn prompt (a set with none, like the Japanese jp-stable one, is judged on turn 1)."""
+        return any(len(q.turns) > 1 for q in self.questions) and self.judges_turn_2("single")
+
+    def judges_turn_2(self, mode: str = "single") -> bool:
+        return judges_turn_2(self.judge_prompts, mode)
+
+    def turn_2_note(self, mode: str = "single") -> str | None:
+        """What the dry run and the plan say when the bench is judged on turn 1 only."""
+        if any(len(q.turns) > 1 for q in self.questions) and not self.judges_turn_2(mode):
+            return "turn 1 only: the judge prompts have no multi-turn prompt"
+        return None
 
     @property
     def fastchat_prompts(self) -> bool:
@@ -84,8 +96,9 @@ class Bench:
         return dict(self.judge_prompts) == read_judge_prompts(packaged_judge_prompts())
 
     @property
-    def category_of(self) -> dict[int, str]:
-        return {q.question_id: q.category for q in self.questions}
+    def category_of(self) -> dict[QuestionId, str]:
+        """{question key: category} (`types.question_key`: 1 and "1" are one question)."""
+        return {q.key: q.category for q in self.questions}
 
     def select(self, begin: int | None = None, end: int | None = None) -> list[Question]:
         """Questions in file order, sliced like FastChat's --question-begin/--question-end."""
@@ -107,8 +120,52 @@ class Bench:
     def needs_reference(self, question: Question) -> bool:
         return question.category in self.need_ref_categories
 
-    def reference_for(self, judge_model: str) -> tuple[str | None, Mapping[int, Answer]]:
+    def reference_for(self, judge_model: str) -> tuple[str | None, Mapping[QuestionId, Answer]]:
         return reference_set(self.references, judge_model)
+
+
+def judges_turn_2(prompts: Mapping[str, JudgePrompt], mode: str = "single") -> bool:
+    """FastChat judges turn 2 with the -multi-turn prompts of the mode's type; judge prompts with
+    none (jp-stable's judge_ja_prompts.jsonl) judge turn 1 only, as that fork does."""
+    kind = "single" if mode == "single" else "pairwise"
+    return any(p.multi_turn and p.type == kind for p in prompts.values())
+
+
+INLINE = "inline"
+
+
+def with_references(bench: Bench, choice: str | Path | None) -> Bench:
+    """`--references`: None keeps FastChat's (the judge's reference file). "inline" fills the
+    reference slots from the question file's own inline `reference` lists (FastChat's
+    question.jsonl carries 39, right where reference_answer/gpt-4.jsonl is wrong, and FastChat
+    never reads them); a question without a usable one (one text per turn) keeps the judge's
+    file's. A FILE is any FastChat reference file, whatever judge it was made for. The choice is
+    `references_label` ("inline" or the file's name), recorded in every judgment."""
+    if choice is None:
+        return bench
+    if str(choice) == INLINE:
+        inline = {q.key: Answer(q.question_id, None, INLINE, [Choice(0, ref)])
+                  for q in bench.questions
+                  if (ref := q.inline_reference) is not None and len(ref) >= len(q.turns)}
+        kept = [q.key for q in bench.questions if q.key not in inline and bench.needs_reference(q)]
+        refs = {name: {**by_id, **inline} for name, by_id in bench.references.items()} or {INLINE: inline}
+        source = "inline (question.jsonl's `reference`)" + (
+            f"; {_ids(kept)} without one keep {bench.sources.get('references', 'none')}"
+            if kept else "")
+        label = INLINE
+    else:
+        path = Path(choice)
+        refs = {path.stem: read_references([path])[path.stem]}
+        source, label = str(path), path.name
+    return replace(bench, references=MappingProxyType(
+        {k: MappingProxyType(dict(v)) for k, v in refs.items()}),
+        sources=MappingProxyType({**bench.sources, "references": source}),
+        references_label=label)
+
+
+def _ids(ids: list[QuestionId]) -> str:
+    shown = ", ".join(map(str, id_text(ids)[:8]))
+    return f"question{'s' if len(ids) > 1 else ''} {shown}{', ...' if len(ids) > 8 else ''}"
 
 
 def order_categories(present: Iterable[str], category_order: Sequence[str]) -> list[str]:
@@ -118,8 +175,8 @@ def order_categories(present: Iterable[str], category_order: Sequence[str]) -> l
     return [c for c in category_order if c in present] + sorted(present - set(category_order))
 
 
-def reference_set(references: Mapping[str, Mapping[int, Answer]],
-                  judge_model: str) -> tuple[str | None, Mapping[int, Answer]]:
+def reference_set(references: Mapping[str, Mapping[QuestionId, Answer]],
+                  judge_model: str) -> tuple[str | None, Mapping[QuestionId, Answer]]:
     """FastChat keys references by judge name; other judges reuse gpt-4's (FastChat: KeyError),
     else the only set there is."""
     for name in (judge_model, "gpt-4", *sorted(references)):
@@ -149,7 +206,7 @@ def load_bench(name: str = DEFAULT_BENCH, data_dir: Path | str | None = None,
         raise DataError(f"{questions_path}: no questions")
     check_unique_ids(questions, str(questions_path))
 
-    references: dict[str, Mapping[int, Answer]] = {}
+    references: dict[str, Mapping[QuestionId, Answer]] = {}
     ref_sources: list[str] = []
     if packaged is not None:  # the packaged file's stem is not the judge name: name it
         ref = packaged / "reference_answer_gpt-4.jsonl"

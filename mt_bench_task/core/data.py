@@ -7,15 +7,29 @@ from the cwd.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.jsonl import read_jsonl, read_jsonl_lines
-from mt_bench_task.core.types import Answer, JudgePrompt, Judgment, PairJudgment, Question, SingleJudgment
+from mt_bench_task.core.types import (
+    Answer,
+    JudgePrompt,
+    Judgment,
+    PairJudgment,
+    Question,
+    QuestionId,
+    SingleJudgment,
+    id_text,
+)
 
-OUTPUT_FORMATS = ("[[rating]]", "[[A]]", "[[rating_a,rating_b]]")
+PAIR_FORMATS = ("[[A]]", "[[rating_a,rating_b]]")  # FastChat's two pairwise formats
+OUTPUT_FORMATS = ("[[rating]]", *PAIR_FORMATS)
+# a single-answer prompt may name the rating in the bench's language ("[[評価]]", "[[평가]]", as
+# the Japanese and Korean forks accept); the rating is read with FastChat's patterns either way
+SINGLE_FORMAT = re.compile(r"\[\[[^\[\]\d]+\]\]")
 
 
 def read_questions(path: Path) -> list[Question]:
@@ -26,23 +40,41 @@ def check_unique_ids(questions: Iterable[Question], where: str) -> None:
     """A question id twice would judge or score one question as two: refuse it."""
     from collections import Counter
 
-    dup = sorted((i for i, n in Counter(q.question_id for q in questions).items() if n > 1), key=str)
+    dup = id_text({k for k, n in Counter(q.key for q in questions).items() if n > 1})  # 1 == "1"
     if dup:
         raise DataError(f"{where}: question id(s) {dup[:5]} appear more than once")
 
 
-def read_references(files: Iterable[Path]) -> dict[str, dict[int, Answer]]:
-    """{file stem: {question_id: reference}}; FastChat keys references by the judge's name."""
+def read_references(files: Iterable[Path]) -> dict[str, dict[QuestionId, Answer]]:
+    """{file stem: {question key: reference}}; FastChat keys references by the judge's name."""
     return {Path(f).stem: {a.key: a for a in read_answers(f)} for f in files}
 
 
 def read_judge_prompts(path: Path) -> dict[str, JudgePrompt]:
-    prompts = read_jsonl(path, JudgePrompt.from_dict)
-    for lineno, p in enumerate(prompts, 1):
-        if p.output_format not in OUTPUT_FORMATS:
-            raise DataError(f"{path}:{lineno}: judge prompt {p.name!r} has unknown output_format "
-                            f"{p.output_format!r} (expected one of {sorted(OUTPUT_FORMATS)})")
-    return {p.name: p for p in prompts}
+    """A judge prompts file; a prompt whose type or output_format FastChat's judge cannot read
+    (single: `[[rating]]` or the rating named in the bench's language; pairwise: `[[A]]` or
+    `[[rating_a,rating_b]]`) is a DataError naming file:line."""
+    lines = read_jsonl_lines(path, JudgePrompt.from_dict)
+    numbers = _line_numbers(path)
+    for (_, p), lineno in zip(lines, numbers):
+        fmt = p.output_format
+        if p.type == "single":
+            ok = fmt not in PAIR_FORMATS and SINGLE_FORMAT.fullmatch(fmt) is not None
+            expected = "[[rating]], or the rating named in the bench's language, e.g. [[評価]]"
+        elif p.type == "pairwise":
+            ok, expected = fmt in PAIR_FORMATS, " or ".join(PAIR_FORMATS)
+        else:
+            raise DataError(f"{path}:{lineno}: judge prompt {p.name!r} has unknown type "
+                            f"{p.type!r} (expected single or pairwise)")
+        if not ok:
+            raise DataError(f"{path}:{lineno}: {p.type} judge prompt {p.name!r} has unknown "
+                            f"output_format {fmt!r} (expected {expected})")
+    return {p.name: p for _, p in lines}
+
+
+def _line_numbers(path: Path) -> list[int]:
+    """The 1-based numbers of the non-blank lines (the records read_jsonl returns, in order)."""
+    return [i for i, line in enumerate(Path(path).read_bytes().split(b"\n"), 1) if line.strip()]
 
 
 def read_answers(path: Path, repair_torn_tail: bool = False) -> list[Answer]:
@@ -99,8 +131,9 @@ def safe_name(judge_model: str) -> str:
     return judge_model.rstrip("/").replace("/", "__")
 
 
-def load_answers(data_dir: Path, model_id: str, fallback_dir: Path | None = None) -> dict[int, Answer]:
-    """One model's answers by question id; the last line per id wins (FastChat's reorg rule).
+def load_answers(data_dir: Path, model_id: str,
+                 fallback_dir: Path | None = None) -> dict[QuestionId, Answer]:
+    """One model's answers by question key; the last line per id wins (FastChat's reorg rule).
 
     Falls back to `fallback_dir/<model>.jsonl` (a bench's official answers) when DATA_DIR has none.
     """
@@ -119,7 +152,7 @@ def pending_questions(questions: list[Question], path: Path, num_choices: int) -
     if not Path(path).is_file():
         return list(questions)
     answered = {a.key: a for a in read_answers(path, repair_torn_tail=True)}
-    return [q for q in questions if not _complete(answered.get(q.question_id), q, num_choices)]
+    return [q for q in questions if not _complete(answered.get(q.key), q, num_choices)]
 
 
 def _complete(answer: Answer | None, question: Question, num_choices: int) -> bool:

@@ -53,6 +53,8 @@ async def judge_match(match: Match, client: ChatClient, judge: JudgeSpec,
     served = list(dict.fromkeys(c.model for c in done if c.model and not c.failed))
     if served and served != [judge.api_model]:  # the alias's snapshot (gpt-4 -> gpt-4-0613);
         extra["served_model"] = ", ".join(served)  # a server echoing the name: FastChat's record
+    if judge.references is not None:  # `--references`: which reference answers filled the slots
+        extra["references"] = judge.references
     qid, turn = match.question.question_id, match.turn
     if not match.pairwise:
         c = done[0]

@@ -6,10 +6,13 @@ A `JudgeSpec` is built once from `--judge-model` (or the metric's settings) by `
 - `api_model`: what is sent in each request (verbatim for an API, the model's name when local);
 - `backend`: "openai" (any OpenAI-compatible server) or "local" (transformers in this process);
 - `fastchat_prompts`: whether the judge prompts are FastChat's packaged ones (decided by the bench,
-  `Bench.fastchat_prompts`: the judging job sets it, never the judge's name).
+  `Bench.fastchat_prompts`: the judging job sets it, never the judge's name);
+- `references`: None (FastChat's: the judge's reference file) or the `--references` choice;
+- `mt_bench_questions`: whether the questions are MT-bench's (ids 81-160, as integers).
 
-Published MT-bench numbers were judged by GPT-4 through OpenAI's API with FastChat's prompts, so
-only that judge is `comparable`; every other judge is labelled by `not_comparable_label()`.
+Published MT-bench numbers were judged by GPT-4 through OpenAI's API with FastChat's prompts and
+references on MT-bench's questions, so only that is `comparable`; everything else is labelled by
+`not_comparable_label()`.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mt_bench_task.core.types import Judgment
+from mt_bench_task.core.types import Judgment, QuestionId
 
 Backend = Literal["openai", "local"]
 # "gpt-4" is a floating alias; the published leaderboard was judged by gpt-4-0613 (FastChat #2284)
@@ -31,6 +34,13 @@ DEFAULT_MODE = "single"
 MODES = ("single", "pairwise-baseline", "pairwise-all")
 EMBEDDED_JUDGE = "default"
 EMBEDDED_JUDGE_NAME = "smollm2-135m-instruct"
+MT_BENCH_IDS = range(81, 161)  # MT-bench's question ids; a judgment on any other id is another bench's
+
+
+def is_mt_bench_id(question_id: QuestionId) -> bool:
+    """An MT-bench question id: an integer 81-160 (a translated set's "81" or "81_DE" is not)."""
+    return (isinstance(question_id, int) and not isinstance(question_id, bool)
+            and question_id in MT_BENCH_IDS)
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,8 @@ class JudgeSpec:
     api_model: str
     backend: Backend = "openai"
     fastchat_prompts: bool = True
+    references: str | None = None  # `--references`: "inline" or a file's name; None: FastChat's
+    mt_bench_questions: bool = True  # False on another bench's question ids
 
     @property
     def local(self) -> bool:
@@ -51,7 +63,8 @@ class JudgeSpec:
 
     @property
     def comparable(self) -> bool:
-        return is_comparable(self.api_model, self.backend, self.fastchat_prompts)
+        return (is_comparable(self.api_model, self.backend, self.fastchat_prompts)
+                and self.references is None and self.mt_bench_questions)
 
     @property
     def label(self) -> str | None:
@@ -99,7 +112,8 @@ class JudgeIdentity:
 
 def identity_of_records(records: Iterable[Judgment], default_judge: str = "gpt-4") -> JudgeIdentity:
     """The judge(s) of judgment records: `judge[0]`, local when marked `local_judge`, other
-    prompts when marked `fastchat_prompts: false` or named outside FastChat's prompt set."""
+    prompts when marked `fastchat_prompts: false` or named outside FastChat's prompt set, other
+    references when marked `references`, another bench when a question id is not MT-bench's."""
     from mt_bench_task.core.prompts import PROMPT_NAMES
 
     names: list[str] = []
@@ -112,7 +126,8 @@ def identity_of_records(records: Iterable[Judgment], default_judge: str = "gpt-4
         comparable = comparable and is_comparable(
             served if isinstance(served, str) and served else name,
             "local" if r.local_judge else "openai",
-            r.fastchat_prompts and prompt in PROMPT_NAMES.values())
+            r.fastchat_prompts and prompt in PROMPT_NAMES.values()) and (
+            r.references is None and is_mt_bench_id(r.question_id))
     if not names:
         return JudgeIdentity(default_judge, is_comparable(default_judge))
     return JudgeIdentity(", ".join(sorted(names)), comparable)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mt_bench_task.core import data
-from mt_bench_task.core.bench import Bench, load_bench
+from mt_bench_task.core.bench import Bench, load_bench, with_references
 from mt_bench_task.core.chat import ChatClient
 from mt_bench_task.core.cost import Price, plan_line
 from mt_bench_task.core.data import judgment_file
@@ -32,9 +32,9 @@ from mt_bench_task.core.judge_runner import (
     run_sync,
 )
 from mt_bench_task.core.judge_scale import judge_in_batch, note_served, run_price
-from mt_bench_task.core.judges import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, judge_spec
+from mt_bench_task.core.judges import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, is_mt_bench_id, judge_spec
 from mt_bench_task.core.prompts import Match, Mode, build_matches, messages, user_prompts
-from mt_bench_task.core.types import Answer, Judgment, Question
+from mt_bench_task.core.types import Answer, Judgment, Question, QuestionId, id_text
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class JudgeRun:
     price_output: float | None = None
     max_requests_per_minute: int | None = None  # else the server's x-ratelimit-* headers
     max_tokens_per_minute: int | None = None
+    references: str | None = None  # "inline" or a FastChat reference file (`bench.with_references`)
 
     @property
     def judge(self) -> JudgeSpec:
@@ -98,13 +99,14 @@ class JudgeRun:
         needed = list(dict.fromkeys(models + [self.baseline_model]
                                     if self.mode == "pairwise-baseline" else models))
         answers = {m: data.load_answers(self.data_dir, m, bench.official_answers) for m in needed}
-        known = {q.question_id for q in bench.questions}
+        known = {q.key for q in bench.questions}
         for m, by_qid in answers.items():
-            unknown = sorted(set(by_qid) - known)
+            unknown = id_text(set(by_qid) - known)
             if unknown:  # answers to another bench, or a typo'd id: judging them would mislead
                 raise DataError(f"{data.answer_file(self.data_dir, m)}: answers for unknown "
                                 f"question id(s) {unknown[:5]} (not in {bench.sources['questions']})")
-        skipped = check_answers(list(questions), answers, needed, self.allow_partial)
+        skipped = check_answers(list(questions), answers, needed, self.allow_partial,
+                                2 if bench.judges_turn_2(self.mode) else 1)
         spec = self.judge
         return JudgingJob(bench, answers, tuple(models), spec, self.mode, self.baseline_model,
                           tuple(questions), self.judge_repeats,
@@ -167,7 +169,7 @@ class JudgingJob:
     complete; without, the records come back in memory only."""
 
     bench: Bench
-    answers: Mapping[str, Mapping[int, Answer]]
+    answers: Mapping[str, Mapping[QuestionId, Answer]]
     models: tuple[str, ...]
     judge: JudgeSpec
     mode: Mode = "single"
@@ -180,10 +182,13 @@ class JudgingJob:
 
     @property
     def spec(self) -> JudgeSpec:
-        """The judge as its records name it; the bench decides "FastChat's prompts or not"
-        (a bench with other judge prompts makes any judge not comparable)."""
-        return (self.judge if self.bench.fastchat_prompts
-                else replace(self.judge, fastchat_prompts=False))
+        """The judge as its records name it. The bench decides, once, what makes any judge not
+        comparable: judge prompts other than FastChat's, `--references` (recorded in every
+        judgment), question ids that are not MT-bench's."""
+        bench = self.bench
+        return replace(self.judge, fastchat_prompts=self.judge.fastchat_prompts and bench.fastchat_prompts,
+                       references=bench.references_label,
+                       mt_bench_questions=all(is_mt_bench_id(q.question_id) for q in bench.questions))
 
     def plan(self) -> JudgingPlan:
         if self.repeats < 1:
@@ -196,9 +201,9 @@ class JudgingJob:
         jobs = _repeat(matches, self.repeats)
         done: set[tuple] = set()
         if self.output is not None and self.output.exists():
-            done = {r.key for r in data.read_judgments(self.output, self.mode,
-                                                       repair_torn_tail=self.repair)
-                    if not r.failed}
+            records = data.read_judgments(self.output, self.mode, repair_torn_tail=self.repair)
+            check_references(self.output, records, self.bench.references_label)
+            done = {r.key for r in records if not r.failed}
         return JudgingPlan(jobs, [j for j in jobs if job_key(*j) not in done])
 
     async def arun(self, client: ChatClient, todo: list[Job] | None = None, parallel: int = 8,
@@ -234,15 +239,16 @@ class JudgingJob:
 
 
 # ---- planning helpers ----
-def check_answers(questions: list[Question], answers: Mapping[str, Mapping[int, Answer]],
-                  models: list[str], allow_partial: bool) -> int:
-    """FastChat's check_data, as an error before any API call instead of a crash halfway."""
+def check_answers(questions: list[Question], answers: Mapping[str, Mapping[QuestionId, Answer]],
+                  models: list[str], allow_partial: bool, max_turn: int = 2) -> int:
+    """FastChat's check_data, as an error before any API call instead of a crash halfway.
+    `max_turn` 1: the judge prompts judge turn 1 only, so answers need only turn 1."""
     problems, skipped = [], 0
     for m in models:
-        missing = [q.question_id for q in questions if q.question_id not in answers[m]]
-        short = [q.question_id for q in questions if q.question_id in answers[m]
-                 and len(answers[m][q.question_id].turns) < len(q.turns)]
-        skipped += sum(len(q.turns) for q in questions if q.question_id in missing)
+        missing = [q.question_id for q in questions if q.key not in answers[m]]
+        short = [q.question_id for q in questions if q.key in answers[m]
+                 and len(answers[m][q.key].turns) < min(len(q.turns), max_turn)]
+        skipped += sum(min(len(q.turns), max_turn) for q in questions if q.question_id in missing)
         skipped += len(short)
         if missing or short:
             problems.append(f"model {m!r}: {len(missing)} of {len(questions)} questions unanswered"
@@ -255,8 +261,19 @@ def check_answers(questions: list[Question], answers: Mapping[str, Mapping[int, 
     return skipped
 
 
-def _ids(ids: list[int]) -> str:
+def _ids(ids: list[QuestionId]) -> str:
     return f" (e.g. {', '.join(map(str, ids[:5]))}{', ...' if len(ids) > 5 else ''})" if ids else ""
+
+
+def check_references(out: Path, records: Sequence[Judgment], label: str | None) -> None:
+    """A judgment file holds one choice of references: resuming with another would mix them."""
+    other = {r.references for r in records} - {label}
+    if other:
+        def name(x: str | None) -> str:
+            return "FastChat's (the judge's reference file)" if x is None else repr(x)
+
+        raise DataError(f"{out}: judged with references {', '.join(sorted(map(name, other)))}; "
+                        f"this run uses {name(label)}: judge into another data dir")
 
 
 def _repeat(matches: list[Match], repeats: int) -> list[Job]:
@@ -278,6 +295,8 @@ def describe_plan(run: JudgeRun, job: JudgingJob, plan: JudgingPlan) -> str:
     lines = [(f"judge: {run.judge_model}  mode: {run.mode}  repeats: {run.judge_repeats}  "
               f"output: {job.output}"),
              f"bench: {bench.name}  " + "  ".join(f"{k}: {v}" for k, v in bench.sources.items())]
+    if bench.turn_2_note(run.mode):
+        lines.append(str(bench.turn_2_note(run.mode)))
     if job.spec.label:
         lines.append(f"NOTE: {job.spec.label}")
     lines += [(f"matches: {len(plan.jobs)} planned, {plan.already_done} already judged, "
@@ -302,6 +321,7 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
         raise ParameterError(f"batch needs an OpenAI-compatible judge with a Batch API; "
                              f"{run.judge_model} is judged locally", "batch")
     bench = bench or load_bench(data_dir=run.data_dir, judge_file=run.judge_file)
+    bench = with_references(bench, run.references)
     job = run.job(bench)
     plan = job.plan()
     summary = job.summary(plan)
@@ -340,7 +360,7 @@ def drop_superseded_failures(path: Path, mode: str) -> None:
         write_lines_atomic(path, keep)
 
 
-def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer]],
+def judge_answers(questions: list[Question], answers: dict[str, dict[QuestionId, Answer]],
                   client: ChatClient, judge: JudgeSpec | str = DEFAULT_JUDGE, mode: Mode = "single",
                   baseline_model: str | None = None, parallel: int = 8,
                   judge_file: Path | None = None, progress: bool = False,
@@ -358,7 +378,8 @@ def judge_answers(questions: list[Question], answers: dict[str, dict[int, Answer
         bench = replace(bench, judge_prompts=data.read_judge_prompts(Path(judge_file)))
     spec = judge if isinstance(judge, JudgeSpec) else judge_spec(judge)
     models = tuple(m for m in answers if mode != "pairwise-baseline" or m != baseline_model)
-    check_answers(questions, answers, list(answers), allow_partial=False)
+    check_answers(questions, answers, list(answers), allow_partial=False,
+                  max_turn=2 if bench.judges_turn_2(mode) else 1)
     job = JudgingJob(bench, answers, models, spec, mode, baseline_model, tuple(questions),
                      judge_repeats)
     plan = job.plan()

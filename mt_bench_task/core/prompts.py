@@ -12,9 +12,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from mt_bench_task.core.bench import NEED_REF_CATS, reference_set
+from mt_bench_task.core.bench import NEED_REF_CATS, judges_turn_2, reference_set
 from mt_bench_task.core.errors import DataError, ParameterError
-from mt_bench_task.core.types import API_ERROR_OUTPUT, Answer, JudgePrompt, Question, Score
+from mt_bench_task.core.types import (
+    API_ERROR_OUTPUT,
+    Answer,
+    JudgePrompt,
+    Question,
+    QuestionId,
+    Score,
+    question_key,
+)
 
 Mode = Literal["single", "pairwise-baseline", "pairwise-all"]
 MODES: tuple[Mode, ...] = ("single", "pairwise-baseline", "pairwise-all")
@@ -59,18 +67,20 @@ class Match:
     @property
     def key(self) -> tuple:
         """Identity used for resume: the same key in the judgment file means already done."""
-        return (self.question.question_id, self.turn, self.model_1, self.model_2 or "",
-                self.prompt.name)
+        return (question_key(self.question.question_id), self.turn, self.model_1,
+                self.model_2 or "", self.prompt.name)
 
 
-def build_matches(questions: list[Question], answers: dict[str, dict[int, Answer]],
+def build_matches(questions: list[Question], answers: dict[str, dict[QuestionId, Answer]],
                   models: list[str], prompts: Mapping[str, JudgePrompt], mode: Mode,
-                  judge_model: str, references: Mapping[str, Mapping[int, Answer]],
+                  judge_model: str, references: Mapping[str, Mapping[QuestionId, Answer]],
                   baseline_model: str | None = None,
                   need_ref: Iterable[str] = NEED_REF_CATS) -> list[Match]:
     """All matches in FastChat's order: T1-default, T1-math, T2-default, T2-math, each block
     questions x models (pairwise-baseline: model vs baseline; pairwise-all: every pair i<j).
-    Questions in `need_ref` categories (the bench's) get the -math- prompts and a reference."""
+    Questions in `need_ref` categories (the bench's) get the -math- prompts and a reference.
+    Judge prompts without a multi-turn prompt judge turn 1 only (`bench.judges_turn_2`).
+    `answers` and `references` are keyed by `question_key` (1 and "1" are one question)."""
     need_ref = tuple(need_ref)
     kind = "single" if mode == "single" else "pairwise"
     if mode == "single":
@@ -82,7 +92,7 @@ def build_matches(questions: list[Question], answers: dict[str, dict[int, Answer
     else:
         pairs = [(models[i], models[j]) for i in range(len(models)) for j in range(i + 1, len(models))]
     matches: list[Match] = []
-    for turn in (1, 2):
+    for turn in (1, 2) if judges_turn_2(prompts, mode) else (1,):
         for with_ref in (False, True):
             block = [q for q in questions if (q.category in need_ref) == with_ref
                      and (turn == 1 or len(q.turns) == 2)]
@@ -100,25 +110,27 @@ def build_matches(questions: list[Question], answers: dict[str, dict[int, Answer
     return matches
 
 
-def _answer(answers: dict[str, dict[int, Answer]], model: str, q: Question,
+def _answer(answers: dict[str, dict[QuestionId, Answer]], model: str, q: Question,
             turn: int) -> Answer | None:
-    a = answers.get(model, {}).get(q.question_id)
+    a = answers.get(model, {}).get(q.key)
     return a if a is not None and a.choices and len(a.turns) >= turn else None
 
 
 def _prompt(prompts: Mapping[str, JudgePrompt], name: str) -> JudgePrompt:
     if name not in prompts:
-        raise DataError(f"judge prompts file has no prompt named {name!r}")
+        raise DataError(f"judge prompts file has no prompt named {name!r} (it has: "
+                        f"{', '.join(prompts) or 'none'})")
     return prompts[name]
 
 
-def _reference(references: Mapping[str, Mapping[int, Answer]], judge_model: str,
+def _reference(references: Mapping[str, Mapping[QuestionId, Answer]], judge_model: str,
                q: Question) -> Answer:
     _, refs = reference_set(references, judge_model)
-    if q.question_id not in refs:
+    if q.key not in refs:
         raise DataError(f"no reference answer for question {q.question_id} ({q.category}) "
-                        f"for judge {judge_model!r}: add reference_answer/{judge_model}.jsonl")
-    return refs[q.question_id]
+                        f"for judge {judge_model!r}: add reference_answer/{judge_model}.jsonl "
+                        f"(or choose them with references: inline or a FastChat reference file)")
+    return refs[q.key]
 
 
 def _fill(match: Match, answer_a: Answer, answer_b: Answer | None) -> str:
@@ -127,6 +139,9 @@ def _fill(match: Match, answer_a: Answer, answer_b: Answer | None) -> str:
     if match.reference is not None:
         kwargs["ref_answer_1"] = match.reference.turns[0]
         if match.turn == 2:
+            if len(match.reference.turns) < 2:
+                raise DataError(f"the reference answer for question {q.question_id} has no "
+                                f"turn 2, which its turn-2 prompt needs")
             kwargs["ref_answer_2"] = match.reference.turns[1]
     if match.turn == 2:
         kwargs.update(question_1=q.turns[0], question_2=q.turns[1])

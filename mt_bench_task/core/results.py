@@ -54,6 +54,7 @@ class Results:
     categories: tuple[str, ...] = ()  # the bench's category order (not in the JSON)
     calibration: Mapping[str, Any] | None = None  # `mt-bench calibrate`'s figures, if attached
     served_by: tuple[str, ...] = ()  # the models that served the judge, when records say (`served`)
+    references: str | None = None  # `--references` the judge was given ("inline", a file); None: FastChat's
 
     @property
     def single(self) -> bool:
@@ -88,6 +89,7 @@ class Results:
         """The `mt-bench show --json` object (keys in their documented order)."""
         out: dict[str, Any] = {"judge": self.judge, "comparable": self.comparable,
                                **({"served_by": list(self.served_by)} if self.served_by else {}),
+                               **({"references": self.references} if self.references else {}),
                                "mode": self.mode, "rows": self.rows,
                                "rows_dropped": self.rows_dropped}
         models = {n: _model_json(m) for n, m in self.models.items()}
@@ -116,7 +118,8 @@ class Results:
             return cls(mode, judge, is_comparable(judge) if comparable is None else bool(comparable),
                        int(obj.get("rows", 0)), int(obj.get("rows_dropped", 0)), models,
                        int(obj.get("judge_repeats", 1)), obj.get("consistency"), categories,
-                       obj.get("calibration"), tuple(obj.get("served_by") or ()))
+                       obj.get("calibration"), tuple(obj.get("served_by") or ()),
+                       obj.get("references"))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DataError(f"{source}: not a `mt-bench show --json` object ({e!r})") from e
 

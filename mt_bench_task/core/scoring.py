@@ -16,7 +16,7 @@ from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.judges import identity_of_records
 from mt_bench_task.core.results import PairScore, Results, SingleScore
 from mt_bench_task.core.served import served_models
-from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
+from mt_bench_task.core.types import Judgment, PairJudgment, QuestionId, SingleJudgment, question_key
 
 if TYPE_CHECKING:
     pass
@@ -51,20 +51,25 @@ def judge_repeats(records: Iterable[Judgment]) -> int:
 def judge_sd(df: Any) -> float | None:
     """Judge noise of one model's valid rows: per (question, turn) with at least 2 repeats, the
     sample standard deviation (ddof 1) of its scores, averaged over those matches; None if none."""
-    sds = df.groupby(["question_id", "turn"])["score"].agg(["std", "count"])
+    sds = df.groupby(["question_id", "turn"], sort=False)["score"].agg(["std", "count"])
     sds = sds[sds["count"] >= 2]["std"]
     return float(sds.mean()) if len(sds) else None
 
 
 def _frame(records: Sequence[SingleJudgment]) -> Any:
-    """show_result's DataFrame: one row (question_id, model, score, turn) per record."""
+    """show_result's DataFrame: one row (question key, model, score, turn) per record."""
     import pandas as pd
 
-    return pd.DataFrame([(r.question_id, r.model, r.score, r.turn) for r in records],
+    return pd.DataFrame([(question_key(r.question_id), r.model, r.score, r.turn) for r in records],
                         columns=["question_id", "model", "score", "turn"])
 
 
-def summarize_single(records: Sequence[SingleJudgment], categories: Mapping[int, str],
+def _keyed(categories: Mapping[Any, str] | None) -> dict[QuestionId, str]:
+    """{question key: category}, whatever form the ids were given in (1 and "1" are one)."""
+    return {question_key(k): v for k, v in (categories or {}).items()}
+
+
+def summarize_single(records: Sequence[SingleJudgment], categories: Mapping[Any, str],
                      model_list: list[str] | None = None, seed: int = 0) -> Results:
     """show_result single mode: drop score -1, per-turn means, Average pooled over all rows.
     With repeats the Average stays the mean over all valid rows (what FastChat prints), the CI
@@ -77,6 +82,7 @@ def summarize_single(records: Sequence[SingleJudgment], categories: Mapping[int,
     df = df_all[df_all["score"] != -1]
     if model_list is not None:
         df = df[df["model"].isin(model_list)]
+    categories = _keyed(categories)
     df = df.assign(category=df["question_id"].map(lambda q: categories.get(q, "unknown")))
     order = tuple(dict.fromkeys(categories.values()))
     repeats = judge_repeats(records)
@@ -147,7 +153,7 @@ def summarize_pairwise(records: Sequence[PairJudgment], mode: str, model_list: l
 
 def results_from_records(records: Sequence[Judgment], mode: str = "single",
                          model_list: list[str] | None = None, baseline_model: str | None = None,
-                         categories: Mapping[int, str] | None = None, seed: int = 0,
+                         categories: Mapping[Any, str] | None = None, seed: int = 0,
                          source: str = "judgments") -> Results:
     """The Results of judgment records: per-model scores, the judge's name and whether its
     scores compare with published MT-bench (`judges`)."""
@@ -159,11 +165,14 @@ def results_from_records(records: Sequence[Judgment], mode: str = "single",
         pair = only(PairJudgment, records, source)
         _check_models((m for r in pair for m in (r.model_1, r.model_2)), model_list, source)
         results = summarize_pairwise(pair, mode, model_list, baseline_model)
-    return replace(results, served_by=tuple(served_models(records)))
+    chosen = sorted({r.references for r in records if r.references is not None})
+    # `--references`: which reference answers the judge was given (else FastChat's)
+    return replace(results, served_by=tuple(served_models(records)),
+                   references=", ".join(chosen) or None)
 
 
 def results_from_file(path: Path | str, mode: str = "single", model_list: list[str] | None = None,
-                      baseline_model: str | None = None, categories: Mapping[int, str] | None = None,
+                      baseline_model: str | None = None, categories: Mapping[Any, str] | None = None,
                       seed: int = 0) -> Results:
     """`results_from_records` for a judgment file."""
     return results_from_records(read_judgments(Path(path), mode), mode, model_list, baseline_model,
@@ -235,13 +244,14 @@ def extra_tables(results: Results) -> str:
     return "\n".join(lines)
 
 
-def per_category_turns(records: Iterable[SingleJudgment], categories: dict[int, str]) -> dict:
+def per_category_turns(records: Iterable[SingleJudgment], categories: dict[Any, str]) -> dict:
     """{model: {category: {1: mean, 2: mean}}} over records with a rating (the per-turn split)."""
     acc: dict[str, dict[str, dict[int, list[float]]]] = {}
+    categories = _keyed(categories)
     for r in records:
         if r.score == -1:
             continue
-        cat = categories.get(r.question_id, "unknown")
+        cat = categories.get(question_key(r.question_id), "unknown")
         acc.setdefault(r.model, {}).setdefault(cat, {}).setdefault(r.turn, []).append(r.score)
     return {m: {c: {t: sum(v) / len(v) for t, v in turns.items()} for c, turns in cs.items()}
             for m, cs in acc.items()}

@@ -6,17 +6,49 @@ Field order is FastChat's key order; `to_json()` writes exactly FastChat's line
 """
 from __future__ import annotations
 
+import ast
 import json
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 Score = int | float  # FastChat keeps the rating's literal type: "8" -> 8, "8.5" -> 8.5
+QuestionId = int | str  # as the bench's question.jsonl writes it: 81, "81", "81_DE"
 API_ERROR_OUTPUT = "$ERROR$"  # FastChat's text for a request whose retries ran out
 GEN_ERROR_OUTPUT = "ERROR"  # FastChat's turn text when local generation raises a RuntimeError
 FAILED_TURN_TEXTS = (GEN_ERROR_OUTPUT, API_ERROR_OUTPUT)  # a turn that says it failed
 
 
 R = TypeVar("R", bound="_Record")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def question_key(question_id: QuestionId) -> QuestionId:
+    """THE rule matching answers, judgments and references to questions: 1 and "1" are the same
+    question (the Japanese forks cast every id with int(), which is what lets jp-stable's string-id
+    reference file meet its int-id questions); any other string ("81_DE") is compared as written.
+    Records keep their id as written; only lookups and resume keys use this."""
+    if isinstance(question_id, str) and _INTEGER.fullmatch(question_id.strip()):
+        return int(question_id)
+    return question_id
+
+
+def sort_question_keys(keys: Iterable[QuestionId], order: Sequence[QuestionId] = ()
+                       ) -> list[QuestionId]:
+    """FastChat's answer-file order (reorg_answer_file sorts by id): by number when every key is
+    an integer; otherwise the question file's order (`order`: its keys in file order), keys not in
+    it last, in the order given."""
+    keys = list(keys)
+    if all(isinstance(k, int) for k in keys):
+        return sorted(keys)  # type: ignore[type-var]
+    rank = {k: i for i, k in enumerate(order)}
+    return sorted(keys, key=lambda k: rank.get(k, len(rank)))
+
+
+def id_text(ids: Iterable[QuestionId]) -> list[QuestionId]:
+    """Ids sorted for a message (mixed int and str ids do not compare)."""
+    return sorted(ids, key=lambda i: (isinstance(i, str), i if isinstance(i, int) else 0, str(i)))
 
 
 class _Record:
@@ -64,6 +96,13 @@ def _int(d: dict[str, Any], key: str) -> None:
         raise ValueError(f"{key} must be an integer, got {d[key]!r:.40}")
 
 
+def _qid(d: dict[str, Any], key: str = "question_id") -> None:
+    value = d.get(key)
+    if key in d and not ((isinstance(value, int) and not isinstance(value, bool))
+                         or (isinstance(value, str) and value.strip())):
+        raise ValueError(f"{key} must be an integer or a non-empty string, got {value!r:.40}")
+
+
 def _str(d: dict[str, Any], key: str) -> None:
     if key in d and not isinstance(d[key], str):
         raise ValueError(f"{key} must be a string, got {d[key]!r:.40}")
@@ -76,22 +115,44 @@ def _texts(value: Any, what: str) -> None:
 
 @dataclass(frozen=True)
 class Question(_Record):
-    question_id: int
+    question_id: QuestionId
     category: str
     turns: list[str]
-    reference: list[str] | None = None  # inline hints on 39 questions; FastChat never reads them
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # e.g. required_temperature
+    # inline hints (39 MT-bench questions; FastChat never reads them): a list of turn texts, or
+    # as some translated sets store it, a string (a Python repr of that list); kept as written
+    reference: list[str] | str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # e.g. lang, required_temperature
 
     _REQUIRED: ClassVar[tuple[str, ...]] = ("question_id", "category", "turns")
     _OPTIONAL: ClassVar[tuple[str, ...]] = ("reference",)
 
     @classmethod
     def _check(cls, d: dict[str, Any]) -> None:
-        _int(d, "question_id")
+        _qid(d)
         _str(d, "category")
         _texts(d["turns"], "turns")
         if not d["turns"]:
             raise ValueError("turns is empty")
+
+    @property
+    def key(self) -> QuestionId:
+        return question_key(self.question_id)
+
+    @property
+    def inline_reference(self) -> list[str] | None:
+        """The inline `reference` as turn texts: a list of strings; a string holding a list's
+        repr or JSON (read with ast.literal_eval, never run); any other string is one turn.
+        None when absent or not text (never an error: FastChat never reads the key)."""
+        ref: Any = self.reference
+        if isinstance(ref, str):
+            try:
+                parsed = ast.literal_eval(ref.strip()) if ref.strip().startswith("[") else None
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                parsed = None
+            ref = parsed if isinstance(parsed, list) else [ref]
+        if isinstance(ref, list) and ref and all(isinstance(t, str) for t in ref):
+            return list(ref)
+        return None
 
 
 @dataclass(frozen=True)
@@ -115,7 +176,7 @@ class Answer(_Record):
     """An answer line. FastChat's judge reads only `question_id` and `choices[0].turns`, so those
     are all a line needs; `answer_id`, `model_id` and `tstamp` are kept when present."""
 
-    question_id: int
+    question_id: QuestionId
     answer_id: str | None = None
     model_id: str | None = None
     choices: list[Choice] = field(default_factory=list)
@@ -127,7 +188,7 @@ class Answer(_Record):
 
     @classmethod
     def _check(cls, d: dict[str, Any]) -> None:
-        _int(d, "question_id")
+        _qid(d)
         choices = d["choices"]
         if not isinstance(choices, list) or not choices:
             raise ValueError(f"choices must be a non-empty list, got {choices!r:.40}")
@@ -152,9 +213,10 @@ class Answer(_Record):
         return self.choices[0].turns
 
     @property
-    def key(self) -> int:
-        """One answer per question: the last line of a question id wins (FastChat's reorg rule)."""
-        return self.question_id
+    def key(self) -> QuestionId:
+        """One answer per question: the last line of a question id wins (FastChat's reorg rule);
+        1 and "1" are one question (`question_key`)."""
+        return question_key(self.question_id)
 
     @property
     def failed(self) -> bool:
@@ -189,7 +251,7 @@ class JudgePrompt(_Record):
 
 
 def _check_judgment(d: dict[str, Any], models: tuple[str, ...], winners: tuple[str, ...]) -> None:
-    _int(d, "question_id")
+    _qid(d)
     _int(d, "turn")
     if d["turn"] not in (1, 2):
         raise ValueError(f"turn must be 1 or 2, got {d['turn']!r}")
@@ -201,6 +263,7 @@ def _check_judgment(d: dict[str, Any], models: tuple[str, ...], winners: tuple[s
     _int(d, "repeat")  # part of `key`: "1" or 1.0 would never match the job of repeat 1
     if d.get("repeat", 0) < 0:
         raise ValueError(f"repeat must be >= 0, got {d['repeat']!r}")
+    _str(d, "references")
     for key in ("local_judge", "fastchat_prompts"):
         if key in d and not isinstance(d[key], bool):
             raise ValueError(f"{key} must be true or false, got {d[key]!r:.40}")
@@ -226,12 +289,19 @@ class _Judgment(_Record):
     def fastchat_prompts(self) -> bool:
         return self.extra.get("fastchat_prompts", True) is not False
 
+    @property
+    def references(self) -> str | None:
+        """The references chosen with `--references` ("inline" or a file's name); None: FastChat's
+        (the judge's reference file)."""
+        value = self.extra.get("references")
+        return None if value is None else str(value)
+
 
 @dataclass(frozen=True)
 class SingleJudgment(_Judgment):
     """A single-mode judgment line; show_result needs question_id, model, judge, score, turn."""
 
-    question_id: int
+    question_id: QuestionId
     model: str
     judge: list[str]  # [judge_model, prompt_name]
     user_prompt: str | None = None
@@ -254,7 +324,8 @@ class SingleJudgment(_Judgment):
     def key(self) -> tuple:
         """Resume identity, equal to `judge_runner.job_key` of the match (and repeat: a record
         without "repeat" is repeat 0) that produced it."""
-        return (self.question_id, self.turn, self.model, "", self.judge[1], self.repeat)
+        return (question_key(self.question_id), self.turn, self.model, "", self.judge[1],
+                self.repeat)
 
     @property
     def failed(self) -> bool:
@@ -266,7 +337,7 @@ class SingleJudgment(_Judgment):
 class PairJudgment(_Judgment):
     """A pairwise judgment line; show_result needs the models, both winners, judge and turn."""
 
-    question_id: int
+    question_id: QuestionId
     model_1: str
     model_2: str
     g1_winner: str  # "model_1", "model_2", "tie" or "error"
@@ -291,8 +362,8 @@ class PairJudgment(_Judgment):
 
     @property
     def key(self) -> tuple:
-        return (self.question_id, self.turn, self.model_1, self.model_2, self.judge[1],
-                self.repeat)
+        return (question_key(self.question_id), self.turn, self.model_1, self.model_2,
+                self.judge[1], self.repeat)
 
     @property
     def failed(self) -> bool:

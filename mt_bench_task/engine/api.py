@@ -24,7 +24,7 @@ from mt_bench_task.core.chat import ChatClient
 from mt_bench_task.core.concurrency import bounded_map
 from mt_bench_task.core.errors import ParameterError
 from mt_bench_task.core.jsonl import JsonlAppender
-from mt_bench_task.core.types import Answer, Choice, Question
+from mt_bench_task.core.types import Answer, Choice, Question, QuestionId
 from mt_bench_task.engine.generate import reorganize_answer_file
 
 SYSTEM_MESSAGE = "You are a helpful assistant."  # FastChat's chatgpt template
@@ -75,13 +75,15 @@ def generate_api_answers(model: str, data_dir: Path | str, base_url: str | None 
         return ApiGenerationStats(0, 0, out, ClientUsage(), len(questions))
     chat = client if client is not None else OpenAIChatClient(base_url)
     return asyncio.run(_generate(chat, model, questions, pending, temperatures, out,
-                                 parallel, max_tokens, num_choices))
+                                 parallel, max_tokens, num_choices,
+                                 [q.key for q in bench.questions]))
 
 
 async def _generate(client: ChatClient, model: str,
                     questions: Sequence[Question], pending: list[Question],
-                    temperatures: dict[int, float], out: Path, parallel: int, max_tokens: int,
-                    num_choices: int) -> ApiGenerationStats:
+                    temperatures: dict[QuestionId, float], out: Path, parallel: int,
+                    max_tokens: int, num_choices: int,
+                    order: Sequence[QuestionId] = ()) -> ApiGenerationStats:
     appender: JsonlAppender | None = None
     failed = 0
 
@@ -104,7 +106,7 @@ async def _generate(client: ChatClient, model: str,
     finally:
         if appender is not None:
             appender.close()
-            reorganize_answer_file(out)  # finished answers are kept, sorted, even on error
+            reorganize_answer_file(out, order)  # finished answers are kept, sorted, even on error
         await client.close()  # its connections belong to this event loop, which ends here
     return ApiGenerationStats(len(pending), failed, out, client.usage, len(questions))
 

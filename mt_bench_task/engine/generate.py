@@ -25,7 +25,15 @@ from typing import Any
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, load_bench
 from mt_bench_task.core.jsonl import DataError, JsonlAppender, write_lines_atomic
-from mt_bench_task.core.types import GEN_ERROR_OUTPUT, Answer, Choice, Question
+from mt_bench_task.core.types import (
+    GEN_ERROR_OUTPUT,
+    Answer,
+    Choice,
+    Question,
+    QuestionId,
+    question_key,
+    sort_question_keys,
+)
 from mt_bench_task.engine.hf.batch_requests import GREEDY_BELOW, Request  # noqa: F401  (GREEDY_BELOW: FastChat's threshold)
 from mt_bench_task.engine.hf.models import DEFAULT_MODEL, DEFAULT_MODEL_ID, resolve_model_path
 
@@ -97,13 +105,15 @@ def generate_answers(cfg: GenerationConfig, bench: Bench | None = None) -> Gener
     return _generate(cfg, model_path, questions, pending, out, bench)
 
 
-def reorganize_answer_file(path: Path) -> None:
-    """FastChat's reorg_answer_file: one line per question id (last wins), sorted, bytes kept."""
-    by_qid: dict[int, str] = {}
+def reorganize_answer_file(path: Path, order: Sequence[QuestionId] = ()) -> None:
+    """FastChat's reorg_answer_file: one line per question (last wins; 1 and "1" are one),
+    sorted by id (`types.sort_question_keys`: string ids keep `order`, the question file's),
+    bytes kept."""
+    by_qid: dict[QuestionId, str] = {}
     for line in path.read_text(encoding="utf-8").split("\n"):
         if line.strip():
-            by_qid[json.loads(line)["question_id"]] = line
-    write_lines_atomic(path, [by_qid[qid] for qid in sorted(by_qid)])
+            by_qid[question_key(json.loads(line)["question_id"])] = line
+    write_lines_atomic(path, [by_qid[qid] for qid in sort_question_keys(by_qid, order)])
 
 
 def _validate(cfg: GenerationConfig) -> None:
@@ -185,7 +195,7 @@ def _generate(cfg: GenerationConfig, model_path: str, questions: Sequence[Questi
     stats = GenerationStats(len(pending), tokens, seconds, len(questions), str(out))
     if appender is not None:
         appender.close()
-        reorganize_answer_file(out)
+        reorganize_answer_file(out, [q.key for q in bench.questions])
     if state.num_processes > 1:
         state.destroy_process_group()
     return stats
@@ -204,7 +214,7 @@ class _Work:
         self.tok, self.cfg = tok, cfg
         self.batcher = ContinuousBatcher(model, cfg.batch_size, _stop_token_ids(model, tok),
                                          tok.pad_token_id)
-        self.open: dict[int, list[_Conversation]] = {}
+        self.open: dict[QuestionId, list[_Conversation]] = {}
         first: list[Request] = []
         for q in shard:
             convs = [_Conversation(q, c, torch.Generator(model.device).manual_seed(c),
@@ -213,7 +223,8 @@ class _Work:
             self.open[q.question_id] = convs
             first += [conv.next_request(tok, cfg.max_new_token) for conv in convs]
         # length buckets: similar prompt lengths are admitted together (less padding)
-        for r in sorted(first, key=lambda r: (len(r.prompt_ids), r.owner.question.question_id,
+        position = {q.key: i for i, q in enumerate(shard)}  # ids may be strings: file order
+        for r in sorted(first, key=lambda r: (len(r.prompt_ids), position[r.owner.question.key],
                                                r.owner.choice)):
             self.batcher.add(r)
 

@@ -17,7 +17,7 @@ from typing import Any
 from mt_bench_task.core.data import answer_file, judgment_file, judgment_lines
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.jsonl import write_lines_atomic
-from mt_bench_task.core.types import Answer, Choice, PairJudgment, SingleJudgment
+from mt_bench_task.core.types import Answer, Choice, PairJudgment, QuestionId, SingleJudgment, question_key
 
 TASK_KEY = "mt_bench_task"  # the task's metadata key: marks a log as one of ours
 
@@ -97,12 +97,16 @@ def import_inspect_log(log_path: Path | str, data_dir: Path | str,
         raise DataError(f"{path}: mixed judge modes {sorted(modes)} or judges {sorted(judges)}")
     mode, judge = modes.pop(), judges.pop()
     answers, judgments = [], []
-    for sample, score in sorted(usable, key=lambda x: int(x[0].id)):
-        qid, meta, ts = int(sample.id), score.metadata, _tstamp(sample.completed_at, created)
+    # FastChat's answer-file order: by id; string ids keep the log's (the dataset's) order
+    for sample, score in sorted(usable, key=lambda x: _order(x[0].id)):
+        qid, meta, ts = _id(sample.id), score.metadata, _tstamp(sample.completed_at, created)
         answers.append(Answer(qid, str(sample.uuid or f"{model_id}-{qid}"), model_id,
                               [Choice(0, list(meta["answers"]))], ts).to_json())
         # prompts other than FastChat's: marked as `mt-bench judge --judge-file` marks them
-        extra = {} if meta.get("fastchat_prompts", True) else {"fastchat_prompts": False}
+        extra: dict[str, Any] = ({} if meta.get("fastchat_prompts", True)
+                                 else {"fastchat_prompts": False})
+        if meta.get("references") is not None:  # `-T references=...`, as `mt-bench judge` marks it
+            extra["references"] = meta["references"]
         for t in meta["turns"]:
             judge_id = [judge, t["prompt_name"]]
             if mode == "single":
@@ -123,6 +127,16 @@ def import_inspect_log(log_path: Path | str, data_dir: Path | str,
     write_lines_atomic(out_judgments, others + lines)
     return ImportSummary(model_id, judge, file_mode, len(answers), len(lines),
                          len(scored) - len(usable), out_answers, out_judgments)
+
+
+def _id(sample_id: Any) -> QuestionId:
+    """The sample's question id as the bench writes it (inspect keeps int and str ids)."""
+    return sample_id if isinstance(sample_id, (int, str)) else str(sample_id)
+
+
+def _order(sample_id: Any) -> tuple[int, int]:
+    key = question_key(_id(sample_id))
+    return (0, key) if isinstance(key, int) else (1, 0)  # stable sort: strings keep their order
 
 
 def _other_models(path: Path, mode: str, model_id: str) -> list[str]:

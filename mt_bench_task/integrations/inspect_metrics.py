@@ -13,30 +13,30 @@ from inspect_ai.scorer import Metric, SampleScore, Value, metric
 
 from mt_bench_task.core.results import SingleScore
 from mt_bench_task.core.scoring import summarize_pairwise, summarize_single
-from mt_bench_task.core.types import PairJudgment, SingleJudgment
+from mt_bench_task.core.types import PairJudgment, QuestionId, SingleJudgment, question_key
 
 MODEL = "model"  # the one model of an eval, as the records' model for scoring's summaries
 
 
-def pair_record(question_id: int, judge: str, baseline: str, turn: dict[str, Any]) -> PairJudgment:
+def pair_record(question_id: QuestionId, judge: str, baseline: str, turn: dict[str, Any]) -> PairJudgment:
     """One turn of a pairwise score's metadata as the record `mt-bench judge` writes."""
     return PairJudgment(question_id, MODEL, baseline, turn["g1_winner"], turn["g2_winner"],
                         [judge, turn.get("prompt_name", "")], turn=turn["turn"])
 
 
-def _qid(s: SampleScore) -> int:
+def _qid(s: SampleScore) -> QuestionId:
     meta = s.sample_metadata or {}
-    return int(meta["question_id"] if "question_id" in meta else str(s.sample_id))
+    return question_key(meta["question_id"] if "question_id" in meta else str(s.sample_id))
 
 
 def _judge(s: SampleScore) -> str:
     return str((s.score.metadata or {}).get("judge", ""))
 
 
-def _records(scores: list[SampleScore]) -> tuple[list[SingleJudgment], dict[int, str]]:
+def _records(scores: list[SampleScore]) -> tuple[list[SingleJudgment], dict[QuestionId, str]]:
     """The single-mode records of the per-turn values (NaN: no rating, FastChat's score -1)."""
     records: list[SingleJudgment] = []
-    categories: dict[int, str] = {}
+    categories: dict[QuestionId, str] = {}
     for s in scores:
         qid = _qid(s)
         categories[qid] = (s.sample_metadata or {}).get("category", "unknown")

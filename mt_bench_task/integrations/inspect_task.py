@@ -39,7 +39,7 @@ from inspect_ai.scorer import (
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from mt_bench_task.core import data
-from mt_bench_task.core.bench import DEFAULT_BENCH, PACKAGED, Bench, load_bench
+from mt_bench_task.core.bench import DEFAULT_BENCH, PACKAGED, Bench, load_bench, with_references
 from mt_bench_task.core.chat import ChatClientBase, Completion
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.judge_runner import job_key
@@ -47,7 +47,7 @@ from mt_bench_task.core.judges import DEFAULT_BASELINE, JudgeSpec, judge_spec
 from mt_bench_task.core.judging import JudgingJob
 from mt_bench_task.core.prompts import messages
 from mt_bench_task.core.scoring import summarize_pairwise
-from mt_bench_task.core.types import Answer, Choice, JudgePrompt, Judgment, PairJudgment, SingleJudgment
+from mt_bench_task.core.types import Answer, Choice, JudgePrompt, Judgment, PairJudgment, QuestionId, SingleJudgment
 from mt_bench_task.integrations.inspect_metrics import (
     MODEL,
     category,
@@ -65,18 +65,19 @@ DEFAULT_GRADER = "openai/gpt-4"
 MAX_TOKENS = 1024  # FastChat's --max-new-token / --max-tokens default
 
 
-def resolve_bench(bench: str | Bench) -> Bench:
+def resolve_bench(bench: str | Bench, references: str | None = None) -> Bench:
     """A packaged bench name ("mt_bench", "vicuna_bench") or a FastChat bench folder (its
-    question.jsonl, reference_answer/ and judge_prompts.jsonl win over the packaged ones)."""
+    question.jsonl, reference_answer/ and judge_prompts.jsonl win over the packaged ones), with
+    the `references` choice ("inline" or a reference file; `bench.with_references`)."""
     if isinstance(bench, Bench):
-        return bench
+        return with_references(bench, references)
     if bench in PACKAGED:
-        return load_bench(bench)
+        return with_references(load_bench(bench), references)
     folder = Path(bench)
     if not (folder / "question.jsonl").is_file():
         raise DataError(f"bench {bench!r}: not one of {', '.join(PACKAGED)} and not a folder "
                         "with question.jsonl")
-    return load_bench(folder.name, data_dir=folder)
+    return with_references(load_bench(folder.name, data_dir=folder), references)
 
 
 # ---- dataset ----
@@ -86,8 +87,8 @@ def mt_bench_dataset(bench: Bench) -> MemoryDataset:
     samples = [Sample(id=q.question_id, input=q.turns[0],
                       metadata={"question_id": q.question_id, "category": q.category,
                                 "turns": list(q.turns),
-                                "reference": refs[q.question_id].turns
-                                if q.question_id in refs else None})
+                                "reference": refs[q.key].turns
+                                if q.key in refs else None})
                for q in bench.questions]
     return MemoryDataset(samples, name=bench.name)
 
@@ -140,12 +141,12 @@ class GraderClient(ChatClientBase):
 
 
 def _job(bench: Bench, state: TaskState, judge: JudgeSpec, baseline: str,
-         baseline_answers: dict[int, Answer] | None) -> JudgingJob:
+         baseline_answers: dict[QuestionId, Answer] | None) -> JudgingJob:
     """This one question's judging job: the prompt choice and references of `mt-bench judge`
     (single, or pairwise-baseline when there are baseline answers)."""
     q = next(q for q in bench.questions if q.question_id == state.metadata["question_id"])
-    answers = {MODEL: {q.question_id: Answer(q.question_id, "", MODEL,
-                                             [Choice(0, list(state.metadata["answers"]))], 0.0)}}
+    answers: dict[str, dict[QuestionId, Answer]] = {MODEL: {q.key: Answer(
+        q.question_id, "", MODEL, [Choice(0, list(state.metadata["answers"]))], 0.0)}}
     if baseline_answers is None:
         return JudgingJob(bench, answers, (MODEL,), judge, "single", questions=(q,))
     answers[baseline] = baseline_answers
@@ -171,13 +172,13 @@ def _turn_metadata(record: Judgment, prompt: JudgePrompt) -> dict[str, Any]:
 
 @scorer(metrics=[])
 def fastchat_judge(bench: str = DEFAULT_BENCH, judge_mode: str = "single",
-                   baseline_model: str = DEFAULT_BASELINE) -> Scorer:
+                   baseline_model: str = DEFAULT_BASELINE, references: str | None = None) -> Scorer:
     """Single: value {"turn_1": rating, "turn_2": rating} (NaN where no rating was found; a sample
     with none is unscored, with the reason). Pairwise: per turn 1 win / 0.5 tie / 0 loss against
     the baseline, under show_result's rule (g1 tie or g1 != g2 is a tie; an error is unscored)."""
     if judge_mode not in ("single", "pairwise"):
         raise DataError(f"judge_mode must be 'single' or 'pairwise', got {judge_mode!r}")
-    the_bench = resolve_bench(bench)
+    the_bench = resolve_bench(bench, references)
     own_answers = Path(the_bench.sources.get("questions", ".")).parent
     baseline_answers = (data.load_answers(own_answers, baseline_model, the_bench.official_answers)
                         if judge_mode == "pairwise" else None)  # a missing baseline fails here
@@ -195,6 +196,8 @@ def fastchat_judge(bench: str = DEFAULT_BENCH, judge_mode: str = "single",
         score = _to_score(state, job.spec.display_name, judge_mode, baseline_model, records, turns)
         assert score.metadata is not None
         score.metadata["fastchat_prompts"] = job.spec.fastchat_prompts
+        if the_bench.references_label is not None:  # recorded as `mt-bench judge` records it
+            score.metadata["references"] = the_bench.references_label
         return score
 
     return score
@@ -233,18 +236,22 @@ def _to_score(state: TaskState, judge: str, mode: str, baseline: str, records: l
 
 @task
 def mt_bench(bench: str = DEFAULT_BENCH, judge_mode: str = "single",
-             baseline_model: str = DEFAULT_BASELINE, system_message: str | None = None) -> Task:
+             baseline_model: str = DEFAULT_BASELINE, system_message: str | None = None,
+             references: str | None = None) -> Task:
     """MT-bench, FastChat-exact: `-T judge_mode=pairwise` judges against gpt-3.5-turbo's answers;
-    `-T bench=PATH` runs a FastChat bench folder. The judge is the `grader` role."""
-    the_bench = resolve_bench(bench)
-    two_turns = any(len(q.turns) == 2 for q in the_bench.questions)
+    `-T bench=PATH` runs a FastChat bench folder; `-T references=inline` (or a reference file)
+    chooses the reference answers. The judge is the `grader` role."""
+    the_bench = resolve_bench(bench, references)
+    two_turns = the_bench.multi_turn if judge_mode == "single" else any(
+        len(q.turns) == 2 for q in the_bench.questions) and the_bench.judges_turn_2(judge_mode)
     if judge_mode == "pairwise":
         metrics: list[Any] = [win_rate(), loss_rate(), win_rate_adjusted(), stderr()]
     else:
         metrics = [turn_1(), *([turn_2()] if two_turns else []), overall(), stderr(), category()]
     return Task(dataset=mt_bench_dataset(the_bench),
                 solver=fastchat_turns(bench, system_message),
-                scorer=fastchat_judge(bench, judge_mode, baseline_model),
+                scorer=fastchat_judge(bench, judge_mode, baseline_model, references),
                 metrics=metrics, config=GenerateConfig(max_tokens=MAX_TOKENS),
                 metadata={"mt_bench_task": {"bench": the_bench.name, "judge_mode": judge_mode,
-                                            "baseline_model": baseline_model}})
+                                            "baseline_model": baseline_model,
+                                            "references": the_bench.references_label}})

@@ -17,11 +17,19 @@ from typing import Any
 
 from mt_bench_task.clients import make_client
 from mt_bench_task.core import data, judging, scoring
-from mt_bench_task.core.bench import Bench, load_bench
+from mt_bench_task.core.bench import Bench, load_bench, with_references
 from mt_bench_task.core.chat import ChatClient
 from mt_bench_task.core.judges import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, identity_of_records, judge_spec
 from mt_bench_task.core.prompts import Mode
-from mt_bench_task.core.types import Answer, Choice, PairJudgment, Question, SingleJudgment
+from mt_bench_task.core.types import (
+    Answer,
+    Choice,
+    PairJudgment,
+    Question,
+    QuestionId,
+    SingleJudgment,
+    question_key,
+)
 
 CONFIG_MODES: dict[str, Mode] = {"default": "single", "single": "single",
                                  "pairwise": "pairwise-baseline"}
@@ -60,23 +68,28 @@ class JudgeSettings:
     client: ChatClient | None = None  # a ready judge (tests, custom backends); overrides the above
     judge_repeats: int = 1  # each match judged K times (records carry "repeat")
     bench: str | Path | Bench = "mt_bench"  # a packaged bench name, a bench folder, or a Bench
+    references: str | None = None  # "inline" or a FastChat reference file (`bench.with_references`)
 
     def __repr__(self) -> str:  # never the key
         return (f"JudgeSettings(judge_model={self.judge_model!r}, base_url={self.base_url!r}, "
                 f"parallel={self.parallel}, judge_repeats={self.judge_repeats}, "
-                f"bench={getattr(self.bench, 'name', self.bench)!r})")
+                f"bench={getattr(self.bench, 'name', self.bench)!r}, "
+                f"references={self.references!r})")
 
     @property
     def spec(self) -> JudgeSpec:
         return judge_spec(self.judge_model)
 
     def resolve_bench(self) -> Bench:
-        """The Bench value: given, a folder in FastChat's layout (named by its dir), or a name."""
+        """The Bench value: given, a folder in FastChat's layout (named by its dir), or a name;
+        with the `references` choice applied."""
         if isinstance(self.bench, Bench):
-            return self.bench
-        if Path(self.bench).is_dir():
-            return load_bench(Path(self.bench).name, data_dir=Path(self.bench))
-        return load_bench(str(self.bench))
+            bench = self.bench
+        elif Path(self.bench).is_dir():
+            bench = load_bench(Path(self.bench).name, data_dir=Path(self.bench))
+        else:
+            bench = load_bench(str(self.bench))
+        return with_references(bench, self.references)
 
     @property
     def local(self) -> bool:
@@ -121,7 +134,11 @@ def to_questions(references: Sequence[Mapping[str, Any]]) -> list[Question]:
             raise ValueError(f"references[{i}] must be a question record with question_id, "
                              f"category and turns (a row of the 'question' config), "
                              f"got {ref!r:.80}")
-        questions.append(Question(int(ref["question_id"]), str(ref["category"]),
+        qid = ref["question_id"]
+        if isinstance(qid, bool) or not isinstance(qid, (int, str)) or not str(qid).strip():
+            raise ValueError(f"references[{i}]['question_id'] must be an integer or a string, "
+                             f"got {qid!r:.40}")
+        questions.append(Question(qid, str(ref["category"]),
                                   _turns(ref["turns"], f"references[{i}]['turns']"),
                                   ref.get("reference")))
     data.check_unique_ids(questions, "references")
@@ -129,40 +146,42 @@ def to_questions(references: Sequence[Mapping[str, Any]]) -> list[Question]:
 
 
 def to_answers(predictions: Sequence[Any], questions: list[Question], model_id: str,
-               what: str = "predictions") -> dict[int, Answer]:
-    """One Answer per question; predictions[i] holds one text per turn of questions[i]."""
+               what: str = "predictions", max_turn: int = 2) -> dict[QuestionId, Answer]:
+    """One Answer per question; predictions[i] holds one text per turn of questions[i] (only
+    the first with `max_turn` 1: judge prompts without a multi-turn prompt judge turn 1 only)."""
     if len(predictions) != len(questions):
         raise ValueError(f"{len(predictions)} {what} for {len(questions)} references")
     answers = {}
     for i, (turns, q) in enumerate(zip(predictions, questions)):
         turns = _turns(turns, f"{what}[{i}]")
-        if len(turns) != len(q.turns):
+        if not min(len(q.turns), max_turn) <= len(turns) <= len(q.turns):
             raise ValueError(f"{what}[{i}] has {len(turns)} turn(s) but question {q.question_id} "
                              f"has {len(q.turns)}")
-        answers[q.question_id] = Answer(q.question_id, f"{model_id}-{q.question_id}", model_id,
+        answers[q.key] = Answer(q.question_id, f"{model_id}-{q.question_id}", model_id,
                                         [Choice(0, turns)], 0.0)
     return answers
 
 
-def baseline_answers(baseline_predictions: Sequence[Any] | Mapping[int, Any] | None,
+def baseline_answers(baseline_predictions: Sequence[Any] | Mapping[Any, Any] | None,
                      questions: list[Question], baseline_model: str,
-                     official_dir: Path | None = None) -> dict[int, Answer]:
+                     official_dir: Path | None = None) -> dict[QuestionId, Answer]:
     """The baseline's answers: a list aligned with the references, a {question_id: turns} dict,
     or (None) the bench's official answers of `baseline_model` (MT-bench: gpt-3.5-turbo's)."""
     if baseline_predictions is None:
         if official_dir is None:
             raise ValueError("this bench has no packaged baseline answers: pass baseline_predictions")
         official = data.load_answers(official_dir, baseline_model, fallback_dir=official_dir)
-        missing = [q.question_id for q in questions if q.question_id not in official]
+        missing = [q.question_id for q in questions if q.key not in official]
         if missing:
             raise ValueError(f"no packaged {baseline_model} answers for question ids {missing[:5]}:"
                              f" pass baseline_predictions")
-        return {q.question_id: official[q.question_id] for q in questions}
+        return {q.key: official[q.key] for q in questions}
     if isinstance(baseline_predictions, Mapping):
-        missing = [q.question_id for q in questions if q.question_id not in baseline_predictions]
+        by_key = {question_key(k): v for k, v in baseline_predictions.items()}
+        missing = [q.question_id for q in questions if q.key not in by_key]
         if missing:
             raise ValueError(f"baseline_predictions has no answer for question ids {missing[:5]}")
-        baseline_predictions = [baseline_predictions[q.question_id] for q in questions]
+        baseline_predictions = [by_key[q.key] for q in questions]
     return to_answers(baseline_predictions, questions, baseline_model, "baseline_predictions")
 
 
@@ -177,14 +196,16 @@ def _turns(value: Any, what: str) -> list[str]:
 # ---- compute ----
 def compute(predictions: Sequence[Any], references: Sequence[Mapping[str, Any]], *,
             mode: Mode = "single", judge: JudgeSettings | None = None, model_id: str = "model",
-            baseline_predictions: Sequence[Any] | Mapping[int, Any] | None = None,
+            baseline_predictions: Sequence[Any] | Mapping[Any, Any] | None = None,
             baseline_model: str = DEFAULT_BASELINE,
             return_judgments: bool = False) -> dict[str, Any]:
     """Judge `predictions` (answers of `model_id`) and score them like `mt-bench show --json`."""
     judge = judge or JudgeSettings()
     bench = judge.resolve_bench()
     questions = to_questions(references)
-    answers = {model_id: to_answers(predictions, questions, model_id)}
+    answers: dict[str, dict[QuestionId, Answer]] = {
+        model_id: to_answers(predictions, questions, model_id,
+                             max_turn=2 if bench.judges_turn_2(mode) else 1)}
     if mode != "single":
         if model_id == baseline_model:
             raise ValueError(f"model_id {model_id!r} must differ from baseline_model")
@@ -197,7 +218,7 @@ def compute(predictions: Sequence[Any], references: Sequence[Mapping[str, Any]],
                                     mode, baseline_model if mode != "single" else None,
                                     judge.parallel, Path(judge.judge_file) if judge.judge_file else None,
                                     judge_repeats=judge.judge_repeats, bench=bench)
-    categories = {q.question_id: q.category for q in questions}
+    categories = {q.key: q.category for q in questions}
     if mode == "single":
         result = single_result(scoring.only(SingleJudgment, records), model_id, categories)
     else:
@@ -212,7 +233,7 @@ def compute(predictions: Sequence[Any], references: Sequence[Mapping[str, Any]],
 
 
 def single_result(records: Sequence[SingleJudgment], model_id: str,
-                  categories: dict[int, str]) -> dict[str, Any]:
+                  categories: dict[QuestionId, str]) -> dict[str, Any]:
     """score (FastChat's Average), per-turn and per-category means, counts, bootstrap CI."""
     res = scoring.results_from_records(records, "single", None, None, categories)
     if model_id not in res.models:  # every turn failed: no score
@@ -227,7 +248,7 @@ def single_result(records: Sequence[SingleJudgment], model_id: str,
 
 
 def pairwise_result(records: Sequence[PairJudgment], model_id: str, baseline_model: str,
-                    categories: dict[int, str]) -> dict[str, Any]:
+                    categories: dict[QuestionId, str]) -> dict[str, Any]:
     """FastChat's win/loss/tie rates against the baseline, overall, per turn and per category."""
     def rates(subset: Sequence[PairJudgment]) -> dict[str, Any]:
         res = scoring.results_from_records(subset, "pairwise-baseline", None, baseline_model)
@@ -238,8 +259,9 @@ def pairwise_result(records: Sequence[PairJudgment], model_id: str, baseline_mod
     result = rates(records)
     for turn in (1, 2):
         result[f"turn_{turn}"] = rates([r for r in records if r.turn == turn])
-    cats = list(dict.fromkeys(categories[r.question_id] for r in records))
-    result["categories"] = {c: rates([r for r in records if categories[r.question_id] == c])
+    cats = list(dict.fromkeys(categories[question_key(r.question_id)] for r in records))
+    result["categories"] = {c: rates([r for r in records
+                                      if categories[question_key(r.question_id)] == c])
                             for c in cats}
     return result
 
@@ -256,7 +278,7 @@ def calibrate(judge: JudgeSettings | None = None,
     judge = judge or JudgeSettings()
     names, answers = calibration.reference_set(models)
     judge.check_reachable()
-    bench = mt_bench()
+    bench = with_references(mt_bench(), judge.references)
     records = judging.judge_answers(bench.select(), answers, judge.make_client(), judge.spec,
                                     "single", None, judge.parallel,
                                     Path(judge.judge_file) if judge.judge_file else None,

@@ -67,7 +67,7 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float | None:
 
 
 def calibration_stats(judge_records: Sequence[SingleJudgment], official_records: Sequence[SingleJudgment],
-                      categories: dict[int, str], judge: str,
+                      categories: dict[Any, str], judge: str,
                       models: Sequence[str] | None = None,
                       category_order: Sequence[str] = ()) -> dict[str, Any]:
     """The statistics over the pairs (judge score, official grade) of every (model, question,
@@ -168,6 +168,7 @@ class CalibrationRun:
     batch_wait: bool = True
     max_requests_per_minute: int | None = None
     max_tokens_per_minute: int | None = None
+    references: str | None = None  # "inline" or a FastChat reference file (`bench.with_references`)
 
 
 @dataclass
@@ -213,6 +214,7 @@ def run_calibration(run: CalibrationRun, client: Any = None,
 
     `on_plan` sees the plan (calls to make) before any call is sent."""
     from mt_bench_task.clients import make_client
+    from mt_bench_task.core.bench import with_references
     from mt_bench_task.core.jsonl import write_lines_atomic
     from mt_bench_task.core.judges import judge_spec
     from mt_bench_task.core.judging import JudgingJob
@@ -225,7 +227,7 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     spec = judge_spec(run.judge_model)
     # the official grades' bench: MT-bench's questions; judge prompts of the data dir's own
     # are used (and make the judge not comparable), as `mt-bench judge` would use them
-    bench = load_bench(DEFAULT_BENCH, run.data_dir)
+    bench = with_references(load_bench(DEFAULT_BENCH, run.data_dir), run.references)
     check_mt_bench(bench)
     out = judgments_path(run.data_dir, spec.display_name)
     job = JudgingJob(bench, answers, tuple(models), spec, "single", repeats=run.judge_repeats,

@@ -82,13 +82,15 @@ def publish_results(repo_id: str | None, data_dir: Path, results_file: str | Pat
 
     png, plot_note = _render_radar(single, model, comparable, bench)
     notes += [plot_note] if plot_note else []
-    _merge_results(card, repo_id, _eval_results(single.score(model), pairwise, judge, bench),
-                   bench)
+    references = single.references  # `--references`: named in the card
+    _merge_results(card, repo_id, _eval_results(single.score(model), pairwise, judge, bench,
+                                                references), bench)
     from mt_bench_task.outputs.calibration import cite
 
     calibration = cite(Path(data_dir), judge)  # `mt-bench calibrate`'s figures for this judge
     card.text = _with_section(card.text, _section(model, single, pairwise, judge, comparable,
-                                                  png is not None, bench, calibration, served),
+                                                  png is not None, bench, calibration, served,
+                                                  references),
                               *_markers(bench))
     content = str(card)
     files = ("README.md", _radar_file(bench)) if png is not None else ("README.md",)
@@ -185,11 +187,13 @@ def _pick_model(results: Results, model_id: str | None) -> str:
 
 
 def _eval_results(scores: SingleScore, pairwise: tuple[PairScore, str] | None, judge: str,
-                  bench: Bench) -> list[Any]:
+                  bench: Bench, references: str | None = None) -> list[Any]:
     """Flatten one model's scores into EvalResults; (metric_type, metric_config) is unique."""
     from huggingface_hub import EvalResult
 
     args = {"judge_model": judge, "judge_prompts": bench.judge_prompts_version}
+    if references is not None:
+        args["references"] = references
     name = _label(bench)
     rows: list[tuple[str, str, str | None, Any]] = [
         ("mt_bench_score", f"{name} score", None, scores.average),
@@ -243,7 +247,8 @@ def _served(served: list[str] | None) -> str:
 
 def _section(model: str, single: Results, pairwise: tuple[PairScore, str] | None, judge: str,
              comparable: bool, with_image: bool, bench: Bench,
-             calibration: str | None = None, served: list[str] | None = None) -> str:
+             calibration: str | None = None, served: list[str] | None = None,
+             references: str | None = None) -> str:
     s = single.score(model)
     lo, hi = s.ci95
     ci = f" (95% CI {lo:.2f}-{hi:.2f})"
@@ -256,6 +261,9 @@ def _section(model: str, single: Results, pairwise: tuple[PairScore, str] | None
               f"(revision `{bench.dataset_revision}`), single-answer grading on a 1-10 scale."), ""]
     if mixed_note(served or []):
         lines += [f"> Note: {mixed_note(served or [])}.", ""]
+    if references is not None:
+        lines += [(f"Reference answers: `{references}` (chosen with `--references`; FastChat's "
+                   f"judge uses the judge's reference_answer file)."), ""]
     if not comparable:  # judges' one wording, with the judge's name in code style
         lines += [f"> Judged by `{judge}`: these scores are **{NOT_COMPARABLE}** numbers.", ""]
     if calibration:  # `mt-bench calibrate`'s figures, next to the label

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mt_bench_task.core import data, scoring
-from mt_bench_task.core.bench import Bench, load_bench, order_categories
+from mt_bench_task.core.bench import INLINE, Bench, load_bench, order_categories, with_references
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.judges import NOT_COMPARABLE, identity_of_records
 from mt_bench_task.core.results import Results
 from mt_bench_task.core.served import mixed_note, served_models
-from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
+from mt_bench_task.core.types import Judgment, PairJudgment, QuestionId, SingleJudgment, question_key
 from mt_bench_task.outputs.official import calibration_label
 
 _TEMPLATE = Path(__file__).parent / "templates" / "report.html"
@@ -79,7 +79,11 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
     judged |= {m for r in pair_records or [] for m in (r.model_1, r.model_2)}
     models = answer_models + sorted(judged - set(answer_models))
     index = {m: i for i, m in enumerate(models)}
+    chosen = {r.references for r in records}
+    if chosen == {INLINE}:  # judged with `--references inline`: show the references the judge saw
+        bench = with_references(bench, INLINE)
     ref_name, refs = bench.reference_for(judge_model)
+    ref_name = INLINE if chosen == {INLINE} else ref_name
 
     failures: list[dict[str, Any]] = []
     scored = (scoring.results_from_records(single_records, "single", categories=categories,
@@ -102,8 +106,8 @@ def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
                  "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")},
         "labels": labels,
         "models": models,
-        "questions": [{"id": q.question_id, "category": q.category, "turns": q.turns,
-                       "ref": refs[q.question_id].turns if q.question_id in refs else None}
+        "questions": [{"id": _rid(q.question_id), "category": q.category, "turns": q.turns,
+                       "ref": refs[q.key].turns if q.key in refs else None}
                       for q in questions],
         "answers": [_answers(data_dir, m, bench.official_answers) for m in models],
         "single": single,
@@ -148,9 +152,14 @@ def _records(path: Path, read: Callable[[Path], list[J]]) -> list[J] | None:
 
 def _answers(data_dir: Path, model: str, fallback: Path | None) -> dict[str, list[str]]:
     try:
-        return {str(qid): a.turns for qid, a in data.load_answers(data_dir, model, fallback).items()}
+        return {str(_rid(qid)): a.turns for qid, a in data.load_answers(data_dir, model, fallback).items()}
     except DataError:  # judged but never answered here: the page says "no answer"
         return {}
+
+
+def _rid(question_id: QuestionId) -> QuestionId:
+    """A question's id in the page: its key (1 and "1" are one question; "81_DE" as written)."""
+    return question_key(question_id)
 
 
 def _single(records: list[SingleJudgment] | None, results: Results | None, index: dict[str, int],
@@ -161,7 +170,7 @@ def _single(records: list[SingleJudgment] | None, results: Results | None, index
     # A text a minimal FastChat record lacks reads as empty.
     by_q: dict[str, dict[str, dict[str, list[Any]]]] = {}
     for r in records:
-        mi, qid, turn, text = index[r.model], r.question_id, r.turn, r.judgment or ""
+        mi, qid, turn, text = index[r.model], _rid(r.question_id), r.turn, r.judgment or ""
         by_q.setdefault(str(qid), {}).setdefault(str(mi), {})[str(turn)] = [
             r.score, text, r.judge[1]]
         if r.score == -1:
@@ -183,7 +192,7 @@ def _pair_mode(records: list[PairJudgment]) -> tuple[str, str | None]:
 
 
 def _pair(records: list[PairJudgment] | None, path: Path, index: dict[str, int],
-          failures: list[dict[str, Any]], categories: dict[int, str]) -> dict[str, Any] | None:
+          failures: list[dict[str, Any]], categories: dict[QuestionId, str]) -> dict[str, Any] | None:
     if records is None:
         return None
     mode, baseline = _pair_mode(records)
@@ -192,12 +201,12 @@ def _pair(records: list[PairJudgment] | None, path: Path, index: dict[str, int],
     out = []
     for i, r in enumerate(records):
         texts = {"g1": r.g1_judgment or "", "g2": r.g2_judgment or ""}  # empty when absent
-        out.append({"q": r.question_id, "t": r.turn, "a": index[r.model_1],
+        out.append({"q": _rid(r.question_id), "t": r.turn, "a": index[r.model_1],
                     "b": index[r.model_2], "g1": r.g1_winner, "g2": r.g2_winner,
                     "j1": texts["g1"], "j2": texts["g2"], "p": r.judge[1]})
         for g, winner in (("g1", r.g1_winner), ("g2", r.g2_winner)):
             if winner == "error":
-                failures.append({"anchor": f"j-p-{i}", "qid": r.question_id, "turn": r.turn,
+                failures.append({"anchor": f"j-p-{i}", "qid": _rid(r.question_id), "turn": r.turn,
                                  "model": f"{r.model_1} vs {r.model_2}",
                                  "kind": f"pairwise {g} error", "excerpt": texts[g][:_EXCERPT]})
     return {"results": results.to_json(), "baseline": baseline, "rows": out}

@@ -59,7 +59,9 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
     labels = [*labels, *filter(None, [mixed_note(served)])]
     lines = [f"Input file: {path}", *(f"NOTE: {label}" for label in labels),
              *([f"Judge: {judge_model}{served_suffix(served)}"] if served else []),
-             fastchat_tables(records, mode, model_list, baseline_model, bench.multi_turn,
+             *([f"References: {results.references} (--references)"] if results.references else []),
+             fastchat_tables(records, mode, model_list, baseline_model,
+                             bench.multi_turn or any(r.turn == 2 for r in records),
                              pairwise=None if mode == "single" else results),
              extra_tables(results)]
     if mode == "single":
