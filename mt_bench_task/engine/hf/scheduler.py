@@ -105,7 +105,7 @@ class ContinuousBatcher:
         group = [self._pop() for _ in range(min(free, waiting))]
         for r in group:
             if r.generator is not None:
-                r._rng_state = r.generator.get_state()  # rewound if the request is retried
+                r.rng_state = r.generator.get_state()  # rewound if the request is retried
             take_past(r)
         parts = length_buckets(group)
         ready: list[tuple[Any, Any, list[_Row], Any]] = []
@@ -143,13 +143,13 @@ class ContinuousBatcher:
             mask[i, past - n:past] = 1
             mask[i, past + longest - len(fed):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        cache = with_pasts(self.model.config, [r._past and r._past[1] for r in group], kept)
+        cache = with_pasts(self.model.config, [r.past and r.past[1] for r in group], kept)
         with torch.inference_mode():
             out = self.model(input_ids=ids, attention_mask=mask,
                              position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, past:],
                              use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
         for r in group:
-            r._past = None
+            r.past = None
         return cache, mask, [_Row(r, len(r.prompt_ids)) for r in group], out.logits[:, -1]
 
     def _join(self, ready: list[tuple[Any, Any, list[_Row], Any]], done: list[Finished]) -> None:
@@ -282,7 +282,7 @@ class ContinuousBatcher:
         length, index = self._mask.shape[1], {id(r): i for i, r in enumerate(self._rows)}
         for r in ended:
             if r.request.keep_cache:
-                r.request._kv = (r.request.prompt_ids + r.tokens[:-1],
+                r.request.kept = (r.request.prompt_ids + r.tokens[:-1],
                                  row_columns(self._cache, index[id(r)], length - r.pos, length))
 
     def _end_all(self) -> None:
@@ -304,7 +304,7 @@ class ContinuousBatcher:
             row.ended = True
         for r in reversed([row.request for row in live[self.max_rows:]] + group):
             if r.generator is not None:  # rows over the limit first in line, then `group`
-                r.generator.set_state(r._rng_state)
+                r.generator.set_state(r.rng_state)
             self._first.appendleft(r)
         self._rebuild()
         if torch.cuda.is_available():
