@@ -178,3 +178,17 @@ def test_ci_runs_the_vllm_tests_in_a_vllm_venv() -> None:
     assert re.search(r'CI=true .*python"? -m pytest .*tests/vllm_engine', ci)
     tests = list((ROOT / "tests" / "vllm_engine").glob("test_*.py"))
     assert tests and all("def test_" in t.read_text() for t in tests)
+
+
+@pytest.mark.parametrize("command", ["gen", "run"])
+def test_gen_and_run_take_the_engine_and_vllms_options(command: str) -> None:
+    from mt_bench_task.cli.main import _generation_config
+    from mt_bench_task.cli.parser import build_parser
+
+    args = build_parser().parse_args([command, "--engine", "vllm", "--tensor-parallel-size", "4",
+                                      "--pipeline-parallel-size", "2", "--max-model-len", "4096",
+                                      "--gpu-memory-utilization", "0.85"])
+    cfg = _generation_config(args)
+    assert (cfg.engine, cfg.tensor_parallel_size, cfg.pipeline_parallel_size, cfg.max_model_len,
+            cfg.gpu_memory_utilization, cfg.data_parallel_size) == ("vllm", 4, 2, 4096, 0.85, 1)
+    assert _generation_config(build_parser().parse_args([command])).engine == "auto"
