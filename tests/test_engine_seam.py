@@ -19,7 +19,7 @@ from mt_bench_task.engine import base
 from mt_bench_task.engine.base import GenRequest, GenResult, choose_engine
 from mt_bench_task.engine.driver import AnswerSink, Work, drive
 from mt_bench_task.engine.generate import GenerationConfig
-from mt_bench_task.engine.vllm import cpu_thread_binding, engine_args, sampling_kwargs
+from mt_bench_task.engine.vllm import cpu_engine_args, cpu_thread_binding, engine_args, sampling_kwargs
 
 ROOT = Path(__file__).parent.parent
 
@@ -113,6 +113,14 @@ def test_engine_args_pass_the_parallel_and_memory_options_through() -> None:
         "model": "/m", "dtype": "auto", "seed": 0, "tensor_parallel_size": 1,
         "pipeline_parallel_size": 1}
     assert re.fullmatch(r"\d+(-\d+|(,\d+)*)", cpu_thread_binding())
+
+
+def test_cpu_engine_args_prefill_whole_prompts(default_model_dir: Path) -> None:
+    """vLLM's CPU build dies on a seeded request prefilled in chunks: no chunks on a CPU."""
+    assert cpu_engine_args(GenerationConfig(max_model_len=1024), "/m") == {
+        "enable_chunked_prefill": False, "max_num_batched_tokens": 1024}
+    assert cpu_engine_args(GenerationConfig(), str(default_model_dir)) == {
+        "enable_chunked_prefill": False, "max_num_batched_tokens": 8192}  # SmolLM2's context
 
 
 def test_auto_picks_vllm_only_with_vllm_and_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,6 +56,22 @@ def engine_args(cfg: Any, model_path: str) -> dict[str, Any]:
     return args
 
 
+def cpu_engine_args(cfg: Any, model_path: str) -> dict[str, Any]:
+    """vLLM's CPU build: no chunked prefill. There a seeded request whose prompt is prefilled in
+    chunks kills the engine (vLLM 0.32 rewinds its generator with `set_offset`, which a CPU
+    generator lacks: "CPU Generator does not use offset"); whole prompts need a token budget of
+    the longest sequence."""
+    longest = cfg.max_model_len
+    if longest is None:
+        from transformers import AutoConfig
+
+        longest = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    args: dict[str, Any] = {"enable_chunked_prefill": False}
+    if longest:
+        args["max_num_batched_tokens"] = int(longest)
+    return args
+
+
 def cpu_thread_binding() -> str:
     """VLLM_CPU_OMP_THREADS_BIND for all the cores this process may use (vLLM's CPU build
     otherwise keeps one core free), e.g. '0-1'."""
@@ -88,11 +104,13 @@ class VllmEngine:
             gc = GenerationConfig.from_pretrained(model_path)
         except OSError:  # no generation_config.json: transformers' defaults
             gc = GenerationConfig()
+        args = engine_args(cfg, model_path)
         if not torch.cuda.is_available():
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_thread_binding())
+            args.update(cpu_engine_args(cfg, model_path))
         from vllm import EngineArgs, LLMEngine
 
-        llm = LLMEngine.from_engine_args(EngineArgs(**engine_args(cfg, model_path)))
+        llm = LLMEngine.from_engine_args(EngineArgs(**args))
         return cls(llm, tok, gc)
 
     @property

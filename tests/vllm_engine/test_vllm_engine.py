@@ -142,6 +142,24 @@ def test_resume_sends_nothing_then_only_the_missing_question(first_run, engine: 
     assert [r["question_id"] for r in _rows(data_dir)] == QIDS
 
 
+def test_sampled_long_prompts_that_would_be_chunked_finish(engine: VllmEngine) -> None:
+    """3 seeded prompts of ~900 tokens at once: over the 2,048-token step budget, so vLLM 0.32
+    would prefill one in chunks and its CPU build then dies rewinding the request's generator
+    ("CPU Generator does not use offset"); on a CPU the engine prefills whole prompts only."""
+    from mt_bench_task.engine.base import GenRequest
+
+    text = "Tell me about the history of the river and the bridges that cross it. " * 60
+    requests = [GenRequest(900 + i, 0, i, (("user", text),), 0.7, i, 4,
+                           engine.stop_token_ids, True) for i in range(3)]
+    engine.submit(requests)
+    done = []
+    while engine.busy:
+        done += engine.step()
+    assert sorted(r.request.question_id for r in done) == [900, 901, 902]
+    assert all(r.text != "ERROR" and 0 < r.tokens <= 4 for r in done)
+    assert len(engine.calls.seen[-1][1]) > 800  # type: ignore[attr-defined]
+
+
 def test_cli_gen_engine_vllm_passes_its_options_through(tmp_path: Path) -> None:
     """The console command, its own vLLM start: --max-model-len and --dtype reach vLLM."""
     data_dir = _bench_dir(tmp_path / "d", [101])
