@@ -1,7 +1,9 @@
 """The vllm engine's cost: `mt-bench gen --engine vllm` vs vLLM driven directly, same requests.
 
 Runs in a venv with vLLM (the CPU build here: .ci/run's recipe); bench_generate.py calls it with
-`--vllm-python` for its vLLM column. One engine start (timed), then alternately:
+`--vllm-python` for its vLLM column. One engine start (timed), one untimed warm-up pass (vLLM
+compiles shapes on first use), then rounds in the order seam, direct, direct, seam, ...
+(each kind first as often as the other):
   seam:   generate_answers(GenerationConfig(engine="vllm")) on that engine (driver, seam,
           answer file written and sorted, as the CLI does);
   direct: the same conversations straight on vLLM's LLMEngine step loop: the same prompt ids,
@@ -62,7 +64,7 @@ def direct(engine, questions, temperature, max_new: int) -> tuple[int, float]:  
 
 def main() -> None:
     begin, end, max_new = map(int, sys.argv[1:4])
-    rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 2
+    rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 4
     from dataclasses import replace
 
     from mt_bench_task.core.bench import load_bench
@@ -79,12 +81,16 @@ def main() -> None:
     close, VllmEngine.start = engine.close, classmethod(lambda cls, c, p: engine)  # type: ignore[method-assign,assignment]
     engine.close = lambda: None  # type: ignore[method-assign]
     runs = []
+    direct(engine, bench.select(begin, end), bench.temperature, max_new)  # warm-up, not timed
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(rounds):
-            s = generate_answers(replace(cfg, data_dir=Path(tmp) / f"seam{i}"), bench)
-            runs.append({"kind": "seam", "generated": s.tokens, "seconds": s.seconds})
-            n, sec = direct(engine, bench.select(begin, end), bench.temperature, max_new)
-            runs.append({"kind": "direct", "generated": n, "seconds": sec})
+            for kind in ("seam", "direct") if i % 2 == 0 else ("direct", "seam"):
+                if kind == "seam":
+                    s = generate_answers(replace(cfg, data_dir=Path(tmp) / f"seam{i}"), bench)
+                    runs.append({"kind": "seam", "generated": s.tokens, "seconds": s.seconds})
+                else:
+                    n, sec = direct(engine, bench.select(begin, end), bench.temperature, max_new)
+                    runs.append({"kind": "direct", "generated": n, "seconds": sec})
     close()
     print(json.dumps({"startup": startup, "runs": runs, "load": os.getloadavg()[0]}))
 
