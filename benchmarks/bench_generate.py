@@ -19,8 +19,12 @@ is left after FastChat's stop_str cut). Seconds exclude model loading.
       ends), run twice: (b1) before (a) and (b2) after the others, since a shared machine's speed
       drifts over the minutes (a) takes; the ratios use (b1) and (b2) together (tokens / seconds).
 
+  (c) with --vllm-python (a venv with vLLM; here its CPU build, .ci/run's recipe):
+      bench_vllm.py in that venv: `mt-bench gen --engine vllm` (the seam and the answer file) and
+      the same requests on vLLM's step loop directly, alternately, after one timed engine start.
+
 Usage: python benchmarks/bench_generate.py [--fschat-python PATH] [--skip-batch1]
-       [--questions N] [--max-new-token T]   (smaller runs when the machine is busy)
+       [--vllm-python PATH] [--questions N] [--max-new-token T]   (smaller runs when busy)
 """
 from __future__ import annotations
 
@@ -156,6 +160,8 @@ def main() -> None:
     ap.add_argument("--fschat-python", default=None,
                     help=f"python of a venv with fschat 0.2.36 (default: set up {FSCHAT_VENV})")
     ap.add_argument("--skip-batch1", action="store_true", help="skip (a') to save ~4 minutes")
+    ap.add_argument("--vllm-python", default=None,
+                    help="python of a venv with vLLM: adds the vllm engine's rows (c)")
     ap.add_argument("--questions", type=int, default=NUM_QUESTIONS, help="at most 16 (greedy ones)")
     ap.add_argument("--max-new-token", type=int, default=MAX_NEW_TOKEN)
     args = ap.parse_args()
@@ -214,6 +220,32 @@ def main() -> None:
         answer_ratio = (ours.answer_tokens / ours.seconds) / (base.answer_tokens / base.seconds)
         print(f"(b) vs {base.label.split()[0]}: {gen_ratio:.1f}x generated tok/s, "
               f"{answer_ratio:.1f}x answer tok/s")
+    if args.vllm_python:
+        _vllm_rows(args.vllm_python, end, max_new, ours.generated / ours.seconds)
+
+
+def _vllm_rows(python: str, end: int, max_new: int, ours: float) -> None:
+    """(c): the vllm engine through the seam and vLLM directly (bench_vllm.py, its own venv)."""
+    root = Path(__file__).parent.parent
+    result = subprocess.run([python, str(root / "benchmarks" / "bench_vllm.py"), str(QUESTION_BEGIN),
+                             str(end), str(max_new)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    if result.returncode != 0:
+        print(f"(c) vLLM could not run:\n{result.stderr[-2000:]}", file=sys.stderr)
+        return
+    v = _last_json(result.stdout)
+    print(f"\n(c) vLLM engine (CPU build, no GPU here): start-up {v['startup']:.1f} s (not in the "
+          f"rates); load average at its end {v['load']:.2f}")
+    rate = {}
+    for kind in ("seam", "direct"):
+        runs = [r for r in v["runs"] if r["kind"] == kind]
+        tokens, seconds = sum(r["generated"] for r in runs), sum(r["seconds"] for r in runs)
+        rate[kind] = tokens / seconds
+        each = ", ".join(f"{r['generated'] / r['seconds']:.1f}" for r in runs)
+        print(f"  {kind:<6} {len(runs)} runs, {tokens} generated tokens in {seconds:.1f} s: "
+              f"{rate[kind]:.1f} tok/s (each: {each})")
+    print(f"  seam / direct: {rate['seam'] / rate['direct']:.3f}; vllm engine / (b): "
+          f"{rate['seam'] / ours:.2f}x generated tok/s")
 
 if __name__ == "__main__":
     main()

@@ -60,27 +60,36 @@ def _run_cont(model: Any, tok: Any, questions: list, targets: dict, batch: int,
     import torch
 
     from mt_bench_task.core.bench import load_bench
-    from mt_bench_task.engine.generate import _clean_output, _Conversation
+    from mt_bench_task.engine.base import clean_output, prompt_ids
+    from mt_bench_task.engine.driver import Conversation
+    from mt_bench_task.engine.hf.batch_requests import Request
     from mt_bench_task.engine.hf.scheduler import ContinuousBatcher
 
     batcher = ContinuousBatcher(_NoEos(model, tok.eos_token_id), batch, {tok.eos_token_id},
                                 tok.pad_token_id)
+    stop = frozenset({tok.eos_token_id})
+
+    def request(conv: Conversation, generator: Any, after: Any) -> Request:
+        g = conv.next_request(targets[conv.question.question_id][len(conv.turns)], stop)
+        return Request(prompt_ids(tok, g), g.temperature, g.max_new_tokens, generator=generator,
+                       priority=g.turn > 0, owner=(conv, generator), after=after,
+                       keep_cache=not g.final)
+
     first = []
     for q in questions:
         for choice in range(choices):
-            conv = _Conversation(q, choice, torch.Generator().manual_seed(choice),
-                                 load_bench().temperature(q.category))
-            first.append(conv.next_request(tok, targets[q.question_id][0]))
+            conv = Conversation(q, choice, load_bench().temperature(q.category))
+            first.append(request(conv, torch.Generator().manual_seed(choice), None))
     for r in sorted(first, key=lambda r: len(r.prompt_ids)):
         batcher.add(r)
     tokens = 0
     while batcher.busy:
         for fin in batcher.step():
-            conv = fin.request.owner
+            conv, generator = fin.request.owner
             tokens += len(fin.token_ids)
-            conv.record(_clean_output(tok, fin.token_ids, batcher.stop_ids)[0])
+            conv.record(clean_output(tok, fin.token_ids, batcher.stop_ids)[0])
             if not conv.done:
-                batcher.add(conv.next_request(tok, targets[conv.question.question_id][1]))
+                batcher.add(request(conv, generator, fin.request))
     return tokens
 
 
@@ -90,7 +99,7 @@ def _run_static(model: Any, tok: Any, questions: list, targets: dict, batch: int
     from transformers import LogitsProcessor, LogitsProcessorList
 
     from mt_bench_task.core.bench import load_bench
-    from mt_bench_task.engine.generate import _clean_output
+    from mt_bench_task.engine.base import clean_output as _clean_output
 
     temperature_for = load_bench().temperature
 

@@ -1,6 +1,7 @@
 """Shared fixtures. Model fixtures use the embedded default model (converted once, then cached)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -8,6 +9,10 @@ from pathlib import Path
 
 import pytest
 from mock_hub import mock_hub  # noqa: F401  (the Hub-server fixture, for every test module)
+
+# tests/vllm_engine/ runs vLLM for real: only where it is installed (CI: a venv of its own, .ci/run;
+# tests/test_engine_seam.py checks that CI runs it)
+collect_ignore = [] if importlib.util.find_spec("vllm") else ["vllm_engine"]
 
 
 @pytest.hookimpl(hookwrapper=True)

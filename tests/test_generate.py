@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from mt_bench_task.cli.main import main
-from mt_bench_task.engine.generate import GenerationConfig, _clean_output, generate_answers
+from mt_bench_task.engine.base import clean_output as _clean_output
+from mt_bench_task.engine.generate import GenerationConfig, generate_answers
 
 FASTCHAT_KEYS = ["question_id", "answer_id", "model_id", "choices", "tstamp"]
 GREEDY_SLICE = ["--question-begin", "20", "--question-end", "24"]  # ids 101-104, reasoning

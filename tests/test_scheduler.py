@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from mt_bench_task.core.bench import load_bench
-from mt_bench_task.engine.generate import GenerationConfig, _clean_output, generate_answers
+from mt_bench_task.engine.base import clean_output as _clean_output
+from mt_bench_task.engine.generate import GenerationConfig, generate_answers
 from mt_bench_task.engine.hf.batch_requests import Request
 from mt_bench_task.engine.hf.scheduler import ContinuousBatcher
 
@@ -166,7 +167,7 @@ def test_a_continuation_prefills_only_what_its_kept_cache_lacks(
     for r in first:
         r.keep_cache = True
     ended = _run(ContinuousBatcher(model, 4, {tok.eos_token_id}, tok.pad_token_id), first)
-    assert all(r._kv is not None for r in first)
+    assert all(r.kept is not None for r in first)
 
     def follow_ups(reuse: bool) -> list[Request]:
         out = []
@@ -183,7 +184,7 @@ def test_a_continuation_prefills_only_what_its_kept_cache_lacks(
     requests = follow_ups(reuse=True)
     got = _run(ContinuousBatcher(wrapped, 4, {tok.eos_token_id}, tok.pad_token_id), requests)
     assert got == want
-    assert all(r._kv is None for r in first)  # handed over, not kept twice
+    assert all(r.kept is None for r in first)  # handed over, not kept twice
     full = sum(len(r.prompt_ids) for r in requests)
     assert sum(n for n in fed if n > 4) < full / 2  # prefills computed under half the prompts
 

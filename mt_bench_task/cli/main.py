@@ -70,7 +70,11 @@ def _generation_config(args: argparse.Namespace) -> GenerationConfig:
         question_begin=args.question_begin, question_end=args.question_end,
         max_new_token=args.max_new_token, num_choices=args.num_choices, dtype=args.dtype,
         revision=args.revision, batch_size=args.batch_size, chat_template=args.chat_template,
-        num_processes=args.num_processes)
+        num_processes=args.num_processes, engine=args.engine,
+        tensor_parallel_size=args.tensor_parallel_size,
+        pipeline_parallel_size=args.pipeline_parallel_size,
+        data_parallel_size=args.data_parallel_size,
+        gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len)
 
 
 def _judge_run(args: argparse.Namespace, **overrides: Any) -> JudgeRun:

@@ -56,7 +56,24 @@ def add_local_model(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--chat-template", default=None,
                    help="Jinja chat template file, for models whose tokenizer has none")
     p.add_argument("--num-processes", type=int, default=1,
-                   help="spawn N accelerate processes (or run under `accelerate launch` yourself)")
+                   help="hf engine: spawn N accelerate processes (or run under `accelerate launch`)")
+    add_engine(p)
+
+
+def add_engine(p: argparse.ArgumentParser) -> None:
+    """The generation engine and vLLM's pass-through options (gen, run)."""
+    p.add_argument("--engine", choices=["auto", "hf", "vllm"], default="auto",
+                   help="auto (default): vllm when it is installed and a GPU is present, else hf "
+                        "(our continuous batcher on transformers)")
+    g = p.add_argument_group("vllm engine (vLLM's EngineArgs; multi-node: README, vLLM engine)")
+    g.add_argument("--tensor-parallel-size", type=int, default=1)
+    g.add_argument("--pipeline-parallel-size", type=int, default=1)
+    g.add_argument("--data-parallel-size", type=int, default=1,
+                   help="> 1 is refused: run one process per replica (README)")
+    g.add_argument("--gpu-memory-utilization", type=float, default=None,
+                   help="default: vLLM's")
+    g.add_argument("--max-model-len", type=int, default=None,
+                   help="default: the model's context length")
 
 
 def add_judge_client(p: argparse.ArgumentParser, required: bool = False) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-GREEDY_BELOW = 1e-4  # FastChat: do_sample = temperature >= 1e-4
+from mt_bench_task.engine.base import GREEDY_BELOW
+
 PAD_SLACK = 1.25  # a prefill computes at most this many tokens per real prompt token (+ PAD_FREE)
 PAD_FREE = 32  # padding tokens a prefill may always add: one more call costs about that much
 
@@ -21,14 +22,15 @@ class Request:
     owner: Any = None  # the caller's handle, returned untouched
     keep_cache: bool = False  # a later request continues this one: keep its KV when it ends
     after: Request | None = None  # the kept request whose tokens this prompt starts with
-    _rng_state: Any = field(default=None, repr=False)
-    _kv: Any = field(default=None, repr=False)  # kept: (token ids, kv_cache.row_columns)
-    _past: Any = field(default=None, repr=False)  # taken from `after`: (tokens reused, columns)
+    # state the scheduler keeps on the request while it runs (set by scheduler.py and take_past)
+    rng_state: Any = field(default=None, repr=False)  # generator state at admission (OOM retry)
+    kept: Any = field(default=None, repr=False)  # this request's KV once ended: (token ids, columns)
+    past: Any = field(default=None, repr=False)  # taken from `after`: (tokens reused, columns)
 
     @property
     def fresh_tokens(self) -> int:
         """Prompt tokens a prefill computes (the rest comes from the kept cache)."""
-        return len(self.prompt_ids) - (self._past[0] if self._past else 0)
+        return len(self.prompt_ids) - (self.past[0] if self.past else 0)
 
     @property
     def greedy(self) -> bool:
@@ -47,12 +49,12 @@ def take_past(r: Request) -> None:
     from mt_bench_task.engine.hf.kv_cache import shared_len
 
     prev, r.after = r.after, None
-    if prev is None or prev._kv is None:
+    if prev is None or prev.kept is None:
         return
-    (ids, columns), prev._kv = prev._kv, None
+    (ids, columns), prev.kept = prev.kept, None
     n = min(shared_len(ids, r.prompt_ids), len(r.prompt_ids) - 1)
     if n > 0:
-        r._past = (n, columns)
+        r.past = (n, columns)
 
 
 def length_buckets(group: list[Request]) -> list[list[Request]]:

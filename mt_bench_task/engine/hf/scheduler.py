@@ -1,30 +1,19 @@
-"""Continuous batching for answer generation: every (question, choice, turn) is one request.
+"""The hf engine's continuous batcher: every (question, choice, turn) is one request, all in one
+batch whatever their temperature; a row that stops (stop token or budget) leaves and waiting
+requests take its place, so the batch stays full and a question's turn 2 (added by the caller
+when its turn 1 ends, admitted first) starts at once.
 
-All requests share one batch whatever their temperature: each row has its own temperature,
-greedy/sample choice, random generator and token budget, applied after the decode step
-(decode_step.py for Llama-shaped models: the forward's logits, fewer operations). A row that stops
-(stop token or budget) leaves the batch and waiting requests take its place; the caller adds a
-question's next turn as soon as the previous one is done. That turn's prompt opens with the
-previous prompt and answer, whose KV the finished row leaves behind (`keep_cache`): only the
-rest is prefilled (`after`), as far as its token ids agree.
-
-KV cache (kv_cache.py): one DynamicCache whose layers append in place, left-aligned padding. New
-rows are prefilled together (left-padded among themselves, last position's logits only). A row
-that ends keeps its place (outputs ignored) until the batch is rebuilt, when new rows join or
-enough rows have ended and nothing waits: one copy of the rows in flight into new buffers,
-without the ended rows and the leading columns no row needs, with the new rows
-(kv_cache.restack). So a row's end costs no copy (removing rows one by one, then appending, cost
-a sixth of a 32-row run). Positions come from each row's own token count, so padding never
-shifts RoPE; padded keys are masked.
-
-Sampling (sampling.py) is transformers' generate() step for one row, done for all rows at once,
-with top-k and top-p from the model's generation_config (transformers' defaults: top-k 50, top-p
-1.0) and each request's own temperature and generator: the caller's (FastChat's rule: seed =
-choice index, one stream per question and choice, turn 2 continuing turn 1's), so a row's draws
-do not depend on what else is in the batch.
-
-CUDA out of memory halves the row limit, puts the newest rows back in the queue (their generator
-rewound) and goes on; other RuntimeErrors end the rows involved with no tokens (FastChat: ERROR).
+- KV cache (kv_cache.py): one DynamicCache, left-padded rows, layers appending in place. New rows
+  are prefilled together (last position's logits only) and joined by one copy (`restack`); an
+  ended row keeps its place until that copy, so an end costs nothing. Turn 2 reuses the KV its
+  turn 1 left behind (`keep_cache`, `after`): only the new tokens are prefilled. Positions come
+  from each row's own count, so padding never shifts RoPE.
+- Sampling (sampling.py): transformers' generate() step per row (generation_config's top-k /
+  top-p, the row's temperature and torch.Generator), so a row's draws do not depend on the rest
+  of the batch.
+- Failures: CUDA out of memory halves the row limit and requeues the newest rows (generators
+  rewound); another RuntimeError ends the rows involved with no tokens (FastChat: ERROR).
+Why each choice was made, with the timings: benchmarks/README.md, "Answer generation".
 """
 from __future__ import annotations
 
@@ -105,7 +94,7 @@ class ContinuousBatcher:
         group = [self._pop() for _ in range(min(free, waiting))]
         for r in group:
             if r.generator is not None:
-                r._rng_state = r.generator.get_state()  # rewound if the request is retried
+                r.rng_state = r.generator.get_state()  # rewound if the request is retried
             take_past(r)
         parts = length_buckets(group)
         ready: list[tuple[Any, Any, list[_Row], Any]] = []
@@ -143,13 +132,13 @@ class ContinuousBatcher:
             mask[i, past - n:past] = 1
             mask[i, past + longest - len(fed):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        cache = with_pasts(self.model.config, [r._past and r._past[1] for r in group], kept)
+        cache = with_pasts(self.model.config, [r.past and r.past[1] for r in group], kept)
         with torch.inference_mode():
             out = self.model(input_ids=ids, attention_mask=mask,
                              position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, past:],
                              use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
         for r in group:
-            r._past = None
+            r.past = None
         return cache, mask, [_Row(r, len(r.prompt_ids)) for r in group], out.logits[:, -1]
 
     def _join(self, ready: list[tuple[Any, Any, list[_Row], Any]], done: list[Finished]) -> None:
@@ -282,7 +271,7 @@ class ContinuousBatcher:
         length, index = self._mask.shape[1], {id(r): i for i, r in enumerate(self._rows)}
         for r in ended:
             if r.request.keep_cache:
-                r.request._kv = (r.request.prompt_ids + r.tokens[:-1],
+                r.request.kept = (r.request.prompt_ids + r.tokens[:-1],
                                  row_columns(self._cache, index[id(r)], length - r.pos, length))
 
     def _end_all(self) -> None:
@@ -304,7 +293,7 @@ class ContinuousBatcher:
             row.ended = True
         for r in reversed([row.request for row in live[self.max_rows:]] + group):
             if r.generator is not None:  # rows over the limit first in line, then `group`
-                r.generator.set_state(r._rng_state)
+                r.generator.set_state(r.rng_state)
             self._first.appendleft(r)
         self._rebuild()
         if torch.cuda.is_available():

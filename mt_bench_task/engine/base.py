@@ -1,0 +1,119 @@
+"""The engine seam: what every generation engine takes and gives back.
+
+An engine answers `GenRequest`s (one turn of one choice of one question: the messages so far,
+FastChat's sampling for it, the stop tokens) with `GenResult`s (the turn's cleaned text). The
+driver (driver.py) owns the task: it turns bench questions into requests, submits a question's
+turn 2 as soon as its own turn 1 comes back, and writes FastChat's answer files. Engines own
+the model: tokenizing with its chat template, scheduling, sampling. Two engines today:
+`hf` (hf/engine.py, our continuous batcher on transformers) and `vllm` (vllm.py).
+
+FastChat's rules kept by every engine: greedy below temperature 1e-4, a seed per choice
+(the choice index), and its post-processing (`clean_output`).
+"""
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.types import QuestionId
+
+GREEDY_BELOW = 1e-4  # FastChat: do_sample = temperature >= 1e-4
+ENGINES = ("auto", "hf", "vllm")
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    """One turn to generate. `messages` ends with this turn's user message."""
+
+    question_id: QuestionId  # as the bench writes it (int or string)
+    turn: int  # 0-based
+    choice: int
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs
+    temperature: float  # FastChat's per-category temperature; greedy below GREEDY_BELOW
+    seed: int  # FastChat: the choice index
+    max_new_tokens: int
+    stop_token_ids: frozenset[int]
+    final: bool  # no later turn continues this conversation (an engine may drop what it kept)
+
+    @property
+    def key(self) -> tuple[QuestionId, int, int]:
+        return self.question_id, self.choice, self.turn
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature < GREEDY_BELOW
+
+    def chat(self) -> list[dict[str, str]]:
+        """The messages as a chat template wants them."""
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+
+@dataclass(frozen=True)
+class GenResult:
+    request: GenRequest
+    text: str  # cleaned (clean_output); FastChat's "ERROR" when the engine failed on it
+    tokens: int  # generated tokens before the stop token
+
+
+class Engine(Protocol):
+    """Requests in, finished results out, in any order."""
+
+    name: str
+
+    @property
+    def stop_token_ids(self) -> frozenset[int]:
+        """The model's stop tokens (its generation config's eos ids and the tokenizer's)."""
+        ...
+
+    @property
+    def busy(self) -> bool:
+        """Submitted requests are not all finished yet."""
+        ...
+
+    def submit(self, requests: Sequence[GenRequest]) -> None: ...
+
+    def step(self) -> list[GenResult]:
+        """Advance (one decode step or so); the requests that finished in it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def choose_engine(name: str) -> str:
+    """'auto' -> 'vllm' when vLLM is importable and a CUDA device is present, else 'hf'."""
+    if name not in ENGINES:
+        raise DataError(f"unknown engine {name!r} (expected one of {list(ENGINES)})")
+    if name != "auto":
+        return name
+    if importlib.util.find_spec("vllm") is None:
+        return "hf"
+    import torch
+
+    return "vllm" if torch.cuda.is_available() else "hf"
+
+
+def stop_token_ids(generation_config: Any, tok: Any) -> frozenset[int]:
+    """The generation config's eos ids (one or a list) and the tokenizer's eos id."""
+    eos = getattr(generation_config, "eos_token_id", None)
+    ids = set(eos if isinstance(eos, list) else [eos]) | {tok.eos_token_id}
+    return frozenset(i for i in ids if i is not None)
+
+
+def prompt_ids(tok: Any, request: GenRequest) -> list[int]:
+    """The request's prompt through the model's chat template (add_generation_prompt)."""
+    text = tok.apply_chat_template(request.chat(), add_generation_prompt=True, tokenize=False)
+    return list(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def clean_output(tok: Any, ids: Sequence[int], stop_ids: frozenset[int] | set[int]) -> tuple[str, int]:
+    """FastChat's post-processing: cut at the first stop token, decode, remove special-token
+    strings, strip. Returns (text, tokens before the cut)."""
+    cut = next((n for n, t in enumerate(ids) if t in stop_ids), len(ids))
+    text = tok.decode(list(ids[:cut]), spaces_between_special_tokens=False)
+    for special in tok.special_tokens_map.values():
+        for s in special if isinstance(special, list) else [special]:
+            text = text.replace(s, "")
+    return text.strip(), cut

