@@ -16,7 +16,8 @@ from mt_bench_task.engine.hf.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from mt_bench_task.core.chat import ChatClient
-    from mt_bench_task.core.judging import JudgeRun, JudgeSummary
+    from mt_bench_task.core.job import JudgeSummary
+    from mt_bench_task.core.judging import JudgeRun
     from mt_bench_task.engine.generate import GenerationConfig, GenerationStats
     from mt_bench_task.outputs.views import ShowOutput
 

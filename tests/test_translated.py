@@ -22,7 +22,8 @@ from fake_openai import FakeOpenAI, prompt_hash
 from mock_hub import MockHub
 
 from mt_bench_task.cli import main as cli
-from mt_bench_task.core.types import Question, question_key, sort_question_keys
+from mt_bench_task.core.ids import question_key, sort_question_keys
+from mt_bench_task.core.types import Question
 
 REPO = Path(__file__).resolve().parents[1]
 JUDGE_PROMPTS = REPO / "mt_bench_task" / "data" / "mt_bench" / "data" / "judge_prompts.jsonl"

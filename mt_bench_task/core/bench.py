@@ -18,7 +18,8 @@ from types import MappingProxyType
 
 from mt_bench_task.core.data import check_unique_ids, read_judge_prompts, read_questions, read_references
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.core.types import Answer, Choice, JudgePrompt, Question, QuestionId, id_text
+from mt_bench_task.core.ids import QuestionId, id_text
+from mt_bench_task.core.types import Answer, Choice, JudgePrompt, Question
 
 DEFAULT_BENCH = "mt_bench"
 # FastChat's common.NEED_REF_CATS: these categories are judged with the -math- prompts + reference

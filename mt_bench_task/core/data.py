@@ -13,17 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.ids import QuestionId, id_text
 from mt_bench_task.core.jsonl import read_jsonl, read_jsonl_lines
-from mt_bench_task.core.types import (
-    Answer,
-    JudgePrompt,
-    Judgment,
-    PairJudgment,
-    Question,
-    QuestionId,
-    SingleJudgment,
-    id_text,
-)
+from mt_bench_task.core.types import Answer, JudgePrompt, Judgment, PairJudgment, Question, SingleJudgment
 
 PAIR_FORMATS = ("[[A]]", "[[rating_a,rating_b]]")  # FastChat's two pairwise formats
 OUTPUT_FORMATS = ("[[rating]]", *PAIR_FORMATS)

@@ -17,7 +17,8 @@ from mt_bench_task.core.served import served_models
 from mt_bench_task.core.types import Judgment
 
 if TYPE_CHECKING:
-    from mt_bench_task.core.judging import JudgeRun, JudgeSummary
+    from mt_bench_task.core.job import JudgeSummary
+    from mt_bench_task.core.judging import JudgeRun
 
 
 def run_price(run: JudgeRun, spec: JudgeSpec, served: list[str] | None = None) -> Price | None:

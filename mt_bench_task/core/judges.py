@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mt_bench_task.core.types import Judgment, QuestionId
+from mt_bench_task.core.ids import QuestionId
+from mt_bench_task.core.types import Judgment
 
 Backend = Literal["openai", "local"]
 # "gpt-4" is a floating alias; the published leaderboard was judged by gpt-4-0613 (FastChat #2284)

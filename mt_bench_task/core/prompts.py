@@ -14,15 +14,8 @@ from typing import Literal
 
 from mt_bench_task.core.bench import NEED_REF_CATS, judges_turn_2, reference_set
 from mt_bench_task.core.errors import DataError, ParameterError
-from mt_bench_task.core.types import (
-    API_ERROR_OUTPUT,
-    Answer,
-    JudgePrompt,
-    Question,
-    QuestionId,
-    Score,
-    question_key,
-)
+from mt_bench_task.core.ids import QuestionId, question_key
+from mt_bench_task.core.types import API_ERROR_OUTPUT, Answer, JudgePrompt, Question, Score
 
 Mode = Literal["single", "pairwise-baseline", "pairwise-all"]
 MODES: tuple[Mode, ...] = ("single", "pairwise-baseline", "pairwise-all")

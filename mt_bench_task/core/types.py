@@ -8,47 +8,18 @@ from __future__ import annotations
 
 import ast
 import json
-import re
-from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
+from mt_bench_task.core.ids import QuestionId, question_key
+
 Score = int | float  # FastChat keeps the rating's literal type: "8" -> 8, "8.5" -> 8.5
-QuestionId = int | str  # as the bench's question.jsonl writes it: 81, "81", "81_DE"
 API_ERROR_OUTPUT = "$ERROR$"  # FastChat's text for a request whose retries ran out
 GEN_ERROR_OUTPUT = "ERROR"  # FastChat's turn text when local generation raises a RuntimeError
 FAILED_TURN_TEXTS = (GEN_ERROR_OUTPUT, API_ERROR_OUTPUT)  # a turn that says it failed
 
 
 R = TypeVar("R", bound="_Record")
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-
-
-def question_key(question_id: QuestionId) -> QuestionId:
-    """THE rule matching answers, judgments and references to questions: 1 and "1" are the same
-    question (the Japanese forks cast every id with int(), which is what lets jp-stable's string-id
-    reference file meet its int-id questions); any other string ("81_DE") is compared as written.
-    Records keep their id as written; only lookups and resume keys use this."""
-    if isinstance(question_id, str) and _INTEGER.fullmatch(question_id.strip()):
-        return int(question_id)
-    return question_id
-
-
-def sort_question_keys(keys: Iterable[QuestionId], order: Sequence[QuestionId] = ()
-                       ) -> list[QuestionId]:
-    """FastChat's answer-file order (reorg_answer_file sorts by id): by number when every key is
-    an integer; otherwise the question file's order (`order`: its keys in file order), keys not in
-    it last, in the order given."""
-    keys = list(keys)
-    if all(isinstance(k, int) for k in keys):
-        return sorted(keys)  # type: ignore[type-var]
-    rank = {k: i for i, k in enumerate(order)}
-    return sorted(keys, key=lambda k: rank.get(k, len(rank)))
-
-
-def id_text(ids: Iterable[QuestionId]) -> list[QuestionId]:
-    """Ids sorted for a message (mixed int and str ids do not compare)."""
-    return sorted(ids, key=lambda i: (isinstance(i, str), i if isinstance(i, int) else 0, str(i)))
 
 
 class _Record:

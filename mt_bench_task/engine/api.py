@@ -23,8 +23,9 @@ from mt_bench_task.core.bench import Bench, load_bench
 from mt_bench_task.core.chat import ChatClient
 from mt_bench_task.core.concurrency import bounded_map
 from mt_bench_task.core.errors import ParameterError
+from mt_bench_task.core.ids import QuestionId
 from mt_bench_task.core.jsonl import JsonlAppender
-from mt_bench_task.core.types import Answer, Choice, Question, QuestionId
+from mt_bench_task.core.types import Answer, Choice, Question
 from mt_bench_task.engine.driver import reorganize_answer_file
 
 SYSTEM_MESSAGE = "You are a helpful assistant."  # FastChat's chatgpt template

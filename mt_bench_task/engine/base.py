@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.core.types import QuestionId
+from mt_bench_task.core.ids import QuestionId
 
 GREEDY_BELOW = 1e-4  # FastChat: do_sample = temperature >= 1e-4
 ENGINES = ("auto", "hf", "vllm")

@@ -14,8 +14,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from mt_bench_task.core.ids import QuestionId, question_key, sort_question_keys
 from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
-from mt_bench_task.core.types import Answer, Choice, Question, QuestionId, question_key, sort_question_keys
+from mt_bench_task.core.types import Answer, Choice, Question
 from mt_bench_task.engine.base import Engine, GenRequest, GenResult
 
 if TYPE_CHECKING:

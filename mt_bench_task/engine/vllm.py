@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mt_bench_task.core.types import GEN_ERROR_OUTPUT, Question, QuestionId
+from mt_bench_task.core.ids import QuestionId
+from mt_bench_task.core.types import GEN_ERROR_OUTPUT, Question
 from mt_bench_task.engine.base import GenRequest, GenResult, clean_output, prompt_ids, stop_token_ids
 from mt_bench_task.engine.driver import AnswerSink, Work, drive
 

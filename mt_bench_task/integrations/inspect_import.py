@@ -16,8 +16,9 @@ from typing import Any
 
 from mt_bench_task.core.data import answer_file, judgment_file, judgment_lines
 from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.ids import QuestionId, question_key
 from mt_bench_task.core.jsonl import write_lines_atomic
-from mt_bench_task.core.types import Answer, Choice, PairJudgment, QuestionId, SingleJudgment, question_key
+from mt_bench_task.core.types import Answer, Choice, PairJudgment, SingleJudgment
 
 TASK_KEY = "mt_bench_task"  # the task's metadata key: marks a log as one of ours
 

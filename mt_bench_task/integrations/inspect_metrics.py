@@ -11,9 +11,10 @@ from typing import Any
 
 from inspect_ai.scorer import Metric, SampleScore, Value, metric
 
+from mt_bench_task.core.ids import QuestionId, question_key
 from mt_bench_task.core.results import SingleScore
 from mt_bench_task.core.scoring import summarize_pairwise, summarize_single
-from mt_bench_task.core.types import PairJudgment, QuestionId, SingleJudgment, question_key
+from mt_bench_task.core.types import PairJudgment, SingleJudgment
 
 MODEL = "model"  # the one model of an eval, as the records' model for scoring's summaries
 

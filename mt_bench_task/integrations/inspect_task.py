@@ -42,12 +42,13 @@ from mt_bench_task.core import data
 from mt_bench_task.core.bench import DEFAULT_BENCH, PACKAGED, Bench, load_bench, with_references
 from mt_bench_task.core.chat import ChatClientBase, Completion
 from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.ids import QuestionId
+from mt_bench_task.core.job import JudgingJob
 from mt_bench_task.core.judge_runner import job_key
 from mt_bench_task.core.judges import DEFAULT_BASELINE, JudgeSpec, judge_spec
-from mt_bench_task.core.judging import JudgingJob
 from mt_bench_task.core.prompts import messages
 from mt_bench_task.core.scoring import summarize_pairwise
-from mt_bench_task.core.types import Answer, Choice, JudgePrompt, Judgment, PairJudgment, QuestionId, SingleJudgment
+from mt_bench_task.core.types import Answer, Choice, JudgePrompt, Judgment, PairJudgment, SingleJudgment
 from mt_bench_task.integrations.inspect_metrics import (
     MODEL,
     category,

@@ -215,9 +215,9 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     `on_plan` sees the plan (calls to make) before any call is sent."""
     from mt_bench_task.clients import make_client
     from mt_bench_task.core.bench import with_references
+    from mt_bench_task.core.job import JudgingJob
     from mt_bench_task.core.jsonl import write_lines_atomic
     from mt_bench_task.core.judges import judge_spec
-    from mt_bench_task.core.judging import JudgingJob
     from mt_bench_task.outputs.official import check_mt_bench, load_official_grades
 
     models, answers = reference_set(run.models)
@@ -244,8 +244,8 @@ def run_calibration(run: CalibrationRun, client: Any = None,
         chat = client or make_client(spec, base_url=run.base_url)
         parallel = max(run.parallel, 8) if spec.local and run.parallel == 1 else run.parallel
         if run.batch:
+            from mt_bench_task.core.job import drop_superseded_failures
             from mt_bench_task.core.judge_scale import batch_judge_into
-            from mt_bench_task.core.judging import drop_superseded_failures
 
             outcome = batch_judge_into(out, todo, chat, job.spec, "single", run.batch_poll_interval,
                                        run.batch_wait)

@@ -26,10 +26,11 @@ from typing import Any, TypeVar
 from mt_bench_task.core import data, scoring
 from mt_bench_task.core.bench import INLINE, Bench, load_bench, order_categories, with_references
 from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.ids import QuestionId, question_key
 from mt_bench_task.core.judges import NOT_COMPARABLE, identity_of_records
 from mt_bench_task.core.results import Results
 from mt_bench_task.core.served import mixed_note, served_models
-from mt_bench_task.core.types import Judgment, PairJudgment, QuestionId, SingleJudgment, question_key
+from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
 from mt_bench_task.outputs.official import calibration_label
 
 _TEMPLATE = Path(__file__).parent / "templates" / "report.html"

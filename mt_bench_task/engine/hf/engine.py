@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mt_bench_task.core.types import GEN_ERROR_OUTPUT, Question, QuestionId
+from mt_bench_task.core.ids import QuestionId, id_order
+from mt_bench_task.core.types import GEN_ERROR_OUTPUT, Question
 from mt_bench_task.engine.base import GenRequest, GenResult, clean_output, prompt_ids, stop_token_ids
 from mt_bench_task.engine.driver import SYNC_STEPS, AnswerSink, Work
 from mt_bench_task.engine.hf.batch_requests import Request
@@ -60,7 +61,7 @@ class HfEngine:
                 self._chains[chain] = (generator, req)
             batch.append(req)
         # length buckets: similar prompt lengths are admitted together (less padding)
-        for req in sorted(batch, key=lambda q: (len(q.prompt_ids), *_id_order(q.owner.question_id),
+        for req in sorted(batch, key=lambda q: (len(q.prompt_ids), *id_order(q.owner.question_id),
                                                 q.owner.choice)):
             self.batcher.add(req)
 
@@ -110,8 +111,3 @@ def run_hf(cfg: Any, model_path: str, pending: list[Question], out: Path,
     if state.num_processes > 1:
         state.destroy_process_group()
     return sink.tokens, seconds, start - started
-
-
-def _id_order(question_id: QuestionId) -> tuple[bool, int, str]:
-    """A sort key for ids that may mix int and str (integers first, by value)."""
-    return isinstance(question_id, str), question_id if isinstance(question_id, int) else 0, str(question_id)

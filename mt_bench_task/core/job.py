@@ -1,0 +1,205 @@
+"""The judging job: one value for every judging run (which answers to which questions of
+which bench, by which judge, in which mode, how many repeats, where records go), with `plan()`
+and `run(client)`. `mt-bench judge` (`judging.JudgeRun`), `calibrate`, the evaluate metric and the
+inspect scorer all judge through it, so their records, labels and numbers agree.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from mt_bench_task.core import data
+from mt_bench_task.core.bench import Bench
+from mt_bench_task.core.chat import ChatClient
+from mt_bench_task.core.cost import Price
+from mt_bench_task.core.errors import DataError, ParameterError
+from mt_bench_task.core.ids import QuestionId
+from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
+from mt_bench_task.core.judge_runner import Job, job_key, judge_matches, run_sync
+from mt_bench_task.core.judges import JudgeSpec, is_mt_bench_id
+from mt_bench_task.core.prompts import Match, Mode, build_matches
+from mt_bench_task.core.types import Answer, Judgment, Question
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JudgeSummary:
+    planned: int = 0
+    already_done: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped_partial: int = 0
+    output: Path | None = None
+    usage: Counter = field(default_factory=Counter)
+    adaptations: list[str] = field(default_factory=list)  # request changes the judge required
+    label: str | None = None  # "judged by X: not comparable with published MT-bench", or None
+    batch_ids: list[str] = field(default_factory=list)
+    batch_pending: bool = False  # submitted (or still running): a later --batch run collects
+    unfinished: int = 0  # no result from an expired/cancelled/failed batch: sent by the next run
+    served_models: list[str] = field(default_factory=list)  # what the server said answered
+    price: Price | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.unfinished == 0
+
+    def end_lines(self) -> list[str]:
+        """The closing line, the batch's fate, who served, the cost and the failure share."""
+        from mt_bench_task.core.judge_scale import summary_end_lines
+
+        return summary_end_lines(self)
+
+    def closing_line(self) -> str:
+        u = self.usage
+        return (f"judged {self.sent} matches ({self.failed} failed after retries, "
+                f"{self.already_done} already done; tokens used: {u['prompt_tokens']} prompt + "
+                f"{u['completion_tokens']} completion) -> {self.output}")
+
+
+# ---- the judging job ----
+@dataclass(frozen=True)
+class JudgingPlan:
+    """What a job will do: every (match, repeat) in FastChat's order, and those still to send."""
+
+    jobs: list[Job]
+    todo: list[Job]
+
+    @property
+    def already_done(self) -> int:
+        return len(self.jobs) - len(self.todo)
+
+
+@dataclass(frozen=True)
+class JudgingJob:
+    """One judging run: `models`' answers to `questions` of `bench`, judged by `judge` in `mode`
+    (`answers` holds the baseline's too in pairwise-baseline mode), each match `repeats` times.
+    With `output`, records already there are not sent again and new ones are appended as they
+    complete; without, the records come back in memory only."""
+
+    bench: Bench
+    answers: Mapping[str, Mapping[QuestionId, Answer]]
+    models: tuple[str, ...]
+    judge: JudgeSpec
+    mode: Mode = "single"
+    baseline_model: str | None = None
+    questions: tuple[Question, ...] | None = None  # default: all the bench's
+    repeats: int = 1
+    output: Path | None = None
+    repair: bool = True  # drop a torn last line of `output` (not in a dry run: it writes)
+    skipped_partial: int = 0  # turns left out for partial answers (allow_partial)
+
+    @property
+    def spec(self) -> JudgeSpec:
+        """The judge as its records name it. The bench decides, once, what makes any judge not
+        comparable: judge prompts other than FastChat's, `--references` (recorded in every
+        judgment), question ids that are not MT-bench's."""
+        bench = self.bench
+        return replace(self.judge, fastchat_prompts=self.judge.fastchat_prompts and bench.fastchat_prompts,
+                       references=bench.references_label,
+                       mt_bench_questions=all(is_mt_bench_id(q.question_id) for q in bench.questions))
+
+    def plan(self) -> JudgingPlan:
+        if self.repeats < 1:
+            raise ParameterError(f"judge_repeats must be >= 1, got {self.repeats}", "judge_repeats")
+        questions = list(self.bench.questions if self.questions is None else self.questions)
+        answers = {m: dict(a) for m, a in self.answers.items()}
+        matches = build_matches(questions, answers, list(self.models), self.bench.judge_prompts,
+                                self.mode, self.spec.display_name, self.bench.references,
+                                self.baseline_model, self.bench.need_ref_categories)
+        jobs = _repeat(matches, self.repeats)
+        done: set[tuple] = set()
+        if self.output is not None and self.output.exists():
+            records = data.read_judgments(self.output, self.mode, repair_torn_tail=self.repair)
+            check_references(self.output, records, self.bench.references_label)
+            done = {r.key for r in records if not r.failed}
+        return JudgingPlan(jobs, [j for j in jobs if job_key(*j) not in done])
+
+    async def arun(self, client: ChatClient, todo: list[Job] | None = None, parallel: int = 8,
+                   progress: bool = True) -> list[Judgment]:
+        """Judge `todo` (default: the plan's) in the caller's event loop; records in completion
+        order, each appended to `output` as it completes."""
+        todo = self.plan().todo if todo is None else todo
+        if self.output is None:
+            return await judge_matches(todo, client, self.spec, parallel, progress=progress)
+        with JsonlAppender(self.output) as sink:
+            records = await judge_matches(todo, client, self.spec, parallel, progress=progress,
+                                          on_record=lambda r: sink.write(r.to_json()))
+        drop_superseded_failures(self.output, self.mode)
+        return records
+
+    def run(self, client: ChatClient, todo: list[Job] | None = None, parallel: int = 8,
+            progress: bool = True, check_reachable: bool = True) -> list[Judgment]:
+        """`arun` in an event loop of its own; checks first that the judge answers at all, and
+        closes the client after (its HTTP sessions cannot outlive the loop)."""
+        async def go() -> list[Judgment]:
+            try:
+                if check_reachable:
+                    await client.check_reachable()
+                return await self.arun(client, todo, parallel, progress)
+            finally:
+                await client.close()
+        return run_sync(go)
+
+    def summary(self, plan: JudgingPlan) -> JudgeSummary:
+        return JudgeSummary(planned=len(plan.jobs), already_done=plan.already_done,
+                            skipped_partial=self.skipped_partial, output=self.output,
+                            label=self.spec.label)
+
+
+# ---- planning helpers ----
+def check_answers(questions: list[Question], answers: Mapping[str, Mapping[QuestionId, Answer]],
+                  models: list[str], allow_partial: bool, max_turn: int = 2) -> int:
+    """FastChat's check_data, as an error before any API call instead of a crash halfway.
+    `max_turn` 1: the judge prompts judge turn 1 only, so answers need only turn 1."""
+    problems, skipped = [], 0
+    for m in models:
+        missing = [q.question_id for q in questions if q.key not in answers[m]]
+        short = [q.question_id for q in questions if q.key in answers[m]
+                 and len(answers[m][q.key].turns) < min(len(q.turns), max_turn)]
+        skipped += sum(min(len(q.turns), max_turn) for q in questions if q.question_id in missing)
+        skipped += len(short)
+        if missing or short:
+            problems.append(f"model {m!r}: {len(missing)} of {len(questions)} questions unanswered"
+                            f"{_ids(missing)}, {len(short)} answers missing turn 2{_ids(short)}")
+    if problems and not allow_partial:
+        raise ParameterError("incomplete answers (judge what exists with allow_partial): "
+                             + "; ".join(problems), "allow_partial")
+    for p in problems:
+        log.warning("allow_partial: %s", p)
+    return skipped
+
+
+def _ids(ids: list[QuestionId]) -> str:
+    return f" (e.g. {', '.join(map(str, ids[:5]))}{', ...' if len(ids) > 5 else ''})" if ids else ""
+
+
+def check_references(out: Path, records: Sequence[Judgment], label: str | None) -> None:
+    """A judgment file holds one choice of references: resuming with another would mix them."""
+    other = {r.references for r in records} - {label}
+    if other:
+        def name(x: str | None) -> str:
+            return "FastChat's (the judge's reference file)" if x is None else repr(x)
+
+        raise DataError(f"{out}: judged with references {', '.join(sorted(map(name, other)))}; "
+                        f"this run uses {name(label)}: judge into another data dir")
+
+
+def _repeat(matches: list[Match], repeats: int) -> list[Job]:
+    """Each match `repeats` times (repeat-major, so K -> K+1 appends whole rounds); a match
+    judged once has no repeat index (FastChat's record, no "repeat" key)."""
+    if repeats == 1:
+        return [(m, None) for m in matches]
+    return [(m, i) for i in range(repeats) for m in matches]
+
+
+def drop_superseded_failures(path: Path, mode: str) -> None:
+    """Remove $ERROR$ rows whose match was judged successfully later; raw bytes of others kept."""
+    lines = data.judgment_lines(path, mode)
+    good = {r.key for _, r in lines if not r.failed}
+    keep = [ln for ln, r in lines if not (r.failed and r.key in good)]
+    if len(keep) != len(lines):
+        write_lines_atomic(path, keep)
