@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from answer_dirs import one_model_answers  # noqa: E402
 from fake_batch import FakeBatchServer
 
 CONF = Path(__file__).parent / "conformance"
@@ -15,11 +15,6 @@ MODEL = "mamba_0_5_dpo_ep1"
 KEY = "azure-key-SECRET-0123456789"
 
 
-def _data_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "bench"
-    (d / "model_answer").mkdir(parents=True)
-    shutil.copy(CONF / "jxiw/model_answer" / f"{MODEL}.jsonl", d / "model_answer")
-    return d
 
 
 def _env(server: FakeBatchServer, **over: str) -> dict[str, str]:
@@ -35,7 +30,7 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_azure_judge_sync_and_batch_by_deployment_comparable_by_served_model(tmp_path):
-    d = _data_dir(tmp_path)
+    d = one_model_answers(tmp_path)
     with FakeBatchServer("judge") as server:
         server.served_model = {"my-gpt4": "gpt-4-0613"}
         env = _env(server)
@@ -68,7 +63,7 @@ def test_azure_without_its_api_version_is_a_one_line_error(tmp_path):
     with FakeBatchServer("judge") as server:
         env = _env(server)
         del env["OPENAI_API_VERSION"]
-        r = _cli("judge", "--data-dir", str(_data_dir(tmp_path)), "--first-n", "1", env=env)
+        r = _cli("judge", "--data-dir", str(one_model_answers(tmp_path)), "--first-n", "1", env=env)
     assert r.returncode == 2 and "OPENAI_API_VERSION is not set" in r.stderr
     assert r.stderr.strip().count("\n") == 0 or "error:" in r.stderr.splitlines()[-1]
     assert server.total == 0

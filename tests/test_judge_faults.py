@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from answer_dirs import one_model_answers  # noqa: E402
 from fake_openai import FakeOpenAI
 
 from mt_bench_task.clients.openai_client import OpenAIChatClient
@@ -24,11 +24,6 @@ MODEL = "mamba_0_5_dpo_ep1"
 SECRET = "sk-test-SECRET-9f8e7d6c5b4a"
 
 
-def _data_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "bench"
-    (d / "model_answer").mkdir(parents=True)
-    shutil.copy(CONF / "jxiw/model_answer" / f"{MODEL}.jsonl", d / "model_answer")
-    return d
 
 
 def _records(d: Path) -> list[SingleJudgment]:
@@ -36,7 +31,7 @@ def _records(d: Path) -> list[SingleJudgment]:
 
 
 def test_all_160_judgments_survive_30_percent_faults_without_duplicates(tmp_path):
-    d = _data_dir(tmp_path)
+    d = one_model_answers(tmp_path)
     kinds = ("429:0.05", "429ms:50", "500", "503:0.05", "timeout:1", "drop", "garbage")
     with FakeOpenAI("judge", fault_rate=0.3, fault_kinds=kinds, seed=1) as server:
         client = OpenAIChatClient(server.url, SECRET, timeout=0.5, max_retries=12,
@@ -57,7 +52,7 @@ def _judge_cmd(d: Path, url: str) -> list[str]:
 
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_kill_9_mid_run_then_rerun_requests_only_the_missing(tmp_path):
-    d = _data_dir(tmp_path)
+    d = one_model_answers(tmp_path)
     out = d / "model_judgment/gpt-4_single.jsonl"
     env = {**os.environ, "OPENAI_API_KEY": SECRET}
     with FakeOpenAI("judge", latency=0.05) as server:
@@ -87,7 +82,7 @@ def test_kill_9_mid_run_then_rerun_requests_only_the_missing(tmp_path):
 
 
 def test_bad_key_is_a_clear_error_without_the_key_and_nothing_written(tmp_path):
-    d = _data_dir(tmp_path)
+    d = one_model_answers(tmp_path)
     with FakeOpenAI("judge", faults=["401"] * 50) as server:
         p = subprocess.run(_judge_cmd(d, server.url) + ["--first-n", "1"],
                            env={**os.environ, "OPENAI_API_KEY": SECRET}, capture_output=True,
@@ -99,7 +94,7 @@ def test_bad_key_is_a_clear_error_without_the_key_and_nothing_written(tmp_path):
 
 
 def test_unreachable_server_fails_fast_with_the_url(tmp_path):
-    d = _data_dir(tmp_path)
+    d = one_model_answers(tmp_path)
     t = time.time()
     p = subprocess.run(_judge_cmd(d, "http://127.0.0.1:9/v1"), capture_output=True, text=True,
                        env={**os.environ, "OPENAI_API_KEY": SECRET})
