@@ -9,6 +9,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 from mt_bench_task.core import data
@@ -92,7 +93,7 @@ class JudgingJob:
     repair: bool = True  # drop a torn last line of `output` (not in a dry run: it writes)
     skipped_partial: int = 0  # turns left out for partial answers (allow_partial)
 
-    @property
+    @cached_property  # read by plan, run and summary: the prompts file is compared once
     def spec(self) -> JudgeSpec:
         """The judge as its records name it. The bench decides, once, what makes any judge not
         comparable: judge prompts other than FastChat's, `--references` (recorded in every
