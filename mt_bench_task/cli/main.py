@@ -33,11 +33,9 @@ def _workspace(args: argparse.Namespace) -> Workspace:
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    if args.data_dir:
-        return Path(args.data_dir)
-    from mt_bench_task.core.workspace import DEFAULT_DATA_ROOT
+    from mt_bench_task.core.workspace import data_dir_of
 
-    return DEFAULT_DATA_ROOT / args.bench_name
+    return data_dir_of(args.bench_name, args.data_dir)
 
 
 def _bench(args: argparse.Namespace) -> Bench:

@@ -66,9 +66,13 @@ def judge_name(judge_model: str) -> str:
     return judge_spec(judge_model).display_name
 
 
+def data_dir_of(bench_name: str, data_dir: Path | str | None = None) -> Path:
+    """The data dir: the one given, else FastChat's data/<bench_name>."""
+    return Path(data_dir) if data_dir else DEFAULT_DATA_ROOT / bench_name
+
+
 def open_workspace(bench_name: str = DEFAULT_BENCH, data_dir: Path | str | None = None,
                    judge_file: Path | str | None = None) -> Workspace:
-    """Resolve the bench (the data dir's own files win, see `load_bench`) and the data dir
-    (default: data/<bench_name>)."""
-    root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_ROOT / bench_name
+    """Resolve the bench (the data dir's own files win, see `load_bench`) and the data dir."""
+    root = data_dir_of(bench_name, data_dir)
     return Workspace(load_bench(bench_name, root, judge_file), root)
