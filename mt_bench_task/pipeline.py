@@ -21,11 +21,9 @@ if TYPE_CHECKING:
     from mt_bench_task.engine.generate import GenerationConfig, GenerationStats
     from mt_bench_task.outputs.views import ShowOutput
 
-# Budgets of the embedded quick run, so it finishes in minutes on a 2-core CPU; FastChat's are
-# 1024 new tokens per answer and 2048 per judgment. Explicit values always win.
+# The embedded model's answer budget, so the quick run finishes in minutes on a 2-core CPU
+# (FastChat's is 1024 new tokens; the embedded judge's is engine/judge.py's). Explicit values win.
 QUICK_ANSWER_TOKENS = 96
-QUICK_JUDGE_TOKENS = 8  # a 135M judge rarely writes a rating; the probability fallback decides
-QUICK_JUDGE_BATCH = 16
 
 
 def is_embedded(model_path: str | None) -> bool:
@@ -50,8 +48,8 @@ def run_all(gen: GenerationConfig, judge: JudgeRun, *, bench: Bench | None = Non
             on_plan: Callable[[str], None] | None = None) -> RunSummary:
     """Generate `gen`'s answers, judge that model's answers with `judge` (the same question
     slice), then score them; the radar goes to `plot` (default DATA_DIR/radar.png, single mode).
-    A local judge is made here with the quick run's budgets when the answers come from the
-    embedded model; `judge_client` replaces it (or the API client)."""
+    A local judge runs on the generation's engine and options; `judge_client` replaces the
+    client made here."""
     from mt_bench_task.clients import make_client
     from mt_bench_task.core.judging import run_judging
     from mt_bench_task.engine.generate import generate_answers
@@ -66,13 +64,9 @@ def run_all(gen: GenerationConfig, judge: JudgeRun, *, bench: Bench | None = Non
                     first_n=gen.question_end if judge.first_n is None else judge.first_n)
     spec = judge.judge
     client = judge_client
-    if client is None and spec.local and not judge.dry_run:
-        client = make_client(spec, local_batch_size=QUICK_JUDGE_BATCH,
-                             local_max_new_tokens=QUICK_JUDGE_TOKENS if is_embedded(gen.model_path) else None)
-        # many requests in flight, so the batcher can group prompts of similar length
-        judge = replace(judge, parallel=max(judge.parallel, 8 * QUICK_JUDGE_BATCH))
     if client is None and not judge.dry_run:
-        client = make_client(spec, base_url=judge.base_url)
+        client = make_client(spec, base_url=judge.base_url, local_engine=gen.engine,
+                             local_options=gen.engine_options)
     judged = run_judging(judge, client=client, bench=bench, on_plan=on_plan)
     if judge.dry_run or judged.batch_pending:  # --batch --no-wait: a later run shows
         return RunSummary(generated, judged, None)

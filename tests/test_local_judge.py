@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mt_bench_task.clients.local_judge import RATING_SUFFIX, RATINGS, LocalJudgeClient
+from mt_bench_task.clients.local_judge import LocalJudgeClient
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.chat import Completion
@@ -19,6 +19,9 @@ from mt_bench_task.core.judges import judge_spec
 from mt_bench_task.core.judging import judge_answers
 from mt_bench_task.core.prompts import extract_rating
 from mt_bench_task.core.types import Choice, SingleJudgment
+from mt_bench_task.engine.base import stop_token_ids
+from mt_bench_task.engine.hf.judge import HfJudge
+from mt_bench_task.engine.judge import RATING_SUFFIX, RATINGS, EngineOptions
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +61,9 @@ def judge() -> LocalJudgeClient:
     from mt_bench_task.engine.hf.models import default_model_dir
 
     # fp32: in bf16 a batched greedy run need not equal a batch-1 run (HF_STACK_NOTES section 7)
-    return LocalJudgeClient(str(default_model_dir()), max_new_tokens=12, dtype="float32")
+    client = LocalJudgeClient(str(default_model_dir()), max_new_tokens=12)
+    client.engine = HfJudge.load(str(default_model_dir()), EngineOptions(dtype="float32"))
+    return client
 
 
 def _complete_all(client: LocalJudgeClient, requests: list[Any], max_tokens: int = 2048,
@@ -116,15 +121,14 @@ def _generated_ids(judge: LocalJudgeClient, messages: list[dict[str, str]],
     """Independently of the client's decoding loop: generate() at batch 1, cut before its EOS."""
     import torch
 
-    from mt_bench_task.clients.local_judge import _eos_ids
 
-    tok, model = judge._tok, judge._model
+    tok, model = judge.engine.tok, judge.engine.model
     ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
                                   return_tensors="pt")["input_ids"]
     with torch.inference_mode():
         out = model.generate(ids, max_new_tokens=max_tokens, do_sample=False,
                              pad_token_id=tok.pad_token_id)[0, ids.shape[1]:].tolist()
-    eos = _eos_ids(model, tok)
+    eos = stop_token_ids(model.generation_config, tok)
     return out[: next((i for i, t in enumerate(out) if t in eos), len(out))]
 
 
@@ -135,7 +139,7 @@ def _rating_scores(judge: LocalJudgeClient, messages: list[dict[str, str]],
     + ids("r]]"), the log-probs of the candidate's tokens summed."""
     import torch
 
-    tok, model = judge._tok, judge._model
+    tok, model = judge.engine.tok, judge.engine.model
     prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     context = (tok(prompt, add_special_tokens=False)["input_ids"] + gen
                + tok(RATING_SUFFIX, add_special_tokens=False)["input_ids"])
@@ -168,7 +172,7 @@ def test_fallback_rating_is_the_most_probable_rating(judge) -> None:
         (messages, n), c = calls[i], out[i]
         assert extract_rating(c.text) == -1  # SmolLM2 wrote no [[rating]] in these tokens
         gen = _generated_ids(judge, messages, n)
-        assert c.text == judge._tok.decode(gen, skip_special_tokens=True)
+        assert c.text == judge.engine.tok.decode(gen, skip_special_tokens=True).strip()
         scores = _rating_scores(judge, messages, gen)
         expected.append(scores)
         assert isinstance(c.fallback_rating, int) and 1 <= c.fallback_rating <= 10
@@ -176,13 +180,11 @@ def test_fallback_rating_is_the_most_probable_rating(judge) -> None:
     # not only the argmax: every candidate's log-prob, through the client's internals
     import torch
 
-    from mt_bench_task.clients.local_judge import _eos_ids
 
-    tok = judge._tok
-    prompts = [judge._prompt_ids(m, 12 + 16) for m, _ in calls]
+    prompts = [judge.engine.prompt_ids(m, 12 + 16) for m, _ in calls]
     with torch.inference_mode():
-        state = judge._greedy(prompts, [n for _, n in calls], _eos_ids(judge._model, tok))
-        got = judge._rating_logprobs(state, rows)
+        state = judge.engine.greedy(prompts, [n for _, n in calls])
+        got = judge.engine.rating_logprobs(state, rows)
     assert torch.allclose(got, torch.tensor(expected, dtype=got.dtype), atol=1e-3)
 
 
@@ -191,19 +193,18 @@ def test_greedy_loop_equals_generate(judge) -> None:
     output (fp32), with rows stopping early by EOS or by their own limit."""
     import torch
 
-    from mt_bench_task.clients.local_judge import _eos_ids
 
-    tok, model = judge._tok, judge._model
+    tok, model = judge.engine.tok, judge.engine.model
     msgs = [REQUESTS[2], HI, _msgs("Summarise: " + "word " * 40, "ok"), REQUESTS[4]]
-    prompts = [judge._prompt_ids(m, 32) for m in msgs]
+    prompts = [judge.engine.prompt_ids(m, 32) for m in msgs]
     assert len({len(p) for p in prompts}) == 4
     enc = tok.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
-    eos = _eos_ids(model, tok)
+    eos = stop_token_ids(model.generation_config, tok)
     with torch.inference_mode():
         out = model.generate(**enc, max_new_tokens=16, do_sample=False,
                              pad_token_id=tok.pad_token_id)[:, enc["input_ids"].shape[1]:].tolist()
-        full = judge._greedy(prompts, [16] * 4, eos).rows
-        capped = judge._greedy(prompts, [16, 16, 5, 3], eos).rows
+        full = judge.engine.greedy(prompts, [16] * 4).rows
+        capped = judge.engine.greedy(prompts, [16, 16, 5, 3]).rows
     expected = [row[: next((i + 1 for i, t in enumerate(row) if t in eos), len(row))]
                 for row in out]
     assert any(len(e) < 16 for e in expected)  # a row stopped at EOS while others went on
@@ -217,14 +218,14 @@ def test_no_fallback_for_pairwise_prompts(judge) -> None:
 
 
 def test_overlong_prompt_keeps_its_end(judge, monkeypatch) -> None:
-    monkeypatch.setattr(judge, "_context_limit", lambda: 64)
+    monkeypatch.setattr(judge.engine, "context_limit", lambda: 64)
     messages = _msgs("Summarise: " + "word " * 200, "ok")
-    ids = judge._prompt_ids(messages, room=16)
-    full = judge._tok(judge._tok.apply_chat_template(messages, tokenize=False,
+    ids = judge.engine.prompt_ids(messages, room=16)
+    full = judge.engine.tok(judge.engine.tok.apply_chat_template(messages, tokenize=False,
                                                      add_generation_prompt=True),
                       add_special_tokens=False)["input_ids"]
     assert ids == full[-48:]
-    assert judge.truncated_prompts >= 1
+    assert judge.engine.truncated_prompts >= 1
 
 
 def test_load_failure_reaches_every_caller(tmp_path: Path) -> None:
@@ -253,3 +254,39 @@ def test_judge_answers_with_the_default_local_judge() -> None:
         assert isinstance(r.score, int) and 1 <= r.score <= 10
         if extract_rating(r.judgment) == -1:
             assert r.extra["score_source"] == "rating_probability"
+
+
+def test_ctrl_c_while_the_local_judge_runs_exits_130_and_the_next_run_resumes(tmp_path) -> None:
+    """Batches run on the event loop's thread: SIGINT lands in the model's work, the command
+    exits 130 at once, the records written so far stay, and a re-run judges only the rest."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from answer_dirs import MODEL, one_model_answers
+
+    d = one_model_answers(tmp_path)
+    out = d / "model_judgment" / "smollm2-135m-instruct_single.jsonl"
+    cmd = [sys.executable, "-m", "mt_bench_task.cli.main", "judge", "--judge-model", "default",
+           "--data-dir", str(d), "--first-n", "12"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out.exists() and out.read_text().count("\n") >= 16):
+        time.sleep(0.1)
+    assert out.exists(), "no batch finished in 300 s"
+    proc.send_signal(signal.SIGINT)
+    sent = time.time()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert time.time() - sent < 30  # not after the remaining batches
+    kept = [json.loads(line) for line in out.read_text().splitlines()]
+    assert 16 <= len(kept) < 24 and all(r["model"] == MODEL for r in kept)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"{len(kept)} already judged, {24 - len(kept)} to judge" in rerun.stderr
+    assert len(out.read_text().splitlines()) == 24

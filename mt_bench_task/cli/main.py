@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mt_bench_task.core.judging import JudgeRun
     from mt_bench_task.core.workspace import Workspace
     from mt_bench_task.engine.generate import GenerationConfig
+    from mt_bench_task.engine.judge import EngineOptions
     from mt_bench_task.outputs.views import ShowOutput
 
 
@@ -75,6 +76,16 @@ def _generation_config(args: argparse.Namespace) -> GenerationConfig:
         gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len)
 
 
+def judge_engine_options(args: argparse.Namespace) -> EngineOptions:
+    """A local judge's options (judge, calibrate)."""
+    from mt_bench_task.engine.judge import EngineOptions
+
+    return EngineOptions(dtype=args.dtype, tensor_parallel_size=args.tensor_parallel_size,
+                         pipeline_parallel_size=args.pipeline_parallel_size,
+                         gpu_memory_utilization=args.gpu_memory_utilization,
+                         max_model_len=args.max_model_len)
+
+
 def _judge_run(args: argparse.Namespace, **overrides: Any) -> JudgeRun:
     """The judge options as the library's plain `JudgeRun` value."""
     from mt_bench_task.core.judging import JudgeRun
@@ -124,7 +135,9 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from mt_bench_task.core.judging import run_judging
 
     run = _judge_run(args)
-    client = None if run.dry_run else make_client(run.judge, base_url=run.base_url)
+    client = None if run.dry_run else make_client(
+        run.judge, base_url=run.base_url, local_engine=args.engine,
+        local_options=judge_engine_options(args))
     summary = run_judging(run, client, bench=_bench(args), on_plan=_to_stderr)
     if summary.sent or summary.batch_ids:
         for line in summary.end_lines():
@@ -165,7 +178,8 @@ def _to_stderr(text: str) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    return cli_official.calibrate(args, _data_dir(args))  # always MT-bench: no bench to resolve
+    # always MT-bench: no bench to resolve
+    return cli_official.calibrate(args, _data_dir(args), judge_engine_options(args))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -55,7 +55,7 @@ def show_leaderboard(args: argparse.Namespace, data_dir: Path, bench: Any) -> in
     return 0
 
 
-def calibrate(args: argparse.Namespace, data_dir: Path) -> int:
+def calibrate(args: argparse.Namespace, data_dir: Path, engine_options: Any) -> int:
     """`mt-bench calibrate`: the plan (stdout with --dry-run, else stderr), then the table or
     the JSON object; exit 1 while $ERROR$ judgments remain (sent again on the next run)."""
     from mt_bench_task.outputs.calibration import CalibrationRun, calibration_plan, calibration_table, run_calibration
@@ -67,7 +67,8 @@ def calibrate(args: argparse.Namespace, data_dir: Path) -> int:
                          batch_poll_interval=args.batch_poll_interval, batch_wait=args.batch_wait,
                          max_requests_per_minute=args.max_requests_per_minute,
                          max_tokens_per_minute=args.max_tokens_per_minute,
-                         references=args.references)
+                         references=args.references, engine=args.engine,
+                         engine_options=engine_options)
     summary = run_calibration(run, on_plan=lambda plan: print(
         calibration_plan(plan), file=sys.stdout if args.dry_run else sys.stderr))
     if args.dry_run:

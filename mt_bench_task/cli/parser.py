@@ -60,16 +60,22 @@ def add_local_model(p: argparse.ArgumentParser, required: bool) -> None:
     add_engine(p)
 
 
-def add_engine(p: argparse.ArgumentParser) -> None:
-    """The generation engine and vLLM's pass-through options (gen, run)."""
+def add_engine(p: argparse.ArgumentParser, judge: bool = False) -> None:
+    """The engine and vLLM's pass-through options: of the model under test (gen; run, where a
+    local judge runs on them too), or of a local judge (judge, calibrate)."""
     p.add_argument("--engine", choices=["auto", "hf", "vllm"], default="auto",
-                   help="auto (default): vllm when it is installed and a GPU is present, else hf "
-                        "(our continuous batcher on transformers)")
+                   help=("a local judge's engine: " if judge else "") +
+                        "auto (default): vllm when it is installed and a GPU is present, else hf "
+                        "(transformers in this process)")
     g = p.add_argument_group("vllm engine (vLLM's EngineArgs; multi-node: README, vLLM engine)")
     g.add_argument("--tensor-parallel-size", type=int, default=1)
     g.add_argument("--pipeline-parallel-size", type=int, default=1)
-    g.add_argument("--data-parallel-size", type=int, default=1,
-                   help="> 1 is refused: run one process per replica (README)")
+    if judge:
+        g.add_argument("--dtype", default=None, help="a local judge's dtype (default: bfloat16 "
+                                                     "where supported)")
+    else:
+        g.add_argument("--data-parallel-size", type=int, default=1,
+                       help="> 1 is refused: run one process per replica (README)")
     g.add_argument("--gpu-memory-utilization", type=float, default=None,
                    help="default: vLLM's")
     g.add_argument("--max-model-len", type=int, default=None,
@@ -174,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=Raw)
     add_bench(p)
     add_judge(p)
+    add_engine(p, judge=True)
 
     p = sub.add_parser("show", help="print the result tables (FastChat's show_result)",
                        epilog="--json adds \"judge\", \"comparable\" (published MT-bench: gpt-4 "
@@ -194,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=Raw)
     add_judge_client(p, required=True)
     add_judge_scale(p, prices=False)
+    add_engine(p, judge=True)
     cli_official.add_calibrate_options(p)  # --data-dir but no --bench-name: always MT-bench
 
     p = sub.add_parser("run", help="gen + judge + show in one go (defaults: embedded models)",

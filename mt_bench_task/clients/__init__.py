@@ -7,15 +7,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mt_bench_task.core.chat import ChatClient
     from mt_bench_task.core.judges import JudgeSpec
+    from mt_bench_task.engine.judge import EngineOptions
 
 
 def make_client(spec: JudgeSpec, *, base_url: str | None = None, api_key: str | None = None,
-                local_batch_size: int = 8, local_max_new_tokens: int | None = None) -> ChatClient:
-    """The only place judge clients are made."""
+                local_engine: str = "hf", local_options: EngineOptions | None = None,
+                local_max_new_tokens: int | None = None) -> ChatClient:
+    """The only place judge clients are made. A local judge runs on `local_engine` ('hf',
+    'vllm' or 'auto', as for generation)."""
     if spec.local:
         from mt_bench_task.clients.local_judge import LocalJudgeClient
 
-        return LocalJudgeClient(spec.name, batch_size=local_batch_size,
+        return LocalJudgeClient(spec.name, engine=local_engine, options=local_options,
                                 max_new_tokens=local_max_new_tokens)
     from mt_bench_task.clients.openai_client import OpenAIChatClient
 

@@ -20,7 +20,7 @@ from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.ids import QuestionId
 from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
 from mt_bench_task.core.judge_runner import Job, job_key, judge_matches, run_sync
-from mt_bench_task.core.judges import JudgeSpec, is_mt_bench_id
+from mt_bench_task.core.judges import LOCAL_JUDGE_IN_FLIGHT, JudgeSpec, is_mt_bench_id
 from mt_bench_task.core.prompts import Match, Mode, build_matches
 from mt_bench_task.core.types import Answer, Judgment, Question
 
@@ -124,6 +124,8 @@ class JudgingJob:
         """Judge `todo` (default: the plan's) in the caller's event loop; records in completion
         order, each appended to `output` as it completes."""
         todo = self.plan().todo if todo is None else todo
+        if self.judge.local:
+            parallel = max(parallel, LOCAL_JUDGE_IN_FLIGHT)
         if self.output is None:
             return await judge_matches(todo, client, self.spec, parallel, progress=progress)
         with JsonlAppender(self.output) as sink:

@@ -35,6 +35,8 @@ DEFAULT_MODE = "single"
 MODES = ("single", "pairwise-baseline", "pairwise-all")
 EMBEDDED_JUDGE = "default"
 EMBEDDED_JUDGE_NAME = "smollm2-135m-instruct"
+# judge calls in flight for a local judge, so its batcher can group prompts of similar length
+LOCAL_JUDGE_IN_FLIGHT = 128
 MT_BENCH_IDS = range(81, 161)  # MT-bench's question ids; a judgment on any other id is another bench's
 
 

@@ -152,8 +152,7 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
     limit_rate = getattr(client, "limit_rate", None)  # the OpenAI client paces by headers
     if limit_rate is not None:
         limit_rate(run.max_requests_per_minute, run.max_tokens_per_minute)
-    parallel = max(run.parallel, 8) if spec.local and run.parallel == 1 else run.parallel
-    records = job.run(client, plan.todo, parallel)
+    records = job.run(client, plan.todo, run.parallel)
     summary.sent = len(records)
     summary.failed = sum(r.failed for r in records)
     summary.usage.update(vars(client.usage))

@@ -104,7 +104,11 @@ def stop_token_ids(generation_config: Any, tok: Any) -> frozenset[int]:
 
 def prompt_ids(tok: Any, request: GenRequest) -> list[int]:
     """The request's prompt through the model's chat template (add_generation_prompt)."""
-    text = tok.apply_chat_template(request.chat(), add_generation_prompt=True, tokenize=False)
+    return chat_prompt_ids(tok, request.chat())
+
+
+def chat_prompt_ids(tok: Any, messages: list[dict[str, str]]) -> list[int]:
+    text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return list(tok(text, add_special_tokens=False)["input_ids"])
 
 

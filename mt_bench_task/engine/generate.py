@@ -24,6 +24,7 @@ from mt_bench_task.core.jsonl import DataError
 from mt_bench_task.core.types import Question
 from mt_bench_task.engine.base import choose_engine
 from mt_bench_task.engine.hf.models import DEFAULT_MODEL, DEFAULT_MODEL_ID, resolve_model_path
+from mt_bench_task.engine.judge import EngineOptions
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,13 @@ class GenerationConfig:
     data_parallel_size: int = 1  # > 1 is refused: vLLM runs data parallel as separate processes
     gpu_memory_utilization: float | None = None
     max_model_len: int | None = None
+
+    @property
+    def engine_options(self) -> EngineOptions:
+        """The options a local judge of the same run is loaded with."""
+        return EngineOptions(self.dtype, self.revision, None, self.tensor_parallel_size,
+                             self.pipeline_parallel_size, self.gpu_memory_utilization,
+                             self.max_model_len)
 
     @property
     def output_path(self) -> Path:

@@ -83,6 +83,39 @@ def cpu_thread_binding() -> str:
     return ",".join(map(str, cores))
 
 
+def start_llm_engine(cfg: Any, model_path: str) -> tuple[Any, Any, Any]:
+    """vLLM's LLMEngine on `model_path` (a dir), with our tokenizer (its chat template checked
+    first) and the model's generation config: (llm_engine, tokenizer, generation config).
+    `cfg`: GenerationConfig or judge.EngineOptions (dtype, revision, chat_template, vLLM's)."""
+    import torch
+    from transformers import GenerationConfig
+
+    from mt_bench_task.engine.hf.models import load_tokenizer
+
+    tok = load_tokenizer(model_path, cfg.revision, cfg.chat_template)  # refuses no template
+    try:
+        gc = GenerationConfig.from_pretrained(model_path)
+    except OSError:  # no generation_config.json: transformers' defaults
+        gc = GenerationConfig()
+    args = engine_args(cfg, model_path)
+    if not torch.cuda.is_available():
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_thread_binding())
+        args.update(cpu_engine_args(cfg, model_path))
+    from vllm import EngineArgs, LLMEngine
+
+    return LLMEngine.from_engine_args(EngineArgs(**args)), tok, gc
+
+
+def step_until_done(llm: Any, ids: set[str]) -> dict[str, Any]:
+    """Step `llm` until the requests `ids` (FINAL_ONLY) have finished: their outputs by id."""
+    done: dict[str, Any] = {}
+    while len(done) < len(ids):
+        for out in llm.step():
+            if out.finished and out.request_id in ids:
+                done[out.request_id] = out
+    return done
+
+
 class VllmEngine:
     name = "vllm"
 
@@ -94,25 +127,7 @@ class VllmEngine:
 
     @classmethod
     def start(cls, cfg: Any, model_path: str) -> VllmEngine:
-        """Start vLLM on `model_path` (a dir); the tokenizer and template are checked first."""
-        import torch
-        from transformers import GenerationConfig
-
-        from mt_bench_task.engine.hf.models import load_tokenizer
-
-        tok = load_tokenizer(model_path, cfg.revision, cfg.chat_template)  # refuses no template
-        try:
-            gc = GenerationConfig.from_pretrained(model_path)
-        except OSError:  # no generation_config.json: transformers' defaults
-            gc = GenerationConfig()
-        args = engine_args(cfg, model_path)
-        if not torch.cuda.is_available():
-            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_thread_binding())
-            args.update(cpu_engine_args(cfg, model_path))
-        from vllm import EngineArgs, LLMEngine
-
-        llm = LLMEngine.from_engine_args(EngineArgs(**args))
-        return cls(llm, tok, gc)
+        return cls(*start_llm_engine(cfg, model_path))
 
     @property
     def stop_token_ids(self) -> frozenset[int]:

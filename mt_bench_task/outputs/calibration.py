@@ -20,6 +20,7 @@ from mt_bench_task.core import data
 from mt_bench_task.core.bench import DEFAULT_BENCH, load_bench, order_categories
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.types import SingleJudgment
+from mt_bench_task.engine.judge import EngineOptions
 
 OFFICIAL_SOURCE = "official GPT-4"
 
@@ -128,11 +129,21 @@ def stats_path(data_dir: Path, judge: str) -> Path:
     return calibration_dir(data_dir) / f"{data.safe_name(judge)}_calibration.json"
 
 
+def packaged_stats_path(judge: str) -> Path:
+    """The calibration measured once for a judge that ships with the package (the embedded one:
+    benchmarks/README.md, "The embedded judge's calibration")."""
+    return Path(__file__).parent.parent / "data" / "calibration" / f"{data.safe_name(judge)}_calibration.json"
+
+
 def load_stats(data_dir: Path | None, judge: str) -> dict[str, Any] | None:
-    """The saved calibration of `judge` in DATA_DIR, or None (none saved, or unreadable)."""
-    if data_dir is None:
-        return None
-    path = stats_path(data_dir, judge)
+    """The saved calibration of `judge` in DATA_DIR, else the packaged one, or None (none saved,
+    or unreadable)."""
+    if data_dir is not None and stats_path(data_dir, judge).is_file():
+        return _read_stats(stats_path(data_dir, judge), judge)
+    return _read_stats(packaged_stats_path(judge), judge)
+
+
+def _read_stats(path: Path, judge: str) -> dict[str, Any] | None:
     try:
         stats = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -145,8 +156,9 @@ def citation(stats: dict[str, Any] | None) -> str | None:
     if not stats or not stats.get("n"):
         return None
     r = "n/a" if stats.get("pearson") is None else f"{stats['pearson']:.2f}"
+    measured = f" ({stats['measured']})" if isinstance(stats.get("measured"), str) else ""
     return (f"calibration vs {OFFICIAL_SOURCE}: r = {r}, shift {stats['mean_shift']:+.2f} "
-            f"over {stats['n']} grades")
+            f"over {stats['n']} grades{measured}")
 
 
 def cite(data_dir: Path | None, judge: str) -> str | None:
@@ -169,6 +181,8 @@ class CalibrationRun:
     max_requests_per_minute: int | None = None
     max_tokens_per_minute: int | None = None
     references: str | None = None  # "inline" or a FastChat reference file (`bench.with_references`)
+    engine: str = "auto"  # a local judge's engine (hf, vllm) and its options
+    engine_options: EngineOptions | None = None
 
 
 @dataclass
@@ -241,8 +255,8 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     if run.dry_run:
         return summary
     if todo:
-        chat = client or make_client(spec, base_url=run.base_url)
-        parallel = max(run.parallel, 8) if spec.local and run.parallel == 1 else run.parallel
+        chat = client or make_client(spec, base_url=run.base_url, local_engine=run.engine,
+                                     local_options=run.engine_options)
         if run.batch:
             from mt_bench_task.core.job import drop_superseded_failures
             from mt_bench_task.core.judge_scale import batch_judge_into
@@ -259,7 +273,7 @@ def run_calibration(run: CalibrationRun, client: Any = None,
         else:
             if hasattr(chat, "limit_rate"):
                 chat.limit_rate(run.max_requests_per_minute, run.max_tokens_per_minute)
-            records = job.run(chat, todo, parallel)
+            records = job.run(chat, todo, run.parallel)
             usage = chat.usage
         summary.sent = len(records)
         summary.failed = sum(r.failed for r in records)

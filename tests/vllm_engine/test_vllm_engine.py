@@ -21,9 +21,12 @@ import pytest
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; before vLLM starts
 
 from mt_bench_task.core.bench import load_bench
+from mt_bench_task.core.prompts import extract_rating
 from mt_bench_task.engine.generate import GenerationConfig, GenerationStats, generate_answers
 from mt_bench_task.engine.hf.models import default_model_dir
+from mt_bench_task.engine.judge import RATING_SUFFIX, RATINGS, JudgeCall, best_rating
 from mt_bench_task.engine.vllm import VllmEngine
+from mt_bench_task.engine.vllm_judge import VllmJudge
 
 QIDS = [81, 101, 111, 141]
 TEMPERATURE = {81: 0.7, 101: 0.0, 111: 0.0, 141: 0.1}
@@ -174,3 +177,94 @@ def test_cli_gen_engine_vllm_passes_its_options_through(tmp_path: Path) -> None:
     assert "generated 1 questions" in proc.stdout
     row = json.loads((data_dir / "model_answer" / "cli.jsonl").read_text())
     assert row["question_id"] == 101 and len(row["choices"][0]["turns"]) == 2
+
+
+# ---- the local judge on vLLM: the session's engine judging, then `mt-bench judge --engine vllm` ----
+SYSTEM = "You are a helpful assistant."
+RATE = ("Rate the answer from 1 to 10, strictly in this format: \"[[rating]]\".\n"
+        "Question: {q}\nAnswer: {a}")
+QA = [("What is the capital of France?", "Paris."), ("What is 2 + 2?", "5"),
+      ("Who wrote Hamlet?", "Charles Dickens wrote Hamlet in 1850, in London.")]
+PAIRWISE = ((("system", 'Output your final verdict: "[[A]]" if A is better, "[[B]]" if B is '
+                        'better, "[[C]]" for a tie.'),
+             ("user", "[The Start of Assistant A's Answer]\nParis\n...")))
+
+
+def _call(q: str, a: str, n: int) -> JudgeCall:
+    return JudgeCall((("system", SYSTEM), ("user", RATE.format(q=q, a=a))), n)
+
+
+def _hf_rating_logprobs(model_dir: str, context: list[int], tok) -> list[float]:  # type: ignore[no-untyped-def]
+    """transformers in fp32, one full forward per candidate: log P("r]]" | context)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    out = []
+    with torch.inference_mode():
+        for r in RATINGS:
+            s = context + tok(f"{r}]]", add_special_tokens=False)["input_ids"]
+            logp = torch.log_softmax(model(torch.tensor([s])).logits[0].double(), -1)
+            out.append(sum(logp[j - 1, s[j]].item() for j in range(len(context), len(s))))
+    return out
+
+
+def test_judge_on_vllm_and_its_rating_fallback(engine: VllmEngine) -> None:
+    judge = VllmJudge(engine.llm, engine.tok, engine.generation_config)
+    seen = len(engine.calls.seen)  # type: ignore[attr-defined]
+    suffix = engine.tok(RATING_SUFFIX, add_special_tokens=False)["input_ids"]
+    calls = [_call(q, a, n) for (q, a), n in zip(QA, (3, 12, 6))] + [JudgeCall(PAIRWISE, 4)]
+    replies = judge.judge(calls)
+    assert len(replies) == 4
+    assert all(r.prompt_tokens > 20 and 0 < r.completion_tokens <= c.max_new_tokens
+               for r, c in zip(replies, calls))
+    assert replies[3].fallback_rating is None  # pairwise: no fallback
+    # the contexts vLLM scored, as they reached it: 10 requests (context + "r]]") per fallback
+    tok = engine.tok
+    cands = [tok(f"{r}]]", add_special_tokens=False)["input_ids"] for r in RATINGS]
+    scored = [ids for rid, ids, p in engine.calls.seen[seen:]  # type: ignore[attr-defined]
+              if p.prompt_logprobs is not None]
+    fallbacks = [r for r in replies if r.fallback_rating is not None]
+    assert len(scored) == 10 * len(fallbacks) and fallbacks
+    compared = 0
+    for n, r in enumerate(fallbacks):
+        group = scored[10 * n: 10 * (n + 1)]
+        context = group[0][: len(group[0]) - len(cands[0])]
+        assert context[-len(suffix):] == suffix
+        assert all(ids == context + c for ids, c in zip(group, cands))
+        assert extract_rating(r.text) == -1
+        expected = _hf_rating_logprobs(engine.llm.model_config.model, context, tok)
+        top = sorted(expected, reverse=True)
+        if top[0] - top[1] > 0.25:  # bf16 (vLLM) vs fp32: only a clear winner must agree
+            assert r.fallback_rating == best_rating(expected)
+            compared += 1
+    assert compared >= 1
+
+
+def test_cli_judge_engine_vllm(tmp_path: Path) -> None:
+    """`mt-bench judge --judge-model DIR --engine vllm`: FastChat's judgment file, every record
+    a local judge's rating 1..10 (written, or the fallback's)."""
+    from mt_bench_task.engine.hf.models import default_model_dir
+
+    data_dir = _bench_dir(tmp_path / "d", [81, 101])
+    answers = data_dir / "model_answer"
+    answers.mkdir()
+    qs = {q.question_id: q for q in load_bench().questions}
+    answers.joinpath("m.jsonl").write_text("".join(json.dumps(
+        {"question_id": i, "answer_id": f"a{i}", "model_id": "m", "tstamp": 0.0,
+         "choices": [{"index": 0, "turns": [f"My answer to: {t[:40]}" for t in qs[i].turns]}]}) + "\n"
+        for i in (81, 101)))
+    model = str(default_model_dir())
+    proc = subprocess.run(
+        [sys.executable, "-m", "mt_bench_task.cli.main", "judge", "--judge-model", model,
+         "--engine", "vllm", "--data-dir", str(data_dir), "--max-model-len", "2048"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "max_seq_len=2048" in proc.stdout + proc.stderr  # the option reached vLLM
+    out = data_dir / "model_judgment" / f"{Path(model).name}_single.jsonl"
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted((r["question_id"], r["turn"]) for r in rows) == [(81, 1), (81, 2), (101, 1), (101, 2)]
+    for r in rows:
+        assert r["local_judge"] is True and 1 <= r["score"] <= 10
+        assert (extract_rating(r["judgment"]) == r["score"]
+                or r["score_source"] == "rating_probability")

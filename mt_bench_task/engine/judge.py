@@ -1,0 +1,97 @@
+"""The engine seam's judging face: a local judge model answers judge prompts on an engine.
+
+`clients/local_judge.py` (a ChatClient) gathers concurrent judge calls into batches of
+`JudgeCall`s and hands them to a `JudgeEngine`: `hf` (hf/judge.py, on the hf engine's model
+loading and decode step) or `vllm` (vllm_judge.py, on the same vLLM engine as generation). Both
+apply the seam's rules: the model's chat template, greedy decoding (FastChat judges at
+temperature 0), `stop_token_ids` and `clean_output`.
+
+The rating fallback, our addition for small judges that often write no `[[rating]]`: the most
+probable r in 1..10 of "r]]" after the prompt, the judge's own tokens and "\\nRating: [[". It is
+defined here once; each engine computes the log-probabilities its own way.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+RATING_SUFFIX = "\nRating: [["
+RATINGS = tuple(range(1, 11))
+# FastChat asks judges for 2048 tokens; on a CPU that is minutes per batch, and a small judge
+# either rates early or never, so local judges stop at 256 unless told otherwise.
+LOCAL_MAX_NEW_TOKENS = 256
+# The embedded 135M judge almost never writes a rating: it gets 8 tokens and the fallback decides
+# (the budget `mt-bench calibrate --judge-model default` measured: benchmarks/README.md).
+EMBEDDED_JUDGE_TOKENS = 8
+
+
+@dataclass(frozen=True)
+class JudgeCall:
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs
+    max_new_tokens: int
+
+    def chat(self) -> list[dict[str, str]]:
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+    @property
+    def wants_fallback(self) -> bool:
+        """Single-answer prompts only: pairwise verdicts ("[[A]]", two ratings) get none."""
+        text = "\n".join(content for _, content in self.messages)
+        return "[[A]]" not in text and "[[rating_a" not in text
+
+
+@dataclass(frozen=True)
+class JudgeReply:
+    text: str  # cleaned (clean_output)
+    prompt_tokens: int
+    completion_tokens: int  # the stop token counts, as in APIs
+    fallback_rating: int | None = None  # set only when the text holds no rating
+
+
+class JudgeEngine(Protocol):
+    name: str
+
+    def judge(self, calls: Sequence[JudgeCall]) -> list[JudgeReply]:
+        """Greedy replies to `calls` (one batch), with the fallback where a reply has no rating."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def best_rating(logprobs: Sequence[float]) -> int:
+    """The rating of the largest log-probability (the first of equals)."""
+    return RATINGS[max(range(len(RATINGS)), key=lambda i: (logprobs[i], -i))]
+
+
+def rating_candidates(tok: Any) -> tuple[list[int], list[tuple[int, ...]]]:
+    """The suffix's token ids and each "r]]"'s, each tokenised on its own."""
+    suffix = tok(RATING_SUFFIX, add_special_tokens=False)["input_ids"]
+    return suffix, [tuple(tok(f"{r}]]", add_special_tokens=False)["input_ids"]) for r in RATINGS]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How a judge model is loaded; vLLM's pass-through options (None: vLLM's default)."""
+
+    dtype: str | None = None
+    revision: str = "main"
+    chat_template: str | None = None
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
+
+
+def start_judge_engine(engine: str, judge_model: str, options: EngineOptions) -> JudgeEngine:
+    """The judge model on `engine` ('hf' or 'vllm'; 'auto' as for generation)."""
+    from mt_bench_task.engine.base import choose_engine
+
+    if choose_engine(engine) == "vllm":
+        from mt_bench_task.engine.hf.models import resolve_model_path
+        from mt_bench_task.engine.vllm_judge import VllmJudge
+
+        return VllmJudge.start(options, resolve_model_path(judge_model, options.revision))
+    from mt_bench_task.engine.hf.judge import HfJudge
+
+    return HfJudge.load(judge_model, options)
