@@ -190,13 +190,46 @@ def test_ci_runs_the_vllm_tests_in_a_vllm_venv() -> None:
 
 @pytest.mark.parametrize("command", ["gen", "run"])
 def test_gen_and_run_take_the_engine_and_vllms_options(command: str) -> None:
-    from mt_bench_task.cli.main import _generation_config
+    from mt_bench_task.cli.options import generation_config
     from mt_bench_task.cli.parser import build_parser
 
     args = build_parser().parse_args([command, "--engine", "vllm", "--tensor-parallel-size", "4",
                                       "--pipeline-parallel-size", "2", "--max-model-len", "4096",
                                       "--gpu-memory-utilization", "0.85"])
-    cfg = _generation_config(args)
+    cfg = generation_config(args)
     assert (cfg.engine, cfg.tensor_parallel_size, cfg.pipeline_parallel_size, cfg.max_model_len,
             cfg.gpu_memory_utilization, cfg.data_parallel_size) == ("vllm", 4, 2, 4096, 0.85, 1)
-    assert _generation_config(build_parser().parse_args([command])).engine == "auto"
+    assert generation_config(build_parser().parse_args([command])).engine == "auto"
+
+
+@pytest.mark.parametrize("command", ["judge", "calibrate"])
+def test_judge_and_calibrate_give_a_local_judge_its_engine_and_vllms_options(command: str,
+                                                                            tmp_path: Path) -> None:
+    from mt_bench_task.cli.options import judge_engine_options
+    from mt_bench_task.cli.parser import build_parser
+    from mt_bench_task.clients import make_client
+    from mt_bench_task.clients.local_judge import LocalJudgeClient
+    from mt_bench_task.core.judges import judge_spec
+    from mt_bench_task.engine.judge import EngineOptions
+
+    args = build_parser().parse_args([command, "--judge-model", str(tmp_path), "--engine",
+                                      "vllm", "--tensor-parallel-size", "4", "--max-model-len",
+                                      "8192", "--dtype", "bfloat16"])
+    opts = judge_engine_options(args)
+    assert opts == EngineOptions(dtype="bfloat16", tensor_parallel_size=4, max_model_len=8192)
+    client = make_client(judge_spec(args.judge_model), local_engine=args.engine, local_options=opts)
+    assert isinstance(client, LocalJudgeClient)
+    assert (client.engine_name, client.options, client.engine) == ("vllm", opts, None)  # lazy
+    assert client.max_new_tokens == 256  # not the embedded judge's 8
+    assert make_client(judge_spec("default")).max_new_tokens == 8  # type: ignore[attr-defined]
+
+
+def test_run_judges_on_its_generation_engine() -> None:
+    from mt_bench_task.cli.options import generation_config
+    from mt_bench_task.cli.parser import build_parser
+
+    args = build_parser().parse_args(["run", "--engine", "vllm", "--tensor-parallel-size", "2",
+                                      "--max-model-len", "4096", "--chat-template", "t.jinja"])
+    opts = generation_config(args).engine_options
+    assert (opts.tensor_parallel_size, opts.max_model_len) == (2, 4096)
+    assert opts.chat_template is None  # the answer model's template is not the judge's

@@ -12,108 +12,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mt_bench_task.cli import official as cli_official  # calibrate and --leaderboard: MT-bench's official data
+from mt_bench_task.cli.options import (
+    bench,
+    data_dir,
+    generation_config,
+    judge_engine_options,
+    judge_run,
+    judge_to_read,
+    workspace,
+)
 from mt_bench_task.cli.parser import build_parser
 
 if TYPE_CHECKING:
-    from mt_bench_task.core.bench import Bench
-    from mt_bench_task.core.judging import JudgeRun
-    from mt_bench_task.core.workspace import Workspace
-    from mt_bench_task.engine.generate import GenerationConfig
-    from mt_bench_task.engine.judge import EngineOptions
     from mt_bench_task.outputs.views import ShowOutput
-
-
-def _workspace(args: argparse.Namespace) -> Workspace:
-    """The bench and data dir, resolved once per command (kept on `args`)."""
-    if getattr(args, "_workspace", None) is None:
-        from mt_bench_task.core.workspace import open_workspace
-
-        args._workspace = open_workspace(args.bench_name, args.data_dir,
-                                         getattr(args, "judge_file", None))
-    return args._workspace
-
-
-def _data_dir(args: argparse.Namespace) -> Path:
-    from mt_bench_task.core.workspace import data_dir_of
-
-    return data_dir_of(args.bench_name, args.data_dir)
-
-
-def _bench(args: argparse.Namespace) -> Bench:
-    return _workspace(args).bench
-
-
-def _judge_to_read(args: argparse.Namespace, *modes: str, fallback: str | None = None) -> str:
-    """--judge-model as its files are named, or the only judge whose files DATA_DIR holds (the
-    command then says which files it reads)."""
-    ws = _workspace(args)
-    judge = ws.resolve_judge(args.judge_model, modes, fallback)
-    if args.judge_model is None:
-        files = [p for mode in modes if (p := ws.judgment_file(judge, mode)).is_file()]
-        found = ", ".join(map(str, files)) or f"no judgment files in {ws.data_dir / 'model_judgment'}"
-        # said once the command succeeded: an error stays one line
-        args._notes = [*getattr(args, "_notes", []), f"mt-bench {args.command}: judge {judge} ({found})"]
-    return judge
-
-
-def _generation_config(args: argparse.Namespace) -> GenerationConfig:
-    """The local-model options as the library's plain `GenerationConfig` value."""
-    from mt_bench_task.engine.generate import GenerationConfig
-    from mt_bench_task.engine.hf.models import DEFAULT_MODEL, model_id_for
-
-    model_path = args.model_path or DEFAULT_MODEL
-    answer_path = getattr(args, "answer_file", None)  # `mt-bench run` has no --answer-file
-    return GenerationConfig(
-        model_path=model_path, model_id=args.model_id or model_id_for(model_path),
-        data_dir=_data_dir(args), answer_file=Path(answer_path) if answer_path else None,
-        question_begin=args.question_begin, question_end=args.question_end,
-        max_new_token=args.max_new_token, num_choices=args.num_choices, dtype=args.dtype,
-        revision=args.revision, batch_size=args.batch_size, chat_template=args.chat_template,
-        num_processes=args.num_processes, engine=args.engine,
-        tensor_parallel_size=args.tensor_parallel_size,
-        pipeline_parallel_size=args.pipeline_parallel_size,
-        data_parallel_size=args.data_parallel_size,
-        gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len)
-
-
-def judge_engine_options(args: argparse.Namespace) -> EngineOptions:
-    """A local judge's options (judge, calibrate)."""
-    from mt_bench_task.engine.judge import EngineOptions
-
-    return EngineOptions(dtype=args.dtype, tensor_parallel_size=args.tensor_parallel_size,
-                         pipeline_parallel_size=args.pipeline_parallel_size,
-                         gpu_memory_utilization=args.gpu_memory_utilization,
-                         max_model_len=args.max_model_len)
-
-
-def _judge_run(args: argparse.Namespace, **overrides: Any) -> JudgeRun:
-    """The judge options as the library's plain `JudgeRun` value."""
-    from mt_bench_task.core.judging import JudgeRun
-
-    return JudgeRun(**{**dict(
-        data_dir=_data_dir(args), judge_model=args.judge_model, mode=args.mode,
-        judge_file=Path(args.judge_file) if args.judge_file else None,
-        baseline_model=args.baseline_model, model_list=args.model_list,
-        parallel=max(1, args.parallel), first_n=args.first_n, base_url=args.openai_api_base,
-        allow_partial=args.allow_partial, dry_run=args.dry_run,
-        judge_repeats=args.judge_repeats, references=args.references,
-        **_scale_options(args)), **overrides})
-
-
-def _scale_options(args: argparse.Namespace) -> dict[str, Any]:
-    """--batch, pacing and price flags as `JudgeRun` fields."""
-    return dict(batch=args.batch, batch_poll_interval=args.batch_poll_interval,
-                batch_wait=args.batch_wait, price_input=args.price_input,
-                price_output=args.price_output,
-                max_requests_per_minute=args.max_requests_per_minute,
-                max_tokens_per_minute=args.max_tokens_per_minute)
 
 
 # ---- subcommands ----
 def cmd_gen(args: argparse.Namespace) -> int:
     from mt_bench_task.engine.generate import generate_answers
 
-    print(generate_answers(_generation_config(args), _bench(args))
+    print(generate_answers(generation_config(args), bench(args))
           .summary())
     return 0
 
@@ -122,10 +40,10 @@ def cmd_gen_api(args: argparse.Namespace) -> int:
     from mt_bench_task.engine.api import generate_api_answers
 
     stats = generate_api_answers(
-        model=args.model, data_dir=_data_dir(args), base_url=args.openai_api_base,
+        model=args.model, data_dir=data_dir(args), base_url=args.openai_api_base,
         parallel=args.parallel, max_tokens=args.max_tokens, num_choices=args.num_choices,
         question_begin=args.question_begin, question_end=args.question_end,
-        force_temperature=args.force_temperature, bench=_bench(args))
+        force_temperature=args.force_temperature, bench=bench(args))
     print(stats.summary())
     return 0 if stats.failed == 0 else 1  # "$ERROR$" answers are asked again on the next run
 
@@ -134,11 +52,11 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from mt_bench_task.clients import make_client
     from mt_bench_task.core.judging import run_judging
 
-    run = _judge_run(args)
+    run = judge_run(args)
     client = None if run.dry_run else make_client(
         run.judge, base_url=run.base_url, local_engine=args.engine,
         local_options=judge_engine_options(args))
-    summary = run_judging(run, client, bench=_bench(args), on_plan=_to_stderr)
+    summary = run_judging(run, client, bench=bench(args), on_plan=_to_stderr)
     if summary.sent or summary.batch_ids:
         for line in summary.end_lines():
             _to_stderr(line)
@@ -150,16 +68,16 @@ def cmd_judge(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     cli_official.check_show_options(args)
     if not args.input_file:
-        args.judge_model = _judge_to_read(args, args.mode)
+        args.judge_model = judge_to_read(args, args.mode)
     if args.leaderboard:  # among the published MT-bench models (MT-bench only)
-        return cli_official.show_leaderboard(args, _data_dir(args), _bench(args))
+        return cli_official.show_leaderboard(args, data_dir(args), bench(args))
     from mt_bench_task.core.judges import DEFAULT_JUDGE
     from mt_bench_task.outputs.views import show
 
-    out = show(data_dir=_data_dir(args), input_file=args.input_file,
+    out = show(data_dir=data_dir(args), input_file=args.input_file,
                judge_model=args.judge_model or DEFAULT_JUDGE,
                mode=args.mode, model_list=args.model_list, baseline_model=args.baseline_model,
-               plot=args.plot, seed=args.seed, bench=_bench(args))
+               plot=args.plot, seed=args.seed, bench=bench(args))
     print_show(out, as_json=args.json)
     return 0
 
@@ -179,7 +97,7 @@ def _to_stderr(text: str) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     # always MT-bench: no bench to resolve
-    return cli_official.calibrate(args, _data_dir(args), judge_engine_options(args))
+    return cli_official.calibrate(args, data_dir(args), judge_engine_options(args))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -189,9 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.max_new_token is None:  # the quick run's budget for the embedded model
         args.max_new_token = QUICK_ANSWER_TOKENS if is_embedded(args.model_path) else 1024
     args.answer_file = None
-    gen = _generation_config(args)
-    judge = _judge_run(args, judge_model=args.judge_model or EMBEDDED_JUDGE)
-    summary = run_all(gen, judge, bench=_bench(args), plot=args.plot,
+    gen = generation_config(args)
+    judge = judge_run(args, judge_model=args.judge_model or EMBEDDED_JUDGE)
+    summary = run_all(gen, judge, bench=bench(args), plot=args.plot,
                       on_plan=_to_stderr, on_generated=lambda s: print(s.summary()))
     if summary.judging.sent or summary.judging.batch_ids:
         for line in summary.judging.end_lines():
@@ -210,7 +128,7 @@ def _next_commands(args: argparse.Namespace) -> str:
 
     where = [f"--bench-name {args.bench_name}"] if args.bench_name != "mt_bench" else []
     where += [f"--data-dir {args.data_dir}"] if args.data_dir else []
-    judges = {p.name.rsplit("_", 1)[0] for p in _workspace(args).judgment_files(args.mode)}
+    judges = {p.name.rsplit("_", 1)[0] for p in workspace(args).judgment_files(args.mode)}
     named = args.judge_model or (EMBEDDED_JUDGE if len(judges) > 1 else None)  # several: say which
     judge = where + ([f"--judge-model {named}"] if named else [])
     mode = [f"--mode {args.mode}"] if args.mode != "single" else []
@@ -227,11 +145,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from mt_bench_task.core.judges import DEFAULT_JUDGE
     from mt_bench_task.outputs.publishing import publish_results
 
-    judge = _judge_to_read(args, "single") if not args.results else args.judge_model or DEFAULT_JUDGE
-    res = publish_results(repo_id=args.repo_id, data_dir=_data_dir(args), results_file=args.results,
+    judge = judge_to_read(args, "single") if not args.results else args.judge_model or DEFAULT_JUDGE
+    res = publish_results(repo_id=args.repo_id, data_dir=data_dir(args), results_file=args.results,
                           judge_model=judge, model_id=args.model_id,
                           create_pr=args.create_pr, dry_run=args.dry_run, revision=args.revision,
-                          bench=_bench(args))
+                          bench=bench(args))
     for note in res.notes:
         print(f"mt-bench publish: note: {note}", file=sys.stderr)
     if args.dry_run:
@@ -257,9 +175,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from mt_bench_task.core.judges import DEFAULT_JUDGE
     from mt_bench_task.outputs.report import write_report
 
-    judge = _judge_to_read(args, "single", "pairwise-all", fallback=DEFAULT_JUDGE)  # answers alone
-    out = write_report(data_dir=_data_dir(args), judge_model=judge, out=Path(args.out),
-                       bench=_bench(args), leaderboard=args.leaderboard)
+    judge = judge_to_read(args, "single", "pairwise-all", fallback=DEFAULT_JUDGE)  # answers alone
+    out = write_report(data_dir=data_dir(args), judge_model=judge, out=Path(args.out),
+                       bench=bench(args), leaderboard=args.leaderboard)
     print(f"wrote {out}")
     return 0
 
@@ -267,14 +185,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_import_inspect(args: argparse.Namespace) -> int:
     from mt_bench_task.integrations.inspect_import import import_inspect_log
 
-    res = import_inspect_log(args.log, _data_dir(args), model_id=args.model_id)
+    res = import_inspect_log(args.log, data_dir(args), model_id=args.model_id)
     print(f"imported {res.answers} answers -> {res.answer_file}\n"
           f"imported {res.judgments} judgments (judge {res.judge}) -> {res.judgment_file}")
     if res.skipped:
         print(f"mt-bench import-inspect: note: {res.skipped} samples had no mt_bench score "
               f"(errored or cancelled) and were not imported", file=sys.stderr)
     mode = "" if res.mode == "single" else f" --mode {res.mode}"
-    print(f"next: mt-bench show --data-dir {_data_dir(args)} --judge-model {res.judge}{mode}")
+    print(f"next: mt-bench show --data-dir {data_dir(args)} --judge-model {res.judge}{mode}")
     return 0
 
 

@@ -91,12 +91,6 @@ class LocalJudgeClient:
             self._worker.cancel()
         self._worker = None
 
-    def shutdown(self) -> None:
-        """Release the engine (vLLM's engine process)."""
-        if self.engine is not None:
-            self.engine.close()
-            self.engine = None
-
     async def _serve(self) -> None:
         assert self._queue is not None
         queue = self._queue
