@@ -257,3 +257,31 @@ def test_calibrate_repeats_each_repeat_is_a_pair_and_resumes_per_repeat(tmp_path
         assert again.returncode == 0 and server.total == 320  # resume: 0 calls
     dry = _cli(*common, "--judge-repeats", "3", "--dry-run")
     assert "480 judgments, 320 already done, 160 judge calls" in dry.stdout
+
+
+def test_the_embedded_judges_packaged_calibration_is_cited_unless_data_dir_has_its_own(tmp_path):
+    """`mt-bench calibrate --judge-model default` was measured once and ships with the package:
+    show cites it next to the embedded judge's label; a calibration saved in DATA_DIR wins."""
+    from mt_bench_task.core.judges import EMBEDDED_JUDGE_NAME
+    from mt_bench_task.outputs.calibration import packaged_stats_path
+
+    packaged = json.loads(packaged_stats_path(EMBEDDED_JUDGE_NAME).read_text())
+    assert packaged["judge"] == EMBEDDED_JUDGE_NAME and packaged["n"] == 960
+    (tmp_path / "model_judgment").mkdir()
+    rows = [{"question_id": qid, "model": "mine", "judge": [EMBEDDED_JUDGE_NAME, "single-v1"],
+             "user_prompt": "p", "judgment": "j", "score": 5, "turn": 1, "tstamp": 0.0,
+             "local_judge": True} for qid in range(81, 91)]
+    (tmp_path / "model_judgment" / f"{EMBEDDED_JUDGE_NAME}_single.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows))
+    shown = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "default")
+    assert shown.returncode == 0, shown.stderr
+    cite = (f"calibration vs official GPT-4: r = {packaged['pearson']:.2f}, shift "
+            f"{packaged['mean_shift']:+.2f} over 960 grades (measured once, 2026-12-03")
+    assert f"judged by {EMBEDDED_JUDGE_NAME}: not comparable with published MT-bench; {cite}" \
+        in shown.stdout
+    own = dict(packaged, n=12, pearson=0.5, mean_shift=1.0)
+    del own["measured"]
+    (tmp_path / "calibration").mkdir()
+    (tmp_path / "calibration" / f"{EMBEDDED_JUDGE_NAME}_calibration.json").write_text(json.dumps(own))
+    shown = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "default")
+    assert "r = 0.50, shift +1.00 over 12 grades" in shown.stdout and "measured once" not in shown.stdout
