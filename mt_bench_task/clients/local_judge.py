@@ -49,10 +49,9 @@ class LocalJudgeClient:
     """ChatClient running `judge_model` ("default", a model dir or a cached hub id) on `engine`."""
 
     def __init__(self, judge_model: str, *, batch_size: int = 16, max_new_tokens: int | None = None,
-                 engine: str = "hf", options: EngineOptions | None = None,
-                 dtype: str | None = None) -> None:
+                 engine: str = "hf", options: EngineOptions | None = None) -> None:
         self.judge_model, self.engine_name = judge_model, engine
-        self.options = options or EngineOptions(dtype=dtype)
+        self.options = options or EngineOptions()
         self.batch_size = max(1, batch_size)
         self.max_new_tokens = max_new_tokens or default_budget(judge_model)
         self.usage = ClientUsage()
