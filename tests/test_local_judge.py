@@ -5,6 +5,7 @@ These load the real default model (SmolLM2-135M) on the CPU, with few prompts an
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from mt_bench_task.engine.hf.judge import HfJudge
 from mt_bench_task.engine.judge import RATING_SUFFIX, RATINGS, EngineOptions
 
 pytestmark = pytest.mark.slow
+sys.path.insert(0, str(Path(__file__).parent))
+from rating_logprobs import candidate_logprobs  # noqa: E402
 
 SYSTEM = "You are a helpful assistant."
 RATE = ("Rate the answer from 1 to 10, strictly in this format: \"[[rating]]\".\n"
@@ -137,19 +140,11 @@ def _rating_scores(judge: LocalJudgeClient, messages: list[dict[str, str]],
     """Independently of the client's KV-cache path: one full forward per candidate sequence,
     tokenised as the client documents it: prompt ids + generated ids + ids("\nRating: [[")
     + ids("r]]"), the log-probs of the candidate's tokens summed."""
-    import torch
-
     tok, model = judge.engine.tok, judge.engine.model
     prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     context = (tok(prompt, add_special_tokens=False)["input_ids"] + gen
                + tok(RATING_SUFFIX, add_special_tokens=False)["input_ids"])
-    scores = []
-    with torch.inference_mode():
-        for r in RATINGS:
-            s = context + tok(f"{r}]]", add_special_tokens=False)["input_ids"]
-            logp = torch.log_softmax(model(torch.tensor([s])).logits[0].double(), -1)
-            scores.append(sum(logp[j - 1, s[j]].item() for j in range(len(context), len(s))))
-    return scores
+    return candidate_logprobs(model, tok, context)
 
 
 def test_fallback_rating_is_the_most_probable_rating(judge) -> None:
@@ -263,10 +258,8 @@ def test_ctrl_c_while_the_local_judge_runs_exits_130_and_the_next_run_resumes(tm
     import os
     import signal
     import subprocess
-    import sys
     import time
 
-    sys.path.insert(0, str(Path(__file__).parent))
     from answer_dirs import MODEL, one_model_answers
 
     d = one_model_answers(tmp_path)

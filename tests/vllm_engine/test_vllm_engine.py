@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; before vLLM starts
+sys.path.insert(0, str(Path(__file__).parent.parent))  # tests/: the shared helpers
+from rating_logprobs import candidate_logprobs  # noqa: E402
 
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.prompts import extract_rating
@@ -194,21 +196,6 @@ def _call(q: str, a: str, n: int) -> JudgeCall:
     return JudgeCall((("system", SYSTEM), ("user", RATE.format(q=q, a=a))), n)
 
 
-def _hf_rating_logprobs(model_dir: str, context: list[int], tok) -> list[float]:  # type: ignore[no-untyped-def]
-    """transformers in fp32, one full forward per candidate: log P("r]]" | context)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    out = []
-    with torch.inference_mode():
-        for r in RATINGS:
-            s = context + tok(f"{r}]]", add_special_tokens=False)["input_ids"]
-            logp = torch.log_softmax(model(torch.tensor([s])).logits[0].double(), -1)
-            out.append(sum(logp[j - 1, s[j]].item() for j in range(len(context), len(s))))
-    return out
-
-
 def test_judge_on_vllm_and_its_rating_fallback(engine: VllmEngine) -> None:
     judge = VllmJudge(engine.llm, engine.tok, engine.generation_config)
     seen = len(engine.calls.seen)  # type: ignore[attr-defined]
@@ -233,7 +220,11 @@ def test_judge_on_vllm_and_its_rating_fallback(engine: VllmEngine) -> None:
         assert context[-len(suffix):] == suffix
         assert all(ids == context + c for ids, c in zip(group, cands))
         assert extract_rating(r.text) == -1
-        expected = _hf_rating_logprobs(engine.llm.model_config.model, context, tok)
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        fp32 = AutoModelForCausalLM.from_pretrained(engine.llm.model_config.model, dtype=torch.float32)
+        expected = candidate_logprobs(fp32, tok, context)
         top = sorted(expected, reverse=True)
         if top[0] - top[1] > 0.25:  # bf16 (vLLM) vs fp32: only a clear winner must agree
             assert r.fallback_rating == best_rating(expected)
