@@ -204,7 +204,11 @@ def test_gen_and_run_take_the_engine_and_vllms_options(command: str) -> None:
 
 @pytest.mark.parametrize("command", ["judge", "calibrate"])
 def test_judge_and_calibrate_give_a_local_judge_its_engine_and_vllms_options(command: str,
-                                                                            tmp_path: Path) -> None:
+                                                                            tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # vLLM "installed": the client is made lazily
+                        lambda n, *a: object() if n == "vllm" else real(n, *a))
     from mt_bench_task.cli.options import judge_engine_options
     from mt_bench_task.cli.parser import build_parser
     from mt_bench_task.clients import make_client
@@ -233,3 +237,21 @@ def test_run_judges_on_its_generation_engine() -> None:
     opts = generation_config(args).engine_options
     assert (opts.tensor_parallel_size, opts.max_model_len) == (2, 4096)
     assert opts.chat_template is None  # the answer model's template is not the judge's
+
+
+@pytest.mark.parametrize("command", ["judge", "calibrate"])
+def test_a_local_judge_on_vllm_without_vllm_is_a_clear_error(command: str, tmp_path: Path, capsys,  # type: ignore[no-untyped-def]
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda n, *a: None if n == "vllm" else real(n, *a))
+    (tmp_path / "model_answer").mkdir()
+    (tmp_path / "model_answer" / "m.jsonl").write_text(json.dumps(
+        {"question_id": 81, "answer_id": "a", "model_id": "m", "tstamp": 0.0,
+         "choices": [{"index": 0, "turns": ["one", "two"]}]}) + "\n")
+    extra = ["--first-n", "1", "--allow-partial"] if command == "judge" else ["--models", "gpt-4"]
+    assert main([command, "--judge-model", "default", "--engine", "vllm", "--data-dir",
+                 str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "vLLM is not installed" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "model_judgment").exists() and not (tmp_path / "calibration").exists()

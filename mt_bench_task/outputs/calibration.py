@@ -250,13 +250,15 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     todo = plan.todo
     summary = CalibrationSummary(spec.display_name, models, job.spec.label, planned=len(plan.jobs),
                                  already_done=plan.already_done, output=out)
+    chat = client
+    if chat is None and spec.local and not run.dry_run:  # its engine checked before the plan
+        chat = make_client(spec, local_engine=run.engine, local_options=run.engine_options)
     if on_plan is not None:
         on_plan(summary)
     if run.dry_run:
         return summary
     if todo:
-        chat = client or make_client(spec, base_url=run.base_url, local_engine=run.engine,
-                                     local_options=run.engine_options)
+        chat = chat or make_client(spec, base_url=run.base_url)
         if run.batch:
             from mt_bench_task.core.job import drop_superseded_failures
             from mt_bench_task.core.judge_scale import batch_judge_into
