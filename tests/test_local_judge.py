@@ -22,7 +22,7 @@ from mt_bench_task.core.prompts import extract_rating
 from mt_bench_task.core.types import Choice, SingleJudgment
 from mt_bench_task.engine.base import stop_token_ids
 from mt_bench_task.engine.hf.judge import HfJudge
-from mt_bench_task.engine.judge import RATING_SUFFIX, RATINGS, EngineOptions
+from mt_bench_task.engine.judge import RATING_SUFFIX, RATINGS, EngineOptions, JudgeCall
 
 pytestmark = pytest.mark.slow
 sys.path.insert(0, str(Path(__file__).parent))
@@ -45,6 +45,10 @@ def _msgs(q: str, a: str) -> list[dict[str, str]]:
 
 
 REQUESTS = [_msgs(q, a) for q, a in QA]
+
+
+def _as_call(messages: list[dict[str, str]]) -> JudgeCall:
+    return JudgeCall(tuple((m["role"], m["content"]) for m in messages), 1)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -176,7 +180,7 @@ def test_fallback_rating_is_the_most_probable_rating(judge) -> None:
     import torch
 
 
-    prompts = [judge.engine.prompt_ids(m, 12 + 16) for m, _ in calls]
+    prompts = [judge.engine.prompt_ids(_as_call(m), 12 + 16) for m, _ in calls]
     with torch.inference_mode():
         state = judge.engine.greedy(prompts, [n for _, n in calls])
         got = judge.engine.rating_logprobs(state, rows)
@@ -191,7 +195,7 @@ def test_greedy_loop_equals_generate(judge) -> None:
 
     tok, model = judge.engine.tok, judge.engine.model
     msgs = [REQUESTS[2], HI, _msgs("Summarise: " + "word " * 40, "ok"), REQUESTS[4]]
-    prompts = [judge.engine.prompt_ids(m, 32) for m in msgs]
+    prompts = [judge.engine.prompt_ids(_as_call(m), 32) for m in msgs]
     assert len({len(p) for p in prompts}) == 4
     enc = tok.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
     eos = stop_token_ids(model.generation_config, tok)
@@ -215,7 +219,7 @@ def test_no_fallback_for_pairwise_prompts(judge) -> None:
 def test_overlong_prompt_keeps_its_end(judge, monkeypatch) -> None:
     monkeypatch.setattr(judge.engine, "context_limit", lambda: 64)
     messages = _msgs("Summarise: " + "word " * 200, "ok")
-    ids = judge.engine.prompt_ids(messages, room=16)
+    ids = judge.engine.prompt_ids(_as_call(messages), room=16)
     full = judge.engine.tok(judge.engine.tok.apply_chat_template(messages, tokenize=False,
                                                      add_generation_prompt=True),
                       add_special_tokens=False)["input_ids"]

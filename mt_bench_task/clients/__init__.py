@@ -19,9 +19,10 @@ def make_client(spec: JudgeSpec, *, base_url: str | None = None, api_key: str | 
         from mt_bench_task.clients.local_judge import LocalJudgeClient
         from mt_bench_task.engine.base import choose_engine, require_vllm
 
-        if choose_engine(local_engine) == "vllm":
+        engine = choose_engine(local_engine)
+        if engine == "vllm":
             require_vllm()  # exit 2 now, not a failed judgment per call
-        return LocalJudgeClient(spec.name, engine=local_engine, options=local_options,
+        return LocalJudgeClient(spec.name, engine=engine, options=local_options,
                                 max_new_tokens=local_max_new_tokens)
     from mt_bench_task.clients.openai_client import OpenAIChatClient
 

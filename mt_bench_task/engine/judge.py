@@ -12,10 +12,14 @@ defined here once; each engine computes the log-probabilities its own way.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mt_bench_task.core.prompts import extract_rating
+
+log = logging.getLogger(__name__)
 RATING_SUFFIX = "\nRating: [["
 RATINGS = tuple(range(1, 11))
 # FastChat asks judges for 2048 tokens; on a CPU that is minutes per batch, and a small judge
@@ -24,6 +28,7 @@ LOCAL_MAX_NEW_TOKENS = 256
 # The embedded 135M judge almost never writes a rating: it gets 8 tokens and the fallback decides
 # (the budget `mt-bench calibrate --judge-model default` measured: benchmarks/README.md).
 EMBEDDED_JUDGE_TOKENS = 8
+FALLBACK_ROOM = 16  # context kept free after the reply for "\nRating: [[10]]"
 
 
 @dataclass(frozen=True)
@@ -34,11 +39,11 @@ class JudgeCall:
     def chat(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
 
-    @property
-    def wants_fallback(self) -> bool:
-        """Single-answer prompts only: pairwise verdicts ("[[A]]", two ratings) get none."""
-        text = "\n".join(content for _, content in self.messages)
-        return "[[A]]" not in text and "[[rating_a" not in text
+    def needs_fallback(self, reply: str) -> bool:
+        """The reply holds no rating, and this is a single-answer prompt (pairwise verdicts,
+        "[[A]]" or two ratings, get none)."""
+        prompt = "\n".join(content for _, content in self.messages)
+        return extract_rating(reply) == -1 and "[[A]]" not in prompt and "[[rating_a" not in prompt
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,27 @@ class JudgeEngine(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def judge_prompt_ids(tok: Any, call: JudgeCall, context_limit: int, room: int) -> tuple[list[int], bool]:
+    """The call's chat-templated prompt ids, and whether they were cut: a prompt longer than
+    `context_limit - room` keeps its end (the rating instruction)."""
+    from mt_bench_task.engine.base import chat_prompt_ids
+
+    ids = chat_prompt_ids(tok, call.chat())
+    limit = max(1, context_limit - room)
+    if len(ids) <= limit:
+        return ids, False
+    log.warning("local judge: prompt of %d tokens truncated to its last %d", len(ids), limit)
+    return ids[-limit:], True
+
+
+def reply_of(tok: Any, row: Sequence[int], stop_ids: frozenset[int], prompt_tokens: int) -> tuple[JudgeReply, int]:
+    """The reply to a generated `row` (the seam's clean_output), and its tokens before the stop."""
+    from mt_bench_task.engine.base import clean_output
+
+    text, kept = clean_output(tok, row, stop_ids)
+    return JudgeReply(text, prompt_tokens, min(len(row), kept + 1)), kept
 
 
 def best_rating(logprobs: Sequence[float]) -> int:

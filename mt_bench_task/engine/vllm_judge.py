@@ -9,15 +9,22 @@ generated; vLLM's prefix cache computes the shared context once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from itertools import count
 from typing import Any
 
-from mt_bench_task.core.prompts import extract_rating
-from mt_bench_task.engine.base import chat_prompt_ids, clean_output, stop_token_ids
-from mt_bench_task.engine.judge import EngineOptions, JudgeCall, JudgeReply, best_rating, rating_candidates
+from mt_bench_task.engine.base import stop_token_ids
+from mt_bench_task.engine.judge import (
+    FALLBACK_ROOM,
+    EngineOptions,
+    JudgeCall,
+    JudgeReply,
+    best_rating,
+    judge_prompt_ids,
+    rating_candidates,
+    reply_of,
+)
 from mt_bench_task.engine.vllm import start_llm_engine, step_until_done
-
-FALLBACK_ROOM = 16  # context kept free for "\nRating: [[10]]"
 
 
 class VllmJudge:
@@ -52,11 +59,9 @@ class VllmJudge:
 
         room = max(c.max_new_tokens for c in calls) + FALLBACK_ROOM
         prompts = []
-        for c in calls:  # over-long prompts keep their end (the rating instruction), as on hf
-            ids = chat_prompt_ids(self.tok, c.chat())
-            if len(ids) > self.max_model_len - room:
-                self.truncated_prompts += 1
-                ids = ids[-max(1, self.max_model_len - room):]
+        for c in calls:
+            ids, cut = judge_prompt_ids(self.tok, c, self.max_model_len, room)
+            self.truncated_prompts += cut
             prompts.append(ids)
         outs = self._run(prompts, [SamplingParams(
             temperature=0.0, max_tokens=c.max_new_tokens, stop_token_ids=sorted(self.stop_ids),
@@ -65,9 +70,9 @@ class VllmJudge:
         suffix, cands = rating_candidates(self.tok)
         for i, (c, ids, out) in enumerate(zip(calls, prompts, outs)):
             row = list(out.outputs[0].token_ids)
-            text, kept = clean_output(self.tok, row, self.stop_ids)
-            replies.append(JudgeReply(text, len(ids), min(len(row), kept + 1)))
-            if extract_rating(text) == -1 and c.wants_fallback:
+            reply, kept = reply_of(self.tok, row, self.stop_ids, len(ids))
+            replies.append(reply)
+            if c.needs_fallback(reply.text):
                 contexts[i] = ids + row[:kept] + suffix
         if contexts:
             scored = self._run([ctx + list(cand) for ctx in contexts.values() for cand in cands],
@@ -78,9 +83,7 @@ class VllmJudge:
             for n, (i, ctx) in enumerate(contexts.items()):
                 logprobs = [_continuation_logprob(out, len(ctx))
                             for out in scored[n * len(cands):(n + 1) * len(cands)]]
-                r = replies[i]
-                replies[i] = JudgeReply(r.text, r.prompt_tokens, r.completion_tokens,
-                                        best_rating(logprobs))
+                replies[i] = replace(replies[i], fallback_rating=best_rating(logprobs))
         return replies
 
 

@@ -138,9 +138,8 @@ def packaged_stats_path(judge: str) -> Path:
 def load_stats(data_dir: Path | None, judge: str) -> dict[str, Any] | None:
     """The saved calibration of `judge` in DATA_DIR, else the packaged one, or None (none saved,
     or unreadable)."""
-    if data_dir is not None and stats_path(data_dir, judge).is_file():
-        return _read_stats(stats_path(data_dir, judge), judge)
-    return _read_stats(packaged_stats_path(judge), judge)
+    own = None if data_dir is None else stats_path(data_dir, judge)
+    return _read_stats(own if own is not None and own.is_file() else packaged_stats_path(judge), judge)
 
 
 def _read_stats(path: Path, judge: str) -> dict[str, Any] | None:

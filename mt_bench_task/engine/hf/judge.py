@@ -8,17 +8,21 @@ The fallback scores "r]]" for r in 1..10 on that cache without a new prefill.
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from mt_bench_task.core.prompts import extract_rating
-from mt_bench_task.engine.base import chat_prompt_ids, clean_output, stop_token_ids
-from mt_bench_task.engine.judge import EngineOptions, JudgeCall, JudgeReply, best_rating, rating_candidates
-
-log = logging.getLogger(__name__)
-FALLBACK_ROOM = 16  # context kept free for "\nRating: [[10]]"
+from mt_bench_task.engine.base import stop_token_ids
+from mt_bench_task.engine.judge import (
+    FALLBACK_ROOM,
+    EngineOptions,
+    JudgeCall,
+    JudgeReply,
+    best_rating,
+    judge_prompt_ids,
+    rating_candidates,
+    reply_of,
+)
 
 
 class HfJudge:
@@ -47,14 +51,9 @@ class HfJudge:
     def context_limit(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 0) or 2048)
 
-    def prompt_ids(self, messages: list[dict[str, str]], room: int) -> list[int]:
-        """Chat-templated prompt ids; over-long prompts keep their end (the rating instruction)."""
-        ids = chat_prompt_ids(self.tok, messages)
-        limit = max(1, self.context_limit() - room)
-        if len(ids) > limit:
-            self.truncated_prompts += 1
-            log.warning("local judge: prompt of %d tokens truncated to its last %d", len(ids), limit)
-            ids = ids[-limit:]
+    def prompt_ids(self, call: JudgeCall, room: int) -> list[int]:
+        ids, cut = judge_prompt_ids(self.tok, call, self.context_limit(), room)
+        self.truncated_prompts += cut
         return ids
 
     def judge(self, calls: Sequence[JudgeCall]) -> list[JudgeReply]:
@@ -63,21 +62,19 @@ class HfJudge:
         from mt_bench_task.engine.hf.models import release_free_heap
 
         room = max(c.max_new_tokens for c in calls) + FALLBACK_ROOM
-        prompts = [self.prompt_ids(c.chat(), room) for c in calls]
+        prompts = [self.prompt_ids(c, room) for c in calls]
         try:
             with torch.inference_mode():
                 state = self.greedy(prompts, [c.max_new_tokens for c in calls])
                 replies, needs = [], []
                 for i, (c, ids, row) in enumerate(zip(calls, prompts, state.rows)):
-                    text, kept = clean_output(self.tok, row, self.stop_ids)
-                    if extract_rating(text) == -1 and c.wants_fallback:
+                    reply, _ = reply_of(self.tok, row, self.stop_ids, len(ids))
+                    if c.needs_fallback(reply.text):
                         needs.append(i)
-                    replies.append(JudgeReply(text, len(ids), min(len(row), kept + 1)))
+                    replies.append(reply)
                 if needs:
                     for i, scores in zip(needs, self.rating_logprobs(state, needs).tolist()):
-                        r = replies[i]
-                        replies[i] = JudgeReply(r.text, r.prompt_tokens, r.completion_tokens,
-                                                best_rating(scores))
+                        replies[i] = replace(replies[i], fallback_rating=best_rating(scores))
             return replies
         finally:
             release_free_heap(self.model.device)  # the batch's KV pages, back to the system
