@@ -54,6 +54,25 @@ def test_decode_steps_equal_sdpa_with_left_padding() -> None:
         assert torch.equal(a.argmax(-1), b.argmax(-1))
 
 
+def test_prompt_after_a_reused_prefix_equals_sdpa() -> None:
+    """A multi-token query after cached columns takes a mask (the judge's prompt after a reused
+    opening, the rating fallback's tree); attention.NAME shares the key/value heads there
+    (enable_gqa) where transformers repeats them: the same logits as SDPA on the whole prompt."""
+    from mt_bench_task.engine.hf.attention import NAME
+    from mt_bench_task.engine.hf.kv_cache import new_cache
+
+    ids = torch.randint(1, 97, (1, 19), generator=torch.Generator().manual_seed(2))
+    whole = _tiny_llama("sdpa")
+    ours = _tiny_llama(NAME)
+    with torch.inference_mode():
+        want = whole(input_ids=ids).logits[:, 7:]
+        cache = new_cache(ours.config)
+        ours(input_ids=ids[:, :7], cache=cache, use_cache=True)
+        got = ours(input_ids=ids[:, 7:], cache=cache, use_cache=True).logits
+    assert got.shape == want.shape == (1, 12, 97)
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+
+
 def test_cpu_models_load_with_it(tmp_path) -> None:
     from mt_bench_task.engine.hf.attention import NAME
     from mt_bench_task.engine.hf.models import _use_cpu_decode_attention

@@ -64,6 +64,15 @@ def test_dry_run_prints_the_cost_plan(tmp_path, extra, price):
     assert "160 requests" in plan and "327680 completion tokens" in plan and price in plan
 
 
+def test_a_local_judges_plan_counts_its_own_budget(tmp_path):
+    """The embedded judge stops at 8 new tokens: its plan says 8 per call, not FastChat's 2048."""
+    r = _cli("judge", "--data-dir", str(_dir(tmp_path)), "--dry-run", "--judge-model", "default")
+    assert r.returncode == 0, r.stderr
+    assert "plus up to 8 completion tokens per call" in r.stderr
+    plan = next(x for x in r.stderr.splitlines() if x.startswith("cost plan:"))
+    assert "160 requests" in plan and "at most 1280 completion tokens" in plan and "$0" in plan
+
+
 def test_a_run_ends_with_the_servers_tokens_price_and_failure_share(tmp_path):
     d = _dir(tmp_path)
     with FakeOpenAI("judge", faults=["400"]) as server:

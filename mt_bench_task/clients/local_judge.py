@@ -20,9 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from mt_bench_task.core.chat import ClientUsage, Completion
+from mt_bench_task.core.judges import local_judge_budget
 from mt_bench_task.engine.judge import (
-    EMBEDDED_JUDGE_TOKENS,
-    LOCAL_MAX_NEW_TOKENS,
     EngineOptions,
     JudgeCall,
     JudgeEngine,
@@ -38,13 +37,6 @@ class _Request:
     future: asyncio.Future
 
 
-def default_budget(judge_model: str) -> int:
-    """New tokens per judgment when not told: the embedded judge's, else LOCAL_MAX_NEW_TOKENS."""
-    from mt_bench_task.engine.hf.models import DEFAULT_MODEL
-
-    return EMBEDDED_JUDGE_TOKENS if judge_model == DEFAULT_MODEL else LOCAL_MAX_NEW_TOKENS
-
-
 class LocalJudgeClient:
     """ChatClient running `judge_model` ("default", a model dir or a cached hub id) on `engine`."""
 
@@ -53,7 +45,7 @@ class LocalJudgeClient:
         self.judge_model, self.engine_name = judge_model, engine
         self.options = options or EngineOptions()
         self.batch_size = max(1, batch_size)
-        self.max_new_tokens = max_new_tokens or default_budget(judge_model)
+        self.max_new_tokens = max_new_tokens or local_judge_budget(judge_model)
         self.usage = ClientUsage()
         self.adaptations: list[str] = []  # a local model takes FastChat's request as it is
         self.batch_sizes: list[int] = []  # one entry per batch

@@ -26,13 +26,8 @@ from typing import Any, Protocol
 
 from mt_bench_task.core.chat import ChatClientBase, ClientUsage, Completion
 from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
-from mt_bench_task.core.judge_runner import (
-    JUDGE_MAX_TOKENS,
-    JUDGE_TEMPERATURE,
-    Job,
-    judge_match,
-)
-from mt_bench_task.core.judges import JudgeSpec
+from mt_bench_task.core.judge_runner import JUDGE_TEMPERATURE, Job, judge_match
+from mt_bench_task.core.judges import JUDGE_MAX_TOKENS, JudgeSpec
 from mt_bench_task.core.prompts import API_ERROR_OUTPUT, messages, user_prompts
 from mt_bench_task.core.types import Judgment
 

@@ -37,6 +37,13 @@ EMBEDDED_JUDGE = "default"
 EMBEDDED_JUDGE_NAME = "smollm2-135m-instruct"
 # judge calls in flight for a local judge, so its batcher can group prompts of similar length
 LOCAL_JUDGE_IN_FLIGHT = 128
+JUDGE_MAX_TOKENS = 2048  # FastChat's request: completion tokens per judge call
+# On a CPU 2048 new tokens are minutes per batch, and a small judge either rates early or never,
+# so local judges stop at 256 unless told otherwise.
+LOCAL_MAX_NEW_TOKENS = 256
+# The embedded 135M judge almost never writes a rating: it gets 8 tokens and the rating fallback
+# decides (the budget `mt-bench calibrate --judge-model default` measured: benchmarks/README.md).
+EMBEDDED_JUDGE_TOKENS = 8
 MT_BENCH_IDS = range(81, 161)  # MT-bench's question ids; a judgment on any other id is another bench's
 
 
@@ -60,6 +67,11 @@ class JudgeSpec:
         return self.backend == "local"
 
     @property
+    def max_tokens(self) -> int:
+        """Completion tokens per judge call: FastChat's for an endpoint, a local judge's budget."""
+        return local_judge_budget(self.name) if self.local else JUDGE_MAX_TOKENS
+
+    @property
     def display_name(self) -> str:
         """The name written into records (`judge[0]`) and judgment file names."""
         return self.api_model
@@ -78,6 +90,11 @@ class JudgeSpec:
 def is_local_model(judge_model: str) -> bool:
     """'default' (the embedded model) or an existing directory: judged in-process."""
     return judge_model == EMBEDDED_JUDGE or Path(judge_model).exists()
+
+
+def local_judge_budget(judge_model: str) -> int:
+    """New tokens per judgment of a local judge when not told otherwise."""
+    return EMBEDDED_JUDGE_TOKENS if judge_model == EMBEDDED_JUDGE else LOCAL_MAX_NEW_TOKENS
 
 
 def judge_spec(judge_model: str = DEFAULT_JUDGE) -> JudgeSpec:

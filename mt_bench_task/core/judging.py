@@ -22,10 +22,7 @@ from mt_bench_task.core.data import judgment_file
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.ids import QuestionId, id_text
 from mt_bench_task.core.job import JudgeSummary, JudgingJob, JudgingPlan, check_answers, drop_superseded_failures
-from mt_bench_task.core.judge_runner import (
-    JUDGE_MAX_TOKENS,
-    job_key,
-)
+from mt_bench_task.core.judge_runner import job_key
 from mt_bench_task.core.judge_scale import judge_in_batch, note_served, run_price
 from mt_bench_task.core.judges import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, judge_spec
 from mt_bench_task.core.prompts import Mode, messages, user_prompts
@@ -113,8 +110,8 @@ def describe_plan(run: JudgeRun, job: JudgingJob, plan: JudgingPlan) -> str:
     lines += [(f"matches: {len(plan.jobs)} planned, {plan.already_done} already judged, "
                f"{len(todo)} to judge ({calls} judge calls)"),
               (f"prompt tokens: about {chars // 4} (estimate: characters / 4), plus up to "
-               f"{JUDGE_MAX_TOKENS} completion tokens per call"),
-              plan_line(calls, chars // 4, JUDGE_MAX_TOKENS, run_price(run, job.spec))]
+               f"{job.spec.max_tokens} completion tokens per call"),
+              plan_line(calls, chars // 4, job.spec.max_tokens, run_price(run, job.spec))]
     lines += [f"  {name}: {n}" for name, n in sorted(by_prompt.items())]
     return "\n".join(lines)
 

@@ -22,12 +22,6 @@ from mt_bench_task.core.prompts import extract_rating
 log = logging.getLogger(__name__)
 RATING_SUFFIX = "\nRating: [["
 RATINGS = tuple(range(1, 11))
-# FastChat asks judges for 2048 tokens; on a CPU that is minutes per batch, and a small judge
-# either rates early or never, so local judges stop at 256 unless told otherwise.
-LOCAL_MAX_NEW_TOKENS = 256
-# The embedded 135M judge almost never writes a rating: it gets 8 tokens and the fallback decides
-# (the budget `mt-bench calibrate --judge-model default` measured: benchmarks/README.md).
-EMBEDDED_JUDGE_TOKENS = 8
 FALLBACK_ROOM = 16  # context kept free after the reply for "\nRating: [[10]]"
 
 

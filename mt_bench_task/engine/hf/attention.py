@@ -3,9 +3,10 @@
 PyTorch's CPU SDPA runs a one-token query through its flash kernel, which is slow for it: on
 SmolLM2-135M (bf16, 2 cores) a decode step of 16 rows with 600 cached tokens took 224 ms with SDPA
 and 111 ms with transformers' eager attention, while eager prefill was twice as slow as SDPA's.
-This implementation keeps SDPA (and its masks) for prompts and, for a one-token query, groups the
-query heads by their key/value head (no repeated keys) and does scores, softmax (float32) and the
-weighted sum as matmuls. Registered with transformers under NAME; load a model with
+This implementation keeps SDPA (and its masks) for prompts, with the key/value heads shared rather
+than repeated when a mask is given, and, for a one-token query, groups the query heads by their
+key/value head (no repeated keys) and does scores, softmax (float32) and the weighted sum as
+matmuls. Registered with transformers under NAME; load a model with
 `attn_implementation=NAME`. Imports transformers: load lazily.
 """
 from __future__ import annotations
@@ -26,6 +27,9 @@ def attention_forward(module: Any, query: Any, key: Any, value: Any, attention_m
                       ) -> tuple[Any, None]:
     if (query.shape[2] != 1 or dropout or key.shape[-1] != value.shape[-1]
             or any(kwargs.get(k) is not None for k in _SDPA_ONLY)):
+        if (attention_mask is not None and not dropout and key.shape[1] != query.shape[1]
+                and not any(kwargs.get(k) is not None for k in _SDPA_ONLY)):
+            return _masked_grouped_sdpa(query, key, value, attention_mask, scaling), None
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
     scores = _grouped_scores(query, key).float().mul_(_scaling(query, scaling))
@@ -39,6 +43,18 @@ def attention_forward(module: Any, query: Any, key: Any, value: Any, attention_m
             head.add_(mask.float())
         scores[..., filled:] = float("-inf")
     return _grouped_output(scores, value, query.shape), None
+
+
+def _masked_grouped_sdpa(query: Any, key: Any, value: Any, attention_mask: Any,
+                         scaling: float | None) -> Any:
+    """SDPA for a masked multi-token query (a prompt after a reused prefix, the rating
+    fallback's tree) with the key/value heads shared (enable_gqa). transformers repeats them per
+    query head whenever a mask is given, off CUDA too: 3x the keys copied and read, the rating
+    fallback's forward about 3x slower on SmolLM2 (benchmarks/README.md)."""
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, scale=scaling,
+        enable_gqa=True)
+    return out.transpose(1, 2).contiguous()
 
 
 def grouped_decode_attention(query: Any, key: Any, value: Any, bias: Any, scaling: float
