@@ -10,14 +10,19 @@ the model's own (forced-length) turn-1 answer, as in a real run. Seconds exclude
   static: the previous `mt-bench gen` algorithm: questions grouped by temperature, even batches of
           at most --batch-size sorted by prompt length, one left-padded generate() per batch and
           turn (turn 2 waits for the whole batch's turn 1).
-  cont:   mt_bench_task.engine.hf.scheduler.ContinuousBatcher: all temperatures in one batch of at most
-          --batch-size rows, finished rows refilled, turn 2 queued as soon as its turn 1 ends.
+  cont:   mt_bench_task.engine.hf.scheduler.ContinuousBatcher (the hf engine): all temperatures in
+          one batch of at most --batch-size rows, finished rows refilled, turn 2 queued as soon as
+          its turn 1 ends.
+  vllm:   the vllm engine's LLMEngine (its CPU build here), in the venv of --vllm-python: every
+          request at once (vLLM schedules them), turn 2 added as soon as its turn 1 ends, the
+          length forced with SamplingParams(min_tokens = max_tokens = the target). Its start-up
+          (engine process, compile, KV cache) is timed apart.
 
 --choices N answers every question N times (FastChat's --num-choices; choice i samples from
 seed i), N times the work through the same batch: peak memory should not grow with it.
 Each configuration runs in its own process (peak RSS = that process's ru_maxrss).
 Usage: python benchmarks/bench_realistic.py [--batch-size 32] [--max-new-token 1024]
-       [--questions 80] [--choices 1] [--configs static,cont]
+       [--questions 80] [--choices 1] [--configs static,cont[,vllm]] [--vllm-python PATH]
 """
 from __future__ import annotations
 
@@ -93,6 +98,43 @@ def _run_cont(model: Any, tok: Any, questions: list, targets: dict, batch: int,
     return tokens
 
 
+def _run_vllm(engine: Any, questions: list, targets: dict, choices: int) -> int:
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+    from vllm.sampling_params import RequestOutputKind
+
+    from mt_bench_task.core.bench import load_bench
+    from mt_bench_task.engine.base import clean_output, prompt_ids
+    from mt_bench_task.engine.driver import Conversation
+    from mt_bench_task.engine.vllm import sampling_kwargs
+
+    llm, tok, stop = engine.llm, engine.tok, engine.stop_token_ids
+    convs: dict[str, Conversation] = {}
+
+    def add(conv: Conversation) -> None:
+        g = conv.next_request(targets[conv.question.question_id][len(conv.turns)], stop)
+        key = f"{g.question_id}-{g.choice}-{g.turn}"
+        convs[key] = conv
+        params = SamplingParams(**sampling_kwargs(g, engine.generation_config),
+                                min_tokens=g.max_new_tokens, output_kind=RequestOutputKind.FINAL_ONLY)
+        llm.add_request(key, TokensPrompt(prompt_token_ids=prompt_ids(tok, g)), params)
+
+    temperature = load_bench().temperature
+    for q in questions:
+        for choice in range(choices):
+            add(Conversation(q, choice, temperature(q.category)))
+    tokens = 0
+    while llm.has_unfinished_requests():
+        for out in llm.step():
+            if out.finished:
+                conv = convs.pop(out.request_id)
+                tokens += len(out.outputs[0].token_ids)
+                conv.record(clean_output(tok, out.outputs[0].token_ids, stop)[0])
+                if not conv.done:
+                    add(conv)
+    return tokens
+
+
 def _run_static(model: Any, tok: Any, questions: list, targets: dict, batch: int,
                 choices: int) -> int:
     import torch
@@ -156,17 +198,37 @@ def _run_static(model: Any, tok: Any, questions: list, targets: dict, batch: int
 
 def _one(config: str, batch: int, max_new: int, nq: int, choices: int) -> None:
     from mt_bench_task.core.bench import load_bench
-    from mt_bench_task.engine.hf.models import load_model_and_tokenizer
 
-    model, tok = load_model_and_tokenizer("default")
     questions = load_bench().select(0, nq)
-    targets = _targets(tok, max_new)
-    run = _run_static if config == "static" else _run_cont
     t0 = time.perf_counter()
-    tokens = run(model, tok, questions, targets, batch, choices)
+    if config == "vllm":
+        from mt_bench_task.engine.generate import GenerationConfig
+        from mt_bench_task.engine.hf.models import default_model_dir
+        from mt_bench_task.engine.vllm import VllmEngine
+
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
+        engine = VllmEngine.start(GenerationConfig(engine="vllm", max_model_len=4096),
+                                  str(default_model_dir()))
+        startup = time.perf_counter() - t0
+        targets = _targets(engine.tok, max_new)
+        t0 = time.perf_counter()
+        tokens = _run_vllm(engine, questions, targets, choices)
+    else:
+        from mt_bench_task.engine.hf.models import load_model_and_tokenizer
+
+        model, tok = load_model_and_tokenizer("default")
+        startup = time.perf_counter() - t0
+        targets = _targets(tok, max_new)
+        run = _run_static if config == "static" else _run_cont
+        t0 = time.perf_counter()
+        tokens = run(model, tok, questions, targets, batch, choices)
     seconds = time.perf_counter() - t0
+    if config == "vllm":
+        engine.close()
     want = choices * sum(sum(targets[q.question_id]) for q in questions)
+    # peak RSS is this process's: vLLM's engine core runs in a process of its own
     print(json.dumps({"config": config, "tokens": tokens, "expected": want, "seconds": seconds,
+                      "startup": startup,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
@@ -177,6 +239,8 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=80)
     ap.add_argument("--choices", type=int, default=1)
     ap.add_argument("--configs", default="static,cont")
+    ap.add_argument("--vllm-python", default=None,
+                    help="python of a venv with vLLM: runs the vllm config there")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -187,7 +251,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; load average before: {os.getloadavg()[0]:.2f}")
     results = []
     for config in args.configs.split(","):
-        out = subprocess.run([sys.executable, __file__, "--one", config, "--batch-size",
+        python = args.vllm_python if config == "vllm" and args.vllm_python else sys.executable
+        out = subprocess.run([python, __file__, "--one", config, "--batch-size",
                               str(args.batch_size), "--max-new-token", str(args.max_new_token),
                               "--questions", str(args.questions), "--choices", str(args.choices)],
                              capture_output=True, text=True, check=False)
@@ -197,13 +262,15 @@ def main() -> None:
         r = results[-1]
         print(f"{r['config']:<7} {r['tokens']:>6} tokens (expected {r['expected']}) "
               f"{r['seconds']:>7.1f} s {r['tokens'] / r['seconds']:>7.1f} tok/s "
-              f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+              f"start-up {r['startup']:.1f} s peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-    if len(results) == 2:
-        a, b = results
+    a = results[0]
+    for b in results[1:]:
         print(f"{b['config']} vs {a['config']}: "
               f"{(b['tokens'] / b['seconds']) / (a['tokens'] / a['seconds']):.2f}x tok/s, "
-              f"wall {a['seconds']:.1f} s -> {b['seconds']:.1f} s")
+              f"wall {a['seconds']:.1f} s -> {b['seconds']:.1f} s, "
+              f"with start-up {a['seconds'] + a['startup']:.1f} s -> "
+              f"{b['seconds'] + b['startup']:.1f} s")
 
 
 if __name__ == "__main__":
