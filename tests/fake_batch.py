@@ -8,7 +8,8 @@ finalizing -> `final` ("completed", or "expired"/"cancelled": only the first hal
 "failed": nothing done, no output file). `hold=True` keeps every batch in_progress until
 `release()`. Output lines come in a shuffled order (seeded); `error_ids` (a predicate on the
 custom_id) puts a request into the error file (`error_kind` "error": an `error` object, or
-"400": a response with status_code 400 in the output file). Each line's answer is
+"400": a response with status_code 400 in the output file); with `reasoning=True` a line a
+reasoning model would refuse gets the chat endpoint's HTTP 400 body. Each line's answer is
 `FakeOpenAI.completion(body)`, so a batch answers what the chat endpoint would.
 Counters: `uploads`, `created`, `retrieves`, `lines_run` (request lines answered).
 """
@@ -111,13 +112,14 @@ class FakeBatchServer(FakeOpenAI):
             cid = line["custom_id"]
             with self._lock:
                 self.lines_run += 1
+            refused = None if self.error_ids(cid) else self.refusal(line["body"])
             if self.error_ids(cid) and self.error_kind == "error":
                 err.append({"id": f"req_{cid}", "custom_id": cid, "response": None,
                             "error": {"code": "server_error", "message": "fake failure"}})
-            elif self.error_ids(cid):
+            elif self.error_ids(cid) or refused is not None:
+                body = refused or _error("fake refusal", "invalid_request_error")
                 out.append({"id": f"req_{cid}", "custom_id": cid, "error": None, "response": {
-                    "status_code": 400, "request_id": "x",
-                    "body": _error("fake refusal", "invalid_request_error")}})
+                    "status_code": 400, "request_id": "x", "body": body}})
             else:
                 out.append({"id": f"req_{cid}", "custom_id": cid, "error": None, "response": {
                     "status_code": 200, "request_id": "x", "body": self.completion(line["body"])}})

@@ -196,6 +196,19 @@ class FakeOpenAI:
     def sleep(self, seconds: float) -> None:
         self._stop.wait(seconds)
 
+    def refusal(self, req: dict[str, Any]) -> dict[str, Any] | None:
+        """A reasoning model's HTTP 400 body for a request it does not take (counted), or None."""
+        if self.reasoning and "max_tokens" in req:
+            with self._lock:
+                self.rejected_params["max_tokens"] += 1
+            return _error(REASONING_MAX_TOKENS, "unsupported_parameter", "max_tokens")
+        if self.reasoning and req.get("temperature", 1) != 1:
+            with self._lock:
+                self.rejected_params["temperature"] += 1
+            return _error(REASONING_TEMPERATURE.format(value=req["temperature"]),
+                          "unsupported_value", "temperature")
+        return None
+
     def completion(self, req: dict[str, Any]) -> dict[str, Any]:
         """The chat completion body for `req` (also the body of a batch's output line)."""
         text = self.responder(req)
@@ -268,16 +281,9 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 server.sleep(server.latency)
             if fault is not None:
                 return self._fault(fault, auth)
-            if server.reasoning and "max_tokens" in req:
-                with server._lock:
-                    server.rejected_params["max_tokens"] += 1
-                return self._json(400, _error(REASONING_MAX_TOKENS, "unsupported_parameter",
-                                              "max_tokens"))
-            if server.reasoning and req.get("temperature", 1) != 1:
-                with server._lock:
-                    server.rejected_params["temperature"] += 1
-                return self._json(400, _error(REASONING_TEMPERATURE.format(
-                    value=req["temperature"]), "unsupported_value", "temperature"))
+            refusal = server.refusal(req)
+            if refusal is not None:
+                return self._json(400, refusal)
             self._json(200, server.completion(req))
 
         def _fault(self, fault: str, auth: str) -> None:

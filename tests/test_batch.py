@@ -242,7 +242,7 @@ def test_ctrl_c_while_polling_exits_130_and_keeps_the_batch_for_the_next_run(tmp
 
 
 def test_result_lines_are_matched_by_id_and_unreadable_ones_are_skipped():
-    from mt_bench_task.core.batch import parse_results
+    from mt_bench_task.core.batch_lines import parse_results
 
     ok = {"custom_id": "b", "error": None, "response": {"status_code": 200, "body": {
         "model": "gpt-4-0613", "usage": {"prompt_tokens": 3, "completion_tokens": 2},
@@ -253,3 +253,70 @@ def test_result_lines_are_matched_by_id_and_unreadable_ones_are_skipped():
     assert set(got) == {"a", "b"} and got["a"].failed and got["a"].text == "$ERROR$"
     assert (got["b"].text, got["b"].model, got["b"].prompt_tokens) == ("Rating: [[7]]",
                                                                        "gpt-4-0613", 3)
+
+
+def test_run_with_batch_generates_then_judges_in_one_batch_and_no_wait_collects_later(
+        tmp_path, default_model_dir):
+    """`mt-bench run --batch`, a real subprocess: the embedded model answers 2 questions, the
+    judgments go in one batch, the tables come out; with --no-wait the first run submits and
+    prints the batch id, the second generates nothing, uploads nothing and shows the scores."""
+    def cli(d: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "run",
+                               "--data-dir", str(d), "--question-end", "2",
+                               "--max-new-token", "8", "--judge-model", "gpt-4",
+                               "--openai-api-base", url, "--batch", "--batch-poll-interval",
+                               "0.05", *extra], env={**os.environ, "OPENAI_API_KEY": SECRET},
+                              capture_output=True, text=True, timeout=300)
+
+    d = tmp_path / "run"
+    out = d / "model_judgment/gpt-4_single.jsonl"
+    answers = d / "model_answer/smollm2-135m-instruct.jsonl"
+    with FakeBatchServer("judge") as server:
+        r = cli(d, server.url)
+    assert r.returncode == 0, r.stderr
+    assert (server.uploads, server.created) == (1, 1)
+    assert [json.loads(x)["question_id"] for x in answers.read_text().splitlines()] == [81, 82]
+    assert sorted((x["question_id"], x["turn"]) for x in _lines(out)) == [
+        (81, 1), (81, 2), (82, 1), (82, 2)]
+    assert "########## Average ##########" in r.stdout and "failures: 0 of 4" in r.stderr
+    assert SECRET not in r.stderr + r.stdout + out.read_text()
+
+    d2 = tmp_path / "no_wait"
+    out2 = d2 / "model_judgment/gpt-4_single.jsonl"
+    with FakeBatchServer("judge", hold=True) as server:
+        first = cli(d2, server.url, "--no-wait")
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.strip().splitlines()[-1] == "batch_0001"
+        assert "Average" not in first.stdout and not out2.exists()
+        made = (d2 / "model_answer/smollm2-135m-instruct.jsonl").stat().st_mtime_ns
+        server.release()
+        second = cli(d2, server.url)
+        assert (server.uploads, server.created) == (1, 1)
+    assert second.returncode == 0, second.stderr
+    assert (d2 / "model_answer/smollm2-135m-instruct.jsonl").stat().st_mtime_ns == made
+    assert len(_lines(out2)) == 4 and "########## Average ##########" in second.stdout
+
+
+def test_a_reasoning_judge_in_batch_is_asked_again_adapted_in_a_second_batch(tmp_path):
+    """A reasoning model refuses FastChat's max_tokens and temperature 0 line by line: those
+    refusals are no judgments; the jobs go again with max_completion_tokens and no temperature
+    (one new batch per refused parameter at most), at the Batch API's price, not one by one."""
+    d = _data_dir(tmp_path)
+    out = d / "model_judgment/o3_single.jsonl"
+    with FakeBatchServer("judge", reasoning=True) as server:
+        s = run_judging(_batch_run(d, first_n=3, judge_model="o3"), client=_client(server))
+        bodies = [json.loads(x)["body"] for f in server.files.values()
+                  for x in f.decode().splitlines() if x.startswith('{"custom_id"')]
+    assert s.ok and s.sent == 6 and s.failed == 0 and not s.unfinished
+    # round 1: FastChat's body, refused for max_tokens; round 2: max_completion_tokens, refused
+    # for temperature 0; round 3: neither, answered
+    assert server.created == 3 and server.rejected_params == {"max_tokens": 6, "temperature": 6}
+    assert [sorted(b) for b in bodies[::6]] == [
+        ["max_tokens", "messages", "model", "n", "temperature"],
+        ["max_completion_tokens", "messages", "model", "n", "temperature"],
+        ["max_completion_tokens", "messages", "model", "n"]]
+    assert all(b["max_completion_tokens"] == 2048 for b in bodies[6:])
+    assert len(s.adaptations) == 2 and "max_completion_tokens=2048" in s.adaptations[0]
+    rows = _lines(out)
+    assert len(rows) == 6 and all(r["score"] != -1 and "$ERROR$" not in r["judgment"] for r in rows)
+    assert not state_path(out).exists()

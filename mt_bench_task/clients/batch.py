@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from mt_bench_task.clients.azure import AZURE_BATCH_ENDPOINT
-from mt_bench_task.core.batch import COMPLETION_WINDOW, ENDPOINT
+from mt_bench_task.core.batch import COMPLETION_WINDOW
+from mt_bench_task.core.batch_lines import ENDPOINT
 from mt_bench_task.core.errors import DataError
 
 T = TypeVar("T")

@@ -6,11 +6,9 @@ FastChat sleeps 10 s after every error, 16 times, and retries everything; here r
 exponential backoff with jitter that honours Retry-After, only transient errors are retried, and a
 rejected key or a bad request stops the run with one clear line that never shows the key.
 
-Reasoning models (o1/o3/o4-mini, the gpt-5 family) refuse FastChat's request: HTTP 400 naming
-`max_tokens` (code unsupported_parameter) or `temperature` (unsupported_value). Then that request
-is resent with `max_completion_tokens` (same budget) or without `temperature`, the change is kept
-for the rest of the run, logged once and listed in `adaptations`; the refusals are not judgments.
-Every other server gets exactly FastChat's request.
+Reasoning models refuse FastChat's request (core/judge_request.py): then that request is resent
+adapted, the change is kept for the rest of the run, logged once and listed in `adaptations`;
+the refusals are not judgments. Every other server gets exactly FastChat's request.
 """
 from __future__ import annotations
 
@@ -29,6 +27,7 @@ from mt_bench_task.clients.azure import azure_sdk_client, azure_settings
 from mt_bench_task.clients.pacing import Pacer, estimate_tokens
 from mt_bench_task.core.chat import ClientUsage, Completion
 from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.judge_request import adaptation_note, request_params, unsupported_param
 from mt_bench_task.core.prompts import API_ERROR_OUTPUT
 
 __all__ = ["ClientUsage", "OpenAIChatClient"]
@@ -87,8 +86,7 @@ class OpenAIChatClient:
         self.backoff_max = backoff_max
         self.usage = ClientUsage()
         self.adaptations: list[str] = []  # what this server made us change, once each
-        self._max_completion_tokens = False  # send max_completion_tokens instead of max_tokens
-        self._drop_temperature = False
+        self.adapted: set[str] = set()  # FastChat's parameters this server refused (ADAPTABLE)
         self._client: Any = None  # openai.AsyncOpenAI, made on first use (keeps --help fast)
         self.pacer = Pacer()  # by the server's x-ratelimit-* headers, or limit_rate()'s limits
 
@@ -197,16 +195,10 @@ class OpenAIChatClient:
         raise _Rejected(f"{self.base_url} kept refusing the adapted request")  # pragma: no cover
 
     def _adapt(self, param: str, model: str, temperature: float, max_tokens: int) -> None:
-        if param == "max_tokens" and not self._max_completion_tokens:
-            self._max_completion_tokens = True
-            note = (f"{model} at {self.base_url} does not take max_tokens: sending "
-                    f"max_completion_tokens={max_tokens} instead for the rest of the run")
-        elif param == "temperature" and not self._drop_temperature:
-            self._drop_temperature = True
-            note = (f"{model} at {self.base_url} does not take temperature={temperature:g}: "
-                    f"sending no temperature (the model's default) for the rest of the run")
-        else:
+        if param in self.adapted:
             return  # another request adapted it already
+        self.adapted.add(param)
+        note = adaptation_note(param, model, self.base_url, temperature, max_tokens)
         self.adaptations.append(note)
         log.warning("%s", note)
 
@@ -215,8 +207,7 @@ class OpenAIChatClient:
         import openai
 
         # FastChat's request (model, messages, n, temperature, max_tokens) unless adapted
-        sent: dict[str, Any] = {} if self._drop_temperature else {"temperature": temperature}
-        sent["max_completion_tokens" if self._max_completion_tokens else "max_tokens"] = max_tokens
+        sent = request_params(temperature, max_tokens, self.adapted)
         cost = estimate_tokens(messages, max_tokens)
         sdk = self._get_client()  # made (imported) before the pacer's clock starts counting
         await self.pacer.acquire(cost)
@@ -234,7 +225,7 @@ class OpenAIChatClient:
             if e.status_code in _RETRY_STATUSES or e.status_code >= 500:
                 wait = _retry_after(e.response.headers)
                 raise _Transient(f"HTTP {e.status_code}", wait) from None
-            param = _unsupported_param(e)
+            param = unsupported_param(e.status_code, _error_body(e))
             if param in sent:
                 raise _Unsupported(param) from None
             if e.status_code in _REQUEST_REJECTED:
@@ -301,21 +292,6 @@ def _error_body(e: Any) -> dict[str, Any]:
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         body = body["error"]
     return body if isinstance(body, dict) else {}
-
-
-def _unsupported_param(e: Any) -> str | None:
-    """"max_tokens" or "temperature" when an HTTP 400 says this model does not take it."""
-    if e.status_code != 400:
-        return None
-    body = _error_body(e)
-    param, code = body.get("param"), body.get("code")
-    message = str(body.get("message") or "")
-    if (param == "max_tokens" and code == "unsupported_parameter") or (
-            param is None and "'max_tokens'" in message and "max_completion_tokens" in message):
-        return "max_tokens"
-    if param == "temperature" and code in ("unsupported_value", "unsupported_parameter"):
-        return "temperature"
-    return None
 
 
 def _server_message(e: Any) -> str:

@@ -1,10 +1,9 @@
-"""Batch judging: the planned judge requests as one JSONL for a Batch API, resumable by id.
+"""Batch judging: the planned judge requests through a Batch API, resumable by id.
 
-The bodies are the synchronous path's JSON, keys in the openai SDK's order (FastChat's request:
-`model`, `messages`, `max_tokens` 2048, `n` 1, `temperature` 0). Each request's `custom_id` is a pure function of the
-match (judge, mode, question, turn, models, prompt name, repeat, game), so results are matched by
-id, never by order, and a new process can collect a batch it did not submit: the batch and file
+The request and result lines are core/batch_lines.py's, matched by a `custom_id` that is a pure
+function of the match, so a new process can collect a batch it did not submit: the batch and file
 ids are saved next to the judgment file (`<judge>_<mode>.batch.json`) before the first poll.
+A request a reasoning model refused for a parameter is asked again, adapted, in a new batch.
 
 The HTTP side is a `BatchBackend` (files and batches endpoints); `clients.batch` has OpenAI's.
 A result is turned into a record by replaying it through `judge_match`, so a record is what the
@@ -15,23 +14,29 @@ batch never ran gets no record and is planned again by the next run.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from mt_bench_task.core.batch_lines import (
+    ENDPOINT,
+    batch_lines,
+    custom_id,
+    parse_results,
+    refused_params,
+)
 from mt_bench_task.core.chat import ChatClientBase, ClientUsage, Completion
 from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
+from mt_bench_task.core.judge_request import adaptation_note
 from mt_bench_task.core.judge_runner import JUDGE_TEMPERATURE, Job, judge_match
 from mt_bench_task.core.judges import JUDGE_MAX_TOKENS, JudgeSpec
-from mt_bench_task.core.prompts import API_ERROR_OUTPUT, messages, user_prompts
+from mt_bench_task.core.prompts import user_prompts
 from mt_bench_task.core.types import Judgment
 
-ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"
 MAX_REQUESTS_PER_BATCH = 50_000  # OpenAI's limits per batch: requests, and the input file's size
 MAX_BYTES_PER_BATCH = 190 * 1024 * 1024  # (200 MB), with a margin
@@ -60,34 +65,6 @@ class BatchBackend(Protocol):
     async def close(self) -> None: ...
 
 
-def custom_id(judge: str, mode: str, job: Job, game: int) -> str:
-    """Deterministic from the match and game (1, or 2 for pairwise's swapped order)."""
-    m, repeat = job
-    key = [judge, mode, m.question.question_id, m.turn, m.model_1, m.model_2 or "",
-           m.prompt.name, repeat or 0, game]
-    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
-    return f"mtb-q{m.question.question_id}-t{m.turn}-r{repeat or 0}-g{game}-{digest}"
-
-
-def request_body(api_model: str, msgs: list[dict[str, str]]) -> dict[str, Any]:
-    """The synchronous path's body, in the order the openai SDK serializes it."""
-    return {"model": api_model, "messages": msgs, "max_tokens": JUDGE_MAX_TOKENS, "n": 1,
-            "temperature": JUDGE_TEMPERATURE}
-
-
-def batch_lines(todo: list[Job], spec: JudgeSpec, mode: str,
-                endpoint: str = ENDPOINT) -> list[tuple[str, str]]:
-    """(custom_id, JSONL line) for every judge call of `todo`, in plan order."""
-    lines = []
-    for job in todo:
-        for game, up in enumerate(user_prompts(job[0]), start=1):
-            cid = custom_id(spec.display_name, mode, job, game)
-            line = {"custom_id": cid, "method": "POST", "url": endpoint,
-                    "body": request_body(spec.api_model, messages(job[0].prompt, up))}
-            lines.append((cid, json.dumps(line)))
-    return lines
-
-
 def state_path(judgment_file: Path) -> Path:
     """Where the batch and file ids live: next to the judgment file."""
     return judgment_file.with_name(judgment_file.name.removesuffix(".jsonl") + ".batch.json")
@@ -102,6 +79,18 @@ class BatchOutcome:
     unfinished: int = 0  # jobs without a result (expired/cancelled/failed batch): planned again
     statuses: list[str] = field(default_factory=list)
     usage: ClientUsage = field(default_factory=ClientUsage)
+    adaptations: list[str] = field(default_factory=list)  # request changes the judge required
+
+    def merge(self, later: BatchOutcome) -> None:
+        """A later round (the refused requests, adapted) into this one."""
+        self.records += later.records
+        self.batch_ids += later.batch_ids
+        self.submitted += later.submitted
+        self.pending, self.unfinished = later.pending, self.unfinished + later.unfinished
+        self.statuses += later.statuses
+        self.adaptations += later.adaptations
+        for k, v in vars(later.usage).items():
+            setattr(self.usage, k, getattr(self.usage, k) + v)
 
 
 class _Replay(ChatClientBase):
@@ -116,50 +105,23 @@ class _Replay(ChatClientBase):
         return self._queue.pop(0)
 
 
-def parse_results(content: bytes) -> dict[str, Completion]:
-    """Output or error file lines -> {custom_id: Completion}; errors are failed "$ERROR$"."""
-    out: dict[str, Completion] = {}
-    for raw in content.decode("utf-8").splitlines():
-        try:
-            line = json.loads(raw) if raw.strip() else None
-            if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
-                raise ValueError("no custom_id")
-        except ValueError:  # an unreadable line: its request gets no result, the next run resends
-            if raw.strip():
-                log.warning("skipping an unreadable batch result line: %.80s", raw)
-            continue
-        response = line.get("response") or {}
-        body = response.get("body") or {}
-        try:
-            if line.get("error") or response.get("status_code") != 200:
-                raise ValueError("error line")
-            text = body["choices"][0]["message"]["content"]
-            if not isinstance(text, str):
-                raise ValueError("no content")
-        except (ValueError, KeyError, IndexError, TypeError):
-            out[line["custom_id"]] = Completion(text=API_ERROR_OUTPUT, failed=True)
-            continue
-        usage = body.get("usage") or {}
-        out[line["custom_id"]] = Completion(
-            text=text, prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            model=body.get("model") if isinstance(body.get("model"), str) else None)
-    return out
-
-
 async def judge_batch(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
                       backend: BatchBackend, *, poll_interval: float = 30.0, wait: bool = True,
                       progress: bool = True, max_requests: int = MAX_REQUESTS_PER_BATCH,
                       max_bytes: int = MAX_BYTES_PER_BATCH,
-                      on_submitted: Callable[[list[str]], None] | None = None) -> BatchOutcome:
+                      on_submitted: Callable[[list[str]], None] | None = None,
+                      adapted: Collection[str] = ()) -> BatchOutcome:
     """Submit `todo` as batch(es), or reattach to the ones saved for `out`; wait, then append a
-    record per finished job to `out`. The state file goes once the results are written."""
+    record per finished job to `out`. The state file goes once the results are written. Requests
+    a reasoning model refused for a parameter (core/judge_request.py) are no judgments: their
+    jobs go again, adapted, in a new batch (at most once per parameter)."""
     state_file = state_path(out)
     result = BatchOutcome()
     state = _read_state(state_file)
     if state is None:
-        lines = batch_lines(todo, spec, mode, getattr(backend, "endpoint", ENDPOINT))
-        state = {"judge": spec.display_name, "mode": mode, "batches": []}
+        adapted = sorted(adapted)
+        lines = batch_lines(todo, spec, mode, getattr(backend, "endpoint", ENDPOINT), adapted)
+        state = {"judge": spec.display_name, "mode": mode, "adapted": adapted, "batches": []}
         for i, chunk in enumerate(_chunks([line for _, line in lines], max_requests, max_bytes)):
             content = "".join(line + "\n" for line in chunk).encode()
             file_id = await backend.upload(content, f"{out.stem}-{i}.jsonl")
@@ -181,19 +143,42 @@ async def judge_batch(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
         result.pending = True
         return result
     completions: dict[str, Completion] = {}
+    refused: dict[str, str] = {}
     for b in batches:
         # the error file first: a request in both (never seen) counts as answered
         for key in ("error_file_id", "output_file_id"):
             if b.get(key):
-                completions.update(parse_results(await backend.download(b[key])))
+                content = await backend.download(b[key])
+                completions.update(parse_results(content))
+                refused.update(refused_params(content))
         if b["status"] != "completed":
             log.warning("batch %s is %s%s: its finished requests are kept, the rest are planned "
                         "again by the next run", b["id"], b["status"],
                         f" ({_errors(b)})" if _errors(b) else "")
-    result.records, result.unfinished = _write_records(out, todo, spec, mode, completions,
-                                                       result.usage)
+    done_adapted = list(state.get("adapted") or [])
+    new = sorted(set(refused.values()) - set(done_adapted))
+    again = [job for job in todo if new and any(i in refused for i in _ids(spec, mode, job))]
+    retry = {id(job) for job in again}
+    result.records, result.unfinished = _write_records(
+        out, [job for job in todo if id(job) not in retry], spec, mode, completions, result.usage)
+    result.usage.adapted += sum(i in refused for job in again for i in _ids(spec, mode, job))
     state_file.unlink(missing_ok=True)
+    if again:
+        for param in new:
+            note = adaptation_note(param, spec.api_model, "the Batch API", JUDGE_TEMPERATURE,
+                                   JUDGE_MAX_TOKENS)
+            log.warning("%s", note)
+            result.adaptations.append(note)
+        result.merge(await judge_batch(out, again, spec, mode, backend,
+                                       poll_interval=poll_interval, wait=wait, progress=progress,
+                                       max_requests=max_requests, max_bytes=max_bytes,
+                                       on_submitted=on_submitted, adapted=done_adapted + new))
     return result
+
+
+def _ids(spec: JudgeSpec, mode: str, job: Job) -> list[str]:
+    return [custom_id(spec.display_name, mode, job, g)
+            for g in range(1, len(user_prompts(job[0])) + 1)]
 
 
 async def _poll(backend: BatchBackend, batch_ids: list[str], interval: float, wait: bool,
@@ -223,8 +208,7 @@ def _write_records(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
     unfinished = 0
     with JsonlAppender(out) as sink:
         for job in todo:
-            ids = [custom_id(spec.display_name, mode, job, g)
-                   for g in range(1, len(user_prompts(job[0])) + 1)]
+            ids = _ids(spec, mode, job)
             if not all(i in completions for i in ids):
                 unfinished += 1
                 continue

@@ -63,6 +63,7 @@ def judge_in_batch(run: JudgeRun, todo: list[Job], out: Path, chat: ChatClient, 
                                run.batch_wait)
     summary.batch_ids, summary.batch_pending = outcome.batch_ids, outcome.pending
     summary.unfinished = outcome.unfinished
+    summary.adaptations = outcome.adaptations
     if outcome.records:
         tidy(out, run.mode)
     summary.sent = len(outcome.records)
