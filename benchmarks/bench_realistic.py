@@ -1,6 +1,7 @@
 """Generation at MT-bench's real answer lengths: static per-temperature batches vs the scheduler.
 
-All 80 questions, both turns, one choice, the embedded SmolLM2-135M-Instruct in bf16 on CPU. Each
+All 80 questions, both turns, one choice, the embedded SmolLM2-135M-Instruct in bf16 on CPU
+(--model for another, on CUDA when there is one). Each
 answer is forced to the length of the official gpt-3.5-turbo answer to the same question and turn
 (mt_bench_task/data/official_answers/gpt-3.5-turbo.jsonl, re-tokenized with the model's
 tokenizer, capped at --max-new-token): EOS is suppressed before that length and ends the row
@@ -84,7 +85,7 @@ def _run_cont(model: Any, tok: Any, questions: list, targets: dict, batch: int,
     for q in questions:
         for choice in range(choices):
             conv = Conversation(q, choice, load_bench().temperature(q.category))
-            first.append(request(conv, torch.Generator().manual_seed(choice), None))
+            first.append(request(conv, torch.Generator(model.device).manual_seed(choice), None))
     for r in sorted(first, key=lambda r: len(r.prompt_ids)):
         batcher.add(r)
     tokens = 0
@@ -196,32 +197,36 @@ def _run_static(model: Any, tok: Any, questions: list, targets: dict, batch: int
     return tokens
 
 
-def _one(config: str, batch: int, max_new: int, nq: int, choices: int) -> None:
+def _one(config: str, batch: int, max_new: int, nq: int, choices: int, model: str,
+         dtype: str | None) -> None:
     from mt_bench_task.core.bench import load_bench
 
     questions = load_bench().select(0, nq)
     t0 = time.perf_counter()
     if config == "vllm":
         from mt_bench_task.engine.generate import GenerationConfig
-        from mt_bench_task.engine.hf.models import default_model_dir
+        from mt_bench_task.engine.hf.models import resolve_model_path
         from mt_bench_task.engine.vllm import VllmEngine
 
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
-        engine = VllmEngine.start(GenerationConfig(engine="vllm", max_model_len=4096),
-                                  str(default_model_dir()))
+        engine = VllmEngine.start(GenerationConfig(engine="vllm", max_model_len=4096, dtype=dtype),
+                                  resolve_model_path(model, "main"))
         startup = time.perf_counter() - t0
         targets = _targets(engine.tok, max_new)
         t0 = time.perf_counter()
         tokens = _run_vllm(engine, questions, targets, choices)
     else:
+        import torch
+
         from mt_bench_task.engine.hf.models import load_model_and_tokenizer
 
-        model, tok = load_model_and_tokenizer("default")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        lm, tok = load_model_and_tokenizer(model, dtype, device=device)
         startup = time.perf_counter() - t0
         targets = _targets(tok, max_new)
         run = _run_static if config == "static" else _run_cont
         t0 = time.perf_counter()
-        tokens = run(model, tok, questions, targets, batch, choices)
+        tokens = run(lm, tok, questions, targets, batch, choices)
     seconds = time.perf_counter() - t0
     if config == "vllm":
         engine.close()
@@ -239,12 +244,16 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=80)
     ap.add_argument("--choices", type=int, default=1)
     ap.add_argument("--configs", default="static,cont")
+    ap.add_argument("--model", default="default",
+                    help="model dir or cached hub id ('default': the embedded SmolLM2-135M)")
+    ap.add_argument("--dtype", default=None, help="default: the engines' own choice")
     ap.add_argument("--vllm-python", default=None,
                     help="python of a venv with vLLM: runs the vllm config there")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        return _one(args.one, args.batch_size, args.max_new_token, args.questions, args.choices)
+        return _one(args.one, args.batch_size, args.max_new_token, args.questions, args.choices,
+                    args.model, args.dtype)
     import torch
 
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, "
@@ -254,7 +263,8 @@ def main() -> None:
         python = args.vllm_python if config == "vllm" and args.vllm_python else sys.executable
         out = subprocess.run([python, __file__, "--one", config, "--batch-size",
                               str(args.batch_size), "--max-new-token", str(args.max_new_token),
-                              "--questions", str(args.questions), "--choices", str(args.choices)],
+                              "--questions", str(args.questions), "--choices", str(args.choices),
+                              "--model", args.model] + (["--dtype", args.dtype] if args.dtype else []),
                              capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise SystemExit(f"{config} failed:\n{out.stderr[-3000:]}")
