@@ -59,6 +59,9 @@ MISTAKES: list[tuple[str, list[str], str]] = [
     ("judge", ["--mode", "triple"], "triple"),
     ("import-inspect", ["missing.eval", "--data-dir", "out"], "missing.eval"),
     ("import-inspect", ["bad.jsonl", "--data-dir", "out"], "bad.jsonl"),  # not an inspect log
+    # a model dir transformers cannot read: no tokenizer; a tokenizer and template but no weights
+    ("gen", ["--model-path", "no_tokenizer", "--data-dir", "out"], "tokenizer"),
+    ("gen", ["--model-path", "no_weights", "--data-dir", "out"], "no file named model.safetensors"),
 ]
 
 
@@ -83,6 +86,14 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wd / "deep.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")  # RecursionError in json
     row = (CONFORMANCE / SINGLE_FILE).read_text().splitlines()[0]
     (wd / "huge.jsonl").write_text(re.sub(r'"score": [0-9]+', '"score": 1e400', row, count=1) + "\n")
+    from mt_bench_task.engine.hf.models import default_model_dir
+
+    (wd / "no_tokenizer").mkdir()
+    (wd / "no_tokenizer" / "config.json").write_text("{}")
+    (wd / "no_weights").mkdir()
+    for f in default_model_dir().iterdir():
+        if not f.name.endswith(".safetensors"):
+            shutil.copy(f, wd / "no_weights")
     return wd
 
 

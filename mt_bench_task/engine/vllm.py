@@ -102,6 +102,10 @@ def start_llm_engine(cfg: Any, model_path: str) -> tuple[Any, Any, Any]:
     if not torch.cuda.is_available():
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_thread_binding())
         args.update(cpu_engine_args(cfg, model_path))
+    weights = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf")
+    if not any(next(Path(model_path).glob(w), None) for w in weights):
+        # vLLM would fail in its engine process, with a generic "initialization failed"
+        raise DataError(f"model {model_path}: no weights in it ({', '.join(weights)})")
     from vllm import EngineArgs, LLMEngine
 
     try:
@@ -109,6 +113,9 @@ def start_llm_engine(cfg: Any, model_path: str) -> tuple[Any, Any, Any]:
     except ValueError as e:  # vLLM's checks of its options against the model (pydantic's too)
         raise DataError(f"vLLM refused the engine options for {model_path}: "
                         f"{' '.join(str(e).split())[:400]}") from None
+    except RuntimeError as e:  # its engine process died while starting (memory, driver, model)
+        raise DataError(f"vLLM's engine did not start on {model_path} ({str(e).splitlines()[0]}); "
+                        f"its log above says why") from None
 
 
 def step_until_done(llm: Any, ids: set[str]) -> dict[str, Any]:

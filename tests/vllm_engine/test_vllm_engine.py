@@ -194,6 +194,18 @@ def test_cli_options_vllm_refuses_are_one_line_exit_2(tmp_path: Path) -> None:
     assert len(mine) == 1 and "vLLM refused" in mine[0] and "100000" in mine[0]
     assert "Traceback" not in proc.stderr
     assert not (data_dir / "model_answer").exists()
+    # a model dir with its tokenizer but no weights: said before vLLM starts its engine process
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in default_model_dir().iterdir():
+        if not f.name.endswith(".safetensors"):
+            shutil.copy(f, bare)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mt_bench_task.cli.main", "gen", "--engine", "vllm",
+         "--data-dir", str(data_dir), "--model-path", str(bare), "--model-id", "cli"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 2 and "no weights" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (data_dir / "model_answer").exists()
 
 
 # ---- the local judge on vLLM: the session's engine judging, then `mt-bench judge --engine vllm` ----

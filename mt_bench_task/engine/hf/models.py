@@ -165,8 +165,11 @@ def load_tokenizer(path: str, revision: str = "main", chat_template_file: str | 
     """
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path, revision=revision, padding_side="left",
-                                        local_files_only=True)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, revision=revision, padding_side="left",
+                                            local_files_only=True)
+    except (OSError, ValueError) as e:  # no tokenizer files, or none transformers can read
+        raise DataError(f"model {path}: its tokenizer does not load: {_one_line(e)}") from None
     if chat_template_file is not None:
         template = Path(chat_template_file)
         if not template.is_file():
@@ -187,9 +190,12 @@ def load_model_and_tokenizer(path: str, dtype: str | None = None, revision: str 
 
     resolved = resolve_model_path(path, revision)
     tok = load_tokenizer(resolved, revision, chat_template_file)
-    model: Any = AutoModelForCausalLM.from_pretrained(resolved, revision=revision,
-                                                      dtype=torch_dtype(dtype, device),
-                                                      local_files_only=True)
+    try:
+        model: Any = AutoModelForCausalLM.from_pretrained(resolved, revision=revision,
+                                                          dtype=torch_dtype(dtype, device),
+                                                          local_files_only=True)
+    except (OSError, ValueError) as e:  # no weights, an unknown architecture, a broken config
+        raise DataError(f"model {resolved}: it does not load: {_one_line(e)}") from None
     model.to(device)
     model.eval()
     if device == "cpu":
@@ -201,6 +207,10 @@ def load_model_and_tokenizer(path: str, dtype: str | None = None, revision: str 
         # bf16: weights laid out for oneDNN once, not on every call
         pack_linears(model, fuse_siblings=has_fast_step(model))
     return model, tok
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300]
 
 
 MMAP_THRESHOLD = 8 << 20  # bytes; see _large_buffers_outside_the_heap
