@@ -20,7 +20,7 @@ def _tiny_llama(attn: str):
 
 
 def _decode(model, steps: int = 6) -> list:
-    from mt_bench_task.engine.hf.kv_cache import new_cache
+    from mt_bench_task.engine.hf.kv_cache import cache_kwarg, new_cache
 
     lengths = [9, 4, 12]
     ids = torch.zeros((3, 12), dtype=torch.long)
@@ -33,13 +33,13 @@ def _decode(model, steps: int = 6) -> list:
     logits = []
     with torch.inference_mode():
         out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                    cache=cache, use_cache=True, logits_to_keep=1)
+                    **{cache_kwarg(model): cache}, use_cache=True, logits_to_keep=1)
         for _ in range(steps):
             logits.append(out.logits[:, -1])
             nxt = out.logits[:, -1].argmax(-1)[:, None]
             mask = torch.cat([mask, torch.ones((3, 1), dtype=torch.long)], dim=1)
             out = model(input_ids=nxt, attention_mask=mask,
-                        position_ids=(mask.cumsum(-1) - 1)[:, -1:], cache=cache, use_cache=True,
+                        position_ids=(mask.cumsum(-1) - 1)[:, -1:], **{cache_kwarg(model): cache}, use_cache=True,
                         logits_to_keep=1)
     return logits
 
@@ -59,7 +59,7 @@ def test_prompt_after_a_reused_prefix_equals_sdpa() -> None:
     opening, the rating fallback's tree); attention.NAME shares the key/value heads there
     (enable_gqa) where transformers repeats them: the same logits as SDPA on the whole prompt."""
     from mt_bench_task.engine.hf.attention import NAME
-    from mt_bench_task.engine.hf.kv_cache import new_cache
+    from mt_bench_task.engine.hf.kv_cache import cache_kwarg, new_cache
 
     ids = torch.randint(1, 97, (1, 19), generator=torch.Generator().manual_seed(2))
     whole = _tiny_llama("sdpa")
@@ -67,8 +67,8 @@ def test_prompt_after_a_reused_prefix_equals_sdpa() -> None:
     with torch.inference_mode():
         want = whole(input_ids=ids).logits[:, 7:]
         cache = new_cache(ours.config)
-        ours(input_ids=ids[:, :7], cache=cache, use_cache=True)
-        got = ours(input_ids=ids[:, 7:], cache=cache, use_cache=True).logits
+        ours(input_ids=ids[:, :7], **{cache_kwarg(ours): cache}, use_cache=True)
+        got = ours(input_ids=ids[:, 7:], **{cache_kwarg(ours): cache}, use_cache=True).logits
     assert got.shape == want.shape == (1, 12, 97)
     assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
 

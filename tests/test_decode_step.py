@@ -38,7 +38,7 @@ def _tiny_llama(dtype, attn: str | None = None, **overrides):
 
 
 def _prefill(model):
-    from mt_bench_task.engine.hf.kv_cache import new_cache
+    from mt_bench_task.engine.hf.kv_cache import cache_kwarg, new_cache
 
     ids = torch.zeros((3, 12), dtype=torch.long)
     mask = torch.zeros((3, 12), dtype=torch.long)
@@ -47,7 +47,7 @@ def _prefill(model):
         ids[i, 12 - n:] = torch.randint(1, 97, (n,), generator=g)
         mask[i, 12 - n:] = 1
     cache = new_cache(model.config)
-    out = model(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True,
+    out = model(input_ids=ids, attention_mask=mask, **{cache_kwarg(model): cache}, use_cache=True,
                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=1)
     return cache, mask, out.logits[:, -1].argmax(-1)[:, None]
 

@@ -17,10 +17,10 @@ def _tiny_llama():
 
 
 def _full_prefill(model, ids):
-    from mt_bench_task.engine.hf.kv_cache import new_cache
+    from mt_bench_task.engine.hf.kv_cache import cache_kwarg, new_cache
 
     cache = new_cache(model.config)
-    out = model(input_ids=torch.tensor([ids]), cache=cache, use_cache=True, logits_to_keep=1)
+    out = model(input_ids=torch.tensor([ids]), **{cache_kwarg(model): cache}, use_cache=True, logits_to_keep=1)
     return cache, out.logits[:, -1]
 
 

@@ -165,20 +165,28 @@ def test_sampled_long_prompts_that_would_be_chunked_finish(engine: VllmEngine) -
     assert len(engine.calls.seen[-1][1]) > 800  # type: ignore[attr-defined]
 
 
-def test_cli_gen_engine_vllm_passes_its_options_through(tmp_path: Path) -> None:
-    """The console command, its own vLLM start: --max-model-len and --dtype reach vLLM."""
-    data_dir = _bench_dir(tmp_path / "d", [101])
+def test_cli_run_engine_vllm_passes_its_options_through_judges_and_shows(tmp_path: Path) -> None:
+    """The console command end to end on vLLM: `mt-bench run --engine vllm` generates with its own
+    vLLM start (--max-model-len and --dtype reach vLLM), the embedded judge judges on vLLM too,
+    and FastChat's tables come out."""
+    data_dir = tmp_path / "d"
     proc = subprocess.run(
-        [sys.executable, "-m", "mt_bench_task.cli.main", "gen", "--engine", "vllm",
-         "--data-dir", str(data_dir), "--max-new-token", "8", "--max-model-len", "1024",
-         "--dtype", "bfloat16", "--model-id", "cli"],
+        [sys.executable, "-m", "mt_bench_task.cli.main", "run", "--engine", "vllm",
+         "--data-dir", str(data_dir), "--question-end", "1", "--max-new-token", "8",
+         "--max-model-len", "1024", "--dtype", "bfloat16", "--model-id", "cli"],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     assert "max_seq_len=1024" in log and "dtype=torch.bfloat16" in log
     assert "generated 1 questions" in proc.stdout
     row = json.loads((data_dir / "model_answer" / "cli.jsonl").read_text())
-    assert row["question_id"] == 101 and len(row["choices"][0]["turns"]) == 2
+    assert row["question_id"] == 81 and len(row["choices"][0]["turns"]) == 2
+    judged = [json.loads(x) for x in
+              (data_dir / "model_judgment" / "smollm2-135m-instruct_single.jsonl").read_text()
+              .splitlines()]
+    assert sorted(r["turn"] for r in judged) == [1, 2]
+    assert all(1 <= r["score"] <= 10 for r in judged)
+    assert "########## Average ##########" in proc.stdout and "cli" in proc.stdout
 
 
 def test_cli_options_vllm_refuses_are_one_line_exit_2(tmp_path: Path) -> None:

@@ -74,11 +74,15 @@ def has_fast_step(model: Any) -> bool:
 
 
 def decode_logits(model: Any, fast: DecodeStep | None, ids: Any, positions: Any, cache: Any,
-                  mask: Any, cache_kw: str = "cache") -> Any:
+                  mask: Any, cache_kw: str | None = None) -> Any:
     """The last position's logits of a one-token step: `fast` (fast_decode_step's) where there is
     one, else the model's forward. `mask` covers the cache's columns and this step's."""
     if fast is not None:
         return fast(ids, positions, cache, mask)
+    if cache_kw is None:
+        from mt_bench_task.engine.hf.kv_cache import cache_kwarg
+
+        cache_kw = cache_kwarg(model)
     length = mask.shape[1] - 1
     return model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                  logits_to_keep=1, cache_position=torch.arange(length, length + 1,

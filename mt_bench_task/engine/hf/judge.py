@@ -30,12 +30,13 @@ class HfJudge:
 
     def __init__(self, model: Any, tok: Any) -> None:
         from mt_bench_task.engine.hf.decode_step import fast_decode_step
-        from mt_bench_task.engine.hf.kv_cache import PrefixStore
+        from mt_bench_task.engine.hf.kv_cache import PrefixStore, cache_kwarg
 
         self.model, self.tok = model, tok
         self.stop_ids = stop_token_ids(model.generation_config, tok)
         self.prefixes = PrefixStore()  # prompt openings of this model, prefilled once
         self.step = fast_decode_step(model)  # the forward's logits, less overhead
+        self.cache_kw = cache_kwarg(model)
         self.truncated_prompts = 0
 
     @classmethod
@@ -109,7 +110,8 @@ class HfJudge:
                 return Decoded(rows, cache, mask, nxt[:, None], column)
             mask = torch.cat([mask, column], dim=1)
             pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -1:]
-            logits = decode_logits(model, self.step, nxt[:, None], pos, cache, mask)
+            logits = decode_logits(model, self.step, nxt[:, None], pos, cache, mask,
+                                   self.cache_kw)
 
     def rating_logprobs(self, state: Decoded, rows: list[int]) -> Any:
         """(len(rows), 10) float64: log P("r]]" | prompt + answer + "\\nRating: [[") for r in
@@ -154,8 +156,8 @@ class HfJudge:
         see = torch.cat([past[:, None].expand(n, q, -1), new], dim=2)[:, None]  # (n, 1, q, L+q)
         mask = torch.zeros(see.shape, dtype=model.dtype).masked_fill(~see,
                                                                      torch.finfo(model.dtype).min)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
-                       use_cache=True, logits_to_keep=n_tree + 1).logits
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                       logits_to_keep=n_tree + 1, **{self.cache_kw: cache}).logits
         logp = torch.log_softmax(logits.double(), -1)  # [:, 0]: after the suffix, [:, 1+i]: node i
         scores = torch.zeros(n, len(cands), dtype=torch.float64)
         for j, c in enumerate(cands):

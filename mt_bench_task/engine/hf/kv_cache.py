@@ -15,6 +15,7 @@ Imports transformers: load lazily.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -99,6 +100,13 @@ def _grow(buf: Any, n: int, need: int, like: Any) -> Any:
     if buf is not None and n:
         new[..., :n, :] = buf[..., :n, :]
     return new
+
+
+def cache_kwarg(model: Any) -> str:
+    """The forward's name for the KV cache: `cache` from transformers 5.20 on (`past_key_values`
+    is deprecated there), `past_key_values` before (vLLM pins transformers < 5.20)."""
+    params = inspect.signature(getattr(model, "forward", model.__call__)).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def new_cache(config: Any) -> Any:
@@ -232,8 +240,8 @@ class PrefixStore:
             for layer, (k, v) in zip(cache.layers, source):
                 layer.update(k[..., :n, :], v[..., :n, :])  # copied into the row's own buffer
             self.reused_tokens += n
-        out = model(input_ids=torch.tensor([ids[n:]]), cache=cache, use_cache=True,
-                    logits_to_keep=1)
+        out = model(input_ids=torch.tensor([ids[n:]]), use_cache=True, logits_to_keep=1,
+                    **{cache_kwarg(model): cache})
         if self.keep > 0:
             head = min(len(ids), self.max_tokens)
             self._recent.append((ids[:head], [(layer.keys[..., :head, :].clone(),

@@ -17,7 +17,6 @@ Why each choice was made, with the timings: benchmarks/README.md, "Answer genera
 """
 from __future__ import annotations
 
-import inspect
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -46,9 +45,9 @@ class ContinuousBatcher:
 
         self.model, self.max_rows, self.stop_ids, self.pad_id = model, max_rows, stop_ids, pad_id
         self.device = model.device
-        # transformers >= 5.24 names it `cache` (`past_key_values` is deprecated there)
-        params = inspect.signature(getattr(model, "forward", model.__call__)).parameters
-        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        from mt_bench_task.engine.hf.kv_cache import cache_kwarg
+
+        self._cache_kw = cache_kwarg(model)
         self._oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
         gc = model.generation_config
         self.top_k = gc.top_k if gc.top_k is not None else 50  # transformers' defaults
