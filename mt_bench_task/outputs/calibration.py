@@ -10,7 +10,6 @@ the official grade of the same (model, question, turn). One implementation of th
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,50 +20,9 @@ from mt_bench_task.core.bench import DEFAULT_BENCH, load_bench, order_categories
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.types import SingleJudgment
 from mt_bench_task.engine.judge import EngineOptions
+from mt_bench_task.outputs.agreement import average_ranks, kendall_tau_b, mean, pearson
 
 OFFICIAL_SOURCE = "official GPT-4"
-
-
-def _mean(xs: Sequence[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
-
-
-def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Pearson r; None with fewer than 2 pairs or a constant side (r undefined)."""
-    if len(x) < 2:
-        return None
-    mx, my = sum(x) / len(x), sum(y) / len(y)
-    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
-    sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
-    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else None
-
-
-def average_ranks(xs: Sequence[float]) -> list[float]:
-    """1-based ranks; tied values share the mean of the ranks they span."""
-    order = sorted(range(len(xs)), key=lambda i: xs[i])
-    ranks = [0.0] * len(xs)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Kendall tau-b: sum of sign products over the pairs, over sqrt of the untied counts."""
-    def sign(v: float) -> int:
-        return (v > 0) - (v < 0)
-
-    s = nx = ny = 0
-    for i in range(len(x)):
-        for j in range(i + 1, len(x)):
-            dx, dy = sign(x[i] - x[j]), sign(y[i] - y[j])
-            s, nx, ny = s + dx * dy, nx + dx * dx, ny + dy * dy
-    return s / math.sqrt(nx * ny) if nx and ny else None
 
 
 def calibration_stats(judge_records: Sequence[SingleJudgment], official_records: Sequence[SingleJudgment],
@@ -88,7 +46,7 @@ def calibration_stats(judge_records: Sequence[SingleJudgment], official_records:
             groups.setdefault(key_of(p), []).append((p[2], p[3]))
         out = {}
         for name, g in groups.items():
-            o, j = _mean([b for _, b in g]), _mean([a for a, _ in g])
+            o, j = mean([b for _, b in g]), mean([a for a, _ in g])
             out[name] = {"official": o, "judge": j,
                          "shift": None if o is None or j is None else j - o}
         return out
@@ -103,7 +61,7 @@ def calibration_stats(judge_records: Sequence[SingleJudgment], official_records:
         "spearman": pearson(average_ranks(js), average_ranks(os_)) if n else None,
         "exact": sum(a == b for a, b in zip(js, os_)) / n if n else None,
         "within_1": sum(abs(a - b) <= 1 for a, b in zip(js, os_)) / n if n else None,
-        "mean_shift": _mean([a - b for a, b in zip(js, os_)]),
+        "mean_shift": mean([a - b for a, b in zip(js, os_)]),
         "kendall_tau_models": kendall_tau_b([_num(by_model[m]["official"]) for m in names],
                                             [_num(by_model[m]["judge"]) for m in names]),
         "models": {m: by_model[m] for m in names},
