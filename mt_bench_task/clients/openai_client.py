@@ -86,7 +86,7 @@ class OpenAIChatClient:
         self.backoff_max = backoff_max
         self.usage = ClientUsage()
         self.adaptations: list[str] = []  # what this server made us change, once each
-        self.adapted: set[str] = set()  # FastChat's parameters this server refused (ADAPTABLE)
+        self.adapted: set[str] = set()  # FastChat's parameters this server refused
         self._client: Any = None  # openai.AsyncOpenAI, made on first use (keeps --help fast)
         self.pacer = Pacer()  # by the server's x-ratelimit-* headers, or limit_rate()'s limits
 

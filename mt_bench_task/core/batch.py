@@ -31,9 +31,9 @@ from mt_bench_task.core.batch_lines import (
 )
 from mt_bench_task.core.chat import ChatClientBase, ClientUsage, Completion
 from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
-from mt_bench_task.core.judge_request import adaptation_note
-from mt_bench_task.core.judge_runner import JUDGE_TEMPERATURE, Job, judge_match
-from mt_bench_task.core.judges import JUDGE_MAX_TOKENS, JudgeSpec
+from mt_bench_task.core.judge_request import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE, adaptation_note
+from mt_bench_task.core.judge_runner import Job, judge_match
+from mt_bench_task.core.judges import JudgeSpec
 from mt_bench_task.core.prompts import user_prompts
 from mt_bench_task.core.types import Judgment
 

@@ -16,9 +16,14 @@ from collections.abc import Collection
 from typing import Any
 
 from mt_bench_task.core.chat import Completion
-from mt_bench_task.core.judge_request import request_params, unsupported_param
-from mt_bench_task.core.judge_runner import JUDGE_TEMPERATURE, Job
-from mt_bench_task.core.judges import JUDGE_MAX_TOKENS, JudgeSpec
+from mt_bench_task.core.judge_request import (
+    JUDGE_MAX_TOKENS,
+    JUDGE_TEMPERATURE,
+    request_params,
+    unsupported_param,
+)
+from mt_bench_task.core.judge_runner import Job
+from mt_bench_task.core.judges import JudgeSpec
 from mt_bench_task.core.prompts import API_ERROR_OUTPUT, messages, user_prompts
 
 ENDPOINT = "/v1/chat/completions"

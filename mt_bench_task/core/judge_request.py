@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-ADAPTABLE = ("max_tokens", "temperature")
+JUDGE_TEMPERATURE = 0.0  # FastChat's request: greedy judging
+JUDGE_MAX_TOKENS = 2048  # FastChat's request: completion tokens per judge call
 
 
 def request_params(temperature: float, max_tokens: int, adapted: Collection[str] = ()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from mt_bench_task.core.ids import QuestionId
+from mt_bench_task.core.judge_request import JUDGE_MAX_TOKENS
 from mt_bench_task.core.types import Judgment
 
 Backend = Literal["openai", "local"]
@@ -37,7 +38,6 @@ EMBEDDED_JUDGE = "default"
 EMBEDDED_JUDGE_NAME = "smollm2-135m-instruct"
 # judge calls in flight for a local judge, so its batcher can group prompts of similar length
 LOCAL_JUDGE_IN_FLIGHT = 128
-JUDGE_MAX_TOKENS = 2048  # FastChat's request: completion tokens per judge call
 # On a CPU 2048 new tokens are minutes per batch, and a small judge either rates early or never,
 # so local judges stop at 256 unless told otherwise.
 LOCAL_MAX_NEW_TOKENS = 256
