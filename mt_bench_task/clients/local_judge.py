@@ -8,7 +8,8 @@ back as `Completion.fallback_rating`, and judging marks the record with
 
 Batches run on the event loop's own thread, blocking it while they run (nothing else is waiting
 on a local judge): torch work on a second thread beside the first one's (generation, in
-`mt-bench run`) made the judge's prefill about a third slower (benchmarks/README.md).
+`mt-bench run`) made the judge's prefill slower: two OpenMP teams on the same cores
+(benchmarks/README.md, "The local judge after generation, in one process").
 """
 from __future__ import annotations
 

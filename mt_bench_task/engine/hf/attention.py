@@ -1,8 +1,8 @@
 """Attention for batched decoding on a CPU: SDPA for prompts, two small matmuls for decode steps.
 
-PyTorch's CPU SDPA runs a one-token query through its flash kernel, which is slow for it: on
-SmolLM2-135M (bf16, 2 cores) a decode step of 16 rows with 600 cached tokens took 224 ms with SDPA
-and 111 ms with transformers' eager attention, while eager prefill was twice as slow as SDPA's.
+PyTorch's CPU SDPA runs a one-token query through its flash kernel, which is slow for it
+(slower than transformers' eager attention, whose prefill is in turn slower than SDPA's; the
+timings: benchmarks/README.md, "Design notes from measurements").
 This implementation keeps SDPA (and its masks) for prompts, with the key/value heads shared rather
 than repeated when a mask is given, and, for a one-token query, groups the query heads by their
 key/value head (no repeated keys) and does scores, softmax (float32) and the weighted sum as
@@ -49,8 +49,8 @@ def _masked_grouped_sdpa(query: Any, key: Any, value: Any, attention_mask: Any,
                          scaling: float | None) -> Any:
     """SDPA for a masked multi-token query (a prompt after a reused prefix, the rating
     fallback's tree) with the key/value heads shared (enable_gqa). transformers repeats them per
-    query head whenever a mask is given, off CUDA too: 3x the keys copied and read, the rating
-    fallback's forward about 3x slower on SmolLM2 (benchmarks/README.md)."""
+    query head whenever a mask is given, off CUDA too: the keys copied and read once per query
+    head, which slowed the rating fallback's forward (benchmarks/README.md)."""
     out = torch.nn.functional.scaled_dot_product_attention(
         query, key, value, attn_mask=attention_mask, scale=scaling,
         enable_gqa=True)
@@ -78,7 +78,7 @@ def _grouped_scores(query: Any, key: Any) -> Any:
     kv_heads = key.shape[1]
     q = query.reshape(batch, kv_heads, heads // kv_heads, dim)  # heads sharing a key/value head
     # kv_cache hands over its whole buffers (contiguous: q @ k^T on a strided view copies it
-    # first, 3-4x slower); columns past the mask's length are not filled and are masked out
+    # first); columns past the mask's length are not filled and are masked out
     return torch.matmul(q, key.contiguous().transpose(-1, -2))
 
 

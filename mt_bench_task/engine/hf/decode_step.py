@@ -1,20 +1,18 @@
 """One decode step of a Llama-shaped model (transformers' Llama, Qwen2, Mistral) on a CPU: the
 same arithmetic as transformers' forward with fewer operations around it.
 
-A decode step of SmolLM2-135M at 12-16 rows is ~50 ms on 2 cores through the model's forward,
-and a quarter of that is not the linears or the attention's matmuls but ~1,500 small operations
-and the Python around them: transformers' per-call machinery (output capture, mask building,
-kwargs plumbing, module calls), RoPE's rotate_half (slices, negation, concatenation) for queries
-and keys apart, and the attention's masking in three steps per layer. This step computes the
-same values with fewer operations: RoPE for queries and keys at once as
-x*cos + swap_halves(x)*sin_signed (the same products and sum, the sign moved into sin: exact),
-one padding mask per step for all layers, packed linears called directly. 49-50 -> 42-44 ms a
-step (12 rows, 250-500 cached tokens); the 16-question bench's decode steps 11.8 -> 10.6 s.
-Then q/k/v and gate/up as one call each where pack_linears packed them together (the same
+Why: at a decode step's few rows, much of a step through the model's forward is not the linears or
+the attention's matmuls but ~1,500 small operations and the Python around them: transformers'
+per-call machinery (output capture, mask building, kwargs plumbing, module calls), RoPE's
+rotate_half (slices, negation, concatenation) for queries and keys apart, and the attention's
+masking in three steps per layer. This step computes the same values with fewer operations: RoPE
+for queries and keys at once as x*cos + swap_halves(x)*sin_signed (the same products and sum, the
+sign moved into sin: exact), one padding mask per step for all layers, packed linears called
+directly; q/k/v and gate/up as one call each where pack_linears packed them together (the same
 values at a decode step's row counts: oneDNN blocks the sum over the input the same way; a long
-prefill may differ in the last bit, and the step never does one), and the mask as an additive
-bias that converts, scales and masks the scores in one operation: 16 rows, 404 columns, three
-alternated pairs 49.1/46.7/48.0 -> 47.5/44.0/46.1 ms.
+prefill may differ in the last bit, and the step never does one), and the mask as an additive bias
+that converts, scales and masks the scores in one operation. The timings that decided each step:
+benchmarks/README.md, "Design notes from measurements".
 The logits are bit-equal to the model's own forward (tests/test_decode_step.py); a model this
 step does not know gets None from `fast_decode_step`, and `decode_logits` uses its forward.
 Imports torch: load lazily.

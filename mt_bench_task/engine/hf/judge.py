@@ -1,8 +1,8 @@
 """The hf engine's judging face: greedy replies to a batch of judge prompts on a transformers
 model, and the rating fallback on the same KV cache.
 
-Each prompt is prefilled alone (no padding: SDPA's causal kernel, about twice as fast as a
-left-padded batch on judge prompts), openings shared with recent prompts reused (PrefixStore);
+Each prompt is prefilled alone (no padding: SDPA's causal kernel beats a left-padded
+batch on judge prompts; benchmarks/README.md), openings shared with recent prompts reused (PrefixStore);
 then the batch decodes together on the joint cache, token for token `generate(do_sample=False)`.
 The fallback scores "r]]" for r in 1..10 on that cache without a new prefill.
 """

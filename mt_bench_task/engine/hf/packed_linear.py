@@ -4,8 +4,8 @@
 call; in a decode step (a few rows times a few hundred weight matrices) that is much of the
 work. torch.compile's CPU "freezing" packs each weight once instead
 (`torch.ops.mkldnn._reorder_linear_weight`) and calls `_linear_pointwise`; we do the same
-without compiling. SmolLM2-135M, 16 rows, 200 cached tokens, 2 cores: a decode step
-71.6 -> 60.3 ms; prefills are faster too.
+without compiling: cheaper decode steps and prefills (benchmarks/README.md, "Design notes from
+measurements").
 
 Numbers: the same bf16 kernels with float32 accumulation. The result equals F.linear's bit for
 bit for most shapes and row counts (every decode-sized call of SmolLM2-135M); for some (long
@@ -22,9 +22,9 @@ import torch
 
 ROWS_HINT = 16  # the row count oneDNN tunes the layout for (any count works)
 # sibling linears that read the same input, packed once more as one weight for decode steps
-# (decode_step.py): one call instead of three (two) saves oneDNN's fixed cost per call. SmolLM2-135M,
-# 16 rows, 30 layers' calls alone: q/k/v 3.2 -> 1.7 ms, gate/up 6.6 -> 5.6 ms, of a ~45 ms step.
-# The copies cost memory (the modules keep their own weights for the forward: 139 MB there), so a
+# (decode_step.py): one call instead of three (two) saves oneDNN's fixed cost per call (timings:
+# benchmarks/README.md, "Design notes from measurements").
+# The copies cost memory (the modules keep their own weights for the forward), so a
 # model gets them only within FUSED_BUDGET bytes, q/k/v first: on a large model a call's fixed
 # cost is small next to its weight's read time anyway.
 FUSED_GROUPS = (("packed_qkv", ("q_proj", "k_proj", "v_proj")),
