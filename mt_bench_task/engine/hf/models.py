@@ -51,7 +51,7 @@ def default_gguf_path() -> Path:
 
 
 def default_model_dir() -> Path:
-    """The converted default model (bf16 safetensors), converting it on first use (~25 s).
+    """The converted default model (bf16 safetensors), converting it on first use.
 
     The conversion writes into a temp dir beside the target and renames it into place, so a killed
     conversion never leaves a half-written cache; a file lock makes concurrent processes wait for
@@ -94,9 +94,9 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
 
 @contextmanager
 def _gguf_parsed_once() -> Iterator[None]:
-    """transformers parses the GGUF file three times (tokenizer, config, weights: about 4 s each
-    here, most of it the 49k-token vocabulary) and rebuilds gguf's tensor-name map for each of
-    its 272 tensors (about 6 s); both are pure functions of their arguments, read only."""
+    """transformers parses the GGUF file three times (tokenizer, config, weights; most of it the
+    49k-token vocabulary) and rebuilds gguf's tensor-name map for each of its 272 tensors
+    (timings: benchmarks/README.md); both are pure functions of their arguments, read only."""
     import gguf
 
     saved = gguf.GGUFReader, gguf.get_tensor_name_map
@@ -234,8 +234,8 @@ def _large_buffers_outside_the_heap() -> bool:
     """glibc: blocks of MMAP_THRESHOLD bytes or more get their own mapping, returned to the
     system when freed. By default glibc raises that threshold (up to 32 MB) after a large
     free, and the KV cache's buffers (megabytes, a new size whenever a row joins or ends or the
-    cache grows) then come from the heap and fragment it: the realistic 80-question run peaked at
-    5.1 GB RSS, 3.4 GB with this, at the same speed (benchmarks/README.md). Process-wide; a
+    cache grows) then come from the heap and fragment it; this cuts the peak RSS at the same
+    speed (benchmarks/README.md). Process-wide; a
     MALLOC_MMAP_THRESHOLD_ set by the user wins. False where it does not apply (not glibc)."""
     libc = _glibc()
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") or libc is None:
@@ -251,11 +251,11 @@ def release_free_heap(device: Any = "cpu", min_growth: int = RSS_GROWTH_WORTH_A_
     """glibc: give the heap's free pages back to the system (malloc_trim), once the process's
     RSS has grown by `min_growth` bytes since the last time. Freed blocks under MMAP_THRESHOLD
     stay with the process, and the sizes a growing KV cache asks for rarely fit the holes: the
-    scheduler calls this after rebuilding or growing its cache, the local judge after a batch
-    (realistic 80-question run: peak RSS 3.3 -> 2.1 GB). Pages given back fault in again when
-    memory is next needed: a trim at every rebuild cost the 16-question bench 5 % for no lower
-    peak, hence the growth it waits for (benchmarks/README.md). False where it does not apply (a
-    model on `device` other than the CPU keeps its tensors elsewhere) or did not trim."""
+    scheduler calls this after rebuilding or growing its cache, the local judge after a batch.
+    Pages given back fault in again when memory is next needed, so a trim at every rebuild costs
+    more than it saves: hence the growth it waits for (benchmarks/README.md). False where it
+    does not apply (a model on `device` other than the CPU keeps its tensors elsewhere) or did
+    not trim."""
     libc = _glibc()
     if libc is None or str(device).split(":")[0] != "cpu" or (
             _rss_after_trim and _rss_bytes() < _rss_after_trim[-1] + min_growth):
@@ -272,7 +272,7 @@ def _rss_bytes() -> int:
 
 def _use_cpu_decode_attention(model: Any) -> None:
     """SDPA models on a CPU get `attention.NAME`: the same SDPA for prompts, matmuls for the
-    one-token decode steps (2-3x faster steps at hundreds of cached tokens, see attention.py)."""
+    one-token decode steps (faster steps at hundreds of cached tokens, see attention.py)."""
     if model.config._attn_implementation != "sdpa" or not model._can_set_attn_implementation():
         return
     from mt_bench_task.engine.hf.attention import NAME
