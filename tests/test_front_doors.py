@@ -18,7 +18,7 @@ from inspect_ai import eval as inspect_eval
 from inspect_ai.model import get_model
 
 from mt_bench_task.core.bench import dataset_path, packaged_judge_prompts
-from mt_bench_task.core.judges import not_comparable_label
+from mt_bench_task.core.judge_spec import not_comparable_label
 from mt_bench_task.integrations import metric
 from mt_bench_task.integrations.inspect_task import mt_bench
 from mt_bench_task.outputs.calibration import CalibrationRun, run_calibration

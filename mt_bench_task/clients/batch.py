@@ -1,4 +1,4 @@
-"""The Batch API (files + batches endpoints) of an OpenAI-compatible server, as `core.batch`'s
+"""The Batch API (files + batches endpoints) of an OpenAI-compatible server, as `judging.batch`'s
 `BatchBackend`: OpenAI, Azure OpenAI, vLLM's batch runner behind a gateway, or any server with
 `POST /files`, `POST /batches`, `GET /batches[/{id}]` and `GET /files/{id}/content`.
 
@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from mt_bench_task.clients.azure import AZURE_BATCH_ENDPOINT
-from mt_bench_task.core.batch import COMPLETION_WINDOW
-from mt_bench_task.core.batch_lines import ENDPOINT
 from mt_bench_task.core.errors import DataError
+from mt_bench_task.judging.batch import COMPLETION_WINDOW
+from mt_bench_task.judging.batch_lines import ENDPOINT
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from mt_bench_task.core.chat import ClientUsage, Completion
-from mt_bench_task.core.judges import local_judge_budget
+from mt_bench_task.core.judge_spec import local_judge_budget
 from mt_bench_task.engine.judge import (
     EngineOptions,
     JudgeCall,

@@ -6,7 +6,7 @@ FastChat sleeps 10 s after every error, 16 times, and retries everything; here r
 exponential backoff with jitter that honours Retry-After, only transient errors are retried, and a
 rejected key or a bad request stops the run with one clear line that never shows the key.
 
-Reasoning models refuse FastChat's request (core/judge_request.py): then that request is resent
+Reasoning models refuse FastChat's request (judging/request.py): then that request is resent
 adapted, the change is kept for the rest of the run, logged once and listed in `adaptations`;
 the refusals are not judgments. Every other server gets exactly FastChat's request.
 """
@@ -27,8 +27,8 @@ from mt_bench_task.clients.azure import azure_sdk_client, azure_settings
 from mt_bench_task.clients.pacing import Pacer, estimate_tokens
 from mt_bench_task.core.chat import ClientUsage, Completion
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.core.judge_request import adaptation_note, request_params, unsupported_param
 from mt_bench_task.core.prompts import API_ERROR_OUTPUT
+from mt_bench_task.judging.request import adaptation_note, request_params, unsupported_param
 
 __all__ = ["ClientUsage", "OpenAIChatClient"]
 

@@ -14,7 +14,7 @@ from mt_bench_task.core.bench import order_categories
 from mt_bench_task.core.data import read_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.ids import QuestionId, question_key
-from mt_bench_task.core.judges import identity_of_records
+from mt_bench_task.core.judge_spec import identity_of_records
 from mt_bench_task.core.results import PairScore, Results, SingleScore
 from mt_bench_task.core.served import served_models
 from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment

@@ -43,9 +43,7 @@ from mt_bench_task.core.bench import DEFAULT_BENCH, PACKAGED, Bench, load_bench,
 from mt_bench_task.core.chat import ChatClientBase, Completion
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.ids import QuestionId
-from mt_bench_task.core.job import JudgingJob
-from mt_bench_task.core.judge_runner import job_key
-from mt_bench_task.core.judges import DEFAULT_BASELINE, JudgeSpec, judge_spec
+from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, JudgeSpec, judge_spec
 from mt_bench_task.core.prompts import messages
 from mt_bench_task.core.scoring import summarize_pairwise
 from mt_bench_task.core.types import Answer, Choice, JudgePrompt, Judgment, PairJudgment, SingleJudgment
@@ -60,6 +58,8 @@ from mt_bench_task.integrations.inspect_metrics import (
     win_rate,
     win_rate_adjusted,
 )
+from mt_bench_task.judging.call import job_key
+from mt_bench_task.judging.job import JudgingJob
 
 GRADER_ROLE = "grader"
 DEFAULT_GRADER = "openai/gpt-4"

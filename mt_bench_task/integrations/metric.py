@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from mt_bench_task.clients import make_client
-from mt_bench_task.core import data, judging, scoring
+from mt_bench_task.core import data, scoring
 from mt_bench_task.core.bench import Bench, load_bench, with_references
 from mt_bench_task.core.chat import ChatClient
 from mt_bench_task.core.ids import QuestionId, question_key
-from mt_bench_task.core.judge_runner import run_sync
-from mt_bench_task.core.judges import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, identity_of_records, judge_spec
+from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, identity_of_records, judge_spec
 from mt_bench_task.core.prompts import Mode
 from mt_bench_task.core.types import Answer, Choice, PairJudgment, Question, SingleJudgment
+from mt_bench_task.judging import run as judging
+from mt_bench_task.judging.call import run_sync
 
 CONFIG_MODES: dict[str, Mode] = {"default": "single", "single": "single",
                                  "pairwise": "pairwise-baseline"}

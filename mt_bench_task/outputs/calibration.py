@@ -132,7 +132,7 @@ class CalibrationRun:
     models: tuple[str, ...] | None = None  # None: all 6 reference models
     dry_run: bool = False
     judge_repeats: int = 1  # each match K times; records carry "repeat" when K > 1 (as `judge`)
-    batch: bool = False  # the Batch API (core/batch.py), as `judge --batch`
+    batch: bool = False  # the Batch API (judging/batch.py), as `judge --batch`
     batch_poll_interval: float = 30.0
     batch_wait: bool = True
     max_requests_per_minute: int | None = None
@@ -186,9 +186,9 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     `on_plan` sees the plan (calls to make) before any call is sent."""
     from mt_bench_task.clients import make_client
     from mt_bench_task.core.bench import with_references
-    from mt_bench_task.core.job import JudgingJob
     from mt_bench_task.core.jsonl import write_lines_atomic
-    from mt_bench_task.core.judges import judge_spec
+    from mt_bench_task.core.judge_spec import judge_spec
+    from mt_bench_task.judging.job import JudgingJob
     from mt_bench_task.outputs.official import check_mt_bench, load_official_grades
 
     models, answers = reference_set(run.models)
@@ -217,8 +217,8 @@ def run_calibration(run: CalibrationRun, client: Any = None,
     if todo:
         chat = chat or make_client(spec, base_url=run.base_url)
         if run.batch:
-            from mt_bench_task.core.job import drop_superseded_failures
-            from mt_bench_task.core.judge_scale import batch_judge_into
+            from mt_bench_task.judging.execute import batch_judge_into
+            from mt_bench_task.judging.job import drop_superseded_failures
 
             outcome = batch_judge_into(out, todo, chat, job.spec, "single", run.batch_poll_interval,
                                        run.batch_wait)

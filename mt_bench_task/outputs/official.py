@@ -19,7 +19,7 @@ from typing import Any
 from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, load_bench, official_grades_file
 from mt_bench_task.core.data import judgment_file, read_single_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
-from mt_bench_task.core.judges import NOT_COMPARABLE, JudgeIdentity, identity_of_records
+from mt_bench_task.core.judge_spec import NOT_COMPARABLE, JudgeIdentity, identity_of_records
 from mt_bench_task.core.results import Results
 from mt_bench_task.core.types import Judgment, SingleJudgment
 

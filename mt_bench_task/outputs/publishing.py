@@ -16,7 +16,7 @@ from typing import Any
 
 from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, dataset_path, load_bench
 from mt_bench_task.core.errors import DataError, ParameterError
-from mt_bench_task.core.judges import NOT_COMPARABLE
+from mt_bench_task.core.judge_spec import NOT_COMPARABLE
 from mt_bench_task.core.results import PairScore, Results, SingleScore
 from mt_bench_task.core.served import mixed_note
 from mt_bench_task.outputs.hub import get_token, hub_error, one_line, read_card

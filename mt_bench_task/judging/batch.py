@@ -1,6 +1,6 @@
 """Batch judging: the planned judge requests through a Batch API, resumable by id.
 
-The request and result lines are core/batch_lines.py's, matched by a `custom_id` that is a pure
+The request and result lines are judging/batch_lines.py's, matched by a `custom_id` that is a pure
 function of the match, so a new process can collect a batch it did not submit: the batch and file
 ids are saved next to the judgment file (`<judge>_<mode>.batch.json`) before the first poll.
 A request a reasoning model refused for a parameter is asked again, adapted, in a new batch.
@@ -22,20 +22,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from mt_bench_task.core.batch_lines import (
+from mt_bench_task.core.chat import ChatClientBase, ClientUsage, Completion
+from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
+from mt_bench_task.core.judge_spec import JudgeSpec
+from mt_bench_task.core.prompts import user_prompts
+from mt_bench_task.core.types import Judgment
+from mt_bench_task.judging.batch_lines import (
     ENDPOINT,
     batch_lines,
     custom_id,
     parse_results,
     refused_params,
 )
-from mt_bench_task.core.chat import ChatClientBase, ClientUsage, Completion
-from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
-from mt_bench_task.core.judge_request import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE, adaptation_note
-from mt_bench_task.core.judge_runner import Job, judge_match
-from mt_bench_task.core.judges import JudgeSpec
-from mt_bench_task.core.prompts import user_prompts
-from mt_bench_task.core.types import Judgment
+from mt_bench_task.judging.call import Job, judge_match
+from mt_bench_task.judging.request import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE, adaptation_note
 
 COMPLETION_WINDOW = "24h"
 MAX_REQUESTS_PER_BATCH = 50_000  # OpenAI's limits per batch: requests, and the input file's size
@@ -113,7 +113,7 @@ async def judge_batch(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
                       adapted: Collection[str] = ()) -> BatchOutcome:
     """Submit `todo` as batch(es), or reattach to the ones saved for `out`; wait, then append a
     record per finished job to `out`. The state file goes once the results are written. Requests
-    a reasoning model refused for a parameter (core/judge_request.py) are no judgments: their
+    a reasoning model refused for a parameter (judging/request.py) are no judgments: their
     jobs go again, adapted, in a new batch (at most once per parameter)."""
     state_file = state_path(out)
     result = BatchOutcome()

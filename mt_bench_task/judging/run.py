@@ -17,16 +17,16 @@ from pathlib import Path
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import Bench, load_bench, with_references
 from mt_bench_task.core.chat import ChatClient
-from mt_bench_task.core.cost import plan_line
 from mt_bench_task.core.data import judgment_file
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.ids import QuestionId, id_text
-from mt_bench_task.core.job import JudgeSummary, JudgingJob, JudgingPlan, check_answers, drop_superseded_failures
-from mt_bench_task.core.judge_runner import job_key
-from mt_bench_task.core.judge_scale import judge_in_batch, note_served, run_price
-from mt_bench_task.core.judges import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, judge_spec
+from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, judge_spec
 from mt_bench_task.core.prompts import Mode, messages, user_prompts
 from mt_bench_task.core.types import Answer, Judgment, Question
+from mt_bench_task.judging.call import job_key
+from mt_bench_task.judging.cost import plan_line
+from mt_bench_task.judging.execute import judge_in_batch, note_served, run_price
+from mt_bench_task.judging.job import JudgeSummary, JudgingJob, JudgingPlan, check_answers, drop_superseded_failures
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class JudgeRun:
     allow_partial: bool = False
     dry_run: bool = False
     judge_repeats: int = 1  # each match judged K times; records carry "repeat" when K > 1
-    # judging at scale (core/batch.py, core/cost.py, clients/pacing.py)
+    # judging at scale (judging/batch.py, judging/cost.py, clients/pacing.py)
     batch: bool = False  # the Batch API: one upload, one batch, resumable by id; half price
     batch_poll_interval: float = 30.0
     batch_wait: bool = True  # False: submit (or check) and return

@@ -3,7 +3,7 @@ the result lines back as completions by id (`parse_results`, `refused_params`).
 
 The bodies are the synchronous path's JSON, keys in the openai SDK's order (FastChat's request:
 `model`, `messages`, `max_tokens` 2048, `n` 1, `temperature` 0, unless a reasoning model refused
-a parameter: core/judge_request.py). Each request's `custom_id` is a pure function of the match
+a parameter: judging/request.py). Each request's `custom_id` is a pure function of the match
 (judge, mode, question, turn, models, prompt name, repeat, game), so results are matched by id,
 never by order, and a new process can collect a batch it did not submit.
 """
@@ -16,15 +16,15 @@ from collections.abc import Collection
 from typing import Any
 
 from mt_bench_task.core.chat import Completion
-from mt_bench_task.core.judge_request import (
+from mt_bench_task.core.judge_spec import JudgeSpec
+from mt_bench_task.core.prompts import API_ERROR_OUTPUT, messages, user_prompts
+from mt_bench_task.judging.call import Job
+from mt_bench_task.judging.request import (
     JUDGE_MAX_TOKENS,
     JUDGE_TEMPERATURE,
     request_params,
     unsupported_param,
 )
-from mt_bench_task.core.judge_runner import Job
-from mt_bench_task.core.judges import JudgeSpec
-from mt_bench_task.core.prompts import API_ERROR_OUTPUT, messages, user_prompts
 
 ENDPOINT = "/v1/chat/completions"
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def custom_id(judge: str, mode: str, job: Job, game: int) -> str:
 def request_body(api_model: str, msgs: list[dict[str, str]], adapted: Collection[str] = ()
                  ) -> dict[str, Any]:
     """The synchronous path's body, in the order the openai SDK serializes it (`adapted`: the
-    parameters a reasoning model refused, core/judge_request.py)."""
+    parameters a reasoning model refused, judging/request.py)."""
     params = request_params(JUDGE_TEMPERATURE, JUDGE_MAX_TOKENS, adapted)
     body: dict[str, Any] = {"model": api_model, "messages": msgs}
     body.update((k, v) for k, v in params.items() if k != "temperature")

@@ -15,14 +15,14 @@ from pathlib import Path
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import Bench
 from mt_bench_task.core.chat import ChatClient
-from mt_bench_task.core.cost import Price
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.ids import QuestionId
 from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
-from mt_bench_task.core.judge_runner import Job, job_key, judge_matches, run_sync
-from mt_bench_task.core.judges import LOCAL_JUDGE_IN_FLIGHT, JudgeSpec, is_mt_bench_id
+from mt_bench_task.core.judge_spec import LOCAL_JUDGE_IN_FLIGHT, JudgeSpec, is_mt_bench_id
 from mt_bench_task.core.prompts import Match, Mode, build_matches
 from mt_bench_task.core.types import Answer, Judgment, Question
+from mt_bench_task.judging.call import Job, job_key, judge_matches, run_sync
+from mt_bench_task.judging.cost import Price
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class JudgeSummary:
 
     def end_lines(self) -> list[str]:
         """The closing line, the batch's fate, who served, the cost and the failure share."""
-        from mt_bench_task.core.judge_scale import summary_end_lines
+        from mt_bench_task.judging.execute import summary_end_lines
 
         return summary_end_lines(self)
 

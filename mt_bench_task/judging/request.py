@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-JUDGE_TEMPERATURE = 0.0  # FastChat's request: greedy judging
-JUDGE_MAX_TOKENS = 2048  # FastChat's request: completion tokens per judge call
+from mt_bench_task.core.judge_spec import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE
+
+__all__ = ["JUDGE_MAX_TOKENS", "JUDGE_TEMPERATURE", "adaptation_note", "request_params"]
 
 
 def request_params(temperature: float, max_tokens: int, adapted: Collection[str] = ()

@@ -1,5 +1,5 @@
-"""The judging front door's hooks for judging at scale: `--batch` (core/batch.py), the price
-(core/cost.py) and the served model (core/served.py), kept out of `judging` so that it only calls
+"""The judging front door's hooks for judging at scale: `--batch` (judging/batch.py), the price
+(judging/cost.py) and the served model (core/served.py), kept out of `judging` so that it only calls
 them. The pacing itself lives in the client (clients/pacing.py)."""
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mt_bench_task.core.batch import BatchOutcome, judge_batch
 from mt_bench_task.core.chat import ChatClient
-from mt_bench_task.core.cost import Price, end_lines, judge_price
 from mt_bench_task.core.errors import ParameterError
-from mt_bench_task.core.judge_runner import Job, run_sync
-from mt_bench_task.core.judges import JudgeSpec
+from mt_bench_task.core.judge_spec import JudgeSpec
 from mt_bench_task.core.served import served_models
 from mt_bench_task.core.types import Judgment
+from mt_bench_task.judging.batch import BatchOutcome, judge_batch
+from mt_bench_task.judging.call import Job, run_sync
+from mt_bench_task.judging.cost import Price, end_lines, judge_price
 
 if TYPE_CHECKING:
-    from mt_bench_task.core.job import JudgeSummary
-    from mt_bench_task.core.judging import JudgeRun
+    from mt_bench_task.judging.job import JudgeSummary
+    from mt_bench_task.judging.run import JudgeRun
 
 
 def run_price(run: JudgeRun, spec: JudgeSpec, served: list[str] | None = None) -> Price | None:
