@@ -200,11 +200,12 @@ def test_kill_9_while_polling_then_the_next_run_reattaches(tmp_path):
 
 
 def test_calibrate_batch_judges_the_reference_answers_in_one_batch(tmp_path):
+    from mt_bench_task.judging.execute import SendOptions
     from mt_bench_task.outputs.calibration import CalibrationRun, run_calibration
 
     with FakeBatchServer("judge") as server:
-        run = CalibrationRun(tmp_path, "gpt-4", models=("alpaca-13b",), batch=True,
-                             batch_poll_interval=0.01)
+        run = CalibrationRun(tmp_path, "gpt-4", models=("alpaca-13b",),
+                             send=SendOptions(batch=True, batch_poll_interval=0.01))
         s = run_calibration(run, client=_client(server))
         again = run_calibration(run, client=_client(server))
     assert (server.uploads, server.created) == (1, 1)

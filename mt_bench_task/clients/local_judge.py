@@ -76,6 +76,14 @@ class LocalJudgeClient:
     async def check_reachable(self) -> None:
         """Nothing to reach: the model loads on the first request."""
 
+    def limit_rate(self, max_requests_per_minute: int | None,
+                   max_tokens_per_minute: int | None) -> None:
+        """No rate limits: the model runs here."""
+
+    def batch_backend(self) -> None:
+        """No Batch API: the model runs here."""
+        return None
+
     async def close(self) -> None:
         """Stop the batcher; the model stays loaded for a later run."""
         if self._worker is not None and not self._worker.done():

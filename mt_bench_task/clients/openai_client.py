@@ -24,11 +24,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from mt_bench_task.clients.azure import azure_sdk_client, azure_settings
+from mt_bench_task.clients.openai_rules import unsupported_param
 from mt_bench_task.clients.pacing import Pacer, estimate_tokens
-from mt_bench_task.core.chat import ClientUsage, Completion
+from mt_bench_task.core.chat import BatchBackend, ClientUsage, Completion
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.prompts import API_ERROR_OUTPUT
-from mt_bench_task.judging.request import adaptation_note, request_params, unsupported_param
+from mt_bench_task.judging.request import adaptation_note, request_params
 
 __all__ = ["ClientUsage", "OpenAIChatClient"]
 
@@ -147,7 +148,7 @@ class OpenAIChatClient:
                 raise DataError(self._rejection(e, "the server")) from None
             # any other answer (404: no /models route, 5xx) still proves the server is there
 
-    def batch_backend(self) -> Any:
+    def batch_backend(self) -> BatchBackend:
         """This server's Batch API (files + batches) with the same key and base URL."""
         from mt_bench_task.clients.batch import OpenAIBatchBackend
 

@@ -58,7 +58,7 @@ from mt_bench_task.integrations.inspect_metrics import (
     win_rate,
     win_rate_adjusted,
 )
-from mt_bench_task.judging.call import job_key
+from mt_bench_task.judging.execute import SendOptions, aexecute
 from mt_bench_task.judging.job import JudgingJob
 
 GRADER_ROLE = "grader"
@@ -189,10 +189,9 @@ def fastchat_judge(bench: str = DEFAULT_BENCH, judge_mode: str = "single",
         job = _job(the_bench, state, judge_spec(judge_name(grader)), baseline_model,
                    baseline_answers)
         plan = job.plan()
-        records = await job.arun(GraderClient(grader), plan.todo, parallel=len(plan.todo) or 1,
-                                 progress=False)
-        order = {job_key(*j): i for i, j in enumerate(plan.jobs)}
-        records = sorted(records, key=lambda r: order[r.key])
+        # inspect's event loop, inspect's model: sent as every job is, records in plan order
+        records = (await aexecute(job, GraderClient(grader), SendOptions(len(plan.todo) or 1),
+                                  plan, progress=False, check_reachable=False)).records
         turns = [_turn_metadata(r, the_bench.judge_prompts[r.judge[1]]) for r in records]
         score = _to_score(state, job.spec.display_name, judge_mode, baseline_model, records, turns)
         assert score.metadata is not None

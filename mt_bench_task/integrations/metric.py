@@ -265,7 +265,7 @@ def calibrate(judge: JudgeSettings | None = None,
               models: Sequence[str] | None = None) -> dict[str, Any]:
     """The judge's calibration figures (`mt-bench calibrate --json`'s object): it grades the
     official answers of the reference models (default all 6: 960 calls) with FastChat's single
-    prompts, compared with the official GPT-4 grades by `calibration.calibration_stats`.
+    prompts, compared with the official GPT-4 grades by `calibration_stats.calibration_stats`.
     Always on MT-bench (the official grades' bench), whatever `judge.bench` says."""
     from mt_bench_task.outputs import calibration
     from mt_bench_task.outputs.official import mt_bench

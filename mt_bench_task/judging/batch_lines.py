@@ -12,21 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from mt_bench_task.core.chat import Completion
 from mt_bench_task.core.judge_spec import JudgeSpec
 from mt_bench_task.core.prompts import API_ERROR_OUTPUT, messages, user_prompts
 from mt_bench_task.judging.call import Job
-from mt_bench_task.judging.request import (
-    JUDGE_MAX_TOKENS,
-    JUDGE_TEMPERATURE,
-    request_params,
-    unsupported_param,
-)
+from mt_bench_task.judging.request import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE, request_params
 
-ENDPOINT = "/v1/chat/completions"
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +45,7 @@ def request_body(api_model: str, msgs: list[dict[str, str]], adapted: Collection
     return body
 
 
-def batch_lines(todo: list[Job], spec: JudgeSpec, mode: str, endpoint: str = ENDPOINT,
+def batch_lines(todo: list[Job], spec: JudgeSpec, mode: str, endpoint: str,
                 adapted: Collection[str] = ()) -> list[tuple[str, str]]:
     """(custom_id, JSONL line) for every judge call of `todo`, in plan order."""
     lines = []
@@ -64,15 +58,17 @@ def batch_lines(todo: list[Job], spec: JudgeSpec, mode: str, endpoint: str = END
     return lines
 
 
-def refused_params(content: bytes) -> dict[str, str]:
-    """{custom_id: "max_tokens" or "temperature"} for the result lines whose HTTP 400 says the
-    model does not take that parameter (a reasoning model): sent again adapted, not judgments."""
+def refused_params(content: bytes, refused_param: Callable[[int, Any], str | None]
+                   ) -> dict[str, str]:
+    """{custom_id: "max_tokens" or "temperature"} for the result lines whose error the server's
+    rule (`BatchBackend.refused_param`) reads as a refused parameter (a reasoning model): sent
+    again adapted, not judgments."""
     out: dict[str, str] = {}
     for raw in content.decode("utf-8").splitlines():
         try:
             line = json.loads(raw)
             response = line["response"]
-            param = unsupported_param(response["status_code"], response["body"]["error"])
+            param = refused_param(response["status_code"], response["body"]["error"])
         except (ValueError, KeyError, TypeError):
             continue
         if param and isinstance(line.get("custom_id"), str):

@@ -85,7 +85,7 @@ def publish_results(repo_id: str | None, data_dir: Path, results_file: str | Pat
     references = single.references  # `--references`: named in the card
     _merge_results(card, repo_id, _eval_results(single.score(model), pairwise, judge, bench,
                                                 references), bench)
-    from mt_bench_task.outputs.calibration import cite
+    from mt_bench_task.outputs.calibration_stats import cite
 
     calibration = cite(Path(data_dir), judge)  # `mt-bench calibrate`'s figures for this judge
     card.text = _with_section(card.text, _section(model, single, pairwise, judge, comparable,
