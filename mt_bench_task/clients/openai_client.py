@@ -6,9 +6,10 @@ FastChat sleeps 10 s after every error, 16 times, and retries everything; here r
 exponential backoff with jitter that honours Retry-After, only transient errors are retried, and a
 rejected key or a bad request stops the run with one clear line that never shows the key.
 
-Reasoning models refuse FastChat's request (judging/request.py): then that request is resent
-adapted, the change is kept for the rest of the run, logged once and listed in `adaptations`;
-the refusals are not judgments. Every other server gets exactly FastChat's request.
+Reasoning models refuse FastChat's request (the rules: clients/openai_rules.py; what is sent
+instead: judging/request.py): then that request is resent adapted, the change is kept for the
+rest of the run, logged once and listed in `adaptations`; the refusals are not judgments.
+Every other server gets exactly FastChat's request.
 """
 from __future__ import annotations
 

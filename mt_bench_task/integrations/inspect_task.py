@@ -205,7 +205,7 @@ def fastchat_judge(bench: str = DEFAULT_BENCH, judge_mode: str = "single",
 
 def judge_name(grader: Model) -> str:
     """The judge as FastChat records it: "gpt-4" for OpenAI's models (as `mt-bench judge`), the
-    provider-qualified name otherwise ("anthropic/claude-...", "mockllm/gpt-4"), so judges.py's
+    provider-qualified name otherwise ("anthropic/claude-...", "mockllm/gpt-4"), so judge_spec.py's
     comparability rule sees who really judged."""
     return grader.name if str(grader) == f"openai/{grader.name}" else str(grader)
 

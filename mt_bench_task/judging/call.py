@@ -1,4 +1,4 @@
-"""The judge's per-match function and its bounded concurrent map (used by `judging`).
+"""The judge's per-match function and its bounded concurrent map (used by the judging job, `job`).
 
 `judge_match` turns one match (and repeat) into one FastChat record; `judge_matches` runs many with
 at most `parallel` in flight. A judge that refuses the first requests of a run with the same error

@@ -66,7 +66,7 @@ class CalibrationSummary:
 
     # the judging's figures, read where the plan, the table and callers read them
     @property
-    def label(self) -> str | None:  # `judges`' "not comparable" line for this judge, or None
+    def label(self) -> str | None:  # `judge_spec`'s "not comparable" line for this judge, or None
         return self.judging.label
 
     @property

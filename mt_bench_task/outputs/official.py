@@ -40,9 +40,9 @@ def official_models() -> list[str]:
     return sorted({r.model for r in load_official_grades()})
 
 
-# ---- the judge label with the calibration figures (the rule and wording: `judges`) ----
+# ---- the judge label with the calibration figures (the rule and wording: `core.judge_spec`) ----
 def judge_label(who: JudgeIdentity, calibration: str | None = None) -> str | None:
-    """`judges`' label ("judged by gpt-4o: not comparable with published MT-bench"), with
+    """`judge_spec`'s label ("judged by gpt-4o: not comparable with published MT-bench"), with
     `calibration` next to it when given; None for a comparable judge without calibration."""
     if calibration is None:
         return who.label
