@@ -75,7 +75,7 @@ class _NoPacing:
 
 def one_run(args: argparse.Namespace, paced: bool) -> dict:
     from mt_bench_task.clients.openai_client import OpenAIChatClient
-    from mt_bench_task.core.judging import JudgeRun, run_judging
+    from mt_bench_task.judging.run import JudgeRun, run_judging
 
     proc, base = _start_server(args)
     tmp = Path(tempfile.mkdtemp(prefix="bench-ratelimit-"))

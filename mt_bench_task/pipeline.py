@@ -16,9 +16,9 @@ from mt_bench_task.engine.hf.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from mt_bench_task.core.chat import ChatClient
-    from mt_bench_task.core.job import JudgeSummary
-    from mt_bench_task.core.judging import JudgeRun
     from mt_bench_task.engine.generate import GenerationConfig, GenerationStats
+    from mt_bench_task.judging.job import JudgeSummary
+    from mt_bench_task.judging.run import JudgeRun
     from mt_bench_task.outputs.views import ShowOutput
 
 # The embedded model's answer budget, so the quick run finishes in minutes on a 2-core CPU
@@ -51,8 +51,8 @@ def run_all(gen: GenerationConfig, judge: JudgeRun, *, bench: Bench | None = Non
     A local judge runs on the generation's engine and options; `judge_client` replaces the
     client made here."""
     from mt_bench_task.clients import make_client
-    from mt_bench_task.core.judging import run_judging
     from mt_bench_task.engine.generate import generate_answers
+    from mt_bench_task.judging.run import run_judging
     from mt_bench_task.outputs.views import show
 
     bench = bench or load_bench(data_dir=gen.data_dir)

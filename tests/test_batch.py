@@ -15,8 +15,8 @@ from fake_batch import FakeBatchServer
 from fake_openai import FakeOpenAI
 
 from mt_bench_task.clients.openai_client import OpenAIChatClient
-from mt_bench_task.core.batch import state_path
-from mt_bench_task.core.judging import JudgeRun, run_judging
+from mt_bench_task.judging.batch import state_path
+from mt_bench_task.judging.run import JudgeRun, run_judging
 
 CONF = Path(__file__).parent / "conformance"
 MODEL = "mamba_0_5_dpo_ep1"
@@ -148,10 +148,10 @@ def test_a_kill_between_create_and_save_finds_the_batch_instead_of_making_anothe
 
 
 def test_large_plans_are_split_into_several_batches(tmp_path):
-    from mt_bench_task.core import batch as core_batch
     from mt_bench_task.core.bench import load_bench
-    from mt_bench_task.core.judge_runner import run_sync
-    from mt_bench_task.core.judges import judge_spec
+    from mt_bench_task.core.judge_spec import judge_spec
+    from mt_bench_task.judging import batch as core_batch
+    from mt_bench_task.judging.call import run_sync
     d = _data_dir(tmp_path)
     job = _batch_run(d, first_n=5).job(load_bench(data_dir=d))
     todo, out = job.plan().todo, job.output
@@ -200,11 +200,12 @@ def test_kill_9_while_polling_then_the_next_run_reattaches(tmp_path):
 
 
 def test_calibrate_batch_judges_the_reference_answers_in_one_batch(tmp_path):
+    from mt_bench_task.judging.execute import SendOptions
     from mt_bench_task.outputs.calibration import CalibrationRun, run_calibration
 
     with FakeBatchServer("judge") as server:
-        run = CalibrationRun(tmp_path, "gpt-4", models=("alpaca-13b",), batch=True,
-                             batch_poll_interval=0.01)
+        run = CalibrationRun(tmp_path, "gpt-4", models=("alpaca-13b",),
+                             send=SendOptions(batch=True, batch_poll_interval=0.01))
         s = run_calibration(run, client=_client(server))
         again = run_calibration(run, client=_client(server))
     assert (server.uploads, server.created) == (1, 1)
@@ -242,7 +243,7 @@ def test_ctrl_c_while_polling_exits_130_and_keeps_the_batch_for_the_next_run(tmp
 
 
 def test_result_lines_are_matched_by_id_and_unreadable_ones_are_skipped():
-    from mt_bench_task.core.batch_lines import parse_results
+    from mt_bench_task.judging.batch_lines import parse_results
 
     ok = {"custom_id": "b", "error": None, "response": {"status_code": 200, "body": {
         "model": "gpt-4-0613", "usage": {"prompt_tokens": 3, "completion_tokens": 2},

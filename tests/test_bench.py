@@ -239,7 +239,7 @@ def test_stripped_fastchat_answer_records_judge_like_the_full_ones(tmp_path):
         lean = {"question_id": a["question_id"], "model_id": a["model_id"], "choices": a["choices"]}
         with open(d / "model_answer" / "mamba_0_5_dpo_ep1.jsonl", "a") as f:
             f.write(json.dumps(lean) + "\n")
-    from mt_bench_task.core.judging import JudgeRun, run_judging
+    from mt_bench_task.judging.run import JudgeRun, run_judging
 
     summary = run_judging(JudgeRun(d, parallel=8), client=Replay())
     assert summary.sent == 160 and summary.ok
@@ -276,7 +276,7 @@ def test_vicuna_bench_pairwise_uses_single_turn_pair_prompts(tmp_path):
     """pairwise-all on vicuna_bench: pair-v2 / pair-math-v1 (with the reference), both orders."""
     from mt_bench_task.core.bench import load_bench
     from mt_bench_task.core.chat import Completion
-    from mt_bench_task.core.judging import JudgeRun, run_judging
+    from mt_bench_task.judging.run import JudgeRun, run_judging
 
     questions = _jsonl(VICUNA / "question.jsonl")
     refs = {r["question_id"]: r for r in _jsonl(VICUNA / "reference_answer_gpt-4.jsonl")}
@@ -317,7 +317,7 @@ def test_data_dir_judge_prompts_win_and_mark_the_judge_not_comparable(tmp_path, 
     gets; the records and `show` say the scores are not comparable with published MT-bench."""
     from mt_bench_task.core.bench import load_bench
     from mt_bench_task.core.chat import Completion
-    from mt_bench_task.core.judging import JudgeRun, run_judging
+    from mt_bench_task.judging.run import JudgeRun, run_judging
 
     d = tmp_path / "fixed"
     (d / "model_answer").mkdir(parents=True)

@@ -262,8 +262,8 @@ def test_calibrate_repeats_each_repeat_is_a_pair_and_resumes_per_repeat(tmp_path
 def test_the_embedded_judges_packaged_calibration_is_cited_unless_data_dir_has_its_own(tmp_path):
     """`mt-bench calibrate --judge-model default` was measured once and ships with the package:
     show cites it next to the embedded judge's label; a calibration saved in DATA_DIR wins."""
-    from mt_bench_task.core.judges import EMBEDDED_JUDGE_NAME
-    from mt_bench_task.outputs.calibration import packaged_stats_path
+    from mt_bench_task.core.judge_spec import EMBEDDED_JUDGE_NAME
+    from mt_bench_task.outputs.calibration_stats import packaged_stats_path
 
     packaged = json.loads(packaged_stats_path(EMBEDDED_JUDGE_NAME).read_text())
     assert packaged["judge"] == EMBEDDED_JUDGE_NAME and packaged["n"] == 960

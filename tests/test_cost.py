@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI
 
-from mt_bench_task.core.cost import end_lines, judge_price, plan_line, price_table
+from mt_bench_task.judging.cost import end_lines, judge_price, plan_line, price_table
 
 CONF = Path(__file__).parent / "conformance"
 MODEL = "mamba_0_5_dpo_ep1"

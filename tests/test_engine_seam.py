@@ -175,7 +175,7 @@ def test_cli_refuses_data_parallel_and_accelerate_with_vllm(tmp_path: Path, caps
     # a local judge on vLLM: the same check, before any plan or load
     from mt_bench_task.clients import make_client
     from mt_bench_task.core.errors import DataError
-    from mt_bench_task.core.judges import judge_spec
+    from mt_bench_task.core.judge_spec import judge_spec
     from mt_bench_task.engine.judge import EngineOptions
 
     with pytest.raises(DataError, match="gpu-memory-utilization"):
@@ -229,7 +229,7 @@ def test_judge_and_calibrate_give_a_local_judge_its_engine_and_vllms_options(com
     from mt_bench_task.cli.parser import build_parser
     from mt_bench_task.clients import make_client
     from mt_bench_task.clients.local_judge import LocalJudgeClient
-    from mt_bench_task.core.judges import judge_spec
+    from mt_bench_task.core.judge_spec import judge_spec
     from mt_bench_task.engine.judge import EngineOptions
 
     args = build_parser().parse_args([command, "--judge-model", str(tmp_path), "--engine",

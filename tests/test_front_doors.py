@@ -18,9 +18,10 @@ from inspect_ai import eval as inspect_eval
 from inspect_ai.model import get_model
 
 from mt_bench_task.core.bench import dataset_path, packaged_judge_prompts
-from mt_bench_task.core.judges import not_comparable_label
+from mt_bench_task.core.judge_spec import not_comparable_label
 from mt_bench_task.integrations import metric
 from mt_bench_task.integrations.inspect_task import mt_bench
+from mt_bench_task.judging.execute import SendOptions
 from mt_bench_task.outputs.calibration import CalibrationRun, run_calibration
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated")
@@ -80,7 +81,8 @@ def test_cli_metric_calibrate_and_inspect_agree_on_a_bench_with_other_prompts(tm
 
         # calibrate: the official answers, judged with the folder's prompts
         calibration = run_calibration(CalibrationRun(folder, "gpt-4", base_url=server.url,
-                                                     parallel=4, models=("gpt-4",)))
+                                                     models=("gpt-4",),
+                                                     send=SendOptions(parallel=4)))
 
     m = shown["models"]["model"]
     assert (result["label"], result["comparable"]) == (LABEL, False)

@@ -16,8 +16,8 @@ from fake_openai import FakeOpenAI
 
 from mt_bench_task.clients.openai_client import OpenAIChatClient
 from mt_bench_task.core.data import read_single_judgments
-from mt_bench_task.core.judging import JudgeRun, run_judging
 from mt_bench_task.core.types import SingleJudgment
+from mt_bench_task.judging.run import JudgeRun, run_judging
 
 CONF = Path(__file__).parent / "conformance"
 MODEL = "mamba_0_5_dpo_ep1"

@@ -14,7 +14,7 @@ from fake_openai import REASONING_MAX_TOKENS, FakeOpenAI
 from mock_hub import MockHub
 
 from mt_bench_task.core.bench import load_bench
-from mt_bench_task.core.judges import (
+from mt_bench_task.core.judge_spec import (
     NOT_COMPARABLE,
     identity_of_records,
     is_comparable,

@@ -14,8 +14,8 @@ from mt_bench_task.core import data
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.chat import ChatClientBase, Completion
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.core.judging import JudgeRun, judge_answers, run_judging
 from mt_bench_task.core.types import SingleJudgment
+from mt_bench_task.judging.run import JudgeRun, judge_answers, run_judging
 
 CONF = Path(__file__).parent / "conformance"
 SINGLE_KEYS = ["question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp"]

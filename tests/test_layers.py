@@ -1,9 +1,11 @@
 """The package's layers, kept by its import graph: an inner layer never imports an outer one.
 
-core (records, files, bench, prompts, judging, scoring) < engine (generation) = clients (judge
-clients) < outputs (views, plot, report, cards, official data) < integrations (evaluate metric,
-inspect) < pipeline (`run`) < cli. The engine and the clients are one level: the endpoint engine
-answers through the OpenAI client, and the local judge decodes with the hf engine.
+core (records, files, bench, prompts, the judge's spec, scoring) < judging (the job, its calls,
+the Batch API's files, cost, `execute`) < engine (generation) = clients (judge clients) < outputs
+(views, plot, report, cards, official data) < integrations (evaluate metric, inspect) < pipeline
+(`run`) < cli. Judging is handed a client through core's protocol and never imports one; the
+engine and the clients are one level: the endpoint engine answers through the OpenAI client, and
+the local judge decodes with the hf engine.
 Every import counts, module-level or inside a function, `TYPE_CHECKING` ones included.
 """
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mt_bench_task"
-RANK = {"core": 0, "engine": 1, "clients": 1, "outputs": 2, "integrations": 3, "pipeline": 4, "cli": 5}
+RANK = {"core": 0, "judging": 1, "engine": 2, "clients": 2, "outputs": 3, "integrations": 4,
+        "pipeline": 5, "cli": 6}
 
 
 def layer_of(module: str) -> str | None:
@@ -81,3 +84,20 @@ def test_the_check_sees_a_core_module_importing_an_outer_one(tmp_path, statement
     (root / "core" / "fine.py").write_text("from mt_bench_task.core import types\n")
     found = violations(root)
     assert len(found) == 1 and found[0].startswith("mt_bench_task/core/bad.py:")
+
+
+@pytest.mark.parametrize("statement", [
+    "from mt_bench_task.clients.openai_client import OpenAIChatClient",
+    "from mt_bench_task.engine import judge",
+    "from mt_bench_task.outputs.calibration import run_calibration",
+])
+def test_the_check_sees_judging_importing_a_client_or_an_outer_layer(tmp_path, statement):
+    root = tmp_path / "mt_bench_task"
+    (root / "judging").mkdir(parents=True)
+    (root / "judging" / "bad.py").write_text(statement + "\n")
+    (root / "judging" / "fine.py").write_text("from mt_bench_task.core.chat import ChatClient\n")
+    (root / "core").mkdir()
+    (root / "core" / "bad.py").write_text("from mt_bench_task.judging.job import JudgingJob\n")
+    found = violations(root)
+    assert sorted(f.split(":")[0] for f in found) == ["mt_bench_task/core/bad.py",
+                                                      "mt_bench_task/judging/bad.py"]

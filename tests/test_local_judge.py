@@ -16,13 +16,13 @@ from mt_bench_task.clients.local_judge import LocalJudgeClient
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.chat import Completion
-from mt_bench_task.core.judges import judge_spec
-from mt_bench_task.core.judging import judge_answers
+from mt_bench_task.core.judge_spec import judge_spec
 from mt_bench_task.core.prompts import extract_rating
 from mt_bench_task.core.types import Choice, SingleJudgment
 from mt_bench_task.engine.base import stop_token_ids
 from mt_bench_task.engine.hf.judge import HfJudge
 from mt_bench_task.engine.judge import RATING_SUFFIX, RATINGS, EngineOptions, JudgeCall
+from mt_bench_task.judging.run import judge_answers
 
 pytestmark = pytest.mark.slow
 sys.path.insert(0, str(Path(__file__).parent))

@@ -12,7 +12,7 @@ import pytest
 from mt_bench_task.cli import main as cli
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.core.judges import NOT_COMPARABLE
+from mt_bench_task.core.judge_spec import NOT_COMPARABLE
 from mt_bench_task.core.types import PairJudgment
 from mt_bench_task.outputs import report
 

@@ -10,7 +10,7 @@ from fake_openai import FakeOpenAI
 from mt_bench_task.clients.openai_client import OpenAIChatClient
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.chat import ChatClientBase, Completion
-from mt_bench_task.core.judging import JudgeRun, run_judging
+from mt_bench_task.judging.run import JudgeRun, run_judging
 from mt_bench_task.outputs.publishing import _section
 from mt_bench_task.outputs.report import build_payload
 from mt_bench_task.outputs.views import show

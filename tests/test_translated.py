@@ -267,7 +267,7 @@ def test_japanese_prompts_answers_missing_turn_1_still_need_allow_partial(tmp_pa
     japanese_bench(d)
     _write(d / "model_answer" / "m.jsonl", [{"question_id": 1, "choices": [{"turns": ["a"]}]}])
     with pytest.raises(Exception, match="5 of 6 questions unanswered"):
-        from mt_bench_task.core.judging import JudgeRun, run_judging
+        from mt_bench_task.judging.run import JudgeRun, run_judging
 
         run_judging(JudgeRun(d, dry_run=True))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mt_bench_task.core.judges import EMBEDDED_JUDGE_NAME
+from mt_bench_task.core.judge_spec import EMBEDDED_JUDGE_NAME
 from mt_bench_task.core.workspace import judge_name, open_workspace
 
 CONF = Path(__file__).parent / "conformance" / "jxiw"

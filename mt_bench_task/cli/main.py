@@ -50,7 +50,7 @@ def cmd_gen_api(args: argparse.Namespace) -> int:
 
 def cmd_judge(args: argparse.Namespace) -> int:
     from mt_bench_task.clients import make_client
-    from mt_bench_task.core.judging import run_judging
+    from mt_bench_task.judging.run import run_judging
 
     run = judge_run(args)
     client = None if run.dry_run else make_client(
@@ -71,7 +71,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         args.judge_model = judge_to_read(args, args.mode)
     if args.leaderboard:  # among the published MT-bench models (MT-bench only)
         return cli_official.show_leaderboard(args, data_dir(args), bench(args))
-    from mt_bench_task.core.judges import DEFAULT_JUDGE
+    from mt_bench_task.core.judge_spec import DEFAULT_JUDGE
     from mt_bench_task.outputs.views import show
 
     out = show(data_dir=data_dir(args), input_file=args.input_file,
@@ -101,7 +101,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mt_bench_task.core.judges import EMBEDDED_JUDGE
+    from mt_bench_task.core.judge_spec import EMBEDDED_JUDGE
     from mt_bench_task.pipeline import QUICK_ANSWER_TOKENS, is_embedded, run_all
 
     if args.max_new_token is None:  # the quick run's budget for the embedded model
@@ -124,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _next_commands(args: argparse.Namespace) -> str:
     """What `run` made, and the commands that show, report and publish it."""
-    from mt_bench_task.core.judges import EMBEDDED_JUDGE
+    from mt_bench_task.core.judge_spec import EMBEDDED_JUDGE
 
     where = [f"--bench-name {args.bench_name}"] if args.bench_name != "mt_bench" else []
     where += [f"--data-dir {args.data_dir}"] if args.data_dir else []
@@ -142,7 +142,7 @@ def _next_commands(args: argparse.Namespace) -> str:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from mt_bench_task.core.judges import DEFAULT_JUDGE
+    from mt_bench_task.core.judge_spec import DEFAULT_JUDGE
     from mt_bench_task.outputs.publishing import publish_results
 
     judge = judge_to_read(args, "single") if not args.results else args.judge_model or DEFAULT_JUDGE
@@ -172,7 +172,7 @@ def cmd_push_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mt_bench_task.core.judges import DEFAULT_JUDGE
+    from mt_bench_task.core.judge_spec import DEFAULT_JUDGE
     from mt_bench_task.outputs.report import write_report
 
     judge = judge_to_read(args, "single", "pairwise-all", fallback=DEFAULT_JUDGE)  # answers alone

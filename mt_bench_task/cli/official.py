@@ -58,25 +58,25 @@ def show_leaderboard(args: argparse.Namespace, data_dir: Path, bench: Any) -> in
 def calibrate(args: argparse.Namespace, data_dir: Path, engine_options: Any) -> int:
     """`mt-bench calibrate`: the plan (stdout with --dry-run, else stderr), then the table or
     the JSON object; exit 1 while $ERROR$ judgments remain (sent again on the next run)."""
+    from mt_bench_task.judging.execute import SendOptions
     from mt_bench_task.outputs.calibration import CalibrationRun, calibration_plan, calibration_table, run_calibration
 
+    send = SendOptions(parallel=args.parallel, batch=args.batch,
+                       batch_poll_interval=args.batch_poll_interval, batch_wait=args.batch_wait,
+                       max_requests_per_minute=args.max_requests_per_minute,
+                       max_tokens_per_minute=args.max_tokens_per_minute)
     run = CalibrationRun(data_dir=data_dir, judge_model=args.judge_model,
-                         base_url=args.openai_api_base, parallel=args.parallel,
+                         base_url=args.openai_api_base,
                          models=tuple(args.models) if args.models else None, dry_run=args.dry_run,
-                         judge_repeats=args.judge_repeats, batch=args.batch,
-                         batch_poll_interval=args.batch_poll_interval, batch_wait=args.batch_wait,
-                         max_requests_per_minute=args.max_requests_per_minute,
-                         max_tokens_per_minute=args.max_tokens_per_minute,
-                         references=args.references, engine=args.engine,
-                         engine_options=engine_options)
+                         judge_repeats=args.judge_repeats, references=args.references,
+                         engine=args.engine, engine_options=engine_options, send=send)
     summary = run_calibration(run, on_plan=lambda plan: print(
         calibration_plan(plan), file=sys.stdout if args.dry_run else sys.stderr))
     if args.dry_run:
         return 0
-    if summary.batch_pending:
-        print(f"batch {', '.join(summary.batch_ids)} submitted or still running; run calibrate "
-              f"with --batch again to collect it", file=sys.stderr)
-        print(" ".join(summary.batch_ids))
+    if summary.batch_pending:  # the one "still running" line, as `judge` says it
+        print(*summary.judging.end_lines(), sep="\n", file=sys.stderr)
+        print(" ".join(summary.judging.batch_ids))
         return 0
     print(json.dumps(summary.stats) if args.json else calibration_table(summary))
     return 0 if summary.ok else 1

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mt_bench_task.core.bench import Bench
-    from mt_bench_task.core.judging import JudgeRun
     from mt_bench_task.core.workspace import Workspace
     from mt_bench_task.engine.generate import GenerationConfig
     from mt_bench_task.engine.judge import EngineOptions
+    from mt_bench_task.judging.run import JudgeRun
 
 
 def workspace(args: argparse.Namespace) -> Workspace:
@@ -79,7 +79,7 @@ def judge_engine_options(args: argparse.Namespace) -> EngineOptions:
 
 def judge_run(args: argparse.Namespace, **overrides: Any) -> JudgeRun:
     """The judge options as the library's plain `JudgeRun` value."""
-    from mt_bench_task.core.judging import JudgeRun
+    from mt_bench_task.judging.run import JudgeRun
 
     return JudgeRun(**{**dict(
         data_dir=data_dir(args), judge_model=args.judge_model, mode=args.mode,

@@ -6,7 +6,7 @@ import argparse
 from typing import NoReturn
 
 from mt_bench_task.cli import official as cli_official
-from mt_bench_task.core.judges import DEFAULT_BASELINE, DEFAULT_JUDGE, DEFAULT_MODE, MODES
+from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, DEFAULT_JUDGE, DEFAULT_MODE, MODES
 
 EXIT_CODES = """exit codes: 0 done; 1 finished but failures remain (re-run to retry them); 2 user or input
 error, or a judge that refuses every request (one line `mt-bench <command>: error: ...`);

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mt_bench_task.core.chat import ChatClient
-    from mt_bench_task.core.judges import JudgeSpec
+    from mt_bench_task.core.judge_spec import JudgeSpec
     from mt_bench_task.engine.judge import EngineOptions
 
 

@@ -1,4 +1,4 @@
-"""The Batch API (files + batches endpoints) of an OpenAI-compatible server, as `core.batch`'s
+"""The Batch API (files + batches endpoints) of an OpenAI-compatible server, as `judging.batch`'s
 `BatchBackend`: OpenAI, Azure OpenAI, vLLM's batch runner behind a gateway, or any server with
 `POST /files`, `POST /batches`, `GET /batches[/{id}]` and `GET /files/{id}/content`.
 
@@ -13,8 +13,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from mt_bench_task.clients.azure import AZURE_BATCH_ENDPOINT
-from mt_bench_task.core.batch import COMPLETION_WINDOW
-from mt_bench_task.core.batch_lines import ENDPOINT
+from mt_bench_task.clients.openai_rules import (
+    CHAT_ENDPOINT,
+    COMPLETION_WINDOW,
+    MAX_BYTES_PER_BATCH,
+    MAX_REQUESTS_PER_BATCH,
+    unsupported_param,
+)
 from mt_bench_task.core.errors import DataError
 
 T = TypeVar("T")
@@ -26,7 +31,11 @@ class OpenAIBatchBackend:
     def __init__(self, chat: Any, *, max_retries: int | None = None):
         self._chat = chat
         self.max_retries = chat.max_retries if max_retries is None else max_retries
-        self.endpoint = AZURE_BATCH_ENDPOINT if getattr(chat, "azure", None) else ENDPOINT
+        self.endpoint = AZURE_BATCH_ENDPOINT if chat.azure else CHAT_ENDPOINT
+        self.max_requests, self.max_bytes = MAX_REQUESTS_PER_BATCH, MAX_BYTES_PER_BATCH
+
+    def refused_param(self, status: int, error: Any) -> str | None:
+        return unsupported_param(status, error)
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIBatchBackend(base_url={self._chat.base_url!r})"

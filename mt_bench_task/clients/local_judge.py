@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from mt_bench_task.core.chat import ClientUsage, Completion
-from mt_bench_task.core.judges import local_judge_budget
+from mt_bench_task.core.judge_spec import local_judge_budget
 from mt_bench_task.engine.judge import (
     EngineOptions,
     JudgeCall,
@@ -76,6 +76,14 @@ class LocalJudgeClient:
 
     async def check_reachable(self) -> None:
         """Nothing to reach: the model loads on the first request."""
+
+    def limit_rate(self, max_requests_per_minute: int | None,
+                   max_tokens_per_minute: int | None) -> None:
+        """No rate limits: the model runs here."""
+
+    def batch_backend(self) -> None:
+        """No Batch API: the model runs here."""
+        return None
 
     async def close(self) -> None:
         """Stop the batcher; the model stays loaded for a later run."""

@@ -6,9 +6,10 @@ FastChat sleeps 10 s after every error, 16 times, and retries everything; here r
 exponential backoff with jitter that honours Retry-After, only transient errors are retried, and a
 rejected key or a bad request stops the run with one clear line that never shows the key.
 
-Reasoning models refuse FastChat's request (core/judge_request.py): then that request is resent
-adapted, the change is kept for the rest of the run, logged once and listed in `adaptations`;
-the refusals are not judgments. Every other server gets exactly FastChat's request.
+Reasoning models refuse FastChat's request (the rules: clients/openai_rules.py; what is sent
+instead: judging/request.py): then that request is resent adapted, the change is kept for the
+rest of the run, logged once and listed in `adaptations`; the refusals are not judgments.
+Every other server gets exactly FastChat's request.
 """
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from mt_bench_task.clients.azure import azure_sdk_client, azure_settings
+from mt_bench_task.clients.openai_rules import unsupported_param
 from mt_bench_task.clients.pacing import Pacer, estimate_tokens
-from mt_bench_task.core.chat import ClientUsage, Completion
+from mt_bench_task.core.chat import BatchBackend, ClientUsage, Completion
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.core.judge_request import adaptation_note, request_params, unsupported_param
 from mt_bench_task.core.prompts import API_ERROR_OUTPUT
+from mt_bench_task.judging.request import adaptation_note, request_params
 
 __all__ = ["ClientUsage", "OpenAIChatClient"]
 
@@ -147,7 +149,7 @@ class OpenAIChatClient:
                 raise DataError(self._rejection(e, "the server")) from None
             # any other answer (404: no /models route, 5xx) still proves the server is there
 
-    def batch_backend(self) -> Any:
+    def batch_backend(self) -> BatchBackend:
         """This server's Batch API (files + batches) with the same key and base URL."""
         from mt_bench_task.clients.batch import OpenAIBatchBackend
 

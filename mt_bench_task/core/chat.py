@@ -1,10 +1,13 @@
-"""The judge (and answering) client protocol: one chat completion, its result and running usage.
-The OpenAI-compatible client (`client`) and the local transformers judge (`local_judge`) fit it.
+"""The judge (and answering) client protocol: one chat completion, its result and running usage,
+and what else a client can do, said by the client itself: pace its requests (`limit_rate`) and
+send a whole job through a Batch API (`batch_backend`, None when it has none). The
+OpenAI-compatible client (`clients.openai_client`) and the local judge (`clients.local_judge`) fit
+it; judging asks these, never probes the client's attributes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,34 @@ class ClientUsage:
     adapted: int = 0  # requests refused for a parameter and resent adapted (not judgments)
 
 
+class BatchBackend(Protocol):
+    """The files and batches endpoints of a server with a Batch API, and that API's rules (the
+    server's facts live with its client: `clients.batch` has OpenAI's)."""
+
+    endpoint: str  # the batch lines' "url": "/v1/chat/completions" (Azure: "/chat/completions")
+    max_requests: int  # per batch: requests, and the input file's bytes
+    max_bytes: int
+
+    def refused_param(self, status: int, error: Any) -> str | None:
+        """"max_tokens" or "temperature" when a result line's error says the model does not take
+        that parameter (sent again adapted); None for any other result."""
+
+    async def upload(self, content: bytes, filename: str) -> str:
+        """Upload a JSONL with purpose "batch"; the file id."""
+
+    async def create(self, input_file_id: str) -> dict[str, Any]:
+        """Create a batch over the uploaded file; the batch object."""
+
+    async def find(self, input_file_id: str) -> dict[str, Any] | None:
+        """The batch already created over this file, if any (a kill between create and save)."""
+
+    async def retrieve(self, batch_id: str) -> dict[str, Any]: ...
+
+    async def download(self, file_id: str) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
 class ChatClient(Protocol):
     """One chat completion. The OpenAI-compatible client and the local transformers judge both fit."""
 
@@ -47,6 +78,14 @@ class ChatClient(Protocol):
     async def close(self) -> None:
         """Release connections or workers bound to the current event loop."""
 
+    def limit_rate(self, max_requests_per_minute: int | None,
+                   max_tokens_per_minute: int | None) -> None:
+        """Pace requests to these limits (None: the server's rate-limit headers, if any); a client
+        without limits to keep ignores it."""
+
+    def batch_backend(self) -> BatchBackend | None:
+        """The Batch API of this client's server, or None when it has none."""
+
 
 class ChatClientBase:
     """Defaults for a `ChatClient` that only needs `complete` (a stand-in judge in tests or
@@ -60,4 +99,11 @@ class ChatClientBase:
         return None
 
     async def close(self) -> None:
+        return None
+
+    def limit_rate(self, max_requests_per_minute: int | None,
+                   max_tokens_per_minute: int | None) -> None:
+        return None
+
+    def batch_backend(self) -> BatchBackend | None:
         return None

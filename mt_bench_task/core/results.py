@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.core.judges import not_comparable_label
+from mt_bench_task.core.judge_spec import not_comparable_label
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class Results:
                   source: str = "results") -> Results:
         """A `show --json` object back as Results (older objects lack "comparable": judged by
         the judge's name, `judges.is_comparable`)."""
-        from mt_bench_task.core.judges import DEFAULT_JUDGE, is_comparable
+        from mt_bench_task.core.judge_spec import DEFAULT_JUDGE, is_comparable
 
         try:
             mode = str(obj["mode"])

@@ -14,7 +14,7 @@ from mt_bench_task.core.bench import order_categories
 from mt_bench_task.core.data import read_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.ids import QuestionId, question_key
-from mt_bench_task.core.judges import identity_of_records
+from mt_bench_task.core.judge_spec import identity_of_records
 from mt_bench_task.core.results import PairScore, Results, SingleScore
 from mt_bench_task.core.served import served_models
 from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
@@ -157,7 +157,7 @@ def results_from_records(records: Sequence[Judgment], mode: str = "single",
                          categories: Mapping[Any, str] | None = None, seed: int = 0,
                          source: str = "judgments") -> Results:
     """The Results of judgment records: per-model scores, the judge's name and whether its
-    scores compare with published MT-bench (`judges`)."""
+    scores compare with published MT-bench (`judge_spec`)."""
     if mode == "single":
         single = only(SingleJudgment, records, source)
         _check_models((r.model for r in single), model_list, source)
@@ -181,7 +181,7 @@ def results_from_file(path: Path | str, mode: str = "single", model_list: list[s
 
 
 def judge_labels(records: Iterable[Judgment], default_judge: str = "gpt-4") -> list[str]:
-    """The "not comparable with published MT-bench" line for these records' judge (`judges`)."""
+    """The "not comparable with published MT-bench" line for these records' judge (`judge_spec`)."""
     label = identity_of_records(records, default_judge).label
     return [label] if label else []
 

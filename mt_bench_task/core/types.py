@@ -293,7 +293,7 @@ class SingleJudgment(_Judgment):
 
     @property
     def key(self) -> tuple:
-        """Resume identity, equal to `judge_runner.job_key` of the match (and repeat: a record
+        """Resume identity, equal to `judging.call.job_key` of the match (and repeat: a record
         without "repeat" is repeat 0) that produced it."""
         return (question_key(self.question_id), self.turn, self.model, "", self.judge[1],
                 self.repeat)

@@ -14,7 +14,7 @@ from pathlib import Path
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, load_bench
 from mt_bench_task.core.errors import ParameterError
-from mt_bench_task.core.judges import judge_spec
+from mt_bench_task.core.judge_spec import judge_spec
 
 DEFAULT_DATA_ROOT = Path("data")  # FastChat's data/<bench>/, relative to where the user runs
 

@@ -43,9 +43,7 @@ from mt_bench_task.core.bench import DEFAULT_BENCH, PACKAGED, Bench, load_bench,
 from mt_bench_task.core.chat import ChatClientBase, Completion
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.ids import QuestionId
-from mt_bench_task.core.job import JudgingJob
-from mt_bench_task.core.judge_runner import job_key
-from mt_bench_task.core.judges import DEFAULT_BASELINE, JudgeSpec, judge_spec
+from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, JudgeSpec, judge_spec
 from mt_bench_task.core.prompts import messages
 from mt_bench_task.core.scoring import summarize_pairwise
 from mt_bench_task.core.types import Answer, Choice, JudgePrompt, Judgment, PairJudgment, SingleJudgment
@@ -60,6 +58,8 @@ from mt_bench_task.integrations.inspect_metrics import (
     win_rate,
     win_rate_adjusted,
 )
+from mt_bench_task.judging.execute import SendOptions, aexecute
+from mt_bench_task.judging.job import JudgingJob
 
 GRADER_ROLE = "grader"
 DEFAULT_GRADER = "openai/gpt-4"
@@ -189,10 +189,9 @@ def fastchat_judge(bench: str = DEFAULT_BENCH, judge_mode: str = "single",
         job = _job(the_bench, state, judge_spec(judge_name(grader)), baseline_model,
                    baseline_answers)
         plan = job.plan()
-        records = await job.arun(GraderClient(grader), plan.todo, parallel=len(plan.todo) or 1,
-                                 progress=False)
-        order = {job_key(*j): i for i, j in enumerate(plan.jobs)}
-        records = sorted(records, key=lambda r: order[r.key])
+        # inspect's event loop, inspect's model: sent as every job is, records in plan order
+        records = (await aexecute(job, GraderClient(grader), SendOptions(len(plan.todo) or 1),
+                                  plan, progress=False, check_reachable=False)).records
         turns = [_turn_metadata(r, the_bench.judge_prompts[r.judge[1]]) for r in records]
         score = _to_score(state, job.spec.display_name, judge_mode, baseline_model, records, turns)
         assert score.metadata is not None
@@ -206,7 +205,7 @@ def fastchat_judge(bench: str = DEFAULT_BENCH, judge_mode: str = "single",
 
 def judge_name(grader: Model) -> str:
     """The judge as FastChat records it: "gpt-4" for OpenAI's models (as `mt-bench judge`), the
-    provider-qualified name otherwise ("anthropic/claude-...", "mockllm/gpt-4"), so judges.py's
+    provider-qualified name otherwise ("anthropic/claude-...", "mockllm/gpt-4"), so judge_spec.py's
     comparability rule sees who really judged."""
     return grader.name if str(grader) == f"openai/{grader.name}" else str(grader)
 

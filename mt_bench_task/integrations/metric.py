@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from mt_bench_task.clients import make_client
-from mt_bench_task.core import data, judging, scoring
+from mt_bench_task.core import data, scoring
 from mt_bench_task.core.bench import Bench, load_bench, with_references
 from mt_bench_task.core.chat import ChatClient
 from mt_bench_task.core.ids import QuestionId, question_key
-from mt_bench_task.core.judge_runner import run_sync
-from mt_bench_task.core.judges import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, identity_of_records, judge_spec
+from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, identity_of_records, judge_spec
 from mt_bench_task.core.prompts import Mode
 from mt_bench_task.core.types import Answer, Choice, PairJudgment, Question, SingleJudgment
+from mt_bench_task.judging import run as judging
+from mt_bench_task.judging.call import run_sync
 
 CONFIG_MODES: dict[str, Mode] = {"default": "single", "single": "single",
                                  "pairwise": "pairwise-baseline"}
@@ -264,7 +265,7 @@ def calibrate(judge: JudgeSettings | None = None,
               models: Sequence[str] | None = None) -> dict[str, Any]:
     """The judge's calibration figures (`mt-bench calibrate --json`'s object): it grades the
     official answers of the reference models (default all 6: 960 calls) with FastChat's single
-    prompts, compared with the official GPT-4 grades by `calibration.calibration_stats`.
+    prompts, compared with the official GPT-4 grades by `calibration_stats.calibration_stats`.
     Always on MT-bench (the official grades' bench), whatever `judge.bench` says."""
     from mt_bench_task.outputs import calibration
     from mt_bench_task.outputs.official import mt_bench

@@ -19,9 +19,10 @@ from typing import Any
 from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, load_bench, official_grades_file
 from mt_bench_task.core.data import judgment_file, read_single_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
-from mt_bench_task.core.judges import NOT_COMPARABLE, JudgeIdentity, identity_of_records
+from mt_bench_task.core.judge_spec import NOT_COMPARABLE, JudgeIdentity, identity_of_records
 from mt_bench_task.core.results import Results
 from mt_bench_task.core.types import Judgment, SingleJudgment
+from mt_bench_task.outputs.calibration_stats import citation, load_stats
 
 OFFICIAL_JUDGE = "gpt-4"  # the judge of the published leaderboard (gpt-4-0613, FastChat #2284)
 REFERENCE_MODELS = ("gpt-4", "gpt-3.5-turbo", "claude-v1", "vicuna-13b-v1.3", "alpaca-13b",
@@ -39,9 +40,9 @@ def official_models() -> list[str]:
     return sorted({r.model for r in load_official_grades()})
 
 
-# ---- the judge label with the calibration figures (the rule and wording: `judges`) ----
+# ---- the judge label with the calibration figures (the rule and wording: `core.judge_spec`) ----
 def judge_label(who: JudgeIdentity, calibration: str | None = None) -> str | None:
-    """`judges`' label ("judged by gpt-4o: not comparable with published MT-bench"), with
+    """`judge_spec`'s label ("judged by gpt-4o: not comparable with published MT-bench"), with
     `calibration` next to it when given; None for a comparable judge without calibration."""
     if calibration is None:
         return who.label
@@ -52,8 +53,6 @@ def calibration_label(data_dir: Path | None, records: Iterable[Judgment],
                       judge_model: str) -> tuple[str, dict[str, Any]] | None:
     """(judge label with the calibration figures, saved statistics) when `mt-bench calibrate`
     saved a calibration for the judge of these records in DATA_DIR; else None."""
-    from mt_bench_task.outputs.calibration import citation, load_stats
-
     who = identity_of_records(records, judge_model)
     stats = load_stats(data_dir, who.judge)
     note = citation(stats)
@@ -158,7 +157,6 @@ def show_leaderboard(data_dir: Path, input_file: str | None, judge_model: str, m
     """The user's single-mode scores placed among the official models (JSON or text); `bench`
     (default: MT-bench, or DATA_DIR's own questions) must be MT-bench."""
     from mt_bench_task.core import scoring
-    from mt_bench_task.outputs import calibration
 
     if mode != "single":
         raise ParameterError("leaderboard needs single-mode judgments (mode single)", "leaderboard", "mode")
@@ -169,8 +167,8 @@ def show_leaderboard(data_dir: Path, input_file: str | None, judge_model: str, m
     user = scoring.results_from_records(records, mode, model_list, None, bench.category_of, seed,
                                         source=str(path))
     who = identity_of_records(records, judge_model)
-    stats = calibration.load_stats(data_dir, who.judge)
-    label = judge_label(who, calibration.citation(stats))
+    stats = load_stats(data_dir, who.judge)
+    label = judge_label(who, citation(stats))
     labels = [label] if label else []
     if not who.comparable:
         labels.append(f"your models were graded by {who.judge}, the official ones by GPT-4: "

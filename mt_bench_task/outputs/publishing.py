@@ -16,7 +16,7 @@ from typing import Any
 
 from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, dataset_path, load_bench
 from mt_bench_task.core.errors import DataError, ParameterError
-from mt_bench_task.core.judges import NOT_COMPARABLE
+from mt_bench_task.core.judge_spec import NOT_COMPARABLE
 from mt_bench_task.core.results import PairScore, Results, SingleScore
 from mt_bench_task.core.served import mixed_note
 from mt_bench_task.outputs.hub import get_token, hub_error, one_line, read_card
@@ -85,7 +85,7 @@ def publish_results(repo_id: str | None, data_dir: Path, results_file: str | Pat
     references = single.references  # `--references`: named in the card
     _merge_results(card, repo_id, _eval_results(single.score(model), pairwise, judge, bench,
                                                 references), bench)
-    from mt_bench_task.outputs.calibration import cite
+    from mt_bench_task.outputs.calibration_stats import cite
 
     calibration = cite(Path(data_dir), judge)  # `mt-bench calibrate`'s figures for this judge
     card.text = _with_section(card.text, _section(model, single, pairwise, judge, comparable,

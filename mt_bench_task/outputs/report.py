@@ -27,7 +27,7 @@ from mt_bench_task.core import data, scoring
 from mt_bench_task.core.bench import INLINE, Bench, load_bench, order_categories, with_references
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.ids import QuestionId, question_key
-from mt_bench_task.core.judges import NOT_COMPARABLE, identity_of_records
+from mt_bench_task.core.judge_spec import NOT_COMPARABLE, identity_of_records
 from mt_bench_task.core.results import Results
 from mt_bench_task.core.served import mixed_note, served_models
 from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment

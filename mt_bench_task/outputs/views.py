@@ -9,7 +9,7 @@ from pathlib import Path
 from mt_bench_task.core.bench import Bench, load_bench, order_categories
 from mt_bench_task.core.data import judgment_file, read_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
-from mt_bench_task.core.judges import NOT_COMPARABLE
+from mt_bench_task.core.judge_spec import NOT_COMPARABLE
 from mt_bench_task.core.results import Results
 from mt_bench_task.core.scoring import (
     extra_tables,

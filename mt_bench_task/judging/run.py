@@ -2,7 +2,7 @@
 
 Scorer: single grading 1-10 per turn, or pairwise verdicts in both answer orders (g1/g2).
 `JudgeRun` is `mt-bench judge`'s flags; it builds the one `job.JudgingJob` that `calibrate`, the
-evaluate metric and the inspect scorer use too.
+evaluate metric and the inspect scorer use too, sent by the one `execute.execute`.
 Beyond FastChat: resume (only missing or failed judgments are sent), a torn last line after
 kill -9 is repaired, bounded concurrent requests, a local judge, and a plan (`--dry-run`).
 """
@@ -17,16 +17,15 @@ from pathlib import Path
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import Bench, load_bench, with_references
 from mt_bench_task.core.chat import ChatClient
-from mt_bench_task.core.cost import plan_line
 from mt_bench_task.core.data import judgment_file
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.ids import QuestionId, id_text
-from mt_bench_task.core.job import JudgeSummary, JudgingJob, JudgingPlan, check_answers, drop_superseded_failures
-from mt_bench_task.core.judge_runner import job_key
-from mt_bench_task.core.judge_scale import judge_in_batch, note_served, run_price
-from mt_bench_task.core.judges import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, judge_spec
+from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, judge_spec
 from mt_bench_task.core.prompts import Mode, messages, user_prompts
 from mt_bench_task.core.types import Answer, Judgment, Question
+from mt_bench_task.judging.cost import plan_line
+from mt_bench_task.judging.execute import SendOptions, execute, run_price
+from mt_bench_task.judging.job import JudgeSummary, JudgingJob, JudgingPlan, check_answers
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class JudgeRun:
     allow_partial: bool = False
     dry_run: bool = False
     judge_repeats: int = 1  # each match judged K times; records carry "repeat" when K > 1
-    # judging at scale (core/batch.py, core/cost.py, clients/pacing.py)
+    # how the matches are sent (`send`, judging/execute.py): the Batch API, price, pacing
     batch: bool = False  # the Batch API: one upload, one batch, resumable by id; half price
     batch_poll_interval: float = 30.0
     batch_wait: bool = True  # False: submit (or check) and return
@@ -63,6 +62,13 @@ class JudgeRun:
     @property
     def judge(self) -> JudgeSpec:
         return judge_spec(self.judge_model)
+
+    @property
+    def send(self) -> SendOptions:
+        """How the matches are sent (`execute`), from these flags."""
+        return SendOptions(self.parallel, self.batch, self.batch_poll_interval, self.batch_wait,
+                           self.price_input, self.price_output, self.max_requests_per_minute,
+                           self.max_tokens_per_minute)
 
     def job(self, bench: Bench) -> JudgingJob:
         """The judging job of these flags on `bench`: the answers read from the data dir and
@@ -111,7 +117,7 @@ def describe_plan(run: JudgeRun, job: JudgingJob, plan: JudgingPlan) -> str:
                f"{len(todo)} to judge ({calls} judge calls)"),
               (f"prompt tokens: about {chars // 4} (estimate: characters / 4), plus up to "
                f"{job.spec.max_tokens} completion tokens per call"),
-              plan_line(calls, chars // 4, job.spec.max_tokens, run_price(run, job.spec))]
+              plan_line(calls, chars // 4, job.spec.max_tokens, run_price(run.send, job.spec))]
     lines += [f"  {name}: {n}" for name, n in sorted(by_prompt.items())]
     return "\n".join(lines)
 
@@ -140,22 +146,7 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
     if client is None:
         raise ParameterError(f"{len(plan.todo)} judgments to send and no judge client given",
                              "client")
-    spec = job.spec
-    summary.price = run_price(run, spec)
-    if run.batch:
-        assert job.output is not None
-        return judge_in_batch(run, plan.todo, job.output, client, spec, summary,
-                              drop_superseded_failures)
-    limit_rate = getattr(client, "limit_rate", None)  # the OpenAI client paces by headers
-    if limit_rate is not None:
-        limit_rate(run.max_requests_per_minute, run.max_tokens_per_minute)
-    records = job.run(client, plan.todo, run.parallel)
-    summary.sent = len(records)
-    summary.failed = sum(r.failed for r in records)
-    summary.usage.update(vars(client.usage))
-    summary.adaptations = list(client.adaptations)
-    note_served(summary, records, run, spec)
-    return summary
+    return execute(job, client, run.send, plan)
 
 
 def judge_answers(questions: list[Question], answers: dict[str, dict[QuestionId, Answer]],
@@ -180,7 +171,6 @@ def judge_answers(questions: list[Question], answers: dict[str, dict[QuestionId,
                   max_turn=2 if bench.judges_turn_2(mode) else 1)
     job = JudgingJob(bench, answers, models, spec, mode, baseline_model, tuple(questions),
                      judge_repeats)
-    plan = job.plan()
-    records = job.run(client, plan.todo, parallel, progress, check_reachable=False)  # the caller checks
-    order = {job_key(*j): i for i, j in enumerate(plan.jobs)}  # deterministic, whatever finished first
-    return sorted(records, key=lambda r: order[r.key])
+    # the caller checks the judge is reachable; the records in plan order, whatever finished first
+    return execute(job, client, SendOptions(parallel=parallel), progress=progress,
+                   check_reachable=False).records

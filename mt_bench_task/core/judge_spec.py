@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Literal
 
 from mt_bench_task.core.ids import QuestionId
-from mt_bench_task.core.judge_request import JUDGE_MAX_TOKENS
 from mt_bench_task.core.types import Judgment
 
 Backend = Literal["openai", "local"]
@@ -36,6 +35,8 @@ DEFAULT_MODE = "single"
 MODES = ("single", "pairwise-baseline", "pairwise-all")
 EMBEDDED_JUDGE = "default"
 EMBEDDED_JUDGE_NAME = "smollm2-135m-instruct"
+JUDGE_TEMPERATURE = 0.0  # FastChat's request: greedy judging
+JUDGE_MAX_TOKENS = 2048  # FastChat's request: completion tokens per judge call
 # judge calls in flight for a local judge, so its batcher can group prompts of similar length
 LOCAL_JUDGE_IN_FLIGHT = 128
 # On a CPU 2048 new tokens are minutes per batch, and a small judge either rates early or never,

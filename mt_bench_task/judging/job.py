@@ -1,7 +1,7 @@
 """The judging job: one value for every judging run (which answers to which questions of
 which bench, by which judge, in which mode, how many repeats, where records go), with `plan()`
-and `run(client)`. `mt-bench judge` (`judging.JudgeRun`), `calibrate`, the evaluate metric and the
-inspect scorer all judge through it, so their records, labels and numbers agree.
+and `arun(client)`. `mt-bench judge` (`run.JudgeRun`), `calibrate`, the evaluate metric and the
+inspect scorer all send one through `execute.execute`, so their records, labels and numbers agree.
 """
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from pathlib import Path
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import Bench
 from mt_bench_task.core.chat import ChatClient
-from mt_bench_task.core.cost import Price
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.ids import QuestionId
 from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
-from mt_bench_task.core.judge_runner import Job, job_key, judge_matches, run_sync
-from mt_bench_task.core.judges import LOCAL_JUDGE_IN_FLIGHT, JudgeSpec, is_mt_bench_id
+from mt_bench_task.core.judge_spec import LOCAL_JUDGE_IN_FLIGHT, JudgeSpec, is_mt_bench_id
 from mt_bench_task.core.prompts import Match, Mode, build_matches
 from mt_bench_task.core.types import Answer, Judgment, Question
+from mt_bench_task.judging.call import Job, job_key, judge_matches
+from mt_bench_task.judging.cost import Price, end_lines
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +43,27 @@ class JudgeSummary:
     unfinished: int = 0  # no result from an expired/cancelled/failed batch: sent by the next run
     served_models: list[str] = field(default_factory=list)  # what the server said answered
     price: Price | None = None
+    records: list[Judgment] = field(default_factory=list, repr=False)  # sent now, in plan order
 
     @property
     def ok(self) -> bool:
         return self.failed == 0 and self.unfinished == 0
 
     def end_lines(self) -> list[str]:
-        """The closing line, the batch's fate, who served, the cost and the failure share."""
-        from mt_bench_task.core.judge_scale import summary_end_lines
-
-        return summary_end_lines(self)
+        """The closing line, the batch's fate, who served, the cost and the failure share; while
+        a batch runs, the one line that says so (judge and calibrate alike)."""
+        if self.batch_pending:
+            return [f"batch {', '.join(self.batch_ids)} submitted or still running; run the same "
+                    f"command with --batch again to collect it (nothing is sent twice)"]
+        lines = [self.closing_line()]
+        if self.unfinished:
+            lines.append(f"{self.unfinished} matches got no result (the batch expired, was "
+                         f"cancelled or failed): the next run sends them")
+        if self.served_models:
+            lines.append(f"served by: {', '.join(self.served_models)}")
+        u = self.usage
+        return lines + end_lines(u["requests"], u["prompt_tokens"], u["completion_tokens"],
+                                 self.failed, self.sent, self.price)
 
     def closing_line(self) -> str:
         u = self.usage
@@ -134,18 +145,11 @@ class JudgingJob:
         drop_superseded_failures(self.output, self.mode)
         return records
 
-    def run(self, client: ChatClient, todo: list[Job] | None = None, parallel: int = 8,
-            progress: bool = True, check_reachable: bool = True) -> list[Judgment]:
-        """`arun` in an event loop of its own; checks first that the judge answers at all, and
-        closes the client after (its HTTP sessions cannot outlive the loop)."""
-        async def go() -> list[Judgment]:
-            try:
-                if check_reachable:
-                    await client.check_reachable()
-                return await self.arun(client, todo, parallel, progress)
-            finally:
-                await client.close()
-        return run_sync(go)
+    @staticmethod
+    def in_plan_order(plan: JudgingPlan, records: Sequence[Judgment]) -> list[Judgment]:
+        """`records` in the plan's (FastChat's) order, whatever finished first."""
+        order = {job_key(*j): i for i, j in enumerate(plan.jobs)}
+        return sorted(records, key=lambda r: order[r.key])
 
     def summary(self, plan: JudgingPlan) -> JudgeSummary:
         return JudgeSummary(planned=len(plan.jobs), already_done=plan.already_done,

@@ -1,4 +1,4 @@
-"""The judge's per-match function and its bounded concurrent map (used by `judging`).
+"""The judge's per-match function and its bounded concurrent map (used by the judging job, `job`).
 
 `judge_match` turns one match (and repeat) into one FastChat record; `judge_matches` runs many with
 at most `parallel` in flight. A judge that refuses the first requests of a run with the same error
@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 from mt_bench_task.core.chat import ChatClient, Completion
 from mt_bench_task.core.concurrency import bounded_map
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.core.judge_request import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE
-from mt_bench_task.core.judges import JudgeSpec
+from mt_bench_task.core.judge_spec import JudgeSpec
 from mt_bench_task.core.prompts import (
     Match,
     extract_rating,
@@ -27,6 +26,7 @@ from mt_bench_task.core.prompts import (
     user_prompts,
 )
 from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
+from mt_bench_task.judging.request import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE
 
 T = TypeVar("T")
 Job = tuple[Match, "int | None"]  # a match and its repeat index (None: judged once, no "repeat" key)

@@ -3,7 +3,7 @@ the result lines back as completions by id (`parse_results`, `refused_params`).
 
 The bodies are the synchronous path's JSON, keys in the openai SDK's order (FastChat's request:
 `model`, `messages`, `max_tokens` 2048, `n` 1, `temperature` 0, unless a reasoning model refused
-a parameter: core/judge_request.py). Each request's `custom_id` is a pure function of the match
+a parameter: judging/request.py). Each request's `custom_id` is a pure function of the match
 (judge, mode, question, turn, models, prompt name, repeat, game), so results are matched by id,
 never by order, and a new process can collect a batch it did not submit.
 """
@@ -12,21 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from mt_bench_task.core.chat import Completion
-from mt_bench_task.core.judge_request import (
-    JUDGE_MAX_TOKENS,
-    JUDGE_TEMPERATURE,
-    request_params,
-    unsupported_param,
-)
-from mt_bench_task.core.judge_runner import Job
-from mt_bench_task.core.judges import JudgeSpec
+from mt_bench_task.core.judge_spec import JudgeSpec
 from mt_bench_task.core.prompts import API_ERROR_OUTPUT, messages, user_prompts
+from mt_bench_task.judging.call import Job
+from mt_bench_task.judging.request import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE, request_params
 
-ENDPOINT = "/v1/chat/completions"
 log = logging.getLogger(__name__)
 
 
@@ -42,7 +36,7 @@ def custom_id(judge: str, mode: str, job: Job, game: int) -> str:
 def request_body(api_model: str, msgs: list[dict[str, str]], adapted: Collection[str] = ()
                  ) -> dict[str, Any]:
     """The synchronous path's body, in the order the openai SDK serializes it (`adapted`: the
-    parameters a reasoning model refused, core/judge_request.py)."""
+    parameters a reasoning model refused, judging/request.py)."""
     params = request_params(JUDGE_TEMPERATURE, JUDGE_MAX_TOKENS, adapted)
     body: dict[str, Any] = {"model": api_model, "messages": msgs}
     body.update((k, v) for k, v in params.items() if k != "temperature")
@@ -51,7 +45,7 @@ def request_body(api_model: str, msgs: list[dict[str, str]], adapted: Collection
     return body
 
 
-def batch_lines(todo: list[Job], spec: JudgeSpec, mode: str, endpoint: str = ENDPOINT,
+def batch_lines(todo: list[Job], spec: JudgeSpec, mode: str, endpoint: str,
                 adapted: Collection[str] = ()) -> list[tuple[str, str]]:
     """(custom_id, JSONL line) for every judge call of `todo`, in plan order."""
     lines = []
@@ -64,15 +58,17 @@ def batch_lines(todo: list[Job], spec: JudgeSpec, mode: str, endpoint: str = END
     return lines
 
 
-def refused_params(content: bytes) -> dict[str, str]:
-    """{custom_id: "max_tokens" or "temperature"} for the result lines whose HTTP 400 says the
-    model does not take that parameter (a reasoning model): sent again adapted, not judgments."""
+def refused_params(content: bytes, refused_param: Callable[[int, Any], str | None]
+                   ) -> dict[str, str]:
+    """{custom_id: "max_tokens" or "temperature"} for the result lines whose error the server's
+    rule (`BatchBackend.refused_param`) reads as a refused parameter (a reasoning model): sent
+    again adapted, not judgments."""
     out: dict[str, str] = {}
     for raw in content.decode("utf-8").splitlines():
         try:
             line = json.loads(raw)
             response = line["response"]
-            param = unsupported_param(response["status_code"], response["body"]["error"])
+            param = refused_param(response["status_code"], response["body"]["error"])
         except (ValueError, KeyError, TypeError):
             continue
         if param and isinstance(line.get("custom_id"), str):

@@ -1,11 +1,12 @@
 """Batch judging: the planned judge requests through a Batch API, resumable by id.
 
-The request and result lines are core/batch_lines.py's, matched by a `custom_id` that is a pure
+The request and result lines are judging/batch_lines.py's, matched by a `custom_id` that is a pure
 function of the match, so a new process can collect a batch it did not submit: the batch and file
 ids are saved next to the judgment file (`<judge>_<mode>.batch.json`) before the first poll.
 A request a reasoning model refused for a parameter is asked again, adapted, in a new batch.
 
-The HTTP side is a `BatchBackend` (files and batches endpoints); `clients.batch` has OpenAI's.
+The HTTP side is a `core.chat.BatchBackend` (files and batches endpoints, the API's limits and
+rules), asked of the client; `clients.batch` has OpenAI's.
 A result is turned into a record by replaying it through `judge_match`, so a record is what the
 synchronous path writes for the same judgment text. An error line, or a status other than 200,
 is FastChat's "$ERROR$" (sent again by the next run); a request an expired, cancelled or failed
@@ -20,49 +21,19 @@ import sys
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from mt_bench_task.core.batch_lines import (
-    ENDPOINT,
-    batch_lines,
-    custom_id,
-    parse_results,
-    refused_params,
-)
-from mt_bench_task.core.chat import ChatClientBase, ClientUsage, Completion
+from mt_bench_task.core.chat import BatchBackend, ChatClientBase, ClientUsage, Completion
 from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
-from mt_bench_task.core.judge_request import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE, adaptation_note
-from mt_bench_task.core.judge_runner import Job, judge_match
-from mt_bench_task.core.judges import JudgeSpec
+from mt_bench_task.core.judge_spec import JudgeSpec
 from mt_bench_task.core.prompts import user_prompts
 from mt_bench_task.core.types import Judgment
+from mt_bench_task.judging.batch_lines import batch_lines, custom_id, parse_results, refused_params
+from mt_bench_task.judging.call import Job, judge_match
+from mt_bench_task.judging.request import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE, adaptation_note
 
-COMPLETION_WINDOW = "24h"
-MAX_REQUESTS_PER_BATCH = 50_000  # OpenAI's limits per batch: requests, and the input file's size
-MAX_BYTES_PER_BATCH = 190 * 1024 * 1024  # (200 MB), with a margin
 TERMINAL = ("completed", "expired", "cancelled", "failed")
 log = logging.getLogger(__name__)
-
-
-class BatchBackend(Protocol):
-    """The files and batches endpoints of an OpenAI-compatible server."""
-
-    endpoint: str  # the batch lines' "url": "/v1/chat/completions" (Azure: "/chat/completions")
-
-    async def upload(self, content: bytes, filename: str) -> str:
-        """Upload a JSONL with purpose "batch"; the file id."""
-
-    async def create(self, input_file_id: str) -> dict[str, Any]:
-        """Create a batch over the uploaded file; the batch object."""
-
-    async def find(self, input_file_id: str) -> dict[str, Any] | None:
-        """The batch already created over this file, if any (a kill between create and save)."""
-
-    async def retrieve(self, batch_id: str) -> dict[str, Any]: ...
-
-    async def download(self, file_id: str) -> bytes: ...
-
-    async def close(self) -> None: ...
 
 
 def state_path(judgment_file: Path) -> Path:
@@ -107,20 +78,23 @@ class _Replay(ChatClientBase):
 
 async def judge_batch(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
                       backend: BatchBackend, *, poll_interval: float = 30.0, wait: bool = True,
-                      progress: bool = True, max_requests: int = MAX_REQUESTS_PER_BATCH,
-                      max_bytes: int = MAX_BYTES_PER_BATCH,
+                      progress: bool = True, max_requests: int | None = None,
+                      max_bytes: int | None = None,
                       on_submitted: Callable[[list[str]], None] | None = None,
                       adapted: Collection[str] = ()) -> BatchOutcome:
     """Submit `todo` as batch(es), or reattach to the ones saved for `out`; wait, then append a
     record per finished job to `out`. The state file goes once the results are written. Requests
-    a reasoning model refused for a parameter (core/judge_request.py) are no judgments: their
-    jobs go again, adapted, in a new batch (at most once per parameter)."""
+    a reasoning model refused for a parameter (judging/request.py) are no judgments: their
+    jobs go again, adapted, in a new batch (at most once per parameter). A batch holds at most
+    `max_requests` requests and `max_bytes` bytes (default: the backend's limits)."""
+    max_requests = backend.max_requests if max_requests is None else max_requests
+    max_bytes = backend.max_bytes if max_bytes is None else max_bytes
     state_file = state_path(out)
     result = BatchOutcome()
     state = _read_state(state_file)
     if state is None:
         adapted = sorted(adapted)
-        lines = batch_lines(todo, spec, mode, getattr(backend, "endpoint", ENDPOINT), adapted)
+        lines = batch_lines(todo, spec, mode, backend.endpoint, adapted)
         state = {"judge": spec.display_name, "mode": mode, "adapted": adapted, "batches": []}
         for i, chunk in enumerate(_chunks([line for _, line in lines], max_requests, max_bytes)):
             content = "".join(line + "\n" for line in chunk).encode()
@@ -150,7 +124,7 @@ async def judge_batch(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
             if b.get(key):
                 content = await backend.download(b[key])
                 completions.update(parse_results(content))
-                refused.update(refused_params(content))
+                refused.update(refused_params(content, backend.refused_param))
         if b["status"] != "completed":
             log.warning("batch %s is %s%s: its finished requests are kept, the rest are planned "
                         "again by the next run", b["id"], b["status"],
