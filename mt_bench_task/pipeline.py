@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mt_bench_task.core.bench import Bench, load_bench
-from mt_bench_task.engine.hf.models import DEFAULT_MODEL
+from mt_bench_task.engine.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from mt_bench_task.core.chat import ChatClient
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from mt_bench_task.outputs.views import ShowOutput
 
 # The embedded model's answer budget, so the quick run finishes in minutes on a 2-core CPU
-# (FastChat's is 1024 new tokens; the embedded judge's is engine/judge.py's). Explicit values win.
+# (FastChat's is 1024 new tokens; the embedded judge's is core/judges.py's). Explicit values win.
 QUICK_ANSWER_TOKENS = 96
 
 
@@ -53,10 +53,12 @@ def run_all(gen: GenerationConfig, judge: JudgeRun, *, bench: Bench | None = Non
     from mt_bench_task.clients import make_client
     from mt_bench_task.core.judging import run_judging
     from mt_bench_task.engine.generate import generate_answers
+    from mt_bench_task.engine.registry import engine_backend
     from mt_bench_task.outputs.views import show
 
     bench = bench or load_bench(data_dir=gen.data_dir)
-    generated = generate_answers(gen, bench)
+    backend = engine_backend(gen.engine)  # generation and a local judge: one engine
+    generated = generate_answers(gen, bench, backend=backend)
     if on_generated is not None:
         on_generated(generated)
     judge = replace(judge, data_dir=gen.data_dir, model_list=[gen.model_id],
@@ -65,7 +67,7 @@ def run_all(gen: GenerationConfig, judge: JudgeRun, *, bench: Bench | None = Non
     spec = judge.judge
     client = judge_client
     if client is None and not judge.dry_run:
-        client = make_client(spec, base_url=judge.base_url, local_engine=gen.engine,
+        client = make_client(spec, base_url=judge.base_url, local_engine=backend,
                              local_options=gen.engine_options)
     judged = run_judging(judge, client=client, bench=bench, on_plan=on_plan)
     if judge.dry_run or judged.batch_pending:  # --batch --no-wait: a later run shows

@@ -19,7 +19,7 @@ from mt_bench_task.core import data
 from mt_bench_task.core.bench import DEFAULT_BENCH, load_bench, order_categories
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.types import SingleJudgment
-from mt_bench_task.engine.judge import EngineOptions
+from mt_bench_task.engine.config import EngineOptions
 from mt_bench_task.outputs.agreement import average_ranks, kendall_tau_b, mean, pearson
 
 OFFICIAL_SOURCE = "official GPT-4"

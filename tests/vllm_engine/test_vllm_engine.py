@@ -25,10 +25,10 @@ from rating_logprobs import candidate_logprobs  # noqa: E402
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.prompts import extract_rating
 from mt_bench_task.engine.generate import GenerationConfig, GenerationStats, generate_answers
-from mt_bench_task.engine.hf.models import default_model_dir
-from mt_bench_task.engine.judge import RATING_SUFFIX, RATINGS, JudgeCall, best_rating
-from mt_bench_task.engine.vllm import VllmEngine
-from mt_bench_task.engine.vllm_judge import VllmJudge
+from mt_bench_task.engine.local_judge import RATING_SUFFIX, RATINGS, JudgeCall, best_rating
+from mt_bench_task.engine.models import default_model_dir
+from mt_bench_task.engine.vllm.engine import VllmEngine
+from mt_bench_task.engine.vllm.judge_decoder import VllmJudge
 
 QIDS = [81, 101, 111, 141]
 TEMPERATURE = {81: 0.7, 101: 0.0, 111: 0.0, 141: 0.1}
@@ -64,7 +64,7 @@ class Calls:
 @pytest.fixture(scope="session")
 def engine() -> Iterator[VllmEngine]:
     cfg = GenerationConfig(engine="vllm", max_model_len=2048, dtype="bfloat16")
-    eng = VllmEngine.start(cfg, str(default_model_dir()))
+    eng = VllmEngine.start(cfg.load_options, str(default_model_dir()))
     eng.calls = Calls(eng)  # type: ignore[attr-defined]
     yield eng
     VllmEngine.close(eng)
@@ -270,7 +270,7 @@ def test_judge_on_vllm_and_its_rating_fallback(engine: VllmEngine) -> None:
 def test_cli_judge_engine_vllm(tmp_path: Path) -> None:
     """`mt-bench judge --judge-model DIR --engine vllm`: FastChat's judgment file, every record
     a local judge's rating 1..10 (written, or the fallback's)."""
-    from mt_bench_task.engine.hf.models import default_model_dir
+    from mt_bench_task.engine.models import default_model_dir
 
     data_dir = _bench_dir(tmp_path / "d", [81, 101])
     answers = data_dir / "model_answer"
