@@ -155,13 +155,15 @@ def test_cli_engine_vllm_without_vllm_is_a_clear_error(tmp_path: Path, capsys) -
     assert not (tmp_path / "model_answer").exists()
 
 
-def test_cli_refuses_data_parallel_and_accelerate_with_vllm(tmp_path: Path, capsys,  # type: ignore[no-untyped-def]
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_refuses_too_few_gpus_and_accelerate_with_vllm(tmp_path: Path, capsys,  # type: ignore[no-untyped-def]
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda n, *a: object() if n == "vllm" else real(n, *a))
-    assert _gen(tmp_path, "--engine", "vllm", "--data-parallel-size", "2") == 2
-    assert "separate processes" in capsys.readouterr().err
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert _gen(tmp_path, "--engine", "vllm", "--data-parallel-size", "2",
+                "--tensor-parallel-size", "2") == 2  # 2 engines x 2 GPUs: before anything starts
+    assert "needs 4 GPUs; 2 visible (0,1)" in capsys.readouterr().err
     assert _gen(tmp_path, "--engine", "vllm", "--num-processes", "2") == 2
     assert "--tensor-parallel-size" in capsys.readouterr().err
     assert _gen(tmp_path, "--engine", "vllm", "--tensor-parallel-size", "0") == 2

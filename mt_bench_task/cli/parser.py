@@ -57,7 +57,8 @@ def add_local_model(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--chat-template", default=None,
                    help="Jinja chat template file, for models whose tokenizer has none")
     p.add_argument("--num-processes", type=int, default=1,
-                   help="hf engine: spawn N accelerate processes (or run under `accelerate launch`)")
+                   help="hf engine: spawn N accelerate processes (or run under `accelerate launch`); "
+                        "the same as --data-parallel-size there")
     add_engine(p)
 
 
@@ -76,7 +77,9 @@ def add_engine(p: argparse.ArgumentParser, judge: bool = False) -> None:
                                                      "where supported)")
     else:
         g.add_argument("--data-parallel-size", type=int, default=1,
-                       help="> 1 is refused: run one process per replica (README)")
+                       help="N engines sharing the questions, each in its own process on its own "
+                            "GPUs (tensor x pipeline parallel size each); on the hf engine N "
+                            "accelerate processes (docs/engines-data-parallel.md)")
     g.add_argument("--gpu-memory-utilization", type=float, default=None,
                    help="default: vLLM's")
     g.add_argument("--max-model-len", type=int, default=None,

