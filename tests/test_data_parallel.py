@@ -235,3 +235,18 @@ def test_two_replica_processes_write_what_one_engine_writes(tmp_path: Path,
         GenerationConfig(**{**base.__dict__, "answer_file": out, "data_parallel_size": 2}),
         str(default_model_dir), pending, out, ws.bench, 1)
     assert _rows(out) == _rows(base.output_path) and not list(tmp_path.glob("*.shard-*"))
+
+
+def test_the_engine_given_is_not_chosen_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` resolves --engine once (generation, then its local judge): handed a backend,
+    generate_answers never resolves 'auto' itself (which looks for vLLM, then a GPU)."""
+    import importlib.util
+
+    real, looked = importlib.util.find_spec, []
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: looked.append(name) or real(name, *a))
+    backend = FakeBackend()
+    cfg = GenerationConfig(model_path=str(tmp_path), data_dir=tmp_path, question_end=1)
+    assert cfg.engine == "auto"
+    generate_answers(cfg, open_workspace(data_dir=tmp_path), backend=backend)  # type: ignore[arg-type]
+    assert backend.asked == [[81]] and "vllm" not in looked

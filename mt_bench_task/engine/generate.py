@@ -20,7 +20,7 @@ from mt_bench_task.core.workspace import Workspace, workspace_at
 from mt_bench_task.engine.config import EngineOptions, GenerationConfig, GenerationStats
 from mt_bench_task.engine.data_parallel import fold_shards
 from mt_bench_task.engine.models import resolve_model_path
-from mt_bench_task.engine.registry import Backend, choose_engine, engine_backend
+from mt_bench_task.engine.registry import Backend, check_engine_name, engine_backend
 
 __all__ = ["EngineOptions", "GenerationConfig", "GenerationStats", "generate_answers"]
 
@@ -53,4 +53,4 @@ def _validate(cfg: GenerationConfig) -> None:
                  "data_parallel_size"):  # vLLM's own options: its backend's check
         if getattr(cfg, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
-    choose_engine(cfg.engine)  # an unknown name is an error before any work
+    check_engine_name(cfg.engine)  # an unknown name is an error before any work (resolved once: below)

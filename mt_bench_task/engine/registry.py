@@ -45,10 +45,14 @@ class Backend(Protocol):
         ...
 
 
-def choose_engine(name: str) -> str:
-    """'auto' -> 'vllm' when vLLM is importable and a CUDA device is present, else 'hf'."""
+def check_engine_name(name: str) -> None:
     if name not in ENGINES:
         raise DataError(f"unknown engine {name!r} (expected one of {list(ENGINES)})")
+
+
+def choose_engine(name: str) -> str:
+    """'auto' -> 'vllm' when vLLM is importable and a CUDA device is present, else 'hf'."""
+    check_engine_name(name)
     if name != "auto":
         return name
     if importlib.util.find_spec("vllm") is None:
