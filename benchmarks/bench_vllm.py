@@ -69,6 +69,7 @@ def main() -> None:
     from dataclasses import replace
 
     from mt_bench_task.core.bench import load_bench
+    from mt_bench_task.core.workspace import Workspace
     from mt_bench_task.engine.generate import GenerationConfig, generate_answers
     from mt_bench_task.engine.models import default_model_dir
     from mt_bench_task.engine.vllm.engine import VllmEngine
@@ -88,7 +89,8 @@ def main() -> None:
             for kind in ("seam", "direct") if i % 2 == 0 else ("direct", "seam"):
                 cpu = time.process_time()
                 if kind == "seam":
-                    s = generate_answers(replace(cfg, data_dir=Path(tmp) / f"seam{i}"), bench)
+                    seam_dir = Path(tmp) / f"seam{i}"
+                    s = generate_answers(replace(cfg, data_dir=seam_dir), Workspace(bench, seam_dir))
                     n, sec = s.tokens, s.seconds
                 else:
                     n, sec = direct(engine, bench.select(begin, end), bench.temperature, max_new)
