@@ -250,3 +250,20 @@ def test_the_engine_given_is_not_chosen_again(tmp_path: Path, monkeypatch: pytes
     assert cfg.engine == "auto"
     generate_answers(cfg, open_workspace(data_dir=tmp_path), backend=backend)  # type: ignore[arg-type]
     assert backend.asked == [[81]] and "vllm" not in looked
+
+
+def test_a_replica_stopped_by_a_user_error_says_it_in_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from mt_bench_task.engine import gen_worker
+
+    ws = open_workspace(data_dir=tmp_path)
+    out, model = tmp_path / "a.jsonl", tmp_path / "empty-model"
+    model.mkdir()
+    shard = plan_shards(out, ws.bench.select(0, 1), 1, 1, [], [])[0]
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(data_parallel.shard_spec(
+        GenerationConfig(engine="vllm", data_dir=tmp_path), str(model), ws.bench, shard,
+        tmp_path / "stats.json")))
+    assert gen_worker.main(["--shard", str(spec)]) == 2  # the tokenizer is loaded before vLLM
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "its tokenizer does not load" in err and "Traceback" not in err
+    assert not shard.path.exists()

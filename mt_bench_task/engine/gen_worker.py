@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.ids import question_key
 from mt_bench_task.core.workspace import open_workspace
 from mt_bench_task.engine.config import GenerationConfig
@@ -23,7 +24,11 @@ from mt_bench_task.engine.generate import generate_answers
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     if args[:1] == ["--shard"]:
-        return run_shard(json.loads(Path(args[1]).read_text()))
+        try:
+            return run_shard(json.loads(Path(args[1]).read_text()))
+        except DataError as e:  # a user error (vLLM refused an option, ...): one line, as the CLI
+            print(f"mt-bench gen: data parallel replica: error: {e}", file=sys.stderr)
+            return 2
     cfg_file, stats_file = args[:2]
     d = json.loads(Path(cfg_file).read_text())
     workspace = open_workspace(d.pop("bench_name"), d["data_dir"])
