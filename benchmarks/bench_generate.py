@@ -170,7 +170,7 @@ def main() -> None:
     import torch
 
     from mt_bench_task.core.bench import load_bench
-    from mt_bench_task.engine.hf.models import default_model_dir, load_tokenizer
+    from mt_bench_task.engine.models import default_model_dir, load_tokenizer
 
     model_dir = str(default_model_dir())
     tok = load_tokenizer(model_dir)

@@ -107,7 +107,7 @@ def _run_vllm(engine: Any, questions: list, targets: dict, choices: int) -> int:
     from mt_bench_task.core.bench import load_bench
     from mt_bench_task.engine.base import clean_output, prompt_ids
     from mt_bench_task.engine.driver import Conversation
-    from mt_bench_task.engine.vllm import sampling_kwargs
+    from mt_bench_task.engine.vllm.engine import sampling_kwargs
 
     llm, tok, stop = engine.llm, engine.tok, engine.stop_token_ids
     convs: dict[str, Conversation] = {}
@@ -204,12 +204,12 @@ def _one(config: str, batch: int, max_new: int, nq: int, choices: int, model: st
     questions = load_bench().select(0, nq)
     t0 = time.perf_counter()
     if config == "vllm":
-        from mt_bench_task.engine.generate import GenerationConfig
-        from mt_bench_task.engine.hf.models import resolve_model_path
-        from mt_bench_task.engine.vllm import VllmEngine
+        from mt_bench_task.engine.config import EngineOptions
+        from mt_bench_task.engine.models import resolve_model_path
+        from mt_bench_task.engine.vllm.engine import VllmEngine
 
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
-        engine = VllmEngine.start(GenerationConfig(engine="vllm", max_model_len=4096, dtype=dtype),
+        engine = VllmEngine.start(EngineOptions(max_model_len=4096, dtype=dtype),
                                   resolve_model_path(model, "main"))
         startup = time.perf_counter() - t0
         targets = _targets(engine.tok, max_new)

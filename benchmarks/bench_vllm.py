@@ -32,7 +32,7 @@ def direct(engine, questions, temperature, max_new: int) -> tuple[int, float]:  
     from vllm.sampling_params import RequestOutputKind
 
     from mt_bench_task.engine.base import GenRequest, clean_output, prompt_ids
-    from mt_bench_task.engine.vllm import sampling_kwargs
+    from mt_bench_task.engine.vllm.engine import sampling_kwargs
 
     llm, tok, stop = engine.llm, engine.tok, engine.stop_token_ids
     history = {q.question_id: [] for q in questions}
@@ -69,15 +69,16 @@ def main() -> None:
     from dataclasses import replace
 
     from mt_bench_task.core.bench import load_bench
+    from mt_bench_task.core.workspace import Workspace
     from mt_bench_task.engine.generate import GenerationConfig, generate_answers
-    from mt_bench_task.engine.hf.models import default_model_dir
-    from mt_bench_task.engine.vllm import VllmEngine
+    from mt_bench_task.engine.models import default_model_dir
+    from mt_bench_task.engine.vllm.engine import VllmEngine
 
     bench = load_bench()
     cfg = GenerationConfig(engine="vllm", question_begin=begin, question_end=end,
                            max_new_token=max_new, max_model_len=2048)
     t0 = time.perf_counter()
-    engine = VllmEngine.start(cfg, str(default_model_dir()))
+    engine = VllmEngine.start(cfg.load_options, str(default_model_dir()))
     startup = time.perf_counter() - t0
     close, VllmEngine.start = engine.close, classmethod(lambda cls, c, p: engine)  # type: ignore[method-assign,assignment]
     engine.close = lambda: None  # type: ignore[method-assign]
@@ -88,7 +89,8 @@ def main() -> None:
             for kind in ("seam", "direct") if i % 2 == 0 else ("direct", "seam"):
                 cpu = time.process_time()
                 if kind == "seam":
-                    s = generate_answers(replace(cfg, data_dir=Path(tmp) / f"seam{i}"), bench)
+                    seam_dir = Path(tmp) / f"seam{i}"
+                    s = generate_answers(replace(cfg, data_dir=seam_dir), Workspace(bench, seam_dir))
                     n, sec = s.tokens, s.seconds
                 else:
                     n, sec = direct(engine, bench.select(begin, end), bench.temperature, max_new)

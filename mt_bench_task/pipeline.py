@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mt_bench_task.core.bench import Bench, load_bench
-from mt_bench_task.engine.hf.models import DEFAULT_MODEL
+from mt_bench_task.core.workspace import Workspace, workspace_at
+from mt_bench_task.engine.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from mt_bench_task.core.chat import ChatClient
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from mt_bench_task.outputs.views import ShowOutput
 
 # The embedded model's answer budget, so the quick run finishes in minutes on a 2-core CPU
-# (FastChat's is 1024 new tokens; the embedded judge's is engine/judge.py's). Explicit values win.
+# (FastChat's is 1024 new tokens; the embedded judge's is core/judges.py's). Explicit values win.
 QUICK_ANSWER_TOKENS = 96
 
 
@@ -42,21 +42,23 @@ class RunSummary:
         return self.judging.ok
 
 
-def run_all(gen: GenerationConfig, judge: JudgeRun, *, bench: Bench | None = None,
+def run_all(gen: GenerationConfig, judge: JudgeRun, *, workspace: Workspace | None = None,
             plot: Path | str | None = None, judge_client: ChatClient | None = None,
             on_generated: Callable[[GenerationStats], None] | None = None,
             on_plan: Callable[[str], None] | None = None) -> RunSummary:
     """Generate `gen`'s answers, judge that model's answers with `judge` (the same question
     slice), then score them; the radar goes to `plot` (default DATA_DIR/radar.png, single mode).
     A local judge runs on the generation's engine and options; `judge_client` replaces the
-    client made here."""
+    client made here. The bench: the workspace's (default: gen.data_dir's, `workspace_at`)."""
     from mt_bench_task.clients import make_client
     from mt_bench_task.engine.generate import generate_answers
+    from mt_bench_task.engine.registry import engine_backend
     from mt_bench_task.judging.run import run_judging
     from mt_bench_task.outputs.views import show
 
-    bench = bench or load_bench(data_dir=gen.data_dir)
-    generated = generate_answers(gen, bench)
+    workspace = workspace_at(gen.data_dir, workspace)
+    backend = engine_backend(gen.engine)  # generation and a local judge: one engine
+    generated = generate_answers(gen, workspace, backend=backend)
     if on_generated is not None:
         on_generated(generated)
     judge = replace(judge, data_dir=gen.data_dir, model_list=[gen.model_id],
@@ -65,13 +67,14 @@ def run_all(gen: GenerationConfig, judge: JudgeRun, *, bench: Bench | None = Non
     spec = judge.judge
     client = judge_client
     if client is None and not judge.dry_run:
-        client = make_client(spec, base_url=judge.base_url, local_engine=gen.engine,
+        client = make_client(spec, base_url=judge.base_url, local_engine=backend,
                              local_options=gen.engine_options)
-    judged = run_judging(judge, client=client, bench=bench, on_plan=on_plan)
+    judged = run_judging(judge, client=client, bench=workspace.bench, on_plan=on_plan)
     if judge.dry_run or judged.batch_pending:  # --batch --no-wait: a later run shows
         return RunSummary(generated, judged, None)
     single = judge.mode == "single"
     shown = show(data_dir=gen.data_dir, input_file=None, judge_model=spec.display_name,
                  mode=judge.mode, model_list=None, baseline_model=judge.baseline_model,
-                 plot=(plot or gen.data_dir / "radar.png") if single else None, bench=bench)
+                 plot=(plot or gen.data_dir / "radar.png") if single else None,
+                 workspace=workspace)
     return RunSummary(generated, judged, shown)

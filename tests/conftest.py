@@ -29,7 +29,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
     """The converted SmolLM2-135M-Instruct dir (bf16 safetensors); converts on first use (~25 s)."""
-    from mt_bench_task.engine.hf.models import default_model_dir as _default_model_dir
+    from mt_bench_task.engine.models import default_model_dir as _default_model_dir
 
     return _default_model_dir()
 

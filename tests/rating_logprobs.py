@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mt_bench_task.engine.judge import RATINGS
+from mt_bench_task.engine.local_judge import RATINGS
 
 
 def candidate_logprobs(model: Any, tok: Any, context: list[int]) -> list[float]:

@@ -139,10 +139,10 @@ def test_vicuna_bench_end_to_end_with_fastchats_prompts(tmp_path, capsys):
     out = tmp_path / "r.html"
     assert cli.main(["report", "--bench-name", "vicuna_bench", "--data-dir", str(d),
                      "--out", str(out)]) == 0
-    from mt_bench_task.core.bench import load_bench
+    from mt_bench_task.core.workspace import open_workspace
     from mt_bench_task.outputs.report import build_payload
 
-    payload = build_payload(d, bench=load_bench("vicuna_bench", d))
+    payload = build_payload(d, workspace=open_workspace("vicuna_bench", d))
     assert payload["single"]["categories"] == list(dict.fromkeys(cat.values()))
     assert len(payload["questions"]) == 80 and out.stat().st_size > 0
 

@@ -86,7 +86,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wd / "deep.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")  # RecursionError in json
     row = (CONFORMANCE / SINGLE_FILE).read_text().splitlines()[0]
     (wd / "huge.jsonl").write_text(re.sub(r'"score": [0-9]+', '"score": 1e400', row, count=1) + "\n")
-    from mt_bench_task.engine.hf.models import default_model_dir
+    from mt_bench_task.engine.models import default_model_dir
 
     (wd / "no_tokenizer").mkdir()
     (wd / "no_tokenizer" / "config.json").write_text("{}")

@@ -15,11 +15,12 @@ import pytest
 from mt_bench_task.cli.main import main
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.engine import base
-from mt_bench_task.engine.base import GenRequest, GenResult, choose_engine
+from mt_bench_task.engine import registry
+from mt_bench_task.engine.base import GenRequest, GenResult
 from mt_bench_task.engine.driver import AnswerSink, Work, drive
 from mt_bench_task.engine.generate import GenerationConfig
-from mt_bench_task.engine.vllm import cpu_engine_args, cpu_thread_binding, engine_args, sampling_kwargs
+from mt_bench_task.engine.registry import choose_engine
+from mt_bench_task.engine.vllm.engine import cpu_engine_args, cpu_thread_binding, engine_args, sampling_kwargs
 
 ROOT = Path(__file__).parent.parent
 
@@ -106,10 +107,10 @@ def test_sampling_kwargs_greedy_below_fastchats_threshold() -> None:
 def test_engine_args_pass_the_parallel_and_memory_options_through() -> None:
     cfg = GenerationConfig(tensor_parallel_size=4, pipeline_parallel_size=2, dtype="float16",
                            gpu_memory_utilization=0.8, max_model_len=4096)
-    assert engine_args(cfg, "/m") == {
+    assert engine_args(cfg.load_options, "/m") == {
         "model": "/m", "dtype": "float16", "seed": 0, "tensor_parallel_size": 4,
         "pipeline_parallel_size": 2, "gpu_memory_utilization": 0.8, "max_model_len": 4096}
-    assert engine_args(GenerationConfig(), "/m") == {
+    assert engine_args(GenerationConfig().load_options, "/m") == {
         "model": "/m", "dtype": "auto", "seed": 0, "tensor_parallel_size": 1,
         "pipeline_parallel_size": 1}
     assert re.fullmatch(r"\d+(-\d+|(,\d+)*)", cpu_thread_binding())
@@ -117,9 +118,9 @@ def test_engine_args_pass_the_parallel_and_memory_options_through() -> None:
 
 def test_cpu_engine_args_prefill_whole_prompts(default_model_dir: Path) -> None:
     """vLLM's CPU build dies on a seeded request prefilled in chunks: no chunks on a CPU."""
-    assert cpu_engine_args(GenerationConfig(max_model_len=1024), "/m") == {
+    assert cpu_engine_args(GenerationConfig(max_model_len=1024).load_options, "/m") == {
         "enable_chunked_prefill": False, "max_num_batched_tokens": 1024}
-    assert cpu_engine_args(GenerationConfig(), str(default_model_dir)) == {
+    assert cpu_engine_args(GenerationConfig().load_options, str(default_model_dir)) == {
         "enable_chunked_prefill": False, "max_num_batched_tokens": 8192}  # SmolLM2's context
 
 
@@ -127,14 +128,14 @@ def test_auto_picks_vllm_only_with_vllm_and_a_gpu(monkeypatch: pytest.MonkeyPatc
     import torch
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(base.importlib.util, "find_spec",
+    monkeypatch.setattr(registry.importlib.util, "find_spec",
                         lambda n, *a: object() if n == "vllm" else real(n, *a))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert choose_engine("auto") == "vllm"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert choose_engine("auto") == "hf"
     assert choose_engine("vllm") == "vllm" and choose_engine("hf") == "hf"
-    monkeypatch.setattr(base.importlib.util, "find_spec",
+    monkeypatch.setattr(registry.importlib.util, "find_spec",
                         lambda n, *a: None if n == "vllm" else real(n, *a))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert choose_engine("auto") == "hf"
@@ -154,13 +155,15 @@ def test_cli_engine_vllm_without_vllm_is_a_clear_error(tmp_path: Path, capsys) -
     assert not (tmp_path / "model_answer").exists()
 
 
-def test_cli_refuses_data_parallel_and_accelerate_with_vllm(tmp_path: Path, capsys,  # type: ignore[no-untyped-def]
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_refuses_too_few_gpus_and_accelerate_with_vllm(tmp_path: Path, capsys,  # type: ignore[no-untyped-def]
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda n, *a: object() if n == "vllm" else real(n, *a))
-    assert _gen(tmp_path, "--engine", "vllm", "--data-parallel-size", "2") == 2
-    assert "separate processes" in capsys.readouterr().err
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert _gen(tmp_path, "--engine", "vllm", "--data-parallel-size", "2",
+                "--tensor-parallel-size", "2") == 2  # 2 engines x 2 GPUs: before anything starts
+    assert "needs 4 GPUs; 2 visible (0,1)" in capsys.readouterr().err
     assert _gen(tmp_path, "--engine", "vllm", "--num-processes", "2") == 2
     assert "--tensor-parallel-size" in capsys.readouterr().err
     assert _gen(tmp_path, "--engine", "vllm", "--tensor-parallel-size", "0") == 2
@@ -176,7 +179,7 @@ def test_cli_refuses_data_parallel_and_accelerate_with_vllm(tmp_path: Path, caps
     from mt_bench_task.clients import make_client
     from mt_bench_task.core.errors import DataError
     from mt_bench_task.core.judge_spec import judge_spec
-    from mt_bench_task.engine.judge import EngineOptions
+    from mt_bench_task.engine.config import EngineOptions
 
     with pytest.raises(DataError, match="gpu-memory-utilization"):
         make_client(judge_spec("default"), local_engine="vllm",
@@ -230,7 +233,7 @@ def test_judge_and_calibrate_give_a_local_judge_its_engine_and_vllms_options(com
     from mt_bench_task.clients import make_client
     from mt_bench_task.clients.local_judge import LocalJudgeClient
     from mt_bench_task.core.judge_spec import judge_spec
-    from mt_bench_task.engine.judge import EngineOptions
+    from mt_bench_task.engine.config import EngineOptions
 
     args = build_parser().parse_args([command, "--judge-model", str(tmp_path), "--engine",
                                       "vllm", "--tensor-parallel-size", "4", "--max-model-len",

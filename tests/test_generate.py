@@ -121,7 +121,7 @@ def test_sampling_is_reproducible_per_choice_seed(default_model_dir: Path, tmp_p
 
 @pytest.mark.slow
 def test_clean_output_cuts_at_eos_and_drops_special_tokens(default_model_dir: Path) -> None:
-    from mt_bench_task.engine.hf.models import load_tokenizer
+    from mt_bench_task.engine.models import load_tokenizer
 
     tok = load_tokenizer(str(default_model_dir))
     ids = tok("  <|im_start|>Hello world", add_special_tokens=False)["input_ids"]

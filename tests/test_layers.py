@@ -101,3 +101,100 @@ def test_the_check_sees_judging_importing_a_client_or_an_outer_layer(tmp_path, s
     found = violations(root)
     assert sorted(f.split(":")[0] for f in found) == ["mt_bench_task/core/bad.py",
                                                       "mt_bench_task/judging/bad.py"]
+
+
+# ---- import cycles ----
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def runtime_imports(tree: ast.AST, package: list[str]) -> list[tuple[str, list[str]]]:
+    """(module, names) for every import that can run: at module level or inside a function,
+    those under `if TYPE_CHECKING:` left out (their `else:` counts)."""
+    found: list[tuple[str, list[str]]] = []
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            todo += node.orelse
+            continue
+        if isinstance(node, ast.Import):
+            found += [(a.name, []) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found.append((module, [a.name for a in node.names]))
+        todo += ast.iter_child_nodes(node)
+    return found
+
+
+def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (`from pkg import mod` imports pkg.mod)."""
+    modules = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        name = ".".join(parts[:-1] if is_package else parts)
+        modules[name] = (path, parts[:-1] if not is_package else parts)
+    graph: dict[str, set[str]] = {}
+    for name, (path, package) in modules.items():
+        edges = set()
+        for module, names in runtime_imports(ast.parse(path.read_text(encoding="utf-8")), package):
+            subs = [f"{module}.{n}" for n in names if f"{module}.{n}" in modules]
+            edges |= set(subs) if subs and len(subs) == len(names) else (
+                set(subs) | ({module} if module in modules else set()))
+        graph[name] = edges - {name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
+def test_no_import_cycles_lazy_imports_included():
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_check_sees_a_cycle_through_a_lazy_import_and_skips_type_checking(tmp_path):
+    root = tmp_path / "mt_bench_task"
+    (root / "engine").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "engine" / "__init__.py").write_text("")
+    (root / "engine" / "a.py").write_text("from mt_bench_task.engine.b import f\n")
+    (root / "engine" / "b.py").write_text("def f():\n    from mt_bench_task.engine import a\n")
+    (root / "engine" / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from mt_bench_task.engine import d\n")
+    (root / "engine" / "d.py").write_text("from . import c\n")
+    assert cycles(import_graph(root)) == [["mt_bench_task.engine.a", "mt_bench_task.engine.b"]]
+    (root / "engine" / "c.py").write_text("def g():\n    from mt_bench_task.engine import d\n")
+    assert cycles(import_graph(root)) == [["mt_bench_task.engine.a", "mt_bench_task.engine.b"],
+                                          ["mt_bench_task.engine.c", "mt_bench_task.engine.d"]]

@@ -20,8 +20,9 @@ from mt_bench_task.core.judge_spec import judge_spec
 from mt_bench_task.core.prompts import extract_rating
 from mt_bench_task.core.types import Choice, SingleJudgment
 from mt_bench_task.engine.base import stop_token_ids
-from mt_bench_task.engine.hf.judge import HfJudge
-from mt_bench_task.engine.judge import RATING_SUFFIX, RATINGS, EngineOptions, JudgeCall
+from mt_bench_task.engine.config import EngineOptions
+from mt_bench_task.engine.hf.judge_decoder import HfJudge
+from mt_bench_task.engine.local_judge import RATING_SUFFIX, RATINGS, JudgeCall
 from mt_bench_task.judging.run import judge_answers
 
 pytestmark = pytest.mark.slow
@@ -65,7 +66,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def judge() -> LocalJudgeClient:
-    from mt_bench_task.engine.hf.models import default_model_dir
+    from mt_bench_task.engine.models import default_model_dir
 
     # fp32: in bf16 a batched greedy run need not equal a batch-1 run (HF_STACK_NOTES section 7)
     client = LocalJudgeClient(str(default_model_dir()), max_new_tokens=12)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.engine.hf import models
+from mt_bench_task.engine import models
+from mt_bench_task.engine.hf.models import load_model_and_tokenizer
 
 
 # ---- no model needed ----
@@ -79,7 +80,7 @@ def test_default_model_dir_is_converted_safetensors(default_model_dir: Path) -> 
 def test_load_default_model_bf16_left_padding(default_model_dir: Path) -> None:
     import torch
 
-    model, tok = models.load_model_and_tokenizer("default")
+    model, tok = load_model_and_tokenizer("default")
     assert model.dtype == torch.bfloat16 and not model.training
     assert tok.padding_side == "left" and tok.pad_token_id is not None
     assert tok.chat_template

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 def cmd_gen(args: argparse.Namespace) -> int:
     from mt_bench_task.engine.generate import generate_answers
 
-    print(generate_answers(generation_config(args), bench(args))
+    print(generate_answers(generation_config(args), workspace(args))
           .summary())
     return 0
 
@@ -43,7 +43,7 @@ def cmd_gen_api(args: argparse.Namespace) -> int:
         model=args.model, data_dir=data_dir(args), base_url=args.openai_api_base,
         parallel=args.parallel, max_tokens=args.max_tokens, num_choices=args.num_choices,
         question_begin=args.question_begin, question_end=args.question_end,
-        force_temperature=args.force_temperature, bench=bench(args))
+        force_temperature=args.force_temperature, workspace=workspace(args))
     print(stats.summary())
     return 0 if stats.failed == 0 else 1  # "$ERROR$" answers are asked again on the next run
 
@@ -70,14 +70,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not args.input_file:
         args.judge_model = judge_to_read(args, args.mode)
     if args.leaderboard:  # among the published MT-bench models (MT-bench only)
-        return cli_official.show_leaderboard(args, data_dir(args), bench(args))
+        return cli_official.show_leaderboard(args, data_dir(args), workspace(args))
     from mt_bench_task.core.judge_spec import DEFAULT_JUDGE
     from mt_bench_task.outputs.views import show
 
     out = show(data_dir=data_dir(args), input_file=args.input_file,
                judge_model=args.judge_model or DEFAULT_JUDGE,
                mode=args.mode, model_list=args.model_list, baseline_model=args.baseline_model,
-               plot=args.plot, seed=args.seed, bench=bench(args))
+               plot=args.plot, seed=args.seed, workspace=workspace(args))
     print_show(out, as_json=args.json)
     return 0
 
@@ -109,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.answer_file = None
     gen = generation_config(args)
     judge = judge_run(args, judge_model=args.judge_model or EMBEDDED_JUDGE)
-    summary = run_all(gen, judge, bench=bench(args), plot=args.plot,
+    summary = run_all(gen, judge, workspace=workspace(args), plot=args.plot,
                       on_plan=_to_stderr, on_generated=lambda s: print(s.summary()))
     if summary.judging.sent or summary.judging.batch_ids:
         for line in summary.judging.end_lines():
@@ -149,7 +149,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     res = publish_results(repo_id=args.repo_id, data_dir=data_dir(args), results_file=args.results,
                           judge_model=judge, model_id=args.model_id,
                           create_pr=args.create_pr, dry_run=args.dry_run, revision=args.revision,
-                          bench=bench(args))
+                          workspace=workspace(args))
     for note in res.notes:
         print(f"mt-bench publish: note: {note}", file=sys.stderr)
     if args.dry_run:
@@ -177,7 +177,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     judge = judge_to_read(args, "single", "pairwise-all", fallback=DEFAULT_JUDGE)  # answers alone
     out = write_report(data_dir=data_dir(args), judge_model=judge, out=Path(args.out),
-                       bench=bench(args), leaderboard=args.leaderboard)
+                       workspace=workspace(args), leaderboard=args.leaderboard)
     print(f"wrote {out}")
     return 0
 

@@ -11,9 +11,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mt_bench_task.core.errors import DataError
+
+if TYPE_CHECKING:
+    from mt_bench_task.core.workspace import Workspace
+    from mt_bench_task.engine.config import EngineOptions
 
 
 def add_leaderboard_options(p: argparse.ArgumentParser, plot: bool = False) -> None:
@@ -43,19 +47,19 @@ def check_show_options(args: argparse.Namespace) -> None:
         raise DataError("--leaderboard needs single-mode judgments (--mode single)")
 
 
-def show_leaderboard(args: argparse.Namespace, data_dir: Path, bench: Any) -> int:
+def show_leaderboard(args: argparse.Namespace, data_dir: Path, workspace: Workspace) -> int:
     """`mt-bench show --leaderboard`: the placement table (or JSON) on stdout, notes on stderr."""
     from mt_bench_task.outputs.official import show_leaderboard as view
 
     out = view(data_dir, args.input_file, args.judge_model, args.mode, args.model_list,
-               args.json, args.plot, args.reference_models, args.seed, bench=bench)
+               args.json, args.plot, args.reference_models, args.seed, workspace=workspace)
     for line in out.stderr:
         print(line, file=sys.stderr)
     print(out.stdout)
     return 0
 
 
-def calibrate(args: argparse.Namespace, data_dir: Path, engine_options: Any) -> int:
+def calibrate(args: argparse.Namespace, data_dir: Path, engine_options: EngineOptions) -> int:
     """`mt-bench calibrate`: the plan (stdout with --dry-run, else stderr), then the table or
     the JSON object; exit 1 while $ERROR$ judgments remain (sent again on the next run)."""
     from mt_bench_task.judging.execute import SendOptions

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mt_bench_task.core.bench import Bench
     from mt_bench_task.core.workspace import Workspace
-    from mt_bench_task.engine.generate import GenerationConfig
-    from mt_bench_task.engine.judge import EngineOptions
+    from mt_bench_task.engine.config import EngineOptions, GenerationConfig
     from mt_bench_task.judging.run import JudgeRun
 
 
@@ -49,8 +48,8 @@ def judge_to_read(args: argparse.Namespace, *modes: str, fallback: str | None = 
 
 def generation_config(args: argparse.Namespace) -> GenerationConfig:
     """The local-model options as the library's plain `GenerationConfig` value."""
-    from mt_bench_task.engine.generate import GenerationConfig
-    from mt_bench_task.engine.hf.models import DEFAULT_MODEL, model_id_for
+    from mt_bench_task.engine.config import GenerationConfig
+    from mt_bench_task.engine.models import DEFAULT_MODEL, model_id_for
 
     model_path = args.model_path or DEFAULT_MODEL
     answer_path = getattr(args, "answer_file", None)  # `mt-bench run` has no --answer-file
@@ -69,7 +68,7 @@ def generation_config(args: argparse.Namespace) -> GenerationConfig:
 
 def judge_engine_options(args: argparse.Namespace) -> EngineOptions:
     """A local judge's options (judge, calibrate)."""
-    from mt_bench_task.engine.judge import EngineOptions
+    from mt_bench_task.engine.config import EngineOptions
 
     return EngineOptions(dtype=args.dtype, tensor_parallel_size=args.tensor_parallel_size,
                          pipeline_parallel_size=args.pipeline_parallel_size,

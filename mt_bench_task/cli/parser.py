@@ -7,6 +7,7 @@ from typing import NoReturn
 
 from mt_bench_task.cli import official as cli_official
 from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, DEFAULT_JUDGE, DEFAULT_MODE, MODES
+from mt_bench_task.engine.registry import ENGINES
 
 EXIT_CODES = """exit codes: 0 done; 1 finished but failures remain (re-run to retry them); 2 user or input
 error, or a judge that refuses every request (one line `mt-bench <command>: error: ...`);
@@ -56,14 +57,15 @@ def add_local_model(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--chat-template", default=None,
                    help="Jinja chat template file, for models whose tokenizer has none")
     p.add_argument("--num-processes", type=int, default=1,
-                   help="hf engine: spawn N accelerate processes (or run under `accelerate launch`)")
+                   help="hf engine: spawn N accelerate processes (or run under `accelerate launch`); "
+                        "the same as --data-parallel-size there")
     add_engine(p)
 
 
 def add_engine(p: argparse.ArgumentParser, judge: bool = False) -> None:
     """The engine and vLLM's pass-through options: of the model under test (gen; run, where a
     local judge runs on them too), or of a local judge (judge, calibrate)."""
-    p.add_argument("--engine", choices=["auto", "hf", "vllm"], default="auto",
+    p.add_argument("--engine", choices=ENGINES, default="auto",
                    help=("a local judge's engine: " if judge else "") +
                         "auto (default): vllm when it is installed and a GPU is present, else hf "
                         "(transformers in this process)")
@@ -75,7 +77,9 @@ def add_engine(p: argparse.ArgumentParser, judge: bool = False) -> None:
                                                      "where supported)")
     else:
         g.add_argument("--data-parallel-size", type=int, default=1,
-                       help="> 1 is refused: run one process per replica (README)")
+                       help="N engines sharing the questions, each in its own process on its own "
+                            "GPUs (tensor x pipeline parallel size each); on the hf engine N "
+                            "accelerate processes (docs/engines-data-parallel.md)")
     g.add_argument("--gpu-memory-utilization", type=float, default=None,
                    help="default: vLLM's")
     g.add_argument("--max-model-len", type=int, default=None,

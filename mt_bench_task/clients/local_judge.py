@@ -1,5 +1,5 @@
-"""A local judge: the judge model runs on an engine (engine/judge.py: `hf` in this process, or
-`vllm`), behind the ChatClient protocol.
+"""A local judge: the judge model runs on an engine (engine/local_judge.py: `hf` in this process,
+or `vllm`), behind the ChatClient protocol.
 
 Concurrent `complete()` calls are gathered by a micro-batcher into one batch of `JudgeCall`s.
 Small judges often write no `[[rating]]`; then the engine's most probable rating 1..10 comes
@@ -22,12 +22,9 @@ from dataclasses import dataclass
 
 from mt_bench_task.core.chat import ClientUsage, Completion
 from mt_bench_task.core.judge_spec import local_judge_budget
-from mt_bench_task.engine.judge import (
-    EngineOptions,
-    JudgeCall,
-    JudgeEngine,
-    start_judge_engine,
-)
+from mt_bench_task.engine.config import EngineOptions
+from mt_bench_task.engine.local_judge import JudgeCall, LocalJudgeEngine
+from mt_bench_task.engine.registry import Backend, engine_backend
 
 _COLLECT_S = 0.01  # wait this long after the first request so concurrent callers join its batch
 
@@ -42,15 +39,17 @@ class LocalJudgeClient:
     """ChatClient running `judge_model` ("default", a model dir or a cached hub id) on `engine`."""
 
     def __init__(self, judge_model: str, *, batch_size: int = 16, max_new_tokens: int | None = None,
-                 engine: str = "hf", options: EngineOptions | None = None) -> None:
-        self.judge_model, self.engine_name = judge_model, engine
+                 engine: Backend | str = "hf", options: EngineOptions | None = None) -> None:
+        self.judge_model = judge_model
+        self.backend = engine_backend(engine) if isinstance(engine, str) else engine
+        self.engine_name = self.backend.name
         self.options = options or EngineOptions()
         self.batch_size = max(1, batch_size)
         self.max_new_tokens = max_new_tokens or local_judge_budget(judge_model)
         self.usage = ClientUsage()
         self.adaptations: list[str] = []  # a local model takes FastChat's request as it is
         self.batch_sizes: list[int] = []  # one entry per batch
-        self.engine: JudgeEngine | None = None  # started on the first batch
+        self.engine: LocalJudgeEngine | None = None  # started on the first batch
         self._queue: asyncio.Queue[_Request] | None = None
         self._worker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -122,7 +121,7 @@ class LocalJudgeClient:
     def _run(self, batch: list[_Request]) -> list[Completion]:
         with self._lock, _ctrl_c_raises():
             if self.engine is None:
-                self.engine = start_judge_engine(self.engine_name, self.judge_model, self.options)
+                self.engine = self.backend.start_judge(self.judge_model, self.options)
             replies = self.engine.judge([r.call for r in batch])
         self.batch_sizes.append(len(batch))
         for reply in replies:

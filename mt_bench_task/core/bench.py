@@ -21,6 +21,9 @@ from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.ids import QuestionId, id_text
 from mt_bench_task.core.types import Answer, Choice, JudgePrompt, Question
 
+# FastChat keys reference answers by judge; its packaged ones are GPT-4's (reference_answer/gpt-4.jsonl)
+REFERENCE_JUDGE = "gpt-4"
+
 DEFAULT_BENCH = "mt_bench"
 # FastChat's common.NEED_REF_CATS: these categories are judged with the -math- prompts + reference
 NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
@@ -180,7 +183,7 @@ def reference_set(references: Mapping[str, Mapping[QuestionId, Answer]],
                   judge_model: str) -> tuple[str | None, Mapping[QuestionId, Answer]]:
     """FastChat keys references by judge name; other judges reuse gpt-4's (FastChat: KeyError),
     else the only set there is."""
-    for name in (judge_model, "gpt-4", *sorted(references)):
+    for name in (judge_model, REFERENCE_JUDGE, *sorted(references)):
         if name in references:
             return name, references[name]
     return None, {}
@@ -211,7 +214,7 @@ def load_bench(name: str = DEFAULT_BENCH, data_dir: Path | str | None = None,
     ref_sources: list[str] = []
     if packaged is not None:  # the packaged file's stem is not the judge name: name it
         ref = packaged / "reference_answer_gpt-4.jsonl"
-        references["gpt-4"] = read_references([ref])[ref.stem]
+        references[REFERENCE_JUDGE] = read_references([ref])[ref.stem]
         ref_sources.append(str(ref))
     own_refs = sorted((d / "reference_answer").glob("*.jsonl")) if d is not None else []
     references.update(read_references(own_refs))

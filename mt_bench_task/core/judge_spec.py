@@ -33,6 +33,8 @@ DEFAULT_JUDGE = "gpt-4"
 DEFAULT_BASELINE = "gpt-3.5-turbo"
 DEFAULT_MODE = "single"
 MODES = ("single", "pairwise-baseline", "pairwise-all")
+# the embedded model (engine/models.py loads it; it answers `run`'s demo and judges): "default"
+# on the command line, its id in answer files, judgment files and records
 EMBEDDED_JUDGE = "default"
 EMBEDDED_JUDGE_NAME = "smollm2-135m-instruct"
 JUDGE_TEMPERATURE = 0.0  # FastChat's request: greedy judging
@@ -131,7 +133,7 @@ class JudgeIdentity:
         return None if self.comparable else not_comparable_label(self.judge)
 
 
-def identity_of_records(records: Iterable[Judgment], default_judge: str = "gpt-4") -> JudgeIdentity:
+def identity_of_records(records: Iterable[Judgment], default_judge: str = DEFAULT_JUDGE) -> JudgeIdentity:
     """The judge(s) of judgment records: `judge[0]`, local when marked `local_judge`, other
     prompts when marked `fastchat_prompts: false` or named outside FastChat's prompt set, other
     references when marked `references`, another bench when a question id is not MT-bench's."""

@@ -14,7 +14,7 @@ from mt_bench_task.core.bench import order_categories
 from mt_bench_task.core.data import read_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.ids import QuestionId, question_key
-from mt_bench_task.core.judge_spec import identity_of_records
+from mt_bench_task.core.judge_spec import DEFAULT_JUDGE, identity_of_records
 from mt_bench_task.core.results import PairScore, Results, SingleScore
 from mt_bench_task.core.served import served_models
 from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
@@ -180,7 +180,7 @@ def results_from_file(path: Path | str, mode: str = "single", model_list: list[s
                                 categories, seed, source=str(path))
 
 
-def judge_labels(records: Iterable[Judgment], default_judge: str = "gpt-4") -> list[str]:
+def judge_labels(records: Iterable[Judgment], default_judge: str = DEFAULT_JUDGE) -> list[str]:
     """The "not comparable with published MT-bench" line for these records' judge (`judge_spec`)."""
     label = identity_of_records(records, default_judge).label
     return [label] if label else []

@@ -4,7 +4,8 @@ Every command resolves `--bench-name` / `--data-dir` (and `--judge-file`) into o
 the stages take it and never re-load a default bench. It also owns the one rule that turns a
 judge name into its judgment file, for every command alike: `--judge-model default` is the
 embedded judge's file, a local judge given as a path its basename's, an API model its own name;
-with no judge given, the one judgment file of the mode that the data dir holds.
+with no judge given, the one judgment file of the mode that the data dir holds. And the one rule
+for a bench named by a library caller (`open_bench`: the metric, inspect).
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mt_bench_task.core import data
-from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, load_bench
-from mt_bench_task.core.errors import ParameterError
+from mt_bench_task.core.bench import DEFAULT_BENCH, PACKAGED, Bench, load_bench
+from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.judge_spec import judge_spec
 
 DEFAULT_DATA_ROOT = Path("data")  # FastChat's data/<bench>/, relative to where the user runs
@@ -76,3 +77,26 @@ def open_workspace(bench_name: str = DEFAULT_BENCH, data_dir: Path | str | None 
     """Resolve the bench (the data dir's own files win, see `load_bench`) and the data dir."""
     root = data_dir_of(bench_name, data_dir)
     return Workspace(load_bench(bench_name, root, judge_file), root)
+
+
+def workspace_at(data_dir: Path | str, workspace: Workspace | None = None) -> Workspace:
+    """The workspace a stage given `data_dir` works in: `workspace` when the caller has one (the
+    CLI: --bench-name's bench), else the data dir's (`open_workspace`: its own question file,
+    else MT-bench's)."""
+    return workspace if workspace is not None else open_workspace(data_dir=data_dir)
+
+
+def open_bench(bench: str | Path | Bench) -> Bench:
+    """A bench as a library caller names it: a Bench as is; a packaged name ("mt_bench",
+    "vicuna_bench") that bench; else a folder in FastChat's layout, named by its dir (its
+    question.jsonl, reference_answer/ and judge_prompts.jsonl win over the packaged ones; the
+    data dir's rule, `load_bench`). A name wins over a folder of the same name in the working
+    dir: give that one as a Path or `./mt_bench`."""
+    if isinstance(bench, Bench):
+        return bench
+    if isinstance(bench, str) and bench in PACKAGED:
+        return load_bench(bench)
+    folder = Path(bench)
+    if not folder.is_dir():
+        raise DataError(f"bench {str(bench)!r}: not one of {', '.join(PACKAGED)} and not a folder")
+    return load_bench(folder.resolve().name, data_dir=folder)

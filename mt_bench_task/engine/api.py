@@ -19,13 +19,13 @@ from typing import Any
 
 from mt_bench_task.clients.openai_client import ClientUsage, OpenAIChatClient
 from mt_bench_task.core import data
-from mt_bench_task.core.bench import Bench, load_bench
 from mt_bench_task.core.chat import ChatClient
 from mt_bench_task.core.concurrency import bounded_map
 from mt_bench_task.core.errors import ParameterError
 from mt_bench_task.core.ids import QuestionId
 from mt_bench_task.core.jsonl import JsonlAppender
 from mt_bench_task.core.types import Answer, Choice, Question
+from mt_bench_task.core.workspace import Workspace, workspace_at
 from mt_bench_task.engine.driver import reorganize_answer_file
 
 SYSTEM_MESSAGE = "You are a helpful assistant."  # FastChat's chatgpt template
@@ -53,20 +53,20 @@ def generate_api_answers(model: str, data_dir: Path | str, base_url: str | None 
                          question_begin: int | None = None, question_end: int | None = None,
                          force_temperature: float | None = None, *,
                          client: ChatClient | None = None,
-                         bench: Bench | None = None) -> ApiGenerationStats:
+                         workspace: Workspace | None = None) -> ApiGenerationStats:
     """Answer every selected question not yet answered in DATA_DIR/model_answer/MODEL.jsonl.
 
     `client` replaces the OpenAI client (e.g. a fake in tests); by default one is made for
     `base_url` ($OPENAI_BASE_URL, else api.openai.com). A client with `check_reachable()` is
     checked first; one with `close()` is closed at the end (OpenAIChatClient reopens on reuse).
-    `bench` gives the questions (default: MT-bench, or DATA_DIR's own question.jsonl).
+    The questions are the workspace's bench (default: DATA_DIR's, `workspace_at`).
     """
     for name, value in (("parallel", parallel), ("max_tokens", max_tokens),
                         ("num_choices", num_choices)):
         if value < 1:
             raise ParameterError(f"{name} must be >= 1, got {value}", name)
     data_dir = Path(data_dir)
-    bench = bench or load_bench(data_dir=data_dir)
+    bench = workspace_at(data_dir, workspace).bench
     questions = bench.select(question_begin, question_end)
     # FastChat's precedence: force, the question's required_temperature, the category's
     temperatures = {q.question_id: bench.api_temperature(q, force_temperature) for q in questions}

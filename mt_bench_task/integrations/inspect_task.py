@@ -39,7 +39,7 @@ from inspect_ai.scorer import (
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from mt_bench_task.core import data
-from mt_bench_task.core.bench import DEFAULT_BENCH, PACKAGED, Bench, load_bench, with_references
+from mt_bench_task.core.bench import DEFAULT_BENCH, REFERENCE_JUDGE, Bench, with_references
 from mt_bench_task.core.chat import ChatClientBase, Completion
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.ids import QuestionId
@@ -47,6 +47,7 @@ from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, JudgeSpec, judge_spe
 from mt_bench_task.core.prompts import messages
 from mt_bench_task.core.scoring import summarize_pairwise
 from mt_bench_task.core.types import Answer, Choice, JudgePrompt, Judgment, PairJudgment, SingleJudgment
+from mt_bench_task.core.workspace import open_bench
 from mt_bench_task.integrations.inspect_metrics import (
     MODEL,
     category,
@@ -66,25 +67,17 @@ DEFAULT_GRADER = "openai/gpt-4"
 MAX_TOKENS = 1024  # FastChat's --max-new-token / --max-tokens default
 
 
-def resolve_bench(bench: str | Bench, references: str | None = None) -> Bench:
+def resolve_bench(bench: str | Path | Bench, references: str | None = None) -> Bench:
     """A packaged bench name ("mt_bench", "vicuna_bench") or a FastChat bench folder (its
     question.jsonl, reference_answer/ and judge_prompts.jsonl win over the packaged ones), with
     the `references` choice ("inline" or a reference file; `bench.with_references`)."""
-    if isinstance(bench, Bench):
-        return with_references(bench, references)
-    if bench in PACKAGED:
-        return with_references(load_bench(bench), references)
-    folder = Path(bench)
-    if not (folder / "question.jsonl").is_file():
-        raise DataError(f"bench {bench!r}: not one of {', '.join(PACKAGED)} and not a folder "
-                        "with question.jsonl")
-    return with_references(load_bench(folder.name, data_dir=folder), references)
+    return with_references(open_bench(bench), references)
 
 
 # ---- dataset ----
 def mt_bench_dataset(bench: Bench) -> MemoryDataset:
     """One sample per question; metadata: category, all turns, the judge's reference turns."""
-    refs = bench.reference_for("gpt-4")[1]
+    refs = bench.reference_for(REFERENCE_JUDGE)[1]
     samples = [Sample(id=q.question_id, input=q.turns[0],
                       metadata={"question_id": q.question_id, "category": q.category,
                                 "turns": list(q.turns),

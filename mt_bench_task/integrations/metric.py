@@ -17,12 +17,13 @@ from typing import Any
 
 from mt_bench_task.clients import make_client
 from mt_bench_task.core import data, scoring
-from mt_bench_task.core.bench import Bench, load_bench, with_references
+from mt_bench_task.core.bench import Bench, with_references
 from mt_bench_task.core.chat import ChatClient
 from mt_bench_task.core.ids import QuestionId, question_key
 from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, identity_of_records, judge_spec
 from mt_bench_task.core.prompts import Mode
 from mt_bench_task.core.types import Answer, Choice, PairJudgment, Question, SingleJudgment
+from mt_bench_task.core.workspace import open_bench
 from mt_bench_task.judging import run as judging
 from mt_bench_task.judging.call import run_sync
 
@@ -76,15 +77,8 @@ class JudgeSettings:
         return judge_spec(self.judge_model)
 
     def resolve_bench(self) -> Bench:
-        """The Bench value: given, a folder in FastChat's layout (named by its dir), or a name;
-        with the `references` choice applied."""
-        if isinstance(self.bench, Bench):
-            bench = self.bench
-        elif Path(self.bench).is_dir():
-            bench = load_bench(Path(self.bench).name, data_dir=Path(self.bench))
-        else:
-            bench = load_bench(str(self.bench))
-        return with_references(bench, self.references)
+        """The Bench value (`workspace.open_bench`'s rule), with the `references` choice applied."""
+        return with_references(open_bench(self.bench), self.references)
 
     @property
     def local(self) -> bool:

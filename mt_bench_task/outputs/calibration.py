@@ -23,7 +23,7 @@ from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.jsonl import write_lines_atomic
 from mt_bench_task.core.judge_spec import judge_spec
 from mt_bench_task.core.types import SingleJudgment
-from mt_bench_task.engine.judge import EngineOptions
+from mt_bench_task.engine.config import EngineOptions
 from mt_bench_task.judging.execute import SendOptions, execute
 from mt_bench_task.judging.job import JudgeSummary, JudgingJob
 from mt_bench_task.outputs.calibration_stats import (

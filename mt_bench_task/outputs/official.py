@@ -19,12 +19,13 @@ from typing import Any
 from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, load_bench, official_grades_file
 from mt_bench_task.core.data import judgment_file, read_single_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
-from mt_bench_task.core.judge_spec import NOT_COMPARABLE, JudgeIdentity, identity_of_records
+from mt_bench_task.core.judge_spec import DEFAULT_JUDGE, NOT_COMPARABLE, JudgeIdentity, identity_of_records
 from mt_bench_task.core.results import Results
 from mt_bench_task.core.types import Judgment, SingleJudgment
+from mt_bench_task.core.workspace import Workspace, workspace_at
 from mt_bench_task.outputs.calibration_stats import citation, load_stats
 
-OFFICIAL_JUDGE = "gpt-4"  # the judge of the published leaderboard (gpt-4-0613, FastChat #2284)
+OFFICIAL_JUDGE = DEFAULT_JUDGE  # the published leaderboard's judge (gpt-4-0613, FastChat #2284)
 REFERENCE_MODELS = ("gpt-4", "gpt-3.5-turbo", "claude-v1", "vicuna-13b-v1.3", "alpaca-13b",
                     "llama-13b")  # the official models whose answers ship (calibration set)
 DEFAULT_PLOT_MODELS = ("gpt-4", "gpt-3.5-turbo", "vicuna-13b-v1.3")
@@ -153,14 +154,14 @@ class LeaderboardView:
 def show_leaderboard(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
                      model_list: list[str] | None, as_json: bool = False, plot: str | None = None,
                      reference_models: list[str] | None = None, seed: int = 0,
-                     bench: Bench | None = None) -> LeaderboardView:
-    """The user's single-mode scores placed among the official models (JSON or text); `bench`
-    (default: MT-bench, or DATA_DIR's own questions) must be MT-bench."""
+                     workspace: Workspace | None = None) -> LeaderboardView:
+    """The user's single-mode scores placed among the official models (JSON or text); the
+    workspace's bench (default: DATA_DIR's, `workspace_at`) must be MT-bench."""
     from mt_bench_task.core import scoring
 
     if mode != "single":
         raise ParameterError("leaderboard needs single-mode judgments (mode single)", "leaderboard", "mode")
-    bench = bench or load_bench(data_dir=data_dir)
+    bench = workspace_at(data_dir, workspace).bench
     check_mt_bench(bench)
     path = Path(input_file) if input_file else judgment_file(data_dir, judge_model, mode)
     records = read_single_judgments(path)

@@ -16,15 +16,15 @@ from typing import Any
 
 from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, dataset_path, load_bench
 from mt_bench_task.core.errors import DataError, ParameterError
-from mt_bench_task.core.judge_spec import NOT_COMPARABLE
+from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, DEFAULT_JUDGE, NOT_COMPARABLE
 from mt_bench_task.core.results import PairScore, Results, SingleScore
 from mt_bench_task.core.served import mixed_note
+from mt_bench_task.core.workspace import Workspace, workspace_at
 from mt_bench_task.outputs.hub import get_token, hub_error, one_line, read_card
 
 SECTION_START = "<!-- mt-bench:start -->"
 SECTION_END = "<!-- mt-bench:end -->"
 RADAR_FILE = "mt_bench_radar.png"
-DEFAULT_BASELINE = "gpt-3.5-turbo"  # FastChat's pairwise-baseline default
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,10 @@ class PublishResult:
 
 
 def publish_results(repo_id: str | None, data_dir: Path, results_file: str | Path | None = None,
-                    judge_model: str = "gpt-4", model_id: str | None = None,
+                    judge_model: str = DEFAULT_JUDGE, model_id: str | None = None,
                     create_pr: bool = False, dry_run: bool = False,
-                    revision: str | None = None, bench: Bench | None = None) -> PublishResult:
-    """Write one model's scores on `bench` (default: MT-bench, or DATA_DIR's own questions)
+                    revision: str | None = None, workspace: Workspace | None = None) -> PublishResult:
+    """Write one model's scores on the workspace's bench (default: DATA_DIR's, `workspace_at`)
     into the model card of `repo_id`; the card names the bench's dataset id, revision and
     categories only.
 
@@ -55,7 +55,7 @@ def publish_results(repo_id: str | None, data_dir: Path, results_file: str | Pat
     if not dry_run and not token:  # fail before any HTTP: nothing can be half-written
         raise DataError("no Hugging Face token: set HF_TOKEN or run `hf auth login` "
                         "(publishing needs a token with write access)")
-    bench = bench or load_bench(data_dir=data_dir)
+    bench = workspace_at(data_dir, workspace).bench
     single, pair_file = _load_single(Path(data_dir), results_file, judge_model, bench)
     model = _pick_model(single, model_id)
     pairwise = _load_pairwise(pair_file, model) if pair_file else None

@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mt_bench_task.core import data, scoring
-from mt_bench_task.core.bench import INLINE, Bench, load_bench, order_categories, with_references
+from mt_bench_task.core.bench import INLINE, Bench, order_categories, with_references
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.ids import QuestionId, question_key
-from mt_bench_task.core.judge_spec import NOT_COMPARABLE, identity_of_records
+from mt_bench_task.core.judge_spec import DEFAULT_JUDGE, NOT_COMPARABLE, identity_of_records
 from mt_bench_task.core.results import Results
 from mt_bench_task.core.served import mixed_note, served_models
 from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
+from mt_bench_task.core.workspace import Workspace, workspace_at
 from mt_bench_task.outputs.official import calibration_label
 
 _TEMPLATE = Path(__file__).parent / "templates" / "report.html"
@@ -41,24 +42,24 @@ _EXCERPT = 160
 J = TypeVar("J", SingleJudgment, PairJudgment)
 
 
-def write_report(data_dir: Path, judge_model: str = "gpt-4", out: Path = Path("report.html"),
-                 seed: int = 0, bench: Bench | None = None, leaderboard: bool = False) -> Path:
+def write_report(data_dir: Path, judge_model: str = DEFAULT_JUDGE, out: Path = Path("report.html"),
+                 seed: int = 0, workspace: Workspace | None = None, leaderboard: bool = False) -> Path:
     """Write the report for DATA_DIR's answers and `<judge>_single` / `<judge>_pair` judgments
-    on `bench` (default: MT-bench, or DATA_DIR's own questions); `leaderboard`: add the
+    on the workspace's bench (default: DATA_DIR's, `workspace_at`); `leaderboard`: add the
     placement among the published MT-bench models (official rows; MT-bench only)."""
-    html = render_html(build_payload(Path(data_dir), judge_model, seed, bench, leaderboard))
+    html = render_html(build_payload(Path(data_dir), judge_model, seed, workspace, leaderboard))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     return out
 
 
-def build_payload(data_dir: Path, judge_model: str = "gpt-4", seed: int = 0,
-                  bench: Bench | None = None, leaderboard: bool = False) -> dict[str, Any]:
+def build_payload(data_dir: Path, judge_model: str = DEFAULT_JUDGE, seed: int = 0,
+                  workspace: Workspace | None = None, leaderboard: bool = False) -> dict[str, Any]:
     """Everything the page shows, as one JSON-able dict (no HTML in it)."""
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data dir not found")
-    bench = bench or load_bench(data_dir=data_dir)
+    bench = workspace_at(data_dir, workspace).bench
     if leaderboard:  # the placement is among MT-bench's published models: refuse another bench
         from mt_bench_task.outputs.official import check_mt_bench
 

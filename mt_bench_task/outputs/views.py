@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mt_bench_task.core.bench import Bench, load_bench, order_categories
+from mt_bench_task.core.bench import order_categories
 from mt_bench_task.core.data import judgment_file, read_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.judge_spec import NOT_COMPARABLE
@@ -14,13 +14,13 @@ from mt_bench_task.core.results import Results
 from mt_bench_task.core.scoring import (
     extra_tables,
     fastchat_tables,
-    judge_labels,
     only,
     per_category_turns,
     results_from_records,
 )
 from mt_bench_task.core.served import mixed_note, served_suffix
 from mt_bench_task.core.types import SingleJudgment
+from mt_bench_task.core.workspace import Workspace, workspace_at
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,13 @@ class ShowOutput:
 
 def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
          model_list: list[str] | None, baseline_model: str | None,
-         plot: Path | str | None = None, seed: int = 0, bench: Bench | None = None) -> ShowOutput:
-    """FastChat's show_result for `bench` (default: MT-bench, or DATA_DIR's own questions),
+         plot: Path | str | None = None, seed: int = 0,
+         workspace: Workspace | None = None) -> ShowOutput:
+    """FastChat's show_result for the workspace's bench (default: DATA_DIR's, `workspace_at`),
     plus CIs, per-category scores, the judge label and, with `plot`, the radar plot."""
     from mt_bench_task.outputs.official import calibration_label
 
-    bench = bench or load_bench(data_dir=data_dir)
+    bench = workspace_at(data_dir, workspace).bench
     if plot and mode != "single":
         raise ParameterError("plot draws single-mode (1-10) scores; not with mode " + mode, "plot", "mode")
     path = Path(input_file) if input_file else judgment_file(data_dir, judge_model, mode)
@@ -50,7 +51,7 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
         raise DataError(f"{path}: no judgment records")
     results = results_from_records(records, mode, model_list, baseline_model, bench.category_of,
                                    seed, source=str(path))
-    labels = not_comparable = judge_labels(records, judge_model)
+    labels = not_comparable = [results.label] if results.label else []
     calibration = calibration_label(data_dir, records, judge_model)
     if calibration is not None:  # the judge label with `mt-bench calibrate`'s figures next to it
         labels = [calibration[0]]

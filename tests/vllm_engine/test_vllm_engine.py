@@ -25,10 +25,10 @@ from rating_logprobs import candidate_logprobs  # noqa: E402
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.prompts import extract_rating
 from mt_bench_task.engine.generate import GenerationConfig, GenerationStats, generate_answers
-from mt_bench_task.engine.hf.models import default_model_dir
-from mt_bench_task.engine.judge import RATING_SUFFIX, RATINGS, JudgeCall, best_rating
-from mt_bench_task.engine.vllm import VllmEngine
-from mt_bench_task.engine.vllm_judge import VllmJudge
+from mt_bench_task.engine.local_judge import RATING_SUFFIX, RATINGS, JudgeCall, best_rating
+from mt_bench_task.engine.models import default_model_dir
+from mt_bench_task.engine.vllm.engine import VllmEngine
+from mt_bench_task.engine.vllm.judge_decoder import VllmJudge
 
 QIDS = [81, 101, 111, 141]
 TEMPERATURE = {81: 0.7, 101: 0.0, 111: 0.0, 141: 0.1}
@@ -64,7 +64,7 @@ class Calls:
 @pytest.fixture(scope="session")
 def engine() -> Iterator[VllmEngine]:
     cfg = GenerationConfig(engine="vllm", max_model_len=2048, dtype="bfloat16")
-    eng = VllmEngine.start(cfg, str(default_model_dir()))
+    eng = VllmEngine.start(cfg.load_options, str(default_model_dir()))
     eng.calls = Calls(eng)  # type: ignore[attr-defined]
     yield eng
     VllmEngine.close(eng)
@@ -270,7 +270,7 @@ def test_judge_on_vllm_and_its_rating_fallback(engine: VllmEngine) -> None:
 def test_cli_judge_engine_vllm(tmp_path: Path) -> None:
     """`mt-bench judge --judge-model DIR --engine vllm`: FastChat's judgment file, every record
     a local judge's rating 1..10 (written, or the fallback's)."""
-    from mt_bench_task.engine.hf.models import default_model_dir
+    from mt_bench_task.engine.models import default_model_dir
 
     data_dir = _bench_dir(tmp_path / "d", [81, 101])
     answers = data_dir / "model_answer"
@@ -294,3 +294,30 @@ def test_cli_judge_engine_vllm(tmp_path: Path) -> None:
         assert r["local_judge"] is True and 1 <= r["score"] <= 10
         assert (extract_rating(r["judgment"]) == r["score"]
                 or r["score_source"] == "rating_probability")
+
+
+# ---- data parallel: two engines, one answer file ----
+def test_cli_two_engines_write_what_one_engine_writes(tmp_path: Path) -> None:
+    """`mt-bench gen --engine vllm --data-parallel-size 2`: two vLLM engines, each in its own
+    process on its own CPU core, share the questions (greedy ones: reasoning, math, extraction)
+    and write the answers one engine writes, in one file in the bench's order."""
+    ids = [101, 111, 131]
+    one, two = _bench_dir(tmp_path / "one", ids), _bench_dir(tmp_path / "two", ids)
+    # the session engine bound this process's cores; each replica binds its own share
+    env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_OMP_THREADS_BIND"}
+
+    def gen(data_dir: Path, *extra: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mt_bench_task.cli.main", "gen", "--engine", "vllm",
+             "--data-dir", str(data_dir), "--max-new-token", "16", "--max-model-len", "1024",
+             "--dtype", "float32", *extra],
+            cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    gen(one)
+    assert "generated 3 questions" in gen(two, "--data-parallel-size", "2")
+    assert [(r["question_id"], r["choices"]) for r in _rows(two)] == \
+        [(r["question_id"], r["choices"]) for r in _rows(one)]
+    assert [r["question_id"] for r in _rows(two)] == ids
+    assert not list((two / "model_answer").glob("*.shard-*"))

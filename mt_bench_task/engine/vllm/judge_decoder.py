@@ -1,5 +1,5 @@
 """The vllm engine's judging face: judge prompts on vLLM's engine (a 70B judge on the user's
-GPUs), started as generation starts it (vllm.py), greedy, with the seam's stop tokens and
+GPUs), started as generation starts it (engine.py), greedy, with the seam's stop tokens and
 post-processing.
 
 The rating fallback asks vLLM for prompt log-probabilities: one request per candidate, the
@@ -14,9 +14,9 @@ from itertools import count
 from typing import Any
 
 from mt_bench_task.engine.base import stop_token_ids
-from mt_bench_task.engine.judge import (
+from mt_bench_task.engine.config import EngineOptions
+from mt_bench_task.engine.local_judge import (
     FALLBACK_ROOM,
-    EngineOptions,
     JudgeCall,
     JudgeReply,
     best_rating,
@@ -24,7 +24,7 @@ from mt_bench_task.engine.judge import (
     rating_candidates,
     reply_of,
 )
-from mt_bench_task.engine.vllm import start_llm_engine, step_until_done
+from mt_bench_task.engine.vllm.engine import start_llm_engine, step_until_done
 
 
 class VllmJudge:

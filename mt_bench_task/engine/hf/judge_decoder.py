@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mt_bench_task.engine.base import stop_token_ids
-from mt_bench_task.engine.judge import (
+from mt_bench_task.engine.config import EngineOptions
+from mt_bench_task.engine.local_judge import (
     FALLBACK_ROOM,
-    EngineOptions,
     JudgeCall,
     JudgeReply,
     best_rating,

@@ -1,8 +1,9 @@
 """The engine seam's judging face: a local judge model answers judge prompts on an engine.
 
 `clients/local_judge.py` (a ChatClient) gathers concurrent judge calls into batches of
-`JudgeCall`s and hands them to a `JudgeEngine`: `hf` (hf/judge.py, on the hf engine's model
-loading and decode step) or `vllm` (vllm_judge.py, on the same vLLM engine as generation). Both
+`JudgeCall`s and hands them to a `LocalJudgeEngine`, which the command's engine starts
+(`Backend.start_judge`, registry.py): `hf` (hf/judge_decoder.py, on the hf engine's model loading
+and decode step) or `vllm` (vllm/judge_decoder.py, on the same vLLM engine as generation). Both
 apply the seam's rules: the model's chat template, greedy decoding (FastChat judges at
 temperature 0), `stop_token_ids` and `clean_output`.
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mt_bench_task.core.prompts import extract_rating
+from mt_bench_task.engine.base import chat_prompt_ids, clean_output
 
 log = logging.getLogger(__name__)
 RATING_SUFFIX = "\nRating: [["
@@ -48,7 +50,7 @@ class JudgeReply:
     fallback_rating: int | None = None  # set only when the text holds no rating
 
 
-class JudgeEngine(Protocol):
+class LocalJudgeEngine(Protocol):
     name: str
 
     def judge(self, calls: Sequence[JudgeCall]) -> list[JudgeReply]:
@@ -61,8 +63,6 @@ class JudgeEngine(Protocol):
 def judge_prompt_ids(tok: Any, call: JudgeCall, context_limit: int, room: int) -> tuple[list[int], bool]:
     """The call's chat-templated prompt ids, and whether they were cut: a prompt longer than
     `context_limit - room` keeps its end (the rating instruction)."""
-    from mt_bench_task.engine.base import chat_prompt_ids
-
     ids = chat_prompt_ids(tok, call.chat())
     limit = max(1, context_limit - room)
     if len(ids) <= limit:
@@ -73,8 +73,6 @@ def judge_prompt_ids(tok: Any, call: JudgeCall, context_limit: int, room: int) -
 
 def reply_of(tok: Any, row: Sequence[int], stop_ids: frozenset[int], prompt_tokens: int) -> tuple[JudgeReply, int]:
     """The reply to a generated `row` (the seam's clean_output), and its tokens before the stop."""
-    from mt_bench_task.engine.base import clean_output
-
     text, kept = clean_output(tok, row, stop_ids)
     return JudgeReply(text, prompt_tokens, min(len(row), kept + 1)), kept
 
@@ -88,30 +86,3 @@ def rating_candidates(tok: Any) -> tuple[list[int], list[tuple[int, ...]]]:
     """The suffix's token ids and each "r]]"'s, each tokenised on its own."""
     suffix = tok(RATING_SUFFIX, add_special_tokens=False)["input_ids"]
     return suffix, [tuple(tok(f"{r}]]", add_special_tokens=False)["input_ids"]) for r in RATINGS]
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How a judge model is loaded; vLLM's pass-through options (None: vLLM's default)."""
-
-    dtype: str | None = None
-    revision: str = "main"
-    chat_template: str | None = None
-    tensor_parallel_size: int = 1
-    pipeline_parallel_size: int = 1
-    gpu_memory_utilization: float | None = None
-    max_model_len: int | None = None
-
-
-def start_judge_engine(engine: str, judge_model: str, options: EngineOptions) -> JudgeEngine:
-    """The judge model on `engine` ('hf' or 'vllm'; 'auto' as for generation)."""
-    from mt_bench_task.engine.base import choose_engine
-
-    if choose_engine(engine) == "vllm":
-        from mt_bench_task.engine.hf.models import resolve_model_path
-        from mt_bench_task.engine.vllm_judge import VllmJudge
-
-        return VllmJudge.start(options, resolve_model_path(judge_model, options.revision))
-    from mt_bench_task.engine.hf.judge import HfJudge
-
-    return HfJudge.load(judge_model, options)
