@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from mock_hub import mock_hub  # noqa: F401  (the Hub-server fixture, for every test module)
+from support.mock_hub import mock_hub  # noqa: F401  (the Hub-server fixture, for every test module)
 
 # tests/vllm_engine/ runs vLLM for real: only where it is installed (CI: a venv of its own, .ci/run;
-# tests/test_engine_seam.py checks that CI runs it)
+# tests/engine/test_engine_seam.py checks that CI runs it)
 collect_ignore = [] if importlib.util.find_spec("vllm") else ["vllm_engine"]
 
 

@@ -15,7 +15,7 @@ values at a decode step's row counts: oneDNN blocks the sum over the input the s
 prefill may differ in the last bit, and the step never does one), and the mask as an additive
 bias that converts, scales and masks the scores in one operation: 16 rows, 404 columns, three
 alternated pairs 49.1/46.7/48.0 -> 47.5/44.0/46.1 ms.
-The logits are bit-equal to the model's own forward (tests/test_decode_step.py); a model this
+The logits are bit-equal to the model's own forward (tests/engine/test_decode_step.py); a model this
 step does not know gets None from `fast_decode_step`, and `decode_logits` uses its forward.
 Imports torch: load lazily.
 """
