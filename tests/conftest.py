@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support.cli import run_in_process
 from support.mock_hub import mock_hub  # noqa: F401  (the Hub-server fixture, for every test module)
 
 # tests/vllm_engine/ runs vLLM for real: only where it is installed (CI: a venv of its own, .ci/run;
@@ -24,6 +25,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
             and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped under CI, which counts as a failure: {report.longrepr}"
+
+
+@pytest.fixture
+def mt_bench():  # type: ignore[no-untyped-def]
+    """`mt_bench(*args, env=None, cwd=None) -> (returncode, stdout, stderr)`: the CLI in this
+    process, its exit code as the entry point gives it, the process's state put back after
+    (tests/support/cli.py). Subprocesses only where the process itself is the point: tests/e2e."""
+    return run_in_process
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,15 @@
 """The exit-code contract, for user mistakes across the subcommands: exit 2, exactly one line
 `mt-bench <command>: error: ...` on stderr, no traceback, and nothing written anywhere.
 
-Each case runs the real `mt-bench` CLI in a subprocess, in an empty working directory, against
-copies of real FastChat files; the tree is compared before and after.
+Each case runs the CLI (in this process, its exit code as the `mt-bench` entry point gives it) in
+an empty working directory, against copies of real FastChat files; the tree is compared before and
+after. tests/e2e runs a mistake through the real entry point.
 """
 from __future__ import annotations
 
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -99,14 +98,13 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("command,args,word", MISTAKES,
                          ids=[f"{c}-{'-'.join(a)[:40]}" for c, a, _ in MISTAKES])
-def test_user_mistake_exits_2_with_one_line(workdir: Path, command: str, args: list[str],
+def test_user_mistake_exits_2_with_one_line(mt_bench, workdir: Path, command: str, args: list[str],
                                             word: str) -> None:
     args = [a.format(pair=CONFORMANCE / PAIR_FILE, single=CONFORMANCE / SINGLE_FILE) for a in args]
     before = _tree(workdir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env["OPENAI_API_KEY"] = "sk-test-secret-never-shown-123"
-    proc = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", command, *args], cwd=workdir,
-                          capture_output=True, text=True, timeout=120, env=env)
+    proc = mt_bench(command, *args, cwd=workdir, env=env)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

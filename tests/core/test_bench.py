@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
 import pytest
+from support.cli import mt_bench_subprocess
 from support.fake_openai import FakeOpenAI
 from support.mock_hub import MockHub
 
@@ -77,13 +76,8 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, "OPENAI_API_KEY": KEY, **extra}
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args], check=False, cwd=REPO,
-                          env=env or _env(), capture_output=True, text=True, timeout=300)
-
-
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
-def test_vicuna_bench_end_to_end_with_fastchats_prompts(tmp_path, capsys):
+def test_vicuna_bench_end_to_end_with_fastchats_prompts(mt_bench, tmp_path, capsys):
     questions = _jsonl(VICUNA / "question.jsonl")
     assert hashlib.sha256((VICUNA / "question.jsonl").read_bytes()).hexdigest() == (
         "c248c5c98ba45bb0c2aadae2f270e643bd32679c6c306a3b2a503ac4254cdaa5")  # FastChat's file
@@ -96,8 +90,8 @@ def test_vicuna_bench_end_to_end_with_fastchats_prompts(tmp_path, capsys):
             for q in questions}
     (d / "model_answer" / "lean.jsonl").write_text("".join(json.dumps(a) + "\n" for a in lean.values()))
     with FakeOpenAI("echo") as answers_server:
-        gen = _cli("gen-api", "--bench-name", "vicuna_bench", "--data-dir", str(d), "--model", "m",
-                   "--openai-api-base", answers_server.url, "--parallel", "4")
+        gen = mt_bench("gen-api", "--bench-name", "vicuna_bench", "--data-dir", str(d), "--model", "m",
+                       "--openai-api-base", answers_server.url, "--parallel", "4", env=_env())
         assert gen.returncode == 0, gen.stderr
         temps = {r["messages"][1]["content"]: r["temperature"] for r in answers_server.requests}
     assert answers_server.total == 80  # one turn per question
@@ -168,12 +162,12 @@ def _german_bench(d: Path) -> None:
 
 
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
-def test_user_bench_folder_with_new_categories_end_to_end(tmp_path, capsys):
+def test_user_bench_folder_with_new_categories_end_to_end(mt_bench, tmp_path, capsys):
     d = tmp_path / "german"
     _german_bench(d)
     with FakeOpenAI("echo") as answers_server:
-        gen = _cli("gen-api", "--bench-name", "german", "--data-dir", str(d), "--model", "m",
-                   "--openai-api-base", answers_server.url)
+        gen = mt_bench("gen-api", "--bench-name", "german", "--data-dir", str(d), "--model", "m",
+                       "--openai-api-base", answers_server.url, env=_env())
         assert gen.returncode == 0, gen.stderr
         temps = {r["messages"][1]["content"]: r["temperature"] for r in answers_server.requests
                  if len(r["messages"]) == 2}
@@ -181,8 +175,8 @@ def test_user_bench_folder_with_new_categories_end_to_end(tmp_path, capsys):
     assert set(temps.values()) == {0.7, 0.0}  # schreiben and wissen: 0.7, as FastChat
 
     with FakeOpenAI("judge") as judge_server:
-        judge = _cli("judge", "--bench-name", "german", "--data-dir", str(d),
-                     "--openai-api-base", judge_server.url, "--parallel", "4")
+        judge = mt_bench("judge", "--bench-name", "german", "--data-dir", str(d),
+                         "--openai-api-base", judge_server.url, "--parallel", "4", env=_env())
         assert judge.returncode == 0, judge.stderr
         assert f"questions: {d / 'question.jsonl'}" in judge.stderr  # says which files it used
         requests = list(judge_server.requests)
@@ -208,10 +202,8 @@ def test_user_bench_folder_with_new_categories_end_to_end(tmp_path, capsys):
     with MockHub() as hub:
         hub.create_repo("user/german-model")
         env = _env(**hub.env(str(tmp_path / "hf_home")))
-        pub = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "publish", "--bench-name",
-                              "german", "--data-dir", str(d), "--repo-id", "user/german-model",
-                              "--dry-run"], check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
-                             timeout=120)
+        pub = mt_bench_subprocess("publish", "--bench-name", "german", "--data-dir", d, "--repo-id",
+                                  "user/german-model", "--dry-run", cwd=tmp_path, env=env)  # HF_ENDPOINT
     assert pub.returncode == 0, pub.stderr
     card = pub.stdout
     for c in ("schreiben", "math", "wissen"):

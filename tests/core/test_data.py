@@ -185,8 +185,7 @@ def test_load_bench_resolves_packaged_benches_and_data_dir_overrides(tmp_path):
         load_bench("nope", tmp_path / "empty")
 
 
-def test_unknown_bench_name_is_one_line_exit_2(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "show", "--bench-name", "nope",
-                        "--data-dir", str(tmp_path)], check=False, capture_output=True, text=True)
+def test_unknown_bench_name_is_one_line_exit_2(mt_bench, tmp_path):
+    p = mt_bench("show", "--bench-name", "nope", "--data-dir", tmp_path)
     assert p.returncode == 2 and p.stderr.startswith("mt-bench show: error: unknown bench 'nope'")
     assert p.stderr.count("\n") == 1

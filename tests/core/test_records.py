@@ -4,8 +4,6 @@ crash on or silently misread is rejected with file:line, on one line, before any
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -86,17 +84,14 @@ BROKEN_ANSWERS = {
 
 
 @pytest.mark.parametrize("what", sorted(BROKEN_ANSWERS))
-def test_broken_answer_line_is_one_error_with_file_and_line(tmp_path, what):
+def test_broken_answer_line_is_one_error_with_file_and_line(mt_bench, tmp_path, what):
     d = _bench(tmp_path / "b")
     path = d / "model_answer" / "m.jsonl"
     good = [json.dumps({"question_id": i, "choices": [{"turns": [f"a{i}"]}]}).encode()
             for i in (1, 3)]
     path.write_bytes(b"\n".join([good[0], BROKEN_ANSWERS[what], good[1]]) + b"\n")
-    proc = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "judge", "--bench-name", "b",
-                           "--data-dir", str(d), "--openai-api-base", "http://127.0.0.1:9/v1"],
-                          check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "x",
-                               "PYTHONPATH": str(REPO)})
+    proc = mt_bench("judge", "--bench-name", "b", "--data-dir", d, "--openai-api-base",
+                    "http://127.0.0.1:9/v1", cwd=REPO, env={"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "x"})
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"mt-bench judge: error: {path}:2: ")
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

@@ -124,13 +124,13 @@ def test_metric_with_inline_references():
 
 def test_inspect_task_with_inline_references():
     pytest.importorskip("inspect_ai")
-    from mt_bench_task.integrations.inspect_task import mt_bench
+    from mt_bench_task.integrations import inspect_task
 
-    task = mt_bench(references="inline")
+    task = inspect_task.mt_bench(references="inline")
     assert task.metadata["mt_bench_task"]["references"] == "inline"
     sample = next(s for s in task.dataset if s.id == 104)
     assert sample.metadata["reference"] == QUESTIONS[104]["reference"]
-    assert mt_bench().metadata["mt_bench_task"]["references"] is None
+    assert inspect_task.mt_bench().metadata["mt_bench_task"]["references"] is None
 
 
 def test_readme_table_of_the_13_corrected_references_is_generated():

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,16 +18,16 @@ EXPECTED = json.loads((CONF / "expected.json").read_text())
 PAIR = "lesnikow/model_judgment/gpt-4-turbo_pair.jsonl"
 
 
-def _show_json(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "show", "--json", *args],
-                         capture_output=True, text=True, check=True)
+def _show_json(mt_bench, *args: str) -> dict:
+    out = mt_bench("show", "--json", *args)
+    assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
 
 @pytest.mark.parametrize("run", ["jxiw", "instructlab"])
-def test_single_show_json_equals_fastchat(run):
+def test_single_show_json_equals_fastchat(mt_bench, run):
     exp = EXPECTED[f"{run}/model_judgment/gpt-4_single.jsonl :: --mode single"]
-    got = _show_json("--input-file", str(CONF / run / "model_judgment" / "gpt-4_single.jsonl"))
+    got = _show_json(mt_bench, "--input-file", str(CONF / run / "model_judgment" / "gpt-4_single.jsonl"))
     assert set(got) == {"mode", "rows", "rows_dropped", "models", "judge", "comparable",
                         "judge_repeats"}
     assert (got["judge"], got["comparable"], got["judge_repeats"]) == ("gpt-4", True, 1)
@@ -54,9 +52,9 @@ LESNIKOW_SFT = "no_train_shp_maj_data_dataset_sft_loss_pythia28_model_8_batch_si
     (f"{PAIR} :: --mode pairwise-baseline --baseline-model {LESNIKOW_SFT}",
      ["--mode", "pairwise-baseline", "--baseline-model", LESNIKOW_SFT]),
 ])
-def test_pairwise_show_json_equals_fastchat(key, args):
+def test_pairwise_show_json_equals_fastchat(mt_bench, key, args):
     exp = EXPECTED[key]
-    got = _show_json("--input-file", str(CONF / PAIR), *args)
+    got = _show_json(mt_bench, "--input-file", str(CONF / PAIR), *args)
     assert set(got) == {"mode", "rows", "rows_dropped", "models", "consistency", "judge",
                         "comparable"}
     assert (got["judge"], got["comparable"]) == ("gpt-4-turbo", False)  # not GPT-4 (the paper's)
@@ -70,14 +68,14 @@ def test_pairwise_show_json_equals_fastchat(key, args):
     assert got["consistency"] == pytest.approx(sum(r["g1_winner"] == r["g2_winner"] for r in used) / len(used))
 
 
-def test_results_from_records_equal_fastchat_and_show_json():
+def test_results_from_records_equal_fastchat_and_show_json(mt_bench):
     """The library path (typed records from the reader) gives show --json's object, whose
     numbers are FastChat's (expected.json)."""
     cats = load_bench().category_of
     for run in ("jxiw", "instructlab"):
         path = CONF / run / "model_judgment" / "gpt-4_single.jsonl"
         got = scoring.results_from_records(data.read_single_judgments(path), categories=cats)
-        assert got.to_json() == _show_json("--input-file", str(path))
+        assert got.to_json() == _show_json(mt_bench, "--input-file", str(path))
         assert Results.from_json(got.to_json(), got.categories) == got  # read back, typed
         exp = EXPECTED[f"{run}/model_judgment/gpt-4_single.jsonl :: --mode single"]
         assert {n: got.score(n).average for n in got.models} == pytest.approx(exp["average"])
@@ -87,7 +85,7 @@ def test_results_from_records_equal_fastchat_and_show_json():
         assert list(first.categories) == [c for c in load_bench().categories if c in first.categories]
     records = data.read_pair_judgments(CONF / PAIR)
     got = scoring.results_from_records(records, "pairwise-all")
-    assert got.to_json() == _show_json("--input-file", str(CONF / PAIR), "--mode", "pairwise-all")
+    assert got.to_json() == _show_json(mt_bench, "--input-file", str(CONF / PAIR), "--mode", "pairwise-all")
     for name, row in EXPECTED[f"{PAIR} :: --mode pairwise-all"]["table"].items():
         assert {k: getattr(got.rates(name), k) for k in row} == pytest.approx(row)
     with pytest.raises(DataError, match="record 1 is not a single-mode judgment"):
@@ -115,10 +113,10 @@ def test_pairwise_inconsistent_counts_as_tie_and_errors_dropped():
     assert res.rows_dropped == 1 and res.consistency == pytest.approx(1 / 3)
 
 
-def test_text_tables_are_fastchats(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "show", "--input-file",
-                          str(CONF / "jxiw/model_judgment/gpt-4_single.jsonl")],
-                         capture_output=True, text=True, check=True).stdout
+def test_text_tables_are_fastchats(mt_bench, tmp_path):
+    shown = mt_bench("show", "--input-file", CONF / "jxiw/model_judgment/gpt-4_single.jsonl")
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
     for header in ("########## First turn ##########", "########## Second turn ##########",
                    "########## Average ##########"):
         assert header in out
@@ -126,10 +124,9 @@ def test_text_tables_are_fastchats(tmp_path):
     assert "Per category" in out
 
 
-def test_unknown_model_in_model_list_is_a_clear_error():
-    p = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "show", "--input-file",
-                        str(CONF / "jxiw/model_judgment/gpt-4_single.jsonl"), "--model-list", "nope"],
-                       capture_output=True, text=True)
+def test_unknown_model_in_model_list_is_a_clear_error(mt_bench):
+    p = mt_bench("show", "--input-file", CONF / "jxiw/model_judgment/gpt-4_single.jsonl",
+                 "--model-list", "nope")
     assert p.returncode == 2 and "nope" in p.stderr and "Traceback" not in p.stderr
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
 import pytest
+from support.cli import mt_bench_subprocess
 from support.fake_openai import FakeOpenAI, prompt_hash
 from support.mock_hub import MockHub
 
@@ -216,11 +215,9 @@ def test_german_string_ids_end_to_end_with_resume_report_and_card(tmp_path, caps
     with MockHub() as hub:
         hub.create_repo("user/german-model")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "HF_"))}
-        pub = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "publish",
-                              "--bench-name", "german", "--data-dir", str(d), "--repo-id",
-                              "user/german-model", "--dry-run"], check=False, cwd=tmp_path,
-                             env={**env, **hub.env(str(tmp_path / "hf"))}, capture_output=True,
-                             text=True, timeout=120)
+        pub = mt_bench_subprocess("publish", "--bench-name", "german", "--data-dir", d, "--repo-id",
+                                  "user/german-model", "--dry-run", cwd=tmp_path,
+                                  env={**env, **hub.env(str(tmp_path / "hf"))})  # HF_ENDPOINT
     assert pub.returncode == 0, pub.stderr
     assert "not comparable with published MT-bench" in pub.stdout and "      type: german\n" in pub.stdout
 
@@ -351,16 +348,15 @@ def test_chinese_bench_with_language_sentence_prompts(tmp_path, capsys):
     (lambda p: p[1].update(output_format="評価：[[5]]"), "judge_prompts.jsonl:2: "),
     (lambda p: p[0].update(type="pairwise"), "judge_prompts.jsonl:1: "),
 ])
-def test_bad_localized_judge_prompt_is_exit_2_naming_file_and_line(tmp_path, fix, where):
+def test_bad_localized_judge_prompt_is_exit_2_naming_file_and_line(mt_bench, tmp_path, fix, where):
     d = tmp_path / "ja"
     japanese_bench(d)
     prompts = [dict(p) for p in JA_PROMPTS]
     fix(prompts)
     _write(d / "judge_prompts.jsonl", prompts, ensure_ascii=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    proc = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "judge", "--bench-name",
-                           "ja", "--data-dir", str(d), "--dry-run"], check=False, cwd=REPO,
-                          env={**env, "OPENAI_API_KEY": KEY}, capture_output=True, text=True, timeout=120)
+    proc = mt_bench("judge", "--bench-name", "ja", "--data-dir", d, "--dry-run", cwd=REPO,
+                    env={**env, "OPENAI_API_KEY": KEY})
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"mt-bench judge: error: {d / where}".rstrip()) and proc.stderr.count("\n") == 1
     assert not (d / "model_judgment").exists()

@@ -93,12 +93,10 @@ def test_resume_skips_answered_and_completes_partial_file(reference_run, tmp_pat
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one_process(reference_run, tmp_path: Path) -> None:
+def test_two_processes_equal_one_process(mt_bench, reference_run, tmp_path: Path) -> None:
     cfg, _, _ = reference_run
-    result = subprocess.run(
-        [sys.executable, "-m", "mt_bench_task.cli.main", "gen", "--data-dir", str(tmp_path),
-         *GREEDY_SLICE, "--max-new-token", "8", "--dtype", "float32", "--num-processes", "2"],
-        capture_output=True, text=True, timeout=300)
+    result = mt_bench("gen", "--data-dir", tmp_path, *GREEDY_SLICE, "--max-new-token", "8",
+                      "--dtype", "float32", "--num-processes", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "generated 4 questions" in result.stdout
     out = tmp_path / "model_answer" / "smollm2-135m-instruct.jsonl"

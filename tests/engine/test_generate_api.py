@@ -4,12 +4,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from support.cli import CliResult
 from support.fake_openai import FakeOpenAI
 
 from mt_bench_task.clients.openai_client import OpenAIChatClient
@@ -21,12 +20,11 @@ REPO = Path(__file__).resolve().parents[2]
 FASTCHAT_KEYS = ["question_id", "answer_id", "model_id", "choices", "tstamp"]
 
 
-def gen_api(url: str, data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def gen_api(mt_bench, url: str, data_dir: Path, *extra: str) -> CliResult:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env["OPENAI_API_KEY"] = SECRET
-    cmd = [sys.executable, "-m", "mt_bench_task.cli.main", "gen-api", "--model", "m",
-           "--openai-api-base", url, "--data-dir", str(data_dir), *extra]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    return mt_bench("gen-api", "--model", "m", "--openai-api-base", url, "--data-dir", data_dir,
+                    *extra, env=env, cwd=REPO)
 
 
 def closed_port() -> int:
@@ -47,12 +45,12 @@ def write_questions(data_dir: Path, questions: list[dict]) -> None:
     (data_dir / "question.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
 
 
-def test_cli_end_to_end_then_resume_makes_no_requests(tmp_path):
+def test_cli_end_to_end_then_resume_makes_no_requests(mt_bench, tmp_path):
     with FakeOpenAI("echo", latency=0.05) as server:
-        first = gen_api(server.url, tmp_path, "--question-end", "4", "--parallel", "4")
+        first = gen_api(mt_bench, server.url, tmp_path, "--question-end", "4", "--parallel", "4")
         assert first.returncode == 0, first.stderr
         assert server.total == 8  # 4 questions x 2 turns
-        second = gen_api(server.url, tmp_path, "--question-end", "4", "--parallel", "4")
+        second = gen_api(mt_bench, server.url, tmp_path, "--question-end", "4", "--parallel", "4")
         assert second.returncode == 0, second.stderr
         assert server.total == 8 and "nothing to do" in second.stdout
     path = tmp_path / "model_answer" / "m.jsonl"
@@ -77,10 +75,10 @@ def test_cli_end_to_end_then_resume_makes_no_requests(tmp_path):
     assert set(server.auth_headers) == {f"Bearer {SECRET}"}
 
 
-def test_cli_unreachable_server_fails_fast_and_writes_nothing(tmp_path):
+def test_cli_unreachable_server_fails_fast_and_writes_nothing(mt_bench, tmp_path):
     url = f"http://127.0.0.1:{closed_port()}/v1"
     start = time.perf_counter()
-    result = gen_api(url, tmp_path, "--question-end", "2")
+    result = gen_api(mt_bench, url, tmp_path, "--question-end", "2")
     assert time.perf_counter() - start < 15
     assert result.returncode == 2
     assert result.stderr.strip() == (f"mt-bench gen-api: error: cannot reach OpenAI-compatible "
@@ -88,9 +86,9 @@ def test_cli_unreachable_server_fails_fast_and_writes_nothing(tmp_path):
     assert not (tmp_path / "model_answer").exists()
 
 
-def test_cli_rejected_key_is_one_line_without_the_key(tmp_path):
+def test_cli_rejected_key_is_one_line_without_the_key(mt_bench, tmp_path):
     with FakeOpenAI("echo", faults=["401"]) as server:  # the fake echoes the key it was sent
-        result = gen_api(server.url, tmp_path, "--question-end", "1")
+        result = gen_api(mt_bench, server.url, tmp_path, "--question-end", "1")
     assert result.returncode == 2 and server.total == 1  # not retried
     error = result.stderr.strip().splitlines()[-1]  # after the progress bar
     assert error.startswith("mt-bench gen-api: error: ") and result.stderr.count("error") == 1
@@ -99,7 +97,7 @@ def test_cli_rejected_key_is_one_line_without_the_key(tmp_path):
     assert not (tmp_path / "model_answer" / "m.jsonl").exists()
 
 
-def test_cli_malformed_answer_file_names_the_line_and_is_left_alone(tmp_path):
+def test_cli_malformed_answer_file_names_the_line_and_is_left_alone(mt_bench, tmp_path):
     path = tmp_path / "model_answer" / "m.jsonl"
     path.parent.mkdir(parents=True)
     good = json.dumps({"question_id": 81, "answer_id": "a", "model_id": "m",
@@ -107,7 +105,7 @@ def test_cli_malformed_answer_file_names_the_line_and_is_left_alone(tmp_path):
     path.write_bytes(f"{good}\n{{not json\n{good}\n".encode())
     before = path.read_bytes()
     with FakeOpenAI("echo") as server:
-        result = gen_api(server.url, tmp_path, "--question-end", "4")
+        result = gen_api(mt_bench, server.url, tmp_path, "--question-end", "4")
     assert result.returncode == 2 and f"{path}:2" in result.stderr
     assert path.read_bytes() == before and server.total == 0
 

@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from support.inspect_helpers import MockPair, cli, read_jsonl, require_inspect, server_judge
+from support.inspect_helpers import MockPair, read_jsonl, require_inspect, server_judge
 
 require_inspect()
 
@@ -19,13 +19,18 @@ from support.fake_openai import FakeOpenAI
 
 from mt_bench_task.core.bench import dataset_path, packaged_judge_prompts
 from mt_bench_task.core.judges import not_comparable_label
-from mt_bench_task.integrations import metric
-from mt_bench_task.integrations.inspect_task import mt_bench
+from mt_bench_task.integrations import inspect_task, metric
 from mt_bench_task.outputs.calibration import CalibrationRun, run_calibration
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated")
 SUBSET = list(range(81, 89))  # the first 8 questions: writing
 LABEL = not_comparable_label("gpt-4")
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key every CLI call of this module runs with."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
 
 
 def _bench_folder(root: Path) -> Path:
@@ -42,29 +47,29 @@ def _bench_folder(root: Path) -> Path:
     return folder
 
 
-def test_cli_metric_calibrate_and_inspect_agree_on_a_bench_with_other_prompts(tmp_path):
+def test_cli_metric_calibrate_and_inspect_agree_on_a_bench_with_other_prompts(mt_bench, tmp_path):
     folder = _bench_folder(tmp_path)
     with FakeOpenAI(responder=server_judge) as server:
         # inspect: mockllm answers, the grader is the local server
         mocks = MockPair()
         model, _ = mocks.models()
         grader = get_model("openai/gpt-4", base_url=server.url, api_key="sk-test", memoize=False)
-        log = inspect_eval(mt_bench(bench=str(folder)), model=model,
+        log = inspect_eval(inspect_task.mt_bench(bench=str(folder)), model=model,
                            model_roles={"grader": grader}, log_dir=str(tmp_path / "logs"),
                            display="none", sample_id=SUBSET)[0]
         assert log.status == "success", log.error
         inspect_metrics = {k: v.value for k, v in log.results.scores[0].metrics.items()}
         imported = tmp_path / "imported"
-        p = cli("import-inspect", log.location, "--data-dir", str(imported))
+        p = mt_bench("import-inspect", log.location, "--data-dir", str(imported))
         assert p.returncode == 0, p.stderr
 
         # the CLI: the same answers, judged in the bench folder
         shutil.copytree(imported / "model_answer", folder / "model_answer")
-        p = cli("judge", "--data-dir", str(folder), "--judge-model", "gpt-4", "--first-n",
-                str(len(SUBSET)), "--openai-api-base", server.url, "--parallel", "4")
+        p = mt_bench("judge", "--data-dir", str(folder), "--judge-model", "gpt-4", "--first-n",
+                     str(len(SUBSET)), "--openai-api-base", server.url, "--parallel", "4")
         assert p.returncode == 0, p.stderr
         assert f"NOTE: {LABEL}" in p.stderr
-        show = cli("show", "--data-dir", str(folder), "--json")
+        show = mt_bench("show", "--data-dir", str(folder), "--json")
         assert show.returncode == 0, show.stderr
         shown = json.loads(show.stdout)
         assert f"NOTE: {LABEL}" in show.stderr and shown["comparable"] is False
@@ -89,7 +94,7 @@ def test_cli_metric_calibrate_and_inspect_agree_on_a_bench_with_other_prompts(tm
     assert result["turn_1"] == m["turn_1"] == inspect_metrics["turn_1"]
     assert result["turn_2"] == m["turn_2"] == inspect_metrics["turn_2"]
     # inspect's records, imported, carry the same judge identity and the same label in show
-    again = cli("show", "--data-dir", str(imported), "--json")
+    again = mt_bench("show", "--data-dir", str(imported), "--json")
     assert again.returncode == 0 and f"NOTE: {not_comparable_label('gpt-4')}" in again.stderr
     assert json.loads(again.stdout)["models"]["model"]["average"] == m["average"]
     assert calibration.output is not None

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from support.inspect_helpers import (
     MockPair,
-    cli,
     is_pairwise,
     judge_requests,
     read_jsonl,
@@ -29,7 +28,7 @@ from inspect_ai.model import get_model
 from support.fake_openai import FakeOpenAI
 
 from mt_bench_task.core.bench import load_bench, packaged_judge_prompts
-from mt_bench_task.integrations.inspect_task import mt_bench
+from mt_bench_task.integrations import inspect_task
 
 # inspect's own retry code (not ours) warns on every model call in this version
 pytestmark = pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated")
@@ -38,8 +37,14 @@ pytestmark = pytest.mark.filterwarnings("ignore:The 'initial' parameter is depre
 SUBSET = [81, 91, 101, 111, 121, 131, 141, 151]
 
 
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key every CLI call of this module runs with."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+
+
 def _run(tmp_path: Path, model, grader, **kw):
-    logs = inspect_eval(mt_bench(**kw.pop("task_args", {})), model=model,
+    logs = inspect_eval(inspect_task.mt_bench(**kw.pop("task_args", {})), model=model,
                         model_roles={"grader": grader}, log_dir=str(tmp_path / "logs"),
                         display="none", **kw)
     assert logs[0].status == "success", logs[0].error
@@ -54,18 +59,18 @@ def _metrics(log) -> dict[str, float]:
     return {k: v.value for k, v in log.results.scores[0].metrics.items()}
 
 
-def _import(log, d: Path) -> None:
-    p = cli("import-inspect", log.location, "--data-dir", str(d))
+def _import(mt_bench, log, d: Path) -> None:
+    p = mt_bench("import-inspect", log.location, "--data-dir", str(d))
     assert p.returncode == 0, p.stderr
     assert p.stderr == ""
 
 
-def _judge_again(d: Path, d2: Path, *extra: str) -> list[dict]:
+def _judge_again(mt_bench, d: Path, d2: Path, *extra: str) -> list[dict]:
     """`mt-bench judge` on the imported answers (a fresh data dir), against the fake server."""
     shutil.copytree(d / "model_answer", d2 / "model_answer")
     with FakeOpenAI(responder=server_judge) as server:
-        p = cli("judge", "--data-dir", str(d2), "--judge-model", "gpt-4",
-                "--openai-api-base", server.url, "--parallel", "4", *extra)
+        p = mt_bench("judge", "--data-dir", str(d2), "--judge-model", "gpt-4",
+                     "--openai-api-base", server.url, "--parallel", "4", *extra)
         assert p.returncode == 0, p.stderr
         return list(server.requests)
 
@@ -78,7 +83,7 @@ def single_run(tmp_path_factory):
 
 
 @pytest.mark.slow  # all 80 questions and three mt-bench subprocesses (~20 s): out of the fast loop
-def test_single_all_80_questions_prompts_records_and_metrics_match_mt_bench(tmp_path, single_run):
+def test_single_all_80_questions_prompts_records_and_metrics_match_mt_bench(mt_bench, tmp_path, single_run):
     mocks, log = single_run
     questions = {q.question_id: q for q in load_bench().questions}
 
@@ -95,8 +100,8 @@ def test_single_all_80_questions_prompts_records_and_metrics_match_mt_bench(tmp_
     assert len(mocks.grader_calls) == 160
     assert {(c.temperature, c.max_tokens) for _, c in mocks.grader_calls} == {(0.0, 2048)}
     d = tmp_path / "data"
-    _import(log, d)
-    requests = _judge_again(d, tmp_path / "again")
+    _import(mt_bench, log, d)
+    requests = _judge_again(mt_bench, d, tmp_path / "again")
     assert judge_requests(requests) == sorted(json.dumps(m) for m, _ in mocks.grader_calls)
     assert {(r["model"], r["temperature"], r["max_tokens"]) for r in requests} == {
         ("gpt-4", 0, 2048)}
@@ -115,7 +120,7 @@ def test_single_all_80_questions_prompts_records_and_metrics_match_mt_bench(tmp_
     assert any(isinstance(r["score"], float) for r in imported)  # "8.5" stays a float
 
     # metrics: mt-bench show on the imported files
-    p = cli("show", "--data-dir", str(d), "--judge-model", "mockllm/gpt-4", "--json")
+    p = mt_bench("show", "--data-dir", str(d), "--judge-model", "mockllm/gpt-4", "--json")
     assert p.returncode == 0, p.stderr
     assert "judged by mockllm/gpt-4: not comparable with published MT-bench" in p.stderr
     shown = json.loads(p.stdout)
@@ -162,20 +167,20 @@ def test_temperature_option_overrides_the_category_table(tmp_path):
 
 
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
-def test_pairwise_against_gpt35_prompts_and_win_rates_match_mt_bench(tmp_path):
+def test_pairwise_against_gpt35_prompts_and_win_rates_match_mt_bench(mt_bench, tmp_path):
     mocks = MockPair()
     log = _run(tmp_path, *mocks.models(), sample_id=SUBSET, task_args={"judge_mode": "pairwise"})
     assert len(mocks.grader_calls) == 4 * len(SUBSET)  # 2 turns x (g1, g2 swapped)
     assert all(is_pairwise(m[0]["content"]) for m, _ in mocks.grader_calls)
     d = tmp_path / "data"
-    _import(log, d)
-    requests = _judge_again(d, tmp_path / "again", "--mode", "pairwise-baseline",
-                            "--model-list", "model", "--allow-partial")
+    _import(mt_bench, log, d)
+    requests = _judge_again(mt_bench, d, tmp_path / "again", "--mode", "pairwise-baseline",
+                                      "--model-list", "model", "--allow-partial")
     assert judge_requests(requests) == sorted(json.dumps(m) for m, _ in mocks.grader_calls)
     rows = read_jsonl(d / "model_judgment/mockllm__gpt-4_pair.jsonl")
     assert {(r["model_1"], r["model_2"]) for r in rows} == {("model", "gpt-3.5-turbo")}
-    p = cli("show", "--data-dir", str(d), "--mode", "pairwise-baseline", "--judge-model",
-            "mockllm/gpt-4", "--json")
+    p = mt_bench("show", "--data-dir", str(d), "--mode", "pairwise-baseline", "--judge-model",
+                 "mockllm/gpt-4", "--json")
     assert p.returncode == 0, p.stderr
     shown, metrics = json.loads(p.stdout)["models"]["model"], _metrics(log)
     for k in ("win_rate", "loss_rate", "win_rate_adjusted"):
@@ -183,7 +188,7 @@ def test_pairwise_against_gpt35_prompts_and_win_rates_match_mt_bench(tmp_path):
 
 
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
-def test_real_local_openai_server_as_grader_sends_mt_bench_judge_requests(tmp_path):
+def test_real_local_openai_server_as_grader_sends_mt_bench_judge_requests(mt_bench, tmp_path):
     mocks = MockPair()
     model, _ = mocks.models()
     with FakeOpenAI(responder=server_judge) as server:
@@ -194,20 +199,20 @@ def test_real_local_openai_server_as_grader_sends_mt_bench_judge_requests(tmp_pa
     assert {(r["model"], r["temperature"], r.get("max_tokens", r.get("max_completion_tokens")))
             for r in sent} == {("gpt-4", 0, 2048)}
     d = tmp_path / "data"
-    _import(log, d)
-    again = _judge_again(d, tmp_path / "again", "--allow-partial")
+    _import(mt_bench, log, d)
+    again = _judge_again(mt_bench, d, tmp_path / "again", "--allow-partial")
     assert judge_requests(sent) == judge_requests(again)
     # OpenAI's gpt-4 through inspect: records equal mt-bench judge's, the judge name included
     imported = _sorted(read_jsonl(d / "model_judgment/gpt-4_single.jsonl"))
     judged = _sorted(read_jsonl(tmp_path / "again/model_judgment/gpt-4_single.jsonl"))
     assert [{**r, "tstamp": 0} for r in imported] == [{**r, "tstamp": 0} for r in judged]
-    p = cli("show", "--data-dir", str(d), "--json")
+    p = mt_bench("show", "--data-dir", str(d), "--json")
     assert p.returncode == 0 and "not comparable" not in p.stderr, p.stderr
     m = json.loads(p.stdout)["models"]["model"]
     assert _metrics(log)["overall"] == m["average"] and _metrics(log)["turn_2"] == m["turn_2"]
 
 
-def test_a_bench_folder_single_turn_with_its_own_judge_prompts(tmp_path):
+def test_a_bench_folder_single_turn_with_its_own_judge_prompts(mt_bench, tmp_path):
     folder = tmp_path / "my_bench"
     folder.mkdir()
     qs = [{"question_id": 1, "category": "schreiben", "turns": ["Schreib ein Gedicht."]},
@@ -226,12 +231,12 @@ def test_a_bench_folder_single_turn_with_its_own_judge_prompts(tmp_path):
     assert [m[0]["content"] for m, _ in mocks.grader_calls] == [
         "Du bist ein hilfreicher Assistent."] * 2
     d = tmp_path / "data"
-    _import(log, d)
+    _import(mt_bench, log, d)
     rows = read_jsonl(d / "model_judgment/mockllm__gpt-4_single.jsonl")
     assert [r["fastchat_prompts"] for r in rows] == [False, False]  # as mt-bench judge marks them
 
 
-def test_a_translated_folder_string_ids_japanese_prompts_inline_references(tmp_path):
+def test_a_translated_folder_string_ids_japanese_prompts_inline_references(mt_bench, tmp_path):
     """String ids, single-turn Japanese judge prompts naming the rating "[[評価]]", a repr-string
     inline reference chosen with `-T references=inline`: turn 1 only, imported with its ids."""
     folder = tmp_path / "ja_bench"
@@ -257,7 +262,7 @@ def test_a_translated_folder_string_ids_japanese_prompts_inline_references(tmp_p
     users = sorted(m[-1]["content"] for m, _ in mocks.grader_calls)
     assert any("[参考回答]\ndef f(n): ...\n\n[回答]" in u for u in users)
     d = tmp_path / "data"
-    _import(log, d)
+    _import(mt_bench, log, d)
     answers = read_jsonl(d / "model_answer/model.jsonl")
     rows = read_jsonl(d / "model_judgment/mockllm__gpt-4_single.jsonl")
     assert [a["question_id"] for a in answers] == ["1_JA", "2_JA"]

@@ -237,15 +237,13 @@ def test_compute_has_explicit_kwargs(by_name: dict) -> None:
 
 # ---- same numbers as `mt-bench show --json` ----
 @pytest.mark.parametrize("config", ["single", "pairwise"])
-def test_same_numbers_as_show_json(by_path: dict, tmp_path: Path, config: str) -> None:
+def test_same_numbers_as_show_json(mt_bench, by_path: dict, tmp_path: Path, config: str) -> None:
     res = by_path[config]
     f = tmp_path / "judgments.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in res["judgments"]))
     mode = ["--mode", "single"] if config == "single" else ["--mode", "pairwise-baseline",
                                                             "--baseline-model", "gpt-3.5-turbo"]
-    proc = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "show", "--json",
-                           "--input-file", str(f), *mode], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+    proc = mt_bench("show", "--json", "--input-file", f, *mode, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     shown = json.loads(proc.stdout.strip().splitlines()[-1])
     if config == "single":

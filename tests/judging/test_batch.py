@@ -2,15 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from support.answer_dirs import answer_dir
+from support.cli import CliResult
 from support.fake_batch import FakeBatchServer
 from support.fake_openai import FakeOpenAI
 
@@ -21,14 +17,6 @@ from mt_bench_task.core.judging import JudgeRun, run_judging
 CONF = Path(__file__).parents[1] / "conformance"
 MODEL = "mamba_0_5_dpo_ep1"
 SECRET = "sk-test-SECRET-batch-1234"
-
-
-def _data_dir(tmp_path: Path, name: str = "bench", models=(MODEL,)) -> Path:
-    d = tmp_path / name
-    (d / "model_answer").mkdir(parents=True)
-    for m in models:
-        shutil.copy(CONF / "jxiw/model_answer" / f"{m}.jsonl", d / "model_answer")
-    return d
 
 
 def _lines(path: Path) -> list[dict]:
@@ -50,7 +38,7 @@ def _batch_run(d: Path, **kw) -> JudgeRun:
 @pytest.mark.parametrize("mode", ["single", "pairwise-all"])
 def test_batch_records_equal_the_synchronous_runs(tmp_path, mode):
     models = (MODEL, "mamba_0_5_dpo_ep3") if mode != "single" else (MODEL,)
-    sync_dir, batch_dir = _data_dir(tmp_path, "sync", models), _data_dir(tmp_path, "batch", models)
+    sync_dir, batch_dir = answer_dir(tmp_path, *models, name="sync"), answer_dir(tmp_path, *models, name="batch")
     with FakeBatchServer("judge", shuffle_seed=3) as server:
         server.served_model = {"gpt-4": "gpt-4-0613"}
         sync = run_judging(JudgeRun(sync_dir, mode=mode, first_n=10, parallel=4),
@@ -77,7 +65,7 @@ def test_batch_records_equal_the_synchronous_runs(tmp_path, mode):
 
 
 def test_failed_lines_are_errors_then_resent_alone_and_a_finished_dir_sends_nothing(tmp_path):
-    d = _data_dir(tmp_path)
+    d = answer_dir(tmp_path)
     out = d / "model_judgment/gpt-4_single.jsonl"
     failing = {"n": 0}
 
@@ -101,7 +89,7 @@ def test_failed_lines_are_errors_then_resent_alone_and_a_finished_dir_sends_noth
 
 
 def test_status_400_lines_are_failures_too(tmp_path):
-    d = _data_dir(tmp_path)
+    d = answer_dir(tmp_path)
     with FakeBatchServer("judge", error_ids=lambda c: c.startswith("mtb-q81-t1-"),
                          error_kind="400") as server:
         s = run_judging(_batch_run(d, first_n=2), client=_client(server))
@@ -110,7 +98,7 @@ def test_status_400_lines_are_failures_too(tmp_path):
 
 @pytest.mark.parametrize("final", ["expired", "cancelled", "failed"])
 def test_an_unfinished_batch_keeps_what_finished_and_the_next_run_sends_the_rest(tmp_path, final):
-    d = _data_dir(tmp_path)
+    d = answer_dir(tmp_path)
     out = d / "model_judgment/gpt-4_single.jsonl"
     with FakeBatchServer("judge", final=final) as server:
         s = run_judging(_batch_run(d, first_n=6), client=_client(server))
@@ -123,7 +111,7 @@ def test_an_unfinished_batch_keeps_what_finished_and_the_next_run_sends_the_rest
 
 
 def test_no_wait_submits_then_a_later_run_collects_without_a_second_upload(tmp_path):
-    d = _data_dir(tmp_path)
+    d = answer_dir(tmp_path)
     with FakeBatchServer("judge", hold=True) as server:
         s = run_judging(_batch_run(d, first_n=3, batch_wait=False), client=_client(server))
         assert s.batch_pending and s.ok and s.batch_ids == ["batch_0001"] and s.sent == 0
@@ -135,7 +123,7 @@ def test_no_wait_submits_then_a_later_run_collects_without_a_second_upload(tmp_p
 
 
 def test_a_kill_between_create_and_save_finds_the_batch_instead_of_making_another(tmp_path):
-    d = _data_dir(tmp_path)
+    d = answer_dir(tmp_path)
     out = d / "model_judgment/gpt-4_single.jsonl"
     with FakeBatchServer("judge", hold=True) as server:
         run_judging(_batch_run(d, first_n=2, batch_wait=False), client=_client(server))
@@ -152,7 +140,7 @@ def test_large_plans_are_split_into_several_batches(tmp_path):
     from mt_bench_task.core.bench import load_bench
     from mt_bench_task.core.judge_runner import run_sync
     from mt_bench_task.core.judges import judge_spec
-    d = _data_dir(tmp_path)
+    d = answer_dir(tmp_path)
     job = _batch_run(d, first_n=5).job(load_bench(data_dir=d))
     todo, out = job.plan().todo, job.output
     assert out is not None
@@ -164,39 +152,6 @@ def test_large_plans_are_split_into_several_batches(tmp_path):
     assert (server.uploads, server.created) == (3, 3) and len(res.records) == 10
     assert [b["request_counts"]["total"] for b in server.batches.values()] == [4, 4, 2]
     assert core_batch._chunks(["a" * 9] * 5, 10, 25) == [["a" * 9] * 2] * 2 + [["a" * 9]]
-
-
-def _cli(d: Path, url: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "mt_bench_task.cli.main", "judge", "--data-dir", str(d),
-            "--openai-api-base", url, "--batch", "--batch-poll-interval", "0.05", *extra]
-
-
-def test_kill_9_while_polling_then_the_next_run_reattaches(tmp_path):
-    d = _data_dir(tmp_path)
-    out = d / "model_judgment/gpt-4_single.jsonl"
-    env = {**os.environ, "OPENAI_API_KEY": SECRET}
-    with FakeBatchServer("judge", hold=True) as server:
-        proc = subprocess.Popen(_cli(d, server.url), env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
-        deadline = time.time() + 60
-        while time.time() < deadline and server.retrieves < 3:
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        assert server.retrieves >= 3 and not out.exists()
-        assert json.loads(state_path(out).read_text())["batches"][0]["batch_id"] == "batch_0001"
-        server.release()
-        rerun = subprocess.run(_cli(d, server.url), env=env, capture_output=True, text=True,
-                               timeout=120)
-        assert rerun.returncode == 0, rerun.stderr
-        assert (server.uploads, server.created) == (1, 1)  # reattached: no second upload
-        again = subprocess.run(_cli(d, server.url), env=env, capture_output=True, text=True,
-                               timeout=120)
-        assert (server.uploads, server.created) == (1, 1)
-    assert again.returncode == 0
-    assert len(_lines(out)) == 160 and len({(r["question_id"], r["turn"]) for r in _lines(out)}) == 160
-    assert "cost:" in rerun.stderr and "failures: 0 of 160" in rerun.stderr
-    assert SECRET not in rerun.stderr + rerun.stdout + out.read_text()
 
 
 def test_calibrate_batch_judges_the_reference_answers_in_one_batch(tmp_path):
@@ -212,33 +167,10 @@ def test_calibrate_batch_judges_the_reference_answers_in_one_batch(tmp_path):
     assert again.sent == 0 and again.stats == s.stats
 
 
-def test_batch_with_a_local_judge_is_a_one_line_error(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "judge", "--data-dir",
-                        str(_data_dir(tmp_path)), "--judge-model", "default", "--batch"],
-                       capture_output=True, text=True, timeout=120)
+def test_batch_with_a_local_judge_is_a_one_line_error(mt_bench, tmp_path):
+    r = mt_bench("judge", "--data-dir", answer_dir(tmp_path), "--judge-model", "default", "--batch")
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "--batch needs an OpenAI-compatible judge" in r.stderr
-
-
-def test_ctrl_c_while_polling_exits_130_and_keeps_the_batch_for_the_next_run(tmp_path):
-    d = _data_dir(tmp_path)
-    out = d / "model_judgment/gpt-4_single.jsonl"
-    env = {**os.environ, "OPENAI_API_KEY": SECRET}
-    with FakeBatchServer("judge", hold=True) as server:
-        proc = subprocess.Popen(_cli(d, server.url, "--first-n", "3"), env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 60
-        while time.time() < deadline and server.retrieves < 2:
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
-        assert json.loads(state_path(out).read_text())["batches"][0]["batch_id"] == "batch_0001"
-        server.release()
-        rerun = subprocess.run(_cli(d, server.url, "--first-n", "3"), env=env,
-                               capture_output=True, text=True, timeout=120)
-    assert rerun.returncode == 0, rerun.stderr
-    assert (server.uploads, server.created) == (1, 1) and len(_lines(out)) == 6
 
 
 def test_result_lines_are_matched_by_id_and_unreadable_ones_are_skipped():
@@ -256,17 +188,16 @@ def test_result_lines_are_matched_by_id_and_unreadable_ones_are_skipped():
 
 
 def test_run_with_batch_generates_then_judges_in_one_batch_and_no_wait_collects_later(
-        tmp_path, default_model_dir):
-    """`mt-bench run --batch`, a real subprocess: the embedded model answers 2 questions, the
+        mt_bench, tmp_path, default_model_dir, monkeypatch):
+    """`mt-bench run --batch`: the embedded model answers 2 questions, the
     judgments go in one batch, the tables come out; with --no-wait the first run submits and
     prints the batch id, the second generates nothing, uploads nothing and shows the scores."""
-    def cli(d: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "run",
-                               "--data-dir", str(d), "--question-end", "2",
-                               "--max-new-token", "8", "--judge-model", "gpt-4",
-                               "--openai-api-base", url, "--batch", "--batch-poll-interval",
-                               "0.05", *extra], env={**os.environ, "OPENAI_API_KEY": SECRET},
-                              capture_output=True, text=True, timeout=300)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+
+    def cli(d: Path, url: str, *extra: str) -> CliResult:
+        return mt_bench("run", "--data-dir", d, "--question-end", "2", "--max-new-token", "8",
+                        "--judge-model", "gpt-4", "--openai-api-base", url, "--batch",
+                        "--batch-poll-interval", "0.05", *extra)
 
     d = tmp_path / "run"
     out = d / "model_judgment/gpt-4_single.jsonl"
@@ -301,7 +232,7 @@ def test_a_reasoning_judge_in_batch_is_asked_again_adapted_in_a_second_batch(tmp
     """A reasoning model refuses FastChat's max_tokens and temperature 0 line by line: those
     refusals are no judgments; the jobs go again with max_completion_tokens and no temperature
     (one new batch per refused parameter at most), at the Batch API's price, not one by one."""
-    d = _data_dir(tmp_path)
+    d = answer_dir(tmp_path)
     out = d / "model_judgment/o3_single.jsonl"
     with FakeBatchServer("judge", reasoning=True) as server:
         s = run_judging(_batch_run(d, first_n=3, judge_model="o3"), client=_client(server))

@@ -1,20 +1,23 @@
 """The cost of a run: the plan's estimate and price, the server's tokens, failures and share."""
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.answer_dirs import answer_dir
 from support.fake_openai import FakeOpenAI
 
 from mt_bench_task.core.cost import end_lines, judge_price, plan_line, price_table
 
 CONF = Path(__file__).parents[1] / "conformance"
 MODEL = "mamba_0_5_dpo_ep1"
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key every CLI call of this module runs with."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-cost-123456")
 
 
 def test_the_packaged_table_names_its_date_and_source_and_batch_is_half():
@@ -41,44 +44,31 @@ def test_plan_and_end_lines():
     assert fail.startswith("failures: 2 of 160 judgments (1.2 %)")
 
 
-def _dir(tmp_path: Path) -> Path:
-    d = tmp_path / "bench"
-    (d / "model_answer").mkdir(parents=True)
-    shutil.copy(CONF / "jxiw/model_answer" / f"{MODEL}.jsonl", d / "model_answer")
-    return d
-
-
-def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "OPENAI_API_KEY": "sk-test-cost-123456", **(env or {})})
-
-
 @pytest.mark.parametrize("extra,price", [((), "$30 / $60"), (("--batch",), "$15 / $30"),
                                          (("--judge-model", "my-judge"), "unknown"),
                                          (("--price-input", "1", "--price-output", "2"), "$1 / $2")])
-def test_dry_run_prints_the_cost_plan(tmp_path, extra, price):
-    r = _cli("judge", "--data-dir", str(_dir(tmp_path)), "--dry-run", *extra)
+def test_dry_run_prints_the_cost_plan(mt_bench, tmp_path, extra, price):
+    r = mt_bench("judge", "--data-dir", str(answer_dir(tmp_path)), "--dry-run", *extra)
     assert r.returncode == 0, r.stderr
     plan = next(x for x in r.stderr.splitlines() if x.startswith("cost plan:"))
     assert "160 requests" in plan and "327680 completion tokens" in plan and price in plan
 
 
-def test_a_local_judges_plan_counts_its_own_budget(tmp_path):
+def test_a_local_judges_plan_counts_its_own_budget(mt_bench, tmp_path):
     """The embedded judge stops at 8 new tokens: its plan says 8 per call, not FastChat's 2048."""
-    r = _cli("judge", "--data-dir", str(_dir(tmp_path)), "--dry-run", "--judge-model", "default")
+    r = mt_bench("judge", "--data-dir", str(answer_dir(tmp_path)), "--dry-run", "--judge-model", "default")
     assert r.returncode == 0, r.stderr
     assert "plus up to 8 completion tokens per call" in r.stderr
     plan = next(x for x in r.stderr.splitlines() if x.startswith("cost plan:"))
     assert "160 requests" in plan and "at most 1280 completion tokens" in plan and "$0" in plan
 
 
-def test_a_run_ends_with_the_servers_tokens_price_and_failure_share(tmp_path):
-    d = _dir(tmp_path)
+def test_a_run_ends_with_the_servers_tokens_price_and_failure_share(mt_bench, tmp_path):
+    d = answer_dir(tmp_path)
     with FakeOpenAI("judge", faults=["400"]) as server:
         server.served_model = {"gpt-4": "gpt-4-0613"}
-        r = _cli("judge", "--data-dir", str(d), "--openai-api-base", server.url, "--parallel", "4",
-                 "--first-n", "5")
+        r = mt_bench("judge", "--data-dir", str(d), "--openai-api-base", server.url, "--parallel", "4",
+                     "--first-n", "5")
     assert r.returncode == 1  # one refused request: a failed judgment
     cost = next(x for x in r.stderr.splitlines() if x.startswith("cost:"))
     assert re.search(r"cost: 10 requests, \d+ prompt \+ \d+ completion tokens", cost)

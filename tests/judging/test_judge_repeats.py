@@ -3,15 +3,13 @@ ratings change with every repeat (real subprocesses, real files)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import statistics
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from support.answer_dirs import answer_dir
+from support.cli import CliResult
 from support.fake_openai import FakeOpenAI, VaryingJudge
 
 from mt_bench_task.core import scoring
@@ -26,22 +24,15 @@ SINGLE_KEYS = ["question_id", "model", "judge", "user_prompt", "judgment", "scor
 FIRST_N = 4  # questions: 8 single matches per model
 
 
-def _data_dir(tmp_path: Path, models: tuple[str, ...] = MODELS[:1]) -> Path:
-    d = tmp_path / "bench"
-    (d / "model_answer").mkdir(parents=True)
-    for m in models:
-        shutil.copy(CONF / "jxiw/model_answer" / f"{m}.jsonl", d / "model_answer")
-    return d
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key every CLI call of this module runs with."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-x")
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args], capture_output=True,
-                          text=True, timeout=300, check=False, env={**os.environ, "OPENAI_API_KEY": "sk-test-x"})
-
-
-def _judge(d: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    p = _cli("judge", "--data-dir", str(d), "--openai-api-base", url, "--first-n", str(FIRST_N),
-             "--parallel", "4", *extra)
+def _judge(mt_bench, d: Path, url: str, *extra: str) -> CliResult:
+    p = mt_bench("judge", "--data-dir", str(d), "--openai-api-base", url, "--first-n", str(FIRST_N),
+                 "--parallel", "4", *extra)
     assert p.returncode == 0, p.stderr
     return p
 
@@ -59,11 +50,11 @@ def _judge_sd_by_hand(rows: list[dict], model: str) -> float:
 
 
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
-def test_repeats_records_spread_resume_and_one_more_repeat(tmp_path):
-    d = _data_dir(tmp_path)
+def test_repeats_records_spread_resume_and_one_more_repeat(mt_bench, tmp_path):
+    d = answer_dir(tmp_path, MODELS[0])
     matches = 2 * FIRST_N
     with FakeOpenAI(VaryingJudge()) as server:
-        _judge(d, server.url, "--judge-repeats", "3")
+        _judge(mt_bench, d, server.url, "--judge-repeats", "3")
         assert server.total == 3 * matches
         rows = _rows(d)
         assert all(list(r) == SINGLE_KEYS + ["repeat"] for r in rows)  # FastChat's record + repeat
@@ -74,33 +65,33 @@ def test_repeats_records_spread_resume_and_one_more_repeat(tmp_path):
         assert all(sorted(rep for rep, _ in v) == [0, 1, 2] for v in by_match.values())
         assert any(len({s for _, s in v}) > 1 for v in by_match.values())  # ratings vary
 
-        show = json.loads(_cli("show", "--data-dir", str(d), "--json").stdout)
+        show = json.loads(mt_bench("show", "--data-dir", str(d), "--json").stdout)
         m = show["models"][MODELS[0]]
         assert show["judge_repeats"] == 3
         assert m["judge_sd"] == pytest.approx(_judge_sd_by_hand(rows, MODELS[0]))
         assert m["average"] == pytest.approx(statistics.mean(r["score"] for r in rows))
-        text = _cli("show", "--data-dir", str(d)).stdout
+        text = mt_bench("show", "--data-dir", str(d)).stdout
         assert f"judge sd={m['judge_sd']:.3f}" in text and "judged 3 times" in text
 
         before = server.total
-        again = _judge(d, server.url, "--judge-repeats", "3")
+        again = _judge(mt_bench, d, server.url, "--judge-repeats", "3")
         assert server.total == before and "0 to judge" in again.stderr  # resume: 0 calls
-        _judge(d, server.url, "--judge-repeats", "4")
+        _judge(mt_bench, d, server.url, "--judge-repeats", "4")
         assert server.total == before + matches  # only repeat 3 of each match
     rows = _rows(d)
     assert sorted(r["repeat"] for r in rows) == sorted(list(range(4)) * matches)
 
 
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
-def test_a_fastchat_file_gains_a_second_repeat(tmp_path):
-    d = _data_dir(tmp_path)
+def test_a_fastchat_file_gains_a_second_repeat(mt_bench, tmp_path):
+    d = answer_dir(tmp_path, MODELS[0])
     with FakeOpenAI(VaryingJudge()) as server:
-        _judge(d, server.url)
+        _judge(mt_bench, d, server.url)
         first = _rows(d)
         assert all(list(r) == SINGLE_KEYS for r in first)  # K = 1: exactly FastChat's record
-        show = json.loads(_cli("show", "--data-dir", str(d), "--json").stdout)
+        show = json.loads(mt_bench("show", "--data-dir", str(d), "--json").stdout)
         assert show["judge_repeats"] == 1 and show["models"][MODELS[0]]["judge_sd"] is None
-        _judge(d, server.url, "--judge-repeats", "2")
+        _judge(mt_bench, d, server.url, "--judge-repeats", "2")
         assert server.total == 2 * 2 * FIRST_N
     added = _rows(d)[len(first):]
     assert len(added) == 2 * FIRST_N and {r["repeat"] for r in added} == {1}
@@ -119,25 +110,25 @@ def test_bootstrap_keeps_repeats_together():
     assert b.judge_sd == 0.0 and a.judge_sd is None
 
 
-def test_pairwise_repeats_count_as_separate_games(tmp_path):
-    d = _data_dir(tmp_path, MODELS)
+def test_pairwise_repeats_count_as_separate_games(mt_bench, tmp_path):
+    d = answer_dir(tmp_path, *MODELS)
     with FakeOpenAI("judge") as server:
-        _judge(d, server.url, "--mode", "pairwise-all", "--judge-repeats", "2")
+        _judge(mt_bench, d, server.url, "--mode", "pairwise-all", "--judge-repeats", "2")
         assert server.total == 2 * 2 * 2 * FIRST_N  # g1 + g2, 2 repeats, 2 turns per question
     rows = _rows(d, "pair")
     assert sorted(r["repeat"] for r in rows) == sorted([0, 1] * 2 * FIRST_N)
-    show = json.loads(_cli("show", "--data-dir", str(d), "--json", "--mode", "pairwise-all").stdout)
+    show = json.loads(mt_bench("show", "--data-dir", str(d), "--json", "--mode", "pairwise-all").stdout)
     games = {k: v["win"] + v["loss"] + v["tie"] for k, v in show["models"].items()}
     valid = sum(r["g1_winner"] != "error" and r["g2_winner"] != "error" for r in rows)
     assert games == {m: valid for m in MODELS}
 
 
-def test_dry_run_counts_calls_with_repeats_and_estimates_prompt_tokens(tmp_path):
-    d = _data_dir(tmp_path)
+def test_dry_run_counts_calls_with_repeats_and_estimates_prompt_tokens(mt_bench, tmp_path):
+    d = answer_dir(tmp_path, MODELS[0])
     with FakeOpenAI("judge") as server:
-        plan = _judge(d, server.url, "--judge-repeats", "3", "--dry-run")
+        plan = _judge(mt_bench, d, server.url, "--judge-repeats", "3", "--dry-run")
         assert server.total == 0 and f"({3 * 2 * FIRST_N} judge calls)" in plan.stderr
-        done = _judge(d, server.url, "--judge-repeats", "3")
+        done = _judge(mt_bench, d, server.url, "--judge-repeats", "3")
         chars = sum(len(m["content"]) for req in server.requests for m in req["messages"])
     assert f"prompt tokens: about {chars // 4} (estimate" in plan.stderr
     usage = sum(len(str(m["content"]).split()) for req in server.requests for m in req["messages"])

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.answer_dirs import answer_dir
+from support.cli import mt_bench_subprocess
 from support.fake_openai import REASONING_MAX_TOKENS, FakeOpenAI
 from support.mock_hub import MockHub
 
@@ -28,23 +28,15 @@ SECRET = "sk-test-SECRET-1a2b3c4d5e6f"
 FIRST_N = "3"  # 3 questions x 2 turns: enough for every command, fast
 
 
-def _data_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "bench"
-    (d / "model_answer").mkdir(parents=True)
-    shutil.copy(CONF / "jxiw/model_answer" / f"{MODEL}.jsonl", d / "model_answer")
-    return d
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args], capture_output=True,
-                          text=True, timeout=300, check=False,
-                          env={**os.environ, "OPENAI_API_KEY": SECRET, **(env or {})})
-
-
-def _judged(tmp_path: Path, judge: str, url: str) -> Path:
-    d = _data_dir(tmp_path)
-    p = _cli("judge", "--data-dir", str(d), "--judge-model", judge, "--openai-api-base", url,
-             "--first-n", FIRST_N, "--parallel", "4")
+def _judged(mt_bench, tmp_path: Path, judge: str, url: str) -> Path:
+    d = answer_dir(tmp_path)
+    p = mt_bench("judge", "--data-dir", str(d), "--judge-model", judge, "--openai-api-base", url,
+                 "--first-n", FIRST_N, "--parallel", "4")
     assert p.returncode == 0, p.stderr
     return d
 
@@ -88,30 +80,29 @@ def test_changed_prompts_or_a_local_judge_are_not_comparable(tmp_path):
 
 # ---- the same label from show, report, publish and run ----
 @pytest.mark.parametrize("judge,comparable", [_slow("gpt-3.5-turbo", False), ("gpt-4", True)])
-def test_show_and_report_label_the_judge(tmp_path, judge, comparable):
+def test_show_and_report_label_the_judge(mt_bench, tmp_path, judge, comparable):
     with FakeOpenAI("judge") as server:
-        d = _judged(tmp_path, judge, server.url)
+        d = _judged(mt_bench, tmp_path, judge, server.url)
     label = f"judged by {judge}: {NOT_COMPARABLE}"
-    show = _cli("show", "--data-dir", str(d), "--judge-model", judge)
+    show = mt_bench("show", "--data-dir", str(d), "--judge-model", judge)
     assert show.returncode == 0, show.stderr
     assert (label in show.stdout) is not comparable and (NOT_COMPARABLE in show.stdout) is not comparable
-    js = json.loads(_cli("show", "--data-dir", str(d), "--judge-model", judge, "--json").stdout)
+    js = json.loads(mt_bench("show", "--data-dir", str(d), "--judge-model", judge, "--json").stdout)
     assert (js["judge"], js["comparable"]) == (judge, comparable)
-    report = _cli("report", "--data-dir", str(d), "--judge-model", judge, "--out",
-                  str(tmp_path / "r.html"))
+    report = mt_bench("report", "--data-dir", str(d), "--judge-model", judge, "--out",
+                      str(tmp_path / "r.html"))
     assert report.returncode == 0, report.stderr
     assert (label in (tmp_path / "r.html").read_text()) is not comparable
 
 
 @pytest.mark.parametrize("judge,comparable", [_slow("gpt-3.5-turbo", False), ("gpt-4", True)])
-def test_publish_card_labels_the_judge(tmp_path, mock_hub: MockHub, judge, comparable):
+def test_publish_card_labels_the_judge(mt_bench, tmp_path, mock_hub: MockHub, judge, comparable):
     with FakeOpenAI("judge") as server:
-        d = _judged(tmp_path, judge, server.url)
+        d = _judged(mt_bench, tmp_path, judge, server.url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(mock_hub.env(str(tmp_path / "hf_home")))
-    p = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "publish", "--repo-id",
-                        "user/m", "--data-dir", str(d), "--judge-model", judge, "--dry-run"],
-                       capture_output=True, text=True, timeout=300, check=False, env=env)
+    p = mt_bench_subprocess("publish", "--repo-id", "user/m", "--data-dir", d, "--judge-model", judge,
+                            "--dry-run", env=env)  # the Hub client reads HF_ENDPOINT at import
     assert p.returncode == 0, p.stderr
     assert (NOT_COMPARABLE in p.stdout) is not comparable  # the card
     assert (f"judged by {judge}: {NOT_COMPARABLE}" in p.stderr) is not comparable
@@ -119,12 +110,12 @@ def test_publish_card_labels_the_judge(tmp_path, mock_hub: MockHub, judge, compa
 
 @pytest.mark.slow  # `run` ends in `show`, whose label the fast loop checks
 @pytest.mark.parametrize("judge,comparable", [("gpt-3.5-turbo", False), ("gpt-4", True)])
-def test_run_labels_the_judge(tmp_path, judge, comparable):
-    d = _data_dir(tmp_path)  # answers exist: `run` resumes generation and loads no model
+def test_run_labels_the_judge(mt_bench, tmp_path, judge, comparable):
+    d = answer_dir(tmp_path)  # answers exist: `run` resumes generation and loads no model
     with FakeOpenAI("judge") as server:
-        p = _cli("run", "--data-dir", str(d), "--model-id", MODEL, "--judge-model", judge,
-                 "--openai-api-base", server.url, "--question-end", FIRST_N, "--plot",
-                 str(tmp_path / "radar.png"))
+        p = mt_bench("run", "--data-dir", str(d), "--model-id", MODEL, "--judge-model", judge,
+                     "--openai-api-base", server.url, "--question-end", FIRST_N, "--plot",
+                     str(tmp_path / "radar.png"))
     assert p.returncode == 0, p.stderr
     assert server.total == 2 * int(FIRST_N)
     assert (f"judged by {judge}: {NOT_COMPARABLE}" in p.stdout) is not comparable
@@ -132,20 +123,20 @@ def test_run_labels_the_judge(tmp_path, judge, comparable):
 
 
 # ---- judges of today ----
-def test_other_judges_get_fastchats_exact_request(tmp_path):
+def test_other_judges_get_fastchats_exact_request(mt_bench, tmp_path):
     with FakeOpenAI("judge") as server:
-        _judged(tmp_path, "gpt-4", server.url)
+        _judged(mt_bench, tmp_path, "gpt-4", server.url)
     assert server.total == 2 * int(FIRST_N)
     for req in server.requests:
         assert set(req) == {"model", "messages", "n", "temperature", "max_tokens"}
         assert (req["model"], req["n"], req["temperature"], req["max_tokens"]) == ("gpt-4", 1, 0, 2048)
 
 
-def test_reasoning_judge_is_adapted_once_and_completes_every_judgment(tmp_path):
-    d = _data_dir(tmp_path)
+def test_reasoning_judge_is_adapted_once_and_completes_every_judgment(mt_bench, tmp_path):
+    d = answer_dir(tmp_path)
     with FakeOpenAI("judge", reasoning=True) as server:
-        p = _cli("judge", "--data-dir", str(d), "--judge-model", "o4-mini", "--openai-api-base",
-                 server.url, "--parallel", "8")
+        p = mt_bench("judge", "--data-dir", str(d), "--judge-model", "o4-mini", "--openai-api-base",
+                     server.url, "--parallel", "8")
     assert p.returncode == 0, p.stderr
     rows = [json.loads(l) for l in (d / "model_judgment/o4-mini_single.jsonl").read_text().splitlines()]
     assert len(rows) == 160 and all(1 <= r["score"] <= 10 for r in rows)
@@ -162,12 +153,12 @@ def test_reasoning_judge_is_adapted_once_and_completes_every_judgment(tmp_path):
 
 # ---- a judge that refuses everything ----
 @pytest.mark.parametrize("parallel", [_slow(1), 4, _slow(16)])
-def test_judge_refusing_everything_stops_within_3x_parallel(tmp_path, parallel):
-    d = _data_dir(tmp_path)
+def test_judge_refusing_everything_stops_within_3x_parallel(mt_bench, tmp_path, parallel):
+    d = answer_dir(tmp_path)
     message = f"The model `gpt-4` does not exist or you do not have access to it ({SECRET})."
     with FakeOpenAI("judge", faults=[f"400:{message}"] * 1000) as server:
-        p = _cli("judge", "--data-dir", str(d), "--openai-api-base", server.url,
-                 "--parallel", str(parallel))
+        p = mt_bench("judge", "--data-dir", str(d), "--openai-api-base", server.url,
+                     "--parallel", str(parallel))
     assert p.returncode == 2 and "Traceback" not in p.stderr
     errors = [l for l in p.stderr.splitlines() if l.startswith("mt-bench judge: error:")]
     assert len(errors) == 1 and "does not exist or you do not have access" in errors[0]
@@ -176,13 +167,13 @@ def test_judge_refusing_everything_stops_within_3x_parallel(tmp_path, parallel):
     assert not (d / "model_judgment/gpt-4_single.jsonl").exists()  # nothing written
 
 
-def test_refusals_after_adaptation_also_stop_the_run(tmp_path):
-    d = _data_dir(tmp_path)
+def test_refusals_after_adaptation_also_stop_the_run(mt_bench, tmp_path):
+    d = answer_dir(tmp_path)
     # request 0 is refused for max_tokens, 1 for temperature, then the adapted one for good
     faults = [None, None] + ["400:context_length_exceeded"] * 1000
     with FakeOpenAI("judge", reasoning=True, faults=faults) as server:
-        p = _cli("judge", "--data-dir", str(d), "--judge-model", "o3", "--openai-api-base",
-                 server.url, "--parallel", "1")
+        p = mt_bench("judge", "--data-dir", str(d), "--judge-model", "o3", "--openai-api-base",
+                     server.url, "--parallel", "1")
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert server.total == 3 and dict(server.rejected_params) == {"max_tokens": 1, "temperature": 1}
     error = p.stderr.splitlines()[-1]
@@ -190,11 +181,11 @@ def test_refusals_after_adaptation_also_stop_the_run(tmp_path):
     assert REASONING_MAX_TOKENS not in error
 
 
-def test_one_refused_request_among_answers_is_only_a_failed_judgment(tmp_path):
-    d = _data_dir(tmp_path)
+def test_one_refused_request_among_answers_is_only_a_failed_judgment(mt_bench, tmp_path):
+    d = answer_dir(tmp_path)
     with FakeOpenAI("judge", faults=[None, "400:too long"]) as server:
-        p = _cli("judge", "--data-dir", str(d), "--openai-api-base", server.url, "--first-n",
-                 FIRST_N, "--parallel", "1")
+        p = mt_bench("judge", "--data-dir", str(d), "--openai-api-base", server.url, "--first-n",
+                     FIRST_N, "--parallel", "1")
     assert p.returncode == 1, p.stderr  # finished, one failure to retry
     rows = (d / "model_judgment/gpt-4_single.jsonl").read_text().splitlines()
     assert len(rows) == 2 * int(FIRST_N) and sum("$ERROR$" in r for r in rows) == 1

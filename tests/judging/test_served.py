@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from support.answer_dirs import one_model_answers
+from support.answer_dirs import answer_dir
 from support.fake_openai import FakeOpenAI
 
 from mt_bench_task.clients.openai_client import OpenAIChatClient
@@ -22,7 +22,7 @@ MODEL = "mamba_0_5_dpo_ep1"
 
 
 def test_served_model_is_recorded_and_named_by_show_report_and_card(tmp_path):
-    d = one_model_answers(tmp_path)
+    d = answer_dir(tmp_path)
     out = d / "model_judgment/gpt-4_single.jsonl"
     with FakeOpenAI("judge") as server:
         server.served_model = {"gpt-4": "gpt-4-0613"}
@@ -54,7 +54,7 @@ def test_a_judge_that_names_no_model_adds_no_key(tmp_path):
         async def complete(self, model, messages, *, temperature, max_tokens):
             return Completion("Rating: [[5]]")
 
-    d = one_model_answers(tmp_path)
+    d = answer_dir(tmp_path)
     run_judging(JudgeRun(d, first_n=1), client=Judge())
     rows = [json.loads(x) for x in (d / "model_judgment/gpt-4_single.jsonl").read_text().split("\n") if x]
     assert len(rows) == 2 and not any("served_model" in r for r in rows)

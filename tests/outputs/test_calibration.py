@@ -1,4 +1,4 @@
-"""`mt-bench calibrate` against real local OpenAI-compatible servers, as a real subprocess.
+"""`mt-bench calibrate` against real local OpenAI-compatible servers.
 
 One server gives back the official GPT-4 grade of the answer it is shown (identical prompts of
 two models get one answer, so not every grade can come back), one gives shifted grades. Every
@@ -12,11 +12,10 @@ import json
 import math
 import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli import mt_bench_subprocess
 from support.fake_openai import FakeOpenAI
 
 from mt_bench_task.core import data
@@ -26,6 +25,12 @@ from mt_bench_task.core.prompts import build_matches, user_prompts
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "mt_bench_task" / "data"
 SIX = ["gpt-4", "gpt-3.5-turbo", "claude-v1", "vicuna-13b-v1.3", "alpaca-13b", "llama-13b"]
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key every CLI call of this module runs with."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -67,13 +72,6 @@ def _grading_server(models: list[str], shift: int = 0, unrated: int | None = Non
         return f"Evaluation: fine. Rating: [[{g}]]"
 
     return FakeOpenAI(respond)
-
-
-def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OPENAI_API_KEY": "sk-test", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args], check=False,
-                          capture_output=True,
-                          text=True, env=env, timeout=600)
 
 
 # ---- the independent computation ----
@@ -145,16 +143,16 @@ def _assert_equal(got: dict, want: dict) -> None:
 
 
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
-def test_calibrate_with_official_grades_all_six_then_resume(tmp_path):
+def test_calibrate_with_official_grades_all_six_then_resume(mt_bench, tmp_path):
     with _grading_server(SIX, unrated=81) as server:
-        dry = _cli("calibrate", "--judge-model", "gpt-4o", "--data-dir", str(tmp_path), "--dry-run",
-                   env_extra={"OPENAI_API_KEY": ""})
+        dry = mt_bench("calibrate", "--judge-model", "gpt-4o", "--data-dir", str(tmp_path), "--dry-run",
+                       env={**os.environ, "OPENAI_API_KEY": ""})
         assert dry.returncode == 0, dry.stderr
         assert "960 judge calls" in dry.stdout and server.total == 0
         assert list(tmp_path.iterdir()) == []  # nothing written before spending
 
-        res = _cli("calibrate", "--judge-model", "gpt-4o", "--openai-api-base", server.url,
-                   "--parallel", "16", "--data-dir", str(tmp_path), "--json")
+        res = mt_bench("calibrate", "--judge-model", "gpt-4o", "--openai-api-base", server.url,
+                       "--parallel", "16", "--data-dir", str(tmp_path), "--json")
         assert res.returncode == 0, res.stderr
         assert server.total == 960
         stats = json.loads(res.stdout)
@@ -170,21 +168,21 @@ def test_calibrate_with_official_grades_all_six_then_resume(tmp_path):
         saved = json.loads((tmp_path / "calibration" / "gpt-4o_calibration.json").read_text())
         assert saved == stats
 
-        again = _cli("calibrate", "--judge-model", "gpt-4o", "--openai-api-base", server.url,
-                     "--data-dir", str(tmp_path), "--json")
+        again = mt_bench("calibrate", "--judge-model", "gpt-4o", "--openai-api-base", server.url,
+                         "--data-dir", str(tmp_path), "--json")
         assert again.returncode == 0, again.stderr
         assert server.total == 960  # resume: 0 calls
         assert json.loads(again.stdout) == stats
-        dry2 = _cli("calibrate", "--judge-model", "gpt-4o", "--data-dir", str(tmp_path), "--dry-run")
+        dry2 = mt_bench("calibrate", "--judge-model", "gpt-4o", "--data-dir", str(tmp_path), "--dry-run")
         assert "960 already done, 0 judge calls" in dry2.stdout
 
 
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
-def test_calibrate_shifted_judge_subset_and_the_citation(tmp_path):
+def test_calibrate_shifted_judge_subset_and_the_citation(mt_bench, tmp_path):
     models = ["gpt-4", "alpaca-13b", "llama-13b"]
     with _grading_server(models, shift=-2) as server:
-        res = _cli("calibrate", "--judge-model", "gpt-4o", "--openai-api-base", server.url,
-                   "--parallel", "16", "--data-dir", str(tmp_path), "--models", *models)
+        res = mt_bench("calibrate", "--judge-model", "gpt-4o", "--openai-api-base", server.url,
+                       "--parallel", "16", "--data-dir", str(tmp_path), "--models", *models)
         assert res.returncode == 0, res.stderr
         assert server.total == 480
     stats = json.loads((tmp_path / "calibration" / "gpt-4o_calibration.json").read_text())
@@ -198,12 +196,12 @@ def test_calibrate_shifted_judge_subset_and_the_citation(tmp_path):
     rows = [dict(r, model="mine") for r in records if r["model"] == "gpt-4"]
     (tmp_path / "model_judgment" / "gpt-4o_single.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in rows))
-    shown = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o")
+    shown = mt_bench("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o")
     cite = (f"judged by gpt-4o: not comparable with published MT-bench; calibration vs official "
             f"GPT-4: r = {stats['pearson']:.2f}, shift {stats['mean_shift']:+.2f} over "
             f"{stats['n']} grades")
     assert shown.returncode == 0 and cite in shown.stdout
-    as_json = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--json")
+    as_json = mt_bench("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--json")
     assert json.loads(as_json.stdout)["calibration"] == stats and cite in as_json.stderr
     from mt_bench_task.outputs import report
 
@@ -213,15 +211,15 @@ def test_calibrate_shifted_judge_subset_and_the_citation(tmp_path):
         for a in _jsonl(PKG / "official_answers" / "gpt-4.jsonl")))
     assert report.build_payload(tmp_path, "gpt-4o")["calibration"] == {"text": cite,
                                                                       "comparable": False}
-    card = _cli("publish", "--repo-id", "someone/mine", "--data-dir", str(tmp_path),
-                "--judge-model", "gpt-4o", "--dry-run",
-                env_extra={"HF_HUB_OFFLINE": "1", "HF_TOKEN": ""})
+    card = mt_bench_subprocess("publish", "--repo-id", "someone/mine", "--data-dir", tmp_path,
+                               "--judge-model", "gpt-4o", "--dry-run",  # HF_* are read at import
+                               env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_TOKEN": ""})
     assert card.returncode == 0, card.stderr
     assert cite.split("; ")[1] in card.stdout and "not comparable" in card.stdout
 
 
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
-def test_metric_calibrate_gives_the_cli_statistics(tmp_path):
+def test_metric_calibrate_gives_the_cli_statistics(mt_bench, tmp_path):
     """The evaluate side: same statistics code, same numbers as the CLI on the same server."""
     from mt_bench_task.integrations import metric
 
@@ -230,8 +228,8 @@ def test_metric_calibrate_gives_the_cli_statistics(tmp_path):
         got = metric.calibrate(metric.JudgeSettings(judge_model="gpt-4o", base_url=server.url,
                                                     api_key="sk-test", parallel=16), models)
         assert server.total == 320
-        res = _cli("calibrate", "--judge-model", "gpt-4o", "--openai-api-base", server.url,
-                   "--parallel", "16", "--data-dir", str(tmp_path), "--models", *models, "--json")
+        res = mt_bench("calibrate", "--judge-model", "gpt-4o", "--openai-api-base", server.url,
+                       "--parallel", "16", "--data-dir", str(tmp_path), "--models", *models, "--json")
     assert res.returncode == 0, res.stderr
     assert got == json.loads(res.stdout)
     records = _jsonl(tmp_path / "calibration" / "gpt-4o_single.jsonl")
@@ -239,13 +237,13 @@ def test_metric_calibrate_gives_the_cli_statistics(tmp_path):
     assert got["mean_shift"] > 0
 
 
-def test_calibrate_repeats_each_repeat_is_a_pair_and_resumes_per_repeat(tmp_path):
+def test_calibrate_repeats_each_repeat_is_a_pair_and_resumes_per_repeat(mt_bench, tmp_path):
     models = ["llama-13b"]
     common = ["calibrate", "--judge-model", "gpt-4o", "--data-dir", str(tmp_path),
               "--models", *models]
     with _grading_server(models, shift=1) as server:
-        res = _cli(*common, "--openai-api-base", server.url, "--parallel", "16",
-                   "--judge-repeats", "2", "--json")
+        res = mt_bench(*common, "--openai-api-base", server.url, "--parallel", "16",
+                       "--judge-repeats", "2", "--json")
         assert res.returncode == 0, res.stderr
         assert server.total == 320
         records = _jsonl(tmp_path / "calibration" / "gpt-4o_single.jsonl")
@@ -253,13 +251,13 @@ def test_calibrate_repeats_each_repeat_is_a_pair_and_resumes_per_repeat(tmp_path
         stats = json.loads(res.stdout)
         _assert_equal(stats, _expected(records, models, "gpt-4o"))
         assert stats["n"] == 320
-        again = _cli(*common, "--openai-api-base", server.url, "--judge-repeats", "2")
+        again = mt_bench(*common, "--openai-api-base", server.url, "--judge-repeats", "2")
         assert again.returncode == 0 and server.total == 320  # resume: 0 calls
-    dry = _cli(*common, "--judge-repeats", "3", "--dry-run")
+    dry = mt_bench(*common, "--judge-repeats", "3", "--dry-run")
     assert "480 judgments, 320 already done, 160 judge calls" in dry.stdout
 
 
-def test_the_embedded_judges_packaged_calibration_is_cited_unless_data_dir_has_its_own(tmp_path):
+def test_the_embedded_judges_packaged_calibration_is_cited_unless_data_dir_has_its_own(mt_bench, tmp_path):
     """`mt-bench calibrate --judge-model default` was measured once and ships with the package:
     show cites it next to the embedded judge's label; a calibration saved in DATA_DIR wins."""
     from mt_bench_task.core.judges import EMBEDDED_JUDGE_NAME
@@ -273,7 +271,7 @@ def test_the_embedded_judges_packaged_calibration_is_cited_unless_data_dir_has_i
              "local_judge": True} for qid in range(81, 91)]
     (tmp_path / "model_judgment" / f"{EMBEDDED_JUDGE_NAME}_single.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in rows))
-    shown = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "default")
+    shown = mt_bench("show", "--data-dir", str(tmp_path), "--judge-model", "default")
     assert shown.returncode == 0, shown.stderr
     cite = (f"calibration vs official GPT-4: r = {packaged['pearson']:.2f}, shift "
             f"{packaged['mean_shift']:+.2f} over 960 grades (measured once, 2026-12-03")
@@ -283,5 +281,5 @@ def test_the_embedded_judges_packaged_calibration_is_cited_unless_data_dir_has_i
     del own["measured"]
     (tmp_path / "calibration").mkdir()
     (tmp_path / "calibration" / f"{EMBEDDED_JUDGE_NAME}_calibration.json").write_text(json.dumps(own))
-    shown = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "default")
+    shown = mt_bench("show", "--data-dir", str(tmp_path), "--judge-model", "default")
     assert "r = 0.50, shift +1.00 over 12 grades" in shown.stdout and "measured once" not in shown.stdout

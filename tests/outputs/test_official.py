@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,12 +22,6 @@ GRADES = ROOT / "mt_bench_task" / "data" / "official_grades" / "gpt-4_single_sco
 
 def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args], check=False,
-                          capture_output=True,
-                          text=True, env={**os.environ, **(env_extra or {})}, timeout=300)
 
 
 def _fastchat_show_result(rows: list[dict]) -> dict[str, dict[str, float]]:
@@ -89,12 +81,12 @@ def test_official_data_is_packaged_once_with_its_source():
 
 
 # ---- show --leaderboard ----
-def test_leaderboard_json_lists_35_models_flags_and_fastchat_averages(tmp_path):
+def test_leaderboard_json_lists_35_models_flags_and_fastchat_averages(mt_bench, tmp_path):
     d = _judged_dir(tmp_path, "gpt-4")
-    res = _cli("show", "--data-dir", str(d), "--leaderboard", "--json")
+    res = mt_bench("show", "--data-dir", str(d), "--leaderboard", "--json")
     assert res.returncode == 0, res.stderr
     board = json.loads(res.stdout)
-    plain = json.loads(_cli("show", "--data-dir", str(d), "--json").stdout)
+    plain = json.loads(mt_bench("show", "--data-dir", str(d), "--json").stdout)
     assert len(board["models"]) == 35
     assert [n for n, m in board["models"].items() if not m["official"]] == ["my-model"]
     assert board["models"]["my-model"] == {**plain["models"]["my-model"], "official": False}
@@ -111,9 +103,9 @@ def test_leaderboard_json_lists_35_models_flags_and_fastchat_averages(tmp_path):
     assert "not comparable" not in res.stderr
 
 
-def test_leaderboard_text_of_a_non_comparable_judge_says_so_at_the_top(tmp_path):
+def test_leaderboard_text_of_a_non_comparable_judge_says_so_at_the_top(mt_bench, tmp_path):
     d = _judged_dir(tmp_path, "gpt-4o")
-    res = _cli("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--leaderboard")
+    res = mt_bench("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--leaderboard")
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     table = next(i for i, ln in enumerate(lines) if ln.startswith("#####"))
@@ -123,58 +115,58 @@ def test_leaderboard_text_of_a_non_comparable_judge_says_so_at_the_top(tmp_path)
     mine = [ln for ln in body if "my-model" in ln]
     assert len(mine) == 1 and "YOURS: judge gpt-4o" in mine[0] and "[" in mine[0]
     assert sum("official: published GPT-4 grades" in ln for ln in body) == 34
-    as_json = _cli("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--leaderboard", "--json")
+    as_json = mt_bench("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--leaderboard", "--json")
     assert json.loads(as_json.stdout)["comparable"] is False
     assert "not comparable with published MT-bench" in as_json.stderr
 
 
-def test_a_users_model_named_like_an_official_one_stays_apart(tmp_path):
+def test_a_users_model_named_like_an_official_one_stays_apart(mt_bench, tmp_path):
     d = _judged_dir(tmp_path, "gpt-4", model="gpt-4")
-    board = json.loads(_cli("show", "--data-dir", str(d), "--leaderboard", "--json").stdout)
+    board = json.loads(mt_bench("show", "--data-dir", str(d), "--leaderboard", "--json").stdout)
     assert len(board["models"]) == 35
     assert board["models"]["gpt-4"]["official"] is False
     assert board["models"]["gpt-4 (official)"]["official"] is True
 
 
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
-def test_leaderboard_plot_and_user_mistakes(tmp_path):
+def test_leaderboard_plot_and_user_mistakes(mt_bench, tmp_path):
     d = _judged_dir(tmp_path, "gpt-4o")
     png = tmp_path / "radar.png"
-    res = _cli("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--leaderboard",
-               "--plot", str(png), "--reference-models", "gpt-4", "llama-13b")
+    res = mt_bench("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--leaderboard",
+                   "--plot", str(png), "--reference-models", "gpt-4", "llama-13b")
     assert res.returncode == 0, res.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     png.unlink()
-    res = _cli("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--leaderboard",
-               "--plot", str(png))  # the default reference models
+    res = mt_bench("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--leaderboard",
+                   "--plot", str(png))  # the default reference models
     assert res.returncode == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for args in (["--leaderboard", "--plot", str(tmp_path / "x.png"), "--reference-models", "nope"],
                  ["--reference-models", "gpt-4"],
                  ["--leaderboard", "--mode", "pairwise-all"]):
-        bad = _cli("show", "--data-dir", str(d), "--judge-model", "gpt-4o", *args)
+        bad = mt_bench("show", "--data-dir", str(d), "--judge-model", "gpt-4o", *args)
         assert bad.returncode == 2, args
         assert bad.stderr.startswith("mt-bench show: error: ") and bad.stderr.count("\n") == 1
         assert not (tmp_path / "x.png").exists()
-    bad = _cli("show", "--data-dir", str(d), "--bench-name", "vicuna_bench", "--leaderboard")
+    bad = mt_bench("show", "--data-dir", str(d), "--bench-name", "vicuna_bench", "--leaderboard")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1  # another bench: refused
     assert bad.stderr.startswith("mt-bench show: error: ") and "vicuna_bench" in bad.stderr
     (d / "question.jsonl").write_text(Path(load_bench("mt_bench").sources["questions"])
                                       .read_text().splitlines()[0] + "\n")  # a custom bench
-    bad = _cli("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--leaderboard")
+    bad = mt_bench("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--leaderboard")
     assert bad.returncode == 2 and "not MT-bench's questions" in bad.stderr
 
 
 # ---- report ----
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
-def test_report_placement_marks_official_rows(tmp_path):
+def test_report_placement_marks_official_rows(mt_bench, tmp_path):
     d = _judged_dir(tmp_path, "gpt-4o")
     (d / "model_answer").mkdir()
     answers = _jsonl(official_answers_dir() / "alpaca-13b.jsonl")
     (d / "model_answer" / "my-model.jsonl").write_text(
         "".join(json.dumps({**a, "model_id": "my-model"}) + "\n" for a in answers))
     payload = report.build_payload(d, "gpt-4o", leaderboard=True)
-    board = json.loads(_cli("show", "--data-dir", str(d), "--judge-model", "gpt-4o",
-                            "--leaderboard", "--json").stdout)
+    board = json.loads(mt_bench("show", "--data-dir", str(d), "--judge-model", "gpt-4o",
+                                "--leaderboard", "--json").stdout)
     rows = payload["placement"]["rows"]
     assert [r["model"] for r in rows] == list(board["models"])
     assert [r["official"] for r in rows] == [m["official"] for m in board["models"].values()]
@@ -183,8 +175,8 @@ def test_report_placement_marks_official_rows(tmp_path):
     assert "not comparable" in payload["placement"]["label"]
     assert report.build_payload(d, "gpt-4o")["placement"] is None
     out = tmp_path / "r.html"
-    res = _cli("report", "--data-dir", str(d), "--judge-model", "gpt-4o", "--leaderboard",
-               "--out", str(out))
+    res = mt_bench("report", "--data-dir", str(d), "--judge-model", "gpt-4o", "--leaderboard",
+                   "--out", str(out))
     assert res.returncode == 0, res.stderr
     html = out.read_text()
     assert "tr.official td" in html and 'id="placement"' in html

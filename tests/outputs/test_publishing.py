@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.cli import CliResult, mt_bench_subprocess
 from support.mock_hub import FAKE_TOKEN, MockHub
 
 from mt_bench_task.core import scoring
@@ -42,12 +43,16 @@ def _write(tmp_path: Path, results: dict[str, Any], name: str = "results.json") 
 
 
 def run_cli(hub: MockHub, tmp_path: Path, *args: str, token: str | None = None,
-            code: str | None = None) -> subprocess.CompletedProcess[str]:
-    """`python -m mt_bench_task.cli.main ARGS` (or `python -c CODE`) pointed at the mock hub."""
+            code: str | None = None) -> CliResult:
+    """`mt-bench ARGS` (or `python -c CODE`) in a subprocess pointed at the mock hub."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(hub.env(str(tmp_path / "hf_home"), token=token))
-    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "mt_bench_task.cli.main", *args]
-    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    if code:
+        p = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True,
+                           text=True, timeout=120, cwd=tmp_path)
+        proc = CliResult(p.returncode, p.stdout, p.stderr)
+    else:
+        proc = mt_bench_subprocess(*args, env=env, cwd=tmp_path, timeout=120)
     for secret in (FAKE_TOKEN, BAD_TOKEN):
         assert secret not in proc.stdout + proc.stderr
     return proc
@@ -74,7 +79,7 @@ def _scores(text: str) -> dict[tuple[str, str | None], float]:
 
 
 def _publish(hub: MockHub, tmp_path: Path, results: dict[str, Any], *extra: str,
-             token: str | None = None) -> subprocess.CompletedProcess[str]:
+             token: str | None = None) -> CliResult:
     return run_cli(hub, tmp_path, "publish", "--repo-id", REPO, "--results",
                    str(_write(tmp_path, results)), *extra, token=token)
 

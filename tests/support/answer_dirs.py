@@ -1,4 +1,4 @@
-"""A data dir holding one conformance model's FastChat answers (shared by the judging tests)."""
+"""A data dir holding conformance models' FastChat answers (shared by the judging tests)."""
 from __future__ import annotations
 
 import shutil
@@ -8,9 +8,11 @@ CONF = Path(__file__).parents[1] / "conformance"
 MODEL = "mamba_0_5_dpo_ep1"
 
 
-def one_model_answers(tmp_path: Path, model: str = MODEL) -> Path:
-    """tmp_path/bench with model_answer/<model>.jsonl from the jxiw run (80 questions)."""
-    d = tmp_path / "bench"
+def answer_dir(tmp_path: Path, *models: str, name: str = "bench") -> Path:
+    """tmp_path/<name> with model_answer/<model>.jsonl for each model (default MODEL) from the
+    jxiw run (80 questions each)."""
+    d = tmp_path / name
     (d / "model_answer").mkdir(parents=True)
-    shutil.copy(CONF / "jxiw/model_answer" / f"{model}.jsonl", d / "model_answer")
+    for m in models or (MODEL,):
+        shutil.copy(CONF / "jxiw/model_answer" / f"{m}.jsonl", d / "model_answer")
     return d

@@ -1,4 +1,4 @@
-"""Shared by the inspect tests: mockllm outputs, a deterministic judge, and the CLI in a subprocess.
+"""Shared by the inspect tests: mockllm outputs and a deterministic judge.
 
 The judge's text is a pure function of the user prompt, so inspect's grader (mockllm or a real
 local server) and `mt-bench judge` (the fake OpenAI server) answer the same prompt the same way.
@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,13 +102,6 @@ class MockPair:
 
         return (get_model("mockllm/model", custom_outputs=self.model, memoize=False),
                 get_model("mockllm/gpt-4", custom_outputs=self.grader, memoize=False))
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`mt-bench ARGS` in a real subprocess."""
-    full_env = {**os.environ, "OPENAI_API_KEY": "sk-test", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args], check=False,
-                          capture_output=True, text=True, env=full_env, timeout=300)
 
 
 def judge_requests(requests: list[dict[str, Any]]) -> list[str]:
