@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 from support.answer_dirs import answer_dir
 from support.cli import CliResult
 from support.fake_batch import FakeBatchServer
-from support.fake_openai import FakeOpenAI
+from support.fake_openai import FakeOpenAI, Gate
 
 from mt_bench_task.clients.openai_client import OpenAIChatClient
 from mt_bench_task.core.batch import state_path
@@ -171,6 +173,28 @@ def test_batch_with_a_local_judge_is_a_one_line_error(mt_bench, tmp_path):
     r = mt_bench("judge", "--data-dir", answer_dir(tmp_path), "--judge-model", "default", "--batch")
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "--batch needs an OpenAI-compatible judge" in r.stderr
+
+
+def test_ctrl_c_while_polling_exits_130_and_the_next_run_collects_the_same_batch(
+        mt_bench, tmp_path, monkeypatch):
+    """Ctrl-C (a SIGINT to this process) while the run waits on its second poll's answer: exit
+    130, the batch id kept; the next run collects that batch, no second upload. (tests/e2e sends
+    it to a real process.)"""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    d = answer_dir(tmp_path)
+    out = d / "model_judgment/gpt-4_single.jsonl"
+    gate = Gate("retrieve", 2, hold=False, action=lambda: os.kill(os.getpid(), signal.SIGINT))
+    with FakeBatchServer("judge", hold=True, gate=gate) as server:
+        args = ("judge", "--data-dir", d, "--openai-api-base", server.url, "--batch",
+                "--batch-poll-interval", "0.01", "--first-n", "3")
+        first = mt_bench(*args)
+        assert first.returncode == 130 and "interrupted" in first.stderr, first.stderr
+        assert "Traceback" not in first.stderr and gate.reached.is_set() and not out.exists()
+        assert json.loads(state_path(out).read_text())["batches"][0]["batch_id"] == "batch_0001"
+        server.release()
+        again = mt_bench(*args)
+    assert again.returncode == 0, again.stderr
+    assert (server.uploads, server.created) == (1, 1) and len(_lines(out)) == 6
 
 
 def test_result_lines_are_matched_by_id_and_unreadable_ones_are_skipped():

@@ -78,6 +78,9 @@ class FakeBatchServer(FakeOpenAI):
         b = self.batches[bid]
         with self._lock:
             self.retrieves += 1
+            n = self.retrieves
+        if self.gate is not None:
+            self.gate.passing("retrieve", n)
         if b["status"] in ("completed", "expired", "cancelled", "failed"):
             return self.public(bid)
         if b["_step"] == 1 and not self.held.is_set():

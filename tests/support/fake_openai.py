@@ -2,7 +2,7 @@
 
 In a test::
 
-    from fake_openai import FakeOpenAI, judge_responder
+    from support.fake_openai import FakeOpenAI, judge_responder
 
     with FakeOpenAI(responder=judge_responder, latency=0.01,
                     faults=["429:0.2", "500", None, "drop"]) as server:
@@ -46,6 +46,11 @@ answer's body (tests/support/fake_batch.py's batches reuse it).
 counts them; they count in `total` too).
 With the default kinds, pass the client a timeout under 5 s, or "timeout" faults cost 5 s each.
 
+`gate=Gate("chat", 41)` stops the client at a point the test chooses: from the 41st chat request
+on, the server answers only after `gate.release()` (`gate.wait()` returns once the client got
+there); `Gate(..., hold=False, action=...)` runs `action` (a SIGINT, say) when the request comes.
+A test that kills or interrupts the client does it there, never after a sleep.
+
 Read back (thread-safe to read after the requests finished): `total`, `count(model, prompt)`,
 `by_key`, `requests` (bodies), `auth_headers`, `faults_injected` (Counter by kind), `url`, `port`;
 `stats()` gives {"total", "faults_injected"}, also served as JSON at GET /stats (or /v1/stats),
@@ -63,6 +68,7 @@ import argparse
 import hashlib
 import json
 import random
+import sys
 import threading
 import time
 from collections import Counter
@@ -123,10 +129,48 @@ REASONING_TEMPERATURE = ("Unsupported value: 'temperature' does not support {val
                          "model. Only the default (1) value is supported.")
 
 
+class Gate:
+    """A point in the client's run that the test chooses: the `at`-th request of a kind ("chat",
+    or "retrieve" for a batch poll, tests/support/fake_batch.py) runs `action` (e.g. a SIGINT to
+    this process) and sets `reached`; with `hold`, it and every later one of that kind are
+    answered only after `release()`. The client is then waiting on those answers, so a signal
+    the test sends after `reached` lands there, however slow or loaded the host."""
+
+    def __init__(self, kind: str, at: int, *, hold: bool = True,
+                 action: Callable[[], object] | None = None) -> None:
+        self.kind, self.at, self.hold, self.action = kind, at, hold, action
+        self.reached = threading.Event()
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def wait(self, timeout: float = 300) -> None:
+        """Until the client gets there (the timeout only stops a broken test)."""
+        assert self.reached.wait(timeout), f"the client never sent {self.kind} request {self.at}"
+
+    def passing(self, kind: str, n: int) -> None:
+        """Called by the handler thread for the n-th request (from 1) of `kind`."""
+        if kind != self.kind or n < self.at:
+            return
+        if n == self.at:
+            if self.action is not None:
+                self.action()
+            self.reached.set()
+        if self.hold:
+            self._released.wait()
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # idle keep-alive connections must not block stop()
     request_queue_size = 256  # listen backlog (default 5): bursts of parallel clients
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (Ctrl-C, kill -9, a timeout) is no server error: no traceback
+        on the test's stderr (an in-process CLI call captures it)."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FakeOpenAI:
@@ -135,7 +179,8 @@ class FakeOpenAI:
     def __init__(self, responder: Responder | str = "echo", *, latency: float = 0.0,
                  faults: Sequence[str | None] | None = None, fault_rate: float = 0.0,
                  fault_kinds: Sequence[str] = FAULT_KINDS, seed: int = 0, port: int = 0,
-                 fault_every: int = 0, fault_every_kind: str = "429:1", reasoning: bool = False):
+                 fault_every: int = 0, fault_every_kind: str = "429:1", reasoning: bool = False,
+                 gate: Gate | None = None):
         self.responder = RESPONDERS[responder] if isinstance(responder, str) else responder
         self.latency = latency
         self.faults = list(faults or [])
@@ -145,6 +190,7 @@ class FakeOpenAI:
         self.fault_every = fault_every
         self.fault_every_kind = fault_every_kind
         self.reasoning = reasoning
+        self.gate = gate
         self.rejected_params: Counter[str] = Counter()
         self.served_model: dict[str, str] = {}  # asked model -> the "model" answered (an alias)
         self.raw_requests: list[bytes] = []  # chat request bodies as sent, in arrival order
@@ -184,6 +230,8 @@ class FakeOpenAI:
 
     def stop(self) -> None:
         self._stop.set()  # wakes handlers sleeping in a "timeout" fault
+        if self.gate is not None:
+            self.gate.release()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -223,8 +271,8 @@ class FakeOpenAI:
                       "total_tokens": prompt_tokens + len(text.split())}}
 
     # ---- called by the handler threads ----
-    def record(self, req: dict[str, Any], auth: str) -> str | None:
-        """Count the request and decide its fault (None: answer normally)."""
+    def record(self, req: dict[str, Any], auth: str) -> tuple[int, str | None]:
+        """Count the request: its arrival number (from 1) and its fault (None: answer normally)."""
         body_key = json.dumps(req, sort_keys=True)
         with self._lock:
             n = self.total
@@ -243,7 +291,7 @@ class FakeOpenAI:
                     fault = draw.choice(self.fault_kinds)
             if fault is not None:
                 self.faults_injected[fault.split(":")[0]] += 1
-            return fault
+            return n + 1, fault
 
 
 def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
@@ -276,7 +324,9 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 return self._json(400, _error("body is not JSON", "invalid_request_error"))
             auth = self.headers.get("Authorization", "")
             server.raw_requests.append(body)
-            fault = server.record(req, auth)
+            n, fault = server.record(req, auth)
+            if server.gate is not None:
+                server.gate.passing("chat", n)
             if server.latency:
                 server.sleep(server.latency)
             if fault is not None:
