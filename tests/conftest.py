@@ -5,7 +5,26 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
+import tempfile
 from pathlib import Path
+
+
+def _bytecode_cache_outside_the_trees() -> None:
+    """With PYTHONDONTWRITEBYTECODE (no .pyc in the source trees), every interpreter the tests
+    start compiles each module it imports again: about half of a fresh `mt-bench`'s start-up
+    (openai, pandas, matplotlib, huggingface_hub). The tests' interpreters, this one included,
+    keep their bytecode in a cache of their own outside the trees instead (PYTHONPYCACHEPREFIX).
+    A prefix the caller chose stays; without PYTHONDONTWRITEBYTECODE nothing changes."""
+    if not sys.dont_write_bytecode or sys.pycache_prefix or os.environ.get("PYTHONPYCACHEPREFIX"):
+        return
+    prefix = str(Path(tempfile.gettempdir()) / f"mt-bench-tests-pycache-{os.getuid()}")
+    sys.pycache_prefix, sys.dont_write_bytecode = prefix, False
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+_bytecode_cache_outside_the_trees()  # before the heavy imports of the test modules
 
 import pytest
 from support.cli import run_in_process

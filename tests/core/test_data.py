@@ -27,8 +27,10 @@ def test_packaged_files_are_fastchats_bytes(name, sha):
     assert hashlib.sha256((dataset_path() / "data" / name).read_bytes()).hexdigest() == sha
 
 
-def _load_all_configs() -> dict:
-    """load_dataset in a fresh, offline process (no network, no cache of ours)."""
+@pytest.fixture(scope="module")
+def loaded() -> dict:
+    """load_dataset in a fresh, offline process (no network, no cache of ours), once for the
+    module: every config of mt_bench, and vicuna_bench's row counts."""
     code = """
 import json
 from datasets import load_dataset
@@ -36,6 +38,9 @@ from mt_bench_task import dataset_path
 out = {}
 for cfg, split in [("question", "train"), ("reference_answer", "gpt_4"), ("judge_prompts", "train")]:
     out[cfg] = [dict(r) for r in load_dataset(str(dataset_path()), cfg, split=split)]
+f = str(dataset_path("vicuna_bench"))
+out["vicuna_bench"] = [len(load_dataset(f, "question", split="train")),
+                       len(load_dataset(f, "reference_answer", split="gpt_4"))]
 print(json.dumps(out))
 """
     import os
@@ -49,8 +54,7 @@ print(json.dumps(out))
     return json.loads(p.stdout.splitlines()[-1])
 
 
-def test_load_dataset_offline_equals_the_original_files_string_for_string():
-    loaded = _load_all_configs()
+def test_load_dataset_offline_equals_the_original_files_string_for_string(loaded):
     files = {"question": "question.jsonl", "reference_answer": "reference_answer_gpt-4.jsonl",
              "judge_prompts": "judge_prompts.jsonl"}
     assert [len(loaded[c]) for c in files] == [80, 30, 8]
@@ -125,24 +129,12 @@ VICUNA_SHA256 = {  # FastChat's vicuna_bench files (SOURCE.md)
 }
 
 
-def test_vicuna_bench_is_packaged_loads_offline_and_rebuilds(tmp_path):
+def test_vicuna_bench_is_packaged_loads_offline_and_rebuilds(tmp_path, loaded):
     folder = dataset_path("vicuna_bench")
     for name, sha in VICUNA_SHA256.items():
         assert hashlib.sha256((folder / "data" / name).read_bytes()).hexdigest() == sha
     assert (folder / "SOURCE.md").is_file()
-    code = ("import json; from datasets import load_dataset; from mt_bench_task import dataset_path\n"
-            "f = str(dataset_path('vicuna_bench'))\n"
-            "print(json.dumps([len(load_dataset(f, 'question', split='train')),"
-            " len(load_dataset(f, 'reference_answer', split='gpt_4'))]))")
-    import os
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-               "HF_DATASETS_CACHE": cache}
-        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                           check=True)
-    assert json.loads(p.stdout.splitlines()[-1]) == [80, 10]
+    assert loaded["vicuna_bench"] == [80, 10]
     # FastChat's layout, rebuilt from the packaged copies: the builder gives the same folder
     src = tmp_path / "src"
     (src / "reference_answer").mkdir(parents=True)

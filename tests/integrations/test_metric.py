@@ -105,12 +105,14 @@ def run_child(code: str, params: dict, cwd: Path, env: dict[str, str], out: Path
 
 
 CHILD_BY_PATH = r"""
-import json, sys
+import inspect, json, sys
 p = json.loads(sys.argv[1])
 import evaluate
 kw = dict(base_url=p["url"], api_key="sk-test", parallel=4, keep_in_memory=True)
 single = evaluate.load("metrics/mt_bench_judge", "single", **kw)
 out = {"name": single.name, "judge": repr(single.judge)}
+params = inspect.signature(type(single)._compute).parameters.values()
+out["var_keyword"] = any(x.kind is x.VAR_KEYWORD for x in params)
 out["single"] = single.compute(predictions=p["single"], references=p["refs"], return_judgments=True)
 batched = evaluate.load("metrics/mt_bench_judge", "single", **kw)
 for i in (0, 2):
@@ -131,7 +133,7 @@ json.dump(out, open(p["out"], "w"))
 """
 
 CHILD_BARE_NAME = r"""
-import doctest, inspect, json, sys
+import doctest, json, sys
 p = json.loads(sys.argv[1])
 import evaluate
 out = {}
@@ -145,8 +147,6 @@ m = evaluate.load("mt_bench_judge", "single", base_url=p["url"], keep_in_memory=
 module = sys.modules[type(m).__module__]
 out["module_file"] = module.__file__
 out["single"] = m.compute(predictions=p["single"], references=p["refs"])
-params = inspect.signature(type(m)._compute).parameters.values()
-out["var_keyword"] = any(x.kind is x.VAR_KEYWORD for x in params)
 res = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
 out["doctest"] = [res.attempted, res.failed]
 json.dump(out, open(p["out"], "w"))
@@ -224,8 +224,8 @@ def test_doctests_run_offline(by_name: dict) -> None:
     assert attempted >= 10 and failed == 0
 
 
-def test_compute_has_explicit_kwargs(by_name: dict) -> None:
-    assert by_name["var_keyword"] is False
+def test_compute_has_explicit_kwargs(by_path: dict) -> None:
+    assert by_path["var_keyword"] is False
     tree = ast.parse(SCRIPT.read_text())
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef))
     methods = {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}

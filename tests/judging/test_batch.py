@@ -211,6 +211,44 @@ def test_result_lines_are_matched_by_id_and_unreadable_ones_are_skipped():
                                                                        "gpt-4-0613", 3)
 
 
+def test_run_with_batch_judges_in_one_batch_and_no_wait_collects_later(mt_bench, tmp_path,
+                                                                       monkeypatch):
+    """`mt-bench run --batch` on answers already there (generation resumes, no model loads): the
+    judgments go in one batch, the tables come out; with --no-wait the first run submits and
+    prints the batch id, the second uploads nothing and shows the scores."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+
+    def cli(d: Path, url: str, *extra: str) -> CliResult:
+        return mt_bench("run", "--data-dir", d, "--model-id", MODEL, "--question-end", "2",
+                        "--judge-model", "gpt-4", "--openai-api-base", url, "--batch",
+                        "--batch-poll-interval", "0.01", *extra)
+
+    d = answer_dir(tmp_path)
+    out = d / "model_judgment/gpt-4_single.jsonl"
+    with FakeBatchServer("judge") as server:
+        r = cli(d, server.url)
+    assert r.returncode == 0, r.stderr
+    assert (server.uploads, server.created) == (1, 1)
+    assert sorted((x["question_id"], x["turn"]) for x in _lines(out)) == [
+        (81, 1), (81, 2), (82, 1), (82, 2)]
+    assert "########## Average ##########" in r.stdout and "failures: 0 of 4" in r.stderr
+    assert SECRET not in r.stderr + r.stdout + out.read_text()
+
+    d2 = answer_dir(tmp_path, name="no_wait")
+    out2 = d2 / "model_judgment/gpt-4_single.jsonl"
+    with FakeBatchServer("judge", hold=True) as server:
+        first = cli(d2, server.url, "--no-wait")
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.strip().splitlines()[-1] == "batch_0001"
+        assert "Average" not in first.stdout and not out2.exists()
+        server.release()
+        second = cli(d2, server.url)
+        assert (server.uploads, server.created) == (1, 1)
+    assert second.returncode == 0, second.stderr
+    assert len(_lines(out2)) == 4 and "########## Average ##########" in second.stdout
+
+
+@pytest.mark.slow  # the embedded model generates; the test above runs the same on answers there
 def test_run_with_batch_generates_then_judges_in_one_batch_and_no_wait_collects_later(
         mt_bench, tmp_path, default_model_dir, monkeypatch):
     """`mt-bench run --batch`: the embedded model answers 2 questions, the
