@@ -99,7 +99,7 @@ def hf_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def run_child(code: str, params: dict, cwd: Path, env: dict[str, str], out: Path) -> dict:
     params = {**params, "out": str(out)}
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(params)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=900)  # a stop for a hung child only
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
 
