@@ -93,7 +93,7 @@ def test_ctrl_c_while_polling_exits_130_and_keeps_the_batch_for_the_next_run(tmp
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         gate.wait()
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=300)
         assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
         assert json.loads(state_path(out).read_text())["batches"][0]["batch_id"] == "batch_0001"
         gate.release()
@@ -149,7 +149,7 @@ def test_ctrl_c_while_the_local_judge_runs_exits_130_and_the_next_run_resumes(tm
     _until(marker.exists, "the local judge's second batch", timeout=600)
     first_batch = int(marker.read_text())
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
     kept = _lines(out)
     assert len(kept) == first_batch < 24 and all(r["model"] == MODEL for r in kept)

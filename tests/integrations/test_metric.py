@@ -387,7 +387,7 @@ def test_two_process_accelerate_gather_then_compute(server: FakeOpenAI, hf_env: 
            "--dynamo_backend", "no",
            "--main_process_port", str(port), str(script), str(params)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=hf_env, capture_output=True, text=True,
-                          timeout=180)
+                          timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads((tmp_path / "o.json").read_text())
     assert out["world"] == 2 and sorted(set(out["ranks"])) == [0, 1]

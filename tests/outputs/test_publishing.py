@@ -49,10 +49,10 @@ def run_cli(hub: MockHub, tmp_path: Path, *args: str, token: str | None = None,
     env.update(hub.env(str(tmp_path / "hf_home"), token=token))
     if code:
         p = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True,
-                           text=True, timeout=120, cwd=tmp_path)
+                           text=True, timeout=600, cwd=tmp_path)
         proc = CliResult(p.returncode, p.stdout, p.stderr)
     else:
-        proc = mt_bench_subprocess(*args, env=env, cwd=tmp_path, timeout=120)
+        proc = mt_bench_subprocess(*args, env=env, cwd=tmp_path, timeout=600)
     for secret in (FAKE_TOKEN, BAD_TOKEN):
         assert secret not in proc.stdout + proc.stderr
     return proc
