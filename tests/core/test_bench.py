@@ -76,7 +76,7 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, "OPENAI_API_KEY": KEY, **extra}
 
 
-@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
+@pytest.mark.slow  # end to end; the fast loop covers the feature
 def test_vicuna_bench_end_to_end_with_fastchats_prompts(mt_bench, tmp_path, capsys):
     questions = _jsonl(VICUNA / "question.jsonl")
     assert hashlib.sha256((VICUNA / "question.jsonl").read_bytes()).hexdigest() == (
@@ -161,7 +161,7 @@ def _german_bench(d: Path) -> None:
     (d / "reference_answer" / "gpt-4.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refs))
 
 
-@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
+@pytest.mark.slow  # end to end; the fast loop covers the feature
 def test_user_bench_folder_with_new_categories_end_to_end(mt_bench, tmp_path, capsys):
     d = tmp_path / "german"
     _german_bench(d)

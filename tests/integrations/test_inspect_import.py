@@ -1,5 +1,5 @@
 """`mt-bench import-inspect`: the `inspect eval` command line end to end, re-imports, and bad logs
-(exit 2, one line, nothing written). Real subprocesses and a real local OpenAI-compatible server."""
+(exit 2, one line, nothing written). `inspect eval` in a subprocess, a real local OpenAI-compatible server."""
 from __future__ import annotations
 
 import json
@@ -82,7 +82,7 @@ def test_inspect_eval_command_line_then_import_then_show(mt_bench, tmp_path, spe
     assert metrics["overall"].value == m["average"] and metrics["turn_1"].value == m["turn_1"]
 
 
-@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
+@pytest.mark.slow  # end to end; the fast loop covers the feature
 def test_reimport_replaces_this_models_rows_and_keeps_other_models(mt_bench, tmp_path):
     mocks = MockPair()
     model, grader = mocks.models()

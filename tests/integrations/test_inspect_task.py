@@ -166,7 +166,7 @@ def test_temperature_option_overrides_the_category_table(tmp_path):
     assert {c.temperature for _, c in mocks.grader_calls} == {0.0}  # the judge keeps its own
 
 
-@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
+@pytest.mark.slow  # end to end; the fast loop covers the feature
 def test_pairwise_against_gpt35_prompts_and_win_rates_match_mt_bench(mt_bench, tmp_path):
     mocks = MockPair()
     log = _run(tmp_path, *mocks.models(), sample_id=SUBSET, task_args={"judge_mode": "pairwise"})
@@ -187,7 +187,7 @@ def test_pairwise_against_gpt35_prompts_and_win_rates_match_mt_bench(mt_bench, t
         assert metrics[k] == shown[k]
 
 
-@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
+@pytest.mark.slow  # end to end; the fast loop covers the feature
 def test_real_local_openai_server_as_grader_sends_mt_bench_judge_requests(mt_bench, tmp_path):
     mocks = MockPair()
     model, _ = mocks.models()

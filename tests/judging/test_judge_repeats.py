@@ -1,5 +1,5 @@
 """Repeat judging (`--judge-repeats K`) and the cost plan, against a real local server whose
-ratings change with every repeat (real subprocesses, real files)."""
+ratings change with every repeat (the CLI in process, real files)."""
 from __future__ import annotations
 
 import json
@@ -49,7 +49,7 @@ def _judge_sd_by_hand(rows: list[dict], model: str) -> float:
     return statistics.mean(statistics.stdev(v) for v in groups.values() if len(v) >= 2)
 
 
-@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
+@pytest.mark.slow  # end to end; the fast loop covers the feature
 def test_repeats_records_spread_resume_and_one_more_repeat(mt_bench, tmp_path):
     d = answer_dir(tmp_path, MODELS[0])
     matches = 2 * FIRST_N
@@ -82,7 +82,7 @@ def test_repeats_records_spread_resume_and_one_more_repeat(mt_bench, tmp_path):
     assert sorted(r["repeat"] for r in rows) == sorted(list(range(4)) * matches)
 
 
-@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
+@pytest.mark.slow  # end to end; the fast loop covers the feature
 def test_a_fastchat_file_gains_a_second_repeat(mt_bench, tmp_path):
     d = answer_dir(tmp_path, MODELS[0])
     with FakeOpenAI(VaryingJudge()) as server:

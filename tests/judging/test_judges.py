@@ -1,4 +1,4 @@
-"""The judge as one concept, against real local servers and real subprocesses: the "not comparable"
+"""The judge as one concept, against real local servers and the CLI: the "not comparable"
 label said the same way by every command, reasoning-model judges, and a judge that refuses all."""
 from __future__ import annotations
 

@@ -142,7 +142,7 @@ def _assert_equal(got: dict, want: dict) -> None:
             assert got[k] == v, k
 
 
-@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
+@pytest.mark.slow  # end to end; the fast loop covers the feature
 def test_calibrate_with_official_grades_all_six_then_resume(mt_bench, tmp_path):
     with _grading_server(SIX, unrated=81) as server:
         dry = mt_bench("calibrate", "--judge-model", "gpt-4o", "--data-dir", str(tmp_path), "--dry-run",
@@ -177,7 +177,7 @@ def test_calibrate_with_official_grades_all_six_then_resume(mt_bench, tmp_path):
         assert "960 already done, 0 judge calls" in dry2.stdout
 
 
-@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
+@pytest.mark.slow  # end to end; the fast loop covers the feature
 def test_calibrate_shifted_judge_subset_and_the_citation(mt_bench, tmp_path):
     models = ["gpt-4", "alpaca-13b", "llama-13b"]
     with _grading_server(models, shift=-2) as server:
@@ -218,7 +218,7 @@ def test_calibrate_shifted_judge_subset_and_the_citation(mt_bench, tmp_path):
     assert cite.split("; ")[1] in card.stdout and "not comparable" in card.stdout
 
 
-@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
+@pytest.mark.slow  # end to end; the fast loop covers the feature
 def test_metric_calibrate_gives_the_cli_statistics(mt_bench, tmp_path):
     """The evaluate side: same statistics code, same numbers as the CLI on the same server."""
     from mt_bench_task.integrations import metric

@@ -128,7 +128,7 @@ def test_a_users_model_named_like_an_official_one_stays_apart(mt_bench, tmp_path
     assert board["models"]["gpt-4 (official)"]["official"] is True
 
 
-@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
+@pytest.mark.slow  # end to end; the fast loop covers the feature
 def test_leaderboard_plot_and_user_mistakes(mt_bench, tmp_path):
     d = _judged_dir(tmp_path, "gpt-4o")
     png = tmp_path / "radar.png"
@@ -157,7 +157,7 @@ def test_leaderboard_plot_and_user_mistakes(mt_bench, tmp_path):
 
 
 # ---- report ----
-@pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
+@pytest.mark.slow  # end to end; the fast loop covers the feature
 def test_report_placement_marks_official_rows(mt_bench, tmp_path):
     d = _judged_dir(tmp_path, "gpt-4o")
     (d / "model_answer").mkdir()
