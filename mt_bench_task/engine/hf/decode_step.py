@@ -13,7 +13,7 @@ values at a decode step's row counts: oneDNN blocks the sum over the input the s
 prefill may differ in the last bit, and the step never does one), and the mask as an additive bias
 that converts, scales and masks the scores in one operation. The timings that decided each step:
 benchmarks/README.md, "Design notes from measurements".
-The logits are bit-equal to the model's own forward (tests/test_decode_step.py); a model this
+The logits are bit-equal to the model's own forward (tests/engine/test_decode_step.py); a model this
 step does not know gets None from `fast_decode_step`, and `decode_logits` uses its forward.
 Imports torch: load lazily.
 """

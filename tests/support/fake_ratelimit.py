@@ -1,0 +1,137 @@
+"""`FakeOpenAI` that enforces a requests and a tokens limit the way OpenAI does, for pacing tests
+and benchmarks/bench_ratelimit.py.
+
+Each limit is a bucket of `limit` that refills continuously over `window` seconds (60 at OpenAI;
+shorter in tests). A request costs 1 request and its prompt characters / 4 + `max_tokens`
+tokens (what OpenAI reserves). A request that does not fit gets HTTP 429 (nothing deducted), with
+`retry-after` (seconds until it would fit) when `retry_after` is on. Every chat answer carries
+`x-ratelimit-limit-*`, `-remaining-*` and `-reset-*` (time until full, "1.5s", "6m0s", "20ms").
+`headers=False` sends none of them (limits by hand only). `log` holds (monotonic time, status,
+tokens) per chat request, also served at GET /ratelog.
+
+As a process (benchmarks/bench_ratelimit.py)::
+
+    (cd tests && python -m support.fake_ratelimit) --port 8000 --rpm 30 --tpm 100000 --window 20 --latency 1
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from typing import Any
+
+from .fake_openai import FakeOpenAI, _error
+
+
+def format_reset(seconds: float) -> str:
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    if seconds < 60:
+        return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+    m, s = divmod(seconds, 60)
+    return f"{int(m)}m{s:.3f}".rstrip("0").rstrip(".") + "s"
+
+
+class RateLimitedServer(FakeOpenAI):
+    def __init__(self, *args: Any, rpm: int, tpm: int, window: float = 60.0,
+                 retry_after: bool = True, headers: bool = True, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.limits = {"requests": float(rpm), "tokens": float(tpm)}
+        self.levels = dict(self.limits)
+        self.window = window
+        self.retry_after = retry_after
+        self.send_headers = headers  # False: a server that gives no x-ratelimit-* hints
+        self.t = time.monotonic()
+        self.log: list[tuple[float, int, float]] = []  # (monotonic time, status, tokens)
+        base = self._httpd.RequestHandlerClass
+        self._httpd.RequestHandlerClass = _handler(self, base)  # type: ignore[arg-type]
+
+    def admit(self, req: dict[str, Any]) -> tuple[bool, dict[str, str]]:
+        chars = sum(len(str(m.get("content", ""))) for m in req.get("messages", []))
+        budget = req.get("max_tokens") or req.get("max_completion_tokens") or 0
+        cost = {"requests": 1.0, "tokens": float(chars // 4 + int(budget))}
+        with self._lock:
+            now = time.monotonic()
+            for k, limit in self.limits.items():
+                self.levels[k] = min(limit, self.levels[k] + limit / self.window * (now - self.t))
+            self.t = now
+            ok = all(self.levels[k] >= cost[k] for k in cost)
+            wait = 0.0
+            if ok:
+                for k in cost:
+                    self.levels[k] -= cost[k]
+            else:
+                wait = max((cost[k] - self.levels[k]) / (self.limits[k] / self.window)
+                           for k in cost)
+            self.log.append((now, 200 if ok else 429, cost["tokens"]))
+            headers: dict[str, str] = {}
+            for k, limit in self.limits.items():
+                rate = limit / self.window
+                headers[f"x-ratelimit-limit-{k}"] = str(int(limit))
+                headers[f"x-ratelimit-remaining-{k}"] = str(max(0, math.floor(self.levels[k])))
+                headers[f"x-ratelimit-reset-{k}"] = format_reset((limit - self.levels[k]) / rate)
+        if not self.send_headers:
+            headers = {}
+        if not ok and self.retry_after:
+            headers["retry-after"] = f"{wait:.3f}"
+        return ok, headers
+
+    def count(self, status: int, after: float = 0.0) -> int:  # type: ignore[override]
+        return sum(1 for t, s, _ in self.log if s == status and t >= after)
+
+
+def _handler(server: RateLimitedServer, base: type) -> type:
+    class Handler(base):  # type: ignore[valid-type, misc]
+        _extra: dict[str, str] = {}
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/").endswith("/ratelog"):
+                with server._lock:
+                    return self._json(200, {"window": server.window, "limits": server.limits,
+                                            "log": list(server.log)})
+            return super().do_GET()
+
+        def do_POST(self) -> None:
+            if not self.path.rstrip("/").endswith("/chat/completions"):
+                return super().do_POST()
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            ok, self._extra = server.admit(json.loads(body))
+            if not ok:
+                return self._json(429, _error("Rate limit reached", "rate_limit_exceeded"))
+            self.rfile = io.BufferedReader(io.BytesIO(body))  # type: ignore[assignment]
+            return super().do_POST()
+
+        def _raw(self, status: int, body: bytes, ctype: str,
+                 headers: dict[str, str] | None = None) -> None:
+            super()._raw(status, body, ctype, {**self._extra, **(headers or {})})
+            self._extra = {}
+
+    return Handler
+
+
+def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--rpm", type=int, required=True, help="requests per window")
+    ap.add_argument("--tpm", type=int, required=True, help="tokens per window")
+    ap.add_argument("--window", type=float, default=60.0, help="seconds (OpenAI: 60)")
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--no-retry-after", action="store_true")
+    args = ap.parse_args()
+    server = RateLimitedServer("judge", rpm=args.rpm, tpm=args.tpm, window=args.window,
+                               latency=args.latency, port=args.port,
+                               retry_after=not args.no_retry_after)
+    print(f"rate-limited fake OpenAI server listening on {server.url}", flush=True)
+    try:
+        server._httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server._httpd.server_close()
+
+
+if __name__ == "__main__":
+    main()
