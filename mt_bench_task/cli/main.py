@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mt_bench_task.cli import official as cli_official  # calibrate and --leaderboard: MT-bench's official data
+from mt_bench_task.cli import stats as cli_stats  # show --compare
 from mt_bench_task.cli.options import (
     bench,
     data_dir,
@@ -69,6 +70,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     cli_official.check_show_options(args)
     if not args.input_file:
         args.judge_model = judge_to_read(args, args.mode)
+    if args.compare is not None:  # paired statistics (with --leaderboard: against the official models)
+        return cli_stats.show_compare(args, data_dir(args), bench(args))
     if args.leaderboard:  # among the published MT-bench models (MT-bench only)
         return cli_official.show_leaderboard(args, data_dir(args), workspace(args))
     from mt_bench_task.core.judge_spec import DEFAULT_JUDGE

@@ -6,6 +6,7 @@ import argparse
 from typing import NoReturn
 
 from mt_bench_task.cli import official as cli_official
+from mt_bench_task.cli import stats as cli_stats
 from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, DEFAULT_JUDGE, DEFAULT_MODE, MODES
 from mt_bench_task.engine.registry import ENGINES
 
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, help="write the per-category radar plot (PNG)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed for the 95%% CI")
     cli_official.add_leaderboard_options(p, plot=True)
+    cli_stats.add_compare_option(p)
 
     p = sub.add_parser("calibrate", help="judge the official answers of 6 leaderboard models and "
                                          "compare with the official GPT-4 grades",
