@@ -27,6 +27,9 @@ class SingleScore:
     categories: Mapping[str, float]  # both turns, in the bench's category order
     ci95: tuple[float, float]  # bootstrap over (question, turn) units
     judge_sd: float | None = None  # mean spread of one match's ratings (repeats only)
+    # beside (never instead of) the raw scores, only when computed (absent from the JSON else):
+    gpt4_equivalent: Mapping[str, Any] | None = None  # {"average", "ci95"}: outputs/equivalence
+    length_controlled: Mapping[str, Any] | None = None  # {"average", "ci95"}: outputs/length
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class PairScore:
     win_rate: float
     loss_rate: float
     win_rate_adjusted: float
+    length_controlled: Mapping[str, Any] | None = None  # {"win_rate", "ci95", "win_rate_bt"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class Results:
     calibration: Mapping[str, Any] | None = None  # `mt-bench calibrate`'s figures, if attached
     served_by: tuple[str, ...] = ()  # the models that served the judge, when records say (`served`)
     references: str | None = None  # `--references` the judge was given ("inline", a file); None: FastChat's
+    length_control: Mapping[str, Any] | None = None  # the length model's coefficient and label
 
     @property
     def single(self) -> bool:
@@ -99,6 +104,8 @@ class Results:
             out.update(models=models, consistency=self.consistency)
         if self.calibration is not None:
             out["calibration"] = dict(self.calibration)
+        if self.length_control is not None:
+            out["length_control"] = dict(self.length_control)
         return out
 
     @classmethod
@@ -119,7 +126,7 @@ class Results:
                        int(obj.get("rows", 0)), int(obj.get("rows_dropped", 0)), models,
                        int(obj.get("judge_repeats", 1)), obj.get("consistency"), categories,
                        obj.get("calibration"), tuple(obj.get("served_by") or ()),
-                       obj.get("references"))
+                       obj.get("references"), obj.get("length_control"))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DataError(f"{source}: not a `mt-bench show --json` object ({e!r})") from e
 
@@ -128,6 +135,9 @@ def _model_json(m: SingleScore | PairScore) -> dict[str, Any]:
     d = asdict(m)
     if isinstance(m, SingleScore):
         d["categories"], d["ci95"] = dict(m.categories), list(m.ci95)
+    for extra in ("gpt4_equivalent", "length_controlled"):
+        if extra in d and d[extra] is None:
+            del d[extra]
     return d
 
 
@@ -138,9 +148,10 @@ def _single(m: Mapping[str, Any], order: tuple[str, ...]) -> SingleScore:
     cats = {str(c): float(v) for c, v in m["categories"].items()}
     return SingleScore(m["turn_1"], m["turn_2"], float(m["average"]), int(m["n_turn_1"]),
                        int(m["n_turn_2"]), {c: cats[c] for c in order_categories(cats, order)},
-                       (float(lo), float(hi)), m.get("judge_sd"))
+                       (float(lo), float(hi)), m.get("judge_sd"), m.get("gpt4_equivalent"),
+                       m.get("length_controlled"))
 
 
 def _pair(m: Mapping[str, Any]) -> PairScore:
     return PairScore(int(m["win"]), int(m["loss"]), int(m["tie"]), float(m["win_rate"]),
-                     float(m["loss_rate"]), float(m["win_rate_adjusted"]))
+                     float(m["loss_rate"]), float(m["win_rate_adjusted"]), m.get("length_controlled"))

@@ -33,6 +33,7 @@ from mt_bench_task.outputs.calibration_stats import (
     judgments_path,
     stats_path,
 )
+from mt_bench_task.outputs.judge_map import map_text
 from mt_bench_task.outputs.official import (
     REFERENCE_MODELS,
     check_mt_bench,
@@ -185,5 +186,6 @@ def calibration_table(s: CalibrationSummary) -> str:
         for name, v in (st.get(key) or {}).items():
             lines.append(f"{name:24s} {f(v['official'], 2):>8s} {f(v['judge'], 2):>8s} "
                          f"{f(v['shift'], 2):>8s}")
+    lines += map_text(st.get("map"))
     lines.append(f"saved: {s.stats_file}")
     return "\n".join(lines)

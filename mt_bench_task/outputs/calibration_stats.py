@@ -15,6 +15,7 @@ from mt_bench_task.core import data
 from mt_bench_task.core.bench import order_categories
 from mt_bench_task.core.types import SingleJudgment
 from mt_bench_task.outputs.agreement import average_ranks, kendall_tau_b, mean, pearson
+from mt_bench_task.outputs.judge_map import fit_judge_map
 
 OFFICIAL_SOURCE = "official GPT-4"
 
@@ -60,6 +61,10 @@ def calibration_stats(judge_records: Sequence[SingleJudgment], official_records:
                                             [_num(by_model[m]["judge"]) for m in names]),
         "models": {m: by_model[m] for m in names},
         "categories": {c: by_cat[c] for c in order_categories(by_cat, category_order)},
+        # the map onto GPT-4's scale, and the pairs it is refitted on for intervals
+        "map": fit_judge_map([(p[0], p[1], p[4], p[2], p[3]) for p in pairs], categories,
+                             category_order),
+        "pairs": [[p[0], p[1], p[4], p[2], p[3]] for p in pairs],
     }
 
 

@@ -20,6 +20,7 @@ from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, DEFAULT_JUDGE, NOT_C
 from mt_bench_task.core.results import PairScore, Results, SingleScore
 from mt_bench_task.core.served import mixed_note
 from mt_bench_task.core.workspace import Workspace, workspace_at
+from mt_bench_task.outputs import extra_stats
 from mt_bench_task.outputs.hub import get_token, hub_error, one_line, read_card
 
 SECTION_START = "<!-- mt-bench:start -->"
@@ -155,6 +156,7 @@ def _load_single(data_dir: Path, results_file: str | Path | None, judge_model: s
         return Results.from_json(results, bench.categories, str(path)), None
     results = results_from_file(path, mode="single",  # with "judge" and "comparable"
                                 categories=bench.category_of)
+    results = extra_stats.attach_for(results, data_dir, bench, path)
     pair = path.with_name(path.name.replace("_single.jsonl", "_pair.jsonl"))
     return results, pair if pair != path and pair.is_file() else None
 
@@ -268,11 +270,13 @@ def _section(model: str, single: Results, pairwise: tuple[PairScore, str] | None
         lines += [f"> Judged by `{judge}`: these scores are **{NOT_COMPARABLE}** numbers.", ""]
     if calibration:  # `mt-bench calibrate`'s figures, next to the label
         lines += [f"> Judge `{judge}`: {calibration} (`mt-bench calibrate`).", ""]
-    lines += ["| | score |", "| --- | ---: |", f"| **average** | **{s.average:.2f}**{ci} |"]
+    beside, notes = extra_stats.card_lines(s, single)  # GPT-4-equivalent, length-controlled
+    lines += ["| | score |", "| --- | ---: |", f"| **average** | **{s.average:.2f}**{ci} |", *beside]
     for label, value, n in (("turn 1", s.turn_1, s.n_turn_1), ("turn 2", s.turn_2, s.n_turn_2)):
         if value is not None:
             lines.append(f"| {label} (n={n}) | {value:.2f} |")
     lines += [f"| {c} | {v:.2f} |" for c, v in s.categories.items()]
+    lines += ["", *notes] if notes else []
     if pairwise:
         p, opponent = pairwise
         vs = "the other models" if opponent == "all" else f"`{opponent}`"

@@ -32,6 +32,7 @@ from mt_bench_task.core.results import Results
 from mt_bench_task.core.served import mixed_note, served_models
 from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
 from mt_bench_task.core.workspace import Workspace, workspace_at
+from mt_bench_task.outputs import extra_stats
 from mt_bench_task.outputs.official import calibration_label
 
 _TEMPLATE = Path(__file__).parent / "templates" / "report.html"
@@ -91,6 +92,8 @@ def build_payload(data_dir: Path, judge_model: str = DEFAULT_JUDGE, seed: int = 
     scored = (scoring.results_from_records(single_records, "single", categories=categories,
                                            seed=seed, source=str(single_path))
               if single_records is not None else None)
+    if scored is not None and single_records is not None:  # GPT-4-equivalent, length-controlled
+        scored = extra_stats.attach_for(scored, data_dir, bench, single_path, seed, single_records)
     single = _single(single_records, scored, index, failures)
     pair = _pair(pair_records, pair_path, index, failures, categories)
     labels = scoring.judge_labels(records, judge_model)
@@ -117,6 +120,7 @@ def build_payload(data_dir: Path, judge_model: str = DEFAULT_JUDGE, seed: int = 
         "failures": failures,
         "radar": _radar(scored, labels, bench) if scored else None,
         "calibration": _calibration(data_dir, records, judge_model),
+        "comparison": extra_stats.comparison_payload(scored, single_records or [], seed),
         "placement": _placement(scored, single_records or [], judge_model, seed)
         if leaderboard and scored else None,
     }

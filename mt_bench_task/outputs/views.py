@@ -40,6 +40,7 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
          workspace: Workspace | None = None) -> ShowOutput:
     """FastChat's show_result for the workspace's bench (default: DATA_DIR's, `workspace_at`),
     plus CIs, per-category scores, the judge label and, with `plot`, the radar plot."""
+    from mt_bench_task.outputs import extra_stats
     from mt_bench_task.outputs.official import calibration_label
 
     bench = workspace_at(data_dir, workspace).bench
@@ -55,7 +56,12 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
     calibration = calibration_label(data_dir, records, judge_model)
     if calibration is not None:  # the judge label with `mt-bench calibrate`'s figures next to it
         labels = [calibration[0]]
-        results = results.with_calibration(calibration[1])
+        results = results.with_calibration(extra_stats.public(calibration[1]))
+    # beside the raw scores: GPT-4-equivalent (a calibrated judge) and length-controlled scores
+    results = extra_stats.attach(
+        results, records, bench.category_of, calibration[1] if calibration else None,
+        extra_stats.answers_for(data_dir, results, bench.official_answers, baseline_model),
+        baseline_model if mode == "pairwise-baseline" else None, seed)
     served = list(results.served_by)
     labels = [*labels, *filter(None, [mixed_note(served)])]
     lines = [f"Input file: {path}", *(f"NOTE: {label}" for label in labels),
@@ -64,7 +70,7 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
              fastchat_tables(records, mode, model_list, baseline_model,
                              bench.multi_turn or any(r.turn == 2 for r in records),
                              pairwise=None if mode == "single" else results),
-             extra_tables(results)]
+             extra_tables(results), extra_stats.text(results)]
     if mode == "single":
         split = per_category_turns([r for r in only(SingleJudgment, records)
                                     if model_list is None or r.model in model_list], bench.category_of)
