@@ -95,7 +95,10 @@ def build_payload(data_dir: Path, judge_model: str = DEFAULT_JUDGE, seed: int = 
     if scored is not None and single_records is not None:  # GPT-4-equivalent, length-controlled
         scored = extra_stats.attach_for(scored, data_dir, bench, single_path, seed, single_records)
     single = _single(single_records, scored, index, failures)
-    pair = _pair(pair_records, pair_path, index, failures, categories)
+    pair = _pair(pair_records, pair_path, index, failures, categories,
+                 lambda res, rows, base: extra_stats.attach(  # length-controlled, as show
+                     res, rows, categories, answers=extra_stats.answers_for(
+                         data_dir, res, bench.official_answers, base), baseline=base, seed=seed))
     labels = scoring.judge_labels(records, judge_model)
     served = served_models(records)
     labels += filter(None, [mixed_note(served)])
@@ -198,12 +201,15 @@ def _pair_mode(records: list[PairJudgment]) -> tuple[str, str | None]:
 
 
 def _pair(records: list[PairJudgment] | None, path: Path, index: dict[str, int],
-          failures: list[dict[str, Any]], categories: dict[QuestionId, str]) -> dict[str, Any] | None:
+          failures: list[dict[str, Any]], categories: dict[QuestionId, str],
+          beside: Callable[[Results, list[PairJudgment], str | None], Results]
+          ) -> dict[str, Any] | None:
     if records is None:
         return None
     mode, baseline = _pair_mode(records)
-    results = scoring.results_from_records(records, mode, baseline_model=baseline,
-                                           categories=categories, source=str(path))
+    results = beside(scoring.results_from_records(records, mode, baseline_model=baseline,
+                                                  categories=categories, source=str(path)),
+                     records, baseline)
     out = []
     for i, r in enumerate(records):
         texts = {"g1": r.g1_judgment or "", "g2": r.g2_judgment or ""}  # empty when absent
