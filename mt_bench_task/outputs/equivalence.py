@@ -32,7 +32,7 @@ def equivalent_averages(records: Sequence[SingleJudgment], stats: Mapping[str, A
     cats = {question_key(k): v for k, v in category_of.items()}
     by, method = str(jmap["by"]), str(jmap["method"])
     groups = [g for g in jmap["tables"] if g != "all"] if by != "all" else ["all"]
-    table = _stack(jmap["tables"], groups, by)
+    table = _stack(jmap["tables"], groups)
     cal = [(str(m), question_key(q), int(t), float(j), float(o)) for m, q, t, j, o in pairs]
     cal_models = sorted({p[0] for p in cal})
     cal_questions = sorted({p[1] for p in cal}, key=str)
@@ -71,7 +71,7 @@ def equivalent_averages(records: Sequence[SingleJudgment], stats: Mapping[str, A
     return out
 
 
-def _stack(tables: Mapping[str, Sequence[float]], groups: Sequence[str], by: str) -> Any:
+def _stack(tables: Mapping[str, Sequence[float]], groups: Sequence[str]) -> Any:
     """The map's tables, one row per group, the pooled one last (rows of other groups)."""
     import numpy as np
 

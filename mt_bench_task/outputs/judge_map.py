@@ -48,11 +48,11 @@ def tensors(pairs: Sequence[Pair], by: str, category_of: Mapping[Any, str],
         g = gi.get(group_of(by, turn, category_of.get(q, "unknown")))
         if g is None or model not in mi or q not in qi:
             continue
-        at = (mi[model], qi[q], g)
-        t["n"][(*at, grid_index(j))] += 1
-        t["so"][(*at, grid_index(j))] += o
-        t["so2"][(*at, grid_index(j))] += o * o
-        t["h"][(*at, grid_index(o))] += 1
+        at = (mi[model], qi[q], g, grid_index(j))
+        t["n"][at] += 1
+        t["so"][at] += o
+        t["so2"][at] += o * o
+        t["h"][at[:3] + (grid_index(o),)] += 1
     return t
 
 

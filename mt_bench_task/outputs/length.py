@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mt_bench_task.core.ids import question_key
-from mt_bench_task.core.types import Answer, Judgment, PairJudgment, SingleJudgment
+from mt_bench_task.core.types import Answer, PairJudgment, SingleJudgment
 
 N_BOOTSTRAP = 1000
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -214,7 +214,3 @@ def answers_of(data_dir: Any, models: Sequence[str], fallback: Any = None
             continue
     return out
 
-
-def models_of(records: Sequence[Judgment]) -> list[str]:
-    return sorted({m for r in records for m in ((r.model,) if isinstance(r, SingleJudgment)
-                                                 else (r.model_1, r.model_2))})

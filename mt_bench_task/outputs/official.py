@@ -176,7 +176,9 @@ def show_leaderboard(data_dir: Path, input_file: str | None, judge_model: str, m
                       "the placement is indicative only")
     board = leaderboard(user, seed)  # "judge" and "comparable" come with `user` (judges' rule)
     if stats is not None:
-        board["calibration"] = stats
+        from mt_bench_task.outputs.extra_stats import public
+
+        board["calibration"] = public(stats)  # the map without the pairs it is refitted on
     view = LeaderboardView(board, "")
     if as_json:
         import json
