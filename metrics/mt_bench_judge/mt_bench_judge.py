@@ -101,11 +101,11 @@ class MtBenchJudge(evaluate.Metric):
 
     def __init__(self, judge_model="gpt-4", base_url=None, api_key=None, parallel=8,
                  judge_file=None, client=None, judge_repeats=1, bench="mt_bench", references=None,
-                 **kwargs):
+                 calibration=None, **kwargs):
         # evaluate.load passes unknown kwargs here and the base class drops them: keep the judge's
         super().__init__(**kwargs)
         self.judge = metric.JudgeSettings(judge_model, base_url, api_key, parallel, judge_file,
-                                          client, judge_repeats, bench, references)
+                                          client, judge_repeats, bench, references, calibration)
 
     def _info(self):
         metric.mode_for(self.config_name)  # rejects unknown config names
