@@ -177,6 +177,16 @@ def test_calibrate_fits_a_map_and_show_lands_other_models_on_gpt4s_scale(tmp_pat
             f"{eq['ci95'][1]:.2f}) |") in card.stdout
     assert f"(1) {jmap['label']}." in card.stdout and "not comparable" in card.stdout
 
+    # the placement among the 34 official models: the GPT-4-equivalent beside the raw average
+    placed = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--leaderboard",
+                  "--model-list", "vicuna-7b-v1.3", "--json")
+    assert placed.returncode == 0, placed.stderr
+    mine = json.loads(placed.stdout)["models"]["vicuna-7b-v1.3"]
+    assert mine["official"] is False and abs(mine["gpt4_equivalent"]["average"] - eq["average"]) < 1e-9
+    placed = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--leaderboard",
+                  "--model-list", "vicuna-7b-v1.3")
+    assert f"GPT-4-equivalent {eq['average']:.2f}" in placed.stdout
+
     text = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o")
     assert "GPT-4-equivalent average" in text.stdout and jmap["name"] in text.stdout
     again = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--json")

@@ -116,8 +116,11 @@ def leaderboard_text(board: dict[str, Any], judge: str, labels: list[str]) -> st
                  f"{'95% CI (yours)':17s} graded by")
     for rank, (name, m) in enumerate(board["models"].items(), 1):
         ci = "" if m["official"] else f"[{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}]"
+        eq = m.get("gpt4_equivalent")  # a calibrated judge's grades on GPT-4's scale
         who = ("official: published GPT-4 grades" if m["official"]
-               else f"YOURS: judge {judge}")
+               else f"YOURS: judge {judge}" + (f"; GPT-4-equivalent {eq['average']:.2f} "
+                                               f"[{eq['ci95'][0]:.2f}, {eq['ci95'][1]:.2f}]"
+                                               if eq else ""))
         lines.append(f"{rank:4d}  {name:40s} {_f(m['average'])} {_f(m['turn_1'])} "
                      f"{_f(m['turn_2'])}  {ci:17s} {who}")
     lines.append("Official rows are the published GPT-4 grades, not scores of your runs; "
@@ -169,6 +172,9 @@ def show_leaderboard(data_dir: Path, input_file: str | None, judge_model: str, m
                                         source=str(path))
     who = identity_of_records(records, judge_model)
     stats = load_stats(data_dir, who.judge)
+    from mt_bench_task.outputs.extra_stats import attach
+
+    user = attach(user, records, bench.category_of, stats, seed=seed)  # GPT-4-equivalent, if any
     label = judge_label(who, citation(stats))
     labels = [label] if label else []
     if not who.comparable:
