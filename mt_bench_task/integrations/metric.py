@@ -26,6 +26,7 @@ from mt_bench_task.core.types import Answer, Choice, PairJudgment, Question, Sin
 from mt_bench_task.core.workspace import open_bench
 from mt_bench_task.judging import run as judging
 from mt_bench_task.judging.call import run_sync
+from mt_bench_task.outputs import extra_stats
 
 CONFIG_MODES: dict[str, Mode] = {"default": "single", "single": "single",
                                  "pairwise": "pairwise-baseline"}
@@ -213,13 +214,14 @@ def compute(predictions: Sequence[Any], references: Sequence[Mapping[str, Any]],
     categories = {q.key: q.category for q in questions}
     if mode == "single":
         result = single_result(scoring.only(SingleJudgment, records), model_id, categories)
-        result.update(_equivalent(scoring.only(SingleJudgment, records), model_id, categories,
-                                  judge))
+        result.update(extra_stats.metric_equivalent(scoring.only(SingleJudgment, records),
+                                                    model_id, categories, judge.calibration,
+                                                    judge.judge_name))
     else:
         result = pairwise_result(scoring.only(PairJudgment, records), model_id, baseline_model,
                                  categories)
-        result.update(_length_controlled(scoring.only(PairJudgment, records), model_id,
-                                         baseline_model, answers))
+        result.update(extra_stats.metric_length(scoring.only(PairJudgment, records), model_id,
+                                                baseline_model, answers))
     # the label from the records, by judges' one rule, as show, report, run and publish say it
     who = identity_of_records(records, judge.judge_name)
     result.update(judge=who.judge, comparable=who.comparable, label=who.label)
@@ -241,37 +243,6 @@ def single_result(records: Sequence[SingleJudgment], model_id: str,
             "categories": dict(m.categories), "n": m.n_turn_1 + m.n_turn_2,
             "n_failed": res.rows_dropped, "ci95": list(m.ci95), "judge_repeats": res.judge_repeats,
             "judge_sd": m.judge_sd}
-
-
-def _equivalent(records: Sequence[SingleJudgment], model_id: str, categories: dict[QuestionId, str],
-                judge: JudgeSettings) -> dict[str, Any]:
-    """The GPT-4-equivalent score (`outputs/equivalence.py`) when the judge has a calibration
-    with a map; its label says how it was made. (A single model has no length-controlled score:
-    that needs the length differences between models on the same questions.)"""
-    import json
-
-    from mt_bench_task.outputs.calibration_stats import load_stats
-    from mt_bench_task.outputs.equivalence import equivalent_averages
-
-    stats: Any = judge.calibration
-    if isinstance(stats, str):
-        stats = json.loads(Path(stats).read_text(encoding="utf-8"))
-    stats = stats if stats is not None else load_stats(None, judge.judge_name)
-    eq = equivalent_averages(records, stats, categories).get(model_id)
-    if eq is None:
-        return {}
-    return {"gpt4_equivalent": eq, "gpt4_equivalent_label": stats["map"]["label"]}
-
-
-def _length_controlled(records: Sequence[PairJudgment], model_id: str, baseline_model: str,
-                       answers: Mapping[str, Any]) -> dict[str, Any]:
-    """The Bradley-Terry win rate against the baseline at equal answer length (`length.py`)."""
-    from mt_bench_task.outputs.length import pair_length_control
-
-    found = pair_length_control(records, answers, baseline_model)
-    if found is None or model_id not in found[0]:
-        return {}
-    return {"length_controlled": found[0][model_id], "length_control": found[1]}
 
 
 def pairwise_result(records: Sequence[PairJudgment], model_id: str, baseline_model: str,

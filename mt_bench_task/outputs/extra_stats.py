@@ -155,3 +155,34 @@ def attach_for(results: Results, data_dir: Path, bench: Any, path: Path, seed: i
         results = results.with_calibration(public(stats))
     return attach(results, records, bench.category_of, stats,
                   answers_for(data_dir, results, bench.official_answers), seed=seed)
+
+
+# ---- the evaluate metric's extra outputs (one model's result dict) ----
+def metric_equivalent(records: Sequence[SingleJudgment], model_id: str,
+                      categories: Mapping[Any, str], calibration: Mapping[str, Any] | str | None,
+                      judge: str) -> dict[str, Any]:
+    """The GPT-4-equivalent score and its label when the judge has a calibration with a map
+    (`calibration`: the object or its saved file; None: the judge's packaged one). A single
+    model has no length-controlled score: that needs length differences between models."""
+    import json
+
+    from mt_bench_task.outputs.calibration_stats import load_stats
+    from mt_bench_task.outputs.equivalence import equivalent_averages
+
+    stats: Any = calibration
+    if isinstance(stats, str):
+        stats = json.loads(Path(stats).read_text(encoding="utf-8"))
+    stats = stats if stats is not None else load_stats(None, judge)
+    eq = equivalent_averages(records, stats, categories).get(model_id)
+    return {} if eq is None else {"gpt4_equivalent": eq, "gpt4_equivalent_label": stats["map"]["label"]}
+
+
+def metric_length(records: Sequence[PairJudgment], model_id: str, baseline: str,
+                  answers: Mapping[str, Mapping[Any, Any]]) -> dict[str, Any]:
+    """The Bradley-Terry win rate against the baseline at equal answer length."""
+    from mt_bench_task.outputs.length import pair_length_control
+
+    found = pair_length_control(records, answers, baseline)
+    if found is None or model_id not in found[0]:
+        return {}
+    return {"length_controlled": found[0][model_id], "length_control": found[1]}
