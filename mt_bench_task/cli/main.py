@@ -71,7 +71,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not args.input_file:
         args.judge_model = judge_to_read(args, args.mode)
     if args.compare is not None:  # paired statistics (with --leaderboard: against the official models)
-        return cli_stats.show_compare(args, data_dir(args), bench(args))
+        return cli_stats.show_compare(args, data_dir(args), workspace(args))
     if args.leaderboard:  # among the published MT-bench models (MT-bench only)
         return cli_official.show_leaderboard(args, data_dir(args), workspace(args))
     from mt_bench_task.core.judge_spec import DEFAULT_JUDGE

@@ -1,5 +1,5 @@
 """The CLI side of the statistics beyond FastChat's tables: `mt-bench show --compare` (paired
-comparison, `outputs/compare.py`). `cli.main` hands over the resolved data dir and bench."""
+comparison, `outputs/compare.py`). `cli.main` hands over the resolved data dir and workspace."""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +19,7 @@ def add_compare_option(p: argparse.ArgumentParser) -> None:
                         "official ones): which pairs are resolved and their share")
 
 
-def show_compare(args: argparse.Namespace, data_dir: Path, bench: Any) -> int:
+def show_compare(args: argparse.Namespace, data_dir: Path, workspace: Any) -> int:
     """`mt-bench show --compare`: the sentence or table (or the JSON) on stdout, notes on stderr."""
     from mt_bench_task.core.judge_spec import DEFAULT_JUDGE
     from mt_bench_task.outputs.compare_view import show_compare as view
@@ -27,7 +27,7 @@ def show_compare(args: argparse.Namespace, data_dir: Path, bench: Any) -> int:
     if args.plot:
         raise DataError("--compare prints statistics; it cannot be used with --plot")
     out = view(data_dir, args.input_file, args.judge_model or DEFAULT_JUDGE, args.mode,
-               args.compare, args.leaderboard, args.seed, bench)
+               args.compare, args.leaderboard, args.seed, workspace)
     if args.json:
         for label in out.labels:
             print(f"NOTE: {label}", file=sys.stderr)

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mt_bench_task.core.bench import Bench, load_bench
+from mt_bench_task.core.bench import Bench
 from mt_bench_task.core.data import judgment_file, read_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.judge_spec import identity_of_records
 from mt_bench_task.core.types import Judgment, SingleJudgment
+from mt_bench_task.core.workspace import Workspace, workspace_at
 from mt_bench_task.outputs.compare import Comparison, Separability, question_units, separability
 
 
@@ -45,9 +46,10 @@ def compare_records(records: Sequence[Judgment], models: Sequence[str], mode: st
 
 def show_compare(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
                  models: Sequence[str], leaderboard: bool = False, seed: int = 0,
-                 bench: Bench | None = None) -> CompareView:
+                 workspace: Workspace | None = None) -> CompareView:
     """The comparison of `models` (none: every model of the file; with `leaderboard`, the
-    file's models and the 34 official ones, whose rows are the published GPT-4 grades)."""
+    file's models and the 34 official ones, whose rows are the published GPT-4 grades; the
+    workspace's bench, default DATA_DIR's by `workspace_at`, must then be MT-bench)."""
     path = Path(input_file) if input_file else judgment_file(data_dir, judge_model, mode)
     records: list[Judgment] = list(read_judgments(path, mode))
     if not records:
@@ -56,7 +58,7 @@ def show_compare(data_dir: Path, input_file: str | None, judge_model: str, mode:
     labels = [who.label] if who.label else []
     pool = sorted({m for r in records for m in _models(r)})
     if leaderboard:
-        records, official = _with_official(records, mode, bench or load_bench(data_dir=data_dir))
+        records, official = _with_official(records, mode, workspace_at(data_dir, workspace).bench)
         pool += official
         if not who.comparable:
             labels.append(f"your models were graded by {who.judge}, the official ones by GPT-4: "
