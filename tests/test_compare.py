@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "mt_bench_task").is_dir())
 GRADES = ROOT / "mt_bench_task" / "data" / "official_grades" / "gpt-4_single_scores.jsonl"
 
 
