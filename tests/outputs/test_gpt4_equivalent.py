@@ -15,11 +15,11 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-from fake_openai import FakeOpenAI
+import pytest
+from support.cli import CliResult, mt_bench_subprocess
+from support.fake_openai import FakeOpenAI
 
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import load_bench
@@ -55,10 +55,16 @@ def _judge_grade(official: float, key: str, noise: float = 0.7) -> int:
     return min(10, max(1, round(1 + 9 * ((official - 1) / 9) ** 0.5 + rng.gauss(0, noise))))
 
 
-def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OPENAI_API_KEY": "sk-test", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args], check=False,
-                          capture_output=True, text=True, env=env, timeout=900)
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key every CLI call of this module runs with."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+
+
+def _publish(*args: str) -> CliResult:
+    """`mt-bench publish` in a subprocess: the Hub client reads HF_* at import time."""
+    return mt_bench_subprocess("publish", *args, env={**os.environ, "OPENAI_API_KEY": "sk-test",
+                                                      "HF_HUB_OFFLINE": "1", "HF_TOKEN": ""})
 
 
 def _rows() -> list[dict]:
@@ -73,7 +79,7 @@ def _mapped(jmap: dict, grade: float, turn: int, category: str) -> float:
     return table[round((min(10.0, max(1.0, grade)) - 1) * 2)]
 
 
-def test_calibrate_fits_a_map_and_show_lands_other_models_on_gpt4s_scale(tmp_path: Path):
+def test_calibrate_fits_a_map_and_show_lands_other_models_on_gpt4s_scale(mt_bench, tmp_path: Path):
     owner, grades = _prompt_owner(SIX), _official()
 
     def respond(req: dict) -> str:
@@ -81,7 +87,7 @@ def test_calibrate_fits_a_map_and_show_lands_other_models_on_gpt4s_scale(tmp_pat
         return f"Fine. Rating: [[{_judge_grade(grades[key], repr(key))}]]"
 
     with FakeOpenAI(respond) as server:
-        res = _cli("calibrate", "--judge-model", "gpt-4o", "--openai-api-base", server.url,
+        res = mt_bench("calibrate", "--judge-model", "gpt-4o", "--openai-api-base", server.url,
                    "--parallel", "16", "--data-dir", str(tmp_path))
         assert res.returncode == 0, res.stderr
         saved = tmp_path / "calibration" / "gpt-4o_calibration.json"
@@ -142,7 +148,7 @@ def test_calibrate_fits_a_map_and_show_lands_other_models_on_gpt4s_scale(tmp_pat
               for r in others]
     (tmp_path / "model_judgment" / "gpt-4o_single.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in judged))
-    out = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--json")
+    out = mt_bench("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--json")
     assert out.returncode == 0, out.stderr
     shown = json.loads(out.stdout)
     assert shown["comparable"] is False
@@ -169,8 +175,8 @@ def test_calibrate_fits_a_map_and_show_lands_other_models_on_gpt4s_scale(tmp_pat
     assert statistics.fmean(raw_misses) > 0.5
 
     # the card: the GPT-4-equivalent line beside the raw average, with how it was made
-    card = _cli("publish", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--model-id",
-                "vicuna-7b-v1.3", "--dry-run", env_extra={"HF_HUB_OFFLINE": "1", "HF_TOKEN": ""})
+    card = _publish("--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--model-id",
+                "vicuna-7b-v1.3", "--dry-run")
     assert card.returncode == 0, card.stderr
     eq = shown["models"]["vicuna-7b-v1.3"]["gpt4_equivalent"]
     assert (f"| GPT-4-equivalent average (1) | {eq['average']:.2f} (95% CI {eq['ci95'][0]:.2f}-"
@@ -178,16 +184,16 @@ def test_calibrate_fits_a_map_and_show_lands_other_models_on_gpt4s_scale(tmp_pat
     assert f"(1) {jmap['label']}." in card.stdout and "not comparable" in card.stdout
 
     # the placement among the 34 official models: the GPT-4-equivalent beside the raw average
-    placed = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--leaderboard",
+    placed = mt_bench("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--leaderboard",
                   "--model-list", "vicuna-7b-v1.3", "--json")
     assert placed.returncode == 0, placed.stderr
     mine = json.loads(placed.stdout)["models"]["vicuna-7b-v1.3"]
     assert mine["official"] is False and abs(mine["gpt4_equivalent"]["average"] - eq["average"]) < 1e-9
-    placed = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--leaderboard",
+    placed = mt_bench("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--leaderboard",
                   "--model-list", "vicuna-7b-v1.3")
     assert f"GPT-4-equivalent {eq['average']:.2f}" in placed.stdout
 
-    text = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o")
+    text = mt_bench("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o")
     assert "GPT-4-equivalent average" in text.stdout and jmap["name"] in text.stdout
-    again = _cli("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--json")
+    again = mt_bench("show", "--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--json")
     assert json.loads(again.stdout) == shown  # seeded

@@ -2,24 +2,18 @@
 
 The reference numbers are computed here independently, in plain Python (`random`, loops over
 questions, sorted lists for percentiles), from the packaged official grades; the CLI runs as a
-real subprocess.
+in process (the `mt_bench` fixture).
 """
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 ROOT = next(p for p in Path(__file__).resolve().parents if (p / "mt_bench_task").is_dir())
 GRADES = ROOT / "mt_bench_task" / "data" / "official_grades" / "gpt-4_single_scores.jsonl"
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args], check=False,
-                          capture_output=True, text=True, env=dict(os.environ), timeout=300)
 
 
 def _rows() -> list[dict]:
@@ -60,11 +54,11 @@ def _independent(a: dict, b: dict, draws: int = 4000) -> tuple[float, float, flo
             (extreme + 1) / (draws + 1))
 
 
-def test_compare_reproduces_an_independent_paired_bootstrap_on_the_official_grades():
+def test_compare_reproduces_an_independent_paired_bootstrap_on_the_official_grades(mt_bench):
     rows = _rows()
     verdicts = {}
     for a, b in (("gpt-4", "claude-v1"), ("vicuna-13b-v1.3", "wizardlm-13b")):
-        out = _cli("show", "--input-file", str(GRADES), "--compare", a, b, "--json")
+        out = mt_bench("show", "--input-file", str(GRADES), "--compare", a, b, "--json")
         assert out.returncode == 0, out.stderr
         got = json.loads(out.stdout)["compare"]
         assert (got["a"], got["b"], got["n_questions"]) == (a, b, 80)
@@ -74,15 +68,15 @@ def test_compare_reproduces_an_independent_paired_bootstrap_on_the_official_grad
         assert abs(got["p_value"] - p) < 0.05
         verdicts[a] = got["resolved"]
         # the sentence says the same in text, and the numbers repeat run after run (fixed seeds)
-        text = _cli("show", "--input-file", str(GRADES), "--compare", a, b)
+        text = mt_bench("show", "--input-file", str(GRADES), "--compare", a, b)
         assert text.returncode == 0, text.stderr
         assert (" resolved:" if got["resolved"] else "not resolved:") in text.stdout
-        again = _cli("show", "--input-file", str(GRADES), "--compare", a, b, "--json")
+        again = mt_bench("show", "--input-file", str(GRADES), "--compare", a, b, "--json")
         assert json.loads(again.stdout)["compare"] == got
     assert verdicts == {"gpt-4": True, "vicuna-13b-v1.3": False}
 
 
-def test_compare_pairwise_from_wins_and_losses(tmp_path: Path):
+def test_compare_pairwise_from_wins_and_losses(mt_bench, tmp_path: Path):
     """A beats B on 50 questions, ties 10 (one of them inconsistent), loses 20: the adjusted win
     rate difference is (55 - 25) / 80, checked against the records counted here."""
     rows = []
@@ -93,7 +87,7 @@ def test_compare_pairwise_from_wins_and_losses(tmp_path: Path):
                      "g2_winner": g2, "judge": ["gpt-4", "pair-v2"], "turn": 1})
     path = tmp_path / "pair.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    out = _cli("show", "--input-file", str(path), "--mode", "pairwise-all", "--compare", "a", "b",
+    out = mt_bench("show", "--input-file", str(path), "--mode", "pairwise-all", "--compare", "a", "b",
                "--json")
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)["compare"]
@@ -102,19 +96,19 @@ def test_compare_pairwise_from_wins_and_losses(tmp_path: Path):
                    for r in rows)
     assert abs(got["delta"] - (points_a - (80 - points_a)) / 80) < 1e-9
     assert got["n_questions"] == 80 and got["resolved"] and got["p_value"] < 0.01
-    reverse = json.loads(_cli("show", "--input-file", str(path), "--mode", "pairwise-all",
+    reverse = json.loads(mt_bench("show", "--input-file", str(path), "--mode", "pairwise-all",
                               "--compare", "b", "a", "--json").stdout)["compare"]
     assert abs(reverse["delta"] + got["delta"]) < 1e-9
 
 
-def test_compare_leaderboard_separability_and_a_copy_of_an_official_model(tmp_path: Path):
+def test_compare_leaderboard_separability_and_a_copy_of_an_official_model(mt_bench, tmp_path: Path):
     """A user's "gpt-4" whose grades are the official gpt-4's: its pair with "gpt-4 (official)"
     has delta 0 and is not resolved; every pair of the 35 models is listed."""
     mine = [r for r in _rows() if r["model"] == "gpt-4"]
     d = tmp_path / "d" / "model_judgment"
     d.mkdir(parents=True)
     (d / "gpt-4_single.jsonl").write_text("".join(json.dumps(r) + "\n" for r in mine))
-    out = _cli("show", "--data-dir", str(tmp_path / "d"), "--leaderboard", "--compare", "--json")
+    out = mt_bench("show", "--data-dir", str(tmp_path / "d"), "--leaderboard", "--compare", "--json")
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)["compare"]
     assert len(got["models"]) == 35 and got["n_pairs"] == 35 * 34 // 2
@@ -122,12 +116,12 @@ def test_compare_leaderboard_separability_and_a_copy_of_an_official_model(tmp_pa
     assert abs(got["separability"] - got["resolved"] / got["n_pairs"]) < 1e-12
     twin = [p for p in got["pairs"] if {p["a"], p["b"]} == {"gpt-4", "gpt-4 (official)"}]
     assert len(twin) == 1 and twin[0]["delta"] == 0 and not twin[0]["resolved"]
-    text = _cli("show", "--data-dir", str(tmp_path / "d"), "--leaderboard", "--compare")
+    text = mt_bench("show", "--data-dir", str(tmp_path / "d"), "--leaderboard", "--compare")
     assert f"resolved pairs: {got['resolved']} of {got['n_pairs']}" in text.stdout
 
 
-def test_compare_refuses_an_unknown_model_and_a_single_model(tmp_path: Path):
-    out = _cli("show", "--input-file", str(GRADES), "--compare", "gpt-4", "no-such-model")
+def test_compare_refuses_an_unknown_model_and_a_single_model(mt_bench, tmp_path: Path):
+    out = mt_bench("show", "--input-file", str(GRADES), "--compare", "gpt-4", "no-such-model")
     assert out.returncode == 2 and "no-such-model" in out.stderr and "Traceback" not in out.stderr
-    out = _cli("show", "--input-file", str(GRADES), "--compare", "gpt-4")
+    out = mt_bench("show", "--input-file", str(GRADES), "--compare", "gpt-4")
     assert out.returncode == 2 and "two models" in out.stderr and out.stdout == ""

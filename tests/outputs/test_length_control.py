@@ -17,12 +17,12 @@ import math
 import os
 import random
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from fake_openai import FakeOpenAI
+import pytest
+from support.cli import CliResult, mt_bench_subprocess
+from support.fake_openai import FakeOpenAI
 
 from mt_bench_task.clients.openai_client import OpenAIChatClient
 from mt_bench_task.engine.api import generate_api_answers
@@ -90,10 +90,16 @@ class _Detailed(OpenAIChatClient):
         return await super().complete(model, messages, **kw)
 
 
-def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OPENAI_API_KEY": "sk-test", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", *args], check=False,
-                          capture_output=True, text=True, env=env, timeout=900)
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key every CLI call of this module runs with."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+
+
+def _publish(*args: str) -> CliResult:
+    """`mt-bench publish` in a subprocess: the Hub client reads HF_* at import time."""
+    return mt_bench_subprocess("publish", *args, env={**os.environ, "OPENAI_API_KEY": "sk-test",
+                                                      "HF_HUB_OFFLINE": "1", "HF_TOKEN": ""})
 
 
 def _answers(d: Path, server: FakeOpenAI) -> None:
@@ -104,15 +110,15 @@ def _answers(d: Path, server: FakeOpenAI) -> None:
         assert stats.failed == 0
 
 
-def test_a_verbose_prompt_moves_the_raw_score_more_than_the_length_controlled_one(tmp_path: Path):
+def test_a_verbose_prompt_moves_the_raw_score_more_than_the_length_controlled_one(mt_bench, tmp_path: Path):
     d = tmp_path / "d"
     with FakeOpenAI(_answerer) as answers, FakeOpenAI(_single_judge) as judge:
         _answers(d, answers)
-        res = _cli("judge", "--data-dir", str(d), "--judge-model", "gpt-4o", "--openai-api-base",
+        res = mt_bench("judge", "--data-dir", str(d), "--judge-model", "gpt-4o", "--openai-api-base",
                    judge.url, "--parallel", "16", "--allow-partial", "--model-list", "weak", "strong",
                    "strong-detailed")
         assert res.returncode == 0, res.stderr
-    out = _cli("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--json")
+    out = mt_bench("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--json")
     assert out.returncode == 0, out.stderr
     shown = json.loads(out.stdout)
     m = shown["models"]
@@ -129,7 +135,7 @@ def test_a_verbose_prompt_moves_the_raw_score_more_than_the_length_controlled_on
             .splitlines()]
     strong = [r["score"] for r in rows if r["model"] == "strong" and r["score"] != -1]
     assert abs(m["strong"]["average"] - sum(strong) / len(strong)) < 1e-9
-    text = _cli("show", "--data-dir", str(d), "--judge-model", "gpt-4o")
+    text = mt_bench("show", "--data-dir", str(d), "--judge-model", "gpt-4o")
     assert "Length-controlled" in text.stdout and "length coefficient" in text.stdout
 
     # the report's comparison section: the same numbers as show, and show --compare's pairs
@@ -138,12 +144,12 @@ def test_a_verbose_prompt_moves_the_raw_score_more_than_the_length_controlled_on
     payload = report.build_payload(d, "gpt-4o")
     rows = {r["model"]: r for r in payload["comparison"]["rows"]}
     assert rows["strong"]["length_controlled"] == m["strong"]["length_controlled"]
-    together = _cli("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--compare", "--json")
+    together = mt_bench("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--compare", "--json")
     assert payload["comparison"]["pairs"] == json.loads(together.stdout)["compare"]
     assert 'id="comparison"' in report.render_html(payload)
     # the card: the length-controlled line beside the raw average
-    card = _cli("publish", "--data-dir", str(d), "--judge-model", "gpt-4o", "--model-id",
-                "strong-detailed", "--dry-run", env_extra={"HF_HUB_OFFLINE": "1", "HF_TOKEN": ""})
+    card = _publish("--data-dir", str(d), "--judge-model", "gpt-4o", "--model-id",
+                "strong-detailed", "--dry-run")
     assert card.returncode == 0, card.stderr
     lc = m["strong-detailed"]["length_controlled"]
     assert (f"| length-controlled average (1) | {lc['average']:.2f} (95% CI {lc['ci95'][0]:.2f}-"
@@ -151,11 +157,11 @@ def test_a_verbose_prompt_moves_the_raw_score_more_than_the_length_controlled_on
 
     # pairwise: against strong as the baseline, Bradley-Terry with and without the length term
     with FakeOpenAI(_pair_judge) as judge:
-        res = _cli("judge", "--data-dir", str(d), "--judge-model", "gpt-4o", "--openai-api-base",
+        res = mt_bench("judge", "--data-dir", str(d), "--judge-model", "gpt-4o", "--openai-api-base",
                    judge.url, "--parallel", "16", "--allow-partial", "--mode", "pairwise-baseline",
                    "--baseline-model", "strong", "--model-list", "weak", "strong-detailed")
         assert res.returncode == 0, res.stderr
-    out = _cli("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--mode",
+    out = mt_bench("show", "--data-dir", str(d), "--judge-model", "gpt-4o", "--mode",
                "pairwise-baseline", "--baseline-model", "strong", "--json")
     assert out.returncode == 0, out.stderr
     pair = json.loads(out.stdout)
