@@ -1,8 +1,8 @@
 """The GPT-4-equivalent map's candidates compared (benchmarks/CALIBRATION_MAP.md).
 
 No API judge is called: each simulated judge grades an (official model, question, turn) as a
-function of its official GPT-4 grade plus noise fixed by the key, the way tests/
-test_gpt4_equivalent.py's fake server does. `calibrate`'s statistics (`calibrate_records`, the
+function of its official GPT-4 grade plus noise fixed by the key, the way
+tests/outputs/test_gpt4_equivalent.py's fake server does. `calibrate`'s statistics (`calibrate_records`, the
 metric's path) fit the map on the 6 models with official answers; the 28 other official models,
 graded by the same judge, are then mapped (`equivalent_averages`) and compared with their
 official averages. Markdown on stdout.

@@ -130,7 +130,7 @@ def _expected(records: list[dict], models: list[str], judge: str) -> dict:
 
 
 def _assert_equal(got: dict, want: dict) -> None:
-    # "map" and "pairs" (the GPT-4-equivalent map): tests/test_gpt4_equivalent.py
+    # "map" and "pairs" (the GPT-4-equivalent map): tests/outputs/test_gpt4_equivalent.py
     assert set(got) == set(want) | {"map", "pairs"}
     for k, v in want.items():
         if isinstance(v, dict):
