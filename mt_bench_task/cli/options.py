@@ -96,4 +96,4 @@ def scale_options(args: argparse.Namespace) -> dict[str, Any]:
                 batch_wait=args.batch_wait, price_input=args.price_input,
                 price_output=args.price_output,
                 max_requests_per_minute=args.max_requests_per_minute,
-                max_tokens_per_minute=args.max_tokens_per_minute)
+                max_tokens_per_minute=args.max_tokens_per_minute, max_wait=args.max_wait)

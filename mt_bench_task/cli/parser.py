@@ -124,6 +124,9 @@ def add_judge_scale(p: argparse.ArgumentParser, prices: bool = True) -> None:
                    help="pace requests to N per minute (default: the server's x-ratelimit headers)")
     p.add_argument("--max-tokens-per-minute", type=int, default=None, metavar="N",
                    help="pace tokens (prompt estimate + max_tokens) to N per minute")
+    p.add_argument("--max-wait", type=float, default=None, metavar="S",
+                   help="seconds one request may keep meeting rate-limit 429s (it waits its "
+                        "turn again each time) before it fails (default 900)")
     if not prices:
         return
     p.add_argument("--price-input", type=float, default=None, metavar="USD",

@@ -31,6 +31,7 @@ class SendOptions:
     price_output: float | None = None
     max_requests_per_minute: int | None = None  # else the server's x-ratelimit-* headers
     max_tokens_per_minute: int | None = None
+    max_wait: float | None = None  # seconds a request may meet rate-limit 429s (client default)
 
 
 def run_price(options: SendOptions, spec: JudgeSpec, served: list[str] | None = None
@@ -74,7 +75,8 @@ async def aexecute(job: JudgingJob, client: ChatClient, options: SendOptions,
     if options.batch:
         records = await _send_in_batch(job, plan, client, options, summary)
     else:
-        client.limit_rate(options.max_requests_per_minute, options.max_tokens_per_minute)
+        client.limit_rate(options.max_requests_per_minute, options.max_tokens_per_minute,
+                          options.max_wait)
         if check_reachable:
             await client.check_reachable()
         records = await job.arun(client, plan.todo, options.parallel, progress)
