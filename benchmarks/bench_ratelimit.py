@@ -19,6 +19,9 @@ Figures, from the server's log (GET /ratelog):
   any answer nothing is known, so the start may burst into a short window by design);
   throughput = requests (or tokens) admitted per second after the first window / the limit's
   rate, for the limit that binds; the best possible is 100 %;
+  vs best = the shortest span the server allows for the run's requests (a full bucket at once,
+  only a second's worth where the limit is enforced per second, then the rate) / the span from
+  the first request to the last admitted one (requests limit; the default settings bind it);
   lost = judgments without a record or with "$ERROR$" after the run (must be 0), exit = the
   processes' exit codes.
 
@@ -119,10 +122,11 @@ def one_run(args: argparse.Namespace, name: str) -> dict:
         proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
     return {"server": name, "clients": setting["clients"], "wall_s": round(wall, 1),
-            "judgments": 160 * len(dirs), "lost": lost, "exit": codes, **figures(log)}
+            "judgments": 160 * len(dirs), "lost": lost, "exit": codes,
+            **figures(log, setting["quantum"])}
 
 
-def figures(log: dict) -> dict:
+def figures(log: dict, quantum: float | None = None) -> dict:
     window, limits, rows = log["window"], log["limits"], log["log"]
     start = rows[0][0] + window
     after = [r for r in rows if r[0] >= start]
@@ -132,7 +136,17 @@ def figures(log: dict) -> dict:
     share_tok = sum(r[2] for r in ok) / span / (limits["tokens"] / window) if span else 0.0
     n429 = sum(1 for r in after if r[1] == 429)
     total429 = sum(1 for r in rows if r[1] == 429)
+    # the whole run against the best possible: a full bucket at once (a second's worth where the
+    # limit is enforced per second), then the limit's rate, for the requests limit
+    rate = limits["requests"] / window
+    burst = min(limits["requests"], rate * quantum) if quantum else limits["requests"]
+    n_ok = sum(1 for r in rows if r[1] == 200)
+    last_ok = max((r[0] for r in rows if r[1] == 200), default=rows[0][0])
+    best_span = max(0.0, (n_ok - burst) / rate)
+    span_all = last_ok - rows[0][0]
     return {"requests": len(rows), "429_total": total429,
+            "span_s": round(span_all, 1), "best_span_s": round(best_span, 1),
+            "vs_best": round(best_span / span_all, 3) if span_all else 1.0,
             "429_share": round(total429 / len(rows), 4) if rows else 0.0,
             "requests_after_first_window": len(after), "429_after_first_window": n429,
             "429_share_after_first_window": round(n429 / len(after), 4) if after else 0.0,
