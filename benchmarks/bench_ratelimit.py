@@ -4,7 +4,7 @@ Each server is tests/fake_ratelimit.py as a subprocess (OpenAI's model of a limi
 a tokens bucket refilling continuously over a window; a request costs its prompt characters / 4 +
 max_tokens tokens; 429 with `retry-after` when it does not fit; a refused request still takes one
 request from the limit). The clients are real `mt-bench judge` processes judging
-tests/conformance/jxiw's mamba_0_5_dpo_ep1 (160 single-mode judgments, judge "gpt-4",
+tests/conformance/jxiw's mamba_0_5_dpo_ep1 and _ep3 (320 single-mode judgments, judge "gpt-4",
 max_tokens 2048, `--parallel 32`), each into a fresh data dir:
 
   documented: the server sends x-ratelimit-* as OpenAI documents them, and enforces nothing else;
@@ -25,12 +25,12 @@ Figures, from the server's log (GET /ratelog):
   lost = judgments without a record or with "$ERROR$" after the run (must be 0), exit = the
   processes' exit codes.
 
-The window is 10 s instead of OpenAI's 60 s (and the limits scaled with it) so that each run
-takes under a minute; the client learns the refill rate from the headers, (limit - remaining) /
+The window is 12 s instead of OpenAI's 60 s (120 requests, 10 a second; tokens do not bind) so
+that each run takes under a minute; the client learns the refill rate from the headers, (limit - remaining) /
 reset, and assumes no window.
 
 Usage:
-  python benchmarks/bench_ratelimit.py [--window 10 --rpm 60 --tpm 10000000 --latency 0.5
+  python benchmarks/bench_ratelimit.py [--window 12 --rpm 120 --tpm 10000000 --latency 0.5
                                         --parallel 32] [--servers documented quantized shared]
                                         [--json OUT]
 """
@@ -49,7 +49,9 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ANSWERS = ROOT / "tests" / "conformance" / "jxiw" / "model_answer" / "mamba_0_5_dpo_ep1.jsonl"
+ANSWERS = [ROOT / "tests" / "conformance" / "jxiw" / "model_answer" / f"mamba_0_5_dpo_{m}.jsonl"
+           for m in ("ep1", "ep3")]
+PER_CLIENT = 80 * 2 * len(ANSWERS)  # single-mode judgments: questions x turns x models
 SERVER = ROOT / "tests" / "fake_ratelimit.py"
 SERVERS = {"documented": {"quantum": None, "clients": 1},
            "quantized": {"quantum": 1.0, "clients": 1},
@@ -88,7 +90,7 @@ def _lost(data_dir: Path) -> tuple[int, int]:
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip() and "$ERROR$" not in json.loads(line)["judgment"]:
                 good += 1
-    return good, 160 - good
+    return good, PER_CLIENT - good
 
 
 def one_run(args: argparse.Namespace, name: str) -> dict:
@@ -101,7 +103,8 @@ def one_run(args: argparse.Namespace, name: str) -> dict:
         for i in range(setting["clients"]):
             d = tmp / f"client{i}"
             (d / "model_answer").mkdir(parents=True)
-            shutil.copy(ANSWERS, d / "model_answer")
+            for a in ANSWERS:
+                shutil.copy(a, d / "model_answer")
             dirs.append(d)
         t0 = time.monotonic()
         clients = [subprocess.Popen(_judge_cmd(d, base, args.parallel), env=env, cwd=ROOT,
@@ -122,7 +125,7 @@ def one_run(args: argparse.Namespace, name: str) -> dict:
         proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
     return {"server": name, "clients": setting["clients"], "wall_s": round(wall, 1),
-            "judgments": 160 * len(dirs), "lost": lost, "exit": codes,
+            "judgments": PER_CLIENT * len(dirs), "lost": lost, "exit": codes,
             **figures(log, setting["quantum"])}
 
 
@@ -156,8 +159,8 @@ def figures(log: dict, quantum: float | None = None) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--window", type=float, default=10.0, help="limit window, s (OpenAI: 60)")
-    ap.add_argument("--rpm", type=int, default=60, help="requests per window")
+    ap.add_argument("--window", type=float, default=12.0, help="limit window, s (OpenAI: 60)")
+    ap.add_argument("--rpm", type=int, default=120, help="requests per window")
     ap.add_argument("--tpm", type=int, default=10_000_000, help="tokens per window")
     ap.add_argument("--latency", type=float, default=0.5, help="seconds per answer")
     ap.add_argument("--parallel", type=int, default=32)
