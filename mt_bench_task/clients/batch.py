@@ -18,6 +18,7 @@ from mt_bench_task.clients.openai_rules import (
     COMPLETION_WINDOW,
     MAX_BYTES_PER_BATCH,
     MAX_REQUESTS_PER_BATCH,
+    queue_limit,
     unsupported_param,
 )
 from mt_bench_task.core.errors import DataError
@@ -36,6 +37,9 @@ class OpenAIBatchBackend:
 
     def refused_param(self, status: int, error: Any) -> str | None:
         return unsupported_param(status, error)
+
+    def queue_limit(self, batch: dict[str, Any]) -> int | None:
+        return queue_limit(batch)
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIBatchBackend(base_url={self._chat.base_url!r})"

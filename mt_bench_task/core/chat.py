@@ -48,6 +48,10 @@ class BatchBackend(Protocol):
         """"max_tokens" or "temperature" when a result line's error says the model does not take
         that parameter (sent again adapted); None for any other result."""
 
+    def queue_limit(self, batch: dict[str, Any]) -> int | None:
+        """The enqueued-token limit a failed batch was refused for (it ran nothing: its requests
+        go again in smaller batches), or None when it failed for another reason."""
+
     async def upload(self, content: bytes, filename: str) -> str:
         """Upload a JSONL with purpose "batch"; the file id."""
 
