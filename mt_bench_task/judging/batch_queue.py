@@ -145,6 +145,11 @@ async def _submit(q: Queue, backend: BatchBackend, name: str) -> None:
     for e in q.state["batches"]:
         if e["batch_id"] is None:
             found = await backend.find(e["input_file_id"])
+            if found is None and all(cid in q.lines for cid in e.get("ids") or [None]):
+                # upload again (a backend that keeps requests in memory, as Anthropic's, lost
+                # them with the killed process); a second file is never a second batch
+                content = "".join(q.lines[cid] + "\n" for cid in e["ids"]).encode()
+                e["input_file_id"] = await backend.upload(content, f"{name}-again.jsonl")
             e["batch_id"] = (found or await backend.create(e["input_file_id"]))["id"]
             q.save()  # saved before the first poll
     while q.state["waiting"]:
