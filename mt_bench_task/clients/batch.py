@@ -60,7 +60,10 @@ class OpenAIBatchBackend:
 
     async def find(self, input_file_id: str) -> dict[str, Any] | None:
         sdk = self._chat._get_client()
-        page = await self._call("list batches", lambda: sdk.batches.list(limit=100))
+        try:
+            page = await self._call("list batches", lambda: sdk.batches.list(limit=100))
+        except DataError:  # a server without the listing (Gemini's OpenAI-compatible API?)
+            return None  # create says what is wrong, if anything
         for b in getattr(page, "data", None) or []:
             if getattr(b, "input_file_id", None) == input_file_id:
                 return _as_dict(b)
