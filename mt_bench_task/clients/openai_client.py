@@ -17,17 +17,19 @@ Every other server gets exactly FastChat's request.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import os
 import random
 import re
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from mt_bench_task.clients.azure import azure_sdk_client, azure_settings
+from mt_bench_task.clients.http_errors import cause as _cause
+from mt_bench_task.clients.http_errors import error_body as _error_body
+from mt_bench_task.clients.http_errors import retry_after as _retry_after
+from mt_bench_task.clients.http_errors import server_message as _server_message
 from mt_bench_task.clients.openai_rules import unsupported_param
 from mt_bench_task.clients.pacing import Pacer, estimate_tokens
 from mt_bench_task.core.chat import BatchBackend, ClientUsage, Completion
@@ -305,44 +307,3 @@ class OpenAIChatClient:
         message = (f"{self.base_url} rejected {what}: HTTP {e.status_code} "
                    f"{_server_message(e)} ({hint})")
         return self.mask(" ".join(message.split()))
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """retry-after-ms (OpenAI's) or Retry-After in seconds or as an HTTP date; None if absent."""
-    try:
-        if headers.get("retry-after-ms"):
-            return float(headers["retry-after-ms"]) / 1000
-        value = headers.get("retry-after")
-        if not value:
-            return None
-        try:
-            return float(value)
-        except ValueError:
-            return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-    except (ValueError, TypeError):
-        return None
-
-
-def _cause(e: BaseException) -> str:
-    """The transport's root reason ("connection refused", "Name or service not known") rather
-    than the SDK's "Connection error."."""
-    root = e
-    while (root.__cause__ or root.__context__) is not None:
-        root = root.__cause__ or root.__context__  # type: ignore[assignment]
-    if isinstance(root, ConnectionRefusedError):
-        return "connection refused"
-    return " ".join(str(root).split()) or type(root).__name__
-
-
-def _error_body(e: Any) -> dict[str, Any]:
-    body = getattr(e, "body", None)
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        body = body["error"]
-    return body if isinstance(body, dict) else {}
-
-
-def _server_message(e: Any) -> str:
-    body = getattr(e, "body", None)
-    if isinstance(body, dict):
-        body = body.get("message") or body.get("error") or json.dumps(body)
-    return str(body if body is not None else getattr(e, "message", ""))[:300]

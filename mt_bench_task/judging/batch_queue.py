@@ -153,7 +153,10 @@ async def _submit(q: Queue, backend: BatchBackend, name: str) -> None:
             e["batch_id"] = (found or await backend.create(e["input_file_id"]))["id"]
             q.save()  # saved before the first poll
     while q.state["waiting"]:
-        chunk = q.state["waiting"][0]
+        chunk = [cid for cid in q.state["waiting"][0] if cid in q.lines]  # judged meanwhile: not
+        if not chunk:  # sent again
+            q.state["waiting"].pop(0)
+            continue
         tokens = sum(q.tokens[cid] for cid in chunk)
         queued = q.queued_tokens()
         if queued and q.limit and queued + tokens > q.limit * FILL:
