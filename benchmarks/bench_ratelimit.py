@@ -1,6 +1,6 @@
 """Pacing against three rate-limited servers, side by side: 429s and throughput vs the best possible.
 
-Each server is tests/fake_ratelimit.py as a subprocess (OpenAI's model of a limit: a requests and
+Each server is tests/support/fake_ratelimit.py as a subprocess (OpenAI's model of a limit: a requests and
 a tokens bucket refilling continuously over a window; a request costs its prompt characters / 4 +
 max_tokens tokens; 429 with `retry-after` when it does not fit; a refused request still takes one
 request from the limit). The clients are real `mt-bench judge` processes judging
@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ANSWERS = [ROOT / "tests" / "conformance" / "jxiw" / "model_answer" / f"mamba_0_5_dpo_{m}.jsonl"
            for m in ("ep1", "ep3")]
 PER_CLIENT = 80 * 2 * len(ANSWERS)  # single-mode judgments: questions x turns x models
-SERVER = ROOT / "tests" / "fake_ratelimit.py"
+SERVER = ROOT / "tests" / "support" / "fake_ratelimit.py"
 SERVERS = {"documented": {"quantum": None, "clients": 1},
            "quantized": {"quantum": 1.0, "clients": 1},
            "shared": {"quantum": None, "clients": 2}}

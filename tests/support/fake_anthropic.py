@@ -14,7 +14,8 @@ judge's tests: the Messages API and Message Batches.
   in_progress until `release()`. `GET .../results` is JSONL, one `{"custom_id", "result":
   {"type": succeeded | errored | canceled | expired, ...}}` per line, in a shuffled order;
   `errored_ids` / `expired_ids` (predicates on the custom_id) pick those outcomes.
-Counters: `messages` (POST /v1/messages), `ran` (Counter of batch custom_ids processed),
+`gate` (support.fake_openai.Gate, kind "retrieve") holds a batch poll where the test chose.
+Counters: `messages` (POST /v1/messages), `retrieves` (batch polls), `ran` (Counter of batch custom_ids processed),
 `created`, `headers` (the last request's x-api-key and anthropic-version).
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from fake_openai import judge_responder
+from .fake_openai import Gate, judge_responder
 
 
 def _error(kind: str, message: str) -> dict[str, Any]:
@@ -36,8 +37,10 @@ def _error(kind: str, message: str) -> dict[str, Any]:
 
 class FakeAnthropic:
     def __init__(self, *, hold: bool = False, errored_ids: Callable[[str], bool] | None = None,
-                 expired_ids: Callable[[str], bool] | None = None, seed: int = 0):
-        self.messages = self.created = 0
+                 expired_ids: Callable[[str], bool] | None = None, seed: int = 0,
+                 gate: Gate | None = None):
+        self.messages = self.created = self.retrieves = 0
+        self.gate = gate
         self.ran: Counter[str] = Counter()
         self.headers: dict[str, str] = {}
         self.batches: dict[str, dict[str, Any]] = {}
@@ -175,6 +178,11 @@ def _handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             if len(parts) == 6 and parts[-1] == "results" and parts[-2] in server.batches:
                 return self._raw(200, server.results(parts[-2]), "application/binary")
             if len(parts) == 5 and parts[-2] == "batches" and parts[-1] in server.batches:
+                with server._lock:
+                    server.retrieves += 1
+                    n = server.retrieves
+                if server.gate is not None:
+                    server.gate.passing("retrieve", n)
                 return self._json(200, server.advance(parts[-1]))
             self._json(404, _error("not_found_error", f"no route {path}"))
 

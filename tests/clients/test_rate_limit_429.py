@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 
 import pytest
-from answer_dirs import one_model_answers
-from fake_openai import FakeOpenAI
-from fake_ratelimit import RateLimitedServer
+from support.answer_dirs import answer_dir
+from support.fake_openai import FakeOpenAI
+from support.fake_ratelimit import RateLimitedServer
 
 from mt_bench_task.clients.openai_client import OpenAIChatClient
 from mt_bench_task.clients.pacing import DECREASE, RECOVERY_PER_S, UNKNOWN, Pacer
@@ -141,17 +139,15 @@ def test_insufficient_quota_is_one_error_not_a_retry():
         assert len(server.log) == 1 and SECRET not in str(e.value)
 
 
-def test_judge_stops_at_once_on_insufficient_quota_exit_2(tmp_path):
-    d = one_model_answers(tmp_path)
+def test_judge_stops_at_once_on_insufficient_quota_exit_2(mt_bench, tmp_path):
+    d = answer_dir(tmp_path)
     with RateLimitedServer("judge", rpm=600, tpm=10**9, quota=True) as server:
-        p = subprocess.run([sys.executable, "-m", "mt_bench_task.cli.main", "judge",
-                            "--data-dir", str(d), "--openai-api-base", server.url,
-                            "--parallel", "4"], env={**os.environ, "OPENAI_API_KEY": SECRET},
-                           capture_output=True, text=True, timeout=120)
+        r = mt_bench("judge", "--data-dir", d, "--openai-api-base", server.url, "--parallel", "4",
+                     env={**os.environ, "OPENAI_API_KEY": SECRET})
         sent = len(server.log)
-    lines = [ln for ln in p.stderr.splitlines() if "error" in ln]
-    assert p.returncode == 2, p.stderr
-    assert len(lines) == 1 and "insufficient_quota" in lines[0] and "Traceback" not in p.stderr
-    assert SECRET not in p.stderr and sent <= 4  # the slow start's first requests, no retries
+    lines = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert r.returncode == 2, r.stderr
+    assert len(lines) == 1 and "insufficient_quota" in lines[0] and "Traceback" not in r.stderr
+    assert SECRET not in r.stderr and sent <= 4  # the slow start's first requests, no retries
     out = d / "model_judgment/gpt-4_single.jsonl"
     assert not out.exists() or out.read_text() == ""

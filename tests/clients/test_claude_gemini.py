@@ -5,33 +5,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from fake_anthropic import FakeAnthropic
-from fake_batch import FakeBatchServer
-from fake_openai import FakeOpenAI
+from support.answer_dirs import answer_dir
+from support.fake_anthropic import FakeAnthropic
+from support.fake_batch import FakeBatchServer
+from support.fake_openai import FakeOpenAI
 
 from mt_bench_task.clients.anthropic_client import AnthropicChatClient
 from mt_bench_task.clients.openai_client import OpenAIChatClient
 from mt_bench_task.judging.batch import state_path
 from mt_bench_task.judging.run import JudgeRun, run_judging
 
-CONF = Path(__file__).parent / "conformance"
-MODEL = "mamba_0_5_dpo_ep1"
 SECRET = "sk-ant-test-SECRET-0a1b2c3d"
 CLAUDE = "claude-sonnet-4-5"
-
-
-def _data_dir(tmp_path: Path, name: str = "bench") -> Path:
-    d = tmp_path / name
-    (d / "model_answer").mkdir(parents=True)
-    shutil.copy(CONF / "jxiw/model_answer" / f"{MODEL}.jsonl", d / "model_answer")
-    return d
 
 
 def _scores(d: Path, judge: str) -> dict:
@@ -45,7 +33,7 @@ def _claude(server: FakeAnthropic) -> AnthropicChatClient:
 
 
 def test_claude_judges_what_the_openai_path_judges_with_anthropic_headers(tmp_path):
-    ref, d = _data_dir(tmp_path, "openai"), _data_dir(tmp_path, "claude")
+    ref, d = answer_dir(tmp_path, name="openai"), answer_dir(tmp_path, name="claude")
     with FakeOpenAI("judge") as oa:  # the same responder: equal ratings iff equal prompts
         run_judging(JudgeRun(ref, judge_model=CLAUDE, first_n=5, parallel=4),
                     client=OpenAIChatClient(oa.url, "sk-x"))
@@ -61,7 +49,7 @@ def test_claude_judges_what_the_openai_path_judges_with_anthropic_headers(tmp_pa
 
 
 def test_claude_batch_gives_the_synchronous_records_at_half_price(tmp_path):
-    sync_dir, batch_dir = _data_dir(tmp_path, "sync"), _data_dir(tmp_path, "batch")
+    sync_dir, batch_dir = answer_dir(tmp_path, name="sync"), answer_dir(tmp_path, name="batch")
     with FakeAnthropic(seed=3) as server:
         run_judging(JudgeRun(sync_dir, judge_model=CLAUDE, first_n=5, parallel=4),
                     client=_claude(server))
@@ -75,7 +63,7 @@ def test_claude_batch_gives_the_synchronous_records_at_half_price(tmp_path):
 
 
 def test_claude_batch_errored_and_expired_results(tmp_path):
-    d = _data_dir(tmp_path)
+    d = answer_dir(tmp_path)
     with FakeAnthropic(errored_ids=lambda c: "-q81-t1-" in c,
                        expired_ids=lambda c: "-q82-t1-" in c) as server:
         summary = run_judging(JudgeRun(d, judge_model=CLAUDE, first_n=5, batch=True,
@@ -87,45 +75,19 @@ def test_claude_batch_errored_and_expired_results(tmp_path):
     assert server.created == 2
 
 
-def _cli(d: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "mt_bench_task.cli.main", "judge", "--data-dir", str(d),
-            "--judge-model", CLAUDE, "--first-n", "5", *extra]
-
-
-def test_claude_batch_kill_9_then_the_next_run_reattaches(tmp_path):
-    d = _data_dir(tmp_path)
-    with FakeAnthropic(hold=True) as server:
-        env = {**os.environ, "ANTHROPIC_API_KEY": SECRET, "ANTHROPIC_BASE_URL": server.url}
-        cmd = _cli(d, "--batch", "--batch-poll-interval", "0.05")
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.time() + 60
-        while time.time() < deadline and not (server.batches and
-                                              server.batches["msgbatch_0001"]["step"] >= 1):
-            time.sleep(0.05)
-        time.sleep(0.2)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        server.release()
-        rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-        assert rerun.returncode == 0, rerun.stderr
-        assert server.created == 1 and set(server.ran.values()) == {1} and len(server.ran) == 10
-    assert "failures: 0 of 10" in rerun.stderr and "Anthropic's price table" in rerun.stderr
-    assert SECRET not in rerun.stderr + rerun.stdout
-
-
-def test_without_the_anthropic_sdk_a_claude_judge_is_one_line_exit_2(tmp_path):
-    d = _data_dir(tmp_path)
-    code = ("import sys; sys.modules['anthropic'] = None; "
-            "from mt_bench_task.cli.main import main; sys.exit(main(sys.argv[1:]))")
-    p = subprocess.run([sys.executable, "-c", code, *_cli(d)[3:]], capture_output=True,
-                       text=True, env={**os.environ, "ANTHROPIC_API_KEY": SECRET}, timeout=120)
-    errors = [ln for ln in p.stderr.splitlines() if "error" in ln]
-    assert p.returncode == 2 and len(errors) == 1 and "Traceback" not in p.stderr
+def test_without_the_anthropic_sdk_a_claude_judge_is_one_line_exit_2(mt_bench, tmp_path,
+                                                                     monkeypatch):
+    d = answer_dir(tmp_path)
+    monkeypatch.setitem(sys.modules, "anthropic", None)  # `import anthropic` fails
+    r = mt_bench("judge", "--data-dir", d, "--judge-model", CLAUDE, "--first-n", "5",
+                 env={**os.environ, "ANTHROPIC_API_KEY": SECRET})
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert r.returncode == 2 and len(errors) == 1 and "Traceback" not in r.stderr
     assert "pip install 'mt_bench_task[anthropic]'" in errors[0]
 
 
 def test_gemini_batch_through_its_openai_compatible_base_url(tmp_path):
-    d = _data_dir(tmp_path)
+    d = answer_dir(tmp_path)
     with FakeBatchServer("judge") as server:
         base = f"http://127.0.0.1:{server.port}/v1beta/openai"
         client = OpenAIChatClient(base, "gemini-key-SECRET", backoff_base=0.01, backoff_max=0.05)
