@@ -4,7 +4,7 @@ backend translates at the edge.
 
 - upload: Anthropic takes the requests inline, so the "file" is kept here under an id derived
   from its content; create posts `{"requests": [{"custom_id", "params"}]}` (the chat line's
-  body in the Messages API's shape: clients/anthropic_client.py's `message_params`);
+  body in the Messages API's shape: clients/anthropic_rules.py's `message_params`);
 - retrieve: `processing_status` in_progress / canceling -> "in_progress", ended -> "completed"
   (or "expired" / "cancelled" when nothing succeeded or errored), with OpenAI-style counts and an
   output "file" that is the batch's results;
@@ -21,7 +21,7 @@ import hashlib
 import json
 from typing import Any
 
-from mt_bench_task.clients.anthropic_client import anthropic_sdk, message_params, message_text
+from mt_bench_task.clients.anthropic_rules import anthropic_sdk, message_params, message_text
 from mt_bench_task.core.errors import DataError
 
 MAX_REQUESTS = 100_000
