@@ -68,7 +68,8 @@ def calibrate(args: argparse.Namespace, data_dir: Path, engine_options: EngineOp
     send = SendOptions(parallel=args.parallel, batch=args.batch,
                        batch_poll_interval=args.batch_poll_interval, batch_wait=args.batch_wait,
                        max_requests_per_minute=args.max_requests_per_minute,
-                       max_tokens_per_minute=args.max_tokens_per_minute)
+                       max_tokens_per_minute=args.max_tokens_per_minute, max_wait=args.max_wait,
+                       batch_max_enqueued_tokens=args.batch_max_enqueued_tokens)
     run = CalibrationRun(data_dir=data_dir, judge_model=args.judge_model,
                          base_url=args.openai_api_base,
                          models=tuple(args.models) if args.models else None, dry_run=args.dry_run,

@@ -96,4 +96,5 @@ def scale_options(args: argparse.Namespace) -> dict[str, Any]:
                 batch_wait=args.batch_wait, price_input=args.price_input,
                 price_output=args.price_output,
                 max_requests_per_minute=args.max_requests_per_minute,
-                max_tokens_per_minute=args.max_tokens_per_minute)
+                max_tokens_per_minute=args.max_tokens_per_minute, max_wait=args.max_wait,
+                batch_max_enqueued_tokens=args.batch_max_enqueued_tokens)

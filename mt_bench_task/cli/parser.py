@@ -119,12 +119,20 @@ def add_judge_scale(p: argparse.ArgumentParser, prices: bool = True) -> None:
                         "killed or --no-wait run is collected by the next --batch run")
     p.add_argument("--batch-poll-interval", type=float, default=30.0, metavar="S",
                    help="seconds between checks of the batch (default 30)")
+    p.add_argument("--batch-max-enqueued-tokens", type=int, default=None, metavar="N",
+                   help="with --batch: the provider's queue for the judge model (prompt tokens "
+                        "of batches in progress at once; OpenAI tier 1 gpt-4: 100000); the job "
+                        "goes in batches under it, the next as earlier ones finish (default: "
+                        "learnt from the provider's refusal)")
     p.add_argument("--no-wait", dest="batch_wait", action="store_false",
                    help="with --batch: submit, print the batch id and exit 0")
     p.add_argument("--max-requests-per-minute", type=int, default=None, metavar="N",
                    help="pace requests to N per minute (default: the server's x-ratelimit headers)")
     p.add_argument("--max-tokens-per-minute", type=int, default=None, metavar="N",
                    help="pace tokens (prompt estimate + max_tokens) to N per minute")
+    p.add_argument("--max-wait", type=float, default=None, metavar="S",
+                   help="seconds one request may keep meeting rate-limit 429s (it waits its "
+                        "turn again each time) before it fails (default 900)")
     if not prices:
         return
     p.add_argument("--price-input", type=float, default=None, metavar="USD",

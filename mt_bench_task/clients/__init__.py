@@ -26,6 +26,12 @@ def make_client(spec: JudgeSpec, *, base_url: str | None = None, api_key: str | 
         backend.check_judge(options)  # exit 2 now, not a failed judgment per call
         return LocalJudgeClient(spec.name, engine=backend, options=options,
                                 max_new_tokens=local_max_new_tokens)
+    from mt_bench_task.clients.anthropic_rules import is_claude
+
+    if is_claude(spec.api_model) and not base_url:  # with a base URL: an OpenAI-style gateway
+        from mt_bench_task.clients.anthropic_client import AnthropicChatClient
+
+        return AnthropicChatClient(api_key=api_key)
     from mt_bench_task.clients.openai_client import OpenAIChatClient
 
     return OpenAIChatClient(base_url=base_url, api_key=api_key)

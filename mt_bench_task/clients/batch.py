@@ -18,6 +18,7 @@ from mt_bench_task.clients.openai_rules import (
     COMPLETION_WINDOW,
     MAX_BYTES_PER_BATCH,
     MAX_REQUESTS_PER_BATCH,
+    queue_limit,
     unsupported_param,
 )
 from mt_bench_task.core.errors import DataError
@@ -36,6 +37,9 @@ class OpenAIBatchBackend:
 
     def refused_param(self, status: int, error: Any) -> str | None:
         return unsupported_param(status, error)
+
+    def queue_limit(self, batch: dict[str, Any]) -> int | None:
+        return queue_limit(batch)
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIBatchBackend(base_url={self._chat.base_url!r})"
@@ -56,7 +60,10 @@ class OpenAIBatchBackend:
 
     async def find(self, input_file_id: str) -> dict[str, Any] | None:
         sdk = self._chat._get_client()
-        page = await self._call("list batches", lambda: sdk.batches.list(limit=100))
+        try:
+            page = await self._call("list batches", lambda: sdk.batches.list(limit=100))
+        except DataError:  # a server without the listing (Gemini's OpenAI-compatible API?)
+            return None  # create says what is wrong, if anything
         for b in getattr(page, "data", None) or []:
             if getattr(b, "input_file_id", None) == input_file_id:
                 return _as_dict(b)

@@ -77,7 +77,7 @@ class LocalJudgeClient:
         """Nothing to reach: the model loads on the first request."""
 
     def limit_rate(self, max_requests_per_minute: int | None,
-                   max_tokens_per_minute: int | None) -> None:
+                   max_tokens_per_minute: int | None, max_wait: float | None = None) -> None:
         """No rate limits: the model runs here."""
 
     def batch_backend(self) -> None:

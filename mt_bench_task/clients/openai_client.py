@@ -5,6 +5,9 @@ Sends exactly what FastChat sends (`model` verbatim, `messages`, `n=1`, `tempera
 FastChat sleeps 10 s after every error, 16 times, and retries everything; here retries are bounded
 exponential backoff with jitter that honours Retry-After, only transient errors are retried, and a
 rejected key or a bad request stops the run with one clear line that never shows the key.
+A rate-limit 429 is not the judgment's fault: it costs no attempt, the request waits its turn
+again (clients/pacing.py learns from it) for up to `max_wait` seconds in all; a 429 whose code
+is `insufficient_quota` (no credit left) stops the run at once, as retrying cannot help.
 
 Reasoning models refuse FastChat's request (the rules: clients/openai_rules.py; what is sent
 instead: judging/request.py): then that request is resent adapted, the change is kept for the
@@ -14,17 +17,19 @@ Every other server gets exactly FastChat's request.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import os
 import random
 import re
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from mt_bench_task.clients.azure import azure_sdk_client, azure_settings
+from mt_bench_task.clients.http_errors import cause as _cause
+from mt_bench_task.clients.http_errors import error_body as _error_body
+from mt_bench_task.clients.http_errors import retry_after as _retry_after
+from mt_bench_task.clients.http_errors import server_message as _server_message
 from mt_bench_task.clients.openai_rules import unsupported_param
 from mt_bench_task.clients.pacing import Pacer, estimate_tokens
 from mt_bench_task.core.chat import BatchBackend, ClientUsage, Completion
@@ -36,6 +41,7 @@ __all__ = ["ClientUsage", "OpenAIChatClient"]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 DUMMY_API_KEY = "EMPTY"  # vLLM/TGI accept any key, but the SDK insists on one
+DEFAULT_MAX_WAIT = 900.0  # seconds a request may keep meeting rate-limit 429s before it fails
 REACHABILITY_TIMEOUT = 10.0  # seconds for check_reachable(): a typo'd URL should fail fast
 _KEY_LIKE = re.compile(r"\b(sk-|Bearer\s+)[A-Za-z0-9_.\-]{6,}")  # OpenAI-style keys
 _RETRY_STATUSES = {408, 409, 429}  # plus every 5xx
@@ -44,6 +50,7 @@ _RETRY_STATUSES = {408, 409, 429}  # plus every 5xx
 _REQUEST_REJECTED = {400, 413, 422}
 _HINTS = {401: "check OPENAI_API_KEY", 403: "check OPENAI_API_KEY and the model's access",
           404: "check the model name and --openai-api-base"}
+QUOTA_HINT = "insufficient_quota: the account has no credit left; retrying cannot help"
 log = logging.getLogger(__name__)
 
 
@@ -53,6 +60,10 @@ class _Transient(Exception):
     def __init__(self, reason: str, retry_after: float | None = None):
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+class _RateLimited(_Transient):
+    """HTTP 429 for a rate limit: the request waits its turn again; no attempt is spent."""
 
 
 class _Rejected(Exception):
@@ -72,7 +83,7 @@ class OpenAIChatClient:
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
                  max_retries: int = 6, timeout: float = 120.0, backoff_base: float = 1.0,
-                 backoff_max: float = 60.0):
+                 backoff_max: float = 60.0, max_wait: float = DEFAULT_MAX_WAIT):
         self.azure = azure_settings(base_url, api_key)  # the SDK's Azure variables, if set
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
         self.base_url = self.azure.endpoint if self.azure else base_url.rstrip("/")
@@ -86,6 +97,7 @@ class OpenAIChatClient:
         self.timeout = timeout
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.max_wait = max_wait  # seconds one request may spend meeting rate-limit 429s
         self.usage = ClientUsage()
         self.adaptations: list[str] = []  # what this server made us change, once each
         self.adapted: set[str] = set()  # FastChat's parameters this server refused
@@ -93,10 +105,14 @@ class OpenAIChatClient:
         self.pacer = Pacer()  # by the server's x-ratelimit-* headers, or limit_rate()'s limits
 
     def limit_rate(self, max_requests_per_minute: int | None = None,
-                   max_tokens_per_minute: int | None = None) -> None:
-        """Limits by hand (per minute); the server's headers still lower them."""
+                   max_tokens_per_minute: int | None = None,
+                   max_wait: float | None = None) -> None:
+        """Limits by hand (per minute); the server's headers still lower them. `max_wait`:
+        seconds a request may keep meeting rate-limit 429s before it fails."""
         if max_requests_per_minute or max_tokens_per_minute:
             self.pacer = Pacer(max_requests_per_minute, max_tokens_per_minute)
+        if max_wait is not None:
+            self.max_wait = max_wait
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIChatClient(base_url={self.base_url!r})"
@@ -104,23 +120,43 @@ class OpenAIChatClient:
     async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
                        max_tokens: int) -> Completion:
         reason, retry_after, rejection = "", None, None
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                self.usage.retries += 1
-                await asyncio.sleep(self.backoff_delay(attempt, retry_after))
+        attempt = 0  # failed attempts that count against max_retries (rate-limit 429s do not)
+        limited, limited_since = 0, 0.0  # rate-limit 429s met by this request, since when
+        while True:
             self.usage.requests += 1
             try:
                 body = await self._post(model, messages, temperature, max_tokens)
                 return self._parse(body)
+            except _RateLimited as e:
+                now = time.monotonic()
+                limited_since = limited_since or now
+                limited += 1
+                self.usage.rate_limited += 1
+                if now - limited_since < self.max_wait:
+                    self.usage.retries += 1  # a resend, though no attempt is spent
+                    if not self.pacer.active:  # nothing to pace by: Retry-After, then growing
+                        # (a refused request counts against the limit: a tight loop never gets in)
+                        await asyncio.sleep(max(self.backoff_delay(limited - 1) if limited > 1
+                                                else 0.0,
+                                                self.backoff_delay(limited, e.retry_after)))
+                    continue  # else the pacer makes it wait its turn (retry-after included)
+                reason = f"rate-limited for {now - limited_since:.0f} s (--max-wait)"
+                break
             except _Transient as e:
                 reason, retry_after = str(e), e.retry_after
                 log.debug("attempt %d for %s failed: %s", attempt + 1, model, self.mask(reason))
             except _Rejected as e:
                 reason = rejection = str(e)
                 break
+            if attempt >= self.max_retries:
+                break
+            attempt += 1
+            self.usage.retries += 1
+            await asyncio.sleep(self.backoff_delay(attempt, retry_after))
         self.usage.failures += 1
         log.warning("giving up on a request to %s at %s after %d attempt(s) (%s); its text is %r",
-                    model, self.base_url, attempt + 1, self.mask(reason), API_ERROR_OUTPUT)
+                    model, self.base_url, attempt + limited + 1, self.mask(reason),
+                    API_ERROR_OUTPUT)
         return Completion(text=API_ERROR_OUTPUT, failed=True, rejection=rejection)
 
     def backoff_delay(self, attempt: int, retry_after: float | None = None) -> float:
@@ -212,8 +248,8 @@ class OpenAIChatClient:
         sent = request_params(temperature, max_tokens, self.adapted)
         cost = estimate_tokens(messages, max_tokens)
         sdk = self._get_client()  # made (imported) before the pacer's clock starts counting
-        await self.pacer.acquire(cost)
-        headers = None
+        epoch = await self.pacer.acquire(cost)
+        headers, answered = None, False  # answered: the pacer has seen this request's end
         try:
             raw = await sdk.chat.completions.with_raw_response.create(
                 model=model, messages=messages, n=1, **sent)
@@ -224,6 +260,16 @@ class OpenAIChatClient:
             raise _Transient(f"connection error: {_cause(e)}") from None
         except openai.APIStatusError as e:
             headers = e.response.headers
+            if e.status_code == 429:
+                body = _error_body(e)
+                if "insufficient_quota" in (body.get("code"), body.get("type")):
+                    raise DataError(self._rejection(e, "a request", QUOTA_HINT)) from None
+                self.pacer.done(cost, headers)
+                answered = True
+                wait = _retry_after(e.response.headers)
+                self.pacer.throttled(epoch, cost, e.response.headers,
+                                     None if wait is None else min(wait, self.backoff_max))
+                raise _RateLimited("HTTP 429", wait) from None
             if e.status_code in _RETRY_STATUSES or e.status_code >= 500:
                 wait = _retry_after(e.response.headers)
                 raise _Transient(f"HTTP {e.status_code}", wait) from None
@@ -234,7 +280,8 @@ class OpenAIChatClient:
                 raise _Rejected(self._rejection(e, "a request")) from None
             raise DataError(self._rejection(e, f"the request for model {model!r}")) from None
         finally:
-            self.pacer.done(cost, headers)
+            if not answered:
+                self.pacer.done(cost, headers)
         return bytes(raw.content)
 
     def _parse(self, body: bytes) -> Completion:
@@ -255,49 +302,8 @@ class OpenAIChatClient:
         return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion,
                           model=served)
 
-    def _rejection(self, e: Any, what: str) -> str:
-        hint = _HINTS.get(e.status_code, "not retried: the same request would fail again")
+    def _rejection(self, e: Any, what: str, hint: str | None = None) -> str:
+        hint = hint or _HINTS.get(e.status_code, "not retried: the same request would fail again")
         message = (f"{self.base_url} rejected {what}: HTTP {e.status_code} "
                    f"{_server_message(e)} ({hint})")
         return self.mask(" ".join(message.split()))
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """retry-after-ms (OpenAI's) or Retry-After in seconds or as an HTTP date; None if absent."""
-    try:
-        if headers.get("retry-after-ms"):
-            return float(headers["retry-after-ms"]) / 1000
-        value = headers.get("retry-after")
-        if not value:
-            return None
-        try:
-            return float(value)
-        except ValueError:
-            return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-    except (ValueError, TypeError):
-        return None
-
-
-def _cause(e: BaseException) -> str:
-    """The transport's root reason ("connection refused", "Name or service not known") rather
-    than the SDK's "Connection error."."""
-    root = e
-    while (root.__cause__ or root.__context__) is not None:
-        root = root.__cause__ or root.__context__  # type: ignore[assignment]
-    if isinstance(root, ConnectionRefusedError):
-        return "connection refused"
-    return " ".join(str(root).split()) or type(root).__name__
-
-
-def _error_body(e: Any) -> dict[str, Any]:
-    body = getattr(e, "body", None)
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        body = body["error"]
-    return body if isinstance(body, dict) else {}
-
-
-def _server_message(e: Any) -> str:
-    body = getattr(e, "body", None)
-    if isinstance(body, dict):
-        body = body.get("message") or body.get("error") or json.dumps(body)
-    return str(body if body is not None else getattr(e, "message", ""))[:300]

@@ -31,6 +31,7 @@ class ClientUsage:
     completion_tokens: int = 0
     requests: int = 0  # HTTP attempts (local: generations), retries and adapted resends included
     retries: int = 0
+    rate_limited: int = 0  # rate-limit 429s met (their resends are in `retries` but spend no attempt)
     failures: int = 0  # completions given up on ("$ERROR$")
     adapted: int = 0  # requests refused for a parameter and resent adapted (not judgments)
 
@@ -46,6 +47,10 @@ class BatchBackend(Protocol):
     def refused_param(self, status: int, error: Any) -> str | None:
         """"max_tokens" or "temperature" when a result line's error says the model does not take
         that parameter (sent again adapted); None for any other result."""
+
+    def queue_limit(self, batch: dict[str, Any]) -> int | None:
+        """The enqueued-token limit a failed batch was refused for (it ran nothing: its requests
+        go again in smaller batches), or None when it failed for another reason."""
 
     async def upload(self, content: bytes, filename: str) -> str:
         """Upload a JSONL with purpose "batch"; the file id."""
@@ -79,9 +84,10 @@ class ChatClient(Protocol):
         """Release connections or workers bound to the current event loop."""
 
     def limit_rate(self, max_requests_per_minute: int | None,
-                   max_tokens_per_minute: int | None) -> None:
-        """Pace requests to these limits (None: the server's rate-limit headers, if any); a client
-        without limits to keep ignores it."""
+                   max_tokens_per_minute: int | None, max_wait: float | None = None) -> None:
+        """Pace requests to these limits (None: the server's rate-limit headers, if any), and let
+        a request meet rate-limit 429s for `max_wait` seconds at most (None: the client's
+        default); a client without limits to keep ignores it."""
 
     def batch_backend(self) -> BatchBackend | None:
         """The Batch API of this client's server, or None when it has none."""
@@ -102,7 +108,7 @@ class ChatClientBase:
         return None
 
     def limit_rate(self, max_requests_per_minute: int | None,
-                   max_tokens_per_minute: int | None) -> None:
+                   max_tokens_per_minute: int | None, max_wait: float | None = None) -> None:
         return None
 
     def batch_backend(self) -> BatchBackend | None:

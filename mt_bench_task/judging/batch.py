@@ -14,25 +14,23 @@ batch never ran gets no record and is planned again by the next run.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import sys
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mt_bench_task.core.chat import BatchBackend, ChatClientBase, ClientUsage, Completion
-from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
+from mt_bench_task.core.jsonl import JsonlAppender
 from mt_bench_task.core.judge_spec import JudgeSpec
 from mt_bench_task.core.prompts import user_prompts
 from mt_bench_task.core.types import Judgment
 from mt_bench_task.judging.batch_lines import batch_lines, custom_id, parse_results, refused_params
+from mt_bench_task.judging.batch_queue import new_state, reattach, run_queue
 from mt_bench_task.judging.call import Job, judge_match
 from mt_bench_task.judging.request import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE, adaptation_note
 
-TERMINAL = ("completed", "expired", "cancelled", "failed")
 log = logging.getLogger(__name__)
 
 
@@ -51,6 +49,8 @@ class BatchOutcome:
     statuses: list[str] = field(default_factory=list)
     usage: ClientUsage = field(default_factory=ClientUsage)
     adaptations: list[str] = field(default_factory=list)  # request changes the judge required
+    errors: list[str] = field(default_factory=list)  # batches that did not complete, and why
+    refused: list[str] = field(default_factory=list)  # batches the queue refused (ran nothing)
 
     def merge(self, later: BatchOutcome) -> None:
         """A later round (the refused requests, adapted) into this one."""
@@ -60,6 +60,8 @@ class BatchOutcome:
         self.pending, self.unfinished = later.pending, self.unfinished + later.unfinished
         self.statuses += later.statuses
         self.adaptations += later.adaptations
+        self.errors += later.errors
+        self.refused += later.refused
         for k, v in vars(later.usage).items():
             setattr(self.usage, k, getattr(self.usage, k) + v)
 
@@ -81,40 +83,37 @@ async def judge_batch(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
                       progress: bool = True, max_requests: int | None = None,
                       max_bytes: int | None = None,
                       on_submitted: Callable[[list[str]], None] | None = None,
-                      adapted: Collection[str] = ()) -> BatchOutcome:
+                      adapted: Collection[str] = (),
+                      max_enqueued_tokens: int | None = None) -> BatchOutcome:
     """Submit `todo` as batch(es), or reattach to the ones saved for `out`; wait, then append a
     record per finished job to `out`. The state file goes once the results are written. Requests
     a reasoning model refused for a parameter (judging/request.py) are no judgments: their
     jobs go again, adapted, in a new batch (at most once per parameter). A batch holds at most
-    `max_requests` requests and `max_bytes` bytes (default: the backend's limits)."""
-    max_requests = backend.max_requests if max_requests is None else max_requests
-    max_bytes = backend.max_bytes if max_bytes is None else max_bytes
+    `max_requests` requests and `max_bytes` bytes (default: the backend's limits), and the
+    batches queued at once at most `max_enqueued_tokens` prompt tokens (default: learnt from a
+    refusal, judging/batch_queue.py): the next is submitted as earlier ones finish."""
+    per_batch = (max_requests or backend.max_requests, max_bytes or backend.max_bytes)
     state_file = state_path(out)
     result = BatchOutcome()
     state = _read_state(state_file)
+    adapted = sorted(state.get("adapted") or []) if state else sorted(adapted)
+    lines = batch_lines(todo, spec, mode, backend.endpoint, adapted)
     if state is None:
-        adapted = sorted(adapted)
-        lines = batch_lines(todo, spec, mode, backend.endpoint, adapted)
-        state = {"judge": spec.display_name, "mode": mode, "adapted": adapted, "batches": []}
-        for i, chunk in enumerate(_chunks([line for _, line in lines], max_requests, max_bytes)):
-            content = "".join(line + "\n" for line in chunk).encode()
-            file_id = await backend.upload(content, f"{out.stem}-{i}.jsonl")
-            state["batches"].append({"input_file_id": file_id, "batch_id": None,
-                                     "requests": len(chunk)})
-            _write_state(state_file, state)  # a file id before the batch: no second upload
-            result.submitted += len(chunk)
-    for entry in state["batches"]:
-        if entry["batch_id"] is None:
-            found = await backend.find(entry["input_file_id"])
-            entry["batch_id"] = (found or await backend.create(entry["input_file_id"]))["id"]
-            _write_state(state_file, state)  # saved before the first poll
-    result.batch_ids = [e["batch_id"] for e in state["batches"]]
+        head = {"judge": spec.display_name, "mode": mode, "adapted": adapted}
+        queue = new_state(state_file, head, lines, per_batch, max_enqueued_tokens)
+        result.submitted = len(lines)
+    else:
+        queue = reattach(state_file, state, lines, per_batch)
+        if max_enqueued_tokens:
+            state["queue_limit"] = min(max_enqueued_tokens, queue.limit or max_enqueued_tokens)
+    batches, result.pending = await run_queue(queue, backend, out.stem, poll_interval, wait,
+                                              progress)
+    result.batch_ids = [e["batch_id"] for e in queue.state["batches"]]
+    result.refused = list(queue.state.get("refused") or [])
     if on_submitted:
         on_submitted(result.batch_ids)
-    batches = await _poll(backend, result.batch_ids, poll_interval, wait, progress)
     result.statuses = [b["status"] for b in batches]
-    if not all(b["status"] in TERMINAL for b in batches):
-        result.pending = True
+    if result.pending:
         return result
     completions: dict[str, Completion] = {}
     refused: dict[str, str] = {}
@@ -126,10 +125,12 @@ async def judge_batch(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
                 completions.update(parse_results(content))
                 refused.update(refused_params(content, backend.refused_param))
         if b["status"] != "completed":
+            result.errors.append(f"batch {b['id']} {b['status']}"
+                                 + (f": {_errors(b)}" if _errors(b) else ""))
             log.warning("batch %s is %s%s: its finished requests are kept, the rest are planned "
                         "again by the next run", b["id"], b["status"],
                         f" ({_errors(b)})" if _errors(b) else "")
-    done_adapted = list(state.get("adapted") or [])
+    done_adapted = list(adapted)
     new = sorted(set(refused.values()) - set(done_adapted))
     again = [job for job in todo if new and any(i in refused for i in _ids(spec, mode, job))]
     retry = {id(job) for job in again}
@@ -146,33 +147,14 @@ async def judge_batch(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
         result.merge(await judge_batch(out, again, spec, mode, backend,
                                        poll_interval=poll_interval, wait=wait, progress=progress,
                                        max_requests=max_requests, max_bytes=max_bytes,
-                                       on_submitted=on_submitted, adapted=done_adapted + new))
+                                       on_submitted=on_submitted, adapted=done_adapted + new,
+                                       max_enqueued_tokens=queue.limit))
     return result
 
 
 def _ids(spec: JudgeSpec, mode: str, job: Job) -> list[str]:
     return [custom_id(spec.display_name, mode, job, g)
             for g in range(1, len(user_prompts(job[0])) + 1)]
-
-
-async def _poll(backend: BatchBackend, batch_ids: list[str], interval: float, wait: bool,
-                progress: bool) -> list[dict[str, Any]]:
-    from tqdm.auto import tqdm
-
-    bar = tqdm(desc="batch", unit="req", disable=not progress or not wait, file=sys.stderr)
-    try:
-        while True:
-            batches = [await backend.retrieve(i) for i in batch_ids]
-            counts = [b.get("request_counts") or {} for b in batches]
-            bar.total = sum(int(c.get("total") or 0) for c in counts) or None
-            bar.n = sum(int(c.get("completed") or 0) + int(c.get("failed") or 0) for c in counts)
-            bar.set_postfix(status=",".join(sorted({b["status"] for b in batches})), refresh=False)
-            bar.refresh()
-            if not wait or all(b["status"] in TERMINAL for b in batches):
-                return batches
-            await asyncio.sleep(interval)
-    finally:
-        bar.close()
 
 
 def _write_records(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
@@ -214,20 +196,6 @@ def _errors(batch: dict[str, Any]) -> str:
                      if isinstance(e, dict))[:300]
 
 
-def _chunks(lines: list[str], max_requests: int, max_bytes: int) -> list[list[str]]:
-    """Consecutive groups of at most `max_requests` lines and `max_bytes` bytes (a batch each)."""
-    chunks: list[list[str]] = [[]]
-    size = 0
-    for line in lines:
-        n = len(line.encode()) + 1
-        if chunks[-1] and (len(chunks[-1]) >= max_requests or size + n > max_bytes):
-            chunks.append([])
-            size = 0
-        chunks[-1].append(line)
-        size += n
-    return [c for c in chunks if c]
-
-
 def _read_state(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
@@ -239,8 +207,3 @@ def _read_state(path: Path) -> dict[str, Any] | None:
     except ValueError:
         log.warning("%s is unreadable; submitting a new batch", path)
         return None
-
-
-def _write_state(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_lines_atomic(path, [json.dumps(state, indent=1)])

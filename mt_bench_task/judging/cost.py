@@ -1,8 +1,9 @@
 """What judging costs: the plan's estimate before a run, the server's token counts after it.
 
 Prices are USD per million tokens: `--price-input` / `--price-output` when given, else the packaged
-table of OpenAI's judge models (`data/judge_prices.json`, with its date and source), halved for the
-Batch API; any other judge's price is "unknown", never a guess.
+tables of OpenAI's, Anthropic's and Google's judge models (`data/judge_prices.json`, each with
+its date and source), halved for the Batch APIs; any other judge's price is "unknown", never a
+guess.
 """
 from __future__ import annotations
 
@@ -39,12 +40,15 @@ def judge_price(models: list[str | None], *, batch: bool = False,
     if price_input is not None or price_output is not None:
         return Price(price_input or 0.0, price_output or 0.0, "--price-input/--price-output")
     table = price_table()
+    tables = [{"provider": "OpenAI", **table}, *table.get("more", [])]
     for m in models:
-        if m and m in table["models"]:
-            pin, pout = table["models"][m]
-            factor = BATCH_DISCOUNT if batch else 1.0
-            where = f"{m}, OpenAI's price table of {table['date']}"
-            return Price(pin * factor, pout * factor, where + (", batch: half" if batch else ""))
+        for t in tables:
+            if m and m in t["models"]:
+                pin, pout = t["models"][m]
+                factor = BATCH_DISCOUNT if batch else 1.0
+                where = f"{m}, {t['provider']}'s price table of {t['date']}"
+                return Price(pin * factor, pout * factor,
+                             where + (", batch: half" if batch else ""))
     return None
 
 

@@ -31,6 +31,8 @@ class SendOptions:
     price_output: float | None = None
     max_requests_per_minute: int | None = None  # else the server's x-ratelimit-* headers
     max_tokens_per_minute: int | None = None
+    max_wait: float | None = None  # seconds a request may meet rate-limit 429s (client default)
+    batch_max_enqueued_tokens: int | None = None  # the Batch API's queue; default: learnt
 
 
 def run_price(options: SendOptions, spec: JudgeSpec, served: list[str] | None = None
@@ -74,7 +76,8 @@ async def aexecute(job: JudgingJob, client: ChatClient, options: SendOptions,
     if options.batch:
         records = await _send_in_batch(job, plan, client, options, summary)
     else:
-        client.limit_rate(options.max_requests_per_minute, options.max_tokens_per_minute)
+        client.limit_rate(options.max_requests_per_minute, options.max_tokens_per_minute,
+                          options.max_wait)
         if check_reachable:
             await client.check_reachable()
         records = await job.arun(client, plan.todo, options.parallel, progress)
@@ -101,11 +104,13 @@ async def _send_in_batch(job: JudgingJob, plan: JudgingPlan, client: ChatClient,
     try:
         outcome = await judge_batch(job.output, plan.todo, job.spec, job.mode, backend,
                                     poll_interval=options.batch_poll_interval,
-                                    wait=options.batch_wait)
+                                    wait=options.batch_wait,
+                                    max_enqueued_tokens=options.batch_max_enqueued_tokens)
     finally:
         await backend.close()
     summary.batch_ids, summary.batch_pending = outcome.batch_ids, outcome.pending
     summary.unfinished = outcome.unfinished
+    summary.batch_errors = outcome.errors
     summary.adaptations = outcome.adaptations
     if outcome.records:
         drop_superseded_failures(job.output, job.mode)

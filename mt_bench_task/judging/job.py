@@ -41,6 +41,7 @@ class JudgeSummary:
     batch_ids: list[str] = field(default_factory=list)
     batch_pending: bool = False  # submitted (or still running): a later --batch run collects
     unfinished: int = 0  # no result from an expired/cancelled/failed batch: sent by the next run
+    batch_errors: list[str] = field(default_factory=list)  # batches that did not complete, why
     served_models: list[str] = field(default_factory=list)  # what the server said answered
     price: Price | None = None
     records: list[Judgment] = field(default_factory=list, repr=False)  # sent now, in plan order
@@ -56,14 +57,17 @@ class JudgeSummary:
             return [f"batch {', '.join(self.batch_ids)} submitted or still running; run the same "
                     f"command with --batch again to collect it (nothing is sent twice)"]
         lines = [self.closing_line()]
-        if self.unfinished:
-            lines.append(f"{self.unfinished} matches got no result (the batch expired, was "
-                         f"cancelled or failed): the next run sends them")
         if self.served_models:
             lines.append(f"served by: {', '.join(self.served_models)}")
         u = self.usage
-        return lines + end_lines(u["requests"], u["prompt_tokens"], u["completion_tokens"],
-                                 self.failed, self.sent, self.price)
+        lines += end_lines(u["requests"], u["prompt_tokens"], u["completion_tokens"],
+                           self.failed, self.sent, self.price)
+        if self.unfinished:  # instead of "failures: 0 of 0 judgments" when a batch failed
+            why = "; ".join(self.batch_errors) or "the batch expired, was cancelled or failed"
+            judged = f"{self.failed} of {self.sent} judgments failed, and " if self.sent else ""
+            lines[-1] = (f"failures: {judged}{self.unfinished} of {self.sent + self.unfinished} "
+                         f"matches got no result ({why}): the next run sends them")
+        return lines
 
     def closing_line(self) -> str:
         u = self.usage

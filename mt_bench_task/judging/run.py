@@ -57,6 +57,8 @@ class JudgeRun:
     price_output: float | None = None
     max_requests_per_minute: int | None = None  # else the server's x-ratelimit-* headers
     max_tokens_per_minute: int | None = None
+    max_wait: float | None = None  # seconds a request may meet rate-limit 429s (client default)
+    batch_max_enqueued_tokens: int | None = None  # the Batch API's queue; default: learnt
     references: str | None = None  # "inline" or a FastChat reference file (`bench.with_references`)
 
     @property
@@ -68,7 +70,8 @@ class JudgeRun:
         """How the matches are sent (`execute`), from these flags."""
         return SendOptions(self.parallel, self.batch, self.batch_poll_interval, self.batch_wait,
                            self.price_input, self.price_output, self.max_requests_per_minute,
-                           self.max_tokens_per_minute)
+                           self.max_tokens_per_minute, self.max_wait,
+                           self.batch_max_enqueued_tokens)
 
     def job(self, bench: Bench) -> JudgingJob:
         """The judging job of these flags on `bench`: the answers read from the data dir and

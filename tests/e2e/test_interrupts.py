@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from support.answer_dirs import MODEL, answer_dir
+from support.fake_anthropic import FakeAnthropic
 from support.fake_batch import FakeBatchServer
 from support.fake_openai import FakeOpenAI, Gate
 
@@ -157,3 +158,48 @@ def test_ctrl_c_while_the_local_judge_runs_exits_130_and_the_next_run_resumes(tm
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"{len(kept)} already judged, {24 - len(kept)} to judge" in rerun.stderr
     assert len(out.read_text().splitlines()) == 24
+
+
+def test_kill_9_between_queued_batches_then_the_next_run_reattaches_and_sends_the_rest(tmp_path):
+    # 137 k tokens against a 100 k queue: the second batch waits for the first
+    d = answer_dir(tmp_path)
+    out = d / "model_judgment/gpt-4_single.jsonl"
+    gate = Gate("retrieve", 3)  # batch 1 held in progress, the process polling it
+    with FakeBatchServer("judge", queue_limit=100_000, hold=True, gate=gate) as server:
+        cmd = _batch_cmd(d, server.url, "--batch-max-enqueued-tokens", "100000")
+        proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        gate.wait()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        state = json.loads(state_path(out).read_text())
+        assert [e["batch_id"] for e in state["batches"]] == ["batch_0001"]
+        assert state["waiting"] and server.created == 1  # the second waits for the first
+        gate.release()
+        server.release()
+        rerun = _run(cmd, _env())
+        assert rerun.returncode == 0, rerun.stderr
+        assert (server.uploads, server.created) == (2, 2)  # reattached, then the rest
+    assert len(server.ran) == 160 and set(server.ran.values()) == {1}  # each sent once
+    assert len(_lines(out)) == 160 and "failures: 0 of 160" in rerun.stderr
+    assert SECRET not in rerun.stderr + rerun.stdout
+
+
+def test_kill_9_while_a_claude_batch_runs_then_the_next_run_reattaches(tmp_path):
+    d = answer_dir(tmp_path)
+    gate = Gate("retrieve", 2)
+    with FakeAnthropic(hold=True, gate=gate) as server:
+        env = _env(ANTHROPIC_API_KEY=SECRET, ANTHROPIC_BASE_URL=server.url)
+        cmd = [*MT_BENCH, "judge", "--data-dir", str(d), "--judge-model", "claude-sonnet-4-5",
+               "--first-n", "5", "--batch", "--batch-poll-interval", "0.05"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        gate.wait()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        gate.release()
+        server.release()
+        rerun = _run(cmd, env)
+        assert rerun.returncode == 0, rerun.stderr
+        assert server.created == 1 and set(server.ran.values()) == {1} and len(server.ran) == 10
+    assert "failures: 0 of 10" in rerun.stderr and "Anthropic's price table" in rerun.stderr
+    assert SECRET not in rerun.stderr + rerun.stdout

@@ -141,6 +141,7 @@ def test_large_plans_are_split_into_several_batches(tmp_path):
     from mt_bench_task.core.bench import load_bench
     from mt_bench_task.core.judge_spec import judge_spec
     from mt_bench_task.judging import batch as core_batch
+    from mt_bench_task.judging.batch_queue import split
     from mt_bench_task.judging.call import run_sync
     d = answer_dir(tmp_path)
     job = _batch_run(d, first_n=5).job(load_bench(data_dir=d))
@@ -153,7 +154,10 @@ def test_large_plans_are_split_into_several_batches(tmp_path):
                                                       progress=False))
     assert (server.uploads, server.created) == (3, 3) and len(res.records) == 10
     assert [b["request_counts"]["total"] for b in server.batches.values()] == [4, 4, 2]
-    assert core_batch._chunks(["a" * 9] * 5, 10, 25) == [["a" * 9] * 2] * 2 + [["a" * 9]]
+    ids = list("abcde")
+    one = dict.fromkeys(ids, 10)  # bytes (9 + a newline), and tokens
+    assert split(ids, one, one, 10, 25, None) == [["a", "b"], ["c", "d"], ["e"]]  # bytes bind
+    assert split(ids, one, one, 10, 10**6, 30) == [["a", "b", "c"], ["d", "e"]]  # the queue
 
 
 def test_calibrate_batch_judges_the_reference_answers_in_one_batch(tmp_path):

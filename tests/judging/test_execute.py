@@ -25,7 +25,7 @@ class SlowFirstJudge(ChatClientBase):
         self.limits: list[tuple[int | None, int | None]] = []
         self.calls = 0
 
-    def limit_rate(self, max_requests_per_minute, max_tokens_per_minute) -> None:
+    def limit_rate(self, max_requests_per_minute, max_tokens_per_minute, max_wait=None) -> None:
         self.limits.append((max_requests_per_minute, max_tokens_per_minute))
 
     async def complete(self, model, messages, *, temperature, max_tokens):

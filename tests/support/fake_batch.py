@@ -11,13 +11,23 @@ custom_id) puts a request into the error file (`error_kind` "error": an `error` 
 "400": a response with status_code 400 in the output file); with `reasoning=True` a line a
 reasoning model would refuse gets the chat endpoint's HTTP 400 body. Each line's answer is
 `FakeOpenAI.completion(body)`, so a batch answers what the chat endpoint would.
-Counters: `uploads`, `created`, `retrieves`, `lines_run` (request lines answered).
+Counters: `uploads`, `created`, `retrieves`, `lines_run` (request lines answered), `ran`
+(a Counter of the custom_ids answered: a judgment sent twice shows as 2).
+
+`queue_limit=N` enforces OpenAI's enqueued-token limit per model: a batch whose prompt tokens
+(characters / 4 of its messages, as the client estimates; OpenAI's tokenizer counts a little
+differently) and those of the same model's batches in_progress or finalizing exceed N fails at
+validation, running nothing: status "failed", errors.data[0] {"code": "token_limit_exceeded",
+"message": "Enqueued token limit reached for gpt-4 in organization org-fake. Limit: 100,000
+enqueued tokens. Please try again once some in_progress batches have been completed."}.
+`peak_enqueued` is the most tokens ever in progress at once.
 """
 from __future__ import annotations
 
 import json
 import random
 import threading
+from collections import Counter
 from collections.abc import Callable
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -31,7 +41,7 @@ STEPS = ("validating", "in_progress", "finalizing")
 class FakeBatchServer(FakeOpenAI):
     def __init__(self, *args: Any, final: str = "completed", hold: bool = False,
                  error_ids: Callable[[str], bool] | None = None, error_kind: str = "error",
-                 shuffle_seed: int = 0, **kwargs: Any):
+                 shuffle_seed: int = 0, queue_limit: int | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.final = final
         self.held = threading.Event()
@@ -43,6 +53,9 @@ class FakeBatchServer(FakeOpenAI):
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.uploads = self.created = self.retrieves = self.lines_run = 0
+        self.queue_limit = queue_limit
+        self.peak_enqueued = 0
+        self.ran: Counter[str] = Counter()
         base = self._httpd.RequestHandlerClass
         self._httpd.RequestHandlerClass = _batch_handler(self, base)  # type: ignore[arg-type]
 
@@ -85,6 +98,8 @@ class FakeBatchServer(FakeOpenAI):
             return self.public(bid)
         if b["_step"] == 1 and not self.held.is_set():
             return self.public(bid)  # held in_progress
+        if b["_step"] == 0 and self._over_queue(b):
+            return self.public(bid)
         b["_step"] += 1
         lines = b["_lines"]
         if b["_step"] < len(STEPS):
@@ -99,6 +114,25 @@ class FakeBatchServer(FakeOpenAI):
         b["status"] = self.final
         self._finish(b)
         return self.public(bid)
+
+    def _over_queue(self, b: dict[str, Any]) -> bool:
+        """Validation against the enqueued-token limit (the batch fails, running nothing)."""
+        if self.queue_limit is None:
+            return False
+        model = b["_lines"][0]["body"]["model"] if b["_lines"] else ""
+        queued = sum(_tokens(o) for o in self.batches.values() if o is not b
+                     and o["status"] in ("in_progress", "finalizing")
+                     and o["_lines"] and o["_lines"][0]["body"]["model"] == model)
+        if queued + _tokens(b) <= self.queue_limit:
+            self.peak_enqueued = max(self.peak_enqueued, queued + _tokens(b))
+            return False
+        b["status"] = "failed"
+        b["errors"] = {"object": "list", "data": [{
+            "code": "token_limit_exceeded", "param": None, "line": None,
+            "message": f"Enqueued token limit reached for {model} in organization org-fake. "
+                       f"Limit: {self.queue_limit:,} enqueued tokens. Please try again once "
+                       f"some in_progress batches have been completed."}]}
+        return True
 
     def _run(self, b: dict[str, Any], lines: list[dict[str, Any]]) -> None:
         if self.final == "failed":
@@ -115,6 +149,7 @@ class FakeBatchServer(FakeOpenAI):
             cid = line["custom_id"]
             with self._lock:
                 self.lines_run += 1
+                self.ran[cid] += 1
             refused = None if self.error_ids(cid) else self.refusal(line["body"])
             if self.error_ids(cid) and self.error_kind == "error":
                 err.append({"id": f"req_{cid}", "custom_id": cid, "response": None,
@@ -133,6 +168,11 @@ class FakeBatchServer(FakeOpenAI):
             b["output_file_id"] = self.new_file("".join(json.dumps(x) + "\n" for x in out).encode())
         if err:
             b["error_file_id"] = self.new_file("".join(json.dumps(x) + "\n" for x in err).encode())
+
+
+def _tokens(b: dict[str, Any]) -> int:
+    return sum(sum(len(str(m.get("content", ""))) for m in line["body"]["messages"]) // 4
+               for line in b["_lines"])
 
 
 def _batch_handler(server: FakeBatchServer, base: type) -> type:

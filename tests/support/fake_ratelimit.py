@@ -9,6 +9,14 @@ tokens (what OpenAI reserves). A request that does not fit gets HTTP 429 (nothin
 `headers=False` sends none of them (limits by hand only). `log` holds (monotonic time, status,
 tokens) per chat request, also served at GET /ratelog.
 
+The awkward parts OpenAI documents: `quantum=1.0` also enforces each limit over that many seconds
+("60,000 requests/minute may be enforced as 1,000 requests/second"): a hidden bucket of
+limit / window * quantum, refilled at the same rate, that the headers never show; a request
+refused by it gets 429 while `remaining` is high. Refused requests count against the requests
+limit (a 429 takes 1 request from each requests bucket that has one left). `quota=True` answers
+every chat request with OpenAI's `insufficient_quota` 429 (no credit left). Two clients on one
+server share its limits, as two jobs on one key do.
+
 As a process (benchmarks/bench_ratelimit.py)::
 
     (cd tests && python -m support.fake_ratelimit) --port 8000 --rpm 30 --tpm 100000 --window 20 --latency 1
@@ -35,13 +43,19 @@ def format_reset(seconds: float) -> str:
 
 class RateLimitedServer(FakeOpenAI):
     def __init__(self, *args: Any, rpm: int, tpm: int, window: float = 60.0,
-                 retry_after: bool = True, headers: bool = True, **kwargs: Any):
+                 retry_after: bool = True, headers: bool = True, quantum: float | None = None,
+                 quota: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.limits = {"requests": float(rpm), "tokens": float(tpm)}
         self.levels = dict(self.limits)
         self.window = window
         self.retry_after = retry_after
         self.send_headers = headers  # False: a server that gives no x-ratelimit-* hints
+        self.quantum = quantum
+        self.quota = quota
+        # the hidden short-window buckets: the same rate, `quantum` seconds' worth of capacity
+        self.short = {k: v / window * quantum for k, v in self.limits.items()} if quantum else {}
+        self.short_levels = dict(self.short)
         self.t = time.monotonic()
         self.log: list[tuple[float, int, float]] = []  # (monotonic time, status, tokens)
         base = self._httpd.RequestHandlerClass
@@ -54,16 +68,30 @@ class RateLimitedServer(FakeOpenAI):
         with self._lock:
             now = time.monotonic()
             for k, limit in self.limits.items():
-                self.levels[k] = min(limit, self.levels[k] + limit / self.window * (now - self.t))
+                rate = limit / self.window
+                self.levels[k] = min(limit, self.levels[k] + rate * (now - self.t))
+                if k in self.short:
+                    self.short_levels[k] = min(self.short[k],
+                                               self.short_levels[k] + rate * (now - self.t))
             self.t = now
-            ok = all(self.levels[k] >= cost[k] for k in cost)
+            # a request bigger than a short bucket goes when that bucket is full
+            short_ok = all(self.short_levels[k] >= min(cost[k], self.short[k]) for k in self.short)
+            ok = short_ok and all(self.levels[k] >= cost[k] for k in cost)
             wait = 0.0
             if ok:
                 for k in cost:
                     self.levels[k] -= cost[k]
+                    if k in self.short:
+                        self.short_levels[k] -= cost[k]
             else:
-                wait = max((cost[k] - self.levels[k]) / (self.limits[k] / self.window)
-                           for k in cost)
+                wait = max([(cost[k] - self.levels[k]) / (self.limits[k] / self.window)
+                            for k in cost]
+                           + [(min(cost[k], self.short[k]) - self.short_levels[k])
+                              / (self.limits[k] / self.window) for k in self.short])
+                # a refused request counts against the requests limit too (OpenAI's docs)
+                self.levels["requests"] = max(0.0, self.levels["requests"] - 1)
+                if "requests" in self.short:
+                    self.short_levels["requests"] = max(0.0, self.short_levels["requests"] - 1)
             self.log.append((now, 200 if ok else 429, cost["tokens"]))
             headers: dict[str, str] = {}
             for k, limit in self.limits.items():
@@ -96,6 +124,13 @@ def _handler(server: RateLimitedServer, base: type) -> type:
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 return super().do_POST()
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if server.quota:
+                with server._lock:
+                    server.log.append((time.monotonic(), 429, 0.0))
+                return self._json(429, {"error": {
+                    "message": "You exceeded your current quota, please check your plan and "
+                               "billing details.", "type": "insufficient_quota", "param": None,
+                    "code": "insufficient_quota"}})
             ok, self._extra = server.admit(json.loads(body))
             if not ok:
                 return self._json(429, _error("Rate limit reached", "rate_limit_exceeded"))
@@ -120,10 +155,12 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=60.0, help="seconds (OpenAI: 60)")
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--no-retry-after", action="store_true")
+    ap.add_argument("--quantum", type=float, default=None,
+                    help="also enforce each limit over this many seconds, unseen by the headers")
     args = ap.parse_args()
     server = RateLimitedServer("judge", rpm=args.rpm, tpm=args.tpm, window=args.window,
                                latency=args.latency, port=args.port,
-                               retry_after=not args.no_retry_after)
+                               retry_after=not args.no_retry_after, quantum=args.quantum)
     print(f"rate-limited fake OpenAI server listening on {server.url}", flush=True)
     try:
         server._httpd.serve_forever()
