@@ -43,7 +43,9 @@ def cmd_gen_api(args: argparse.Namespace) -> int:
         model=args.model, data_dir=data_dir(args), base_url=args.openai_api_base,
         parallel=args.parallel, max_tokens=args.max_tokens, num_choices=args.num_choices,
         question_begin=args.question_begin, question_end=args.question_end,
-        force_temperature=args.force_temperature, workspace=workspace(args))
+        force_temperature=args.force_temperature, workspace=workspace(args),
+        max_thinking_tokens=args.max_thinking_tokens,
+        think_tags=tuple(args.think_tags) if args.think_tags else None)
     print(stats.summary())
     return 0 if stats.failed == 0 else 1  # "$ERROR$" answers are asked again on the next run
 

@@ -63,7 +63,9 @@ def generation_config(args: argparse.Namespace) -> GenerationConfig:
         tensor_parallel_size=args.tensor_parallel_size,
         pipeline_parallel_size=args.pipeline_parallel_size,
         data_parallel_size=args.data_parallel_size,
-        gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len)
+        gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len,
+        max_thinking_tokens=args.max_thinking_tokens,
+        think_tags=tuple(args.think_tags) if args.think_tags else None)
 
 
 def judge_engine_options(args: argparse.Namespace) -> EngineOptions:

@@ -30,6 +30,7 @@ from mt_bench_task.clients.pacing import Pacer, estimate_tokens
 from mt_bench_task.core.chat import BatchBackend, ClientUsage, Completion
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.prompts import API_ERROR_OUTPUT
+from mt_bench_task.core.thoughts import REASONING_FIELDS
 from mt_bench_task.judging.request import adaptation_note, request_params
 
 __all__ = ["ClientUsage", "OpenAIChatClient"]
@@ -240,10 +241,14 @@ class OpenAIChatClient:
     def _parse(self, body: bytes) -> Completion:
         try:
             obj = json.loads(body)
-            text = obj["choices"][0]["message"]["content"]
+            choice = obj["choices"][0]
+            message = choice["message"]
+            text, reasoning = message.get("content"), _reasoning(message)
+            if text is None and reasoning is not None:
+                text = ""  # a thought and no answer (vLLM's parser when the limit cut it)
             if not isinstance(text, str):
                 raise TypeError("no message content")
-        except (ValueError, KeyError, IndexError, TypeError) as e:
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
             raise _Transient(f"unusable response body ({type(e).__name__}: {body[:80]!r})"
                              ) from None
         usage = obj.get("usage") or {}
@@ -252,8 +257,10 @@ class OpenAIChatClient:
         self.usage.prompt_tokens += prompt
         self.usage.completion_tokens += completion
         served = obj.get("model") if isinstance(obj.get("model"), str) else None
+        finish = choice.get("finish_reason")
         return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion,
-                          model=served)
+                          model=served, reasoning=reasoning,
+                          finish_reason=finish if isinstance(finish, str) else None)
 
     def _rejection(self, e: Any, what: str) -> str:
         hint = _HINTS.get(e.status_code, "not retried: the same request would fail again")
@@ -276,6 +283,14 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
             return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
     except (ValueError, TypeError):
         return None
+
+
+def _reasoning(message: dict[str, Any]) -> str | None:
+    """The thought of a reply from a server that separates it (core/thoughts.REASONING_FIELDS)."""
+    for key in REASONING_FIELDS:
+        if isinstance(message.get(key), str) and message[key]:
+            return str(message[key])
+    return None
 
 
 def _cause(e: BaseException) -> str:

@@ -21,6 +21,8 @@ class Completion:
     fallback_rating: int | None = None  # local judge: most probable 1..10 rating when text has none
     rejection: str | None = None  # the server refused this request (HTTP 400/413/422): its message
     model: str | None = None  # the model the server says answered (its response's "model")
+    reasoning: str | None = None  # the reply's thought field (`reasoning_content` / `reasoning`)
+    finish_reason: str | None = None  # "stop", "length" (the token limit cut it), ...
 
 
 @dataclass
