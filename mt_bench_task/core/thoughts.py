@@ -16,9 +16,11 @@ normally "" — never the thought (lighteval #790, #869).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.types import Answer
 
 DEFAULT_TAGS = ("<think>", "</think>")
 # tag pairs chat templates declare (Qwen3, R1, Phi-4-reasoning, SmolLM3; Seed-OSS; Magistral)
@@ -128,3 +130,32 @@ def prompt_opens(tags: ThinkTags, generation_prompt: str) -> ThinkTags:
     tail = generation_prompt.rstrip()
     opened = tail.rfind(tags.open) > tail.rfind(tags.close) and tail.rfind(tags.open) != -1
     return ThinkTags(tags.open, tags.close, tags.thinks or opened, opened)
+
+
+@dataclass(frozen=True)
+class AnswerCounts:
+    """One model's answer turns (every choice): how many thought, how many thoughts were cut
+    off (a thought and an empty answer), how many the token limit cut (finish "length")."""
+
+    turns: int = 0
+    thought: int = 0
+    thoughts_cut: int = 0
+    length: int = 0
+
+    def note(self, model: str) -> str | None:
+        """The line show, the report and the card print; None when nothing thought or was cut."""
+        if not (self.thought or self.length):
+            return None
+        return (f"{model}: {self.thought} of {self.turns} turns thought, {self.thoughts_cut} "
+                f"thought(s) cut off (empty answers), {self.length} turn(s) cut by the token limit")
+
+
+def count_answers(answers: Iterable[Answer]) -> AnswerCounts:
+    turns = thought = cut = length = 0
+    for a in answers:
+        for c in a.choices:
+            turns += len(c.turns)
+            thought += sum(r is not None for r in c.reasoning)
+            cut += len(c.thoughts_cut)
+            length += sum(f == "length" for f in c.finish_reasons)
+    return AnswerCounts(turns, thought, cut, length)
