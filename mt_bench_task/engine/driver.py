@@ -82,7 +82,7 @@ class Work:
         for q in questions:
             convs = [Conversation(q, c, temperature(q.category)) for c in range(num_choices)]
             self.open[q.question_id] = convs
-            first += [conv.next_request(max_new_tokens, self.stop_ids) for conv in convs]
+            first += [conv.next_request(self.max_new_tokens, self.stop_ids) for conv in convs]
         engine.submit(first)
 
     def advance(self, steps: int) -> tuple[list[Answer], int, bool]:
