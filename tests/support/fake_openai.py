@@ -63,6 +63,7 @@ As a process (for benchmarks or FastChat in another venv)::
 
     python tests/support/fake_openai.py --port 8000 --latency 0.05 --fault-rate 0.3 --responder judge
     python tests/support/fake_openai.py --port 8000 --latency 1 --fault-every 10 --fault-kind 429:1
+    python tests/support/fake_openai.py --port 8000 --responder echo --thinking reasoning_content
     curl -s http://127.0.0.1:8000/stats   # {"total": ..., "faults_injected": {...}}
 """
 from __future__ import annotations
@@ -473,8 +474,15 @@ def main() -> None:
                     help="fault every Nth chat request (arrival order, retries included)")
     ap.add_argument("--fault-kind", default="429:1", help="the fault for --fault-every")
     ap.add_argument("--responder", choices=sorted(RESPONDERS), default="judge")
+    ap.add_argument("--thinking", default=None,
+                    choices=["inline", "reasoning_content", "reasoning", "hidden"],
+                    help="answer as a ThinkingModel that thinks first, in this form")
+    ap.add_argument("--thought-words", type=int, default=40, help="with --thinking")
     args = ap.parse_args()
-    server = FakeOpenAI(args.responder, latency=args.latency, fault_rate=args.fault_rate,
+    responder: Responder | str = args.responder
+    if args.thinking:
+        responder = ThinkingModel(args.responder, args.thought_words, args.thinking)
+    server = FakeOpenAI(responder, latency=args.latency, fault_rate=args.fault_rate,
                         fault_kinds=args.fault_kinds, seed=args.seed, port=args.port,
                         fault_every=args.fault_every, fault_every_kind=args.fault_kind)
     print(f"fake OpenAI server listening on {server.url}", flush=True)
