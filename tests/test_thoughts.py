@@ -121,3 +121,28 @@ def test_judge_prompts_never_hold_a_thought_from_another_tools_file(mode: str) -
     for model in ("a", "b"):  # the answers themselves are there, whole
         assert any(f"answer {model} 0" in p for p in prompts)
         assert any(f"\nanswer {model} 1\n" in p for p in prompts)
+
+
+def test_the_evaluate_metric_judges_predictions_without_their_thoughts() -> None:
+    """The metric's front door: predictions as a thinking model wrote them (thought inline)."""
+    from mt_bench_task.core.chat import ChatClientBase, Completion
+    from mt_bench_task.integrations.metric import JudgeSettings, compute
+
+    class Recorder(ChatClientBase):
+        def __init__(self) -> None:
+            super().__init__()
+            self.prompts: list[str] = []
+
+        async def complete(self, model, messages, *, temperature, max_tokens):  # type: ignore[no-untyped-def]
+            self.prompts += [m["content"] for m in messages]
+            return Completion("Rating: [[6]]")
+
+    q = next(q for q in load_bench().questions if q.question_id == 81)
+    judge = Recorder()
+    out = compute([["<think>SECRET THOUGHT one</think>\n\nfirst answer",
+                    "<think>SECRET THOUGHT two"]],  # turn 2: a thought the limit cut
+                  [{"question_id": 81, "category": q.category, "turns": list(q.turns)}],
+                  judge=JudgeSettings(client=judge))
+    assert out["score"] == 6 and len(judge.prompts) == 4  # 2 judgments: system + user each
+    assert "first answer" in judge.prompts[1]
+    assert not any("THOUGHT" in p for p in judge.prompts)
