@@ -15,11 +15,11 @@ from mt_bench_task.cli.main import main
 from mt_bench_task.clients.openai_client import OpenAIChatClient
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.data import read_answers
-from mt_bench_task.core.judging import JudgeRun, run_judging
 from mt_bench_task.core.thoughts import ThinkTags
 from mt_bench_task.engine.api import generate_api_answers
 from mt_bench_task.engine.base import GenRequest, GenResult
 from mt_bench_task.engine.driver import AnswerSink, Work, drive
+from mt_bench_task.judging.run import JudgeRun, run_judging
 from mt_bench_task.outputs.report import build_payload
 
 KEY = "sk-test-thinking"
