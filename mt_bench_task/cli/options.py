@@ -89,6 +89,7 @@ def judge_run(args: argparse.Namespace, **overrides: Any) -> JudgeRun:
         parallel=max(1, args.parallel), first_n=args.first_n, base_url=args.openai_api_base,
         allow_partial=args.allow_partial, dry_run=args.dry_run,
         judge_repeats=args.judge_repeats, references=args.references,
+        judge_max_tokens=args.judge_max_tokens, judge_reasoning_effort=args.judge_reasoning_effort,
         **scale_options(args)), **overrides})
 
 

@@ -111,6 +111,13 @@ def add_judge_client(p: argparse.ArgumentParser, required: bool = False) -> None
     p.add_argument("--parallel", type=int, default=1, help="concurrent judge requests")
     p.add_argument("--judge-repeats", type=int, default=1, metavar="K",
                    help="judge each match K times to measure judge noise (default 1: FastChat)")
+    p.add_argument("--judge-max-tokens", type=int, default=None, metavar="N",
+                   help="the judge's completion budget (default: FastChat's 2048); a verdict the "
+                        "limit cuts (a judge that thinks) is asked again with 4x, at most twice, "
+                        "up to 32768")
+    p.add_argument("--judge-reasoning-effort", default=None,
+                   choices=["minimal", "low", "medium", "high"],
+                   help="sent as reasoning_effort (OpenAI's reasoning models, gpt-oss on vLLM)")
     p.add_argument("--references", default=None, metavar="inline|FILE",
                    help="reference answers for the math/reasoning/coding prompts: 'inline' (the "
                         "question file's own inline `reference` lists, e.g. MT-bench's corrected "

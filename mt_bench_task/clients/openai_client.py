@@ -103,7 +103,7 @@ class OpenAIChatClient:
         return f"OpenAIChatClient(base_url={self.base_url!r})"
 
     async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
-                       max_tokens: int) -> Completion:
+                       max_tokens: int, reasoning_effort: str | None = None) -> Completion:
         reason, retry_after, rejection = "", None, None
         for attempt in range(self.max_retries + 1):
             if attempt:
@@ -111,7 +111,8 @@ class OpenAIChatClient:
                 await asyncio.sleep(self.backoff_delay(attempt, retry_after))
             self.usage.requests += 1
             try:
-                body = await self._post(model, messages, temperature, max_tokens)
+                body = await self._post(model, messages, temperature, max_tokens,
+                                        reasoning_effort)
                 return self._parse(body)
             except _Transient as e:
                 reason, retry_after = str(e), e.retry_after
@@ -186,12 +187,13 @@ class OpenAIChatClient:
         return self._client
 
     async def _post(self, model: str, messages: list[dict[str, str]], temperature: float,
-                    max_tokens: int) -> bytes:
+                    max_tokens: int, reasoning_effort: str | None = None) -> bytes:
         """One request; resent at once (not a retry) when the server refuses a parameter we
         know how to adapt. At most one resend per adaptable parameter."""
         for _ in range(3):
             try:
-                return await self._post_once(model, messages, temperature, max_tokens)
+                return await self._post_once(model, messages, temperature, max_tokens,
+                                             reasoning_effort)
             except _Unsupported as e:
                 self.usage.adapted += 1
                 self._adapt(e.param, model, temperature, max_tokens)
@@ -206,11 +208,11 @@ class OpenAIChatClient:
         log.warning("%s", note)
 
     async def _post_once(self, model: str, messages: list[dict[str, str]], temperature: float,
-                         max_tokens: int) -> bytes:
+                         max_tokens: int, reasoning_effort: str | None = None) -> bytes:
         import openai
 
         # FastChat's request (model, messages, n, temperature, max_tokens) unless adapted
-        sent = request_params(temperature, max_tokens, self.adapted)
+        sent = request_params(temperature, max_tokens, self.adapted, reasoning_effort)
         cost = estimate_tokens(messages, max_tokens)
         sdk = self._get_client()  # made (imported) before the pacer's clock starts counting
         await self.pacer.acquire(cost)

@@ -72,7 +72,9 @@ class ChatClient(Protocol):
     adaptations: list[str]  # what was changed in the requests for this server, said once each
 
     async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
-                       max_tokens: int) -> Completion: ...
+                       max_tokens: int, reasoning_effort: str | None = None) -> Completion:
+        """`reasoning_effort` (a judge's `--judge-reasoning-effort`) is passed only when set."""
+        ...
 
     async def check_reachable(self) -> None:
         """Raise DataError quickly when the backend cannot answer at all."""

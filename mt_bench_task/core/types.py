@@ -303,6 +303,18 @@ class _Judgment(_Record):
         return self.extra.get("fastchat_prompts", True) is not False
 
     @property
+    def judge_max_tokens(self) -> int | None:
+        """The judge's completion budget when it was not FastChat's 2048 (a verdict asked again
+        with a larger one, or `--judge-max-tokens`); None: FastChat's."""
+        value = self.extra.get("judge_max_tokens")
+        return value if isinstance(value, int) else None
+
+    @property
+    def verdict_cut(self) -> bool:
+        """The judge's token limit cut the verdict (no rating), at the largest budget tried."""
+        return self.extra.get("judge_finish_reason") == "length"
+
+    @property
     def references(self) -> str | None:
         """The references chosen with `--references` ("inline" or a file's name); None: FastChat's
         (the judge's reference file)."""
@@ -345,6 +357,11 @@ class SingleJudgment(_Judgment):
         """An API failure ($ERROR$) is not a judgment: resume sends it again."""
         return self.judgment == API_ERROR_OUTPUT
 
+    @property
+    def unrated(self) -> bool:
+        """The judge answered without a rating (score -1): not a failure, not a score."""
+        return self.score == -1 and not self.failed
+
 
 @dataclass(frozen=True)
 class PairJudgment(_Judgment):
@@ -381,6 +398,11 @@ class PairJudgment(_Judgment):
     @property
     def failed(self) -> bool:
         return API_ERROR_OUTPUT in (self.g1_judgment, self.g2_judgment)
+
+    @property
+    def unrated(self) -> bool:
+        """A game without a verdict ("error"): not a failure, not a verdict."""
+        return "error" in (self.g1_winner, self.g2_winner) and not self.failed
 
 
 Judgment = SingleJudgment | PairJudgment

@@ -18,7 +18,12 @@ from mt_bench_task.core.chat import ChatClient
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.ids import QuestionId
 from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
-from mt_bench_task.core.judge_spec import LOCAL_JUDGE_IN_FLIGHT, JudgeSpec, is_mt_bench_id
+from mt_bench_task.core.judge_spec import (
+    JUDGE_MAX_TOKENS,
+    LOCAL_JUDGE_IN_FLIGHT,
+    JudgeSpec,
+    is_mt_bench_id,
+)
 from mt_bench_task.core.prompts import Match, Mode, build_matches
 from mt_bench_task.core.types import Answer, Judgment, Question
 from mt_bench_task.judging.call import Job, job_key, judge_matches
@@ -47,7 +52,25 @@ class JudgeSummary:
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.unfinished == 0
+        return self.failed == 0 and self.unfinished == 0 and not self.unrated
+
+    @property
+    def unrated(self) -> int:
+        """Judgments sent now that the judge answered without a rating (not failures)."""
+        return sum(r.unrated for r in self.records)
+
+    def unrated_line(self) -> str | None:
+        """How many judgments have no rating, and why; None when every one has."""
+        if not self.unrated:
+            return None
+        cut = sum(r.unrated and r.verdict_cut for r in self.records)
+        budget = max((r.judge_max_tokens or 0 for r in self.records if r.verdict_cut), default=0)
+        why = (f"{cut} cut by the judge's token limit (at {budget or JUDGE_MAX_TOKENS} tokens: a judge that "
+               f"thinks; set --judge-max-tokens or --judge-reasoning-effort low), "
+               f"{self.unrated - cut} with no rating in the judge's answer") if cut else \
+            "no rating in the judge's answer"
+        return (f"{self.unrated} of {self.sent} judgments have no rating (score -1 / verdict "
+                f"error): {why}; they are not scores")
 
     def end_lines(self) -> list[str]:
         """The closing line, the batch's fate, who served, the cost and the failure share; while
@@ -63,7 +86,8 @@ class JudgeSummary:
             lines.append(f"served by: {', '.join(self.served_models)}")
         u = self.usage
         return lines + end_lines(u["requests"], u["prompt_tokens"], u["completion_tokens"],
-                                 self.failed, self.sent, self.price)
+                                 self.failed, self.sent, self.price) + \
+            [line for line in [self.unrated_line()] if line]
 
     def closing_line(self) -> str:
         u = self.usage
