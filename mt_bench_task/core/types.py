@@ -137,8 +137,7 @@ class Choice:
     def with_thoughts(cls, index: int | None, turns: list[str],
                       reasoning: Sequence[str | None] = (),
                       finish_reasons: Sequence[str | None] = ()) -> Choice:
-        """A choice with each turn's thought and finish reason beside `turns` (FastChat reads
-        `turns` only): `reasoning` written when a turn thought, `finish_reasons` when known."""
+        """`turns` with each turn's thought (when one thought) and finish reason (when known)."""
         extra: dict[str, Any] = {}
         if any(r is not None for r in reasoning):
             extra["reasoning"] = list(reasoning)
@@ -157,8 +156,7 @@ class Choice:
 
     @property
     def reasoning(self) -> list[str | None]:
-        """Each turn's thought (core/thoughts.py), None where it did not think; the key is
-        written only by a model that thought (files without it: no thoughts)."""
+        """Each turn's thought (core/thoughts.py); None where it did not think."""
         return _per_turn(self.extra.get("reasoning"), len(self.turns))
 
     @property
@@ -168,8 +166,7 @@ class Choice:
 
     @property
     def thoughts_cut(self) -> list[int]:
-        """Turns (0-based) with a thought and no answer: the thought never closed (the token
-        limit cut it, or the model stopped), so the answer is empty."""
+        """Turns (0-based) with a thought and an empty answer: the thought never closed."""
         return [t for t, (text, thought) in enumerate(zip(self.turns, self.reasoning))
                 if thought is not None and not text.strip()]
 
@@ -304,14 +301,12 @@ class _Judgment(_Record):
 
     @property
     def judge_max_tokens(self) -> int | None:
-        """The judge's completion budget when it was not FastChat's 2048 (a verdict asked again
-        with a larger one, or `--judge-max-tokens`); None: FastChat's."""
+        """The judge's budget when not FastChat's 2048 (asked again, or by hand)."""
         value = self.extra.get("judge_max_tokens")
         return value if isinstance(value, int) else None
 
     @property
-    def verdict_cut(self) -> bool:
-        """The judge's token limit cut the verdict (no rating), at the largest budget tried."""
+    def verdict_cut(self) -> bool:  # the token limit cut the verdict, at the largest budget
         return self.extra.get("judge_finish_reason") == "length"
 
     @property
@@ -358,8 +353,7 @@ class SingleJudgment(_Judgment):
         return self.judgment == API_ERROR_OUTPUT
 
     @property
-    def unrated(self) -> bool:
-        """The judge answered without a rating (score -1): not a failure, not a score."""
+    def unrated(self) -> bool:  # the judge answered without a rating: not a failure, no score
         return self.score == -1 and not self.failed
 
 
@@ -400,8 +394,7 @@ class PairJudgment(_Judgment):
         return API_ERROR_OUTPUT in (self.g1_judgment, self.g2_judgment)
 
     @property
-    def unrated(self) -> bool:
-        """A game without a verdict ("error"): not a failure, not a verdict."""
+    def unrated(self) -> bool:  # a game without a verdict ("error"): not a failure
         return "error" in (self.g1_winner, self.g2_winner) and not self.failed
 
 

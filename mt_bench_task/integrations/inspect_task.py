@@ -127,9 +127,10 @@ class GraderClient(ChatClientBase):
                        max_tokens: int, reasoning_effort: str | None = None) -> Completion:
         chat: list[ChatMessage] = [ChatMessageSystem(content=m["content"]) if m["role"] == "system"
                                    else ChatMessageUser(content=m["content"]) for m in messages]
-        effort = {"reasoning_effort": reasoning_effort} if reasoning_effort else {}
-        out = await self.grader.generate(chat, config=GenerateConfig(
-            temperature=temperature, max_tokens=max_tokens, **effort))  # type: ignore[arg-type]
+        config = GenerateConfig(temperature=temperature, max_tokens=max_tokens)
+        if reasoning_effort:  # one of OpenAI's values (judge_spec checks), as inspect takes them
+            config = config.model_copy(update={"reasoning_effort": reasoning_effort})
+        out = await self.grader.generate(chat, config=config)
         usage = out.usage
         # a grader that thinks past the budget: the judging call asks again with a larger one
         cut = out.stop_reason in ("max_tokens", "model_length")
