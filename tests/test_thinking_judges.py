@@ -118,7 +118,15 @@ def test_a_verdict_cut_at_every_budget_is_no_score_and_the_run_exits_1(
     err = capsys.readouterr().err
     assert "failures: 0 of 4 judgments" in err
     assert ("4 of 4 judgments have no rating (score -1 / verdict error): 4 cut by the judge's "
-            "token limit (at 32768 tokens") in err
+            "token limit at 32768 tokens") in err
+    # the next run sends the cut verdicts again (here with a budget they fit) and keeps one
+    # record per match
+    with FakeOpenAI(ThinkingModel("judge", 3000, "hidden")) as server:
+        assert _judge(server.url, data_dir, "--model-list", "a", "--judge-max-tokens",
+                      "8192") == 0
+        assert server.total == 4
+    records = _records(data_dir)
+    assert len(records) == 4 and all(1 <= r["score"] <= 10 for r in records)
 
 
 def test_judge_max_tokens_and_reasoning_effort_by_hand(answered: Path, tmp_path: Path) -> None:

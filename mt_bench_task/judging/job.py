@@ -64,11 +64,13 @@ class JudgeSummary:
         if not self.unrated:
             return None
         cut = sum(r.unrated and r.verdict_cut for r in self.records)
-        budget = max((r.judge_max_tokens or 0 for r in self.records if r.verdict_cut), default=0)
-        why = (f"{cut} cut by the judge's token limit (at {budget or JUDGE_MAX_TOKENS} tokens: a judge that "
-               f"thinks; set --judge-max-tokens or --judge-reasoning-effort low), "
-               f"{self.unrated - cut} with no rating in the judge's answer") if cut else \
-            "no rating in the judge's answer"
+        budget = max((r.judge_max_tokens or JUDGE_MAX_TOKENS for r in self.records
+                      if r.verdict_cut), default=JUDGE_MAX_TOKENS)
+        why = "no rating in the judge's answer"
+        if cut:
+            why = (f"{cut} cut by the judge's token limit at {budget} tokens (a judge that "
+                   f"thinks: set --judge-max-tokens or --judge-reasoning-effort low; the next run "
+                   f"sends them again), {self.unrated - cut} with {why}")
         return (f"{self.unrated} of {self.sent} judgments have no rating (score -1 / verdict "
                 f"error): {why}; they are not scores")
 
@@ -151,7 +153,8 @@ class JudgingJob:
         if self.output is not None and self.output.exists():
             records = data.read_judgments(self.output, self.mode, repair_torn_tail=self.repair)
             check_references(self.output, records, self.bench.references_label)
-            done = {r.key for r in records if not r.failed}
+            # $ERROR$ and verdicts the judge's limit cut are sent again (with a larger budget)
+            done = {r.key for r in records if not r.failed and not r.verdict_cut}
         return JudgingPlan(jobs, [j for j in jobs if job_key(*j) not in done])
 
     async def arun(self, client: ChatClient, todo: list[Job] | None = None, parallel: int = 8,
@@ -228,9 +231,11 @@ def _repeat(matches: list[Match], repeats: int) -> list[Job]:
 
 
 def drop_superseded_failures(path: Path, mode: str) -> None:
-    """Remove $ERROR$ rows whose match was judged successfully later; raw bytes of others kept."""
+    """Remove $ERROR$ rows whose match was judged later, and rows whose verdict the judge's
+    limit cut that a later judgment replaced; raw bytes of the others kept."""
     lines = data.judgment_lines(path, mode)
-    good = {r.key for _, r in lines if not r.failed}
-    keep = [ln for ln, r in lines if not (r.failed and r.key in good)]
+    last = {r.key: i for i, (_, r) in enumerate(lines) if not r.failed}  # the last judgment
+    keep = [ln for i, (ln, r) in enumerate(lines)
+            if not (r.failed and r.key in last) and not (r.verdict_cut and last[r.key] != i)]
     if len(keep) != len(lines):
         write_lines_atomic(path, keep)
