@@ -3,9 +3,9 @@
 Dataset: the bench's questions (`bench.Bench`); output: FastChat's answer JSONL, one line per
 question. Paper: Zheng et al., arXiv:2306.05685.
 Kept from FastChat's gen_api_answer: the chatgpt template's system message, the temperature
-precedence, `n=1` requests, turn 2 seeing the turn-1 answer (a thinking model's answer, not its
-thought: core/thoughts.py; the thought is kept beside it in the record), "$ERROR$" as the text of a turn whose
-retries ran out, and the sorted final file. Changed on purpose: a typo'd URL fails in seconds
+precedence, `n=1` requests, turn 2 seeing the turn-1 answer (a thinking model's answer, never its
+thought: core/thoughts.py; the thought is kept beside it in the record), "$ERROR$" as the text
+of a turn whose retries ran out, and the sorted final file. Changed on purpose: a typo'd URL fails in seconds
 before anything is written; finished questions are skipped (resume), except those with "$ERROR$",
 which are asked again; asyncio with `parallel` questions in flight instead of a thread pool.
 """

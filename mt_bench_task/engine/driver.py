@@ -4,10 +4,9 @@ GenResults -> FastChat answers.
 Each (question, choice) is a conversation. Its turn 1 is submitted at the start; each later turn
 as soon as the previous one comes back, its messages holding every earlier cleaned answer
 (FastChat's gen_model_answer appends the cleaned output as the assistant message; a thinking
-model's thought is split off first, core/thoughts.py, and kept beside the answer, not in the
-history). A question
-is an `Answer` once all its choices have all their turns. `AnswerSink` appends those to the
-answer file as they come (so a killed run resumes) and sorts it at the end.
+model's thought is split off first, core/thoughts.py, and kept beside the answer, never in the
+history). A question is an `Answer` once all its choices have all their turns. `AnswerSink`
+appends those to the answer file as they come (so a killed run resumes) and sorts it at the end.
 """
 from __future__ import annotations
 
