@@ -64,7 +64,8 @@ def _drive(tmp_path: Path, engine: ThinkingEngine, thinking: int = 100) -> list[
     questions = [q for q in bench.questions if q.question_id in (81, 82)]
     out = tmp_path / "a.jsonl"
     sink = AnswerSink(out, len(questions), "test")
-    drive(engine, Work(engine, questions, bench.temperature, 1, 32, "m", thinking), sink)
+    drive(engine, Work(engine, questions, bench.temperature, 1, 32, "m", thinking,
+                       engine.think_tags), sink)
     sink.close()
     return [json.loads(line) for line in out.read_text().splitlines()]
 

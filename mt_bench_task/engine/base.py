@@ -62,7 +62,6 @@ class Engine(Protocol):
     """Requests in, finished results out, in any order."""
 
     name: str
-    think_tags: ThinkTags  # how its model marks a thought (`model_think_tags`); the driver splits
 
     @property
     def stop_token_ids(self) -> frozenset[int]:

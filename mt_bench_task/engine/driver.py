@@ -68,12 +68,14 @@ class Work:
 
     def __init__(self, engine: Engine, questions: Sequence[Question], temperature: Any,
                  num_choices: int, max_new_tokens: int, model_id: str,
-                 max_thinking_tokens: int = DEFAULT_THINKING_TOKENS) -> None:
-        """`temperature(category) -> float` is the bench's per-category rule. A model known to
-        think (`engine.think_tags.thinks`) gets `max_thinking_tokens` on top of the answer
-        budget `max_new_tokens` (one total per turn: docs/thinking-models.md)."""
+                 max_thinking_tokens: int = DEFAULT_THINKING_TOKENS,
+                 think_tags: ThinkTags = ThinkTags()) -> None:
+        """`temperature(category) -> float` is the bench's per-category rule. `think_tags`: how
+        the engine's model marks a thought (`base.model_think_tags`); a model known to think
+        gets `max_thinking_tokens` on top of the answer budget `max_new_tokens` (one total per
+        turn: docs/thinking-models.md)."""
         self.engine, self.model_id = engine, model_id
-        self.tags = engine.think_tags
+        self.tags = think_tags
         self.max_new_tokens = max_new_tokens + (max_thinking_tokens if self.tags.thinks else 0)
         self.stop_ids = engine.stop_token_ids
         self.open: dict[QuestionId, list[Conversation]] = {}

@@ -112,7 +112,7 @@ def run_hf(cfg: GenerationConfig, model_path: str, pending: list[Question], out:
     with state.split_between_processes(pending) as shard:
         engine = HfEngine(model, tok, cfg.batch_size, cfg.think_tags)
         work = Work(engine, shard, temperature, cfg.num_choices, cfg.max_new_token, cfg.model_id,
-                    cfg.max_thinking_tokens)
+                    cfg.max_thinking_tokens, engine.think_tags)
         while True:  # every worker joins every gather, until none has work left
             gathered = gather_object([work.advance(SYNC_STEPS)])
             for answers, tokens, _ in gathered:

@@ -200,7 +200,7 @@ def run_vllm(cfg: GenerationConfig, model_path: str, pending: list[Question], ou
     sink = AnswerSink(out, len(pending), f"gen {cfg.model_id} (vllm)", order=order)
     try:
         drive(engine, Work(engine, pending, temperature, cfg.num_choices, cfg.max_new_token,
-                           cfg.model_id, cfg.max_thinking_tokens), sink)
+                           cfg.model_id, cfg.max_thinking_tokens, engine.think_tags), sink)
         seconds = time.perf_counter() - start
     finally:
         sink.close()
