@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_openai import FakeOpenAI, Reply, ThinkingModel, echo_responder, judge_responder
+from support.cli import CliResult, run_in_process
+from support.fake_openai import FakeOpenAI, Reply, ThinkingModel, echo_responder, judge_responder
 
-from mt_bench_task.cli.main import main
 from mt_bench_task.clients.openai_client import OpenAIChatClient
 from mt_bench_task.engine.api import generate_api_answers
 
@@ -35,9 +35,10 @@ def _copy(answered: Path, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _judge(url: str, data_dir: Path, *extra: str) -> int:
-    return main(["judge", "--data-dir", str(data_dir), "--openai-api-base", url,
-                 "--first-n", "2", *extra])
+def _judge(url: str, data_dir: Path, *extra: str) -> CliResult:
+    """`mt-bench judge` in this process (the `mt_bench` fixture's runner)."""
+    return run_in_process("judge", "--data-dir", str(data_dir), "--openai-api-base", url,
+                          "--first-n", "2", *extra)
 
 
 def _records(data_dir: Path, kind: str = "single") -> list[dict]:
@@ -64,7 +65,7 @@ def test_a_judge_that_thinks_past_2048_tokens_rates_every_judgment_in_two_reques
     data_dir = _copy(answered, tmp_path)
     judge = ThinkingModel("judge", 3000, "hidden")
     with FakeOpenAI(judge) as server:
-        assert _judge(server.url, data_dir, "--model-list", "a") == 0
+        assert _judge(server.url, data_dir, "--model-list", "a").returncode == 0
         per_prompt = _per_prompt(server)
     records = _records(data_dir)
     assert len(records) == 4 and all(1 <= r["score"] <= 10 for r in records)
@@ -81,7 +82,7 @@ def test_a_reasoning_api_gets_max_completion_tokens_and_parallel_calls_at_most_t
     data_dir = _copy(answered, tmp_path)
     judge = ThinkingModel("judge", 3000, "reasoning_content")
     with FakeOpenAI(judge, reasoning=True) as server:  # refuses max_tokens and temperature 0
-        assert _judge(server.url, data_dir, "--parallel", "4", "--model-list", "a") == 0
+        assert _judge(server.url, data_dir, "--parallel", "4", "--model-list", "a").returncode == 0
         per_prompt = _per_prompt(server)
         sent = [r for r in server.requests if "max_tokens" not in r]
     records = _records(data_dir)
@@ -97,7 +98,7 @@ THOUGHT = "THOUGHT"
 def test_pairwise_verdicts_of_a_thinking_judge(answered: Path, tmp_path: Path) -> None:
     data_dir = _copy(answered, tmp_path)
     with FakeOpenAI(ThinkingModel("judge", 3000, "reasoning")) as server:
-        assert _judge(server.url, data_dir, "--mode", "pairwise-all") == 0
+        assert _judge(server.url, data_dir, "--mode", "pairwise-all").returncode == 0
         assert max(_per_prompt(server).values()) <= 2
     records = _records(data_dir, "pair")
     assert len(records) == 4
@@ -105,17 +106,18 @@ def test_pairwise_verdicts_of_a_thinking_judge(answered: Path, tmp_path: Path) -
 
 
 def test_a_verdict_cut_at_every_budget_is_no_score_and_the_run_exits_1(
-        answered: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        answered: Path, tmp_path: Path) -> None:
     data_dir = _copy(answered, tmp_path)
     judge = ThinkingModel("judge", 50000, "hidden")
     with FakeOpenAI(judge) as server:
-        assert _judge(server.url, data_dir, "--model-list", "a") == 1
+        run = _judge(server.url, data_dir, "--model-list", "a")
+        assert run.returncode == 1
         assert set(_per_prompt(server).values()) == {3}  # 2048, 8192, 32768: two more at most
     assert judge.budgets[:3] == [2048, 8192, 32768]
     records = _records(data_dir)
     assert all(r["score"] == -1 and r["judge_max_tokens"] == 32768
                and r["judge_finish_reason"] == "length" for r in records)
-    err = capsys.readouterr().err
+    err = run.stderr
     assert "failures: 0 of 4 judgments" in err
     assert ("4 of 4 judgments have no rating (score -1 / verdict error): 4 cut by the judge's "
             "token limit at 32768 tokens") in err
@@ -123,7 +125,7 @@ def test_a_verdict_cut_at_every_budget_is_no_score_and_the_run_exits_1(
     # record per match
     with FakeOpenAI(ThinkingModel("judge", 3000, "hidden")) as server:
         assert _judge(server.url, data_dir, "--model-list", "a", "--judge-max-tokens",
-                      "8192") == 0
+                      "8192").returncode == 0
         assert server.total == 4
     records = _records(data_dir)
     assert len(records) == 4 and all(1 <= r["score"] <= 10 for r in records)
@@ -134,7 +136,7 @@ def test_judge_max_tokens_and_reasoning_effort_by_hand(answered: Path, tmp_path:
     judge = ThinkingModel("judge", 3000, "hidden")
     with FakeOpenAI(judge) as server:
         assert _judge(server.url, data_dir, "--model-list", "a", "--judge-max-tokens", "4096",
-                      "--judge-reasoning-effort", "low") == 0
+                      "--judge-reasoning-effort", "low").returncode == 0
         requests = server.requests
     assert judge.budgets == [4096] * 4  # one request each
     assert all(r["reasoning_effort"] == "low" for r in requests)
@@ -149,7 +151,7 @@ def test_a_judge_thinking_inline_is_rated_by_its_answer_not_its_thought(
         return Reply("<think>a first guess: [[2]]</think>\n\n" + judge_responder(req))
 
     with FakeOpenAI(inline) as server:
-        assert _judge(server.url, data_dir, "--model-list", "a") == 0
+        assert _judge(server.url, data_dir, "--model-list", "a").returncode == 0
         expected = [judge_responder(req) for req in server.requests]
     records = _records(data_dir)
     assert sorted(r["score"] for r in records) == sorted(

@@ -9,9 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_openai import THOUGHT_MARK, FakeOpenAI, ThinkingModel
+from support.fake_openai import THOUGHT_MARK, FakeOpenAI, ThinkingModel
 
-from mt_bench_task.cli.main import main
 from mt_bench_task.clients.openai_client import OpenAIChatClient
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.data import read_answers
@@ -139,7 +138,7 @@ def cut_answers(tmp_path: Path) -> Path:
 
 
 def test_cut_thoughts_are_empty_answers_counted_by_show_report_and_card(
-        cut_answers: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        cut_answers: Path, mt_bench) -> None:  # type: ignore[no-untyped-def]
     [a1, a2] = read_answers(cut_answers / "model_answer" / "m.jsonl")
     for a in (a1, a2):
         assert a.turns == ["", ""] and a.choices[0].thoughts_cut == [0, 1]
@@ -153,20 +152,20 @@ def test_cut_thoughts_are_empty_answers_counted_by_show_report_and_card(
     assert not any(THOUGHT_MARK in p or "<think>" in p for p in prompts)  # the judge never sees one
     note = ("m: 4 of 4 turns thought, 4 thought(s) cut off (empty answers), 4 turn(s) cut by the "
             "token limit")
-    assert main(["show", "--data-dir", str(cut_answers), "--judge-model", "gpt-4"]) == 0
-    assert note in capsys.readouterr().out
+    shown = mt_bench("show", "--data-dir", str(cut_answers), "--judge-model", "gpt-4")
+    assert shown.returncode == 0 and note in shown.stdout
     payload = build_payload(cut_answers, "gpt-4")
     assert payload["answer_notes"] == [note]
     assert payload["thoughts"][0]["81"][1].count(THOUGHT_MARK) == 40
-    assert main(["publish", "--data-dir", str(cut_answers), "--judge-model", "gpt-4",
-                 "--dry-run"]) == 0
-    assert ("Answers: 4 of 4 turns thought, 4 thought(s) cut off (empty answers)"
-            in capsys.readouterr().out)
+    card = mt_bench("publish", "--data-dir", str(cut_answers), "--judge-model", "gpt-4",
+                    "--dry-run")
+    assert card.returncode == 0
+    assert "Answers: 4 of 4 turns thought, 4 thought(s) cut off (empty answers)" in card.stdout
 
 
 @pytest.mark.slow
-def test_embedded_model_under_a_template_that_opens_a_thought(default_model_dir: Path,
-                                                                tmp_path: Path) -> None:
+def test_embedded_model_under_a_template_that_opens_a_thought(default_model_dir: Path,  # type: ignore[no-untyped-def]
+                                                                tmp_path: Path, mt_bench) -> None:
     """The local engine (hf) through the seam: a chat template that opens `<think>` in the
     generation prompt and drops thoughts from the history (as DeepSeek-R1's does). The tiny
     model never closes it within answer + thinking budget: every turn is a cut thought."""
@@ -175,10 +174,12 @@ def test_embedded_model_under_a_template_that_opens_a_thought(default_model_dir:
         "{% for m in messages %}{% set content = m['content'].split('</think>')[-1] %}"
         "<|im_start|>{{ m['role'] }}\n{{ content }}<|im_end|>\n{% endfor %}"
         "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}")
-    assert main(["gen", "--model-path", str(default_model_dir), "--model-id", "r1",
-                 "--data-dir", str(tmp_path), "--question-begin", "20", "--question-end", "22",
-                 "--max-new-token", "3", "--max-thinking-tokens", "4", "--dtype", "float32",
-                 "--chat-template", str(template), "--engine", "hf"]) == 0
+    gen = mt_bench("gen", "--model-path", str(default_model_dir), "--model-id", "r1",
+                   "--data-dir", str(tmp_path), "--question-begin", "20", "--question-end", "22",
+                   "--max-new-token", "3", "--max-thinking-tokens", "4", "--dtype", "float32",
+                   "--chat-template", str(template), "--engine", "hf")
+    assert gen.returncode == 0, gen.stderr
+    assert "answers: r1: 4 of 4 turns thought, 4 thought(s) cut off (empty answers)" in gen.stderr
     answers = read_answers(tmp_path / "model_answer" / "r1.jsonl")
     assert len(answers) == 2
     for a in answers:
