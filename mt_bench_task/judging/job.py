@@ -38,6 +38,7 @@ class JudgeSummary:
     already_done: int = 0
     sent: int = 0
     failed: int = 0
+    unrated: int = 0  # answered without a rating (score -1 / winner "error"): not failures
     skipped_partial: int = 0
     output: Path | None = None
     usage: Counter = field(default_factory=Counter)
@@ -52,27 +53,18 @@ class JudgeSummary:
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.unfinished == 0 and not self.unrated
+        return self.failed == 0 and self.unfinished == 0 and self.unrated == 0
 
-    @property
-    def unrated(self) -> int:
-        """Judgments sent now that the judge answered without a rating (not failures)."""
-        return sum(r.unrated for r in self.records)
-
-    def unrated_line(self) -> str | None:
-        """How many judgments have no rating, and why; None when every one has."""
-        if not self.unrated:
-            return None
-        cut = sum(r.unrated and r.verdict_cut for r in self.records)
-        budget = max((r.judge_max_tokens or JUDGE_MAX_TOKENS for r in self.records
-                      if r.verdict_cut), default=JUDGE_MAX_TOKENS)
-        why = "no rating in the judge's answer"
-        if cut:
-            why = (f"{cut} cut by the judge's token limit at {budget} tokens (a judge that "
-                   f"thinks: set --judge-max-tokens or --judge-reasoning-effort low; the next run "
-                   f"sends them again), {self.unrated - cut} with {why}")
-        return (f"{self.unrated} of {self.sent} judgments have no rating (score -1 / verdict "
-                f"error): {why}; they are not scores")
+    def cut_note(self) -> str:
+        """Why some judgments have no rating: the judge's token limit cut the verdict (a judge
+        that thinks), said with the budget it had; "" when none was cut."""
+        cut = [r for r in self.records if r.unrated and r.verdict_cut]
+        if not cut:
+            return ""
+        budget = max(r.judge_max_tokens or JUDGE_MAX_TOKENS for r in cut)
+        return (f"; {len(cut)} of them cut by the judge's token limit at {budget} tokens (a judge "
+                f"that thinks: set --judge-max-tokens or --judge-reasoning-effort low; the next "
+                f"run sends them again)")
 
     def end_lines(self) -> list[str]:
         """The closing line, the batch's fate, who served, the cost and the failure share; while
@@ -87,9 +79,12 @@ class JudgeSummary:
         if self.served_models:
             lines.append(f"served by: {', '.join(self.served_models)}")
         u = self.usage
-        return lines + end_lines(u["requests"], u["prompt_tokens"], u["completion_tokens"],
-                                 self.failed, self.sent, self.price) + \
-            [line for line in [self.unrated_line()] if line]
+        lines += end_lines(u["requests"], u["prompt_tokens"], u["completion_tokens"],
+                           self.failed, self.sent, self.price)
+        if self.unrated:
+            lines.append(f"{self.unrated} of {self.sent} judgments have no rating (score -1 / "
+                         f"winner \"error\"){self.cut_note()}; they are not scores")
+        return lines
 
     def closing_line(self) -> str:
         u = self.usage

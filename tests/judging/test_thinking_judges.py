@@ -119,8 +119,8 @@ def test_a_verdict_cut_at_every_budget_is_no_score_and_the_run_exits_1(
                and r["judge_finish_reason"] == "length" for r in records)
     err = run.stderr
     assert "failures: 0 of 4 judgments" in err
-    assert ("4 of 4 judgments have no rating (score -1 / verdict error): 4 cut by the judge's "
-            "token limit at 32768 tokens") in err
+    assert ('4 of 4 judgments have no rating (score -1 / winner "error"); 4 of them cut by the '
+            "judge's token limit at 32768 tokens") in err
     # the next run sends the cut verdicts again (here with a budget they fit) and keeps one
     # record per match
     with FakeOpenAI(ThinkingModel("judge", 3000, "hidden")) as server:
