@@ -32,9 +32,20 @@ if TYPE_CHECKING:
 def cmd_gen(args: argparse.Namespace) -> int:
     from mt_bench_task.engine.generate import generate_answers
 
-    print(generate_answers(generation_config(args), workspace(args))
-          .summary())
+    cfg = generation_config(args)
+    print(generate_answers(cfg, workspace(args)).summary())
+    _answer_notes(cfg.output_path)
     return 0
+
+
+def _answer_notes(path: Path) -> None:
+    """Thoughts and token limits in the answer file just written (`thoughts.AnswerCounts`)."""
+    from mt_bench_task.core.data import read_answers
+    from mt_bench_task.core.thoughts import count_answers
+
+    note = count_answers(read_answers(path)).note(path.stem) if path.is_file() else None
+    if note:
+        _to_stderr(f"answers: {note}")
 
 
 def cmd_gen_api(args: argparse.Namespace) -> int:
@@ -44,8 +55,11 @@ def cmd_gen_api(args: argparse.Namespace) -> int:
         model=args.model, data_dir=data_dir(args), base_url=args.openai_api_base,
         parallel=args.parallel, max_tokens=args.max_tokens, num_choices=args.num_choices,
         question_begin=args.question_begin, question_end=args.question_end,
-        force_temperature=args.force_temperature, workspace=workspace(args))
+        force_temperature=args.force_temperature, workspace=workspace(args),
+        max_thinking_tokens=args.max_thinking_tokens,
+        think_tags=tuple(args.think_tags) if args.think_tags else None)
     print(stats.summary())
+    _answer_notes(stats.path)
     return 0 if stats.failed == 0 else 1  # "$ERROR$" answers are asked again on the next run
 
 

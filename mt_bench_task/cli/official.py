@@ -74,7 +74,9 @@ def calibrate(args: argparse.Namespace, data_dir: Path, engine_options: EngineOp
                          base_url=args.openai_api_base,
                          models=tuple(args.models) if args.models else None, dry_run=args.dry_run,
                          judge_repeats=args.judge_repeats, references=args.references,
-                         engine=args.engine, engine_options=engine_options, send=send)
+                         engine=args.engine, engine_options=engine_options, send=send,
+                         judge_max_tokens=args.judge_max_tokens,
+                         judge_reasoning_effort=args.judge_reasoning_effort)
     summary = run_calibration(run, on_plan=lambda plan: print(
         calibration_plan(plan), file=sys.stdout if args.dry_run else sys.stderr))
     if args.dry_run:

@@ -45,11 +45,26 @@ def add_questions(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-choices", type=int, default=1, help="answers per question")
 
 
+def add_thinking(p: argparse.ArgumentParser) -> None:
+    """A thinking model's options (gen, gen-api, run): docs/thinking-models.md."""
+    from mt_bench_task.core.thoughts import DEFAULT_THINKING_TOKENS
+
+    p.add_argument("--max-thinking-tokens", type=int, default=DEFAULT_THINKING_TOKENS,
+                   metavar="N", help="added to the answer budget per turn for a model that "
+                   "thinks (its chat template or --think-tags says so; gen-api: once a reply "
+                   "held a thought); 0: none (default: %(default)s)")
+    p.add_argument("--think-tags", nargs=2, default=None, metavar=("OPEN", "CLOSE"),
+                   help="the model thinks in these tags (default: <think> </think>, or the "
+                        "pair its chat template names); the thought is kept beside the answer")
+
+
 def add_local_model(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--model-path", required=required,
                    help="HF model dir or hub id in the local cache; 'default' = embedded SmolLM2-135M")
     p.add_argument("--model-id", default=None, help="name for the answer file (default: from path)")
-    p.add_argument("--max-new-token", type=int, default=1024, help="max new tokens per turn")
+    p.add_argument("--max-new-token", type=int, default=1024,
+                   help="max new tokens per turn (the answer's; a thinking model gets "
+                        "--max-thinking-tokens more)")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None,
                    help="default: bfloat16 where supported, else float32")
     p.add_argument("--revision", default="main")
@@ -61,6 +76,7 @@ def add_local_model(p: argparse.ArgumentParser, required: bool) -> None:
                    help="hf engine: spawn N accelerate processes (or run under `accelerate launch`); "
                         "the same as --data-parallel-size there")
     add_engine(p)
+    add_thinking(p)
 
 
 def add_engine(p: argparse.ArgumentParser, judge: bool = False) -> None:
@@ -96,6 +112,13 @@ def add_judge_client(p: argparse.ArgumentParser, required: bool = False) -> None
     p.add_argument("--parallel", type=int, default=1, help="concurrent judge requests")
     p.add_argument("--judge-repeats", type=int, default=1, metavar="K",
                    help="judge each match K times to measure judge noise (default 1: FastChat)")
+    p.add_argument("--judge-max-tokens", type=int, default=None, metavar="N",
+                   help="the judge's completion budget (default: FastChat's 2048); a verdict the "
+                        "limit cuts (a judge that thinks) is asked again with 4x, at most twice, "
+                        "up to 32768")
+    p.add_argument("--judge-reasoning-effort", default=None,
+                   choices=["minimal", "low", "medium", "high"],
+                   help="sent as reasoning_effort (OpenAI's reasoning models, gpt-oss on vLLM)")
     p.add_argument("--references", default=None, metavar="inline|FILE",
                    help="reference answers for the math/reasoning/coding prompts: 'inline' (the "
                         "question file's own inline `reference` lists, e.g. MT-bench's corrected "
@@ -185,9 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1 for vLLM "
                         "(default: $OPENAI_BASE_URL or api.openai.com); key from $OPENAI_API_KEY")
     p.add_argument("--parallel", type=int, default=1, help="questions in flight")
-    p.add_argument("--max-tokens", type=int, default=1024, help="max tokens per turn")
+    p.add_argument("--max-tokens", type=int, default=1024,
+                   help="max tokens per turn (the answer's; see --max-thinking-tokens)")
     p.add_argument("--force-temperature", type=float, default=None,
                    help="one temperature for every question (default: per category)")
+    add_thinking(p)
 
     p = sub.add_parser("judge", help="grade answers with the judge (FastChat's gen_judgment)",
                        epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=Raw)

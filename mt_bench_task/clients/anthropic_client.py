@@ -22,6 +22,7 @@ from mt_bench_task.clients.anthropic_rules import (
     anthropic_sdk,
     message_params,
     message_text,
+    message_thinking,
 )
 from mt_bench_task.core.chat import BatchBackend, ClientUsage, Completion
 from mt_bench_task.core.errors import DataError
@@ -62,7 +63,7 @@ class AnthropicChatClient:
         return text.replace(self._api_key, "***") if len(self._api_key) >= 4 else text
 
     async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
-                       max_tokens: int) -> Completion:
+                       max_tokens: int, reasoning_effort: str | None = None) -> Completion:
         anthropic = anthropic_sdk()
         self.usage.requests += 1
         self.note(model, temperature)
@@ -83,7 +84,11 @@ class AnthropicChatClient:
             usage.get("output_tokens") or 0)
         self.usage.prompt_tokens += prompt
         self.usage.completion_tokens += completion
-        return Completion(message_text(body), prompt, completion, model=body.get("model"))
+        # "max_tokens": the budget cut the verdict, as OpenAI's "length" (a thinking judge asks again)
+        stop = body.get("stop_reason")
+        return Completion(message_text(body), prompt, completion, model=body.get("model"),
+                          reasoning=message_thinking(body) or None,
+                          finish_reason="length" if stop == "max_tokens" else stop)
 
     def note(self, model: str, temperature: float | None) -> None:
         """Say once that the temperature is not sent."""

@@ -50,3 +50,9 @@ def message_params(model: str, messages: list[dict[str, str]], max_tokens: int
 def message_text(message: dict[str, Any]) -> str:
     return "".join(b.get("text", "") for b in message.get("content") or []
                    if b.get("type") == "text")
+
+
+def message_thinking(message: dict[str, Any]) -> str:
+    """The thought of a Claude reply with extended thinking (its "thinking" blocks)."""
+    return "".join(b.get("thinking", "") for b in message.get("content") or []
+                   if b.get("type") == "thinking")

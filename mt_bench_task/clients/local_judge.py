@@ -57,7 +57,7 @@ class LocalJudgeClient:
         self._lock = threading.Lock()
 
     async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
-                       max_tokens: int) -> Completion:
+                       max_tokens: int, reasoning_effort: str | None = None) -> Completion:
         # The judge is always greedy (FastChat judges at temperature 0); `model` is only a label.
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._worker is None or self._worker.done():

@@ -35,6 +35,7 @@ from mt_bench_task.clients.pacing import Pacer, estimate_tokens
 from mt_bench_task.core.chat import BatchBackend, ClientUsage, Completion
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.prompts import API_ERROR_OUTPUT
+from mt_bench_task.core.thoughts import REASONING_FIELDS
 from mt_bench_task.judging.request import adaptation_note, request_params
 
 __all__ = ["ClientUsage", "OpenAIChatClient"]
@@ -118,14 +119,15 @@ class OpenAIChatClient:
         return f"OpenAIChatClient(base_url={self.base_url!r})"
 
     async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
-                       max_tokens: int) -> Completion:
+                       max_tokens: int, reasoning_effort: str | None = None) -> Completion:
         reason, retry_after, rejection = "", None, None
         attempt = 0  # failed attempts that count against max_retries (rate-limit 429s do not)
         limited, limited_since = 0, 0.0  # rate-limit 429s met by this request, since when
         while True:
             self.usage.requests += 1
             try:
-                body = await self._post(model, messages, temperature, max_tokens)
+                body = await self._post(model, messages, temperature, max_tokens,
+                                        reasoning_effort)
                 return self._parse(body)
             except _RateLimited as e:
                 now = time.monotonic()
@@ -221,12 +223,13 @@ class OpenAIChatClient:
         return self._client
 
     async def _post(self, model: str, messages: list[dict[str, str]], temperature: float,
-                    max_tokens: int) -> bytes:
+                    max_tokens: int, reasoning_effort: str | None = None) -> bytes:
         """One request; resent at once (not a retry) when the server refuses a parameter we
         know how to adapt. At most one resend per adaptable parameter."""
         for _ in range(3):
             try:
-                return await self._post_once(model, messages, temperature, max_tokens)
+                return await self._post_once(model, messages, temperature, max_tokens,
+                                             reasoning_effort)
             except _Unsupported as e:
                 self.usage.adapted += 1
                 self._adapt(e.param, model, temperature, max_tokens)
@@ -241,11 +244,11 @@ class OpenAIChatClient:
         log.warning("%s", note)
 
     async def _post_once(self, model: str, messages: list[dict[str, str]], temperature: float,
-                         max_tokens: int) -> bytes:
+                         max_tokens: int, reasoning_effort: str | None = None) -> bytes:
         import openai
 
         # FastChat's request (model, messages, n, temperature, max_tokens) unless adapted
-        sent = request_params(temperature, max_tokens, self.adapted)
+        sent = request_params(temperature, max_tokens, self.adapted, reasoning_effort)
         cost = estimate_tokens(messages, max_tokens)
         sdk = self._get_client()  # made (imported) before the pacer's clock starts counting
         epoch = await self.pacer.acquire(cost)
@@ -287,10 +290,14 @@ class OpenAIChatClient:
     def _parse(self, body: bytes) -> Completion:
         try:
             obj = json.loads(body)
-            text = obj["choices"][0]["message"]["content"]
+            choice = obj["choices"][0]
+            message = choice["message"]
+            text, reasoning = message.get("content"), _reasoning(message)
+            if text is None and reasoning is not None:
+                text = ""  # a thought and no answer (vLLM's parser when the limit cut it)
             if not isinstance(text, str):
                 raise TypeError("no message content")
-        except (ValueError, KeyError, IndexError, TypeError) as e:
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
             raise _Transient(f"unusable response body ({type(e).__name__}: {body[:80]!r})"
                              ) from None
         usage = obj.get("usage") or {}
@@ -299,11 +306,21 @@ class OpenAIChatClient:
         self.usage.prompt_tokens += prompt
         self.usage.completion_tokens += completion
         served = obj.get("model") if isinstance(obj.get("model"), str) else None
+        finish = choice.get("finish_reason")
         return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion,
-                          model=served)
+                          model=served, reasoning=reasoning,
+                          finish_reason=finish if isinstance(finish, str) else None)
 
     def _rejection(self, e: Any, what: str, hint: str | None = None) -> str:
         hint = hint or _HINTS.get(e.status_code, "not retried: the same request would fail again")
         message = (f"{self.base_url} rejected {what}: HTTP {e.status_code} "
                    f"{_server_message(e)} ({hint})")
         return self.mask(" ".join(message.split()))
+
+
+def _reasoning(message: dict[str, Any]) -> str | None:
+    """The thought of a reply from a server that separates it (core/thoughts.REASONING_FIELDS)."""
+    for key in REASONING_FIELDS:
+        if isinstance(message.get(key), str) and message[key]:
+            return str(message[key])
+    return None

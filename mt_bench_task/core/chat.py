@@ -21,6 +21,8 @@ class Completion:
     fallback_rating: int | None = None  # local judge: most probable 1..10 rating when text has none
     rejection: str | None = None  # the server refused this request (HTTP 400/413/422): its message
     model: str | None = None  # the model the server says answered (its response's "model")
+    reasoning: str | None = None  # the reply's thought field (`reasoning_content` / `reasoning`)
+    finish_reason: str | None = None  # "stop", "length" (the token limit cut it), ...
 
 
 @dataclass
@@ -75,7 +77,9 @@ class ChatClient(Protocol):
     adaptations: list[str]  # what was changed in the requests for this server, said once each
 
     async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
-                       max_tokens: int) -> Completion: ...
+                       max_tokens: int, reasoning_effort: str | None = None) -> Completion:
+        """`reasoning_effort` (a judge's `--judge-reasoning-effort`) is passed only when set."""
+        ...
 
     async def check_reachable(self) -> None:
         """Raise DataError quickly when the backend cannot answer at all."""

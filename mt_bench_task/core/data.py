@@ -137,6 +137,24 @@ def load_answers(data_dir: Path, model_id: str,
     return {a.key: a for a in read_answers(path)}
 
 
+def answer_notes(data_dir: Path, models: Iterable[str], fallback_dir: Path | None = None
+                 ) -> list[str]:
+    """Per model with an answer file: turns that thought, thoughts cut off (empty answers),
+    turns cut by the token limit (`thoughts.AnswerCounts.note`); models whose answers did
+    neither, or that have no answer file here, say nothing."""
+    from mt_bench_task.core.thoughts import count_answers
+
+    notes = []
+    for model in models:
+        try:
+            answers = load_answers(data_dir, model, fallback_dir).values()
+        except DataError:  # judged elsewhere, or a pairwise baseline without answers here
+            continue
+        note = count_answers(answers).note(model)
+        notes += [note] if note else []
+    return notes
+
+
 def pending_questions(questions: list[Question], path: Path, num_choices: int) -> list[Question]:
     """Questions without a complete answer in `path`: `num_choices` choices, every turn, no failed
     turn (those are asked again). A malformed line is a DataError naming file:line (the file is

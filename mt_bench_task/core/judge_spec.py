@@ -39,6 +39,10 @@ EMBEDDED_JUDGE = "default"
 EMBEDDED_JUDGE_NAME = "smollm2-135m-instruct"
 JUDGE_TEMPERATURE = 0.0  # FastChat's request: greedy judging
 JUDGE_MAX_TOKENS = 2048  # FastChat's request: completion tokens per judge call
+# A verdict the token limit cut (a judge that thinks spent the budget) is asked again with the
+# next budget: at most 2 more requests, 4x each (docs/thinking-models.md)
+JUDGE_BUDGET_STEP, JUDGE_BUDGET_MAX, JUDGE_RETRIES = 4, 32768, 2
+REASONING_EFFORTS = ("minimal", "low", "medium", "high")  # OpenAI's reasoning_effort values
 # judge calls in flight for a local judge, so its batcher can group prompts of similar length
 LOCAL_JUDGE_IN_FLIGHT = 128
 # On a CPU 2048 new tokens are minutes per batch, and a small judge either rates early or never,
@@ -64,6 +68,8 @@ class JudgeSpec:
     fastchat_prompts: bool = True
     references: str | None = None  # `--references`: "inline" or a file's name; None: FastChat's
     mt_bench_questions: bool = True  # False on another bench's question ids
+    first_budget: int | None = None  # `--judge-max-tokens`; None: FastChat's 2048
+    reasoning_effort: str | None = None  # `--judge-reasoning-effort`; None: not sent
 
     @property
     def local(self) -> bool:
@@ -71,8 +77,21 @@ class JudgeSpec:
 
     @property
     def max_tokens(self) -> int:
-        """Completion tokens per judge call: FastChat's for an endpoint, a local judge's budget."""
-        return local_judge_budget(self.name) if self.local else JUDGE_MAX_TOKENS
+        """Completion tokens per judge call: FastChat's (or `--judge-max-tokens`) for an
+        endpoint, a local judge's budget."""
+        return local_judge_budget(self.name) if self.local else self.budgets[0]
+
+    @property
+    def budgets(self) -> tuple[int, ...]:
+        """The completion budgets a verdict may be asked with, in order: the first, then 4x
+        while under 32,768 (2048 -> 8192 -> 32768), at most 2 more. A local judge: one."""
+        first = self.first_budget or JUDGE_MAX_TOKENS
+        if self.local:
+            return (JUDGE_MAX_TOKENS,)  # the local client caps it at its own budget
+        out = [first]
+        while len(out) <= JUDGE_RETRIES and out[-1] < JUDGE_BUDGET_MAX:
+            out.append(min(out[-1] * JUDGE_BUDGET_STEP, JUDGE_BUDGET_MAX))
+        return tuple(out)
 
     @property
     def display_name(self) -> str:
@@ -100,15 +119,25 @@ def local_judge_budget(judge_model: str) -> int:
     return EMBEDDED_JUDGE_TOKENS if judge_model == EMBEDDED_JUDGE else LOCAL_MAX_NEW_TOKENS
 
 
-def judge_spec(judge_model: str = DEFAULT_JUDGE) -> JudgeSpec:
+def judge_spec(judge_model: str = DEFAULT_JUDGE, max_tokens: int | None = None,
+               reasoning_effort: str | None = None) -> JudgeSpec:
     """The spec of `--judge-model`, with FastChat's prompts (the judging job marks a bench whose
-    judge prompts are other, see `JudgingJob.spec`)."""
+    judge prompts are other, see `JudgingJob.spec`); `--judge-max-tokens` (the first budget)
+    and `--judge-reasoning-effort` when given."""
+    from mt_bench_task.core.errors import ParameterError
+
+    if max_tokens is not None and max_tokens < 1:
+        raise ParameterError(f"judge_max_tokens must be >= 1, got {max_tokens}", "judge_max_tokens")
+    if reasoning_effort is not None and reasoning_effort not in REASONING_EFFORTS:
+        raise ParameterError(f"judge_reasoning_effort must be one of {list(REASONING_EFFORTS)}, "
+                             f"got {reasoning_effort!r}", "judge_reasoning_effort")
     local = is_local_model(judge_model)
     if judge_model == EMBEDDED_JUDGE:
         api_model = EMBEDDED_JUDGE_NAME
     else:
         api_model = Path(judge_model).name if local else judge_model
-    return JudgeSpec(name=judge_model, api_model=api_model, backend="local" if local else "openai")
+    return JudgeSpec(name=judge_model, api_model=api_model, backend="local" if local else "openai",
+                     first_budget=max_tokens, reasoning_effort=reasoning_effort)
 
 
 def is_comparable(api_model: str, backend: str = "openai", fastchat_prompts: bool = True) -> bool:

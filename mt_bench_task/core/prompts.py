@@ -15,6 +15,7 @@ from typing import Literal
 from mt_bench_task.core.bench import NEED_REF_CATS, judges_turn_2, reference_set
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.ids import QuestionId, question_key
+from mt_bench_task.core.thoughts import strip_thoughts
 from mt_bench_task.core.types import API_ERROR_OUTPUT, Answer, JudgePrompt, Question, Score
 
 Mode = Literal["single", "pairwise-baseline", "pairwise-all"]
@@ -127,7 +128,9 @@ def _reference(references: Mapping[str, Mapping[QuestionId, Answer]], judge_mode
 
 
 def _fill(match: Match, answer_a: Answer, answer_b: Answer | None) -> str:
-    """str.format with FastChat's keyword names; unused keywords are ignored by format()."""
+    """str.format with FastChat's keyword names; unused keywords are ignored by format().
+    Every judge prompt is made here, so here a thought inline in an answer turn (a file of
+    another tool) is taken out (`thoughts.strip_thoughts`); our own files hold none there."""
     q, kwargs = match.question, {}
     if match.reference is not None:
         kwargs["ref_answer_1"] = match.reference.turns[0]
@@ -136,19 +139,20 @@ def _fill(match: Match, answer_a: Answer, answer_b: Answer | None) -> str:
                 raise DataError(f"the reference answer for question {q.question_id} has no "
                                 f"turn 2, which its turn-2 prompt needs")
             kwargs["ref_answer_2"] = match.reference.turns[1]
+    a = [strip_thoughts(t) for t in answer_a.turns[:match.turn]]  # the judge never sees a thought
+    b = [strip_thoughts(t) for t in answer_b.turns[:match.turn]] if answer_b is not None else []
     if match.turn == 2:
         kwargs.update(question_1=q.turns[0], question_2=q.turns[1])
         if answer_b is None:
-            kwargs.update(answer_1=answer_a.turns[0], answer_2=answer_a.turns[1])
+            kwargs.update(answer_1=a[0], answer_2=a[1])
         else:
-            kwargs.update(answer_a_1=answer_a.turns[0], answer_b_1=answer_b.turns[0],
-                          answer_a_2=answer_a.turns[1], answer_b_2=answer_b.turns[1])
+            kwargs.update(answer_a_1=a[0], answer_b_1=b[0], answer_a_2=a[1], answer_b_2=b[1])
     else:
         kwargs["question"] = q.turns[0]
         if answer_b is None:
-            kwargs["answer"] = answer_a.turns[0]
+            kwargs["answer"] = a[0]
         else:
-            kwargs.update(answer_a=answer_a.turns[0], answer_b=answer_b.turns[0])
+            kwargs.update(answer_a=a[0], answer_b=b[0])
     return match.prompt.prompt_template.format(**kwargs)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
@@ -132,6 +133,18 @@ class Choice:
     turns: list[str]
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    @classmethod
+    def with_thoughts(cls, index: int | None, turns: list[str],
+                      reasoning: Sequence[str | None] = (),
+                      finish_reasons: Sequence[str | None] = ()) -> Choice:
+        """`turns` with each turn's thought (when one thought) and finish reason (when known)."""
+        extra: dict[str, Any] = {}
+        if any(r is not None for r in reasoning):
+            extra["reasoning"] = list(reasoning)
+        if any(f is not None for f in finish_reasons):
+            extra["finish_reasons"] = list(finish_reasons)
+        return cls(index, turns, extra)
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {} if self.index is None else {"index": self.index}
         return {**d, "turns": self.turns, **self.extra}
@@ -140,6 +153,27 @@ class Choice:
     def failed(self) -> bool:
         """A turn is a failure marker (`FAILED_TURN_TEXTS`): the question is asked again."""
         return bool(set(FAILED_TURN_TEXTS) & set(self.turns))
+
+    @property
+    def reasoning(self) -> list[str | None]:
+        """Each turn's thought (core/thoughts.py); None where it did not think."""
+        return _per_turn(self.extra.get("reasoning"), len(self.turns))
+
+    @property
+    def finish_reasons(self) -> list[str | None]:
+        """Each turn's finish reason ("stop", "length"); None where unknown (older files)."""
+        return _per_turn(self.extra.get("finish_reasons"), len(self.turns))
+
+    @property
+    def thoughts_cut(self) -> list[int]:
+        """Turns (0-based) with a thought and an empty answer: the thought never closed."""
+        return [t for t, (text, thought) in enumerate(zip(self.turns, self.reasoning))
+                if thought is not None and not text.strip()]
+
+
+def _per_turn(value: Any, turns: int) -> list[Any]:
+    values = list(value) if isinstance(value, list) else []
+    return (values + [None] * turns)[:turns]
 
 
 @dataclass(frozen=True)
@@ -168,6 +202,11 @@ class Answer(_Record):
                 raise ValueError(f"choices[{i}] must be an object with turns, got {c!r:.40}")
             _texts(c["turns"], f"choices[{i}].turns")
             _int(c, "index")
+            for key in ("reasoning", "finish_reasons"):  # ours (thinking models); optional
+                if key in c and not (isinstance(c[key], list) and all(
+                        v is None or isinstance(v, str) for v in c[key])):
+                    raise ValueError(f"choices[{i}].{key} must be a list of strings or nulls, "
+                                     f"got {c[key]!r:.40}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Answer:
@@ -261,6 +300,16 @@ class _Judgment(_Record):
         return self.extra.get("fastchat_prompts", True) is not False
 
     @property
+    def judge_max_tokens(self) -> int | None:
+        """The judge's budget when not FastChat's 2048 (asked again, or by hand)."""
+        value = self.extra.get("judge_max_tokens")
+        return value if isinstance(value, int) else None
+
+    @property
+    def verdict_cut(self) -> bool:  # the token limit cut the verdict, at the largest budget
+        return self.extra.get("judge_finish_reason") == "length"
+
+    @property
     def references(self) -> str | None:
         """The references chosen with `--references` ("inline" or a file's name); None: FastChat's
         (the judge's reference file)."""
@@ -303,6 +352,10 @@ class SingleJudgment(_Judgment):
         """An API failure ($ERROR$) is not a judgment: resume sends it again."""
         return self.judgment == API_ERROR_OUTPUT
 
+    @property
+    def unrated(self) -> bool:  # the judge answered without a rating: not a failure, no score
+        return self.score == -1 and not self.failed
+
 
 @dataclass(frozen=True)
 class PairJudgment(_Judgment):
@@ -339,6 +392,10 @@ class PairJudgment(_Judgment):
     @property
     def failed(self) -> bool:
         return API_ERROR_OUTPUT in (self.g1_judgment, self.g2_judgment)
+
+    @property
+    def unrated(self) -> bool:  # a game without a verdict ("error"): not a failure
+        return "error" in (self.g1_winner, self.g2_winner) and not self.failed
 
 
 Judgment = SingleJudgment | PairJudgment

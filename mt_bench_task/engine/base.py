@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mt_bench_task.core.ids import QuestionId
+from mt_bench_task.core.thoughts import ThinkTags, prompt_opens, template_tags
 
 GREEDY_BELOW = 1e-4  # FastChat: do_sample = temperature >= 1e-4
 
@@ -52,8 +53,9 @@ class GenRequest:
 @dataclass(frozen=True)
 class GenResult:
     request: GenRequest
-    text: str  # cleaned (clean_output); FastChat's "ERROR" when the engine failed on it
+    text: str  # cleaned (clean_output), thought included; FastChat's "ERROR" when the engine failed
     tokens: int  # generated tokens before the stop token
+    finish_reason: str | None = None  # "stop" | "length" (the token limit); None: failed/unknown
 
 
 class Engine(Protocol):
@@ -97,12 +99,42 @@ def chat_prompt_ids(tok: Any, messages: list[dict[str, str]]) -> list[int]:
     return list(tok(text, add_special_tokens=False)["input_ids"])
 
 
-def clean_output(tok: Any, ids: Sequence[int], stop_ids: frozenset[int] | set[int]) -> tuple[str, int]:
+def clean_output(tok: Any, ids: Sequence[int], stop_ids: frozenset[int] | set[int],
+                 keep: Sequence[str] = ()) -> tuple[str, int]:
     """FastChat's post-processing: cut at the first stop token, decode, remove special-token
-    strings, strip. Returns (text, tokens before the cut)."""
+    strings (but not those in `keep`: thought tags some tokenizers make special), strip.
+    Returns (text, tokens before the cut)."""
     cut = next((n for n, t in enumerate(ids) if t in stop_ids), len(ids))
     text = tok.decode(list(ids[:cut]), spaces_between_special_tokens=False)
     for special in tok.special_tokens_map.values():
         for s in special if isinstance(special, list) else [special]:
-            text = text.replace(s, "")
+            if s not in keep:
+                text = text.replace(s, "")
     return text.strip(), cut
+
+
+def gen_result(tok: Any, r: GenRequest, ids: Sequence[int], tags: ThinkTags,
+               finish_reason: str | None = None) -> GenResult:
+    """An engine's finished token ids as the driver's result: cleaned text, tokens, and the
+    finish reason (the engine's, else "length" when no stop token came within the budget)."""
+    text, cut = clean_output(tok, ids, r.stop_token_ids, tags.strings)
+    if finish_reason is None:
+        length = cut == len(ids) and len(ids) >= r.max_new_tokens
+        finish_reason = "length" if length else "stop"
+    return GenResult(r, text, cut, finish_reason)
+
+
+def model_think_tags(tok: Any, flag: tuple[str, str] | None = None) -> ThinkTags:
+    """The model's thought tags (`--think-tags`, else its chat template's), and whether its
+    generation prompt opens the thought (DeepSeek-R1's template ends with `<think>`)."""
+    tags = template_tags(getattr(tok, "chat_template", None), flag)
+    if not tags.thinks:
+        return tags
+    from jinja2 import TemplateError
+
+    try:
+        prompt = tok.apply_chat_template([{"role": "user", "content": "?"}],
+                                         add_generation_prompt=True, tokenize=False)
+    except (TemplateError, ValueError, TypeError, KeyError):  # wants more than one message
+        return tags
+    return prompt_opens(tags, str(prompt))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import DEFAULT_BENCH
+from mt_bench_task.core.thoughts import DEFAULT_THINKING_TOKENS
 from mt_bench_task.engine.models import DEFAULT_MODEL, DEFAULT_MODEL_ID
 
 
@@ -22,6 +23,7 @@ class EngineOptions:
     pipeline_parallel_size: int = 1
     gpu_memory_utilization: float | None = None
     max_model_len: int | None = None
+    think_tags: tuple[str, str] | None = None  # --think-tags OPEN CLOSE; None: the template's
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,9 @@ class GenerationConfig:
     answer_file: Path | None = None  # None: DATA_DIR/model_answer/MODEL_ID.jsonl
     question_begin: int | None = None
     question_end: int | None = None
-    max_new_token: int = 1024
+    max_new_token: int = 1024  # FastChat's answer budget per turn
+    max_thinking_tokens: int = DEFAULT_THINKING_TOKENS  # added for a model that thinks
+    think_tags: tuple[str, str] | None = None  # --think-tags OPEN CLOSE; None: the template's
     num_choices: int = 1
     dtype: str | None = None  # None: bfloat16 where supported, else float32
     revision: str = "main"
@@ -57,7 +61,8 @@ class GenerationConfig:
     @property
     def load_options(self) -> EngineOptions:
         """The options the answering model is loaded with."""
-        return replace(self.engine_options, chat_template=self.chat_template)
+        return replace(self.engine_options, chat_template=self.chat_template,
+                       think_tags=self.think_tags)
 
     @property
     def output_path(self) -> Path:

@@ -3,9 +3,10 @@ GenResults -> FastChat answers.
 
 Each (question, choice) is a conversation. Its turn 1 is submitted at the start; each later turn
 as soon as the previous one comes back, its messages holding every earlier cleaned answer
-(FastChat's gen_model_answer appends the cleaned output as the assistant message). A question
-is an `Answer` once all its choices have all their turns. `AnswerSink` appends those to the
-answer file as they come (so a killed run resumes) and sorts it at the end.
+(FastChat's gen_model_answer appends the cleaned output as the assistant message; a thinking
+model's thought is split off first, core/thoughts.py, and kept beside the answer, never in the
+history). A question is an `Answer` once all its choices have all their turns. `AnswerSink`
+appends those to the answer file as they come (so a killed run resumes) and sorts it at the end.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from mt_bench_task.core.ids import QuestionId, question_key, sort_question_keys
 from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
-from mt_bench_task.core.types import Answer, Choice, Question
+from mt_bench_task.core.thoughts import DEFAULT_THINKING_TOKENS, Split, ThinkTags, split_text
+from mt_bench_task.core.types import GEN_ERROR_OUTPUT, Answer, Choice, Question
 from mt_bench_task.engine.base import Engine, GenRequest, GenResult
 
 if TYPE_CHECKING:
@@ -26,12 +28,15 @@ SYNC_STEPS = 16  # engine steps between two collections of finished answers
 
 
 class Conversation:
-    """One (question, choice): its messages so far and its finished turns."""
+    """One (question, choice): its messages so far and its finished turns (answers, and beside
+    them each turn's thought and finish reason)."""
 
     def __init__(self, question: Question, choice: int, temperature: float) -> None:
         self.question, self.choice, self.temperature = question, choice, temperature
         self.messages: list[tuple[str, str]] = []
         self.turns: list[str] = []
+        self.thoughts: list[str | None] = []
+        self.finish_reasons: list[str | None] = []
 
     @property
     def done(self) -> bool:
@@ -45,25 +50,40 @@ class Conversation:
                           seed=self.choice, max_new_tokens=max_new_tokens,
                           stop_token_ids=stop_ids, final=turn + 1 == len(self.question.turns))
 
-    def record(self, text: str) -> None:
-        self.messages.append(("assistant", text))
-        self.turns.append(text)
+    def record(self, result: GenResult, tags: ThinkTags) -> None:
+        """The turn's answer goes into the history (never its thought: the models' own chat
+        templates drop it too) and into `turns`; the thought beside it."""
+        split = split_text(result.text, tags) if result.text != GEN_ERROR_OUTPUT else Split(result.text)
+        self.messages.append(("assistant", split.answer))
+        self.turns.append(split.answer)
+        self.thoughts.append(split.thought)
+        self.finish_reasons.append(result.finish_reason)
+
+    def choice_record(self) -> Choice:
+        return Choice.with_thoughts(self.choice, self.turns, self.thoughts, self.finish_reasons)
 
 
 class Work:
     """Questions through one engine; `advance` returns the questions finished meanwhile."""
 
     def __init__(self, engine: Engine, questions: Sequence[Question], temperature: Any,
-                 num_choices: int, max_new_tokens: int, model_id: str) -> None:
-        """`temperature(category) -> float` is the bench's per-category rule."""
-        self.engine, self.max_new_tokens, self.model_id = engine, max_new_tokens, model_id
+                 num_choices: int, max_new_tokens: int, model_id: str,
+                 max_thinking_tokens: int = DEFAULT_THINKING_TOKENS,
+                 think_tags: ThinkTags = ThinkTags()) -> None:
+        """`temperature(category) -> float` is the bench's per-category rule. `think_tags`: how
+        the engine's model marks a thought (`base.model_think_tags`); a model known to think
+        gets `max_thinking_tokens` on top of the answer budget `max_new_tokens` (one total per
+        turn: docs/thinking-models.md)."""
+        self.engine, self.model_id = engine, model_id
+        self.tags = think_tags
+        self.max_new_tokens = max_new_tokens + (max_thinking_tokens if self.tags.thinks else 0)
         self.stop_ids = engine.stop_token_ids
         self.open: dict[QuestionId, list[Conversation]] = {}
         first: list[GenRequest] = []
         for q in questions:
             convs = [Conversation(q, c, temperature(q.category)) for c in range(num_choices)]
             self.open[q.question_id] = convs
-            first += [conv.next_request(max_new_tokens, self.stop_ids) for conv in convs]
+            first += [conv.next_request(self.max_new_tokens, self.stop_ids) for conv in convs]
         engine.submit(first)
 
     def advance(self, steps: int) -> tuple[list[Answer], int, bool]:
@@ -84,7 +104,7 @@ class Work:
         r = result.request
         convs = self.open[r.question_id]
         conv = convs[r.choice]
-        conv.record(result.text)
+        conv.record(result, self.tags)
         if not conv.done:
             self.engine.submit([conv.next_request(self.max_new_tokens, self.stop_ids)])
             return None
@@ -94,7 +114,7 @@ class Work:
         import shortuuid
 
         return Answer(question_id=r.question_id, answer_id=shortuuid.uuid(),
-                      model_id=self.model_id, choices=[Choice(c.choice, c.turns) for c in convs],
+                      model_id=self.model_id, choices=[c.choice_record() for c in convs],
                       tstamp=time.time())
 
 

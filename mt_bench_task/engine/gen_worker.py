@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def config_of(d: dict[str, Any]) -> GenerationConfig:
     return GenerationConfig(**{**d, "data_dir": Path(d["data_dir"]),
-                               "answer_file": Path(d["answer_file"])})
+                               "answer_file": Path(d["answer_file"]),
+                               "think_tags": tuple(d["think_tags"]) if d.get("think_tags") else None})
 
 
 def run_shard(spec: dict[str, Any]) -> int:

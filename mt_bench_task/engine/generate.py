@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from mt_bench_task.core import data
 from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.thoughts import check_think_tags
 from mt_bench_task.core.workspace import Workspace, workspace_at
 from mt_bench_task.engine.config import EngineOptions, GenerationConfig, GenerationStats
 from mt_bench_task.engine.data_parallel import fold_shards
@@ -53,4 +54,7 @@ def _validate(cfg: GenerationConfig) -> None:
                  "data_parallel_size"):  # vLLM's own options: its backend's check
         if getattr(cfg, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.max_thinking_tokens < 0:
+        raise DataError(f"--max-thinking-tokens must be >= 0, got {cfg.max_thinking_tokens}")
+    check_think_tags(cfg.think_tags)
     check_engine_name(cfg.engine)  # an unknown name is an error before any work (resolved once: below)

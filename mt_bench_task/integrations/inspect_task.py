@@ -124,14 +124,19 @@ class GraderClient(ChatClientBase):
         self.grader = grader
 
     async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
-                       max_tokens: int) -> Completion:
+                       max_tokens: int, reasoning_effort: str | None = None) -> Completion:
         chat: list[ChatMessage] = [ChatMessageSystem(content=m["content"]) if m["role"] == "system"
                                    else ChatMessageUser(content=m["content"]) for m in messages]
-        out = await self.grader.generate(chat, config=GenerateConfig(temperature=temperature,
-                                                                      max_tokens=max_tokens))
+        config = GenerateConfig(temperature=temperature, max_tokens=max_tokens)
+        if reasoning_effort:  # one of OpenAI's values (judge_spec checks), as inspect takes them
+            config = config.model_copy(update={"reasoning_effort": reasoning_effort})
+        out = await self.grader.generate(chat, config=config)
         usage = out.usage
+        # a grader that thinks past the budget: the judging call asks again with a larger one
+        cut = out.stop_reason in ("max_tokens", "model_length")
         return Completion(out.completion, usage.input_tokens if usage else 0,
-                          usage.output_tokens if usage else 0)
+                          usage.output_tokens if usage else 0,
+                          finish_reason="length" if cut else out.stop_reason)
 
 
 def _job(bench: Bench, state: TaskState, judge: JudgeSpec, baseline: str,

@@ -28,7 +28,7 @@ from mt_bench_task.core.prompts import user_prompts
 from mt_bench_task.core.types import Judgment
 from mt_bench_task.judging.batch_lines import batch_lines, custom_id, parse_results, refused_params
 from mt_bench_task.judging.batch_queue import new_state, reattach, run_queue
-from mt_bench_task.judging.call import Job, judge_match
+from mt_bench_task.judging.call import BudgetLadder, Job, judge_match
 from mt_bench_task.judging.request import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE, adaptation_note
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class _Replay(ChatClientBase):
         self._queue = list(completions)
 
     async def complete(self, model: str, messages: list[dict[str, str]], *, temperature: float,
-                       max_tokens: int) -> Completion:
+                       max_tokens: int, reasoning_effort: str | None = None) -> Completion:
         return self._queue.pop(0)
 
 
@@ -181,7 +181,9 @@ def _write_records(out: Path, todo: list[Job], spec: JudgeSpec, mode: str,
 
 
 def _replay_match(job: Job, done: list[Completion], spec: JudgeSpec) -> Judgment:
-    coro = judge_match(job[0], _Replay(done), spec, job[1])
+    # one budget: a batch's completions are replayed, never asked again
+    coro = judge_match(job[0], _Replay(done), spec, job[1],
+                       ladder=BudgetLadder((spec.max_tokens,)))
     try:  # _Replay never awaits anything real: drive the coroutine to its end in one step
         coro.send(None)
     except StopIteration as stop:

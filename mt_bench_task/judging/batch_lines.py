@@ -33,11 +33,13 @@ def custom_id(judge: str, mode: str, job: Job, game: int) -> str:
     return f"mtb-q{m.question.question_id}-t{m.turn}-r{repeat or 0}-g{game}-{digest}"
 
 
-def request_body(api_model: str, msgs: list[dict[str, str]], adapted: Collection[str] = ()
+def request_body(api_model: str, msgs: list[dict[str, str]], adapted: Collection[str] = (),
+                 max_tokens: int = JUDGE_MAX_TOKENS, reasoning_effort: str | None = None
                  ) -> dict[str, Any]:
     """The synchronous path's body, in the order the openai SDK serializes it (`adapted`: the
-    parameters a reasoning model refused, judging/request.py)."""
-    params = request_params(JUDGE_TEMPERATURE, JUDGE_MAX_TOKENS, adapted)
+    parameters a reasoning model refused, judging/request.py). A batch's verdict the limit cut
+    is not asked again: give a thinking judge `--judge-max-tokens` there."""
+    params = request_params(JUDGE_TEMPERATURE, max_tokens, adapted, reasoning_effort)
     body: dict[str, Any] = {"model": api_model, "messages": msgs}
     body.update((k, v) for k, v in params.items() if k != "temperature")
     body["n"] = 1
@@ -53,7 +55,8 @@ def batch_lines(todo: list[Job], spec: JudgeSpec, mode: str, endpoint: str,
         for game, up in enumerate(user_prompts(job[0]), start=1):
             cid = custom_id(spec.display_name, mode, job, game)
             line = {"custom_id": cid, "method": "POST", "url": endpoint,
-                    "body": request_body(spec.api_model, messages(job[0].prompt, up), adapted)}
+                    "body": request_body(spec.api_model, messages(job[0].prompt, up), adapted,
+                                         spec.max_tokens, spec.reasoning_effort)}
             lines.append((cid, json.dumps(line)))
     return lines
 

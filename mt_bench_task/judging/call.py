@@ -25,6 +25,7 @@ from mt_bench_task.core.prompts import (
     messages,
     user_prompts,
 )
+from mt_bench_task.core.thoughts import strip_thoughts
 from mt_bench_task.core.types import Judgment, PairJudgment, SingleJudgment
 from mt_bench_task.judging.request import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE
 
@@ -32,19 +33,74 @@ T = TypeVar("T")
 Job = tuple[Match, "int | None"]  # a match and its repeat index (None: judged once, no "repeat" key)
 
 
-async def judge_match(match: Match, client: ChatClient, judge: JudgeSpec,
-                      repeat: int | None = None,
-                      on_completion: Callable[[Completion], None] | None = None) -> Judgment:
-    """The judge call(s) of one match; pairwise makes two sequential calls (g1, then g2 swapped).
-    The request is FastChat's: temperature 0, max_tokens 2048, n 1."""
-    done: list[Completion] = []
-    prompts = user_prompts(match)
-    for user_prompt in prompts:
-        c = await client.complete(judge.api_model, messages(match.prompt, user_prompt),
-                                  temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS)
+class BudgetLadder:
+    """A run's judge budgets (`JudgeSpec.budgets`): a verdict the token limit cut is asked again
+    with the next one; once a larger one was needed, later calls start there (a judge that
+    thinks past 2048 tokens on one prompt does on the next)."""
+
+    def __init__(self, budgets: tuple[int, ...]) -> None:
+        self.budgets, self.start = budgets, 0
+
+    def rest(self) -> tuple[int, ...]:
+        return self.budgets[self.start:]
+
+    def needed(self, budget: int) -> None:
+        self.start = max(self.start, self.budgets.index(budget))
+
+
+def verdict_text(c: Completion) -> str:
+    """What the rating is read from: the judge's answer, less an inline thought (a judge that
+    thinks in `<think>` tags may write `[[3]]` while thinking, then `Rating: [[7]]`)."""
+    return strip_thoughts(c.text)
+
+
+def cut_off(c: Completion, rated: Callable[[str], bool]) -> bool:
+    """The judge's token limit cut the verdict: finish_reason "length" and no rating."""
+    return not c.failed and c.finish_reason == "length" and not rated(verdict_text(c))
+
+
+async def ask(client: ChatClient, judge: JudgeSpec, msgs: list[dict[str, str]],
+              rated: Callable[[str], bool], ladder: BudgetLadder,
+              on_completion: Callable[[Completion], None] | None = None) -> tuple[Completion, int]:
+    """One judge call, asked again with a larger budget while the limit cut the verdict:
+    (the last completion, the budget it had)."""
+    # sent only when set: a custom client without the keyword keeps working
+    effort = {"reasoning_effort": judge.reasoning_effort} if judge.reasoning_effort else {}
+    for budget in ladder.rest():
+        c = await client.complete(judge.api_model, msgs, temperature=JUDGE_TEMPERATURE,
+                                  max_tokens=budget, **effort)
         if on_completion:
             on_completion(c)
+        if not cut_off(c, rated):
+            ladder.needed(budget)
+            break
+    return c, budget
+
+
+async def judge_match(match: Match, client: ChatClient, judge: JudgeSpec,
+                      repeat: int | None = None,
+                      on_completion: Callable[[Completion], None] | None = None,
+                      ladder: BudgetLadder | None = None) -> Judgment:
+    """The judge call(s) of one match; pairwise makes two sequential calls (g1, then g2 swapped).
+    The request is FastChat's: temperature 0, max_tokens 2048, n 1; a verdict the limit cut is
+    asked again with a larger budget (`ask`), and the record says the budget used
+    (`judge_max_tokens`) and a verdict still cut (`judge_finish_reason`: "length")."""
+    ladder = ladder or BudgetLadder(judge.budgets)
+    fmt = match.prompt.output_format
+    if match.pairwise:
+        def rated(t: str) -> bool:
+            return extract_verdict(t, fmt) != "error"
+    else:
+        def rated(t: str) -> bool:
+            return extract_rating(t) != -1
+    done: list[Completion] = []
+    budgets: list[int] = []
+    prompts = user_prompts(match)
+    for user_prompt in prompts:
+        c, budget = await ask(client, judge, messages(match.prompt, user_prompt), rated, ladder,
+                              on_completion)
         done.append(c)
+        budgets.append(budget)
     names = [judge.display_name, match.prompt.name]
     extra: dict[str, Any] = {"local_judge": True} if judge.local else {}
     if not judge.fastchat_prompts:
@@ -55,20 +111,21 @@ async def judge_match(match: Match, client: ChatClient, judge: JudgeSpec,
     if judge.references is not None:  # `--references`: which reference answers filled the slots
         extra["references"] = judge.references
     qid, turn = match.question.question_id, match.turn
-    if not match.pairwise:
-        c = done[0]
-        score = extract_rating(c.text)
-        if score == -1 and c.fallback_rating is not None:
-            score, extra["score_source"] = c.fallback_rating, "rating_probability"
-        if repeat is not None:
-            extra["repeat"] = repeat
-        return SingleJudgment(qid, match.model_1, names, prompts[0], c.text, score, turn,
-                              time.time(), extra)
-    g1, g2 = (map_winner(extract_verdict(c.text, match.prompt.output_format), game)
-              for game, c in zip((1, 2), done))
-    assert match.model_2 is not None
+    score = extract_rating(verdict_text(done[0]))
+    if not match.pairwise and score == -1 and done[0].fallback_rating is not None:
+        score, extra["score_source"] = done[0].fallback_rating, "rating_probability"
     if repeat is not None:
         extra["repeat"] = repeat
+    if max(budgets) != JUDGE_MAX_TOKENS and not judge.local:  # FastChat's budget: its record
+        extra["judge_max_tokens"] = max(budgets)
+    if any(cut_off(c, rated) for c in done):
+        extra["judge_finish_reason"] = "length"  # no rating: the limit cut it, even the last
+    if not match.pairwise:
+        return SingleJudgment(qid, match.model_1, names, prompts[0], done[0].text, score, turn,
+                              time.time(), extra)
+    g1, g2 = (map_winner(extract_verdict(verdict_text(c), fmt), game)
+              for game, c in zip((1, 2), done))
+    assert match.model_2 is not None
     return PairJudgment(qid, match.model_1, match.model_2, g1, g2, names, prompts[0], done[0].text,
                         prompts[1], done[1].text, turn, time.time(), extra)
 
@@ -129,10 +186,13 @@ async def judge_matches(jobs: list[Job], client: ChatClient, judge: JudgeSpec, p
         if on_record:
             on_record(rec)
 
+    ladder = BudgetLadder(judge.budgets)
+
     async def one(job: Job) -> Judgment | None:
         if not await probe.admit():
             return None
-        return await judge_match(job[0], client, judge, job[1], on_completion=probe.saw)
+        return await judge_match(job[0], client, judge, job[1], on_completion=probe.saw,
+                                 ladder=ladder)
 
     def done(rec: Judgment | None) -> None:
         nonlocal failed, held

@@ -18,7 +18,12 @@ from mt_bench_task.core.chat import ChatClient
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.ids import QuestionId
 from mt_bench_task.core.jsonl import JsonlAppender, write_lines_atomic
-from mt_bench_task.core.judge_spec import LOCAL_JUDGE_IN_FLIGHT, JudgeSpec, is_mt_bench_id
+from mt_bench_task.core.judge_spec import (
+    JUDGE_MAX_TOKENS,
+    LOCAL_JUDGE_IN_FLIGHT,
+    JudgeSpec,
+    is_mt_bench_id,
+)
 from mt_bench_task.core.prompts import Match, Mode, build_matches
 from mt_bench_task.core.types import Answer, Judgment, Question
 from mt_bench_task.judging.call import Job, job_key, judge_matches
@@ -33,6 +38,7 @@ class JudgeSummary:
     already_done: int = 0
     sent: int = 0
     failed: int = 0
+    unrated: int = 0  # answered without a rating (score -1 / winner "error"): not failures
     skipped_partial: int = 0
     output: Path | None = None
     usage: Counter = field(default_factory=Counter)
@@ -48,7 +54,18 @@ class JudgeSummary:
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.unfinished == 0
+        return self.failed == 0 and self.unfinished == 0 and self.unrated == 0
+
+    def cut_note(self) -> str:
+        """Why some judgments have no rating: the judge's token limit cut the verdict (a judge
+        that thinks), said with the budget it had; "" when none was cut."""
+        cut = [r for r in self.records if r.unrated and r.verdict_cut]
+        if not cut:
+            return ""
+        budget = max(r.judge_max_tokens or JUDGE_MAX_TOKENS for r in cut)
+        return (f"; {len(cut)} of them cut by the judge's token limit at {budget} tokens (a judge "
+                f"that thinks: set --judge-max-tokens or --judge-reasoning-effort low; the next "
+                f"run sends them again)")
 
     def end_lines(self) -> list[str]:
         """The closing line, the batch's fate, who served, the cost and the failure share; while
@@ -67,6 +84,9 @@ class JudgeSummary:
             judged = f"{self.failed} of {self.sent} judgments failed, and " if self.sent else ""
             lines[-1] = (f"failures: {judged}{self.unfinished} of {self.sent + self.unfinished} "
                          f"matches got no result ({why}): the next run sends them")
+        if self.unrated:
+            lines.append(f"{self.unrated} of {self.sent} judgments have no rating (score -1 / "
+                         f"winner \"error\"){self.cut_note()}; they are not scores")
         return lines
 
     def closing_line(self) -> str:
@@ -131,7 +151,8 @@ class JudgingJob:
         if self.output is not None and self.output.exists():
             records = data.read_judgments(self.output, self.mode, repair_torn_tail=self.repair)
             check_references(self.output, records, self.bench.references_label)
-            done = {r.key for r in records if not r.failed}
+            # $ERROR$ and verdicts the judge's limit cut are sent again (with a larger budget)
+            done = {r.key for r in records if not r.failed and not r.verdict_cut}
         return JudgingPlan(jobs, [j for j in jobs if job_key(*j) not in done])
 
     async def arun(self, client: ChatClient, todo: list[Job] | None = None, parallel: int = 8,
@@ -208,9 +229,11 @@ def _repeat(matches: list[Match], repeats: int) -> list[Job]:
 
 
 def drop_superseded_failures(path: Path, mode: str) -> None:
-    """Remove $ERROR$ rows whose match was judged successfully later; raw bytes of others kept."""
+    """Remove $ERROR$ rows whose match was judged later, and rows whose verdict the judge's
+    limit cut that a later judgment replaced; raw bytes of the others kept."""
     lines = data.judgment_lines(path, mode)
-    good = {r.key for _, r in lines if not r.failed}
-    keep = [ln for ln, r in lines if not (r.failed and r.key in good)]
+    last = {r.key: i for i, (_, r) in enumerate(lines) if not r.failed}  # the last judgment
+    keep = [ln for i, (ln, r) in enumerate(lines)
+            if not (r.failed and r.key in last) and not (r.verdict_cut and last[r.key] != i)]
     if len(keep) != len(lines):
         write_lines_atomic(path, keep)

@@ -13,13 +13,17 @@ from mt_bench_task.core.judge_spec import JUDGE_MAX_TOKENS, JUDGE_TEMPERATURE
 __all__ = ["JUDGE_MAX_TOKENS", "JUDGE_TEMPERATURE", "adaptation_note", "request_params"]
 
 
-def request_params(temperature: float, max_tokens: int, adapted: Collection[str] = ()
-                   ) -> dict[str, Any]:
-    """The sampling parameters of a judge request: FastChat's, less what `adapted` names."""
+def request_params(temperature: float, max_tokens: int, adapted: Collection[str] = (),
+                   reasoning_effort: str | None = None) -> dict[str, Any]:
+    """The sampling parameters of a judge request: FastChat's, less what `adapted` names, and
+    `reasoning_effort` when set (`--judge-reasoning-effort`: OpenAI's reasoning models, gpt-oss
+    on vLLM)."""
     sent: dict[str, Any] = {"max_completion_tokens" if "max_tokens" in adapted else "max_tokens":
                             max_tokens}
     if "temperature" not in adapted:
         sent["temperature"] = temperature
+    if reasoning_effort is not None:
+        sent["reasoning_effort"] = reasoning_effort
     return sent
 
 

@@ -60,10 +60,12 @@ class JudgeRun:
     max_wait: float | None = None  # seconds a request may meet rate-limit 429s (client default)
     batch_max_enqueued_tokens: int | None = None  # the Batch API's queue; default: learnt
     references: str | None = None  # "inline" or a FastChat reference file (`bench.with_references`)
+    judge_max_tokens: int | None = None  # the judge's first budget; None: FastChat's 2048
+    judge_reasoning_effort: str | None = None  # sent as reasoning_effort when set
 
     @property
     def judge(self) -> JudgeSpec:
-        return judge_spec(self.judge_model)
+        return judge_spec(self.judge_model, self.judge_max_tokens, self.judge_reasoning_effort)
 
     @property
     def send(self) -> SendOptions:

@@ -55,6 +55,8 @@ class CalibrationRun:
     engine: str = "auto"  # a local judge's engine (hf, vllm) and its options
     engine_options: EngineOptions | None = None
     send: SendOptions = field(default_factory=SendOptions)  # as `judge`'s: parallel, --batch, pacing
+    judge_max_tokens: int | None = None  # as `judge`'s: the first budget (thinking judges)
+    judge_reasoning_effort: str | None = None
 
 
 @dataclass
@@ -120,7 +122,7 @@ def run_calibration(run: CalibrationRun, client: ChatClient | None = None,
     if run.judge_repeats < 1 or run.send.parallel < 1:
         raise ParameterError(f"judge_repeats and parallel must be >= 1, got {run.judge_repeats} "
                              f"and {run.send.parallel}", "judge_repeats", "parallel")
-    spec = judge_spec(run.judge_model)
+    spec = judge_spec(run.judge_model, run.judge_max_tokens, run.judge_reasoning_effort)
     # the official grades' bench: MT-bench's questions; judge prompts of the data dir's own
     # are used (and make the judge not comparable), as `mt-bench judge` would use them
     bench = with_references(load_bench(DEFAULT_BENCH, run.data_dir), run.references)

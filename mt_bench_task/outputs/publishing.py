@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mt_bench_task.core.bench import DEFAULT_BENCH, Bench, dataset_path, load_bench
+from mt_bench_task.core.data import answer_notes
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, DEFAULT_JUDGE, NOT_COMPARABLE
 from mt_bench_task.core.results import PairScore, Results, SingleScore
@@ -89,9 +90,10 @@ def publish_results(repo_id: str | None, data_dir: Path, results_file: str | Pat
     from mt_bench_task.outputs.calibration_stats import cite
 
     calibration = cite(Path(data_dir), judge)  # `mt-bench calibrate`'s figures for this judge
+    answers = answer_notes(Path(data_dir), [model], bench.official_answers)  # thoughts, cuts
     card.text = _with_section(card.text, _section(model, single, pairwise, judge, comparable,
                                                   png is not None, bench, calibration, served,
-                                                  references),
+                                                  references, answers[0] if answers else None),
                               *_markers(bench))
     content = str(card)
     files = ("README.md", _radar_file(bench)) if png is not None else ("README.md",)
@@ -250,7 +252,7 @@ def _served(served: list[str] | None) -> str:
 def _section(model: str, single: Results, pairwise: tuple[PairScore, str] | None, judge: str,
              comparable: bool, with_image: bool, bench: Bench,
              calibration: str | None = None, served: list[str] | None = None,
-             references: str | None = None) -> str:
+             references: str | None = None, answers: str | None = None) -> str:
     s = single.score(model)
     lo, hi = s.ci95
     ci = f" (95% CI {lo:.2f}-{hi:.2f})"
@@ -270,6 +272,9 @@ def _section(model: str, single: Results, pairwise: tuple[PairScore, str] | None
         lines += [f"> Judged by `{judge}`: these scores are **{NOT_COMPARABLE}** numbers.", ""]
     if calibration:  # `mt-bench calibrate`'s figures, next to the label
         lines += [f"> Judge `{judge}`: {calibration} (`mt-bench calibrate`).", ""]
+    if answers:  # a thinking model, or answers the token limit cut: `mt-bench show` says the same
+        lines += [f"Answers: {answers.split(': ', 1)[1]} (thoughts are never shown to the "
+                  f"judge).", ""]
     beside, notes = extra_stats.card_lines(s, single)  # GPT-4-equivalent, length-controlled
     lines += ["| | score |", "| --- | ---: |", f"| **average** | **{s.average:.2f}**{ci} |", *beside]
     for label, value, n in (("turn 1", s.turn_1, s.n_turn_1), ("turn 2", s.turn_2, s.n_turn_2)):

@@ -118,6 +118,8 @@ def build_payload(data_dir: Path, judge_model: str = DEFAULT_JUDGE, seed: int = 
                        "ref": refs[q.key].turns if q.key in refs else None}
                       for q in questions],
         "answers": [_answers(data_dir, m, bench.official_answers) for m in models],
+        "thoughts": [_thoughts(data_dir, m, bench.official_answers) for m in models],
+        "answer_notes": data.answer_notes(data_dir, models, bench.official_answers),
         "single": single,
         "pair": pair,
         "failures": failures,
@@ -164,6 +166,16 @@ def _answers(data_dir: Path, model: str, fallback: Path | None) -> dict[str, lis
         return {str(_rid(qid)): a.turns for qid, a in data.load_answers(data_dir, model, fallback).items()}
     except DataError:  # judged but never answered here: the page says "no answer"
         return {}
+
+
+def _thoughts(data_dir: Path, model: str, fallback: Path | None) -> dict[str, list[str | None]]:
+    """Each answered question's thought per turn (None: none), for questions with a thought."""
+    try:
+        answers = data.load_answers(data_dir, model, fallback)
+    except DataError:
+        return {}
+    return {str(_rid(qid)): a.choices[0].reasoning for qid, a in answers.items()
+            if any(r is not None for r in a.choices[0].reasoning)}
 
 
 def _rid(question_id: QuestionId) -> QuestionId:

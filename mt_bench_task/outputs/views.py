@@ -1,13 +1,13 @@
 """`mt-bench show`: FastChat's show_result tables for a judgment file, plus CIs, per-category
-scores, the judge label (with `mt-bench calibrate`'s figures when there are some) and the radar
-plot. Returns text and values; the CLI prints them."""
+scores, the judge label (with `mt-bench calibrate`'s figures when there are some), what the
+answer files say of thoughts and token limits, and the radar plot. Returns text and values; the CLI prints them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
 from mt_bench_task.core.bench import order_categories
-from mt_bench_task.core.data import judgment_file, read_judgments
+from mt_bench_task.core.data import answer_notes, judgment_file, read_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.judge_spec import NOT_COMPARABLE
 from mt_bench_task.core.results import Results
@@ -79,6 +79,9 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
             order = order_categories(cats, bench.categories)
             cells = [f"{c}: {_fmt(cats[c].get(1))}/{_fmt(cats[c].get(2))}" for c in order]
             lines.append(f"{name}: " + ", ".join(cells))
+    notes = answer_notes(data_dir, sorted(results.models), bench.official_answers)
+    if notes:  # thinking models, and answers the token limit cut (the answer files say)
+        lines += ["\n########## Answers: thoughts and token limits ##########", *notes]
     out = None
     if plot:
         from mt_bench_task.outputs.plot import radar_plot

@@ -237,7 +237,9 @@ def test_japanese_single_turn_prompts_judge_turn_1_only(tmp_path, capsys):
     assert "6 to judge (6 judge calls)" in err and "not comparable" in err
 
     with FakeOpenAI(responder=_ja_judge) as server:
-        assert cli.main([*base, "--openai-api-base", server.url]) == 0
+        # question 6's verdict has no rating: not a score, so the run exits 1 and says so
+        assert cli.main([*base, "--openai-api-base", server.url]) == 1
+        assert "1 of 6 judgments have no rating" in capsys.readouterr().err
         requests = [r["messages"] for r in server.requests]
         assert cli.main([*base, "--openai-api-base", server.url]) == 0 and server.total == 6
     refs = {question_key(r["question_id"]): r for r in _jsonl(d / "reference_answer" / "gpt-4.jsonl")}

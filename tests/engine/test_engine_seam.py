@@ -15,6 +15,7 @@ import pytest
 from mt_bench_task.cli.main import main
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.errors import DataError
+from mt_bench_task.core.thoughts import ThinkTags
 from mt_bench_task.engine import registry
 from mt_bench_task.engine.base import GenRequest, GenResult
 from mt_bench_task.engine.driver import AnswerSink, Work, drive
@@ -30,6 +31,7 @@ class EchoEngine:
 
     name = "echo"
     stop_token_ids = frozenset({2})
+    think_tags = ThinkTags()  # a model that does not think
 
     def __init__(self) -> None:
         self.waiting: list[GenRequest] = []

@@ -59,7 +59,9 @@ def test_cli_end_to_end_then_resume_makes_no_requests(mt_bench, tmp_path):
     assert [r["question_id"] for r in records] == [81, 82, 83, 84]
     for r in records:
         assert list(r) == FASTCHAT_KEYS and r["model_id"] == "m"
-        assert [list(c) for c in r["choices"]] == [["index", "turns"]]
+        # FastChat's keys, then each turn's finish reason (no thought: no "reasoning" key)
+        assert [list(c) for c in r["choices"]] == [["index", "turns", "finish_reasons"]]
+        assert r["choices"][0]["finish_reasons"] == ["stop", "stop"]
         assert len(r["choices"][0]["turns"]) == 2 and r["choices"][0]["turns"][0].startswith("Echo")
     by_turn2 = {req["messages"][3]["content"]: req for req in server.requests
                 if len(req["messages"]) == 4}

@@ -19,8 +19,11 @@ As a pytest fixture::
         with FakeOpenAI("judge", latency=0.01) as server:
             yield server
 
-`responder(request_json) -> str` gives the assistant text; `"judge"` and `"echo"` name the built-in
-ones. Faults apply to POST /v1/chat/completions only (GET /v1/models always answers):
+`responder(request_json) -> str` gives the assistant text (or a `Reply`: content, a thought field,
+finish reason); `"judge"` and `"echo"` name the built-in ones, and `ThinkingModel(...)` wraps one
+as a model that thinks first (inline tags, `reasoning_content` / `reasoning`, or hidden; a thought
+or answer cut by the request's token budget, finish_reason "length").
+Faults apply to POST /v1/chat/completions only (GET /v1/models always answers):
 
 - `faults=[...]`: a schedule by request number (0-based, arrival order); `None` = answer normally.
 - `fault_every=10, fault_every_kind="429:1"`: every Nth request (arrival order, 1-based: the
@@ -60,6 +63,7 @@ As a process (for benchmarks or FastChat in another venv)::
 
     python tests/support/fake_openai.py --port 8000 --latency 0.05 --fault-rate 0.3 --responder judge
     python tests/support/fake_openai.py --port 8000 --latency 1 --fault-every 10 --fault-kind 429:1
+    python tests/support/fake_openai.py --port 8000 --responder echo --thinking reasoning_content
     curl -s http://127.0.0.1:8000/stats   # {"total": ..., "faults_injected": {...}}
 """
 from __future__ import annotations
@@ -73,10 +77,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Responder = Callable[[dict[str, Any]], str]
+Responder = Callable[[dict[str, Any]], "str | Reply"]
 FAULT_KINDS = ("429:0.1", "429ms:100", "500", "503:0.1", "timeout:5", "drop", "garbage")
 
 
@@ -120,6 +125,76 @@ class VaryingJudge:
             n = self.seen[key]
             self.seen[key] += 1
         return f"Rating: [[{(int(prompt_hash(key), 16) + 3 * n) % 10 + 1}]]"
+
+
+@dataclass
+class Reply:
+    """A responder's full reply (a plain string is `Reply(text)`): the message's content, a
+    thought in a field of its own (`reasoning_key`: "reasoning_content" as vLLM's reasoning
+    parsers and DeepSeek's API, "reasoning" as newer vLLM and OpenRouter), the finish reason,
+    and the completion tokens the usage reports (default: the words sent)."""
+
+    content: str | None
+    reasoning: str | None = None
+    reasoning_key: str = "reasoning_content"
+    finish_reason: str = "stop"
+    completion_tokens: int | None = None
+
+    def message(self) -> dict[str, Any]:
+        msg: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.reasoning is not None:
+            msg[self.reasoning_key] = self.reasoning
+        return msg
+
+
+THOUGHT_MARK = "THOUGHT"  # in every word of a fake thought: a test finds any that leaked
+
+
+class ThinkingModel:
+    """A model that thinks `thought_words` words (its tokens here) before `answer`'s text, in
+    one of the forms servers send (`style`):
+
+    - "inline": `<think>thought</think>\n\nanswer` in content (a server without a reasoning
+      parser); `tags` sets another pair; an unclosed `<think>…` when the budget cuts the thought;
+    - "reasoning_content" / "reasoning": the thought in that field, the answer in content
+      (vLLM's `--reasoning-parser`, DeepSeek's API); cut in the thought: content null;
+    - "hidden": the thought counts in the budget but is not returned (OpenAI's o-series and
+      gpt-5: `completion_tokens_details.reasoning_tokens`); cut in the thought: content "".
+
+    The budget is the request's `max_completion_tokens`, else `max_tokens`, thought and answer
+    together (as vLLM and DeepSeek count them); finish_reason "length" when it cuts.
+    `thought_words(req)` may be a function of the request; `budgets` records each budget seen.
+    """
+
+    def __init__(self, answer: Responder | str = "echo", thought_words: int | Callable[
+            [dict[str, Any]], int] = 40, style: str = "inline",
+                 tags: tuple[str, str] = ("<think>", "</think>")) -> None:
+        self.answer = RESPONDERS[answer] if isinstance(answer, str) else answer
+        self.thought_words, self.style, self.tags = thought_words, style, tags
+        self.budgets: list[int | None] = []
+
+    def __call__(self, req: dict[str, Any]) -> Reply:
+        budget = req.get("max_completion_tokens", req.get("max_tokens"))
+        self.budgets.append(budget)
+        n = self.thought_words(req) if callable(self.thought_words) else self.thought_words
+        tag = prompt_hash(_last_user(req))[:6]
+        thought = [f"{THOUGHT_MARK}-{tag}-{i}" for i in range(n)]
+        answer = str(self.answer(req)).split(" ")
+        limit = budget if isinstance(budget, int) else len(thought) + len(answer)
+        cut_thought = len(thought) > limit
+        answer_kept = answer[:max(0, limit - len(thought))]
+        finish = "length" if len(thought) + len(answer) > limit else "stop"
+        thought_text, answer_text = " ".join(thought[:limit]), " ".join(answer_kept)
+        tokens = min(limit, len(thought) + len(answer))
+        if self.style == "inline":
+            text = f"{self.tags[0]}{thought_text}" + (
+                "" if cut_thought else f"{self.tags[1]}\n\n{answer_text}")
+            return Reply(text, finish_reason=finish, completion_tokens=tokens)
+        if self.style == "hidden":
+            return Reply("" if cut_thought else answer_text, finish_reason=finish,
+                         completion_tokens=tokens)
+        return Reply(None if cut_thought else answer_text, thought_text, self.style, finish,
+                     tokens)
 
 
 RESPONDERS: dict[str, Responder] = {"judge": judge_responder, "echo": echo_responder}
@@ -259,16 +334,20 @@ class FakeOpenAI:
 
     def completion(self, req: dict[str, Any]) -> dict[str, Any]:
         """The chat completion body for `req` (also the body of a batch's output line)."""
-        text = self.responder(req)
+        out = self.responder(req)
+        reply = out if isinstance(out, Reply) else Reply(out)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in req["messages"])
         model = self.served_model.get(str(req.get("model")), req.get("model"))
+        sent = reply.completion_tokens
+        if sent is None:
+            sent = len(f"{reply.content or ''} {reply.reasoning or ''}".split())
         return {
             "id": f"chatcmpl-fake-{self.total}", "object": "chat.completion",
             "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop", "logprobs": None}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
-                      "total_tokens": prompt_tokens + len(text.split())}}
+            "choices": [{"index": 0, "message": reply.message(),
+                         "finish_reason": reply.finish_reason, "logprobs": None}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sent,
+                      "total_tokens": prompt_tokens + sent}}
 
     # ---- called by the handler threads ----
     def record(self, req: dict[str, Any], auth: str) -> tuple[int, str | None]:
@@ -395,8 +474,15 @@ def main() -> None:
                     help="fault every Nth chat request (arrival order, retries included)")
     ap.add_argument("--fault-kind", default="429:1", help="the fault for --fault-every")
     ap.add_argument("--responder", choices=sorted(RESPONDERS), default="judge")
+    ap.add_argument("--thinking", default=None,
+                    choices=["inline", "reasoning_content", "reasoning", "hidden"],
+                    help="answer as a ThinkingModel that thinks first, in this form")
+    ap.add_argument("--thought-words", type=int, default=40, help="with --thinking")
     args = ap.parse_args()
-    server = FakeOpenAI(args.responder, latency=args.latency, fault_rate=args.fault_rate,
+    responder: Responder | str = args.responder
+    if args.thinking:
+        responder = ThinkingModel(args.responder, args.thought_words, args.thinking)
+    server = FakeOpenAI(responder, latency=args.latency, fault_rate=args.fault_rate,
                         fault_kinds=args.fault_kinds, seed=args.seed, port=args.port,
                         fault_every=args.fault_every, fault_every_kind=args.fault_kind)
     print(f"fake OpenAI server listening on {server.url}", flush=True)

@@ -146,6 +146,30 @@ def test_resume_sends_nothing_then_only_the_missing_question(first_run, engine: 
     assert [r["question_id"] for r in _rows(data_dir)] == QIDS
 
 
+def test_a_model_that_opens_a_thought_gets_the_thinking_budget(engine: VllmEngine,
+                                                                tmp_path: Path) -> None:
+    """The engine's thought tags as DeepSeek-R1's template gives them (the generation prompt
+    opens `<think>`): vLLM gets answer + thinking budget per turn, and the tiny model, which
+    never writes `</think>`, leaves every turn a thought with an empty answer, with vLLM's own
+    finish reason beside it."""
+    from mt_bench_task.core.thoughts import ThinkTags
+
+    data_dir = _bench_dir(tmp_path / "d", [101])
+    cfg = GenerationConfig(engine="vllm", data_dir=data_dir, num_choices=1, max_new_token=4,
+                           max_thinking_tokens=6)
+    sent = len(engine.calls.seen)  # type: ignore[attr-defined]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine, "think_tags", ThinkTags(thinks=True, opened=True))
+        mp.setattr(VllmEngine, "start", classmethod(lambda cls, c, path: engine))
+        mp.setattr(engine, "close", lambda: None)
+        assert generate_answers(cfg).questions == 1
+    assert {p.max_tokens for _, _, p in engine.calls.seen[sent:]} == {4 + 6}  # type: ignore[attr-defined]
+    [row] = _rows(data_dir)
+    c = row["choices"][0]
+    assert c["turns"] == ["", ""] and all(c["reasoning"])
+    assert set(c["finish_reasons"]) <= {"length", "stop"} and "length" in c["finish_reasons"]
+
+
 def test_sampled_long_prompts_that_would_be_chunked_finish(engine: VllmEngine) -> None:
     """3 seeded prompts of ~900 tokens at once: over the 2,048-token step budget, so vLLM 0.32
     would prefill one in chunks and its CPU build then dies rewinding the request's generator

@@ -19,7 +19,14 @@ from typing import Any
 
 from mt_bench_task.core.ids import QuestionId, id_order
 from mt_bench_task.core.types import GEN_ERROR_OUTPUT, Question
-from mt_bench_task.engine.base import GenRequest, GenResult, clean_output, prompt_ids, stop_token_ids
+from mt_bench_task.engine.base import (
+    GenRequest,
+    GenResult,
+    gen_result,
+    model_think_tags,
+    prompt_ids,
+    stop_token_ids,
+)
 from mt_bench_task.engine.config import GenerationConfig
 from mt_bench_task.engine.driver import SYNC_STEPS, AnswerSink, Work
 from mt_bench_task.engine.hf.batch_requests import Request
@@ -28,10 +35,13 @@ from mt_bench_task.engine.hf.batch_requests import Request
 class HfEngine:
     name = "hf"
 
-    def __init__(self, model: Any, tok: Any, batch_size: int) -> None:
+    def __init__(self, model: Any, tok: Any, batch_size: int,
+                 think_tags: tuple[str, str] | None = None) -> None:
+        """`think_tags`: --think-tags OPEN CLOSE (default: the chat template's)."""
         from mt_bench_task.engine.hf.scheduler import ContinuousBatcher
 
         self.model, self.tok = model, tok
+        self.think_tags = model_think_tags(tok, think_tags)
         self._stop = stop_token_ids(model.generation_config, tok)
         self.batcher = ContinuousBatcher(model, batch_size, set(self._stop), tok.pad_token_id)
         # (question, choice) -> (its generator, its latest turn's batch request)
@@ -73,7 +83,7 @@ class HfEngine:
             if fin.token_ids is None:
                 out.append(GenResult(r, GEN_ERROR_OUTPUT, 0))
             else:
-                out.append(GenResult(r, *clean_output(self.tok, fin.token_ids, r.stop_token_ids)))
+                out.append(gen_result(self.tok, r, fin.token_ids, self.think_tags))
         return out
 
     def close(self) -> None:
@@ -100,8 +110,9 @@ def run_hf(cfg: GenerationConfig, model_path: str, pending: list[Question], out:
                       order=order)
     start = time.perf_counter()
     with state.split_between_processes(pending) as shard:
-        engine = HfEngine(model, tok, cfg.batch_size)
-        work = Work(engine, shard, temperature, cfg.num_choices, cfg.max_new_token, cfg.model_id)
+        engine = HfEngine(model, tok, cfg.batch_size, cfg.think_tags)
+        work = Work(engine, shard, temperature, cfg.num_choices, cfg.max_new_token, cfg.model_id,
+                    cfg.max_thinking_tokens, engine.think_tags)
         while True:  # every worker joins every gather, until none has work left
             gathered = gather_object([work.advance(SYNC_STEPS)])
             for answers, tokens, _ in gathered:

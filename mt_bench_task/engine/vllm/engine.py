@@ -25,7 +25,14 @@ from typing import Any
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.ids import QuestionId
 from mt_bench_task.core.types import GEN_ERROR_OUTPUT, Question
-from mt_bench_task.engine.base import GenRequest, GenResult, clean_output, prompt_ids, stop_token_ids
+from mt_bench_task.engine.base import (
+    GenRequest,
+    GenResult,
+    gen_result,
+    model_think_tags,
+    prompt_ids,
+    stop_token_ids,
+)
 from mt_bench_task.engine.config import EngineOptions, GenerationConfig
 from mt_bench_task.engine.driver import AnswerSink, Work, drive
 from mt_bench_task.engine.models import load_tokenizer
@@ -131,15 +138,17 @@ def step_until_done(llm: Any, ids: set[str]) -> dict[str, Any]:
 class VllmEngine:
     name = "vllm"
 
-    def __init__(self, llm_engine: Any, tok: Any, generation_config: Any) -> None:
+    def __init__(self, llm_engine: Any, tok: Any, generation_config: Any,
+                 think_tags: tuple[str, str] | None = None) -> None:
         self.llm, self.tok, self.generation_config = llm_engine, tok, generation_config
+        self.think_tags = model_think_tags(tok, think_tags)  # --think-tags, else the template's
         self._stop = stop_token_ids(generation_config, tok)
         self._live: dict[str, GenRequest] = {}
         self._failed: list[GenResult] = []  # refused by vLLM (a prompt too long): FastChat's ERROR
 
     @classmethod
     def start(cls, cfg: EngineOptions, model_path: str) -> VllmEngine:
-        return cls(*start_llm_engine(cfg, model_path))
+        return cls(*start_llm_engine(cfg, model_path), cfg.think_tags)
 
     @property
     def stop_token_ids(self) -> frozenset[int]:
@@ -173,8 +182,8 @@ class VllmEngine:
         for out in self.llm.step():
             if out.finished:
                 r = self._live.pop(out.request_id)
-                done.append(GenResult(r, *clean_output(self.tok, out.outputs[0].token_ids,
-                                                       r.stop_token_ids)))
+                done.append(gen_result(self.tok, r, out.outputs[0].token_ids, self.think_tags,
+                                       out.outputs[0].finish_reason))
         return done
 
     def close(self) -> None:
@@ -191,7 +200,7 @@ def run_vllm(cfg: GenerationConfig, model_path: str, pending: list[Question], ou
     sink = AnswerSink(out, len(pending), f"gen {cfg.model_id} (vllm)", order=order)
     try:
         drive(engine, Work(engine, pending, temperature, cfg.num_choices, cfg.max_new_token,
-                           cfg.model_id), sink)
+                           cfg.model_id, cfg.max_thinking_tokens, engine.think_tags), sink)
         seconds = time.perf_counter() - start
     finally:
         sink.close()
