@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.core.ids import QuestionId, id_text
+from mt_bench_task.core.ids import QuestionId, id_text, model_file_stem, model_id_of_stem
 from mt_bench_task.core.jsonl import read_jsonl, read_jsonl_lines
 from mt_bench_task.core.types import Answer, JudgePrompt, Judgment, PairJudgment, Question, SingleJudgment
 
@@ -110,7 +110,13 @@ def _pair(d: dict[str, Any]) -> PairJudgment:
 
 
 def answer_file(data_dir: Path, model_id: str) -> Path:
-    return Path(data_dir) / "model_answer" / f"{model_id}.jsonl"
+    """A model's answer file, to read or to write: `model_answer/<model_file_stem>.jsonl`, or the
+    nested `model_answer/org/name.jsonl` that FastChat writes for a repo id when only that one
+    exists (so its runs resume in place). A DataError for an id that cannot name a file."""
+    answers = Path(data_dir) / "model_answer"
+    flat = answers / f"{model_file_stem(model_id)}.jsonl"
+    nested = answers / f"{model_id}.jsonl"
+    return nested if "/" in model_id and not flat.exists() and nested.is_file() else flat
 
 
 def judgment_file(data_dir: Path, judge_model: str, mode: str) -> Path:
@@ -129,12 +135,19 @@ def load_answers(data_dir: Path, model_id: str,
 
     Falls back to `fallback_dir/<model>.jsonl` (a bench's official answers) when DATA_DIR has none.
     """
-    path = answer_file(data_dir, model_id)
-    if not path.is_file() and fallback_dir is not None and (fallback_dir / f"{model_id}.jsonl").is_file():
-        path = fallback_dir / f"{model_id}.jsonl"
-    if not path.is_file():
-        raise DataError(f"no answers for model {model_id!r}: {path} not found")
+    path = find_answer_file(data_dir, model_id, fallback_dir)
+    if path is None:
+        raise DataError(f"no answers for model {model_id!r}: "
+                        f"{answer_file(data_dir, model_id)} not found")
     return {a.key: a for a in read_answers(path)}
+
+
+def find_answer_file(data_dir: Path, model_id: str, fallback_dir: Path | None = None
+                     ) -> Path | None:
+    """The answer file `load_answers` reads (DATA_DIR's, else `fallback_dir`'s), None if none."""
+    path = answer_file(data_dir, model_id)
+    official = fallback_dir / f"{model_file_stem(model_id)}.jsonl" if fallback_dir else None
+    return path if path.is_file() else official if official and official.is_file() else None
 
 
 def pending_questions(questions: list[Question], path: Path, num_choices: int) -> list[Question]:
@@ -155,5 +168,9 @@ def _complete(answer: Answer | None, question: Question, num_choices: int) -> bo
 
 
 def list_answer_models(data_dir: Path) -> list[str]:
-    """FastChat's default --model-list: every answer file stem (sorted, so runs are reproducible)."""
-    return sorted(p.stem for p in (Path(data_dir) / "model_answer").glob("*.jsonl"))
+    """FastChat's default --model-list: the model id of every answer file (sorted, so runs are
+    reproducible): `org%2Fname.jsonl` is org/name, as is FastChat's nested org/name.jsonl."""
+    root = Path(data_dir) / "model_answer"
+    ids = {model_id_of_stem(p.stem) for p in root.glob("*.jsonl")}
+    ids |= {p.relative_to(root).with_suffix("").as_posix() for p in root.glob("*/**/*.jsonl")}
+    return sorted(ids)
