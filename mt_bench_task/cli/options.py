@@ -63,7 +63,8 @@ def generation_config(args: argparse.Namespace) -> GenerationConfig:
         tensor_parallel_size=args.tensor_parallel_size,
         pipeline_parallel_size=args.pipeline_parallel_size,
         data_parallel_size=args.data_parallel_size,
-        gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len)
+        gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len,
+        wait_for_lock=not args.fail_if_locked)
 
 
 def judge_engine_options(args: argparse.Namespace) -> EngineOptions:
@@ -87,6 +88,7 @@ def judge_run(args: argparse.Namespace, **overrides: Any) -> JudgeRun:
         parallel=max(1, args.parallel), first_n=args.first_n, base_url=args.openai_api_base,
         allow_partial=args.allow_partial, dry_run=args.dry_run,
         judge_repeats=args.judge_repeats, references=args.references,
+        request_timeout=args.request_timeout, wait_for_lock=not args.fail_if_locked,
         **scale_options(args)), **overrides})
 
 

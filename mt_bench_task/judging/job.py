@@ -124,7 +124,7 @@ class JudgingJob:
                                 self.baseline_model, self.bench.need_ref_categories)
         jobs = _repeat(matches, self.repeats)
         done: set[tuple] = set()
-        if self.output is not None and self.output.exists():
+        if self.output is not None and self.output.is_file():
             records = data.read_judgments(self.output, self.mode, repair_torn_tail=self.repair)
             check_references(self.output, records, self.bench.references_label)
             done = {r.key for r in records if not r.failed}
@@ -139,7 +139,7 @@ class JudgingJob:
             parallel = max(parallel, LOCAL_JUDGE_IN_FLIGHT)
         if self.output is None:
             return await judge_matches(todo, client, self.spec, parallel, progress=progress)
-        with JsonlAppender(self.output) as sink:
+        with JsonlAppender(self.output).open() as sink:  # unwritable: fails before any request
             records = await judge_matches(todo, client, self.spec, parallel, progress=progress,
                                           on_record=lambda r: sink.write(r.to_json()))
         drop_superseded_failures(self.output, self.mode)
