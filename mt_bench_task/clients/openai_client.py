@@ -226,6 +226,9 @@ class OpenAIChatClient:
             raise _Transient(f"connection error: {_cause(e)}") from None
         except openai.APIStatusError as e:
             headers = e.response.headers
+            if e.status_code == 429 and _error_body(e).get("code") == "insufficient_quota":
+                raise DataError(self._rejection(e, "a request (no quota: check the plan and "
+                                                   "billing of this key's account)")) from None
             if e.status_code in _RETRY_STATUSES or e.status_code >= 500:
                 wait = _retry_after(e.response.headers)
                 raise _Transient(f"HTTP {e.status_code}", wait) from None

@@ -90,6 +90,18 @@ def read_judgments(path: Path, mode: str, repair_torn_tail: bool = False) -> Seq
     return read_pair_judgments(path, repair_torn_tail)
 
 
+def unique_judgments(records: Sequence[Judgment]) -> tuple[list[Judgment], int]:
+    """Each judgment once by its key (question, model(s), turn, judge, prompt, repeat), where
+    the key first appears: a file two runs wrote to holds some twice. The last rating of a key wins ($ERROR$
+    only when nothing else has the key). Returns the records kept and how many were dropped."""
+    keep: dict[tuple, Judgment] = {}  # in the order keys first appear (the bootstrap's order)
+    for r in records:
+        key = (*r.key, r.judge[0])
+        if key not in keep or not r.failed or keep[key].failed:
+            keep[key] = r
+    return list(keep.values()), len(records) - len(keep)
+
+
 def judgment_lines(path: Path, mode: str) -> list[tuple[str, Judgment]]:
     """Each record of a judgment file with its line as written (to rewrite the file keeping the
     bytes of the lines that stay)."""

@@ -117,8 +117,9 @@ class JsonlAppender:
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
-            self._f = None
+            f, self._f = self._f, None
+            with _naming(self.path):  # its last flush can fail too (a full disk)
+                f.close()
         if not self._written:
             for made in self._made:  # the file, then its new parent dirs, deepest first
                 try:

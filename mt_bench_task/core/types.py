@@ -303,6 +303,12 @@ class SingleJudgment(_Judgment):
         """An API failure ($ERROR$) is not a judgment: resume sends it again."""
         return self.judgment == API_ERROR_OUTPUT
 
+    @property
+    def unrated(self) -> bool:
+        """The judge answered without a rating FastChat can read (score -1): a judgment, kept
+        (resume does not send it again), but in no score."""
+        return self.score == -1 and not self.failed
+
 
 @dataclass(frozen=True)
 class PairJudgment(_Judgment):
@@ -339,6 +345,11 @@ class PairJudgment(_Judgment):
     @property
     def failed(self) -> bool:
         return API_ERROR_OUTPUT in (self.g1_judgment, self.g2_judgment)
+
+    @property
+    def unrated(self) -> bool:
+        """A verdict without [[A]]/[[B]]/[[C]] (winner "error") in either game, not a failure."""
+        return "error" in (self.g1_winner, self.g2_winner) and not self.failed
 
 
 Judgment = SingleJudgment | PairJudgment

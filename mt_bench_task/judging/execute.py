@@ -83,6 +83,7 @@ async def aexecute(job: JudgingJob, client: ChatClient, options: SendOptions,
     summary.records = job.in_plan_order(plan, records)
     summary.sent = len(records)
     summary.failed = sum(r.failed for r in records)
+    summary.unrated = sum(r.unrated for r in records)
     summary.served_models = served_models(records)
     summary.price = run_price(options, spec, summary.served_models)
     return summary

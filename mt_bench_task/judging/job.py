@@ -33,6 +33,7 @@ class JudgeSummary:
     already_done: int = 0
     sent: int = 0
     failed: int = 0
+    unrated: int = 0  # answered without a rating (score -1 / winner "error"): not failures
     skipped_partial: int = 0
     output: Path | None = None
     usage: Counter = field(default_factory=Counter)
@@ -47,11 +48,12 @@ class JudgeSummary:
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.unfinished == 0
+        return self.failed == 0 and self.unfinished == 0 and self.unrated == 0
 
     def end_lines(self) -> list[str]:
-        """The closing line, the batch's fate, who served, the cost and the failure share; while
-        a batch runs, the one line that says so (judge and calibrate alike)."""
+        """The closing line, the batch's fate, who served, the cost, the failure share and the
+        judgments without a rating; while a batch runs, the one line that says so (judge and
+        calibrate alike)."""
         if self.batch_pending:
             return [f"batch {', '.join(self.batch_ids)} submitted or still running; run the same "
                     f"command with --batch again to collect it (nothing is sent twice)"]
@@ -62,8 +64,13 @@ class JudgeSummary:
         if self.served_models:
             lines.append(f"served by: {', '.join(self.served_models)}")
         u = self.usage
-        return lines + end_lines(u["requests"], u["prompt_tokens"], u["completion_tokens"],
-                                 self.failed, self.sent, self.price)
+        lines += end_lines(u["requests"], u["prompt_tokens"], u["completion_tokens"],
+                           self.failed, self.sent, self.price)
+        if self.unrated:
+            lines.append(f"{self.unrated} of {self.sent} judgments have no rating (score -1 / "
+                         "winner \"error\": the judge's verdict held none it could read); they "
+                         "are kept and left out of the scores: check the judge and its prompts")
+        return lines
 
     def closing_line(self) -> str:
         u = self.usage

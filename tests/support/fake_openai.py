@@ -33,9 +33,9 @@ Fault names: `"429:S"` (Retry-After: S seconds), `"429ms:MS"` (retry-after-ms: M
 `"503:S"` (with Retry-After), `"timeout:S"` (answer only after S seconds, default 5, so the client
 times out first), `"drop"` (close the socket without a response), `"garbage"` (200, non-JSON body),
 `"nochoices"` (200, JSON without choices), `"reset"` (close the socket with a TCP reset),
-`"quota"` (OpenAI's `insufficient_quota` 429: billing, not a rate limit), and any other status like `"401"`, `"400"`, `"404"`
-(OpenAI-style error body; a 401 echoes the presented API key, as a worst case for leak tests;
-`"400:some text"` sends that text as the error message).
+`"quota"` (OpenAI's `insufficient_quota` 429: billing, not a rate limit), and any other status
+like `"401"`, `"400"`, `"404"` (OpenAI-style error body; a 401 echoes the presented API key, as
+a worst case for leak tests; `"400:some text"` sends that text as the error message).
 
 `server.served_model = {"gpt-4": "gpt-4-0613"}` answers a request for gpt-4 with that "model" (an alias
 served by a snapshot); `raw_requests` keeps the chat bodies as sent. `completion(req)` is the
