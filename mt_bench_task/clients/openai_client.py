@@ -26,6 +26,7 @@ from typing import Any
 from mt_bench_task.clients.azure import azure_sdk_client, azure_settings
 from mt_bench_task.clients.openai_rules import unsupported_param
 from mt_bench_task.clients.pacing import Pacer, estimate_tokens
+from mt_bench_task.clients.transport import transport_reason
 from mt_bench_task.core.chat import BatchBackend, ClientUsage, Completion
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.prompts import API_ERROR_OUTPUT
@@ -144,7 +145,7 @@ class OpenAIChatClient:
         except openai.APITimeoutError:
             raise DataError(f"{where}: timed out (no answer within {seconds:g} s)") from None
         except openai.APIConnectionError as e:
-            raise DataError(self.mask(f"{where}: {_cause(e)}")) from None
+            raise DataError(self.mask(f"{where}: {transport_reason(e)}")) from None
         except openai.APIStatusError as e:
             if e.status_code in (401, 403):
                 raise DataError(self._rejection(e, "the server")) from None
@@ -223,7 +224,7 @@ class OpenAIChatClient:
             # to about (max_retries + 1) x timeout on a server that never answers)
             raise _Transient(f"timed out (no answer within {self.timeout:g} s)", 0.0) from None
         except openai.APIConnectionError as e:
-            raise _Transient(f"connection error: {_cause(e)}") from None
+            raise _Transient(f"connection error: {transport_reason(e)}") from None
         except openai.APIStatusError as e:
             headers = e.response.headers
             if e.status_code == 429 and _error_body(e).get("code") == "insufficient_quota":
@@ -281,34 +282,6 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
             return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
     except (ValueError, TypeError):
         return None
-
-
-def _cause(e: BaseException) -> str:
-    """The transport's reason, named ("connection refused", "connection reset by the server",
-    "connection timed out", "host not found"), rather than the SDK's "Connection error."; else
-    the root exception's text."""
-    import socket
-
-    chain: list[BaseException] = []
-    link: BaseException | None = e
-    while link is not None and link not in chain:
-        chain.append(link)
-        link = link.__cause__ or link.__context__
-    for link in chain:
-        for kind, name in _TRANSPORT_NAMES:
-            if isinstance(link, kind):
-                return name
-        if isinstance(link, socket.gaierror):
-            return f"host not found ({link.strerror})"
-        if type(link).__name__ == "RemoteProtocolError":  # httpx: closed without an answer
-            return "the server closed the connection without answering"
-    root = chain[-1]
-    return " ".join(str(root).split()) or type(root).__name__
-
-
-_TRANSPORT_NAMES = ((ConnectionRefusedError, "connection refused"),
-                    (ConnectionResetError, "connection reset by the server"),
-                    (TimeoutError, "connection timed out"))
 
 
 def _error_body(e: Any) -> dict[str, Any]:
