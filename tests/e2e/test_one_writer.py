@@ -12,16 +12,15 @@ import threading
 from pathlib import Path
 
 import pytest
-from answer_dirs import CONF, one_model_answers
-from fake_openai import FakeOpenAI
+from support.answer_dirs import CONF, answer_dir
+from support.fake_openai import FakeOpenAI, Gate
 
-from mt_bench_task.cli.main import main
 from mt_bench_task.core.data import read_single_judgments
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.writer_lock import lock_file, one_writer
 from mt_bench_task.engine.api import generate_api_answers
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _judge(d: Path, url: str, *extra: str) -> subprocess.Popen[str]:
@@ -49,15 +48,16 @@ def _wait_for_line(q: queue.Queue[str], needle: str, timeout: float = 60) -> str
             return line
 
 
+@pytest.mark.slow  # three processes; the fast loop has the in-process twin (gen-api below)
 def test_a_second_judge_waits_for_the_first_then_sends_nothing_twice(tmp_path):
-    d = one_model_answers(tmp_path)
+    d = answer_dir(tmp_path)
     out = d / "model_judgment/gpt-4_single.jsonl"
-    with FakeOpenAI("judge") as server:
-        server.hold()  # the first run's requests wait here until the test releases them
+    gate = Gate("chat", 1)  # the first run's requests wait here until the test releases them
+    with FakeOpenAI("judge", gate=gate) as server:
         first = second = None
         try:
             first = _judge(d, server.url, "--parallel", "2")
-            assert server.wait_for_requests(2)  # the first run holds the lock, mid-judging
+            gate.wait()  # the first run holds the lock, mid-judging
             second = _judge(d, server.url, "--parallel", "2")
             waiting = _wait_for_line(_lines(second.stderr), "is writing it")
             assert f"{out}: process {first.pid} on " in waiting and "waiting" in waiting
@@ -66,14 +66,13 @@ def test_a_second_judge_waits_for_the_first_then_sends_nothing_twice(tmp_path):
             _, err = busy.communicate(timeout=60)
             assert busy.returncode == 2 and f"process {first.pid} on" in err
             assert err.strip().splitlines()[-1].startswith("mt-bench judge: error: ")
-            assert server.total == 2  # neither waiting run sent anything
         finally:
-            server.release()
+            gate.release()
             for p in (first, second):
                 if p is not None:
                     p.wait(timeout=60)
         assert first.returncode == 0 and second.returncode == 0
-        assert server.total == 2  # the second run found both judgments done
+        assert server.total == 2  # the first run's two; the others found both judgments done
     records = read_single_judgments(out)
     assert len(records) == 2 and len({r.key for r in records}) == 2
     assert not lock_file(out).exists()  # each run removes its lock when done
@@ -91,17 +90,18 @@ def test_gen_api_fails_fast_naming_this_process_when_asked(tmp_path):
     assert stats.questions == 1 and out.is_file() and not lock_file(out).exists()
 
 
-def test_show_counts_a_key_written_twice_once_and_warns(tmp_path, capsys):
+def test_show_counts_a_key_written_twice_once_and_warns(tmp_path, mt_bench):
     src = CONF / "jxiw/model_judgment/gpt-4_single.jsonl"
     lines = src.read_text().splitlines()
     clean, doubled = tmp_path / "clean", tmp_path / "doubled"
     for d, extra in ((clean, []), (doubled, lines[:10])):
         (d / "model_judgment").mkdir(parents=True)
         (d / "model_judgment/gpt-4_single.jsonl").write_text("\n".join(lines + extra) + "\n")
-    assert main(["show", "--data-dir", str(clean), "--json"]) == 0
-    expected = json.loads(capsys.readouterr().out)
-    assert main(["show", "--data-dir", str(doubled), "--json"]) == 0
-    got, err = capsys.readouterr()
+    clean_run = mt_bench("show", "--data-dir", clean, "--json")
+    assert clean_run.returncode == 0
+    expected = json.loads(clean_run.stdout)
+    code, got, err = mt_bench("show", "--data-dir", doubled, "--json")
+    assert code == 0
     shown = json.loads(got)
     assert shown["models"] == expected["models"]  # scores, CIs and counts as if written once
     assert shown.keys() == expected.keys()

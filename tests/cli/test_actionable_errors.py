@@ -9,14 +9,14 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from answer_dirs import CONF, MODEL, one_model_answers
-from fake_openai import FakeOpenAI
+from support.answer_dirs import CONF, MODEL, answer_dir
+from support.fake_openai import FakeOpenAI, Gate
 
-from mt_bench_task.cli.main import main
 from mt_bench_task.clients.openai_client import OpenAIChatClient
 from mt_bench_task.core.redact import redact, redact_url, url_secrets
 
@@ -24,11 +24,20 @@ USER, PASSWORD = "bob", "hunter2-SECRET"
 BASIC = "Ym9iOmh1bnRlcjItU0VDUkVU"  # base64 of bob:hunter2-SECRET, the header httpx derives
 
 
-@pytest.fixture(autouse=True)
-def _key(monkeypatch):
-    for k in [k for k in os.environ if k.startswith(("OPENAI_", "AZURE_OPENAI"))]:
-        monkeypatch.delenv(k)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-errors-123456")
+ENV = {**{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI"))},
+       "OPENAI_API_KEY": "sk-test-errors-123456"}
+
+
+@pytest.fixture
+def main(mt_bench):
+    """`mt-bench ARGV` in this process (the `mt_bench` fixture) with a test key: its exit code,
+    its output passed on to capsys."""
+    def run(argv: list[str]) -> int:
+        result = mt_bench(*argv, env=ENV)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        return result.returncode
+    return run
 
 
 def _closed_port() -> int:
@@ -44,8 +53,8 @@ def _one_error_line(err: str) -> str:
 
 
 # ---- transport failures, named ----
-def test_a_wrong_port_says_connection_refused(tmp_path, capsys):
-    d = one_model_answers(tmp_path)
+def test_a_wrong_port_says_connection_refused(tmp_path, capsys, main):
+    d = answer_dir(tmp_path)
     url = f"http://127.0.0.1:{_closed_port()}/v1"
     assert main(["judge", "--data-dir", str(d), "--openai-api-base", url]) == 2
     line = _one_error_line(capsys.readouterr().err)
@@ -69,19 +78,19 @@ def test_a_reset_connection_is_named(caplog):
     assert "connection reset by the server" in caplog.text
 
 
-def test_request_timeout_fails_a_hung_request_in_bounded_time(tmp_path, capsys):
+def test_request_timeout_fails_a_hung_request_in_bounded_time(tmp_path, capsys, main):
     """The server takes every request and never answers (held until the test releases it): with
     --request-timeout 0.2 each request is given up after 7 attempts of 0.2 s."""
-    d = one_model_answers(tmp_path)
-    with FakeOpenAI("judge") as server:
-        server.hold()
+    d = answer_dir(tmp_path)
+    gate = Gate("chat", 1)  # every chat request waits, unanswered, until released
+    with FakeOpenAI("judge", gate=gate) as server:
         try:
             start = time.monotonic()
             code = main(["judge", "--data-dir", str(d), "--openai-api-base", server.url,
                          "--first-n", "1", "--parallel", "2", "--request-timeout", "0.2"])
             elapsed = time.monotonic() - start
         finally:
-            server.release()
+            gate.release()
     err = capsys.readouterr().err
     assert code == 1 and "failures: 2 of 2 judgments" in err
     assert "timed out (no answer within 0.2 s)" in err
@@ -89,8 +98,8 @@ def test_request_timeout_fails_a_hung_request_in_bounded_time(tmp_path, capsys):
     assert elapsed < 60  # without the flag: 7 x 120 s per request
 
 
-def test_request_timeout_must_be_positive(tmp_path, capsys):
-    d = one_model_answers(tmp_path)
+def test_request_timeout_must_be_positive(tmp_path, capsys, main):
+    d = answer_dir(tmp_path)
     with FakeOpenAI("judge") as server:
         assert main(["judge", "--data-dir", str(d), "--openai-api-base", server.url,
                      "--request-timeout", "0"]) == 2
@@ -99,8 +108,8 @@ def test_request_timeout_must_be_positive(tmp_path, capsys):
 
 
 # ---- OSErrors: one line with the path, exit 2, before any paid request ----
-def test_judge_into_a_path_blocked_by_a_file_is_one_line_before_any_request(tmp_path, capsys):
-    d = one_model_answers(tmp_path)
+def test_judge_into_a_path_blocked_by_a_file_is_one_line_before_any_request(tmp_path, capsys, main):
+    d = answer_dir(tmp_path)
     (d / "model_judgment").write_text("not a directory\n")
     with FakeOpenAI("judge") as server:
         assert main(["judge", "--data-dir", str(d), "--openai-api-base", server.url]) == 2
@@ -108,8 +117,8 @@ def test_judge_into_a_path_blocked_by_a_file_is_one_line_before_any_request(tmp_
     assert str(d / "model_judgment") in line and server.total == 0
 
 
-def test_a_judge_name_too_long_for_a_file_is_one_line_before_any_request(tmp_path, capsys):
-    d = one_model_answers(tmp_path)
+def test_a_judge_name_too_long_for_a_file_is_one_line_before_any_request(tmp_path, capsys, main):
+    d = answer_dir(tmp_path)
     with FakeOpenAI("judge") as server:
         assert main(["judge", "--data-dir", str(d), "--openai-api-base", server.url,
                      "--judge-model", "j" * 300]) == 2
@@ -117,7 +126,7 @@ def test_a_judge_name_too_long_for_a_file_is_one_line_before_any_request(tmp_pat
     assert line.endswith(f"{'j' * 300}: File name too long") and server.total == 0
 
 
-def test_gen_api_model_name_too_long_is_one_line_before_any_request(tmp_path, capsys):
+def test_gen_api_model_name_too_long_is_one_line_before_any_request(tmp_path, capsys, main):
     with FakeOpenAI("echo") as server:
         assert main(["gen-api", "--model", "m" * 300, "--openai-api-base", server.url,
                      "--data-dir", str(tmp_path), "--question-end", "1"]) == 2
@@ -126,7 +135,7 @@ def test_gen_api_model_name_too_long_is_one_line_before_any_request(tmp_path, ca
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
-def test_a_full_disk_is_one_line_with_the_path(tmp_path, capsys):
+def test_a_full_disk_is_one_line_with_the_path(tmp_path, capsys, main):
     """model_answer/m.jsonl is /dev/full: every write fails with ENOSPC, as on a full disk."""
     out = tmp_path / "model_answer" / "m.jsonl"
     out.parent.mkdir()
@@ -142,8 +151,8 @@ def test_a_full_disk_is_one_line_with_the_path(tmp_path, capsys):
 
 
 # ---- report, plots ----
-def test_report_refuses_a_malformed_answer_file_with_file_and_line(tmp_path, capsys):
-    d = one_model_answers(tmp_path)
+def test_report_refuses_a_malformed_answer_file_with_file_and_line(tmp_path, capsys, main):
+    d = answer_dir(tmp_path)
     path = d / "model_answer" / f"{MODEL}.jsonl"
     lines = path.read_text().splitlines()
     lines[2] = lines[2][:40]  # a line cut short
@@ -153,7 +162,7 @@ def test_report_refuses_a_malformed_answer_file_with_file_and_line(tmp_path, cap
     assert not (tmp_path / "r.html").exists()
 
 
-def test_plots_draw_a_dollar_in_a_model_name_literally(tmp_path, capsys):
+def test_plots_draw_a_dollar_in_a_model_name_literally(tmp_path, capsys, main):
     """`$\\frac$` would be mathtext (and a parse error that crashed the plot)."""
     d = tmp_path / "d"
     (d / "model_judgment").mkdir(parents=True)
@@ -186,8 +195,8 @@ def _assert_hidden(tmp_path: Path, *texts: str) -> None:
             assert not f.is_file() or secret.encode() not in f.read_bytes()
 
 
-def test_credentials_never_appear_in_error_or_retry_lines_or_files(tmp_path, capsys):
-    d = one_model_answers(tmp_path)
+def test_credentials_never_appear_in_error_or_retry_lines_or_files(tmp_path, capsys, main):
+    d = answer_dir(tmp_path)
     # a request that fails 7 times (its "giving up" line names the server), then answers
     with FakeOpenAI("judge", faults=["503:0.01"] * 7) as server:
         url = server.url.replace("http://", f"http://{USER}:{PASSWORD}@")
@@ -218,7 +227,7 @@ def test_the_metric_settings_repr_hides_url_credentials():
     assert PASSWORD not in shown and "QUERY-SECRET" not in shown and "h/v1" in shown
 
 
-def test_nothing_is_left_behind_by_a_run_that_fails_before_writing(tmp_path, capsys):
+def test_nothing_is_left_behind_by_a_run_that_fails_before_writing(tmp_path, capsys, main):
     d = tmp_path / "d"
     (d / "model_answer").mkdir(parents=True)
     shutil.copy(CONF / "jxiw/model_answer" / f"{MODEL}.jsonl", d / "model_answer")

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 import pytest
-from answer_dirs import one_model_answers
-from fake_openai import FakeOpenAI
+from support.answer_dirs import answer_dir
+from support.fake_openai import FakeOpenAI
 
-from mt_bench_task.cli.main import main
 from mt_bench_task.core.data import read_pair_judgments, read_single_judgments
 
+ENV = {**{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI"))},
+       "OPENAI_API_KEY": "sk-test-unrated-123456"}
 
-@pytest.fixture(autouse=True)
-def _key(monkeypatch):
-    for k in [k for k in os.environ if k.startswith(("OPENAI_", "AZURE_OPENAI"))]:
-        monkeypatch.delenv(k)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-unrated-123456")
+
+@pytest.fixture
+def main(mt_bench):
+    """`mt-bench ARGV` in this process (the `mt_bench` fixture) with a test key: its exit code,
+    its output passed on to capsys."""
+    def run(argv: list[str]) -> int:
+        result = mt_bench(*argv, env=ENV)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        return result.returncode
+    return run
 
 
 def _unrated_line(err: str) -> tuple[int, int]:
@@ -26,8 +34,8 @@ def _unrated_line(err: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def test_verdicts_without_a_rating_are_counted_apart_and_exit_1(tmp_path, capsys):
-    d = one_model_answers(tmp_path)
+def test_verdicts_without_a_rating_are_counted_apart_and_exit_1(tmp_path, capsys, main):
+    d = answer_dir(tmp_path)
     with FakeOpenAI("unrated") as server:  # about 1 prompt in 4 gets a verdict with no [[k]]
         code = main(["judge", "--data-dir", str(d), "--openai-api-base", server.url,
                      "--parallel", "8"])
@@ -43,8 +51,8 @@ def test_verdicts_without_a_rating_are_counted_apart_and_exit_1(tmp_path, capsys
         assert server.total == 0
 
 
-def test_pairwise_verdicts_without_a_winner_count_too(tmp_path, capsys):
-    d = one_model_answers(tmp_path)
+def test_pairwise_verdicts_without_a_winner_count_too(tmp_path, capsys, main):
+    d = answer_dir(tmp_path)
     with FakeOpenAI("unrated") as server:
         code = main(["judge", "--data-dir", str(d), "--openai-api-base", server.url,
                      "--mode", "pairwise-baseline", "--first-n", "10", "--parallel", "4"])
@@ -54,17 +62,17 @@ def test_pairwise_verdicts_without_a_winner_count_too(tmp_path, capsys):
     assert _unrated_line(capsys.readouterr().err) == (unrated, len(records))
 
 
-def test_a_judge_that_rates_everything_exits_0_without_the_line(tmp_path, capsys):
-    d = one_model_answers(tmp_path)
+def test_a_judge_that_rates_everything_exits_0_without_the_line(tmp_path, capsys, main):
+    d = answer_dir(tmp_path)
     with FakeOpenAI("judge") as server:
         assert main(["judge", "--data-dir", str(d), "--openai-api-base", server.url,
                      "--first-n", "5"]) == 0
     assert "no rating" not in capsys.readouterr().err
 
 
-def test_insufficient_quota_stops_at_once_in_one_line(tmp_path, capsys):
+def test_insufficient_quota_stops_at_once_in_one_line(tmp_path, capsys, main):
     """OpenAI's 429 with code insufficient_quota is billing, not a rate limit: waiting cannot help."""
-    d = one_model_answers(tmp_path)
+    d = answer_dir(tmp_path)
     with FakeOpenAI("judge", faults=["quota"] * 50) as server:
         code = main(["judge", "--data-dir", str(d), "--openai-api-base", server.url,
                      "--parallel", "2"])

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
-from answer_dirs import CONF, MODEL
-from fake_openai import FakeOpenAI
+from support.answer_dirs import CONF, MODEL, answer_dir
+from support.fake_openai import FakeOpenAI
 
-from mt_bench_task.cli.main import main
 from mt_bench_task.core import data
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.ids import model_file_stem, model_id_of_stem
@@ -37,19 +35,15 @@ def test_ids_that_would_leave_the_data_dir_are_refused(bad, tmp_path):
         data.answer_file(tmp_path, bad)
 
 
-def _env(monkeypatch) -> None:
-    for k in [k for k in os.environ if k.startswith("OPENAI_")]:
-        monkeypatch.delenv(k)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-ids")
+ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")},
+       "OPENAI_API_KEY": "sk-test-ids"}
 
 
-def test_a_repo_id_goes_from_gen_api_to_judge_show_report_and_publish(tmp_path, monkeypatch,
-                                                                       capsys):
-    _env(monkeypatch)
+def test_a_repo_id_goes_from_gen_api_to_judge_show_report_and_publish(tmp_path, mt_bench):
     d = tmp_path / "d"
     with FakeOpenAI("echo") as server:
-        assert main(["gen-api", "--model", REPO_ID, "--openai-api-base", server.url,
-                     "--data-dir", str(d), "--question-end", "2"]) == 0
+        assert mt_bench("gen-api", "--model", REPO_ID, "--openai-api-base", server.url,
+                        "--data-dir", d, "--question-end", "2", env=ENV).returncode == 0
     assert [p.name for p in (d / "model_answer").iterdir()] == ["meta-llama%2FLlama-3.1-8B-Instruct.jsonl"]
     record = json.loads((d / "model_answer/meta-llama%2FLlama-3.1-8B-Instruct.jsonl").read_text()
                         .splitlines()[0])
@@ -57,19 +51,17 @@ def test_a_repo_id_goes_from_gen_api_to_judge_show_report_and_publish(tmp_path, 
     assert server.requests[0]["model"] == REPO_ID
 
     with FakeOpenAI("judge") as judge:  # no --model-list: found by listing the data dir
-        assert main(["judge", "--data-dir", str(d), "--openai-api-base", judge.url,
-                     "--first-n", "2"]) == 0
+        assert mt_bench("judge", "--data-dir", d, "--openai-api-base", judge.url,
+                        "--first-n", "2", env=ENV).returncode == 0
     judged = data.read_single_judgments(d / "model_judgment/gpt-4_single.jsonl")
     assert len(judged) == 4 and {r.model for r in judged} == {REPO_ID}
-    capsys.readouterr()
 
-    assert main(["show", "--data-dir", str(d), "--json"]) == 0
-    assert list(json.loads(capsys.readouterr().out)["models"]) == [REPO_ID]
-    assert main(["report", "--data-dir", str(d), "--out", str(tmp_path / "r.html")]) == 0
+    shown = mt_bench("show", "--data-dir", d, "--json")
+    assert shown.returncode == 0 and list(json.loads(shown.stdout)["models"]) == [REPO_ID]
+    assert mt_bench("report", "--data-dir", d, "--out", tmp_path / "r.html").returncode == 0
     assert REPO_ID in (tmp_path / "r.html").read_text()
-    capsys.readouterr()
-    assert main(["publish", "--data-dir", str(d), "--dry-run"]) == 0
-    assert REPO_ID in capsys.readouterr().out
+    card = mt_bench("publish", "--data-dir", d, "--dry-run")
+    assert card.returncode == 0 and REPO_ID in card.stdout
 
 
 @pytest.mark.parametrize("argv", [
@@ -79,23 +71,19 @@ def test_a_repo_id_goes_from_gen_api_to_judge_show_report_and_publish(tmp_path, 
     ["run", "--model-id", "a/../../x"],
     ["judge", "--model-list", "../x", "--openai-api-base", "http://127.0.0.1:9/v1"],
 ])
-def test_every_writing_command_refuses_such_ids_in_one_line_exit_2(argv, tmp_path, monkeypatch,
-                                                                  capsys):
-    _env(monkeypatch)
-    d = tmp_path / "d"
-    (d / "model_answer").mkdir(parents=True)
-    shutil.copy(CONF / "jxiw/model_answer" / f"{MODEL}.jsonl", d / "model_answer")
+def test_every_writing_command_refuses_such_ids_in_one_line_exit_2(argv, tmp_path, mt_bench):
+    d = answer_dir(tmp_path, name="d")
     before = sorted(p for p in tmp_path.rglob("*"))
-    assert main([*argv, "--data-dir", str(d)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    result = mt_bench(*argv, "--data-dir", d, env=ENV)
+    err = result.stderr.strip().splitlines()
+    assert result.returncode == 2
     assert len(err) == 1 and "cannot name an answer file" in err[0], err
     assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing written anywhere
 
 
-def test_fastchats_nested_answer_dir_is_found_and_resumed_in_place(tmp_path, monkeypatch, capsys):
+def test_fastchats_nested_answer_dir_is_found_and_resumed_in_place(tmp_path, mt_bench):
     """FastChat's gen_api_answer writes model_answer/org/name.jsonl for a repo id: judge lists it
     as org/name and gen-api resumes into that file instead of starting a second one."""
-    _env(monkeypatch)
     d = tmp_path / "d"
     nested = d / "model_answer/org/name.jsonl"
     nested.parent.mkdir(parents=True)
@@ -103,11 +91,11 @@ def test_fastchats_nested_answer_dir_is_found_and_resumed_in_place(tmp_path, mon
     nested.write_text("\n".join(lines[1:]) + "\n")  # question 81 missing
     assert data.list_answer_models(d) == ["org/name"]
     assert data.answer_file(d, "org/name") == nested
-    assert main(["judge", "--data-dir", str(d), "--dry-run", "--allow-partial"]) == 0
-    assert "158 to judge" in capsys.readouterr().err  # 79 answered questions x 2 turns
+    plan = mt_bench("judge", "--data-dir", d, "--dry-run", "--allow-partial", env=ENV)
+    assert plan.returncode == 0 and "158 to judge" in plan.stderr  # 79 questions x 2 turns
     with FakeOpenAI("echo") as server:
-        assert main(["gen-api", "--model", "org/name", "--openai-api-base", server.url,
-                     "--data-dir", str(d), "--question-end", "3"]) == 0
+        assert mt_bench("gen-api", "--model", "org/name", "--openai-api-base", server.url,
+                        "--data-dir", d, "--question-end", "3", env=ENV).returncode == 0
         assert server.total == 2  # only question 81, both turns
     assert [p.relative_to(d).as_posix() for p in sorted(d.rglob("*.jsonl"))] == [
         "model_answer/org/name.jsonl"]
