@@ -55,7 +55,8 @@ def cmd_gen_api(args: argparse.Namespace) -> int:
         model=args.model, data_dir=data_dir(args), base_url=args.openai_api_base,
         parallel=args.parallel, max_tokens=args.max_tokens, num_choices=args.num_choices,
         question_begin=args.question_begin, question_end=args.question_end,
-        force_temperature=args.force_temperature, workspace=workspace(args),
+        force_temperature=args.force_temperature, request_timeout=args.request_timeout,
+        wait_for_lock=not args.fail_if_locked, workspace=workspace(args),
         max_thinking_tokens=args.max_thinking_tokens,
         think_tags=tuple(args.think_tags) if args.think_tags else None)
     print(stats.summary())
@@ -70,7 +71,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     run = judge_run(args)
     client = None if run.dry_run else make_client(
         run.judge, base_url=run.base_url, local_engine=args.engine,
-        local_options=judge_engine_options(args))
+        local_options=judge_engine_options(args), timeout=run.request_timeout)
     summary = run_judging(run, client, bench=bench(args), on_plan=_to_stderr)
     if summary.sent or summary.batch_ids:
         for line in summary.end_lines():
@@ -245,6 +246,15 @@ def _as_flags(error: Exception, parser: argparse.ArgumentParser, command: str) -
     return message
 
 
+def _os_error(e: OSError) -> str:
+    """"PATH: No space left on device" (the library names the file when the OS did not)."""
+    reason = e.strerror or str(e) or type(e).__name__
+    if isinstance(e, FileExistsError) and e.filename and Path(e.filename).is_file():
+        reason = "a file is in the way of the directory to create there"
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
+
+
 def _log_to_stderr() -> None:
     """The library says what it does through `logging` (notes, warnings); the CLI shows them on
     whatever sys.stderr is at the time (tests swap it)."""
@@ -287,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except DataError as e:
         print(f"mt-bench {args.command}: error: {_as_flags(e, parser, args.command)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, read-only, not a directory, name too long: the path, once
+        print(f"mt-bench {args.command}: error: {_os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mt-bench {args.command}: interrupted; finished records are saved, re-run to resume",

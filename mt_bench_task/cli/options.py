@@ -65,7 +65,8 @@ def generation_config(args: argparse.Namespace) -> GenerationConfig:
         data_parallel_size=args.data_parallel_size,
         gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len,
         max_thinking_tokens=args.max_thinking_tokens,
-        think_tags=tuple(args.think_tags) if args.think_tags else None)
+        think_tags=tuple(args.think_tags) if args.think_tags else None,
+        wait_for_lock=not args.fail_if_locked)
 
 
 def judge_engine_options(args: argparse.Namespace) -> EngineOptions:
@@ -90,6 +91,7 @@ def judge_run(args: argparse.Namespace, **overrides: Any) -> JudgeRun:
         allow_partial=args.allow_partial, dry_run=args.dry_run,
         judge_repeats=args.judge_repeats, references=args.references,
         judge_max_tokens=args.judge_max_tokens, judge_reasoning_effort=args.judge_reasoning_effort,
+        request_timeout=args.request_timeout, wait_for_lock=not args.fail_if_locked,
         **scale_options(args)), **overrides})
 
 

@@ -28,6 +28,14 @@ judgment file, so a killed, interrupted or --no-wait run is collected by the nex
 every run prints its cost plan first and its tokens, price and failure share last."""
 
 
+REQUEST_TIMEOUT_HELP = ("seconds to wait for one answer (default 120); a request is tried again at "
+                        "once after a timeout, up to 6 times, so a server that never answers "
+                        "fails each request within about 7 x S seconds")
+
+FAIL_IF_LOCKED_HELP = ("when another run is writing the same output file, stop at once (exit 2, "
+                       "naming its pid) instead of waiting for it to finish")
+
+
 # ---- option groups shared by several subcommands (declared once) ----
 def add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bench-name", default="mt_bench",
@@ -176,6 +184,9 @@ def add_judge(p: argparse.ArgumentParser) -> None:
                    help="judge what exists when answers miss questions or turns")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (calls, estimated prompt tokens), call nothing")
+    p.add_argument("--request-timeout", type=float, default=None, metavar="S",
+                   help=REQUEST_TIMEOUT_HELP)
+    p.add_argument("--fail-if-locked", action="store_true", help=FAIL_IF_LOCKED_HELP)
 
 
 class Raw(argparse.RawDescriptionHelpFormatter):
@@ -199,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_questions(p)
     add_local_model(p, required=False)
     p.add_argument("--answer-file", default=None, help="default: DATA_DIR/model_answer/ID.jsonl")
+    p.add_argument("--fail-if-locked", action="store_true", help=FAIL_IF_LOCKED_HELP)
 
     p = sub.add_parser("gen-api", help="answer the questions through an OpenAI-compatible API")
     add_bench(p)
@@ -213,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force-temperature", type=float, default=None,
                    help="one temperature for every question (default: per category)")
     add_thinking(p)
+    p.add_argument("--request-timeout", type=float, default=None, metavar="S",
+                   help=REQUEST_TIMEOUT_HELP)
+    p.add_argument("--fail-if-locked", action="store_true", help=FAIL_IF_LOCKED_HELP)
 
     p = sub.add_parser("judge", help="grade answers with the judge (FastChat's gen_judgment)",
                        epilog=JUDGE_NOTES + "\n" + EXIT_CODES, formatter_class=Raw)

@@ -13,9 +13,11 @@ if TYPE_CHECKING:
 
 def make_client(spec: JudgeSpec, *, base_url: str | None = None, api_key: str | None = None,
                 local_engine: Backend | str = "hf", local_options: EngineOptions | None = None,
-                local_max_new_tokens: int | None = None) -> ChatClient:
+                local_max_new_tokens: int | None = None, timeout: float | None = None
+                ) -> ChatClient:
     """The only place judge clients are made. A local judge runs on `local_engine`: the
-    command's engine, or its name ('hf', 'vllm' or 'auto', as for generation)."""
+    command's engine, or its name ('hf', 'vllm' or 'auto', as for generation); `timeout`:
+    seconds per API request (`api_client`)."""
     if spec.local:
         from mt_bench_task.clients.local_judge import LocalJudgeClient
         from mt_bench_task.engine.config import EngineOptions
@@ -32,6 +34,19 @@ def make_client(spec: JudgeSpec, *, base_url: str | None = None, api_key: str | 
         from mt_bench_task.clients.anthropic_client import AnthropicChatClient
 
         return AnthropicChatClient(api_key=api_key)
-    from mt_bench_task.clients.openai_client import OpenAIChatClient
+    return api_client(base_url, api_key, timeout)
 
-    return OpenAIChatClient(base_url=base_url, api_key=api_key)
+
+def api_client(base_url: str | None = None, api_key: str | None = None,
+               timeout: float | None = None) -> ChatClient:
+    """An OpenAI-compatible client; `timeout` (seconds for one answer, default the client's
+    120) must be > 0."""
+    from mt_bench_task.clients.openai_client import OpenAIChatClient
+    from mt_bench_task.core.errors import ParameterError
+
+    if timeout is None:
+        return OpenAIChatClient(base_url=base_url, api_key=api_key)
+    if not timeout > 0:
+        raise ParameterError(f"request_timeout must be > 0 seconds, got {timeout:g}",
+                             "request_timeout")
+    return OpenAIChatClient(base_url=base_url, api_key=api_key, timeout=timeout)

@@ -1,5 +1,5 @@
 """What an OpenAI-compatible server's error says, read from the SDK's exception: the wait it
-asks for (Retry-After), the transport's root cause, the error object and its message."""
+asks for (Retry-After), the error object and its message (the transport's root cause: transport.py)."""
 from __future__ import annotations
 
 import email.utils
@@ -23,17 +23,6 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
             return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
     except (ValueError, TypeError):
         return None
-
-
-def cause(e: BaseException) -> str:
-    """The transport's root reason ("connection refused", "Name or service not known") rather
-    than the SDK's "Connection error."."""
-    root = e
-    while (root.__cause__ or root.__context__) is not None:
-        root = root.__cause__ or root.__context__  # type: ignore[assignment]
-    if isinstance(root, ConnectionRefusedError):
-        return "connection refused"
-    return " ".join(str(root).split()) or type(root).__name__
 
 
 def error_body(e: Any) -> dict[str, Any]:

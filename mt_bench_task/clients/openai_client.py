@@ -21,20 +21,20 @@ import json
 import logging
 import os
 import random
-import re
 import time
 from typing import Any
 
 from mt_bench_task.clients.azure import azure_sdk_client, azure_settings
-from mt_bench_task.clients.http_errors import cause as _cause
 from mt_bench_task.clients.http_errors import error_body as _error_body
 from mt_bench_task.clients.http_errors import retry_after as _retry_after
 from mt_bench_task.clients.http_errors import server_message as _server_message
 from mt_bench_task.clients.openai_rules import unsupported_param
 from mt_bench_task.clients.pacing import Pacer, estimate_tokens
+from mt_bench_task.clients.transport import transport_reason
 from mt_bench_task.core.chat import BatchBackend, ClientUsage, Completion
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.prompts import API_ERROR_OUTPUT
+from mt_bench_task.core.redact import redact, redact_url, url_secrets
 from mt_bench_task.core.thoughts import REASONING_FIELDS
 from mt_bench_task.judging.request import adaptation_note, request_params
 
@@ -44,7 +44,6 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 DUMMY_API_KEY = "EMPTY"  # vLLM/TGI accept any key, but the SDK insists on one
 DEFAULT_MAX_WAIT = 900.0  # seconds a request may keep meeting rate-limit 429s before it fails
 REACHABILITY_TIMEOUT = 10.0  # seconds for check_reachable(): a typo'd URL should fail fast
-_KEY_LIKE = re.compile(r"\b(sk-|Bearer\s+)[A-Za-z0-9_.\-]{6,}")  # OpenAI-style keys
 _RETRY_STATUSES = {408, 409, 429}  # plus every 5xx
 # This one request is bad (a prompt over the context length on vLLM, say): no retry, but no
 # reason to stop the run either; it becomes "$ERROR$" like FastChat's exhausted retries.
@@ -87,13 +86,15 @@ class OpenAIChatClient:
                  backoff_max: float = 60.0, max_wait: float = DEFAULT_MAX_WAIT):
         self.azure = azure_settings(base_url, api_key)  # the SDK's Azure variables, if set
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
-        self.base_url = self.azure.endpoint if self.azure else base_url.rstrip("/")
+        self._base_url = self.azure.endpoint if self.azure else base_url.rstrip("/")
+        self.base_url = redact_url(self._base_url)  # what messages show: no user:password@, ?key=
         key = self.azure.api_key if self.azure else api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
             if "api.openai.com" in self.base_url:
                 raise DataError(f"OPENAI_API_KEY is not set (needed for {self.base_url})")
             key = DUMMY_API_KEY
         self._api_key = key
+        self._secrets = url_secrets(self._base_url) + ([key] if key != DUMMY_API_KEY else [])
         self.max_retries = max_retries
         self.timeout = timeout
         self.backoff_base = backoff_base
@@ -179,9 +180,9 @@ class OpenAIChatClient:
         try:
             await client.models.with_raw_response.list()
         except openai.APITimeoutError:
-            raise DataError(f"{where}: no answer within {seconds:g} s") from None
+            raise DataError(f"{where}: timed out (no answer within {seconds:g} s)") from None
         except openai.APIConnectionError as e:
-            raise DataError(self.mask(f"{where}: {_cause(e)}")) from None
+            raise DataError(self.mask(f"{where}: {transport_reason(e)}")) from None
         except openai.APIStatusError as e:
             if e.status_code in (401, 403):
                 raise DataError(self._rejection(e, "the server")) from None
@@ -205,10 +206,9 @@ class OpenAIChatClient:
         await self.close()
 
     def mask(self, text: str) -> str:
-        """`text` with our key, and anything that looks like a key, replaced by ***."""
-        if len(self._api_key) >= 4 and self._api_key != DUMMY_API_KEY:
-            text = text.replace(self._api_key, "***")
-        return _KEY_LIKE.sub(lambda m: f"{m.group(1)}***", text)
+        """`text` with our key, the base URL's credentials (`core.redact`) and anything that
+        looks like a key replaced by ***."""
+        return redact(text, self._secrets)
 
     # ---- one attempt ----
     def _get_client(self) -> Any:
@@ -218,7 +218,7 @@ class OpenAIChatClient:
             import openai
 
             # max_retries=0: the SDK's own retries would multiply ours
-            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
+            self._client = openai.AsyncOpenAI(base_url=self._base_url, api_key=self._api_key,
                                               max_retries=0, timeout=self.timeout)
         return self._client
 
@@ -258,9 +258,11 @@ class OpenAIChatClient:
                 model=model, messages=messages, n=1, **sent)
             headers = raw.headers
         except openai.APITimeoutError:  # before APIConnectionError: it is a subclass
-            raise _Transient(f"no answer within {self.timeout:g} s") from None
+            # tried again at once: the timeout was the wait (--request-timeout bounds a request
+            # to about (max_retries + 1) x timeout on a server that never answers)
+            raise _Transient(f"timed out (no answer within {self.timeout:g} s)", 0.0) from None
         except openai.APIConnectionError as e:
-            raise _Transient(f"connection error: {_cause(e)}") from None
+            raise _Transient(f"connection error: {transport_reason(e)}") from None
         except openai.APIStatusError as e:
             headers = e.response.headers
             if e.status_code == 429:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.core.ids import QuestionId, id_text
+from mt_bench_task.core.ids import QuestionId, id_text, model_file_stem, model_id_of_stem
 from mt_bench_task.core.jsonl import read_jsonl, read_jsonl_lines
 from mt_bench_task.core.types import Answer, JudgePrompt, Judgment, PairJudgment, Question, SingleJudgment
 
@@ -90,6 +90,18 @@ def read_judgments(path: Path, mode: str, repair_torn_tail: bool = False) -> Seq
     return read_pair_judgments(path, repair_torn_tail)
 
 
+def unique_judgments(records: Sequence[Judgment]) -> tuple[list[Judgment], int]:
+    """Each judgment once by its key (question, model(s), turn, judge, prompt, repeat), where
+    the key first appears: a file two runs wrote to holds some twice. The last rating of a key wins ($ERROR$
+    only when nothing else has the key). Returns the records kept and how many were dropped."""
+    keep: dict[tuple, Judgment] = {}  # in the order keys first appear (the bootstrap's order)
+    for r in records:
+        key = (*r.key, r.judge[0])
+        if key not in keep or not r.failed or keep[key].failed:
+            keep[key] = r
+    return list(keep.values()), len(records) - len(keep)
+
+
 def judgment_lines(path: Path, mode: str) -> list[tuple[str, Judgment]]:
     """Each record of a judgment file with its line as written (to rewrite the file keeping the
     bytes of the lines that stay)."""
@@ -110,7 +122,13 @@ def _pair(d: dict[str, Any]) -> PairJudgment:
 
 
 def answer_file(data_dir: Path, model_id: str) -> Path:
-    return Path(data_dir) / "model_answer" / f"{model_id}.jsonl"
+    """A model's answer file, to read or to write: `model_answer/<model_file_stem>.jsonl`, or the
+    nested `model_answer/org/name.jsonl` that FastChat writes for a repo id when only that one
+    exists (so its runs resume in place). A DataError for an id that cannot name a file."""
+    answers = Path(data_dir) / "model_answer"
+    flat = answers / f"{model_file_stem(model_id)}.jsonl"
+    nested = answers / f"{model_id}.jsonl"
+    return nested if "/" in model_id and not flat.exists() and nested.is_file() else flat
 
 
 def judgment_file(data_dir: Path, judge_model: str, mode: str) -> Path:
@@ -129,11 +147,10 @@ def load_answers(data_dir: Path, model_id: str,
 
     Falls back to `fallback_dir/<model>.jsonl` (a bench's official answers) when DATA_DIR has none.
     """
-    path = answer_file(data_dir, model_id)
-    if not path.is_file() and fallback_dir is not None and (fallback_dir / f"{model_id}.jsonl").is_file():
-        path = fallback_dir / f"{model_id}.jsonl"
-    if not path.is_file():
-        raise DataError(f"no answers for model {model_id!r}: {path} not found")
+    path = find_answer_file(data_dir, model_id, fallback_dir)
+    if path is None:
+        raise DataError(f"no answers for model {model_id!r}: "
+                        f"{answer_file(data_dir, model_id)} not found")
     return {a.key: a for a in read_answers(path)}
 
 
@@ -155,6 +172,14 @@ def answer_notes(data_dir: Path, models: Iterable[str], fallback_dir: Path | Non
     return notes
 
 
+def find_answer_file(data_dir: Path, model_id: str, fallback_dir: Path | None = None
+                     ) -> Path | None:
+    """The answer file `load_answers` reads (DATA_DIR's, else `fallback_dir`'s), None if none."""
+    path = answer_file(data_dir, model_id)
+    official = fallback_dir / f"{model_file_stem(model_id)}.jsonl" if fallback_dir else None
+    return path if path.is_file() else official if official and official.is_file() else None
+
+
 def pending_questions(questions: list[Question], path: Path, num_choices: int) -> list[Question]:
     """Questions without a complete answer in `path`: `num_choices` choices, every turn, no failed
     turn (those are asked again). A malformed line is a DataError naming file:line (the file is
@@ -173,5 +198,9 @@ def _complete(answer: Answer | None, question: Question, num_choices: int) -> bo
 
 
 def list_answer_models(data_dir: Path) -> list[str]:
-    """FastChat's default --model-list: every answer file stem (sorted, so runs are reproducible)."""
-    return sorted(p.stem for p in (Path(data_dir) / "model_answer").glob("*.jsonl"))
+    """FastChat's default --model-list: the model id of every answer file (sorted, so runs are
+    reproducible): `org%2Fname.jsonl` is org/name, as is FastChat's nested org/name.jsonl."""
+    root = Path(data_dir) / "model_answer"
+    ids = {model_id_of_stem(p.stem) for p in root.glob("*.jsonl")}
+    ids |= {p.relative_to(root).with_suffix("").as_posix() for p in root.glob("*/**/*.jsonl")}
+    return sorted(ids)

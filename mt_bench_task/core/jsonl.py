@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -76,11 +77,23 @@ def _truncate_to(path: Path, size: int) -> None:
 
 
 class JsonlAppender:
-    """Append one record per line, flushed and fsynced, so a crash loses at most the line in flight."""
+    """Append one record per line, flushed and fsynced, so a crash loses at most the line in flight.
+    An OSError (disk full, read-only, not a directory) names the file."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._f: Any = None  # opened on the first record: a run that fails early creates nothing
+        self._made: list[Path] = []  # what open() created, removed again if nothing is written
+        self._written = 0
+
+    def open(self) -> JsonlAppender:
+        """Open now, so that an unwritable output fails before any paid request; a file (and
+        dirs) made here and never written to are removed again by `close`."""
+        if self._f is None:
+            with _naming(self.path):
+                self._made = [p for p in (self.path, *self.path.parents) if not p.exists()]
+                self._open()
+        return self
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,15 +107,26 @@ class JsonlAppender:
             self._f.write("\n")
 
     def write(self, line: str) -> None:
-        if self._f is None:
-            self._open()
-        self._f.write(line + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        with _naming(self.path):
+            if self._f is None:
+                self._open()
+            self._f.write(line + "\n")
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        self._written += 1
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
+            f, self._f = self._f, None
+            with _naming(self.path):  # its last flush can fail too (a full disk)
+                f.close()
+        if not self._written:
+            for made in self._made:  # the file, then its new parent dirs, deepest first
+                try:
+                    made.unlink() if made == self.path else made.rmdir()
+                except OSError:
+                    break
+            self._made = []
 
     def __enter__(self) -> JsonlAppender:
         return self
@@ -114,11 +138,28 @@ class JsonlAppender:
 def write_lines_atomic(path: Path | str, lines: Iterable[str]) -> None:
     """Replace `path` in one rename: readers see the old file or the new one, never half of it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(line.rstrip("\n") + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with _naming(tmp):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                for line in lines:
+                    f.write(line.rstrip("\n") + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk: the old file stays as it was
+            raise
+        os.replace(tmp, path)
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError without a file name (ENOSPC from write or fsync) gets `path`, so the user
+    is told which file could not be written."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise

@@ -353,7 +353,9 @@ class SingleJudgment(_Judgment):
         return self.judgment == API_ERROR_OUTPUT
 
     @property
-    def unrated(self) -> bool:  # the judge answered without a rating: not a failure, no score
+    def unrated(self) -> bool:
+        """The judge answered without a rating FastChat can read (score -1): a judgment, kept
+        (resume does not send it again), but in no score."""
         return self.score == -1 and not self.failed
 
 
@@ -394,7 +396,8 @@ class PairJudgment(_Judgment):
         return API_ERROR_OUTPUT in (self.g1_judgment, self.g2_judgment)
 
     @property
-    def unrated(self) -> bool:  # a game without a verdict ("error"): not a failure
+    def unrated(self) -> bool:
+        """A verdict without [[A]]/[[B]]/[[C]] (winner "error") in either game, not a failure."""
         return "error" in (self.g1_winner, self.g2_winner) and not self.failed
 
 

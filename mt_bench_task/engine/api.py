@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mt_bench_task.clients.openai_client import ClientUsage, OpenAIChatClient
+from mt_bench_task.clients import api_client
 from mt_bench_task.core import data
-from mt_bench_task.core.chat import ChatClient
+from mt_bench_task.core.chat import ChatClient, ClientUsage
 from mt_bench_task.core.concurrency import bounded_map
 from mt_bench_task.core.errors import ParameterError
 from mt_bench_task.core.ids import QuestionId
@@ -35,6 +35,7 @@ from mt_bench_task.core.thoughts import (
 )
 from mt_bench_task.core.types import Answer, Choice, Question
 from mt_bench_task.core.workspace import Workspace, workspace_at
+from mt_bench_task.core.writer_lock import one_writer
 from mt_bench_task.engine.driver import reorganize_answer_file
 
 SYSTEM_MESSAGE = "You are a helpful assistant."  # FastChat's chatgpt template
@@ -61,6 +62,7 @@ def generate_api_answers(model: str, data_dir: Path | str, base_url: str | None 
                          parallel: int = 1, max_tokens: int = 1024, num_choices: int = 1,
                          question_begin: int | None = None, question_end: int | None = None,
                          force_temperature: float | None = None, *,
+                         request_timeout: float | None = None, wait_for_lock: bool = True,
                          client: ChatClient | None = None,
                          workspace: Workspace | None = None,
                          max_thinking_tokens: int = DEFAULT_THINKING_TOKENS,
@@ -68,8 +70,10 @@ def generate_api_answers(model: str, data_dir: Path | str, base_url: str | None 
     """Answer every selected question not yet answered in DATA_DIR/model_answer/MODEL.jsonl.
 
     `client` replaces the OpenAI client (e.g. a fake in tests); by default one is made for
-    `base_url` ($OPENAI_BASE_URL, else api.openai.com). A client with `check_reachable()` is
-    checked first; one with `close()` is closed at the end (OpenAIChatClient reopens on reuse).
+    `base_url` ($OPENAI_BASE_URL, else api.openai.com), with `request_timeout` seconds per
+    answer. A client with `check_reachable()` is checked first; one with `close()` is closed at
+    the end (OpenAIChatClient reopens on reuse). Another run writing the same file is waited for
+    (`wait_for_lock` False: a DataError), then only what it left is asked.
     The questions are the workspace's bench (default: DATA_DIR's, `workspace_at`).
     `max_tokens` is FastChat's answer budget; a model that thinks gets `max_thinking_tokens`
     more (`ThinkingBudget`); `think_tags` (OPEN, CLOSE) says it thinks, in those tags.
@@ -92,24 +96,41 @@ def generate_api_answers(model: str, data_dir: Path | str, base_url: str | None 
     pending = data.pending_questions(questions, out, num_choices)  # DataError before any request
     if not pending:
         return ApiGenerationStats(0, 0, out, ClientUsage(), len(questions))
-    chat = client if client is not None else OpenAIChatClient(base_url)
-    return asyncio.run(_generate(chat, model, questions, pending, temperatures, out,
-                                 parallel, budget, num_choices,
-                                 [q.key for q in bench.questions]))
+    chat = client if client is not None else api_client(base_url, timeout=request_timeout)
+    return asyncio.run(_generate(chat, model, questions, num_choices, temperatures, out,
+                                 parallel, budget, [q.key for q in bench.questions],
+                                 wait_for_lock))
 
 
-async def _generate(client: ChatClient, model: str,
-                    questions: Sequence[Question], pending: list[Question],
-                    temperatures: dict[QuestionId, float], out: Path, parallel: int,
-                    budget: ThinkingBudget, num_choices: int,
-                    order: Sequence[QuestionId] = ()) -> ApiGenerationStats:
-    appender: JsonlAppender | None = None
+async def _generate(client: ChatClient, model: str, questions: Sequence[Question],
+                    num_choices: int, temperatures: dict[QuestionId, float], out: Path,
+                    parallel: int, budget: ThinkingBudget, order: Sequence[QuestionId] = (),
+                    wait_for_lock: bool = True) -> ApiGenerationStats:
+    try:
+        await client.check_reachable()  # unreachable: DataError before anything is written
+        with one_writer(out, wait_for_lock):  # what another run answered meanwhile is kept
+            pending = data.pending_questions(list(questions), out, num_choices)
+            try:
+                with JsonlAppender(out).open() as sink:  # unwritable: fails before any request
+                    failed = await _answer_all(client, model, pending, temperatures, sink,
+                                               parallel, budget, num_choices)
+            finally:
+                if out.is_file():  # finished answers are kept, sorted, even on error
+                    reorganize_answer_file(out, order)
+    finally:
+        await client.close()  # its connections belong to this event loop, which ends here
+    return ApiGenerationStats(len(pending), failed, out, client.usage, len(questions))
+
+
+async def _answer_all(client: ChatClient, model: str, pending: list[Question],
+                      temperatures: dict[QuestionId, float], sink: JsonlAppender, parallel: int,
+                      budget: ThinkingBudget, num_choices: int) -> int:
+    """Ask `pending`, each answer appended to `sink` as it completes; the failed count."""
     failed = 0
 
     def write(result: Answer) -> None:
-        nonlocal appender, failed
-        appender = appender or JsonlAppender(out)  # no empty file when the first fails
-        appender.write(result.to_json())
+        nonlocal failed
+        sink.write(result.to_json())
         failed += result.failed  # asked again on the next run (`Answer.failed`)
 
     def usage() -> dict[str, Any]:
@@ -117,17 +138,10 @@ async def _generate(client: ChatClient, model: str,
         return {"tokens": u.prompt_tokens + u.completion_tokens, "retries": u.retries,
                 "failed": failed}
 
-    try:
-        await client.check_reachable()  # unreachable: DataError before anything is written
-        await bounded_map(pending, lambda q: answer_question(
-            client, model, q, temperatures[q.question_id], budget, num_choices),
-            parallel, write, desc=f"gen-api {model}", unit="q", postfix=usage)
-    finally:
-        if appender is not None:
-            appender.close()
-            reorganize_answer_file(out, order)  # finished answers are kept, sorted, even on error
-        await client.close()  # its connections belong to this event loop, which ends here
-    return ApiGenerationStats(len(pending), failed, out, client.usage, len(questions))
+    await bounded_map(pending, lambda q: answer_question(
+        client, model, q, temperatures[q.question_id], budget, num_choices),
+        parallel, write, desc=f"gen-api {model}", unit="q", postfix=usage)
+    return failed
 
 
 class ThinkingBudget:

@@ -50,6 +50,7 @@ class GenerationConfig:
     data_parallel_size: int = 1  # engine replicas, each on its own GPUs (data_parallel.py)
     gpu_memory_utilization: float | None = None
     max_model_len: int | None = None
+    wait_for_lock: bool = True  # another run writing the answer file: wait (False: DataError)
 
     @property
     def engine_options(self) -> EngineOptions:

@@ -14,12 +14,18 @@ present.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from mt_bench_task.core import data
+from mt_bench_task.core.bench import Bench
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.thoughts import check_think_tags
+from mt_bench_task.core.types import Question
 from mt_bench_task.core.workspace import Workspace, workspace_at
+from mt_bench_task.core.writer_lock import one_writer
 from mt_bench_task.engine.config import EngineOptions, GenerationConfig, GenerationStats
 from mt_bench_task.engine.data_parallel import fold_shards
+from mt_bench_task.engine.hf.launch import launched
 from mt_bench_task.engine.models import resolve_model_path
 from mt_bench_task.engine.registry import Backend, check_engine_name, engine_backend
 
@@ -37,6 +43,14 @@ def generate_answers(cfg: GenerationConfig, workspace: Workspace | None = None, 
     questions = bench.select(cfg.question_begin, cfg.question_end)
     if not questions:
         return GenerationStats(0, 0, 0.0, 0, str(out))
+    if launched():  # an accelerate worker: the process that launched it holds the lock
+        return _generate_pending(cfg, bench, out, questions, backend)
+    with one_writer(out, cfg.wait_for_lock):  # another run on this file: wait, then resume
+        return _generate_pending(cfg, bench, out, questions, backend)
+
+
+def _generate_pending(cfg: GenerationConfig, bench: Bench, out: Path, questions: list[Question],
+                      backend: Backend | None) -> GenerationStats:
     fold_shards(out, [q.key for q in bench.questions])  # a killed data-parallel run's answers
     pending = data.pending_questions(questions, out, cfg.num_choices)  # DataError before any work
     if not pending:

@@ -70,8 +70,11 @@ class JudgeSettings:
     # scores; None: the packaged one of the judge, if any
     calibration: Mapping[str, Any] | str | None = None
 
-    def __repr__(self) -> str:  # never the key
-        return (f"JudgeSettings(judge_model={self.judge_model!r}, base_url={self.base_url!r}, "
+    def __repr__(self) -> str:  # never the key, nor the base URL's credentials
+        from mt_bench_task.core.redact import redact_url
+
+        url = redact_url(self.base_url) if self.base_url else None
+        return (f"JudgeSettings(judge_model={self.judge_model!r}, base_url={url!r}, "
                 f"parallel={self.parallel}, judge_repeats={self.judge_repeats}, "
                 f"bench={getattr(self.bench, 'name', self.bench)!r}, "
                 f"references={self.references!r})")

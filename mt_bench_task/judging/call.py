@@ -224,7 +224,10 @@ def run_sync(make_coro: Callable[[], Awaitable[T]]) -> T:
     """asyncio.run, or a worker thread when a loop is already running (Jupyter, evaluate)."""
     try:
         asyncio.get_running_loop()
+        running = True
     except RuntimeError:
+        running = False
+    if not running:  # outside the except: its RuntimeError would be every error's __context__
         return asyncio.run(make_coro())  # type: ignore[arg-type]
     import concurrent.futures
 

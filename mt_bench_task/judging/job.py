@@ -68,8 +68,9 @@ class JudgeSummary:
                 f"run sends them again)")
 
     def end_lines(self) -> list[str]:
-        """The closing line, the batch's fate, who served, the cost and the failure share; while
-        a batch runs, the one line that says so (judge and calibrate alike)."""
+        """The closing line, the batch's fate, who served, the cost, the failure share and the
+        judgments without a rating; while a batch runs, the one line that says so (judge and
+        calibrate alike)."""
         if self.batch_pending:
             return [f"batch {', '.join(self.batch_ids)} submitted or still running; run the same "
                     f"command with --batch again to collect it (nothing is sent twice)"]
@@ -148,7 +149,7 @@ class JudgingJob:
                                 self.baseline_model, self.bench.need_ref_categories)
         jobs = _repeat(matches, self.repeats)
         done: set[tuple] = set()
-        if self.output is not None and self.output.exists():
+        if self.output is not None and self.output.is_file():
             records = data.read_judgments(self.output, self.mode, repair_torn_tail=self.repair)
             check_references(self.output, records, self.bench.references_label)
             # $ERROR$ and verdicts the judge's limit cut are sent again (with a larger budget)
@@ -164,7 +165,7 @@ class JudgingJob:
             parallel = max(parallel, LOCAL_JUDGE_IN_FLIGHT)
         if self.output is None:
             return await judge_matches(todo, client, self.spec, parallel, progress=progress)
-        with JsonlAppender(self.output) as sink:
+        with JsonlAppender(self.output).open() as sink:  # unwritable: fails before any request
             records = await judge_matches(todo, client, self.spec, parallel, progress=progress,
                                           on_record=lambda r: sink.write(r.to_json()))
         drop_superseded_failures(self.output, self.mode)

@@ -23,6 +23,7 @@ from mt_bench_task.core.ids import QuestionId, id_text
 from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, judge_spec
 from mt_bench_task.core.prompts import Mode, messages, user_prompts
 from mt_bench_task.core.types import Answer, Judgment, Question
+from mt_bench_task.core.writer_lock import one_writer
 from mt_bench_task.judging.cost import plan_line
 from mt_bench_task.judging.execute import SendOptions, execute, run_price
 from mt_bench_task.judging.job import JudgeSummary, JudgingJob, JudgingPlan, check_answers
@@ -62,6 +63,8 @@ class JudgeRun:
     references: str | None = None  # "inline" or a FastChat reference file (`bench.with_references`)
     judge_max_tokens: int | None = None  # the judge's first budget; None: FastChat's 2048
     judge_reasoning_effort: str | None = None  # sent as reasoning_effort when set
+    request_timeout: float | None = None  # seconds for one answer (None: the client's 120)
+    wait_for_lock: bool = True  # another run writing the output: wait for it (False: DataError)
 
     @property
     def judge(self) -> JudgeSpec:
@@ -142,6 +145,14 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
     bench = bench or load_bench(data_dir=run.data_dir, judge_file=run.judge_file)
     bench = with_references(bench, run.references)
     job = run.job(bench)
+    if run.dry_run or job.output is None:
+        return _judge_job(run, job, client, on_plan)
+    with one_writer(job.output, run.wait_for_lock):  # planned under it: nothing sent twice
+        return _judge_job(run, job, client, on_plan)
+
+
+def _judge_job(run: JudgeRun, job: JudgingJob, client: ChatClient | None,
+               on_plan: Callable[[str], None] | None) -> JudgeSummary:
     plan = job.plan()
     summary = job.summary(plan)
     if on_plan is not None:

@@ -162,10 +162,11 @@ def _records(path: Path, read: Callable[[Path], list[J]]) -> list[J] | None:
 
 
 def _answers(data_dir: Path, model: str, fallback: Path | None) -> dict[str, list[str]]:
-    try:
-        return {str(_rid(qid)): a.turns for qid, a in data.load_answers(data_dir, model, fallback).items()}
-    except DataError:  # judged but never answered here: the page says "no answer"
+    """A model's answers by id; {} when it has no answer file (judged but never answered here:
+    the page says "no answer"); a malformed file is a DataError naming file:line."""
+    if data.find_answer_file(data_dir, model, fallback) is None:
         return {}
+    return {str(_rid(qid)): a.turns for qid, a in data.load_answers(data_dir, model, fallback).items()}
 
 
 def _thoughts(data_dir: Path, model: str, fallback: Path | None) -> dict[str, list[str | None]]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mt_bench_task.core.bench import order_categories
-from mt_bench_task.core.data import answer_notes, judgment_file, read_judgments
+from mt_bench_task.core.data import answer_notes, judgment_file, read_judgments, unique_judgments
 from mt_bench_task.core.errors import DataError, ParameterError
 from mt_bench_task.core.judge_spec import NOT_COMPARABLE
 from mt_bench_task.core.results import Results
@@ -47,7 +47,7 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
     if plot and mode != "single":
         raise ParameterError("plot draws single-mode (1-10) scores; not with mode " + mode, "plot", "mode")
     path = Path(input_file) if input_file else judgment_file(data_dir, judge_model, mode)
-    records = read_judgments(path, mode)
+    records, repeated = unique_judgments(read_judgments(path, mode))
     if not records:
         raise DataError(f"{path}: no judgment records")
     results = results_from_records(records, mode, model_list, baseline_model, bench.category_of,
@@ -63,7 +63,7 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
         extra_stats.answers_for(data_dir, results, bench.official_answers, baseline_model),
         baseline_model if mode == "pairwise-baseline" else None, seed)
     served = list(results.served_by)
-    labels = [*labels, *filter(None, [mixed_note(served)])]
+    labels = [*labels, *filter(None, [mixed_note(served), _repeated_note(repeated, path)])]
     lines = [f"Input file: {path}", *(f"NOTE: {label}" for label in labels),
              *([f"Judge: {judge_model}{served_suffix(served)}"] if served else []),
              *([f"References: {results.references} (--references)"] if results.references else []),
@@ -90,6 +90,14 @@ def show(data_dir: Path, input_file: str | None, judge_model: str, mode: str,
                          title_note=NOT_COMPARABLE if not_comparable else None,
                          bench_name=bench.name)
     return ShowOutput(results, "\n".join(lines), list(labels), out)
+
+
+def _repeated_note(repeated: int, path: Path) -> str | None:
+    """The warning for a file holding some judgments twice (two runs wrote to it at once)."""
+    if not repeated:
+        return None
+    return (f"{path}: {repeated} records repeat the key (question_id, model(s), turn, judge, "
+            f"repeat) of another record; each key is counted once (the last rating)")
 
 
 def _fmt(x: float | None) -> str:

@@ -35,9 +35,10 @@ Faults apply to POST /v1/chat/completions only (GET /v1/models always answers):
 Fault names: `"429:S"` (Retry-After: S seconds), `"429ms:MS"` (retry-after-ms: MS), `"500"`,
 `"503:S"` (with Retry-After), `"timeout:S"` (answer only after S seconds, default 5, so the client
 times out first), `"drop"` (close the socket without a response), `"garbage"` (200, non-JSON body),
-`"nochoices"` (200, JSON without choices), and any other status like `"401"`, `"400"`, `"404"`
-(OpenAI-style error body; a 401 echoes the presented API key, as a worst case for leak tests;
-`"400:some text"` sends that text as the error message).
+`"nochoices"` (200, JSON without choices), `"reset"` (close the socket with a TCP reset),
+`"quota"` (OpenAI's `insufficient_quota` 429: billing, not a rate limit), and any other status
+like `"401"`, `"400"`, `"404"` (OpenAI-style error body; a 401 echoes the presented API key, as
+a worst case for leak tests; `"400:some text"` sends that text as the error message).
 
 `server.served_model = {"gpt-4": "gpt-4-0613"}` answers a request for gpt-4 with that "model" (an alias
 served by a snapshot); `raw_requests` keeps the chat bodies as sent. `completion(req)` is the
@@ -53,6 +54,8 @@ With the default kinds, pass the client a timeout under 5 s, or "timeout" faults
 on, the server answers only after `gate.release()` (`gate.wait()` returns once the client got
 there); `Gate(..., hold=False, action=...)` runs `action` (a SIGINT, say) when the request comes.
 A test that kills or interrupts the client does it there, never after a sleep.
+The `"unrated"` responder is the judge's, except that about one prompt in 4 (by its hash, so the
+same ones whatever the concurrency) gets a verdict with no rating in it.
 
 Read back (thread-safe to read after the requests finished): `total`, `count(model, prompt)`,
 `by_key`, `requests` (bodies), `auth_headers`, `faults_injected` (Counter by kind), `url`, `port`;
@@ -127,6 +130,14 @@ class VaryingJudge:
         return f"Rating: [[{(int(prompt_hash(key), 16) + 3 * n) % 10 + 1}]]"
 
 
+def unrated_responder(req: dict[str, Any]) -> str:
+    """`judge_responder`, but about 1 prompt in 4 (by hash) gets an answer without a rating."""
+    digest = int(prompt_hash(json.dumps(req.get("messages", []), sort_keys=True)), 16)
+    if digest % 4 == 0:
+        return "Both answers have merits and flaws; I cannot decide."
+    return judge_responder(req)
+
+
 @dataclass
 class Reply:
     """A responder's full reply (a plain string is `Reply(text)`): the message's content, a
@@ -197,7 +208,11 @@ class ThinkingModel:
                      tokens)
 
 
-RESPONDERS: dict[str, Responder] = {"judge": judge_responder, "echo": echo_responder}
+RESPONDERS: dict[str, Responder] = {"judge": judge_responder, "echo": echo_responder,
+                                    "unrated": unrated_responder}
+QUOTA_MESSAGE = ("You exceeded your current quota, please check your plan and billing details. "
+                 "For more information on this error, read the docs: "
+                 "https://platform.openai.com/docs/guides/error-codes/api-errors.")
 REASONING_MAX_TOKENS = ("Unsupported parameter: 'max_tokens' is not supported with this model. "
                         "Use 'max_completion_tokens' instead.")
 REASONING_TEMPERATURE = ("Unsupported value: 'temperature' does not support {value} with this "
@@ -427,6 +442,18 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             elif kind == "timeout":
                 server.sleep(float(arg or 5))
                 self._json(500, _error("too late", "server_error"))
+            elif kind == "reset":  # SO_LINGER 0: close() sends RST, the client reads ECONNRESET
+                import socket
+                import struct
+
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+                self.rfile.close()
+                self.connection.close()  # no FIN first (the server's shutdown would send one)
+                self.close_connection = True
+            elif kind == "quota":
+                self._json(429, {"error": {"message": QUOTA_MESSAGE, "type": "insufficient_quota",
+                                           "param": None, "code": "insufficient_quota"}})
             elif kind == "drop":
                 self.close_connection = True  # the handler returns; the socket closes unanswered
             elif kind == "garbage":
