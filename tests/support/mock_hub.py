@@ -144,6 +144,18 @@ class MockHub:
                 and "/preupload/" not in r["path"] and "/paths-info/" not in r["path"]]
 
 
+@contextlib.contextmanager
+def hub_offline_without_token() -> Iterator[None]:
+    """For this process while the block runs, what HF_HUB_OFFLINE=1 HF_TOKEN= gives a subprocess
+    (huggingface_hub read HF_HUB_OFFLINE into its constants at import): for `publish --dry-run`."""
+    from huggingface_hub import constants
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(constants, "HF_HUB_OFFLINE", True)
+        mp.setenv("HF_TOKEN", "")
+        yield
+
+
 @pytest.fixture
 def mock_hub() -> Iterator[MockHub]:
     """A started MockHub; pass `hub.env(str(tmp_path))` to the client subprocess."""
