@@ -24,7 +24,18 @@ def _bytecode_cache_outside_the_trees() -> None:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
+def _a_share_of_the_cores_per_worker() -> None:
+    """Under pytest-xdist (`-n auto`, pyproject's addopts) the workers run side by side: each
+    gets its share of the cores for torch's threads (OMP_NUM_THREADS, read when torch is first
+    imported, and inherited by the subprocesses it starts) instead of every worker spinning a
+    thread per core. A value the caller set stays."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
 _bytecode_cache_outside_the_trees()  # before the heavy imports of the test modules
+_a_share_of_the_cores_per_worker()  # before torch is imported
 
 import pytest
 from support.cli import run_in_process

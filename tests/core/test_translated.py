@@ -16,7 +16,6 @@ from statistics import mean
 from typing import Any
 
 import pytest
-from support.cli import mt_bench_subprocess
 from support.fake_openai import FakeOpenAI, prompt_hash
 from support.mock_hub import MockHub
 
@@ -171,7 +170,7 @@ def test_inline_reference_reads_lists_repr_strings_and_never_crashes():
 
 
 # ---- German: string ids end to end ----
-def test_german_string_ids_end_to_end_with_resume_report_and_card(tmp_path, capsys):
+def test_german_string_ids_end_to_end_with_resume_report_and_card(mt_bench, tmp_path, capsys):
     d = tmp_path / "german"
     german_bench(d)
     with FakeOpenAI("echo") as answers_server:
@@ -212,12 +211,11 @@ def test_german_string_ids_end_to_end_with_resume_report_and_card(tmp_path, caps
     assert '{"id":"81_DE","category":"writing"' in html and '"111_DE":{"0":{"1":[' in html
     assert '"ref":["Referenz: 3","Referenz: 5 pi"]' in html
 
-    with MockHub() as hub:
+    with MockHub() as hub, hub.in_this_process(str(tmp_path / "hf")):
         hub.create_repo("user/german-model")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "HF_"))}
-        pub = mt_bench_subprocess("publish", "--bench-name", "german", "--data-dir", d, "--repo-id",
-                                  "user/german-model", "--dry-run", cwd=tmp_path,
-                                  env={**env, **hub.env(str(tmp_path / "hf"))})  # HF_ENDPOINT
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+        pub = mt_bench("publish", "--bench-name", "german", "--data-dir", d, "--repo-id",
+                       "user/german-model", "--dry-run", cwd=tmp_path, env=env)
     assert pub.returncode == 0, pub.stderr
     assert "not comparable with published MT-bench" in pub.stdout and "      type: german\n" in pub.stdout
 

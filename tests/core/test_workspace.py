@@ -5,12 +5,12 @@ The CLI in a real data dir (`data/mt_bench` under the working directory)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
-from support.cli import CliResult, mt_bench_subprocess
+from support.cli import CliResult
+from support.mock_hub import hub_offline_without_token
 
 from mt_bench_task.core.judge_spec import EMBEDDED_JUDGE_NAME
 from mt_bench_task.core.workspace import judge_name, open_workspace
@@ -20,11 +20,10 @@ MODEL = "mamba_0_5_dpo_ep1"
 
 
 def _mt_bench(mt_bench, cwd: Path, *args: str) -> CliResult:
-    """`mt-bench ARGS` in cwd; publish in a subprocess, offline and without a token (the Hub
-    client reads HF_* at import time)."""
+    """`mt-bench ARGS` in cwd; publish offline and without a token."""
     if args[0] == "publish":
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_TOKEN": ""}
-        return mt_bench_subprocess(*args, cwd=cwd, env=env)
+        with hub_offline_without_token():
+            return mt_bench(*args, cwd=cwd)
     return mt_bench(*args, cwd=cwd)
 
 

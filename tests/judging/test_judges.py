@@ -3,13 +3,11 @@ label said the same way by every command, reasoning-model judges, and a judge th
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 from support.answer_dirs import answer_dir
-from support.cli import mt_bench_subprocess
 from support.fake_openai import REASONING_MAX_TOKENS, FakeOpenAI
 from support.mock_hub import MockHub
 
@@ -99,10 +97,8 @@ def test_show_and_report_label_the_judge(mt_bench, tmp_path, judge, comparable):
 def test_publish_card_labels_the_judge(mt_bench, tmp_path, mock_hub: MockHub, judge, comparable):
     with FakeOpenAI("judge") as server:
         d = _judged(mt_bench, tmp_path, judge, server.url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(mock_hub.env(str(tmp_path / "hf_home")))
-    p = mt_bench_subprocess("publish", "--repo-id", "user/m", "--data-dir", d, "--judge-model", judge,
-                            "--dry-run", env=env)  # the Hub client reads HF_ENDPOINT at import
+    with mock_hub.in_this_process(str(tmp_path / "hf_home")):
+        p = mt_bench("publish", "--repo-id", "user/m", "--data-dir", d, "--judge-model", judge, "--dry-run")
     assert p.returncode == 0, p.stderr
     assert (NOT_COMPARABLE in p.stdout) is not comparable  # the card
     assert (f"judged by {judge}: {NOT_COMPARABLE}" in p.stderr) is not comparable

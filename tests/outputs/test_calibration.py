@@ -15,8 +15,8 @@ import statistics
 from pathlib import Path
 
 import pytest
-from support.cli import mt_bench_subprocess
 from support.fake_openai import FakeOpenAI
+from support.mock_hub import hub_offline_without_token
 
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import load_bench
@@ -213,9 +213,9 @@ def test_calibrate_shifted_judge_subset_and_the_citation(mt_bench, tmp_path):
         for a in _jsonl(PKG / "official_answers" / "gpt-4.jsonl")))
     assert report.build_payload(tmp_path, "gpt-4o")["calibration"] == {"text": cite,
                                                                       "comparable": False}
-    card = mt_bench_subprocess("publish", "--repo-id", "someone/mine", "--data-dir", tmp_path,
-                               "--judge-model", "gpt-4o", "--dry-run",  # HF_* are read at import
-                               env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_TOKEN": ""})
+    with hub_offline_without_token():
+        card = mt_bench("publish", "--repo-id", "someone/mine", "--data-dir", tmp_path,
+                        "--judge-model", "gpt-4o", "--dry-run")
     assert card.returncode == 0, card.stderr
     assert cite.split("; ")[1] in card.stdout and "not comparable" in card.stdout
 

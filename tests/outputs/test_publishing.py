@@ -1,7 +1,9 @@
 """`mt-bench publish` / `push-dataset` against a real local HTTP server that speaks the Hub API.
 
-huggingface_hub reads HF_ENDPOINT at import time, so the client runs as a CLI subprocess with the
-mock's environment; that also tests the CLI. Every run checks that the token never shows up.
+huggingface_hub reads HF_ENDPOINT at import time: the CLI runs in this process with the client's
+constants pointed at the mock (`MockHub.in_this_process`); the slow tests run it as a subprocess
+with the mock's environment, the way a user's shell sets it. Every run checks that the token
+never shows up.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.cli import CliResult, mt_bench_subprocess
+from support.cli import CliResult, mt_bench_subprocess, run_in_process
 from support.mock_hub import FAKE_TOKEN, MockHub
 
 from mt_bench_task.core import scoring
@@ -21,6 +23,8 @@ from mt_bench_task.core.bench import JUDGE_PROMPTS_VERSION, dataset_path, load_b
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.outputs.publishing import SECTION_END, SECTION_START, _with_section
 
+# huggingface_hub's LFS upload, in this process: its own call into httpx, nothing of ours
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
 _MT = load_bench()
 CATEGORIES, DATASET_ID, DATASET_REVISION = _MT.categories, _MT.dataset_id, _MT.dataset_revision
 
@@ -43,8 +47,13 @@ def _write(tmp_path: Path, results: dict[str, Any], name: str = "results.json") 
 
 
 def run_cli(hub: MockHub, tmp_path: Path, *args: str, token: str | None = None,
-            code: str | None = None) -> CliResult:
-    """`mt-bench ARGS` (or `python -c CODE`) in a subprocess pointed at the mock hub."""
+            code: str | None = None, subprocess_: bool = False) -> CliResult:
+    """`mt-bench ARGS` pointed at the mock hub: in this process, or (`subprocess_`, or
+    `python -c CODE`) in a subprocess with the mock's environment."""
+    if not (code or subprocess_):
+        with hub.in_this_process(str(tmp_path / "hf_home"), token=token):
+            proc = run_in_process(*args, cwd=tmp_path)
+        return _no_secret_in(proc)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(hub.env(str(tmp_path / "hf_home"), token=token))
     if code:
@@ -53,6 +62,10 @@ def run_cli(hub: MockHub, tmp_path: Path, *args: str, token: str | None = None,
         proc = CliResult(p.returncode, p.stdout, p.stderr)
     else:
         proc = mt_bench_subprocess(*args, env=env, cwd=tmp_path, timeout=600)
+    return _no_secret_in(proc)
+
+
+def _no_secret_in(proc: CliResult) -> CliResult:
     for secret in (FAKE_TOKEN, BAD_TOKEN):
         assert secret not in proc.stdout + proc.stderr
     return proc
@@ -79,9 +92,9 @@ def _scores(text: str) -> dict[tuple[str, str | None], float]:
 
 
 def _publish(hub: MockHub, tmp_path: Path, results: dict[str, Any], *extra: str,
-             token: str | None = None) -> CliResult:
+             token: str | None = None, subprocess_: bool = False) -> CliResult:
     return run_cli(hub, tmp_path, "publish", "--repo-id", REPO, "--results",
-                   str(_write(tmp_path, results)), *extra, token=token)
+                   str(_write(tmp_path, results)), *extra, token=token, subprocess_=subprocess_)
 
 
 def test_publish_new_card_round_trip(mock_hub: MockHub, tmp_path: Path) -> None:
@@ -117,9 +130,9 @@ def test_publish_new_card_round_trip(mock_hub: MockHub, tmp_path: Path) -> None:
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_republish_updates_section_in_place(mock_hub: MockHub, tmp_path: Path) -> None:
     mock_hub.create_repo(REPO)
-    assert _publish(mock_hub, tmp_path, _results(6.875)).returncode == 0
+    assert _publish(mock_hub, tmp_path, _results(6.875), subprocess_=True).returncode == 0
     first = _readme(mock_hub)
-    proc = _publish(mock_hub, tmp_path, _results(7.125))
+    proc = _publish(mock_hub, tmp_path, _results(7.125), subprocess_=True)
     assert proc.returncode == 0, proc.stderr
     text = _readme(mock_hub)
     assert text.count(SECTION_START) == 1 and text.count(SECTION_END) == 1
@@ -208,7 +221,7 @@ def test_create_pr_leaves_main_untouched(mock_hub: MockHub, tmp_path: Path) -> N
 def test_revision_targets_a_branch(mock_hub: MockHub, tmp_path: Path) -> None:
     repo = mock_hub.create_repo(REPO, files={"README.md": FOREIGN_CARD.encode()})
     repo.refs["dev"] = main_before = repo.refs["main"]
-    proc = _publish(mock_hub, tmp_path, _results(), "--revision", "dev")
+    proc = _publish(mock_hub, tmp_path, _results(), "--revision", "dev", subprocess_=True)
     assert proc.returncode == 0, proc.stderr
     assert repo.refs["main"] == main_before and repo.refs["dev"] != main_before
     assert "Intro text written by a human." in _readme(mock_hub, "dev")
@@ -237,7 +250,7 @@ def test_bad_token_401_is_a_clear_error_and_writes_nothing(mock_hub: MockHub, tm
 def test_read_only_token_403_writes_nothing(mock_hub: MockHub, tmp_path: Path) -> None:
     repo = mock_hub.create_repo(REPO, files={"README.md": FOREIGN_CARD.encode()})
     mock_hub.read_only_token = BAD_TOKEN
-    proc = _publish(mock_hub, tmp_path, _results(), token=BAD_TOKEN)
+    proc = _publish(mock_hub, tmp_path, _results(), token=BAD_TOKEN, subprocess_=True)
     assert proc.returncode == 2 and "HTTP 403" in proc.stderr and proc.stderr.count("\n") == 1
     assert len(repo.commits) == 1 and not mock_hub.lfs
 
@@ -266,7 +279,7 @@ def test_dry_run_prints_the_card_and_pushes_nothing(mock_hub: MockHub, tmp_path:
 
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_dry_run_without_token_or_repo(mock_hub: MockHub, tmp_path: Path) -> None:
-    proc = _publish(mock_hub, tmp_path, _results(), "--dry-run", token="")
+    proc = _publish(mock_hub, tmp_path, _results(), "--dry-run", token="", subprocess_=True)
     assert proc.returncode == 0, proc.stderr
     assert "showing a new card" in proc.stderr and "# my-model" in proc.stdout
     assert mock_hub.writes() == []
@@ -282,7 +295,7 @@ def test_unknown_model_lists_the_known_ones(mock_hub: MockHub, tmp_path: Path) -
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_local_judge_is_labelled_not_comparable(mock_hub: MockHub, tmp_path: Path) -> None:
     mock_hub.create_repo(REPO)
-    proc = _publish(mock_hub, tmp_path, _results(judge="smollm2-135m", comparable=False))
+    proc = _publish(mock_hub, tmp_path, _results(judge="smollm2-135m", comparable=False), subprocess_=True)
     assert proc.returncode == 0, proc.stderr
     text = _readme(mock_hub)
     assert "not comparable with published MT-bench" in text
@@ -347,7 +360,7 @@ json.dump(out, sys.stdout)
 
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_push_dataset_then_load_dataset_round_trip(mock_hub: MockHub, tmp_path: Path) -> None:
-    proc = run_cli(mock_hub, tmp_path, "push-dataset", "--repo-id", "user/mt_bench")
+    proc = run_cli(mock_hub, tmp_path, "push-dataset", "--repo-id", "user/mt_bench", subprocess_=True)
     assert proc.returncode == 0, proc.stderr
     assert "pushed the dataset" in proc.stdout
     repo = mock_hub.repo("user/mt_bench", "dataset")
@@ -356,7 +369,7 @@ def test_push_dataset_then_load_dataset_round_trip(mock_hub: MockHub, tmp_path: 
                 "data/judge_prompts.jsonl"):
         assert repo.files()[rel] == (local / rel).read_bytes(), rel  # byte for byte
     # pushing again is a no-op-safe update (repo exists)
-    assert run_cli(mock_hub, tmp_path, "push-dataset", "--repo-id", "user/mt_bench").returncode == 0
+    assert run_cli(mock_hub, tmp_path, "push-dataset", "--repo-id", "user/mt_bench", subprocess_=True).returncode == 0
 
     proc = run_cli(mock_hub, tmp_path, code=_LOAD)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -373,7 +386,7 @@ def test_push_dataset_then_load_dataset_round_trip(mock_hub: MockHub, tmp_path: 
 @pytest.mark.slow  # end to end over subprocesses; the fast loop covers the feature
 def test_push_dataset_private_to_a_branch(mock_hub: MockHub, tmp_path: Path) -> None:
     proc = run_cli(mock_hub, tmp_path, "push-dataset", "--repo-id", "user/mt_bench", "--private",
-                   "--revision", "v1")
+                   "--revision", "v1", subprocess_=True)
     assert proc.returncode == 0, proc.stderr
     repo = mock_hub.repo("user/mt_bench", "dataset")
     assert repo.private and set(repo.files("main")) == {".gitattributes"}

@@ -13,12 +13,15 @@ Use it as a context manager, `with MockHub() as hub: ...`, or as the pytest fixt
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import importlib
 import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Self
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -95,6 +98,33 @@ class MockHub:
             env["HF_TOKEN"] = tok
         return env
 
+    @contextlib.contextmanager
+    def in_this_process(self, tmp_home: str, token: str | None = None) -> Iterator[None]:
+        """What `env()` gives a subprocess, for this process while the block runs: huggingface_hub
+        read HF_* into its constants when it was imported, so the constants are set (and put back
+        after); the token is HF_TOKEN, read at each call. `token=""` means no token at all."""
+        from huggingface_hub import constants
+
+        hub_tqdm = importlib.import_module("huggingface_hub.utils.tqdm")  # the module, not its class
+
+        home = Path(tmp_home)
+        tok = self.token if token is None else token
+        with pytest.MonkeyPatch.context() as mp:
+            for name, value in {
+                    "ENDPOINT": self.url,
+                    "HUGGINGFACE_CO_URL_TEMPLATE": self.url + "/{repo_id}/resolve/{revision}/{filename}",
+                    "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"),
+                    "HF_TOKEN_PATH": str(home / "token"), "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
+                    "HF_HUB_DISABLE_XET": True, "HF_HUB_DISABLE_TELEMETRY": True, "HF_HUB_OFFLINE": False,
+                    "HF_HUB_ETAG_TIMEOUT": 5}.items():
+                mp.setattr(constants, name, value)
+            mp.setattr(hub_tqdm, "HF_HUB_DISABLE_PROGRESS_BARS", True)
+            mp.delenv("HF_TOKEN", raising=False)
+            mp.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+            if tok:
+                mp.setenv("HF_TOKEN", tok)
+            yield
+
     def create_repo(self, repo_id: str, repo_type: str = "model", private: bool = False,
                     files: dict[str, bytes] | None = None) -> Repo:
         """Seed a repo directly (no HTTP), e.g. a model card with foreign content."""
@@ -112,6 +142,18 @@ class MockHub:
         return [r for r in self.requests if r["method"] in ("POST", "PUT")
                 and not r["path"].endswith(("/validate-yaml", "/objects/batch"))
                 and "/preupload/" not in r["path"] and "/paths-info/" not in r["path"]]
+
+
+@contextlib.contextmanager
+def hub_offline_without_token() -> Iterator[None]:
+    """For this process while the block runs, what HF_HUB_OFFLINE=1 HF_TOKEN= gives a subprocess
+    (huggingface_hub read HF_HUB_OFFLINE into its constants at import): for `publish --dry-run`."""
+    from huggingface_hub import constants
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(constants, "HF_HUB_OFFLINE", True)
+        mp.setenv("HF_TOKEN", "")
+        yield
 
 
 @pytest.fixture
