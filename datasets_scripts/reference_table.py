@@ -1,4 +1,4 @@
-"""Print the README's table of the 13 MT-bench questions whose packaged GPT-4 reference is wrong
+"""Print docs/benches.md's table of the 13 MT-bench questions whose packaged GPT-4 reference is wrong
 in at least one turn (FastChat PR #3158; issue #3053), side by side with the question file's own
 inline `reference` (what `--references inline` gives the judge). Generated from the packaged
 files, never typed: `python datasets_scripts/reference_table.py`."""

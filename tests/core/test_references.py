@@ -133,11 +133,11 @@ def test_inspect_task_with_inline_references():
     assert inspect_task.mt_bench().metadata["mt_bench_task"]["references"] is None
 
 
-def test_readme_table_of_the_13_corrected_references_is_generated():
+def test_docs_table_of_the_13_corrected_references_is_generated():
     import subprocess
     import sys
 
     table = subprocess.run([sys.executable, str(REPO / "datasets_scripts" / "reference_table.py")],
                            check=True, capture_output=True, text=True, timeout=600).stdout
     assert table.count("\n| 1") == len(PR_3158) and "David has no brother" in table
-    assert table in (REPO / "README.md").read_text(encoding="utf-8")
+    assert table in (REPO / "docs" / "benches.md").read_text(encoding="utf-8")

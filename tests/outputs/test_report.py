@@ -14,6 +14,7 @@ from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.judge_spec import NOT_COMPARABLE
 from mt_bench_task.core.types import PairJudgment
+from mt_bench_task.core.workspace import Workspace
 from mt_bench_task.outputs import report
 
 CONF = Path(__file__).parents[1] / "conformance"
@@ -416,7 +417,7 @@ def test_string_question_ids_open_and_failure_links_resolve(browser, tmp_path):
              "score": -1 if q["question_id"] == "81_DE" and t == 2 else t + 5, "turn": t}
             for q in qs for t in (1, 2)])
     path = report.write_report(data_dir=d, judge_model="gpt-4", out=d / "report.html",
-                               bench=load_bench("german", d))
+                               workspace=Workspace(load_bench("german", d), d))
     pg = Page(browser, path)
     assert pg.visible_questions() == 2
     link = pg.p.locator("a.faillink")

@@ -134,8 +134,13 @@ def _handler(server: RateLimitedServer, base: type) -> type:
             ok, self._extra = server.admit(json.loads(body))
             if not ok:
                 return self._json(429, _error("Rate limit reached", "rate_limit_exceeded"))
-            self.rfile = io.BufferedReader(io.BytesIO(body))  # type: ignore[assignment]
-            return super().do_POST()
+            # the base handler reads the body again: hand it this request's bytes, then give the
+            # connection its own stream back (else keep-alive ends after one request, unannounced)
+            conn, self.rfile = self.rfile, io.BufferedReader(io.BytesIO(body))  # type: ignore[assignment]
+            try:
+                return super().do_POST()
+            finally:
+                self.rfile = conn
 
         def _raw(self, status: int, body: bytes, ctype: str,
                  headers: dict[str, str] | None = None) -> None:
