@@ -61,7 +61,8 @@ def show_leaderboard(args: argparse.Namespace, data_dir: Path, workspace: Worksp
 
 def calibrate(args: argparse.Namespace, data_dir: Path, engine_options: EngineOptions) -> int:
     """`mt-bench calibrate`: the plan (stdout with --dry-run, else stderr), then the table or
-    the JSON object; exit 1 while $ERROR$ judgments remain (sent again on the next run)."""
+    the JSON object; exit 1 while $ERROR$ judgments (sent again on the next run) or judgments
+    without a rating remain, with the judge's closing lines saying which."""
     from mt_bench_task.judging.execute import SendOptions
     from mt_bench_task.outputs.calibration import CalibrationRun, calibration_plan, calibration_table, run_calibration
 
@@ -86,4 +87,6 @@ def calibrate(args: argparse.Namespace, data_dir: Path, engine_options: EngineOp
         print(" ".join(summary.judging.batch_ids))
         return 0
     print(json.dumps(summary.stats) if args.json else calibration_table(summary))
+    if not summary.ok:  # exit 1 says why: failed judgments, or judgments without a rating
+        print(*summary.judging.end_lines(), sep="\n", file=sys.stderr)
     return 0 if summary.ok else 1

@@ -54,7 +54,8 @@ def test_run_writes_fastchat_lines_sorted(reference_run) -> None:
     assert [r["question_id"] for r in rows] == GREEDY_IDS
     for line, row in zip(lines, rows):
         assert list(row) == FASTCHAT_KEYS
-        assert [list(c) for c in row["choices"]] == [["index", "turns"]]
+        # FastChat's keys first; each turn's finish reason beside them (thinking models: issue 31)
+        assert [list(c) for c in row["choices"]] == [["index", "turns", "finish_reasons"]]
         assert line == json.dumps(row)  # json.dumps defaults, like FastChat
         assert row["model_id"] == "smollm2-135m-instruct" and len(row["answer_id"]) == 22
         turns = row["choices"][0]["turns"]
