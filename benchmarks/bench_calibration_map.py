@@ -1,4 +1,4 @@
-"""The GPT-4-equivalent map's candidates compared (benchmarks/CALIBRATION_MAP.md).
+"""The GPT-4-equivalent map's candidates compared (benchmarks/README.md).
 
 No API judge is called: each simulated judge grades an (official model, question, turn) as a
 function of its official GPT-4 grade plus noise fixed by the key, the way
