@@ -41,9 +41,11 @@ def cmd_gen(args: argparse.Namespace) -> int:
 def _answer_notes(path: Path) -> None:
     """Thoughts and token limits in the answer file just written (`thoughts.AnswerCounts`)."""
     from mt_bench_task.core.data import read_answers
+    from mt_bench_task.core.ids import model_id_of_stem
     from mt_bench_task.core.thoughts import count_answers
 
-    note = count_answers(read_answers(path)).note(path.stem) if path.is_file() else None
+    note = (count_answers(read_answers(path)).note(model_id_of_stem(path.stem))
+            if path.is_file() else None)
     if note:
         _to_stderr(f"answers: {note}")
 

@@ -23,6 +23,8 @@ from mt_bench_task.core.ids import question_key
 from mt_bench_task.core.types import Answer, PairJudgment, SingleJudgment
 
 N_BOOTSTRAP = 1000
+MIN_QUESTIONS = 10  # fewer: the length coefficient is not estimable with any precision
+MIN_WITHIN_SHARE = 0.05  # of the length's variance left once model and question are known
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 LABEL = ("length-controlled: the score at the question's mean answer length (regression on model, "
          "question and log answer length; words and punctuation counted)")
@@ -54,9 +56,9 @@ def single_rows(records: Sequence[SingleJudgment], answers: Mapping[str, Mapping
             if (ln := lengths[(m, q, t)]) is not None]
 
 
-def _beta(m: Any, u: Any, y: Any, d: Any) -> float:
-    """The length coefficient of least squares on model and question-turn effects (integer codes
-    m, u): by Frisch-Waugh-Lovell, d with both effects projected out (alternating means)."""
+def _residual(m: Any, u: Any, d: Any) -> Any:
+    """d with the model and question-turn effects projected out (alternating means): what of
+    the length is neither the model's habit nor the question's (Frisch-Waugh-Lovell)."""
     import numpy as np
 
     r = d.astype(float).copy()
@@ -66,6 +68,13 @@ def _beta(m: Any, u: Any, y: Any, d: Any) -> float:
             r -= (np.bincount(g, r) / np.maximum(np.bincount(g), 1))[g]
         if np.abs(r - before).max() < 1e-10:
             break
+    return r
+
+
+def _beta(m: Any, u: Any, y: Any, d: Any) -> float:
+    """The length coefficient of least squares on model and question-turn effects (integer codes
+    m, u) and the length difference d."""
+    r = _residual(m, u, d)
     den = float(r @ r)
     return float(r @ y / den) if den > 1e-12 else 0.0
 
@@ -74,7 +83,9 @@ def single_length_control(records: Sequence[SingleJudgment],
                           answers: Mapping[str, Mapping[Any, Answer]], seed: int = 0,
                           n_bootstrap: int = N_BOOTSTRAP) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """({model: {"average", "ci95"}}, {"coefficient", "ci95", "per_doubling", "label"}), or None
-    with fewer than 2 models with answers (no length difference to learn from)."""
+    when length cannot be told apart from the model: fewer than 2 models with answers, fewer
+    than MIN_QUESTIONS questions, or lengths that vary too little within each model (each
+    model always longer or shorter by about the same: the coefficient would be noise)."""
     import numpy as np
 
     rows = single_rows(records, answers)
@@ -95,6 +106,11 @@ def single_length_control(records: Sequence[SingleJudgment],
         return (np.bincount(mm, y[rows_] - beta * d[rows_], len(models))
                 / np.maximum(np.bincount(mm, minlength=len(models)), 1))
 
+    if len(questions) < MIN_QUESTIONS:
+        return None
+    within = _residual(m, u, d)
+    if float(within @ within) < MIN_WITHIN_SHARE * float(((d - d.mean()) ** 2).sum()):
+        return None
     everything = np.arange(len(rows))
     beta = _beta(m, u, y, d)
     point = lc(everything, beta)
@@ -179,6 +195,8 @@ def pair_length_control(records: Sequence[PairJudgment], answers: Mapping[str, M
     plain = rates(_bradley_terry(games, models, False)[0])
     point = rates(theta)
     questions = sorted({g[2] for g in games}, key=str)
+    if len(questions) < MIN_QUESTIONS:  # too few to tell length from strength
+        return None
     by_q: dict[Any, list[Any]] = {}
     for g in games:
         by_q.setdefault(g[2], []).append(g)
