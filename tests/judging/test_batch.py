@@ -14,6 +14,7 @@ from support.fake_openai import FakeOpenAI, Gate
 
 from mt_bench_task.clients.openai_client import OpenAIChatClient
 from mt_bench_task.judging.batch import state_path
+from mt_bench_task.judging.execute import SendOptions
 from mt_bench_task.judging.run import JudgeRun, run_judging
 
 CONF = Path(__file__).parents[1] / "conformance"
@@ -33,8 +34,8 @@ def _client(server: FakeOpenAI) -> OpenAIChatClient:
     return OpenAIChatClient(server.url, SECRET, backoff_base=0.01, backoff_max=0.05)
 
 
-def _batch_run(d: Path, **kw) -> JudgeRun:
-    return JudgeRun(d, batch=True, batch_poll_interval=0.01, **kw)
+def _batch_run(d: Path, batch_wait: bool = True, **kw) -> JudgeRun:
+    return JudgeRun(d, send=SendOptions(batch=True, batch_poll_interval=0.01, batch_wait=batch_wait), **kw)
 
 
 @pytest.mark.parametrize("mode", ["single", "pairwise-all"])
@@ -43,7 +44,7 @@ def test_batch_records_equal_the_synchronous_runs(tmp_path, mode):
     sync_dir, batch_dir = answer_dir(tmp_path, *models, name="sync"), answer_dir(tmp_path, *models, name="batch")
     with FakeBatchServer("judge", shuffle_seed=3) as server:
         server.served_model = {"gpt-4": "gpt-4-0613"}
-        sync = run_judging(JudgeRun(sync_dir, mode=mode, first_n=10, parallel=4),
+        sync = run_judging(JudgeRun(sync_dir, mode=mode, first_n=10, send=SendOptions(parallel=4)),
                            client=_client(server))
         sync_bodies = [json.loads(b, object_pairs_hook=list) for b in server.raw_requests]
         batch = run_judging(_batch_run(batch_dir, mode=mode, first_n=10), client=_client(server))
