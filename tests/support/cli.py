@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -55,6 +55,24 @@ def run_in_process(*args: str | os.PathLike[str], env: Mapping[str, str] | None 
             traceback.print_exc(file=err)
             code = 1
     return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def key_only_env(key: str) -> dict[str, str]:
+    """This process's environment with `key` as the only OpenAI credential (no OPENAI_* or
+    AZURE_OPENAI* of the developer's leaks into a test)."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI"))},
+            "OPENAI_API_KEY": key}
+
+
+def exit_code_only(run: Callable[..., CliResult], env: Mapping[str, str]) -> Callable[[list[str]], int]:
+    """`mt-bench ARGV` through `run` (the `mt_bench` fixture) in `env`: its exit code, its output
+    passed on to sys.stdout / sys.stderr (for capsys)."""
+    def call(argv: list[str]) -> int:
+        result = run(*argv, env=env)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        return result.returncode
+    return call
 
 
 def mt_bench_subprocess(*args: str | os.PathLike[str], env: Mapping[str, str] | None = None,
