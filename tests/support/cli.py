@@ -87,6 +87,13 @@ def mt_bench_subprocess(*args: str | os.PathLike[str], env: Mapping[str, str] | 
     return CliResult(p.returncode, p.stdout, p.stderr)
 
 
+def publish_offline(*args: str | os.PathLike[str]) -> CliResult:
+    """`mt-bench publish ARGS` with the Hub offline and no token, in a subprocess: the Hub client
+    reads HF_* at import time."""
+    return mt_bench_subprocess("publish", *args, env={**os.environ, "OPENAI_API_KEY": "sk-test",
+                                                      "HF_HUB_OFFLINE": "1", "HF_TOKEN": ""})
+
+
 def _exit_code(code: object, err: io.StringIO | None = None) -> int:
     """sys.exit's rules: None is 0, an int is itself, anything else is printed and is 1."""
     if code is None:
