@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mt_bench_task.cli.options import send_options
 from mt_bench_task.core.errors import DataError
 
 if TYPE_CHECKING:
@@ -63,14 +64,9 @@ def calibrate(args: argparse.Namespace, data_dir: Path, engine_options: EngineOp
     """`mt-bench calibrate`: the plan (stdout with --dry-run, else stderr), then the table or
     the JSON object; exit 1 while $ERROR$ judgments (sent again on the next run) or judgments
     without a rating remain, with the judge's closing lines saying which."""
-    from mt_bench_task.judging.execute import SendOptions
     from mt_bench_task.outputs.calibration import CalibrationRun, calibration_plan, calibration_table, run_calibration
 
-    send = SendOptions(parallel=args.parallel, batch=args.batch,
-                       batch_poll_interval=args.batch_poll_interval, batch_wait=args.batch_wait,
-                       max_requests_per_minute=args.max_requests_per_minute,
-                       max_tokens_per_minute=args.max_tokens_per_minute, max_wait=args.max_wait,
-                       batch_max_enqueued_tokens=args.batch_max_enqueued_tokens)
+    send = send_options(args)
     run = CalibrationRun(data_dir=data_dir, judge_model=args.judge_model,
                          base_url=args.openai_api_base,
                          models=tuple(args.models) if args.models else None, dry_run=args.dry_run,

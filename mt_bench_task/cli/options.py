@@ -1,8 +1,9 @@
 """The command line's namespaces as the library's values: the workspace (bench, data dir, which
-judge's files), GenerationConfig, JudgeRun, a local judge's EngineOptions."""
+judge's files), GenerationConfig, JudgeRun, SendOptions, a local judge's EngineOptions."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ if TYPE_CHECKING:
     from mt_bench_task.core.bench import Bench
     from mt_bench_task.core.workspace import Workspace
     from mt_bench_task.engine.config import EngineOptions, GenerationConfig
+    from mt_bench_task.judging.execute import SendOptions
     from mt_bench_task.judging.run import JudgeRun
 
 
@@ -87,19 +89,22 @@ def judge_run(args: argparse.Namespace, **overrides: Any) -> JudgeRun:
         data_dir=data_dir(args), judge_model=args.judge_model, mode=args.mode,
         judge_file=Path(args.judge_file) if args.judge_file else None,
         baseline_model=args.baseline_model, model_list=args.model_list,
-        parallel=max(1, args.parallel), first_n=args.first_n, base_url=args.openai_api_base,
+        first_n=args.first_n, base_url=args.openai_api_base,
         allow_partial=args.allow_partial, dry_run=args.dry_run,
         judge_repeats=args.judge_repeats, references=args.references,
         judge_max_tokens=args.judge_max_tokens, judge_reasoning_effort=args.judge_reasoning_effort,
         request_timeout=args.request_timeout, wait_for_lock=not args.fail_if_locked,
-        **scale_options(args)), **overrides})
+        send=replace(send_options(args), parallel=max(1, args.parallel))), **overrides})
 
 
-def scale_options(args: argparse.Namespace) -> dict[str, Any]:
-    """--batch, pacing and price flags as `JudgeRun` fields."""
-    return dict(batch=args.batch, batch_poll_interval=args.batch_poll_interval,
-                batch_wait=args.batch_wait, price_input=args.price_input,
-                price_output=args.price_output,
-                max_requests_per_minute=args.max_requests_per_minute,
-                max_tokens_per_minute=args.max_tokens_per_minute, max_wait=args.max_wait,
-                batch_max_enqueued_tokens=args.batch_max_enqueued_tokens)
+def send_options(args: argparse.Namespace) -> SendOptions:
+    """--parallel, --batch, pacing and price flags (calibrate has no price flags: the table's)."""
+    from mt_bench_task.judging.execute import SendOptions
+
+    return SendOptions(parallel=args.parallel, batch=args.batch,
+                       batch_poll_interval=args.batch_poll_interval, batch_wait=args.batch_wait,
+                       price_input=getattr(args, "price_input", None),
+                       price_output=getattr(args, "price_output", None),
+                       max_requests_per_minute=args.max_requests_per_minute,
+                       max_tokens_per_minute=args.max_tokens_per_minute, max_wait=args.max_wait,
+                       batch_max_enqueued_tokens=args.batch_max_enqueued_tokens)

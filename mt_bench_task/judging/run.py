@@ -43,23 +43,14 @@ class JudgeRun:
     judge_file: Path | None = None
     baseline_model: str = DEFAULT_BASELINE
     model_list: list[str] | None = None
-    parallel: int = 1
     first_n: int | None = None
     question_begin: int | None = None  # `mt-bench run` judges the slice it generated
     base_url: str | None = None
     allow_partial: bool = False
     dry_run: bool = False
     judge_repeats: int = 1  # each match judged K times; records carry "repeat" when K > 1
-    # how the matches are sent (`send`, judging/execute.py): the Batch API, price, pacing
-    batch: bool = False  # the Batch API: one upload, one batch, resumable by id; half price
-    batch_poll_interval: float = 30.0
-    batch_wait: bool = True  # False: submit (or check) and return
-    price_input: float | None = None  # USD per 1M tokens; default: the packaged table
-    price_output: float | None = None
-    max_requests_per_minute: int | None = None  # else the server's x-ratelimit-* headers
-    max_tokens_per_minute: int | None = None
-    max_wait: float | None = None  # seconds a request may meet rate-limit 429s (client default)
-    batch_max_enqueued_tokens: int | None = None  # the Batch API's queue; default: learnt
+    # how the matches are sent (judging/execute.py): parallel, the Batch API, price, pacing
+    send: SendOptions = SendOptions()
     references: str | None = None  # "inline" or a FastChat reference file (`bench.with_references`)
     judge_max_tokens: int | None = None  # the judge's first budget; None: FastChat's 2048
     judge_reasoning_effort: str | None = None  # sent as reasoning_effort when set
@@ -69,14 +60,6 @@ class JudgeRun:
     @property
     def judge(self) -> JudgeSpec:
         return judge_spec(self.judge_model, self.judge_max_tokens, self.judge_reasoning_effort)
-
-    @property
-    def send(self) -> SendOptions:
-        """How the matches are sent (`execute`), from these flags."""
-        return SendOptions(self.parallel, self.batch, self.batch_poll_interval, self.batch_wait,
-                           self.price_input, self.price_output, self.max_requests_per_minute,
-                           self.max_tokens_per_minute, self.max_wait,
-                           self.batch_max_enqueued_tokens)
 
     def job(self, bench: Bench) -> JudgingJob:
         """The judging job of these flags on `bench`: the answers read from the data dir and
@@ -139,7 +122,7 @@ def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
     run.judge_file)`; `on_plan` gets the plan's text (calls, token estimate) before anything is
     sent. The client (`mt_bench_task.clients.make_client`) is needed only when there is
     something to send."""
-    if run.batch and run.judge.local:  # before the plan: nothing printed, nothing loaded
+    if run.send.batch and run.judge.local:  # before the plan: nothing printed, nothing loaded
         raise ParameterError(f"batch needs an OpenAI-compatible judge with a Batch API; "
                              f"{run.judge_model} is judged locally", "batch")
     bench = bench or load_bench(data_dir=run.data_dir, judge_file=run.judge_file)

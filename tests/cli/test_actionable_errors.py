@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import shutil
 import socket
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from support.answer_dirs import CONF, MODEL, answer_dir
+from support.cli import exit_code_only, key_only_env
 from support.fake_openai import FakeOpenAI, Gate
 
 from mt_bench_task.clients.openai_client import OpenAIChatClient
@@ -24,20 +23,13 @@ USER, PASSWORD = "bob", "hunter2-SECRET"
 BASIC = "Ym9iOmh1bnRlcjItU0VDUkVU"  # base64 of bob:hunter2-SECRET, the header httpx derives
 
 
-ENV = {**{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI"))},
-       "OPENAI_API_KEY": "sk-test-errors-123456"}
+ENV = key_only_env("sk-test-errors-123456")
 
 
 @pytest.fixture
 def main(mt_bench):
-    """`mt-bench ARGV` in this process (the `mt_bench` fixture) with a test key: its exit code,
-    its output passed on to capsys."""
-    def run(argv: list[str]) -> int:
-        result = mt_bench(*argv, env=ENV)
-        sys.stdout.write(result.stdout)
-        sys.stderr.write(result.stderr)
-        return result.returncode
-    return run
+    """`mt-bench ARGV` in this process with a test key: its exit code, its output to capsys."""
+    return exit_code_only(mt_bench, ENV)
 
 
 def _closed_port() -> int:

@@ -231,9 +231,10 @@ def test_stripped_fastchat_answer_records_judge_like_the_full_ones(tmp_path):
         lean = {"question_id": a["question_id"], "model_id": a["model_id"], "choices": a["choices"]}
         with open(d / "model_answer" / "mamba_0_5_dpo_ep1.jsonl", "a") as f:
             f.write(json.dumps(lean) + "\n")
+    from mt_bench_task.judging.execute import SendOptions
     from mt_bench_task.judging.run import JudgeRun, run_judging
 
-    summary = run_judging(JudgeRun(d, parallel=8), client=Replay())
+    summary = run_judging(JudgeRun(d, send=SendOptions(parallel=8)), client=Replay())
     assert summary.sent == 160 and summary.ok
     got = {(r["question_id"], r["turn"]): r["score"]
            for r in _jsonl(d / "model_judgment" / "gpt-4_single.jsonl")}
@@ -268,6 +269,7 @@ def test_vicuna_bench_pairwise_uses_single_turn_pair_prompts(tmp_path):
     """pairwise-all on vicuna_bench: pair-v2 / pair-math-v1 (with the reference), both orders."""
     from mt_bench_task.core.bench import load_bench
     from mt_bench_task.core.chat import Completion
+    from mt_bench_task.judging.execute import SendOptions
     from mt_bench_task.judging.run import JudgeRun, run_judging
 
     questions = _jsonl(VICUNA / "question.jsonl")
@@ -297,7 +299,7 @@ def test_vicuna_bench_pairwise_uses_single_turn_pair_prompts(tmp_path):
             seen.append(messages)
             return Completion("[[A]]")
 
-    s = run_judging(JudgeRun(d, mode="pairwise-all", parallel=4), client=Judge(),
+    s = run_judging(JudgeRun(d, mode="pairwise-all", send=SendOptions(parallel=4)), client=Judge(),
                     bench=load_bench("vicuna_bench", d))
     assert s.sent == 80 and _canon(seen) == _canon(want)
     rows = _jsonl(d / "model_judgment" / "gpt-4_pair.jsonl")

@@ -11,14 +11,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from support.fake_engine import QueuedEngine, drive_questions
 
 from mt_bench_task.cli.main import main
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.errors import DataError
-from mt_bench_task.core.thoughts import ThinkTags
 from mt_bench_task.engine import registry
 from mt_bench_task.engine.base import GenRequest, GenResult
-from mt_bench_task.engine.driver import AnswerSink, Work, drive
 from mt_bench_task.engine.generate import GenerationConfig
 from mt_bench_task.engine.registry import choose_engine
 from mt_bench_task.engine.vllm.engine import cpu_engine_args, cpu_thread_binding, engine_args, sampling_kwargs
@@ -26,42 +25,19 @@ from mt_bench_task.engine.vllm.engine import cpu_engine_args, cpu_thread_binding
 ROOT = Path(__file__).parents[2]
 
 
-class EchoEngine:
+class EchoEngine(QueuedEngine):
     """An engine that answers each turn with a text naming its request, one result per step."""
 
     name = "echo"
-    stop_token_ids = frozenset({2})
-    think_tags = ThinkTags()  # a model that does not think
 
-    def __init__(self) -> None:
-        self.waiting: list[GenRequest] = []
-        self.submitted: list[GenRequest] = []
-        self.closed = False
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.waiting)
-
-    def submit(self, requests):  # type: ignore[no-untyped-def]
-        self.waiting += requests
-        self.submitted += requests
-
-    def step(self) -> list[GenResult]:
-        r = self.waiting.pop(0)
-        return [GenResult(r, f"answer q{r.question_id} c{r.choice} t{r.turn}", 3)]
-
-    def close(self) -> None:
-        self.closed = True
+    def answer(self, r: GenRequest) -> GenResult:
+        return GenResult(r, f"answer q{r.question_id} c{r.choice} t{r.turn}", 3)
 
 
 def _run_echo(tmp_path: Path, ids: list[int], choices: int = 2) -> tuple[EchoEngine, Path, int]:
-    bench = load_bench()
-    questions = [q for q in bench.questions if q.question_id in ids]
     engine, out = EchoEngine(), tmp_path / "a.jsonl"
-    sink = AnswerSink(out, len(questions), "test")
-    drive(engine, Work(engine, questions, bench.temperature, choices, 32, "m"), sink)
-    sink.close()
-    return engine, out, sink.tokens
+    _, tokens = drive_questions(engine, out, ids, choices)
+    return engine, out, tokens
 
 
 def test_driver_submits_turn_2_after_turn_1_with_its_answer(tmp_path: Path) -> None:

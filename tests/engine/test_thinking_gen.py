@@ -9,64 +9,42 @@ import json
 from pathlib import Path
 
 import pytest
+from support.fake_engine import QueuedEngine, drive_questions
 from support.fake_openai import THOUGHT_MARK, FakeOpenAI, ThinkingModel
 
 from mt_bench_task.clients.openai_client import OpenAIChatClient
-from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.data import read_answers
 from mt_bench_task.core.thoughts import ThinkTags
 from mt_bench_task.engine.api import generate_api_answers
 from mt_bench_task.engine.base import GenRequest, GenResult
-from mt_bench_task.engine.driver import AnswerSink, Work, drive
 from mt_bench_task.judging.run import JudgeRun, run_judging
 from mt_bench_task.outputs.report import build_payload
 
 KEY = "sk-test-thinking"
 
 
-class ThinkingEngine:
+class ThinkingEngine(QueuedEngine):
     """A local thinking model behind the seam: `<think>…</think>answer`, or (for the requests
     in `cut`) a thought the token limit cuts; with `tags.opened`, no opening tag (the prompt
     opened it, as DeepSeek-R1's template does)."""
 
     name = "thinking"
-    stop_token_ids = frozenset({2})
 
     def __init__(self, tags: ThinkTags, cut: frozenset[tuple[int, int, int]] = frozenset()):
+        super().__init__()
         self.think_tags, self.cut = tags, cut
-        self.waiting: list[GenRequest] = []
-        self.submitted: list[GenRequest] = []
 
-    @property
-    def busy(self) -> bool:
-        return bool(self.waiting)
-
-    def submit(self, requests):  # type: ignore[no-untyped-def]
-        self.waiting += requests
-        self.submitted += requests
-
-    def step(self) -> list[GenResult]:
-        r = self.waiting.pop(0)
+    def answer(self, r: GenRequest) -> GenResult:
         opening = "" if self.think_tags.opened else self.think_tags.open
         thought = f"{opening}{THOUGHT_MARK} q{r.question_id} t{r.turn}"
         if r.key in self.cut:
-            return [GenResult(r, thought + " and on", r.max_new_tokens, "length")]
-        return [GenResult(r, f"{thought}{self.think_tags.close}\n\nanswer q{r.question_id} "
-                             f"t{r.turn}", 9, "stop")]
-
-    def close(self) -> None:
-        pass
+            return GenResult(r, thought + " and on", r.max_new_tokens, "length")
+        return GenResult(r, f"{thought}{self.think_tags.close}\n\nanswer q{r.question_id} "
+                            f"t{r.turn}", 9, "stop")
 
 
 def _drive(tmp_path: Path, engine: ThinkingEngine, thinking: int = 100) -> list[dict]:
-    bench = load_bench()
-    questions = [q for q in bench.questions if q.question_id in (81, 82)]
-    out = tmp_path / "a.jsonl"
-    sink = AnswerSink(out, len(questions), "test")
-    drive(engine, Work(engine, questions, bench.temperature, 1, 32, "m", thinking,
-                       engine.think_tags), sink)
-    sink.close()
-    return [json.loads(line) for line in out.read_text().splitlines()]
+    return drive_questions(engine, tmp_path / "a.jsonl", (81, 82), max_thinking_tokens=thinking)[0]
 
 
 @pytest.mark.parametrize("opened", [False, True])

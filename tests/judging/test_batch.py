@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from support.fake_openai import FakeOpenAI, Gate
 
 from mt_bench_task.clients.openai_client import OpenAIChatClient
 from mt_bench_task.judging.batch import state_path
+from mt_bench_task.judging.execute import SendOptions
 from mt_bench_task.judging.run import JudgeRun, run_judging
 
 CONF = Path(__file__).parents[1] / "conformance"
@@ -33,8 +35,8 @@ def _client(server: FakeOpenAI) -> OpenAIChatClient:
     return OpenAIChatClient(server.url, SECRET, backoff_base=0.01, backoff_max=0.05)
 
 
-def _batch_run(d: Path, **kw) -> JudgeRun:
-    return JudgeRun(d, batch=True, batch_poll_interval=0.01, **kw)
+def _batch_run(d: Path, batch_wait: bool = True, **kw) -> JudgeRun:
+    return JudgeRun(d, send=SendOptions(batch=True, batch_poll_interval=0.01, batch_wait=batch_wait), **kw)
 
 
 @pytest.mark.parametrize("mode", ["single", "pairwise-all"])
@@ -43,7 +45,7 @@ def test_batch_records_equal_the_synchronous_runs(tmp_path, mode):
     sync_dir, batch_dir = answer_dir(tmp_path, *models, name="sync"), answer_dir(tmp_path, *models, name="batch")
     with FakeBatchServer("judge", shuffle_seed=3) as server:
         server.served_model = {"gpt-4": "gpt-4-0613"}
-        sync = run_judging(JudgeRun(sync_dir, mode=mode, first_n=10, parallel=4),
+        sync = run_judging(JudgeRun(sync_dir, mode=mode, first_n=10, send=SendOptions(parallel=4)),
                            client=_client(server))
         sync_bodies = [json.loads(b, object_pairs_hook=list) for b in server.raw_requests]
         batch = run_judging(_batch_run(batch_dir, mode=mode, first_n=10), client=_client(server))
@@ -216,6 +218,35 @@ def test_result_lines_are_matched_by_id_and_unreadable_ones_are_skipped():
                                                                        "gpt-4-0613", 3)
 
 
+def _judged_in_one_batch(r: CliResult, server: FakeBatchServer, out: Path) -> None:
+    """`mt-bench run --batch` on questions 81-82: one upload, one batch, four records, the
+    tables, and the key nowhere."""
+    assert r.returncode == 0, r.stderr
+    assert (server.uploads, server.created) == (1, 1)
+    assert sorted((x["question_id"], x["turn"]) for x in _lines(out)) == [
+        (81, 1), (81, 2), (82, 1), (82, 2)]
+    assert "########## Average ##########" in r.stdout and "failures: 0 of 4" in r.stderr
+    assert SECRET not in r.stderr + r.stdout + out.read_text()
+
+
+def _no_wait_then_collect(cli: Callable[..., CliResult], d: Path,
+                          before_release: Callable[[], None] = lambda: None) -> None:
+    """--no-wait submits and prints the batch id, writes nothing; once the batch ends, the next
+    run uploads nothing more and shows the scores."""
+    out = d / "model_judgment/gpt-4_single.jsonl"
+    with FakeBatchServer("judge", hold=True) as server:
+        first = cli(d, server.url, "--no-wait")
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.strip().splitlines()[-1] == "batch_0001"
+        assert "Average" not in first.stdout and not out.exists()
+        before_release()
+        server.release()
+        second = cli(d, server.url)
+        assert (server.uploads, server.created) == (1, 1)
+    assert second.returncode == 0, second.stderr
+    assert len(_lines(out)) == 4 and "########## Average ##########" in second.stdout
+
+
 def test_run_with_batch_judges_in_one_batch_and_no_wait_collects_later(mt_bench, tmp_path,
                                                                        monkeypatch):
     """`mt-bench run --batch` on answers already there (generation resumes, no model loads): the
@@ -232,25 +263,8 @@ def test_run_with_batch_judges_in_one_batch_and_no_wait_collects_later(mt_bench,
     out = d / "model_judgment/gpt-4_single.jsonl"
     with FakeBatchServer("judge") as server:
         r = cli(d, server.url)
-    assert r.returncode == 0, r.stderr
-    assert (server.uploads, server.created) == (1, 1)
-    assert sorted((x["question_id"], x["turn"]) for x in _lines(out)) == [
-        (81, 1), (81, 2), (82, 1), (82, 2)]
-    assert "########## Average ##########" in r.stdout and "failures: 0 of 4" in r.stderr
-    assert SECRET not in r.stderr + r.stdout + out.read_text()
-
-    d2 = answer_dir(tmp_path, name="no_wait")
-    out2 = d2 / "model_judgment/gpt-4_single.jsonl"
-    with FakeBatchServer("judge", hold=True) as server:
-        first = cli(d2, server.url, "--no-wait")
-        assert first.returncode == 0, first.stderr
-        assert first.stdout.strip().splitlines()[-1] == "batch_0001"
-        assert "Average" not in first.stdout and not out2.exists()
-        server.release()
-        second = cli(d2, server.url)
-        assert (server.uploads, server.created) == (1, 1)
-    assert second.returncode == 0, second.stderr
-    assert len(_lines(out2)) == 4 and "########## Average ##########" in second.stdout
+    _judged_in_one_batch(r, server, out)
+    _no_wait_then_collect(cli, answer_dir(tmp_path, name="no_wait"))
 
 
 @pytest.mark.slow  # the embedded model generates; the test above runs the same on answers there
@@ -271,28 +285,14 @@ def test_run_with_batch_generates_then_judges_in_one_batch_and_no_wait_collects_
     answers = d / "model_answer/smollm2-135m-instruct.jsonl"
     with FakeBatchServer("judge") as server:
         r = cli(d, server.url)
-    assert r.returncode == 0, r.stderr
-    assert (server.uploads, server.created) == (1, 1)
+    _judged_in_one_batch(r, server, out)
     assert [json.loads(x)["question_id"] for x in answers.read_text().splitlines()] == [81, 82]
-    assert sorted((x["question_id"], x["turn"]) for x in _lines(out)) == [
-        (81, 1), (81, 2), (82, 1), (82, 2)]
-    assert "########## Average ##########" in r.stdout and "failures: 0 of 4" in r.stderr
-    assert SECRET not in r.stderr + r.stdout + out.read_text()
 
     d2 = tmp_path / "no_wait"
-    out2 = d2 / "model_judgment/gpt-4_single.jsonl"
-    with FakeBatchServer("judge", hold=True) as server:
-        first = cli(d2, server.url, "--no-wait")
-        assert first.returncode == 0, first.stderr
-        assert first.stdout.strip().splitlines()[-1] == "batch_0001"
-        assert "Average" not in first.stdout and not out2.exists()
-        made = (d2 / "model_answer/smollm2-135m-instruct.jsonl").stat().st_mtime_ns
-        server.release()
-        second = cli(d2, server.url)
-        assert (server.uploads, server.created) == (1, 1)
-    assert second.returncode == 0, second.stderr
-    assert (d2 / "model_answer/smollm2-135m-instruct.jsonl").stat().st_mtime_ns == made
-    assert len(_lines(out2)) == 4 and "########## Average ##########" in second.stdout
+    answers2 = d2 / "model_answer/smollm2-135m-instruct.jsonl"
+    made: list[int] = []  # the answers' mtime once the --no-wait run has generated them
+    _no_wait_then_collect(cli, d2, lambda: made.append(answers2.stat().st_mtime_ns))
+    assert answers2.stat().st_mtime_ns == made[0]  # the second run generated nothing
 
 
 def test_a_reasoning_judge_in_batch_is_asked_again_adapted_in_a_second_batch(tmp_path):

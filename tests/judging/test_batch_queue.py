@@ -11,6 +11,7 @@ from support.fake_batch import FakeBatchServer
 from mt_bench_task.clients.openai_client import OpenAIChatClient
 from mt_bench_task.clients.openai_rules import queue_limit
 from mt_bench_task.judging.batch import state_path
+from mt_bench_task.judging.execute import SendOptions
 from mt_bench_task.judging.run import JudgeRun, run_judging
 
 # answer_dir's model, mamba_0_5_dpo_ep1: its 160 single-mode judge prompts are about 137,000 tokens
@@ -41,7 +42,7 @@ def test_the_refusal_names_the_limit():
 def test_a_137k_job_against_a_100k_queue_learns_the_limit_and_finishes_in_two_batches(tmp_path):
     d = answer_dir(tmp_path)
     with FakeBatchServer("judge", queue_limit=100_000) as server:
-        summary = run_judging(JudgeRun(d, batch=True, batch_poll_interval=0.01),
+        summary = run_judging(JudgeRun(d, send=SendOptions(batch=True, batch_poll_interval=0.01)),
                               client=_client(server))
         statuses = [b["status"] for b in server.batches.values()]
     # the whole job, refused (ran nothing), then two batches under the limit, one after the other
@@ -56,8 +57,8 @@ def test_a_137k_job_against_a_100k_queue_learns_the_limit_and_finishes_in_two_ba
 def test_a_given_queue_limit_splits_before_any_refusal(tmp_path):
     d = answer_dir(tmp_path)
     with FakeBatchServer("judge", queue_limit=100_000) as server:
-        summary = run_judging(JudgeRun(d, batch=True, batch_poll_interval=0.01,
-                                       batch_max_enqueued_tokens=100_000),
+        summary = run_judging(JudgeRun(d, send=SendOptions(batch=True, batch_poll_interval=0.01,
+                                                         batch_max_enqueued_tokens=100_000)),
                               client=_client(server))
         statuses = [b["status"] for b in server.batches.values()]
         sizes = [b["request_counts"]["total"] for b in server.batches.values()]
@@ -68,7 +69,7 @@ def test_a_given_queue_limit_splits_before_any_refusal(tmp_path):
 def test_a_failed_batch_says_what_failed_not_0_of_0(tmp_path):
     d = answer_dir(tmp_path)
     with FakeBatchServer("judge", final="failed") as server:
-        summary = run_judging(JudgeRun(d, batch=True, batch_poll_interval=0.01, first_n=5),
+        summary = run_judging(JudgeRun(d, first_n=5, send=SendOptions(batch=True, batch_poll_interval=0.01)),
                               client=_client(server))
     text = "\n".join(summary.end_lines())
     assert not summary.ok and summary.unfinished == 10

@@ -12,6 +12,7 @@ from support.fake_openai import FakeOpenAI
 from mt_bench_task.clients.openai_client import OpenAIChatClient
 from mt_bench_task.core.data import read_single_judgments
 from mt_bench_task.core.types import SingleJudgment
+from mt_bench_task.judging.execute import SendOptions
 from mt_bench_task.judging.run import JudgeRun, run_judging
 
 CONF = Path(__file__).parents[1] / "conformance"
@@ -29,7 +30,7 @@ def test_all_160_judgments_survive_30_percent_faults_without_duplicates(tmp_path
     with FakeOpenAI("judge", fault_rate=0.3, fault_kinds=kinds, seed=1) as server:
         client = OpenAIChatClient(server.url, SECRET, timeout=0.5, max_retries=12,
                                   backoff_base=0.01, backoff_max=0.1)
-        summary = run_judging(JudgeRun(d, parallel=16), client=client)
+        summary = run_judging(JudgeRun(d, send=SendOptions(parallel=16)), client=client)
     recs = _records(d)
     assert summary.ok and summary.sent == 160 == len(recs)
     assert len({r.key for r in recs}) == 160  # none duplicated

@@ -15,6 +15,7 @@ from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.chat import ChatClientBase, Completion
 from mt_bench_task.core.errors import DataError
 from mt_bench_task.core.types import SingleJudgment
+from mt_bench_task.judging.execute import SendOptions
 from mt_bench_task.judging.run import JudgeRun, judge_answers, run_judging
 
 CONF = Path(__file__).parents[1] / "conformance"
@@ -58,7 +59,7 @@ def _data_dir(tmp_path: Path, run: str) -> Path:
 def test_end_to_end_single_reproduces_stored_scores(tmp_path):
     judge, rows = _replay_single("instructlab")
     d = _data_dir(tmp_path, "instructlab")
-    summary = run_judging(JudgeRun(d, parallel=4), client=judge)
+    summary = run_judging(JudgeRun(d, send=SendOptions(parallel=4)), client=judge)
     out = [json.loads(l) for l in (d / "model_judgment/gpt-4_single.jsonl").read_text().splitlines()]
     assert summary.sent == len(out) == 160 and judge.calls == 160
     assert all(list(r) == SINGLE_KEYS for r in out)
@@ -78,7 +79,8 @@ def test_rerun_sends_only_missing_and_failed(tmp_path):
     d = _data_dir(tmp_path, "jxiw")
     failing = {rows[0]["user_prompt"], rows[5]["user_prompt"]}
     judge.fail_first = set(failing)
-    first = run_judging(JudgeRun(d, model_list=["mamba_0_5_dpo_ep1", "mamba_0_5_dpo_ep3"], parallel=8),
+    first = run_judging(JudgeRun(d, model_list=["mamba_0_5_dpo_ep1", "mamba_0_5_dpo_ep3"],
+                                 send=SendOptions(parallel=8)),
                         client=judge)
     assert first.sent == 320
     calls = judge.calls
@@ -179,7 +181,8 @@ def test_pairwise_all_end_to_end_reproduces_stored_verdicts(tmp_path):
     clear = {p for p, ts in texts.items() if len(set(ts)) == 1}
     judge = ReplayJudge(texts)
     d = _data_dir(tmp_path, "lesnikow")
-    s = run_judging(JudgeRun(d, judge_model="gpt-4-turbo", mode="pairwise-all", parallel=1), client=judge)
+    s = run_judging(JudgeRun(d, judge_model="gpt-4-turbo", mode="pairwise-all",
+                             send=SendOptions(parallel=1)), client=judge)
     assert s.sent == 480 and judge.calls == 960
     out = [json.loads(l) for l in (d / "model_judgment/gpt-4-turbo_pair.jsonl").read_text().splitlines()]
     assert all(list(r) == PAIR_KEYS for r in out)

@@ -10,6 +10,7 @@ from support.fake_openai import FakeOpenAI
 from mt_bench_task.clients.openai_client import OpenAIChatClient
 from mt_bench_task.core.bench import load_bench
 from mt_bench_task.core.chat import ChatClientBase, Completion
+from mt_bench_task.judging.execute import SendOptions
 from mt_bench_task.judging.run import JudgeRun, run_judging
 from mt_bench_task.outputs.publishing import _section
 from mt_bench_task.outputs.report import build_payload
@@ -26,7 +27,7 @@ def test_served_model_is_recorded_and_named_by_show_report_and_card(tmp_path):
     out = d / "model_judgment/gpt-4_single.jsonl"
     with FakeOpenAI("judge") as server:
         server.served_model = {"gpt-4": "gpt-4-0613"}
-        s = run_judging(JudgeRun(d, first_n=4, parallel=4), client=OpenAIChatClient(server.url, "k"))
+        s = run_judging(JudgeRun(d, first_n=4, send=SendOptions(parallel=4)), client=OpenAIChatClient(server.url, "k"))
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["served_model"] for r in rows] == ["gpt-4-0613"] * 8
     assert rows[0]["judge"] == ["gpt-4", "single-v1"]  # the judge's name stays what was asked

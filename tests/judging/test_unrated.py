@@ -2,30 +2,22 @@
 exit 1; OpenAI's `insufficient_quota` 429 stops the run at once, one line, exit 2."""
 from __future__ import annotations
 
-import os
 import re
-import sys
 
 import pytest
 from support.answer_dirs import answer_dir
+from support.cli import exit_code_only, key_only_env
 from support.fake_openai import FakeOpenAI
 
 from mt_bench_task.core.data import read_pair_judgments, read_single_judgments
 
-ENV = {**{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI"))},
-       "OPENAI_API_KEY": "sk-test-unrated-123456"}
+ENV = key_only_env("sk-test-unrated-123456")
 
 
 @pytest.fixture
 def main(mt_bench):
-    """`mt-bench ARGV` in this process (the `mt_bench` fixture) with a test key: its exit code,
-    its output passed on to capsys."""
-    def run(argv: list[str]) -> int:
-        result = mt_bench(*argv, env=ENV)
-        sys.stdout.write(result.stdout)
-        sys.stderr.write(result.stderr)
-        return result.returncode
-    return run
+    """`mt-bench ARGV` in this process with a test key: its exit code, its output to capsys."""
+    return exit_code_only(mt_bench, ENV)
 
 
 def _unrated_line(err: str) -> tuple[int, int]:

@@ -17,14 +17,9 @@ from pathlib import Path
 import pytest
 from support.fake_openai import FakeOpenAI
 from support.mock_hub import hub_offline_without_token
-
-from mt_bench_task.core import data
-from mt_bench_task.core.bench import load_bench
-from mt_bench_task.core.prompts import build_matches, user_prompts
+from support.official import PKG, SIX, official_grades, prompt_owner
 
 ROOT = Path(__file__).resolve().parents[2]
-PKG = ROOT / "mt_bench_task" / "data"
-SIX = ["gpt-4", "gpt-3.5-turbo", "claude-v1", "vicuna-13b-v1.3", "alpaca-13b", "llama-13b"]
 
 
 @pytest.fixture(autouse=True)
@@ -37,31 +32,13 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def _official() -> dict[tuple, float]:
-    rows = _jsonl(PKG / "official_grades" / "gpt-4_single_scores.jsonl")
-    return {(r["model"], r["question_id"], r["turn"]): r["score"] for r in rows if r["score"] != -1}
-
-
 def _categories() -> dict[int, str]:
     return {r["question_id"]: r["category"]
             for r in _jsonl(PKG / "mt_bench" / "data" / "question.jsonl")}
 
 
-def _prompt_owner(models: list[str]) -> dict[str, tuple]:
-    """user prompt -> the first (model, qid, turn) that sends it (a server sees text only)."""
-    files = {m: PKG / "official_answers" / f"{m}.jsonl" for m in models}
-    answers = {m: {a.question_id: a for a in data.read_answers(f)} for m, f in files.items()}
-    mt = load_bench("mt_bench")
-    matches = build_matches(mt.select(), answers, models, mt.judge_prompts, "single", "x",
-                            mt.references)
-    owner: dict[str, tuple] = {}
-    for m in matches:
-        owner.setdefault(user_prompts(m)[0], (m.model_1, m.question.question_id, m.turn))
-    return owner
-
-
 def _grading_server(models: list[str], shift: int = 0, unrated: int | None = None) -> FakeOpenAI:
-    owner, grades = _prompt_owner(models), _official()
+    owner, grades = prompt_owner(models), official_grades()
 
     def respond(req: dict) -> str:
         key = owner[[m["content"] for m in req["messages"] if m["role"] == "user"][-1]]
@@ -103,7 +80,7 @@ def _tau_b(x: list[float], y: list[float]) -> float | None:
 
 
 def _expected(records: list[dict], models: list[str], judge: str) -> dict:
-    off, cats = _official(), _categories()
+    off, cats = official_grades(), _categories()
     pairs = [(r["model"], r["question_id"], r["score"], off[(r["model"], r["question_id"], r["turn"])])
              for r in records if r["score"] != -1 and r["model"] in models]
     j, o = [p[2] for p in pairs], [p[3] for p in pairs]

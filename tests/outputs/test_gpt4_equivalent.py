@@ -12,41 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import statistics
 from pathlib import Path
 
 import pytest
-from support.cli import CliResult, mt_bench_subprocess
+from support.cli import publish_offline
 from support.fake_openai import FakeOpenAI
+from support.official import PKG, SIX, grade_rows, official_grades, prompt_owner
 
 from mt_bench_task.core import data
 from mt_bench_task.core.bench import load_bench
-from mt_bench_task.core.prompts import build_matches, user_prompts
-
-ROOT = next(p for p in Path(__file__).resolve().parents if (p / "mt_bench_task").is_dir())
-PKG = ROOT / "mt_bench_task" / "data"
-GRADES = PKG / "official_grades" / "gpt-4_single_scores.jsonl"
-SIX = ["gpt-4", "gpt-3.5-turbo", "claude-v1", "vicuna-13b-v1.3", "alpaca-13b", "llama-13b"]
-
-
-def _official() -> dict[tuple, float]:
-    return {(r["model"], r["question_id"], r["turn"]): r["score"] for r in _rows()
-            if r["score"] != -1}
-
-
-def _prompt_owner(models: list[str]) -> dict[str, tuple]:
-    """user prompt -> the first (model, qid, turn) that sends it (a server sees text only)."""
-    answers = {m: {a.question_id: a for a in data.read_answers(PKG / "official_answers" / f"{m}.jsonl")}
-               for m in models}
-    mt = load_bench("mt_bench")
-    matches = build_matches(mt.select(), answers, models, mt.judge_prompts, "single", "x",
-                            mt.references)
-    owner: dict[str, tuple] = {}
-    for m in matches:
-        owner.setdefault(user_prompts(m)[0], (m.model_1, m.question.question_id, m.turn))
-    return owner
 
 
 def _judge_grade(official: float, key: str, noise: float = 0.7) -> int:
@@ -61,16 +37,6 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
 
 
-def _publish(*args: str) -> CliResult:
-    """`mt-bench publish` in a subprocess: the Hub client reads HF_* at import time."""
-    return mt_bench_subprocess("publish", *args, env={**os.environ, "OPENAI_API_KEY": "sk-test",
-                                                      "HF_HUB_OFFLINE": "1", "HF_TOKEN": ""})
-
-
-def _rows() -> list[dict]:
-    return [json.loads(line) for line in GRADES.read_text(encoding="utf-8").splitlines() if line]
-
-
 def _mapped(jmap: dict, grade: float, turn: int, category: str) -> float:
     """A grade through the saved map, by hand: its table (per turn/category if so chosen), the
     grade on the half-point grid."""
@@ -80,7 +46,7 @@ def _mapped(jmap: dict, grade: float, turn: int, category: str) -> float:
 
 
 def test_calibrate_fits_a_map_and_show_lands_other_models_on_gpt4s_scale(mt_bench, tmp_path: Path):
-    owner, grades = _prompt_owner(SIX), _official()
+    owner, grades = prompt_owner(SIX), official_grades()
 
     def respond(req: dict) -> str:
         key = owner[[m["content"] for m in req["messages"] if m["role"] == "user"][-1]]
@@ -140,7 +106,7 @@ def test_calibrate_fits_a_map_and_show_lands_other_models_on_gpt4s_scale(mt_benc
         assert abs(got - statistics.fmean(errors)) < 1e-9
 
     # the 28 other official models, graded by the same judge: GPT-4-equivalent vs official
-    others = [r for r in _rows() if r["model"] not in SIX]
+    others = [r for r in grade_rows() if r["model"] not in SIX]
     (tmp_path / "model_judgment").mkdir()
     judged = [{**r, "judge": ["gpt-4o", r["judge"][1]], "user_prompt": "p", "judgment": "j",
                "score": -1 if r["score"] == -1 else
@@ -175,7 +141,7 @@ def test_calibrate_fits_a_map_and_show_lands_other_models_on_gpt4s_scale(mt_benc
     assert statistics.fmean(raw_misses) > 0.5
 
     # the card: the GPT-4-equivalent line beside the raw average, with how it was made
-    card = _publish("--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--model-id",
+    card = publish_offline("--data-dir", str(tmp_path), "--judge-model", "gpt-4o", "--model-id",
                 "vicuna-7b-v1.3", "--dry-run")
     assert card.returncode == 0, card.stderr
     eq = shown["models"]["vicuna-7b-v1.3"]["gpt4_equivalent"]

@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.cli import CliResult, mt_bench_subprocess
+from support.cli import publish_offline
 from support.fake_openai import FakeOpenAI
 
 from mt_bench_task.clients.openai_client import OpenAIChatClient
@@ -96,12 +95,6 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
 
 
-def _publish(*args: str) -> CliResult:
-    """`mt-bench publish` in a subprocess: the Hub client reads HF_* at import time."""
-    return mt_bench_subprocess("publish", *args, env={**os.environ, "OPENAI_API_KEY": "sk-test",
-                                                      "HF_HUB_OFFLINE": "1", "HF_TOKEN": ""})
-
-
 def _answers(d: Path, server: FakeOpenAI) -> None:
     for model, client in (("weak", None), ("strong", None),
                           ("strong-detailed", _Detailed(server.url, api_key="sk-test"))):
@@ -148,7 +141,7 @@ def test_a_verbose_prompt_moves_the_raw_score_more_than_the_length_controlled_on
     assert payload["comparison"]["pairs"] == json.loads(together.stdout)["compare"]
     assert 'id="comparison"' in report.render_html(payload)
     # the card: the length-controlled line beside the raw average
-    card = _publish("--data-dir", str(d), "--judge-model", "gpt-4o", "--model-id",
+    card = publish_offline("--data-dir", str(d), "--judge-model", "gpt-4o", "--model-id",
                 "strong-detailed", "--dry-run")
     assert card.returncode == 0, card.stderr
     lc = m["strong-detailed"]["length_controlled"]

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -57,6 +57,24 @@ def run_in_process(*args: str | os.PathLike[str], env: Mapping[str, str] | None 
     return CliResult(code, out.getvalue(), err.getvalue())
 
 
+def key_only_env(key: str) -> dict[str, str]:
+    """This process's environment with `key` as the only OpenAI credential (no OPENAI_* or
+    AZURE_OPENAI* of the developer's leaks into a test)."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI"))},
+            "OPENAI_API_KEY": key}
+
+
+def exit_code_only(run: Callable[..., CliResult], env: Mapping[str, str]) -> Callable[[list[str]], int]:
+    """`mt-bench ARGV` through `run` (the `mt_bench` fixture) in `env`: its exit code, its output
+    passed on to sys.stdout / sys.stderr (for capsys)."""
+    def call(argv: list[str]) -> int:
+        result = run(*argv, env=env)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        return result.returncode
+    return call
+
+
 def mt_bench_subprocess(*args: str | os.PathLike[str], env: Mapping[str, str] | None = None,
                         cwd: str | os.PathLike[str] | None = None, timeout: float = 300,
                         entry_point: bool = False) -> CliResult:
@@ -67,6 +85,13 @@ def mt_bench_subprocess(*args: str | os.PathLike[str], env: Mapping[str, str] | 
     p = subprocess.run([*exe, *map(str, args)], capture_output=True, text=True, timeout=timeout,
                        env=None if env is None else dict(env), cwd=cwd, check=False)
     return CliResult(p.returncode, p.stdout, p.stderr)
+
+
+def publish_offline(*args: str | os.PathLike[str]) -> CliResult:
+    """`mt-bench publish ARGS` with the Hub offline and no token, in a subprocess: the Hub client
+    reads HF_* at import time."""
+    return mt_bench_subprocess("publish", *args, env={**os.environ, "OPENAI_API_KEY": "sk-test",
+                                                      "HF_HUB_OFFLINE": "1", "HF_TOKEN": ""})
 
 
 def _exit_code(code: object, err: io.StringIO | None = None) -> int:
