@@ -69,7 +69,7 @@ def run_all(gen: GenerationConfig, judge: JudgeRun, *, workspace: Workspace | No
     if client is None and not judge.dry_run:
         client = make_client(spec, base_url=judge.base_url, local_engine=backend,
                              local_options=gen.engine_options, timeout=judge.request_timeout)
-    judged = run_judging(judge, client=client, bench=workspace.bench, on_plan=on_plan)
+    judged = run_judging(judge, client=client, workspace=workspace, on_plan=on_plan)
     if judge.dry_run or judged.batch_pending:  # --batch --no-wait: a later run shows
         return RunSummary(generated, judged, None)
     single = judge.mode == "single"

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from mt_bench_task.cli import official as cli_official  # calibrate and --leaderboard: MT-bench's official data
 from mt_bench_task.cli import stats as cli_stats  # show --compare
 from mt_bench_task.cli.options import (
-    bench,
     data_dir,
     generation_config,
     judge_engine_options,
@@ -74,7 +73,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     client = None if run.dry_run else make_client(
         run.judge, base_url=run.base_url, local_engine=args.engine,
         local_options=judge_engine_options(args), timeout=run.request_timeout)
-    summary = run_judging(run, client, bench=bench(args), on_plan=_to_stderr)
+    summary = run_judging(run, client, workspace=workspace(args), on_plan=_to_stderr)
     if summary.sent or summary.batch_ids:
         for line in summary.end_lines():
             _to_stderr(line)

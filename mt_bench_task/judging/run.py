@@ -23,6 +23,7 @@ from mt_bench_task.core.ids import QuestionId, id_text
 from mt_bench_task.core.judge_spec import DEFAULT_BASELINE, DEFAULT_JUDGE, JudgeSpec, judge_spec
 from mt_bench_task.core.prompts import Mode, messages, user_prompts
 from mt_bench_task.core.types import Answer, Judgment, Question
+from mt_bench_task.core.workspace import Workspace, open_workspace
 from mt_bench_task.core.writer_lock import one_writer
 from mt_bench_task.judging.cost import plan_line
 from mt_bench_task.judging.execute import SendOptions, execute, run_price
@@ -115,18 +116,19 @@ def describe_plan(run: JudgeRun, job: JudgingJob, plan: JudgingPlan) -> str:
 
 # ---- the front doors ----
 def run_judging(run: JudgeRun, client: ChatClient | None = None, *,
-                bench: Bench | None = None,
+                workspace: Workspace | None = None,
                 on_plan: Callable[[str], None] | None = None) -> JudgeSummary:
     """`mt-bench judge`: plan, send what is missing through `client`, append each record as it
-    completes, then tidy the file. `bench` defaults to `load_bench("mt_bench", run.data_dir,
-    run.judge_file)`; `on_plan` gets the plan's text (calls, token estimate) before anything is
-    sent. The client (`mt_bench_task.clients.make_client`) is needed only when there is
+    completes, then tidy the file. The bench: the workspace's (default: the data dir's, with
+    `run.judge_file`'s prompts: `open_workspace`); `on_plan` gets the plan's text (calls, token
+    estimate) before anything is sent. The client (`mt_bench_task.clients.make_client`) is needed only when there is
     something to send."""
     if run.send.batch and run.judge.local:  # before the plan: nothing printed, nothing loaded
         raise ParameterError(f"batch needs an OpenAI-compatible judge with a Batch API; "
                              f"{run.judge_model} is judged locally", "batch")
-    bench = bench or load_bench(data_dir=run.data_dir, judge_file=run.judge_file)
-    bench = with_references(bench, run.references)
+    if workspace is None:
+        workspace = open_workspace(data_dir=run.data_dir, judge_file=run.judge_file)
+    bench = with_references(workspace.bench, run.references)
     job = run.job(bench)
     if run.dry_run or job.output is None:
         return _judge_job(run, job, client, on_plan)

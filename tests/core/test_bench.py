@@ -22,6 +22,7 @@ from support.mock_hub import MockHub
 
 from mt_bench_task.cli import main as cli
 from mt_bench_task.core.chat import ChatClientBase
+from mt_bench_task.core.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGED = REPO / "mt_bench_task" / "data"
@@ -300,7 +301,7 @@ def test_vicuna_bench_pairwise_uses_single_turn_pair_prompts(tmp_path):
             return Completion("[[A]]")
 
     s = run_judging(JudgeRun(d, mode="pairwise-all", send=SendOptions(parallel=4)), client=Judge(),
-                    bench=load_bench("vicuna_bench", d))
+                    workspace=Workspace(load_bench("vicuna_bench", d), d))
     assert s.sent == 80 and _canon(seen) == _canon(want)
     rows = _jsonl(d / "model_judgment" / "gpt-4_pair.jsonl")
     assert {r["turn"] for r in rows} == {1}
@@ -329,7 +330,7 @@ def test_data_dir_judge_prompts_win_and_mark_the_judge_not_comparable(tmp_path, 
 
     bench = load_bench("fixed", d)
     assert bench.sources["judge_prompts"] == str(d / "judge_prompts.jsonl")
-    run_judging(JudgeRun(d), client=Judge(), bench=bench)
+    run_judging(JudgeRun(d), client=Judge(), workspace=Workspace(bench, d))
     assert len(seen) == 2 and "Your evaluation" in seen[1] and "You evaluation" not in "".join(seen)
     rows = _jsonl(d / "model_judgment" / "gpt-4_single.jsonl")
     assert [r.get("fastchat_prompts") for r in rows] == [False, False]
