@@ -72,7 +72,6 @@ async def aexecute(job: JudgingJob, client: ChatClient, options: SendOptions,
     if not plan.todo:
         return summary
     spec = job.spec
-    summary.price = run_price(options, spec)
     if options.batch:
         records = await _send_in_batch(job, plan, client, options, summary)
     else:
